@@ -1,0 +1,314 @@
+//! `MirrorApi` over the EC2 SDK. Describe calls page through every result.
+
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{
+    Filter, ResourceType, Tag, TagSpecification, TrafficDirection, TrafficMirrorPortRangeRequest,
+    TrafficMirrorRuleAction, TrafficMirrorSession, TrafficMirrorTarget,
+};
+use aws_sdk_ec2::Client;
+
+use super::errors::classify;
+use crate::mirroring::model::{Direction, EniId, PortRange, RuleSpec};
+use crate::ports::{
+    AwsError, AwsResult, Deleted, MirrorApi, MirrorSession, MirrorTarget, NewSession, SessionQuery,
+    Tags,
+};
+
+/// The largest page EC2 allows for the mirroring Describe calls.
+const PAGE_SIZE: i32 = 1000;
+
+pub struct Ec2Mirroring {
+    client: Client,
+}
+
+impl Ec2Mirroring {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    async fn targets_where(&self, name: &str, value: &str) -> AwsResult<Vec<MirrorTarget>> {
+        let mut pages = self
+            .client
+            .describe_traffic_mirror_targets()
+            .filters(filter(name, value))
+            .max_results(PAGE_SIZE)
+            .into_paginator()
+            .send();
+        let mut targets = Vec::new();
+        while let Some(page) = pages.next().await {
+            targets.extend(
+                page.map_err(classify)?
+                    .traffic_mirror_targets()
+                    .iter()
+                    .map(target_from),
+            );
+        }
+        Ok(targets)
+    }
+}
+
+fn filter(name: &str, value: &str) -> Filter {
+    Filter::builder().name(name).values(value).build()
+}
+
+fn tag_specification(resource: ResourceType, tags: &Tags) -> TagSpecification {
+    let tags = tags
+        .iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect();
+    TagSpecification::builder()
+        .resource_type(resource)
+        .set_tags(Some(tags))
+        .build()
+}
+
+fn tags_from(tags: &[Tag]) -> Tags {
+    tags.iter()
+        .map(|t| {
+            (
+                t.key().unwrap_or_default().to_owned(),
+                t.value().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn target_from(target: &TrafficMirrorTarget) -> MirrorTarget {
+    MirrorTarget {
+        id: target
+            .traffic_mirror_target_id()
+            .unwrap_or_default()
+            .to_owned(),
+        network_interface_id: target.network_interface_id().map(str::to_owned),
+        tags: tags_from(target.tags()),
+    }
+}
+
+fn session_from(session: &TrafficMirrorSession) -> MirrorSession {
+    MirrorSession {
+        id: session
+            .traffic_mirror_session_id()
+            .unwrap_or_default()
+            .to_owned(),
+        source_eni: session
+            .network_interface_id()
+            .unwrap_or_default()
+            .to_owned(),
+        target_id: session
+            .traffic_mirror_target_id()
+            .unwrap_or_default()
+            .to_owned(),
+        filter_id: session
+            .traffic_mirror_filter_id()
+            .unwrap_or_default()
+            .to_owned(),
+        session_number: session
+            .session_number()
+            .and_then(|n| u16::try_from(n).ok())
+            .unwrap_or_default(),
+        virtual_network_id: session.virtual_network_id(),
+        tags: tags_from(session.tags()),
+    }
+}
+
+fn port_range(range: Option<PortRange>) -> Option<TrafficMirrorPortRangeRequest> {
+    range.map(|r| {
+        TrafficMirrorPortRangeRequest::builder()
+            .from_port(i32::from(r.from))
+            .to_port(i32::from(r.to))
+            .build()
+    })
+}
+
+fn missing(what: &str) -> AwsError {
+    AwsError::new(
+        crate::ports::ErrorKind::Transient,
+        "IncompleteResponse",
+        format!("EC2 answered without {what}"),
+    )
+}
+
+/// Deletes treat "not found" as done: removing what is gone is a success.
+fn deleted<T>(outcome: Result<T, AwsError>) -> AwsResult<Deleted> {
+    match outcome {
+        Ok(_) => Ok(Deleted::Now),
+        Err(err) if err.is_not_found() => Ok(Deleted::AlreadyGone),
+        Err(err) => Err(err),
+    }
+}
+
+#[async_trait]
+impl MirrorApi for Ec2Mirroring {
+    async fn targets_for_eni(&self, eni: &EniId) -> AwsResult<Vec<MirrorTarget>> {
+        self.targets_where("network-interface-id", eni.as_str())
+            .await
+    }
+
+    async fn target(&self, id: &str) -> AwsResult<Option<MirrorTarget>> {
+        // A filter, unlike TrafficMirrorTargetIds, answers "none" instead of an error.
+        Ok(self
+            .targets_where("traffic-mirror-target-id", id)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn sessions(&self, query: &SessionQuery) -> AwsResult<Vec<MirrorSession>> {
+        let filter = match query {
+            SessionQuery::Id(id) => filter("traffic-mirror-session-id", id),
+            SessionQuery::SourceEni(eni) => filter("network-interface-id", eni.as_str()),
+            SessionQuery::Target(id) => filter("traffic-mirror-target-id", id),
+            SessionQuery::Tag(key, value) => filter(&format!("tag:{key}"), value),
+        };
+        let mut pages = self
+            .client
+            .describe_traffic_mirror_sessions()
+            .filters(filter)
+            .max_results(PAGE_SIZE)
+            .into_paginator()
+            .send();
+        let mut sessions = Vec::new();
+        while let Some(page) = pages.next().await {
+            sessions.extend(
+                page.map_err(classify)?
+                    .traffic_mirror_sessions()
+                    .iter()
+                    .map(session_from),
+            );
+        }
+        Ok(sessions)
+    }
+
+    async fn create_target(&self, eni: &EniId, tags: &Tags, token: &str) -> AwsResult<String> {
+        let output = self
+            .client
+            .create_traffic_mirror_target()
+            .network_interface_id(eni.as_str())
+            .description(format!("traffic-mirroring target for {eni}"))
+            .tag_specifications(tag_specification(ResourceType::TrafficMirrorTarget, tags))
+            .client_token(token)
+            .send()
+            .await
+            .map_err(classify)?;
+        output
+            .traffic_mirror_target()
+            .and_then(|t| t.traffic_mirror_target_id())
+            .map(str::to_owned)
+            .ok_or_else(|| missing("a target id"))
+    }
+
+    async fn create_filter(
+        &self,
+        description: &str,
+        tags: &Tags,
+        token: &str,
+    ) -> AwsResult<String> {
+        let output = self
+            .client
+            .create_traffic_mirror_filter()
+            .description(description)
+            .tag_specifications(tag_specification(ResourceType::TrafficMirrorFilter, tags))
+            .client_token(token)
+            .send()
+            .await
+            .map_err(classify)?;
+        output
+            .traffic_mirror_filter()
+            .and_then(|f| f.traffic_mirror_filter_id())
+            .map(str::to_owned)
+            .ok_or_else(|| missing("a filter id"))
+    }
+
+    async fn create_filter_rule(
+        &self,
+        filter_id: &str,
+        rule: &RuleSpec,
+        token: &str,
+    ) -> AwsResult<String> {
+        let direction = match rule.direction {
+            Direction::Ingress => TrafficDirection::Ingress,
+            Direction::Egress => TrafficDirection::Egress,
+        };
+        let output = self
+            .client
+            .create_traffic_mirror_filter_rule()
+            .traffic_mirror_filter_id(filter_id)
+            .traffic_direction(direction)
+            .rule_number(rule.rule_number)
+            .rule_action(TrafficMirrorRuleAction::Accept)
+            .set_protocol(rule.protocol.number())
+            .set_source_port_range(port_range(rule.source_ports))
+            .set_destination_port_range(port_range(rule.destination_ports))
+            .source_cidr_block(&rule.source_cidr)
+            .destination_cidr_block(&rule.destination_cidr)
+            .client_token(token)
+            .send()
+            .await
+            .map_err(classify)?;
+        output
+            .traffic_mirror_filter_rule()
+            .and_then(|r| r.traffic_mirror_filter_rule_id())
+            .map(str::to_owned)
+            .ok_or_else(|| missing("a filter rule id"))
+    }
+
+    async fn create_session(
+        &self,
+        session: &NewSession,
+        tags: &Tags,
+        token: &str,
+    ) -> AwsResult<MirrorSession> {
+        let output = self
+            .client
+            .create_traffic_mirror_session()
+            .network_interface_id(session.source_eni.as_str())
+            .traffic_mirror_target_id(&session.target_id)
+            .traffic_mirror_filter_id(&session.filter_id)
+            .session_number(i32::from(session.session_number))
+            .set_packet_length(session.packet_length)
+            .set_virtual_network_id(session.virtual_network_id)
+            .set_description(session.description.clone())
+            .tag_specifications(tag_specification(ResourceType::TrafficMirrorSession, tags))
+            .client_token(token)
+            .send()
+            .await
+            .map_err(classify)?;
+        output
+            .traffic_mirror_session()
+            .map(session_from)
+            .ok_or_else(|| missing("a session"))
+    }
+
+    async fn delete_session(&self, id: &str) -> AwsResult<Deleted> {
+        deleted(
+            self.client
+                .delete_traffic_mirror_session()
+                .traffic_mirror_session_id(id)
+                .send()
+                .await
+                .map_err(classify),
+        )
+    }
+
+    async fn delete_filter(&self, id: &str) -> AwsResult<Deleted> {
+        deleted(
+            self.client
+                .delete_traffic_mirror_filter()
+                .traffic_mirror_filter_id(id)
+                .send()
+                .await
+                .map_err(classify),
+        )
+    }
+
+    async fn delete_target(&self, id: &str) -> AwsResult<Deleted> {
+        deleted(
+            self.client
+                .delete_traffic_mirror_target()
+                .traffic_mirror_target_id(id)
+                .send()
+                .await
+                .map_err(classify),
+        )
+    }
+}

@@ -1,0 +1,105 @@
+//! The one table that classifies AWS errors, by code, for every adapter.
+
+use aws_sdk_ec2::config::http::HttpResponse;
+use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+use crate::ports::{AwsError, ErrorKind};
+
+/// Codes that mean "try again later", whatever the service.
+const TRANSIENT: &[&str] = &[
+    "RequestLimitExceeded",
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "LimitExceededException",
+    "TransactionConflictException",
+    "InternalError",
+    "InternalFailure",
+    "InternalServerError",
+    "InternalServerException",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "Unavailable",
+];
+
+const IN_USE: &[&str] = &[
+    "TrafficMirrorTargetInUseException",
+    "TrafficMirrorFilterInUse",
+    "DependencyViolation",
+];
+
+pub fn kind_of(code: &str, http_status: u16) -> ErrorKind {
+    if TRANSIENT.contains(&code) || http_status >= 500 {
+        ErrorKind::Transient
+    } else if code.ends_with(".NotFound") || code == "ResourceNotFoundException" {
+        ErrorKind::NotFound
+    } else if code == "ConditionalCheckFailedException" {
+        ErrorKind::ConditionFailed
+    } else if IN_USE.contains(&code) {
+        ErrorKind::InUse
+    } else if code.starts_with("TrafficMirror") && code.ends_with("LimitExceeded") {
+        ErrorKind::Quota
+    } else {
+        ErrorKind::Rejected
+    }
+}
+
+/// Turns any SDK error into our `AwsError`, keeping AWS's code and message.
+pub fn classify<E>(err: SdkError<E, HttpResponse>) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match &err {
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or("Unknown").to_owned();
+            let status = service.raw().status().as_u16();
+            let message = service
+                .err()
+                .message()
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("HTTP {status}"));
+            AwsError::new(kind_of(&code, status), code, message)
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            AwsError::new(
+                ErrorKind::Transient,
+                "NetworkError",
+                DisplayErrorContext(&err).to_string(),
+            )
+        }
+        _ => AwsError::new(
+            ErrorKind::Rejected,
+            "RequestNotSent",
+            DisplayErrorContext(&err).to_string(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_map_to_kinds() {
+        assert_eq!(kind_of("RequestLimitExceeded", 503), ErrorKind::Transient);
+        assert_eq!(kind_of("Anything", 500), ErrorKind::Transient);
+        assert_eq!(
+            kind_of("InvalidTrafficMirrorSessionId.NotFound", 400),
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            kind_of("TrafficMirrorSessionsPerInterfaceLimitExceeded", 400),
+            ErrorKind::Quota
+        );
+        assert_eq!(kind_of("TrafficMirrorFilterInUse", 400), ErrorKind::InUse);
+        assert_eq!(
+            kind_of("ConditionalCheckFailedException", 400),
+            ErrorKind::ConditionFailed
+        );
+        assert_eq!(kind_of("InvalidParameterValue", 400), ErrorKind::Rejected);
+    }
+}

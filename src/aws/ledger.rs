@@ -1,0 +1,365 @@
+//! `Ledger` over DynamoDB. One item per action, keyed `pk = "action#<actionId>"`;
+//! four sparse global secondary indexes answer the other lookups in one query
+//! each. The table itself is defined once, in `infra/template.yaml`.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::Client;
+
+use super::errors::classify;
+use crate::contract::ActionResult;
+use crate::ports::{
+    ActionKind, Claim, ErrorKind, Ledger, LedgerError, LedgerQuery, LedgerRecord, RecordStatus,
+};
+
+pub const PARTITION_KEY: &str = "pk";
+pub const INDEX_BY_SESSION: (&str, &str) = ("bySessionId", "sessionId");
+pub const INDEX_BY_TARGET_ENI: (&str, &str) = ("byTargetEni", "targetEni");
+pub const INDEX_BY_SOURCE_ENI: (&str, &str) = ("bySourceEni", "sourceEni");
+pub const INDEX_BY_RESERVATION: (&str, &str) = ("byReservationId", "reservationId");
+/// Every (index name, partition key attribute) the code queries.
+pub const INDEXES: [(&str, &str); 4] = [
+    INDEX_BY_SESSION,
+    INDEX_BY_TARGET_ENI,
+    INDEX_BY_SOURCE_ENI,
+    INDEX_BY_RESERVATION,
+];
+
+type Item = HashMap<String, AttributeValue>;
+
+pub struct DynamoLedger {
+    client: Client,
+    table: String,
+}
+
+impl DynamoLedger {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+fn key_of(action_id: &str) -> AttributeValue {
+    AttributeValue::S(format!("action#{action_id}"))
+}
+
+fn s(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_owned())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn iso(seconds: u64) -> AttributeValue {
+    let time = aws_smithy_types::DateTime::from_secs(i64::try_from(seconds).unwrap_or(i64::MAX));
+    s(&time
+        .fmt(aws_smithy_types::date_time::Format::DateTime)
+        .unwrap_or_default())
+}
+
+fn kind_name(kind: ActionKind) -> &'static str {
+    match kind {
+        ActionKind::Create => "create",
+        ActionKind::Remove => "remove",
+    }
+}
+
+/// The whole record as an item. Absent optional fields are left out, which
+/// also keeps the indexes sparse: only creates carry ENIs and session ids.
+fn to_item(record: &LedgerRecord) -> Item {
+    let mut item = Item::new();
+    item.insert(PARTITION_KEY.into(), key_of(&record.action_id));
+    item.insert("actionId".into(), s(&record.action_id));
+    if let Some(kind) = record.kind {
+        item.insert("kind".into(), s(kind_name(kind)));
+    }
+    if let Some(status) = record.status {
+        item.insert("status".into(), s(status.as_str()));
+    }
+    item.insert("attempt".into(), n(record.attempt));
+    let optional = [
+        ("sourceEni", &record.source_eni),
+        ("targetEni", &record.target_eni),
+        ("targetId", &record.target_id),
+        ("filterId", &record.filter_id),
+        ("sessionId", &record.session_id),
+        ("reservationId", &record.reservation_id),
+    ];
+    for (name, value) in optional {
+        if let Some(value) = value {
+            item.insert(name.into(), s(value));
+        }
+    }
+    item.insert(
+        "targetCreated".into(),
+        AttributeValue::Bool(record.target_created),
+    );
+    item.insert(
+        "ruleIds".into(),
+        AttributeValue::L(record.rule_ids.iter().map(|id| s(id)).collect()),
+    );
+    if let Some(number) = record.session_number {
+        item.insert("sessionNumber".into(), n(number));
+    }
+    if let Some(vni) = record.virtual_network_id {
+        item.insert("virtualNetworkId".into(), n(vni));
+    }
+    if let Some(result) = &record.result {
+        item.insert(
+            "result".into(),
+            s(&serde_json::to_string(result).unwrap_or_default()),
+        );
+    }
+    item.insert("createdAt".into(), n(record.created_at));
+    item.insert("updatedAt".into(), n(record.updated_at));
+    item.insert("createdAtIso".into(), iso(record.created_at));
+    item.insert("updatedAtIso".into(), iso(record.updated_at));
+    item
+}
+
+fn from_item(item: &Item) -> Result<LedgerRecord, LedgerError> {
+    let action_id = text(item, "actionId").unwrap_or_default();
+    let corrupt = |what: &str| LedgerError::Corrupt(action_id.clone(), what.to_owned());
+    let number = |name: &str| -> Result<Option<i64>, LedgerError> {
+        match item.get(name) {
+            None => Ok(None),
+            Some(AttributeValue::N(v)) => v.parse().map(Some).map_err(|_| corrupt(name)),
+            Some(_) => Err(corrupt(name)),
+        }
+    };
+    let kind = match text(item, "kind").as_deref() {
+        Some("create") => Some(ActionKind::Create),
+        Some("remove") => Some(ActionKind::Remove),
+        None => None,
+        Some(_) => return Err(corrupt("kind")),
+    };
+    let status = match text(item, "status") {
+        Some(status) => Some(RecordStatus::parse(&status).ok_or_else(|| corrupt("status"))?),
+        None => None,
+    };
+    let result = match text(item, "result") {
+        Some(json) => {
+            Some(serde_json::from_str::<ActionResult>(&json).map_err(|_| corrupt("result"))?)
+        }
+        None => None,
+    };
+    let rule_ids = match item.get("ruleIds") {
+        Some(AttributeValue::L(ids)) => ids.iter().filter_map(|v| v.as_s().ok().cloned()).collect(),
+        _ => Vec::new(),
+    };
+    Ok(LedgerRecord {
+        kind,
+        status,
+        attempt: number("attempt")?
+            .and_then(|a| u32::try_from(a).ok())
+            .unwrap_or_default(),
+        source_eni: text(item, "sourceEni"),
+        target_eni: text(item, "targetEni"),
+        target_id: text(item, "targetId"),
+        target_created: matches!(item.get("targetCreated"), Some(AttributeValue::Bool(true))),
+        filter_id: text(item, "filterId"),
+        rule_ids,
+        session_id: text(item, "sessionId"),
+        session_number: number("sessionNumber")?.and_then(|v| u16::try_from(v).ok()),
+        virtual_network_id: number("virtualNetworkId")?.and_then(|v| i32::try_from(v).ok()),
+        reservation_id: text(item, "reservationId"),
+        result,
+        created_at: number("createdAt")?
+            .and_then(|v| u64::try_from(v).ok())
+            .unwrap_or_default(),
+        updated_at: number("updatedAt")?
+            .and_then(|v| u64::try_from(v).ok())
+            .unwrap_or_default(),
+        action_id,
+    })
+}
+
+fn text(item: &Item, name: &str) -> Option<String> {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned()
+}
+
+#[async_trait]
+impl Ledger for DynamoLedger {
+    async fn claim(&self, record: &LedgerRecord, lease_seconds: u64) -> Result<Claim, LedgerError> {
+        let now = record.updated_at;
+        let mut values = Item::new();
+        let mut sets = vec![
+            "#kind = :kind".to_owned(),
+            "#status = :pending".to_owned(),
+            "leaseUntil = :lease".to_owned(),
+            "updatedAt = :now".to_owned(),
+            "updatedAtIso = :nowIso".to_owned(),
+            "createdAt = if_not_exists(createdAt, :now)".to_owned(),
+            "createdAtIso = if_not_exists(createdAtIso, :nowIso)".to_owned(),
+            // A failed action keeps its attempt counter, so its retry gets new client tokens.
+            "attempt = if_not_exists(attempt, :zero)".to_owned(),
+            "actionId = :actionId".to_owned(),
+        ];
+        values.insert(
+            ":kind".into(),
+            s(record.kind.map(kind_name).unwrap_or("create")),
+        );
+        values.insert(":pending".into(), s(RecordStatus::Pending.as_str()));
+        values.insert(":failed".into(), s(RecordStatus::Failed.as_str()));
+        values.insert(":lease".into(), n(now + lease_seconds));
+        values.insert(":now".into(), n(now));
+        values.insert(":nowIso".into(), iso(now));
+        values.insert(":zero".into(), n(0));
+        values.insert(":actionId".into(), s(&record.action_id));
+        for (name, value) in [
+            ("sourceEni", &record.source_eni),
+            ("targetEni", &record.target_eni),
+            ("reservationId", &record.reservation_id),
+        ] {
+            if let Some(value) = value {
+                sets.push(format!("{name} = :{name}"));
+                values.insert(format!(":{name}"), s(value));
+            }
+        }
+        let outcome = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, key_of(&record.action_id))
+            .update_expression(format!("SET {}", sets.join(", ")))
+            // New, failed before, or pending past its lease (its process died).
+            .condition_expression(
+                "attribute_not_exists(pk) OR #status = :failed OR (#status = :pending AND leaseUntil < :now)",
+            )
+            .expression_attribute_names("#kind", "kind")
+            .expression_attribute_names("#status", "status")
+            .set_expression_attribute_values(Some(values))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(classify);
+        match outcome {
+            Ok(output) => {
+                let stored = output
+                    .attributes()
+                    .map(from_item)
+                    .transpose()?
+                    .unwrap_or_default();
+                Ok(Claim::Granted {
+                    attempt: stored.attempt,
+                })
+            }
+            Err(err) if err.kind == ErrorKind::ConditionFailed => {
+                let existing = self.get(&record.action_id).await?;
+                Ok(match existing {
+                    Some(LedgerRecord {
+                        status: Some(RecordStatus::Pending),
+                        ..
+                    })
+                    | None => Claim::InProgress,
+                    Some(LedgerRecord {
+                        result: Some(result),
+                        ..
+                    }) => Claim::Finished(Box::new(result)),
+                    Some(_) => Claim::InProgress,
+                })
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    async fn save(&self, record: &LedgerRecord) -> Result<(), LedgerError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(record)))
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn get(&self, action_id: &str) -> Result<Option<LedgerRecord>, LedgerError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, key_of(action_id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(classify)?;
+        output.item().map(from_item).transpose()
+    }
+
+    async fn find(&self, query: &LedgerQuery) -> Result<Vec<LedgerRecord>, LedgerError> {
+        let ((index, attribute), value) = match query {
+            LedgerQuery::Session(id) => (INDEX_BY_SESSION, id),
+            LedgerQuery::TargetEni(eni) => (INDEX_BY_TARGET_ENI, eni),
+            LedgerQuery::SourceEni(eni) => (INDEX_BY_SOURCE_ENI, eni),
+            LedgerQuery::Reservation(id) => (INDEX_BY_RESERVATION, id),
+        };
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(index)
+            .key_condition_expression("#key = :value")
+            .expression_attribute_names("#key", attribute)
+            .expression_attribute_values(":value", s(value))
+            .into_paginator()
+            .send();
+        let mut records = Vec::new();
+        while let Some(page) = pages.next().await {
+            for item in page.map_err(classify)?.items() {
+                records.push(from_item(item)?);
+            }
+        }
+        Ok(records)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_survives_the_round_trip_through_an_item() {
+        let record = LedgerRecord {
+            action_id: "a1".into(),
+            kind: Some(ActionKind::Create),
+            status: Some(RecordStatus::Active),
+            attempt: 2,
+            source_eni: Some("eni-0000000a".into()),
+            target_eni: Some("eni-0000000b".into()),
+            target_id: Some("tmt-1".into()),
+            target_created: true,
+            filter_id: Some("tmf-1".into()),
+            rule_ids: vec!["tmfr-1".into(), "tmfr-2".into()],
+            session_id: Some("tms-1".into()),
+            session_number: Some(3),
+            virtual_network_id: Some(77),
+            reservation_id: Some("r".into()),
+            result: Some(ActionResult {
+                action_id: "a1".into(),
+                success: true,
+                ..ActionResult::default()
+            }),
+            created_at: 1_700_000_000,
+            updated_at: 1_700_000_001,
+        };
+        assert_eq!(from_item(&to_item(&record)).expect("readable"), record);
+    }
+
+    #[test]
+    fn an_unknown_status_is_reported_not_guessed() {
+        let mut item = to_item(&LedgerRecord {
+            action_id: "x".into(),
+            ..LedgerRecord::default()
+        });
+        item.insert("status".into(), s("exploded"));
+        assert!(
+            matches!(from_item(&item), Err(LedgerError::Corrupt(id, field)) if id == "x" && field == "status")
+        );
+    }
+}

@@ -1,0 +1,270 @@
+//! The wire contract existing callers speak: the CloudShell `driverRequest` and
+//! `driverResponse` JSON (contract §1–2).
+//!
+//! Parsing is deliberately two-staged. This module only splits a payload into
+//! actions (id, type, raw JSON); `mirroring::validate` turns each one into a
+//! typed request. That way one malformed action gets its own error result and
+//! never takes the other actions of the request down with it.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+pub const CREATE: &str = "CreateTrafficMirroring";
+pub const REMOVE: &str = "RemoveTrafficMirroring";
+
+/// One action of a `driverRequest`, split off but not yet validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawAction {
+    pub action_id: String,
+    pub action_type: String,
+    /// The whole action object, so validation can read both top-level fields
+    /// (remove) and `actionParams` (create).
+    pub body: Map<String, Value>,
+    /// A `reservationId` given once for the whole request applies to every action.
+    pub request_reservation_id: Option<String>,
+}
+
+/// A payload that is not a `driverRequest` at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct MalformedRequest(pub String);
+
+/// Splits a `driverRequest` payload into its actions.
+///
+/// Accepts the request as a JSON object or, as CloudShell's `ExecuteCommand`
+/// passes it, as a JSON string holding that object.
+pub fn split_request(payload: &Value) -> Result<Vec<RawAction>, MalformedRequest> {
+    let decoded;
+    let payload = match payload {
+        Value::String(text) => {
+            decoded = serde_json::from_str::<Value>(text).map_err(|e| {
+                MalformedRequest(format!("the payload is a string but not JSON: {e}"))
+            })?;
+            &decoded
+        }
+        other => other,
+    };
+    let request = payload
+        .get("driverRequest")
+        .ok_or_else(|| MalformedRequest(describe_missing_request(payload)))?;
+    let request = request.as_object().ok_or_else(|| {
+        MalformedRequest(format!(
+            "driverRequest must be an object, got {}",
+            json_kind(request)
+        ))
+    })?;
+    let actions = match request.get("actions") {
+        Some(Value::Array(actions)) => actions,
+        Some(other) => {
+            return Err(MalformedRequest(format!(
+                "driverRequest.actions must be a list, got {}",
+                json_kind(other)
+            )))
+        }
+        None => {
+            return Err(MalformedRequest(
+                "driverRequest.actions is missing: nothing to do".into(),
+            ))
+        }
+    };
+    let request_reservation_id = request
+        .get("reservationId")
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+        .map(str::to_owned);
+    Ok(actions
+        .iter()
+        .enumerate()
+        .map(|(index, action)| split_action(index, action, request_reservation_id.clone()))
+        .collect())
+}
+
+fn split_action(index: usize, action: &Value, reservation: Option<String>) -> RawAction {
+    let body = action.as_object().cloned().unwrap_or_default();
+    let text = |key: &str| body.get(key).and_then(Value::as_str).unwrap_or_default();
+    let mut action_id = text("actionId").to_owned();
+    if action_id.is_empty() && !action.is_object() {
+        // Keep the result traceable to its position when there is no id to echo.
+        action_id = format!("#{index}");
+    }
+    RawAction {
+        action_type: text("type").to_owned(),
+        action_id,
+        body,
+        request_reservation_id: reservation,
+    }
+}
+
+fn describe_missing_request(payload: &Value) -> String {
+    match payload {
+        Value::Object(map) if map.is_empty() => {
+            "the payload is an empty object; expected {\"driverRequest\": {\"actions\": [...]}}"
+                .into()
+        }
+        Value::Object(map) => {
+            let mut keys: Vec<&str> = map.keys().map(String::as_str).take(5).collect();
+            keys.sort_unstable();
+            format!(
+                "the payload has no driverRequest (its keys: {}); expected {{\"driverRequest\": {{\"actions\": [...]}}}}",
+                keys.join(", ")
+            )
+        }
+        other => format!(
+            "the payload is {}; expected {{\"driverRequest\": {{\"actions\": [...]}}}}",
+            json_kind(other)
+        ),
+    }
+}
+
+pub fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The answer callers parse: `{"driverResponse": {"actionResults": [...]}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DriverResponse {
+    pub driver_response: ResponseBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ResponseBody {
+    pub action_results: Vec<ActionResult>,
+    /// Set only when the request itself could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+}
+
+impl DriverResponse {
+    pub fn new(action_results: Vec<ActionResult>) -> Self {
+        Self {
+            driver_response: ResponseBody {
+                action_results,
+                error_message: None,
+            },
+        }
+    }
+
+    pub fn malformed(error: &MalformedRequest) -> Self {
+        Self {
+            driver_response: ResponseBody {
+                action_results: Vec::new(),
+                error_message: Some(format!("invalid driverRequest: {}", error.0)),
+            },
+        }
+    }
+}
+
+/// The result of one action. The first six fields are what existing callers
+/// read; the rest are additions they ignore.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionResult {
+    pub action_id: String,
+    #[serde(rename = "type")]
+    pub action_type: String,
+    pub success: bool,
+    pub info_message: String,
+    pub error_message: String,
+    pub session_id: String,
+    /// AWS error code, or one of ours (`ValidationError`, `InProgress`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    /// Whether retrying the same action later may succeed (throttling, 5xx, a race).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retryable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_mirror_target_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_mirror_filter_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_number: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub virtual_network_id: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reservation_id: Option<String>,
+    /// Sessions a remove took down (or found already gone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed_session_ids: Vec<String>,
+}
+
+impl ActionResult {
+    pub fn failure(
+        action_id: &str,
+        action_type: &str,
+        code: &str,
+        message: String,
+        retryable: bool,
+    ) -> Self {
+        Self {
+            action_id: action_id.to_owned(),
+            action_type: action_type.to_owned(),
+            success: false,
+            error_message: message,
+            error_code: Some(code.to_owned()),
+            retryable,
+            ..Self::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn splits_actions_in_order_keeping_ids_and_types() {
+        let payload = json!({"driverRequest": {"actions": [
+            {"actionId": "a", "type": CREATE, "actionParams": {}},
+            {"actionId": "b", "type": REMOVE, "sessionId": "tms-1"}
+        ]}});
+        let actions = split_request(&payload).expect("valid request");
+        let ids: Vec<_> = actions.iter().map(|a| a.action_id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(actions[1].action_type, REMOVE);
+    }
+
+    #[test]
+    fn accepts_the_request_as_a_json_string() {
+        let payload = Value::String(
+            r#"{"driverRequest": {"actions": [{"actionId": "x", "type": "RemoveTrafficMirroring"}]}}"#
+                .into(),
+        );
+        assert_eq!(split_request(&payload).expect("valid")[0].action_id, "x");
+    }
+
+    #[test]
+    fn names_what_was_received_when_it_is_not_a_request() {
+        let err = split_request(&json!({"hello": 1})).expect_err("not a request");
+        assert!(err.0.contains("hello"), "{}", err.0);
+        let err = split_request(&json!([1, 2])).expect_err("not a request");
+        assert!(err.0.contains("a list"), "{}", err.0);
+        let err = split_request(&json!({"driverRequest": {"actions": 3}})).expect_err("bad");
+        assert!(err.0.contains("actions must be a list"), "{}", err.0);
+    }
+
+    #[test]
+    fn a_non_object_action_still_gets_a_traceable_id() {
+        let actions = split_request(&json!({"driverRequest": {"actions": [7]}})).expect("split");
+        assert_eq!(actions[0].action_id, "#0");
+    }
+
+    #[test]
+    fn malformed_response_keeps_the_driver_response_shape() {
+        let response = DriverResponse::malformed(&MalformedRequest("x".into()));
+        let json = serde_json::to_value(response).expect("serializes");
+        assert_eq!(json["driverResponse"]["actionResults"], json!([]));
+        assert!(json["driverResponse"]["errorMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains("invalid driverRequest")));
+    }
+}

@@ -1,0 +1,12 @@
+//! An AWS Lambda that sets up and tears down VPC Traffic Mirroring on request.
+//!
+//! `contract` is the wire format callers speak, `mirroring` the logic,
+//! `ports` the traits it needs, `aws` the only code that talks to AWS, and
+//! `handler` ties one request to all of them.
+
+pub mod aws;
+pub mod config;
+pub mod contract;
+pub mod handler;
+pub mod mirroring;
+pub mod ports;

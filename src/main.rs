@@ -1,0 +1,28 @@
+//! The Lambda entry point: read the configuration, build the AWS clients once,
+//! and serve direct invokes of a `driverRequest`.
+
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::Value;
+use traffic_mirroring::{aws, config::Config};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_current_span(false)
+        .without_time()
+        .init();
+    let config = Config::from_env()?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let app = aws::build_app(&sdk, &config);
+    let app = &app;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        tracing::info!(request_id = %event.context.request_id, "invocation");
+        let response = app.handle(&event.payload).await;
+        serde_json::to_value(response).map_err(Error::from)
+    }))
+    .await
+}

@@ -1,0 +1,394 @@
+//! RemoveTrafficMirroring: find the sessions a remove names (by session id,
+//! target ENI, reservation, or their union), delete each session and then its
+//! filter, then our targets that no session uses any more. Only what carries
+//! our ownership tag or sits in our ledger is touched; what is already gone
+//! counts as removed.
+
+use std::collections::BTreeMap;
+
+use futures::future::join_all;
+use tracing::{info, warn};
+
+use super::create::{action_in_progress, TargetFate};
+use super::model::RemoveRequest;
+use super::{aws_failure, is_ours, ledger_failure, now_seconds, Mirroring, TAG_RESERVATION_ID};
+use crate::contract::{ActionResult, REMOVE};
+use crate::ports::{
+    ActionKind, AwsError, Claim, Deleted, LedgerQuery, LedgerRecord, MirrorSession, RecordStatus,
+    SessionQuery,
+};
+
+/// What a remove found to act on.
+#[derive(Debug, Default)]
+struct Found {
+    /// Keyed by session id (or action id when a failed create left no session),
+    /// so the union of several selectors names each session once.
+    records: BTreeMap<String, LedgerRecord>,
+    /// Sessions named by id that no longer exist.
+    already_gone: Vec<String>,
+    /// Sessions on the named target or reservation that we did not create.
+    not_ours: Vec<String>,
+}
+
+#[derive(Debug)]
+struct Outcome {
+    removed: Vec<String>,
+    already_gone: Vec<String>,
+    filters_deleted: usize,
+    targets_deleted: Vec<String>,
+    /// Our unused targets we could not delete; the remove still succeeds for
+    /// its sessions, and says so.
+    leftover_targets: Vec<String>,
+    errors: Vec<String>,
+    first_error: Option<AwsError>,
+}
+
+impl Mirroring {
+    pub async fn remove(&self, request: &RemoveRequest) -> ActionResult {
+        let now = now_seconds();
+        let mut record = LedgerRecord {
+            action_id: request.action_id.clone(),
+            kind: Some(ActionKind::Remove),
+            status: Some(RecordStatus::Pending),
+            reservation_id: request.reservation_id.clone(),
+            target_eni: request.target_eni.as_ref().map(ToString::to_string),
+            created_at: now,
+            updated_at: now,
+            ..LedgerRecord::default()
+        };
+        match self.ledger.claim(&record, self.lease_seconds).await {
+            Ok(Claim::Granted { attempt }) => record.attempt = attempt,
+            Ok(Claim::Finished(result)) => return *result,
+            Ok(Claim::InProgress) => return action_in_progress(&request.action_id, REMOVE),
+            Err(err) => return ledger_failure(&request.action_id, REMOVE, &err),
+        }
+        let result = match self.find_for_removal(request).await {
+            Ok(found)
+                if found
+                    .not_ours
+                    .iter()
+                    .any(|id| Some(id) == request.session_id.as_ref()) =>
+            {
+                not_ours_failure(request)
+            }
+            Ok(found) => {
+                let outcome = self.tear_down(found.records.into_values().collect()).await;
+                removal_result(request, outcome, found.already_gone, &found.not_ours)
+            }
+            Err(failure) => failure,
+        };
+        record.status = Some(if result.success {
+            RecordStatus::Done
+        } else {
+            RecordStatus::Failed
+        });
+        record.attempt += u32::from(!result.success);
+        record.result = Some(result.clone());
+        record.updated_at = now_seconds();
+        if let Err(err) = self.ledger.save(&record).await {
+            warn!(action_id = %request.action_id, error = %err, "could not record the remove");
+        }
+        result
+    }
+
+    async fn find_for_removal(&self, request: &RemoveRequest) -> Result<Found, ActionResult> {
+        let fail =
+            |context: &str, err: &AwsError| aws_failure(&request.action_id, REMOVE, context, err);
+        let ledger_fail = |err| ledger_failure(&request.action_id, REMOVE, &err);
+        let mut found = Found::default();
+        if let Some(session_id) = &request.session_id {
+            let records = self
+                .ledger
+                .find(&LedgerQuery::Session(session_id.clone()))
+                .await
+                .map_err(ledger_fail)?;
+            let live: Vec<_> = records.iter().filter(|r| removable(r)).cloned().collect();
+            if !live.is_empty() {
+                found.add_records(live);
+            } else if !records.is_empty() {
+                found.already_gone.push(session_id.clone());
+            } else {
+                let sessions = self
+                    .ec2
+                    .sessions(&SessionQuery::Id(session_id.clone()))
+                    .await
+                    .map_err(|e| fail(&format!("looking up session {session_id}"), &e))?;
+                if sessions.is_empty() {
+                    found.already_gone.push(session_id.clone());
+                }
+                found.add_sessions(sessions);
+            }
+        }
+        if let Some(eni) = &request.target_eni {
+            let records = self
+                .ledger
+                .find(&LedgerQuery::TargetEni(eni.to_string()))
+                .await
+                .map_err(ledger_fail)?;
+            found.add_records(records.into_iter().filter(removable).collect());
+            let targets = self
+                .ec2
+                .targets_for_eni(eni)
+                .await
+                .map_err(|e| fail(&format!("looking up the mirror targets of {eni}"), &e))?;
+            for target in targets {
+                let sessions = self
+                    .ec2
+                    .sessions(&SessionQuery::Target(target.id.clone()))
+                    .await
+                    .map_err(|e| {
+                        fail(&format!("listing the sessions of target {}", target.id), &e)
+                    })?;
+                found.add_sessions(sessions);
+            }
+        }
+        if let Some(reservation) = &request.reservation_id {
+            let records = self
+                .ledger
+                .find(&LedgerQuery::Reservation(reservation.clone()))
+                .await
+                .map_err(ledger_fail)?;
+            found.add_records(records.into_iter().filter(removable).collect());
+            let tagged = self
+                .ec2
+                .sessions(&SessionQuery::Tag(
+                    TAG_RESERVATION_ID.to_owned(),
+                    reservation.clone(),
+                ))
+                .await
+                .map_err(|e| {
+                    fail(
+                        &format!("listing the sessions of reservation {reservation}"),
+                        &e,
+                    )
+                })?;
+            found.add_sessions(tagged);
+        }
+        Ok(found)
+    }
+
+    async fn tear_down(&self, records: Vec<LedgerRecord>) -> Outcome {
+        let mut outcome = Outcome {
+            removed: Vec::new(),
+            already_gone: Vec::new(),
+            filters_deleted: 0,
+            targets_deleted: Vec::new(),
+            leftover_targets: Vec::new(),
+            errors: Vec::new(),
+            first_error: None,
+        };
+        let mut targets = BTreeMap::new();
+        let results = join_all(records.iter().map(|r| self.remove_session(r))).await;
+        for (record, result) in records.iter().zip(results) {
+            match result {
+                Ok((session, filter_deleted)) => {
+                    match session {
+                        Some((id, Deleted::Now)) => outcome.removed.push(id),
+                        Some((id, Deleted::AlreadyGone)) => outcome.already_gone.push(id),
+                        None => {}
+                    }
+                    outcome.filters_deleted += usize::from(filter_deleted);
+                    if let Some(target_id) = &record.target_id {
+                        targets.insert(target_id.clone(), record.target_created);
+                    }
+                }
+                Err(err) => {
+                    outcome.errors.push(format!(
+                        "{}: {}",
+                        record.session_id.as_deref().unwrap_or(&record.action_id),
+                        err
+                    ));
+                    outcome.first_error = outcome.first_error.or(Some(err));
+                }
+            }
+        }
+        for (target_id, created_by_us) in targets {
+            if !self.target_is_ours(&target_id, created_by_us).await {
+                continue;
+            }
+            match self.delete_target_if_unused(&target_id).await {
+                TargetFate::Deleted => outcome.targets_deleted.push(target_id),
+                TargetFate::InUse => {}
+                TargetFate::Failed => outcome.leftover_targets.push(target_id),
+            }
+        }
+        outcome
+    }
+
+    /// Deletes a record's session, then its filter, then marks it removed.
+    /// Returns the session's fate and whether a filter was deleted now.
+    async fn remove_session(
+        &self,
+        record: &LedgerRecord,
+    ) -> Result<(Option<(String, Deleted)>, bool), AwsError> {
+        let session = match &record.session_id {
+            Some(id) => Some((id.clone(), self.ec2.delete_session(id).await?)),
+            None => None,
+        };
+        let filter_deleted = match &record.filter_id {
+            Some(id) => self.ec2.delete_filter(id).await? == Deleted::Now,
+            None => false,
+        };
+        if record.kind.is_some() {
+            let mut removed = record.clone();
+            removed.status = Some(RecordStatus::Removed);
+            removed.updated_at = now_seconds();
+            self.ledger.save(&removed).await.map_err(|err| match err {
+                crate::ports::LedgerError::Aws(aws) => aws,
+                other => AwsError::new(
+                    crate::ports::ErrorKind::Rejected,
+                    "LedgerCorrupt",
+                    other.to_string(),
+                ),
+            })?;
+        }
+        info!(action_id = %record.action_id, session = ?session, "mirroring removed");
+        Ok((session, filter_deleted))
+    }
+
+    /// A target is ours when our ledger says we created it or it carries our tag.
+    async fn target_is_ours(&self, target_id: &str, created_by_us: bool) -> bool {
+        if created_by_us {
+            return true;
+        }
+        matches!(self.ec2.target(target_id).await, Ok(Some(target)) if is_ours(&target.tags))
+    }
+}
+
+impl Found {
+    fn add_records(&mut self, records: Vec<LedgerRecord>) {
+        for record in records {
+            let key = record
+                .session_id
+                .clone()
+                .unwrap_or_else(|| record.action_id.clone());
+            self.records.entry(key).or_insert(record);
+        }
+    }
+
+    /// Sessions seen in EC2: ours join the list (unless the ledger already has
+    /// them), the others are only reported.
+    fn add_sessions(&mut self, sessions: Vec<MirrorSession>) {
+        for session in sessions {
+            if !is_ours(&session.tags) {
+                if !self.not_ours.contains(&session.id) {
+                    self.not_ours.push(session.id);
+                }
+                continue;
+            }
+            // Our create makes one filter per session, so an untracked session
+            // of ours owns its filter too.
+            self.records
+                .entry(session.id.clone())
+                .or_insert_with(|| LedgerRecord {
+                    action_id: session
+                        .tag(super::TAG_ACTION_ID)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    session_id: Some(session.id.clone()),
+                    filter_id: Some(session.filter_id.clone()),
+                    target_id: Some(session.target_id.clone()),
+                    ..LedgerRecord::default()
+                });
+        }
+    }
+}
+
+/// Records whose EC2 resources may exist and that no create is working on.
+fn removable(record: &LedgerRecord) -> bool {
+    record.kind == Some(ActionKind::Create)
+        && record
+            .status
+            .is_some_and(|s| s.holds_resources() && s != RecordStatus::Pending)
+}
+
+fn not_ours_failure(request: &RemoveRequest) -> ActionResult {
+    let session = request.session_id.as_deref().unwrap_or_default();
+    ActionResult::failure(
+        &request.action_id,
+        REMOVE,
+        "NotManagedByTrafficMirroring",
+        format!("session {session} was not created by traffic-mirroring (no ownership tag); it was left in place"),
+        false,
+    )
+}
+
+fn removal_result(
+    request: &RemoveRequest,
+    outcome: Outcome,
+    named_gone: Vec<String>,
+    not_ours: &[String],
+) -> ActionResult {
+    let mut already_gone = named_gone;
+    already_gone.extend(outcome.already_gone);
+    let mut parts = Vec::new();
+    if !outcome.removed.is_empty() {
+        parts.push(format!(
+            "removed {} session{} ({}) and {} filter{}",
+            outcome.removed.len(),
+            plural(outcome.removed.len()),
+            outcome.removed.join(", "),
+            outcome.filters_deleted,
+            plural(outcome.filters_deleted)
+        ));
+    }
+    if !outcome.targets_deleted.is_empty() {
+        parts.push(format!(
+            "deleted unused target {}",
+            outcome.targets_deleted.join(", ")
+        ));
+    }
+    if !outcome.leftover_targets.is_empty() {
+        parts.push(format!(
+            "could not delete unused target {} (will be retried by a later remove)",
+            outcome.leftover_targets.join(", ")
+        ));
+    }
+    if !already_gone.is_empty() {
+        parts.push(format!("already gone: {}", already_gone.join(", ")));
+    }
+    if outcome.removed.is_empty() && already_gone.is_empty() && outcome.errors.is_empty() {
+        parts.push("nothing to remove: no session of ours matched (already gone)".into());
+    }
+    if !not_ours.is_empty() {
+        parts.push(format!(
+            "left in place, not created by us: {}",
+            not_ours.join(", ")
+        ));
+    }
+    let mut removed_session_ids = outcome.removed;
+    removed_session_ids.extend(already_gone);
+    let info_message = parts.join("; ");
+    match outcome.first_error {
+        Some(err) => {
+            let mut failure = aws_failure(
+                &request.action_id,
+                REMOVE,
+                "removing traffic mirroring",
+                &err,
+            );
+            failure.error_message = format!("could not remove {}", outcome.errors.join("; "));
+            failure.info_message = info_message;
+            failure.removed_session_ids = removed_session_ids;
+            failure
+        }
+        None => ActionResult {
+            action_id: request.action_id.clone(),
+            action_type: REMOVE.to_owned(),
+            success: true,
+            info_message,
+            session_id: request.session_id.clone().unwrap_or_default(),
+            reservation_id: request.reservation_id.clone(),
+            removed_session_ids,
+            ..ActionResult::default()
+        },
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}

@@ -1,0 +1,707 @@
+//! Validation of one raw action into a typed request (contract §3.1), before
+//! any call that changes EC2. Messages name the field by its JSON path so a
+//! caller can find it in what they sent.
+
+use std::net::IpAddr;
+
+use serde_json::{Map, Value};
+
+use super::model::*;
+use crate::contract::{json_kind, RawAction, CREATE, REMOVE};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct ValidationError {
+    pub field: String,
+    pub problem: String,
+}
+
+fn invalid(field: impl Into<String>, problem: impl Into<String>) -> ValidationError {
+    ValidationError {
+        field: field.into(),
+        problem: problem.into(),
+    }
+}
+
+type Result<T> = std::result::Result<T, ValidationError>;
+
+pub fn validate(action: &RawAction) -> Result<MirrorRequest> {
+    if action.action_id.trim().is_empty() {
+        return Err(invalid("actionId", "is missing or empty"));
+    }
+    match action.action_type.as_str() {
+        CREATE => validate_create(action).map(MirrorRequest::Create),
+        REMOVE => validate_remove(action).map(MirrorRequest::Remove),
+        "" => Err(invalid(
+            "type",
+            format!("is missing; expected {CREATE} or {REMOVE}"),
+        )),
+        other => Err(invalid(
+            "type",
+            format!("{other:?} is not an action; expected {CREATE} or {REMOVE}"),
+        )),
+    }
+}
+
+fn validate_create(action: &RawAction) -> Result<CreateRequest> {
+    let params = match action.body.get("actionParams") {
+        Some(Value::Object(params)) => params,
+        Some(other) => {
+            return Err(invalid(
+                "actionParams",
+                format!("must be an object, got {}", json_kind(other)),
+            ))
+        }
+        None => return Err(invalid("actionParams", "is missing")),
+    };
+    check_nested_type(params, "actionParams", "CreateTrafficMirroringParams")?;
+    let source_eni = required_eni(params, "actionParams.sourceNicId")?;
+    let target_eni = required_eni(params, "actionParams.targetNicId")?;
+    if source_eni == target_eni {
+        return Err(invalid(
+            "actionParams.targetNicId",
+            format!(
+                "is the same ENI as sourceNicId ({source_eni}); an ENI cannot mirror to itself"
+            ),
+        ));
+    }
+    let session_number = optional_int(params, "sessionNumber", "actionParams.sessionNumber")?
+        .map(|n| {
+            in_range(
+                n,
+                1,
+                i64::from(MAX_SESSION_NUMBER),
+                "actionParams.sessionNumber",
+            )
+        })
+        .transpose()?
+        .map(|n| n as u16);
+    let packet_length = optional_int(params, "packetLength", "actionParams.packetLength")?
+        .map(|n| in_range(n, 1, MAX_PACKET_LENGTH, "actionParams.packetLength"))
+        .transpose()?
+        .map(|n| n as i32);
+    let virtual_network_id =
+        optional_int(params, "virtualNetworkId", "actionParams.virtualNetworkId")?
+            .map(|n| {
+                in_range(
+                    n,
+                    1,
+                    MAX_VIRTUAL_NETWORK_ID,
+                    "actionParams.virtualNetworkId",
+                )
+            })
+            .transpose()?
+            .map(|n| n as i32);
+    let description = optional_text(params, "description", "actionParams.description")?;
+    if description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 255)
+    {
+        return Err(invalid(
+            "actionParams.description",
+            "is longer than 255 characters",
+        ));
+    }
+    Ok(CreateRequest {
+        action_id: action.action_id.clone(),
+        source_eni,
+        target_eni,
+        session_number,
+        rules: rules(params)?,
+        packet_length,
+        virtual_network_id,
+        description,
+        reservation_id: reservation_id(action, Some(params))?,
+    })
+}
+
+fn validate_remove(action: &RawAction) -> Result<RemoveRequest> {
+    // Existing callers put remove fields at the top level; accept actionParams too.
+    let params = action.body.get("actionParams").and_then(Value::as_object);
+    let field = |key: &str| -> Result<Option<String>> {
+        match optional_text(&action.body, key, key)? {
+            Some(v) => Ok(Some(v)),
+            None => params.map_or(Ok(None), |p| {
+                optional_text(p, key, &format!("actionParams.{key}"))
+            }),
+        }
+    };
+    let session_id = field("sessionId")?;
+    if let Some(id) = &session_id {
+        if !is_aws_id(id, "tms-") {
+            return Err(invalid(
+                "sessionId",
+                format!("{id:?} is not a traffic mirror session id (tms- and 17 hex digits)"),
+            ));
+        }
+    }
+    let target_eni = field("targetNicId")?
+        .map(|text| {
+            EniId::parse(&text).ok_or_else(|| invalid("targetNicId", bad_eni_problem(&text)))
+        })
+        .transpose()?;
+    let reservation_id = reservation_id(action, params)?;
+    if session_id.is_none() && target_eni.is_none() && reservation_id.is_none() {
+        return Err(invalid(
+            "sessionId",
+            "sessionId, targetNicId and reservationId are all empty; name at least one",
+        ));
+    }
+    Ok(RemoveRequest {
+        action_id: action.action_id.clone(),
+        session_id,
+        target_eni,
+        reservation_id,
+    })
+}
+
+fn reservation_id(
+    action: &RawAction,
+    params: Option<&Map<String, Value>>,
+) -> Result<Option<String>> {
+    let own = match params {
+        Some(p) => optional_text(p, "reservationId", "actionParams.reservationId")?,
+        None => None,
+    };
+    let own = match own {
+        Some(id) => Some(id),
+        None => optional_text(&action.body, "reservationId", "reservationId")?,
+    };
+    let id = own.or_else(|| action.request_reservation_id.clone());
+    if let Some(id) = &id {
+        // It becomes an EC2 tag value and a DynamoDB key.
+        if id.chars().count() > 256 {
+            return Err(invalid("reservationId", "is longer than 256 characters"));
+        }
+    }
+    Ok(id)
+}
+
+fn is_aws_id(text: &str, prefix: &str) -> bool {
+    text.strip_prefix(prefix).is_some_and(|hex| {
+        (hex.len() == 8 || hex.len() == 17) && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    })
+}
+
+/// A nested `type` key may be missing (accepted) but, when given, must be right.
+fn check_nested_type(object: &Map<String, Value>, path: &str, expected: &str) -> Result<()> {
+    match object.get("type") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(t)) if t == expected => Ok(()),
+        Some(other) => Err(invalid(
+            format!("{path}.type"),
+            format!("must be {expected:?}, got {other}"),
+        )),
+    }
+}
+
+fn bad_eni_problem(text: &str) -> String {
+    format!("{text:?} is not a network interface id (eni- and 8 or 17 hex digits)")
+}
+
+fn required_eni(params: &Map<String, Value>, path: &str) -> Result<EniId> {
+    let key = path.rsplit('.').next().unwrap_or(path);
+    let text = optional_text(params, key, path)?.ok_or_else(|| invalid(path, "is missing"))?;
+    EniId::parse(&text).ok_or_else(|| invalid(path, bad_eni_problem(&text)))
+}
+
+/// A string field; empty or null counts as absent, as existing callers send "".
+fn optional_text(object: &Map<String, Value>, key: &str, path: &str) -> Result<Option<String>> {
+    match object.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.trim().to_owned())),
+        Some(other) => Err(invalid(
+            path,
+            format!("must be a string, got {}", json_kind(other)),
+        )),
+    }
+}
+
+/// An integer sent as a JSON number or as a string of digits (`"5"`).
+fn optional_int(object: &Map<String, Value>, key: &str, path: &str) -> Result<Option<i64>> {
+    let not_integer =
+        |shown: &dyn std::fmt::Display| invalid(path, format!("{shown} is not an integer"));
+    match object.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| not_integer(&format!("{s:?}"))),
+        Some(Value::Number(n)) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => Ok(Some(i)),
+            (None, Some(f)) if f.fract() == 0.0 && f.abs() < 1e15 => Ok(Some(f as i64)),
+            _ => Err(not_integer(n)),
+        },
+        Some(other) => Err(invalid(
+            path,
+            format!(
+                "must be an integer or a string of digits, got {}",
+                json_kind(other)
+            ),
+        )),
+    }
+}
+
+fn in_range(n: i64, low: i64, high: i64, path: &str) -> Result<i64> {
+    if (low..=high).contains(&n) {
+        Ok(n)
+    } else {
+        Err(invalid(path, format!("{n} is outside {low}-{high}")))
+    }
+}
+
+fn rules(params: &Map<String, Value>) -> Result<Vec<RuleSpec>> {
+    let raw = match params.get("filterRules") {
+        None | Some(Value::Null) => return Ok(mirror_everything()),
+        Some(Value::Array(rules)) if rules.is_empty() => return Ok(mirror_everything()),
+        Some(Value::Array(rules)) => rules,
+        Some(other) => {
+            return Err(invalid(
+                "actionParams.filterRules",
+                format!("must be a list, got {}", json_kind(other)),
+            ))
+        }
+    };
+    if raw.len() > RULES_PER_FILTER {
+        return Err(invalid(
+            "actionParams.filterRules",
+            format!(
+                "has {} rules; a traffic mirror filter holds at most {RULES_PER_FILTER}",
+                raw.len()
+            ),
+        ));
+    }
+    let mut counts = [0i32; 2];
+    raw.iter()
+        .enumerate()
+        .map(|(index, value)| {
+            let mut rule = rule(index, value)?;
+            let count = &mut counts[rule.direction as usize];
+            *count += 1;
+            // Numbered in request order per direction, with gaps for hand-made rules.
+            rule.rule_number = *count * 100;
+            Ok(rule)
+        })
+        .collect()
+}
+
+/// No rules asks for everything, both directions, IPv4 and IPv6. (The original
+/// driver made an empty filter, which mirrors nothing.)
+fn mirror_everything() -> Vec<RuleSpec> {
+    let all = |direction, rule_number, cidr: &str| RuleSpec {
+        direction,
+        rule_number,
+        protocol: Protocol::All,
+        source_ports: None,
+        destination_ports: None,
+        source_cidr: cidr.to_owned(),
+        destination_cidr: cidr.to_owned(),
+    };
+    vec![
+        all(Direction::Ingress, 100, "0.0.0.0/0"),
+        all(Direction::Egress, 100, "0.0.0.0/0"),
+        all(Direction::Ingress, 200, "::/0"),
+        all(Direction::Egress, 200, "::/0"),
+    ]
+}
+
+fn rule(index: usize, value: &Value) -> Result<RuleSpec> {
+    let path = format!("actionParams.filterRules[{index}]");
+    let object = value.as_object().ok_or_else(|| {
+        invalid(
+            &path,
+            format!("must be an object, got {}", json_kind(value)),
+        )
+    })?;
+    check_nested_type(object, &path, "TrafficFilterRule")?;
+    let field = |key: &str| format!("{path}.{key}");
+    let direction = match optional_text(object, "direction", &field("direction"))? {
+        None => {
+            return Err(invalid(
+                field("direction"),
+                "is missing (ingress or egress)",
+            ))
+        }
+        Some(d) => match d.to_ascii_lowercase().as_str() {
+            "ingress" => Direction::Ingress,
+            "egress" => Direction::Egress,
+            _ => {
+                return Err(invalid(
+                    field("direction"),
+                    format!("{d:?} is not ingress or egress"),
+                ))
+            }
+        },
+    };
+    let protocol = protocol(object, &field("protocol"))?;
+    let source_ports = port_range(object, "sourcePortRange", &field("sourcePortRange"))?;
+    let destination_ports = port_range(
+        object,
+        "destinationPortRange",
+        &field("destinationPortRange"),
+    )?;
+    if (source_ports.is_some() || destination_ports.is_some()) && !protocol.has_ports() {
+        return Err(invalid(
+            field("protocol"),
+            "port ranges are allowed only with tcp or udp",
+        ));
+    }
+    let source = optional_text(object, "sourceCidr", &field("sourceCidr"))?
+        .map(|c| cidr(&c, &field("sourceCidr")))
+        .transpose()?;
+    let destination = optional_text(object, "destinationCidr", &field("destinationCidr"))?
+        .map(|c| cidr(&c, &field("destinationCidr")))
+        .transpose()?;
+    let (source_cidr, destination_cidr) = match (source, destination) {
+        (Some((s, s6)), Some((d, d6))) if s6 != d6 => {
+            return Err(invalid(
+                field("destinationCidr"),
+                format!("{d} and sourceCidr {s} are of different IP versions"),
+            ))
+        }
+        (Some((s, _)), Some((d, _))) => (s, d),
+        (Some((s, v6)), None) => (s, all_addresses(v6)),
+        (None, Some((d, v6))) => (all_addresses(v6), d),
+        (None, None) => (all_addresses(false), all_addresses(false)),
+    };
+    Ok(RuleSpec {
+        direction,
+        rule_number: 0,
+        protocol,
+        source_ports,
+        destination_ports,
+        source_cidr,
+        destination_cidr,
+    })
+}
+
+fn all_addresses(v6: bool) -> String {
+    if v6 { "::/0" } else { "0.0.0.0/0" }.to_owned()
+}
+
+fn protocol(object: &Map<String, Value>, path: &str) -> Result<Protocol> {
+    let text = match object.get("protocol") {
+        None | Some(Value::Null) => {
+            return Err(invalid(
+                path,
+                "is missing (for example tcp, udp, icmp, all)",
+            ))
+        }
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(s)) => s.trim().to_ascii_lowercase(),
+        Some(other) => {
+            return Err(invalid(
+                path,
+                format!("must be a string, got {}", json_kind(other)),
+            ))
+        }
+    };
+    let named = match text.as_str() {
+        "all" | "-1" => Some(Protocol::All),
+        "tcp" => Some(Protocol::Number(TCP)),
+        "udp" => Some(Protocol::Number(UDP)),
+        "icmp" => Some(Protocol::Number(1)),
+        "icmpv6" => Some(Protocol::Number(58)),
+        _ => None,
+    };
+    if let Some(protocol) = named {
+        return Ok(protocol);
+    }
+    text.parse::<u8>().map(Protocol::Number).map_err(|_| {
+        invalid(
+            path,
+            format!("{text:?} is not a protocol (tcp, udp, icmp, icmpv6, all, or a number 0-255)"),
+        )
+    })
+}
+
+fn port_range(object: &Map<String, Value>, key: &str, path: &str) -> Result<Option<PortRange>> {
+    let range = match object.get(key) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(range)) => range,
+        Some(other) => {
+            return Err(invalid(
+                path,
+                format!("must be an object, got {}", json_kind(other)),
+            ))
+        }
+    };
+    check_nested_type(range, path, "PortRange")?;
+    let port = |name: &str| -> Result<Option<u16>> {
+        let field = format!("{path}.{name}");
+        optional_int(range, name, &field)?
+            .map(|n| in_range(n, 0, 65535, &field).map(|n| n as u16))
+            .transpose()
+    };
+    match (port("fromPort")?, port("toPort")?) {
+        (None, None) => Ok(None),
+        (Some(from), None) => Ok(Some(PortRange { from, to: from })),
+        (None, Some(to)) => Ok(Some(PortRange { from: to, to })),
+        (Some(from), Some(to)) if from > to => Err(invalid(
+            path,
+            format!("fromPort {from} is greater than toPort {to}"),
+        )),
+        (Some(from), Some(to)) => Ok(Some(PortRange { from, to })),
+    }
+}
+
+/// Returns the CIDR as given and whether it is IPv6. Host bits are allowed, as
+/// in the seed's own example (`192.168.0.124/24`).
+fn cidr(text: &str, path: &str) -> Result<(String, bool)> {
+    let problem = || {
+        invalid(
+            path,
+            format!("{text:?} is not a CIDR block (for example 10.0.0.0/16)"),
+        )
+    };
+    let (address, prefix) = text.split_once('/').ok_or_else(problem)?;
+    let address: IpAddr = address.parse().map_err(|_| problem())?;
+    let prefix: u8 = prefix.parse().map_err(|_| problem())?;
+    let max = if address.is_ipv6() { 128 } else { 32 };
+    if prefix > max {
+        return Err(problem());
+    }
+    Ok((text.to_owned(), address.is_ipv6()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::split_request;
+    use serde_json::json;
+
+    fn create_with(params: Value) -> Result<CreateRequest> {
+        let payload = json!({"driverRequest": {"actions": [
+            {"actionId": "a1", "type": CREATE, "actionParams": params}
+        ]}});
+        let actions = split_request(&payload).expect("splits");
+        match validate(&actions[0])? {
+            MirrorRequest::Create(c) => Ok(c),
+            other => panic!("expected a create, got {other:?}"),
+        }
+    }
+
+    fn base() -> Value {
+        json!({"type": "CreateTrafficMirroringParams",
+               "sourceNicId": "eni-008322622e675cd80", "targetNicId": "eni-05fc8d0b34b762305"})
+    }
+
+    fn with(key: &str, value: Value) -> Value {
+        let mut params = base();
+        params[key] = value;
+        params
+    }
+
+    fn rule_error(rule: Value) -> ValidationError {
+        create_with(with("filterRules", json!([rule]))).expect_err("rule is invalid")
+    }
+
+    #[test]
+    fn the_seed_request_validates_with_defaults_applied() {
+        let create = create_with(with(
+            "filterRules",
+            json!([{"type": "TrafficFilterRule", "direction": "ingress", "protocol": "tcp",
+                    "sourcePortRange": {"type": "PortRange", "fromPort": "50000", "toPort": "65535"},
+                    "sourceCidr": "192.168.0.124/24"}]),
+        ))
+        .expect("valid");
+        let rule = &create.rules[0];
+        assert_eq!(rule.protocol, Protocol::Number(TCP));
+        assert_eq!(
+            rule.source_ports,
+            Some(PortRange {
+                from: 50000,
+                to: 65535
+            })
+        );
+        assert_eq!(rule.destination_cidr, "0.0.0.0/0");
+        assert_eq!(create.session_number, None);
+    }
+
+    #[test]
+    fn numbers_may_be_strings_or_json_numbers() {
+        assert_eq!(
+            create_with(with("sessionNumber", json!("5")))
+                .expect("ok")
+                .session_number,
+            Some(5)
+        );
+        assert_eq!(
+            create_with(with("sessionNumber", json!(7)))
+                .expect("ok")
+                .session_number,
+            Some(7)
+        );
+        assert_eq!(
+            create_with(with("sessionNumber", json!("")))
+                .expect("ok")
+                .session_number,
+            None
+        );
+    }
+
+    #[test]
+    fn session_number_must_be_an_integer_in_range() {
+        for bad in [
+            json!("0"),
+            json!(32767),
+            json!("five"),
+            json!(2.5),
+            json!(true),
+        ] {
+            let err = create_with(with("sessionNumber", bad.clone())).expect_err("invalid");
+            assert_eq!(err.field, "actionParams.sessionNumber", "{bad}");
+        }
+    }
+
+    #[test]
+    fn eni_ids_are_checked() {
+        for bad in [
+            "eni-123",
+            "ENI-008322622e675cd80",
+            "eni-00832262Ze675cd80",
+            "i-0123456789abcdef0",
+        ] {
+            let err = create_with(with("sourceNicId", json!(bad))).expect_err("invalid");
+            assert_eq!(err.field, "actionParams.sourceNicId");
+        }
+        assert!(create_with(with("sourceNicId", json!("eni-0a1b2c3d"))).is_ok());
+        let err = create_with(with("targetNicId", Value::Null)).expect_err("missing");
+        assert!(err.problem.contains("missing"));
+    }
+
+    #[test]
+    fn source_and_target_must_differ() {
+        let err =
+            create_with(with("targetNicId", json!("eni-008322622e675cd80"))).expect_err("same");
+        assert_eq!(err.field, "actionParams.targetNicId");
+    }
+
+    #[test]
+    fn a_wrong_nested_type_is_an_error_and_a_missing_one_is_fine() {
+        let err = create_with(with("type", json!("Other"))).expect_err("wrong type");
+        assert_eq!(err.field, "actionParams.type");
+        let mut params = base();
+        params.as_object_mut().expect("object").remove("type");
+        assert!(create_with(params).is_ok());
+        let err = rule_error(json!({"type": "Nope", "direction": "ingress", "protocol": "tcp"}));
+        assert_eq!(err.field, "actionParams.filterRules[0].type");
+    }
+
+    #[test]
+    fn rule_fields_are_checked() {
+        let err = rule_error(json!({"direction": "sideways", "protocol": "tcp"}));
+        assert_eq!(err.field, "actionParams.filterRules[0].direction");
+        let err = rule_error(json!({"direction": "ingress", "protocol": "smtp"}));
+        assert_eq!(err.field, "actionParams.filterRules[0].protocol");
+        let err = rule_error(json!({"direction": "ingress", "protocol": "256"}));
+        assert_eq!(err.field, "actionParams.filterRules[0].protocol");
+        let err = rule_error(json!({"direction": "ingress", "protocol": "icmp",
+                                    "sourcePortRange": {"fromPort": 1, "toPort": 2}}));
+        assert!(err.problem.contains("only with tcp or udp"));
+        let err = rule_error(json!({"direction": "ingress", "protocol": "udp",
+                                    "destinationPortRange": {"fromPort": 9, "toPort": 2}}));
+        assert_eq!(
+            err.field,
+            "actionParams.filterRules[0].destinationPortRange"
+        );
+        let err = rule_error(json!({"direction": "ingress", "protocol": "udp",
+                                    "destinationPortRange": {"fromPort": 9, "toPort": 65536}}));
+        assert_eq!(
+            err.field,
+            "actionParams.filterRules[0].destinationPortRange.toPort"
+        );
+        for bad in ["10.0.0.0/33", "10.0.0/8", "nonsense", "fe80::/129"] {
+            let err =
+                rule_error(json!({"direction": "egress", "protocol": "all", "sourceCidr": bad}));
+            assert_eq!(err.field, "actionParams.filterRules[0].sourceCidr", "{bad}");
+        }
+    }
+
+    #[test]
+    fn more_than_ten_rules_is_an_error() {
+        let rule = json!({"direction": "ingress", "protocol": "tcp"});
+        let err = create_with(with("filterRules", json!(vec![rule; 11]))).expect_err("too many");
+        assert!(err.problem.contains("at most 10"));
+    }
+
+    #[test]
+    fn rule_numbers_are_unique_per_direction() {
+        let rules = json!([
+            {"direction": "ingress", "protocol": "tcp"},
+            {"direction": "egress", "protocol": "udp"},
+            {"direction": "ingress", "protocol": 17, "destinationCidr": "2001:db8::/32"}
+        ]);
+        let create = create_with(with("filterRules", rules)).expect("valid");
+        let numbers: Vec<_> = create
+            .rules
+            .iter()
+            .map(|r| (r.direction, r.rule_number))
+            .collect();
+        assert_eq!(
+            numbers,
+            [
+                (Direction::Ingress, 100),
+                (Direction::Egress, 100),
+                (Direction::Ingress, 200)
+            ]
+        );
+        assert_eq!(
+            create.rules[2].source_cidr, "::/0",
+            "the default follows the other CIDR's version"
+        );
+    }
+
+    #[test]
+    fn no_rules_means_mirror_everything_both_ways() {
+        let create = create_with(base()).expect("valid");
+        assert!(create
+            .rules
+            .iter()
+            .any(|r| r.direction == Direction::Ingress));
+        assert!(create
+            .rules
+            .iter()
+            .any(|r| r.direction == Direction::Egress));
+        assert!(create.rules.iter().all(|r| r.protocol == Protocol::All));
+    }
+
+    #[test]
+    fn remove_needs_at_least_one_selector_and_checks_them() {
+        let remove = |action: Value| {
+            let payload = json!({"driverRequest": {"actions": [action]}});
+            validate(&split_request(&payload).expect("splits")[0])
+        };
+        let err =
+            remove(json!({"actionId": "r", "type": REMOVE, "sessionId": "", "targetNicId": ""}))
+                .expect_err("nothing named");
+        assert!(err.problem.contains("name at least one"));
+        let err = remove(json!({"actionId": "r", "type": REMOVE, "sessionId": "tms-xyz"}))
+            .expect_err("bad id");
+        assert_eq!(err.field, "sessionId");
+        let ok = remove(json!({"actionId": "r", "type": REMOVE, "sessionId": "",
+                               "targetNicId": "eni-08e44d9a954444e3f"}))
+        .expect("valid");
+        assert!(matches!(
+            ok,
+            MirrorRequest::Remove(RemoveRequest {
+                session_id: None,
+                target_eni: Some(_),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn unknown_action_types_and_missing_ids_are_named() {
+        let payload = json!({"driverRequest": {"actions": [
+            {"actionId": "x", "type": "Explode"}, {"type": CREATE}
+        ]}});
+        let actions = split_request(&payload).expect("splits");
+        assert_eq!(validate(&actions[0]).expect_err("bad type").field, "type");
+        assert_eq!(validate(&actions[1]).expect_err("no id").field, "actionId");
+    }
+}

@@ -1,0 +1,262 @@
+//! The three things the mirroring logic needs from the outside world, as small
+//! traits with our own types in and out. The AWS adapters in `aws/` implement
+//! them; no SDK type crosses this line.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::contract::ActionResult;
+use crate::mirroring::model::{EniId, RuleSpec};
+
+/// What went wrong in a call, classified once by its error code (see `aws::errors`)
+/// so that callers match on the kind, never on message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Throttling, 5xx, timeouts, a lost connection: the same call may pass later.
+    Transient,
+    /// The resource does not exist (any more).
+    NotFound,
+    /// A DynamoDB condition did not hold.
+    ConditionFailed,
+    /// An AWS quota or limit from contract §4.
+    Quota,
+    /// A resource is still used by another (delete of a target or filter in use).
+    InUse,
+    /// Anything else AWS refused: bad parameters, permissions, unsupported ENI.
+    Rejected,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct AwsError {
+    pub kind: ErrorKind,
+    pub code: String,
+    pub message: String,
+}
+
+impl AwsError {
+    pub fn new(kind: ErrorKind, code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.kind == ErrorKind::NotFound
+    }
+}
+
+pub type AwsResult<T> = Result<T, AwsError>;
+
+/// Tags we put on everything we create, so ownership can be read from EC2 alone.
+pub type Tags = Vec<(String, String)>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorTarget {
+    pub id: String,
+    pub network_interface_id: Option<String>,
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorSession {
+    pub id: String,
+    pub source_eni: String,
+    pub target_id: String,
+    pub filter_id: String,
+    pub session_number: u16,
+    pub virtual_network_id: Option<i32>,
+    pub tags: Tags,
+}
+
+impl MirrorSession {
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        tag_value(&self.tags, key)
+    }
+}
+
+pub fn tag_value<'a>(tags: &'a Tags, key: &str) -> Option<&'a str> {
+    tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+/// Which sessions to list; each is one (paged) Describe call with one filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionQuery {
+    Id(String),
+    SourceEni(EniId),
+    Target(String),
+    Tag(String, String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewSession {
+    pub source_eni: EniId,
+    pub target_id: String,
+    pub filter_id: String,
+    pub session_number: u16,
+    pub packet_length: Option<i32>,
+    pub virtual_network_id: Option<i32>,
+    pub description: Option<String>,
+}
+
+/// Outcome of a delete: both count as success for a remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    Now,
+    AlreadyGone,
+}
+
+/// The EC2 Traffic Mirroring calls we make. Every create takes a client token
+/// so that a retried call returns the first call's resource instead of a twin.
+#[async_trait]
+pub trait MirrorApi: Send + Sync {
+    async fn targets_for_eni(&self, eni: &EniId) -> AwsResult<Vec<MirrorTarget>>;
+    /// `None` when no such target exists.
+    async fn target(&self, id: &str) -> AwsResult<Option<MirrorTarget>>;
+    async fn sessions(&self, query: &SessionQuery) -> AwsResult<Vec<MirrorSession>>;
+    async fn create_target(&self, eni: &EniId, tags: &Tags, token: &str) -> AwsResult<String>;
+    async fn create_filter(&self, description: &str, tags: &Tags, token: &str)
+        -> AwsResult<String>;
+    async fn create_filter_rule(
+        &self,
+        filter_id: &str,
+        rule: &RuleSpec,
+        token: &str,
+    ) -> AwsResult<String>;
+    async fn create_session(
+        &self,
+        session: &NewSession,
+        tags: &Tags,
+        token: &str,
+    ) -> AwsResult<MirrorSession>;
+    async fn delete_session(&self, id: &str) -> AwsResult<Deleted>;
+    async fn delete_filter(&self, id: &str) -> AwsResult<Deleted>;
+    async fn delete_target(&self, id: &str) -> AwsResult<Deleted>;
+}
+
+/// Where a ledger record stands. A record moves pending → active → removed on
+/// success, pending → failed after a clean rollback, and pending →
+/// rollback_incomplete when even the rollback could not finish (the record then
+/// lists what is left, for a later retry or sweep).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordStatus {
+    Pending,
+    Active,
+    Failed,
+    RollbackIncomplete,
+    Removed,
+    /// A remove action that finished; kept so a replay returns the same result.
+    Done,
+}
+
+impl RecordStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordStatus::Pending => "pending",
+            RecordStatus::Active => "active",
+            RecordStatus::Failed => "failed",
+            RecordStatus::RollbackIncomplete => "rollback_incomplete",
+            RecordStatus::Removed => "removed",
+            RecordStatus::Done => "done",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            Self::Pending,
+            Self::Active,
+            Self::Failed,
+            Self::RollbackIncomplete,
+            Self::Removed,
+            Self::Done,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+
+    /// Whether the EC2 resources named by the record may exist.
+    pub fn holds_resources(self) -> bool {
+        matches!(
+            self,
+            Self::Pending | Self::Active | Self::RollbackIncomplete
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionKind {
+    Create,
+    Remove,
+}
+
+/// One ledger item: an action, and for a create everything made for its session.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LedgerRecord {
+    pub action_id: String,
+    pub kind: Option<ActionKind>,
+    pub status: Option<RecordStatus>,
+    /// Bumped after each rollback so a retry derives fresh client tokens.
+    pub attempt: u32,
+    pub source_eni: Option<String>,
+    pub target_eni: Option<String>,
+    pub target_id: Option<String>,
+    pub target_created: bool,
+    pub filter_id: Option<String>,
+    pub rule_ids: Vec<String>,
+    pub session_id: Option<String>,
+    pub session_number: Option<u16>,
+    pub virtual_network_id: Option<i32>,
+    pub reservation_id: Option<String>,
+    pub result: Option<ActionResult>,
+    /// Unix seconds; the adapter also stores ISO-8601 copies for people.
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+/// The answer to "may I start this action?".
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// Go ahead; derive client tokens from this attempt number.
+    Granted { attempt: u32 },
+    /// The action already finished (succeeded, or failed beyond a clean
+    /// rollback): answer with its recorded result and change nothing.
+    Finished(Box<ActionResult>),
+    /// Another invocation holds the action right now.
+    InProgress,
+}
+
+/// Ledger lookups; each is a single DynamoDB query (or GetItem).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerQuery {
+    Session(String),
+    TargetEni(String),
+    SourceEni(String),
+    Reservation(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    #[error("ledger unavailable: {0}")]
+    Aws(#[from] AwsError),
+    #[error("ledger record {0} is unreadable: {1}")]
+    Corrupt(String, String),
+}
+
+#[async_trait]
+pub trait Ledger: Send + Sync {
+    /// Claims an action id: new, failed before, or pending past its lease.
+    async fn claim(&self, record: &LedgerRecord, lease_seconds: u64) -> Result<Claim, LedgerError>;
+    /// Writes the whole record (the action must be claimed by us).
+    async fn save(&self, record: &LedgerRecord) -> Result<(), LedgerError>;
+    async fn get(&self, action_id: &str) -> Result<Option<LedgerRecord>, LedgerError>;
+    async fn find(&self, query: &LedgerQuery) -> Result<Vec<LedgerRecord>, LedgerError>;
+}
+
+/// Completion events: one per action.
+#[async_trait]
+pub trait Publisher: Send + Sync {
+    async fn publish(&self, result: &ActionResult) -> AwsResult<()>;
+}
