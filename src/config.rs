@@ -24,13 +24,8 @@ impl Config {
     }
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let value = |name| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        let table_name =
-            value(TABLE_NAME).ok_or(ConfigError(TABLE_NAME, "must name the ledger table"))?;
+        let value = |name| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let table_name = value(TABLE_NAME).ok_or(ConfigError(TABLE_NAME, "must name the ledger table"))?;
         Ok(Self {
             table_name,
             event_bus_name: value(EVENT_BUS_NAME).unwrap_or_else(|| DEFAULT_EVENT_BUS.to_owned()),
@@ -49,8 +44,7 @@ mod tests {
             Config::from_lookup(|_| None),
             Err(ConfigError(TABLE_NAME, "must name the ledger table"))
         );
-        let config = Config::from_lookup(|name| (name == TABLE_NAME).then(|| "ledger".to_owned()))
-            .expect("ok");
+        let config = Config::from_lookup(|name| (name == TABLE_NAME).then(|| "ledger".to_owned())).expect("ok");
         assert_eq!(config.event_source, "traffic-mirroring");
         assert_eq!(config.event_bus_name, "default");
     }

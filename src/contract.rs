@@ -37,9 +37,8 @@ pub fn split_request(payload: &Value) -> Result<Vec<RawAction>, MalformedRequest
     let decoded;
     let payload = match payload {
         Value::String(text) => {
-            decoded = serde_json::from_str::<Value>(text).map_err(|e| {
-                MalformedRequest(format!("the payload is a string but not JSON: {e}"))
-            })?;
+            decoded = serde_json::from_str::<Value>(text)
+                .map_err(|e| MalformedRequest(format!("the payload is a string but not JSON: {e}")))?;
             &decoded
         }
         other => other,
@@ -47,12 +46,9 @@ pub fn split_request(payload: &Value) -> Result<Vec<RawAction>, MalformedRequest
     let request = payload
         .get("driverRequest")
         .ok_or_else(|| MalformedRequest(describe_missing_request(payload)))?;
-    let request = request.as_object().ok_or_else(|| {
-        MalformedRequest(format!(
-            "driverRequest must be an object, got {}",
-            json_kind(request)
-        ))
-    })?;
+    let request = request
+        .as_object()
+        .ok_or_else(|| MalformedRequest(format!("driverRequest must be an object, got {}", json_kind(request))))?;
     let actions = match request.get("actions") {
         Some(Value::Array(actions)) => actions,
         Some(other) => {
@@ -98,8 +94,7 @@ fn split_action(index: usize, action: &Value, reservation: Option<String>) -> Ra
 fn describe_missing_request(payload: &Value) -> String {
     match payload {
         Value::Object(map) if map.is_empty() => {
-            "the payload is an empty object; expected {\"driverRequest\": {\"actions\": [...]}}"
-                .into()
+            "the payload is an empty object; expected {\"driverRequest\": {\"actions\": [...]}}".into()
         }
         Value::Object(map) => {
             let mut keys: Vec<&str> = map.keys().map(String::as_str).take(5).collect();
@@ -197,13 +192,7 @@ pub struct ActionResult {
 }
 
 impl ActionResult {
-    pub fn failure(
-        action_id: &str,
-        action_type: &str,
-        code: &str,
-        message: String,
-        retryable: bool,
-    ) -> Self {
+    pub fn failure(action_id: &str, action_type: &str, code: &str, message: String, retryable: bool) -> Self {
         Self {
             action_id: action_id.to_owned(),
             action_type: action_type.to_owned(),
@@ -236,8 +225,7 @@ mod tests {
     #[test]
     fn accepts_the_request_as_a_json_string() {
         let payload = Value::String(
-            r#"{"driverRequest": {"actions": [{"actionId": "x", "type": "RemoveTrafficMirroring"}]}}"#
-                .into(),
+            r#"{"driverRequest": {"actions": [{"actionId": "x", "type": "RemoveTrafficMirroring"}]}}"#.into(),
         );
         assert_eq!(split_request(&payload).expect("valid")[0].action_id, "x");
     }

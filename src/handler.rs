@@ -93,10 +93,7 @@ impl App {
         DriverResponse::malformed(err)
     }
 
-    async fn run_all(
-        &self,
-        actions: Vec<Result<MirrorRequest, ActionResult>>,
-    ) -> Vec<ActionResult> {
+    async fn run_all(&self, actions: Vec<Result<MirrorRequest, ActionResult>>) -> Vec<ActionResult> {
         let mut results: Vec<Option<ActionResult>> = vec![None; actions.len()];
         let mut valid = Vec::new();
         for (index, action) in actions.into_iter().enumerate() {
@@ -274,9 +271,6 @@ mod tests {
 
     #[test]
     fn a_repeated_action_id_runs_in_one_lane() {
-        assert_eq!(
-            lanes_of(vec![create("a", 1, 2), create("a", 3, 4)]),
-            vec![vec![0, 1]]
-        );
+        assert_eq!(lanes_of(vec![create("a", 1, 2), create("a", 3, 4)]), vec![vec![0, 1]]);
     }
 }

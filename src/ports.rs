@@ -117,20 +117,9 @@ pub trait MirrorApi: Send + Sync {
     async fn target(&self, id: &str) -> AwsResult<Option<MirrorTarget>>;
     async fn sessions(&self, query: &SessionQuery) -> AwsResult<Vec<MirrorSession>>;
     async fn create_target(&self, eni: &EniId, tags: &Tags, token: &str) -> AwsResult<String>;
-    async fn create_filter(&self, description: &str, tags: &Tags, token: &str)
-        -> AwsResult<String>;
-    async fn create_filter_rule(
-        &self,
-        filter_id: &str,
-        rule: &RuleSpec,
-        token: &str,
-    ) -> AwsResult<String>;
-    async fn create_session(
-        &self,
-        session: &NewSession,
-        tags: &Tags,
-        token: &str,
-    ) -> AwsResult<MirrorSession>;
+    async fn create_filter(&self, description: &str, tags: &Tags, token: &str) -> AwsResult<String>;
+    async fn create_filter_rule(&self, filter_id: &str, rule: &RuleSpec, token: &str) -> AwsResult<String>;
+    async fn create_session(&self, session: &NewSession, tags: &Tags, token: &str) -> AwsResult<MirrorSession>;
     async fn delete_session(&self, id: &str) -> AwsResult<Deleted>;
     async fn delete_filter(&self, id: &str) -> AwsResult<Deleted>;
     async fn delete_target(&self, id: &str) -> AwsResult<Deleted>;
@@ -179,10 +168,7 @@ impl RecordStatus {
 
     /// Whether the EC2 resources named by the record may exist.
     pub fn holds_resources(self) -> bool {
-        matches!(
-            self,
-            Self::Pending | Self::Active | Self::RollbackIncomplete
-        )
+        matches!(self, Self::Pending | Self::Active | Self::RollbackIncomplete)
     }
 }
 

@@ -10,8 +10,7 @@ use aws_sdk_ec2::Client;
 use super::errors::classify;
 use crate::mirroring::model::{Direction, EniId, PortRange, RuleSpec};
 use crate::ports::{
-    AwsError, AwsResult, Deleted, MirrorApi, MirrorSession, MirrorTarget, NewSession, SessionQuery,
-    Tags,
+    AwsError, AwsResult, Deleted, MirrorApi, MirrorSession, MirrorTarget, NewSession, SessionQuery, Tags,
 };
 
 /// The largest page EC2 allows for the mirroring Describe calls.
@@ -36,12 +35,7 @@ impl Ec2Mirroring {
             .send();
         let mut targets = Vec::new();
         while let Some(page) = pages.next().await {
-            targets.extend(
-                page.map_err(classify)?
-                    .traffic_mirror_targets()
-                    .iter()
-                    .map(target_from),
-            );
+            targets.extend(page.map_err(classify)?.traffic_mirror_targets().iter().map(target_from));
         }
         Ok(targets)
     }
@@ -75,10 +69,7 @@ fn tags_from(tags: &[Tag]) -> Tags {
 
 fn target_from(target: &TrafficMirrorTarget) -> MirrorTarget {
     MirrorTarget {
-        id: target
-            .traffic_mirror_target_id()
-            .unwrap_or_default()
-            .to_owned(),
+        id: target.traffic_mirror_target_id().unwrap_or_default().to_owned(),
         network_interface_id: target.network_interface_id().map(str::to_owned),
         tags: tags_from(target.tags()),
     }
@@ -86,22 +77,10 @@ fn target_from(target: &TrafficMirrorTarget) -> MirrorTarget {
 
 fn session_from(session: &TrafficMirrorSession) -> MirrorSession {
     MirrorSession {
-        id: session
-            .traffic_mirror_session_id()
-            .unwrap_or_default()
-            .to_owned(),
-        source_eni: session
-            .network_interface_id()
-            .unwrap_or_default()
-            .to_owned(),
-        target_id: session
-            .traffic_mirror_target_id()
-            .unwrap_or_default()
-            .to_owned(),
-        filter_id: session
-            .traffic_mirror_filter_id()
-            .unwrap_or_default()
-            .to_owned(),
+        id: session.traffic_mirror_session_id().unwrap_or_default().to_owned(),
+        source_eni: session.network_interface_id().unwrap_or_default().to_owned(),
+        target_id: session.traffic_mirror_target_id().unwrap_or_default().to_owned(),
+        filter_id: session.traffic_mirror_filter_id().unwrap_or_default().to_owned(),
         session_number: session
             .session_number()
             .and_then(|n| u16::try_from(n).ok())
@@ -140,8 +119,7 @@ fn deleted<T>(outcome: Result<T, AwsError>) -> AwsResult<Deleted> {
 #[async_trait]
 impl MirrorApi for Ec2Mirroring {
     async fn targets_for_eni(&self, eni: &EniId) -> AwsResult<Vec<MirrorTarget>> {
-        self.targets_where("network-interface-id", eni.as_str())
-            .await
+        self.targets_where("network-interface-id", eni.as_str()).await
     }
 
     async fn target(&self, id: &str) -> AwsResult<Option<MirrorTarget>> {
@@ -197,12 +175,7 @@ impl MirrorApi for Ec2Mirroring {
             .ok_or_else(|| missing("a target id"))
     }
 
-    async fn create_filter(
-        &self,
-        description: &str,
-        tags: &Tags,
-        token: &str,
-    ) -> AwsResult<String> {
+    async fn create_filter(&self, description: &str, tags: &Tags, token: &str) -> AwsResult<String> {
         let output = self
             .client
             .create_traffic_mirror_filter()
@@ -219,12 +192,7 @@ impl MirrorApi for Ec2Mirroring {
             .ok_or_else(|| missing("a filter id"))
     }
 
-    async fn create_filter_rule(
-        &self,
-        filter_id: &str,
-        rule: &RuleSpec,
-        token: &str,
-    ) -> AwsResult<String> {
+    async fn create_filter_rule(&self, filter_id: &str, rule: &RuleSpec, token: &str) -> AwsResult<String> {
         let direction = match rule.direction {
             Direction::Ingress => TrafficDirection::Ingress,
             Direction::Egress => TrafficDirection::Egress,
@@ -252,12 +220,7 @@ impl MirrorApi for Ec2Mirroring {
             .ok_or_else(|| missing("a filter rule id"))
     }
 
-    async fn create_session(
-        &self,
-        session: &NewSession,
-        tags: &Tags,
-        token: &str,
-    ) -> AwsResult<MirrorSession> {
+    async fn create_session(&self, session: &NewSession, tags: &Tags, token: &str) -> AwsResult<MirrorSession> {
         let output = self
             .client
             .create_traffic_mirror_session()

@@ -64,13 +64,11 @@ where
                 .unwrap_or_else(|| format!("HTTP {status}"));
             AwsError::new(kind_of(&code, status), code, message)
         }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            AwsError::new(
-                ErrorKind::Transient,
-                "NetworkError",
-                DisplayErrorContext(&err).to_string(),
-            )
-        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => AwsError::new(
+            ErrorKind::Transient,
+            "NetworkError",
+            DisplayErrorContext(&err).to_string(),
+        ),
         _ => AwsError::new(
             ErrorKind::Rejected,
             "RequestNotSent",

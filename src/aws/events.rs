@@ -36,13 +36,7 @@ impl Publisher for EventBridgePublisher {
             .detail_type(detail_type(result))
             .detail(detail)
             .build();
-        let output = self
-            .client
-            .put_events()
-            .entries(entry)
-            .send()
-            .await
-            .map_err(classify)?;
+        let output = self.client.put_events().entries(entry).send().await.map_err(classify)?;
         // PutEvents can succeed as a call and still refuse an entry.
         if output.failed_entry_count() > 0 {
             let failed = output.entries().iter().find(|e| e.error_code().is_some());

@@ -10,9 +10,7 @@ use aws_sdk_dynamodb::Client;
 
 use super::errors::classify;
 use crate::contract::ActionResult;
-use crate::ports::{
-    ActionKind, Claim, ErrorKind, Ledger, LedgerError, LedgerQuery, LedgerRecord, RecordStatus,
-};
+use crate::ports::{ActionKind, Claim, ErrorKind, Ledger, LedgerError, LedgerQuery, LedgerRecord, RecordStatus};
 
 pub const PARTITION_KEY: &str = "pk";
 pub const INDEX_BY_SESSION: (&str, &str) = ("bySessionId", "sessionId");
@@ -95,10 +93,7 @@ fn to_item(record: &LedgerRecord) -> Item {
             item.insert(name.into(), s(value));
         }
     }
-    item.insert(
-        "targetCreated".into(),
-        AttributeValue::Bool(record.target_created),
-    );
+    item.insert("targetCreated".into(), AttributeValue::Bool(record.target_created));
     item.insert(
         "ruleIds".into(),
         AttributeValue::L(record.rule_ids.iter().map(|id| s(id)).collect()),
@@ -110,10 +105,7 @@ fn to_item(record: &LedgerRecord) -> Item {
         item.insert("virtualNetworkId".into(), n(vni));
     }
     if let Some(result) = &record.result {
-        item.insert(
-            "result".into(),
-            s(&serde_json::to_string(result).unwrap_or_default()),
-        );
+        item.insert("result".into(), s(&serde_json::to_string(result).unwrap_or_default()));
     }
     item.insert("createdAt".into(), n(record.created_at));
     item.insert("updatedAt".into(), n(record.updated_at));
@@ -143,9 +135,7 @@ fn from_item(item: &Item) -> Result<LedgerRecord, LedgerError> {
         None => None,
     };
     let result = match text(item, "result") {
-        Some(json) => {
-            Some(serde_json::from_str::<ActionResult>(&json).map_err(|_| corrupt("result"))?)
-        }
+        Some(json) => Some(serde_json::from_str::<ActionResult>(&json).map_err(|_| corrupt("result"))?),
         None => None,
     };
     let rule_ids = match item.get("ruleIds") {
@@ -200,10 +190,7 @@ impl Ledger for DynamoLedger {
             "attempt = if_not_exists(attempt, :zero)".to_owned(),
             "actionId = :actionId".to_owned(),
         ];
-        values.insert(
-            ":kind".into(),
-            s(record.kind.map(kind_name).unwrap_or("create")),
-        );
+        values.insert(":kind".into(), s(record.kind.map(kind_name).unwrap_or("create")));
         values.insert(":pending".into(), s(RecordStatus::Pending.as_str()));
         values.insert(":failed".into(), s(RecordStatus::Failed.as_str()));
         values.insert(":lease".into(), n(now + lease_seconds));
@@ -240,11 +227,7 @@ impl Ledger for DynamoLedger {
             .map_err(classify);
         match outcome {
             Ok(output) => {
-                let stored = output
-                    .attributes()
-                    .map(from_item)
-                    .transpose()?
-                    .unwrap_or_default();
+                let stored = output.attributes().map(from_item).transpose()?.unwrap_or_default();
                 Ok(Claim::Granted {
                     attempt: stored.attempt,
                 })
@@ -258,8 +241,7 @@ impl Ledger for DynamoLedger {
                     })
                     | None => Claim::InProgress,
                     Some(LedgerRecord {
-                        result: Some(result),
-                        ..
+                        result: Some(result), ..
                     }) => Claim::Finished(Box::new(result)),
                     Some(_) => Claim::InProgress,
                 })
@@ -358,8 +340,6 @@ mod tests {
             ..LedgerRecord::default()
         });
         item.insert("status".into(), s("exploded"));
-        assert!(
-            matches!(from_item(&item), Err(LedgerError::Corrupt(id, field)) if id == "x" && field == "status")
-        );
+        assert!(matches!(from_item(&item), Err(LedgerError::Corrupt(id, field)) if id == "x" && field == "status"));
     }
 }

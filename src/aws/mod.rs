@@ -24,8 +24,5 @@ pub fn build_app(sdk: &SdkConfig, config: &Config) -> App {
         &config.event_bus_name,
         &config.event_source,
     );
-    App::new(
-        Mirroring::new(Arc::new(ec2), Arc::new(ledger)),
-        Arc::new(publisher),
-    )
+    App::new(Mirroring::new(Arc::new(ec2), Arc::new(ledger)), Arc::new(publisher))
 }

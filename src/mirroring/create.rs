@@ -9,14 +9,11 @@ use futures::future::join_all;
 use tracing::{info, warn};
 
 use super::model::{CreateRequest, MAX_SESSION_NUMBER, SESSIONS_PER_SOURCE_ENI};
-use super::{
-    aws_failure, client_token, ledger_failure, now_seconds, ownership_tags, Mirroring,
-    TAG_ACTION_ID,
-};
+use super::{aws_failure, client_token, ledger_failure, now_seconds, ownership_tags, Mirroring, TAG_ACTION_ID};
 use crate::contract::{ActionResult, CREATE};
 use crate::ports::{
-    ActionKind, AwsError, Claim, ErrorKind, LedgerRecord, MirrorSession, MirrorTarget, NewSession,
-    RecordStatus, SessionQuery,
+    ActionKind, AwsError, Claim, ErrorKind, LedgerRecord, MirrorSession, MirrorTarget, NewSession, RecordStatus,
+    SessionQuery,
 };
 
 /// What this attempt has made so far: exactly what a rollback may delete.
@@ -70,36 +67,23 @@ impl Mirroring {
         attempt: u32,
         made: &mut Made,
     ) -> Result<Created, ActionResult> {
-        let fail =
-            |context: &str, err: &AwsError| aws_failure(&request.action_id, CREATE, context, err);
+        let fail = |context: &str, err: &AwsError| aws_failure(&request.action_id, CREATE, context, err);
         // Both lookups before any change, so a full ENI fails with nothing to undo.
         let on_source = SessionQuery::SourceEni(request.source_eni.clone());
         let (targets, sessions) = tokio::join!(
             self.ec2.targets_for_eni(&request.target_eni),
             self.ec2.sessions(&on_source)
         );
-        let targets = targets.map_err(|e| {
-            fail(
-                &format!("looking up the mirror target of {}", request.target_eni),
-                &e,
-            )
-        })?;
-        let sessions = sessions.map_err(|e| {
-            fail(
-                &format!("listing the sessions on {}", request.source_eni),
-                &e,
-            )
-        })?;
+        let targets =
+            targets.map_err(|e| fail(&format!("looking up the mirror target of {}", request.target_eni), &e))?;
+        let sessions = sessions.map_err(|e| fail(&format!("listing the sessions on {}", request.source_eni), &e))?;
         let session_number = choose_session_number(request, &sessions)?;
 
         let tags = ownership_tags(&request.action_id, request.reservation_id.as_deref());
         let existing_target = pick_target(&targets);
         let target_token = client_token(&request.action_id, attempt, "target");
         let filter_token = client_token(&request.action_id, attempt, "filter");
-        let filter_description = format!(
-            "traffic-mirroring {} -> {}",
-            request.source_eni, request.target_eni
-        );
+        let filter_description = format!("traffic-mirroring {} -> {}", request.source_eni, request.target_eni);
         // Resolving the target and making the filter do not depend on each other.
         let target = async {
             match existing_target {
@@ -113,8 +97,7 @@ impl Mirroring {
         };
         let (target, filter) = tokio::join!(
             target,
-            self.ec2
-                .create_filter(&filter_description, &tags, &filter_token)
+            self.ec2.create_filter(&filter_description, &tags, &filter_token)
         );
         if let Ok(filter_id) = &filter {
             made.filter_id = Some(filter_id.clone());
@@ -123,12 +106,8 @@ impl Mirroring {
             made.target_id = Some(target_id.clone());
         }
         let filter_id = filter.map_err(|e| fail("creating the traffic mirror filter", &e))?;
-        let (target_id, _) = target.map_err(|e| {
-            fail(
-                &format!("creating a mirror target for {}", request.target_eni),
-                &e,
-            )
-        })?;
+        let (target_id, _) =
+            target.map_err(|e| fail(&format!("creating a mirror target for {}", request.target_eni), &e))?;
 
         let rule_calls = request.rules.iter().map(|rule| {
             let step = format!("rule/{}/{}", rule.direction.as_str(), rule.rule_number);
@@ -200,12 +179,7 @@ impl Mirroring {
     }
 
     /// Deletes what `made` lists, newest first, then records the outcome.
-    async fn roll_back(
-        &self,
-        mut record: LedgerRecord,
-        made: Made,
-        mut failure: ActionResult,
-    ) -> ActionResult {
+    async fn roll_back(&self, mut record: LedgerRecord, made: Made, mut failure: ActionResult) -> ActionResult {
         let leftovers = self.undo(&made).await;
         record.status = Some(if leftovers.is_empty() {
             RecordStatus::Failed
@@ -220,8 +194,7 @@ impl Mirroring {
         // EC2 remembers client tokens even for deleted resources: the next try needs new ones.
         record.attempt += 1;
         if leftovers.is_empty() {
-            failure.info_message =
-                "nothing was left behind: everything this action created was deleted".into();
+            failure.info_message = "nothing was left behind: everything this action created was deleted".into();
         } else {
             failure.error_message.push_str(&format!(
                 "; the rollback could not delete {} (recorded in the ledger for cleanup)",
@@ -263,11 +236,7 @@ impl Mirroring {
 
     /// Deletes one of our targets unless a session uses it.
     pub(crate) async fn delete_target_if_unused(&self, target_id: &str) -> TargetFate {
-        match self
-            .ec2
-            .sessions(&SessionQuery::Target(target_id.to_owned()))
-            .await
-        {
+        match self.ec2.sessions(&SessionQuery::Target(target_id.to_owned())).await {
             Ok(users) if !users.is_empty() => TargetFate::InUse,
             Ok(_) => match self.ec2.delete_target(target_id).await {
                 Ok(_) => TargetFate::Deleted,
@@ -303,10 +272,7 @@ struct SessionNumber {
 /// The requested number when free on the source ENI, else the lowest free one,
 /// counting every session there, ours or not. A session this same action made
 /// in an interrupted earlier run is adopted rather than counted against it.
-fn choose_session_number(
-    request: &CreateRequest,
-    sessions: &[MirrorSession],
-) -> Result<SessionNumber, ActionResult> {
+fn choose_session_number(request: &CreateRequest, sessions: &[MirrorSession]) -> Result<SessionNumber, ActionResult> {
     if let Some(own) = sessions
         .iter()
         .find(|s| s.tag(TAG_ACTION_ID) == Some(request.action_id.as_str()))
@@ -364,20 +330,14 @@ pub(crate) fn action_in_progress(action_id: &str, action_type: &str) -> ActionRe
         action_id,
         action_type,
         "ActionInProgress",
-        format!(
-            "action {action_id} is being carried out by another invocation right now; retry later"
-        ),
+        format!("action {action_id} is being carried out by another invocation right now; retry later"),
         true,
     )
 }
 
 fn success_result(request: &CreateRequest, created: &Created, rule_count: usize) -> ActionResult {
     let session = &created.session;
-    let target_note = if created.target_created {
-        "created"
-    } else {
-        "reused"
-    };
+    let target_note = if created.target_created { "created" } else { "reused" };
     let mut info = format!(
         "mirroring {} to {}: session {} (number {}), filter {} with {} rule{}, target {} ({})",
         request.source_eni,
@@ -454,9 +414,7 @@ mod tests {
                 requested_was_taken: None
             }
         );
-        let chosen =
-            choose_session_number(&request(Some(1)), &[session(1, None), session(3, None)])
-                .expect("room");
+        let chosen = choose_session_number(&request(Some(1)), &[session(1, None), session(3, None)]).expect("room");
         assert_eq!(
             chosen,
             SessionNumber {

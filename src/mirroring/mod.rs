@@ -73,12 +73,7 @@ pub(crate) fn now_seconds() -> u64 {
 }
 
 /// Turns an AWS error into a failed action result with its code kept.
-pub(crate) fn aws_failure(
-    action_id: &str,
-    action_type: &str,
-    context: &str,
-    err: &AwsError,
-) -> ActionResult {
+pub(crate) fn aws_failure(action_id: &str, action_type: &str, context: &str, err: &AwsError) -> ActionResult {
     let retryable = err.kind == ErrorKind::Transient;
     let hint = match err.kind {
         ErrorKind::Transient => " (temporary; retrying the action may succeed)",
@@ -94,25 +89,12 @@ pub(crate) fn aws_failure(
     )
 }
 
-pub(crate) fn ledger_failure(
-    action_id: &str,
-    action_type: &str,
-    err: &LedgerError,
-) -> ActionResult {
+pub(crate) fn ledger_failure(action_id: &str, action_type: &str, err: &LedgerError) -> ActionResult {
     match err {
-        LedgerError::Aws(aws) => aws_failure(
-            action_id,
-            action_type,
-            "the ledger could not be read or written",
-            aws,
-        ),
-        LedgerError::Corrupt(..) => ActionResult::failure(
-            action_id,
-            action_type,
-            "LedgerCorrupt",
-            err.to_string(),
-            false,
-        ),
+        LedgerError::Aws(aws) => aws_failure(action_id, action_type, "the ledger could not be read or written", aws),
+        LedgerError::Corrupt(..) => {
+            ActionResult::failure(action_id, action_type, "LedgerCorrupt", err.to_string(), false)
+        }
     }
 }
 
@@ -133,10 +115,7 @@ mod tests {
     #[test]
     fn ownership_is_read_from_the_managed_by_tag() {
         assert!(is_ours(&ownership_tags("a", Some("r"))));
-        assert!(!is_ours(&vec![(
-            TAG_MANAGED_BY.into(),
-            "someone-else".into()
-        )]));
+        assert!(!is_ours(&vec![(TAG_MANAGED_BY.into(), "someone-else".into())]));
         assert!(!is_ours(&Vec::new()));
     }
 }

@@ -11,9 +11,7 @@ impl EniId {
     pub fn parse(text: &str) -> Option<Self> {
         let hex = text.strip_prefix("eni-")?;
         let valid_len = hex.len() == 8 || hex.len() == 17;
-        let valid_digits = hex
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let valid_digits = hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         (valid_len && valid_digits).then(|| Self(text.to_owned()))
     }
 

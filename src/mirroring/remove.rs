@@ -14,8 +14,7 @@ use super::model::RemoveRequest;
 use super::{aws_failure, is_ours, ledger_failure, now_seconds, Mirroring, TAG_RESERVATION_ID};
 use crate::contract::{ActionResult, REMOVE};
 use crate::ports::{
-    ActionKind, AwsError, Claim, Deleted, LedgerQuery, LedgerRecord, MirrorSession, RecordStatus,
-    SessionQuery,
+    ActionKind, AwsError, Claim, Deleted, LedgerQuery, LedgerRecord, MirrorSession, RecordStatus, SessionQuery,
 };
 
 /// What a remove found to act on.
@@ -63,12 +62,7 @@ impl Mirroring {
             Err(err) => return ledger_failure(&request.action_id, REMOVE, &err),
         }
         let result = match self.find_for_removal(request).await {
-            Ok(found)
-                if found
-                    .not_ours
-                    .iter()
-                    .any(|id| Some(id) == request.session_id.as_ref()) =>
-            {
+            Ok(found) if found.not_ours.iter().any(|id| Some(id) == request.session_id.as_ref()) => {
                 not_ours_failure(request)
             }
             Ok(found) => {
@@ -92,8 +86,7 @@ impl Mirroring {
     }
 
     async fn find_for_removal(&self, request: &RemoveRequest) -> Result<Found, ActionResult> {
-        let fail =
-            |context: &str, err: &AwsError| aws_failure(&request.action_id, REMOVE, context, err);
+        let fail = |context: &str, err: &AwsError| aws_failure(&request.action_id, REMOVE, context, err);
         let ledger_fail = |err| ledger_failure(&request.action_id, REMOVE, &err);
         let mut found = Found::default();
         if let Some(session_id) = &request.session_id {
@@ -136,9 +129,7 @@ impl Mirroring {
                     .ec2
                     .sessions(&SessionQuery::Target(target.id.clone()))
                     .await
-                    .map_err(|e| {
-                        fail(&format!("listing the sessions of target {}", target.id), &e)
-                    })?;
+                    .map_err(|e| fail(&format!("listing the sessions of target {}", target.id), &e))?;
                 found.add_sessions(sessions);
             }
         }
@@ -151,17 +142,9 @@ impl Mirroring {
             found.add_records(records.into_iter().filter(removable).collect());
             let tagged = self
                 .ec2
-                .sessions(&SessionQuery::Tag(
-                    TAG_RESERVATION_ID.to_owned(),
-                    reservation.clone(),
-                ))
+                .sessions(&SessionQuery::Tag(TAG_RESERVATION_ID.to_owned(), reservation.clone()))
                 .await
-                .map_err(|e| {
-                    fail(
-                        &format!("listing the sessions of reservation {reservation}"),
-                        &e,
-                    )
-                })?;
+                .map_err(|e| fail(&format!("listing the sessions of reservation {reservation}"), &e))?;
             found.add_sessions(tagged);
         }
         Ok(found)
@@ -217,10 +200,7 @@ impl Mirroring {
 
     /// Deletes a record's session, then its filter, then marks it removed.
     /// Returns the session's fate and whether a filter was deleted now.
-    async fn remove_session(
-        &self,
-        record: &LedgerRecord,
-    ) -> Result<(Option<(String, Deleted)>, bool), AwsError> {
+    async fn remove_session(&self, record: &LedgerRecord) -> Result<(Option<(String, Deleted)>, bool), AwsError> {
         let session = match &record.session_id {
             Some(id) => Some((id.clone(), self.ec2.delete_session(id).await?)),
             None => None,
@@ -235,11 +215,7 @@ impl Mirroring {
             removed.updated_at = now_seconds();
             self.ledger.save(&removed).await.map_err(|err| match err {
                 crate::ports::LedgerError::Aws(aws) => aws,
-                other => AwsError::new(
-                    crate::ports::ErrorKind::Rejected,
-                    "LedgerCorrupt",
-                    other.to_string(),
-                ),
+                other => AwsError::new(crate::ports::ErrorKind::Rejected, "LedgerCorrupt", other.to_string()),
             })?;
         }
         info!(action_id = %record.action_id, session = ?session, "mirroring removed");
@@ -258,10 +234,7 @@ impl Mirroring {
 impl Found {
     fn add_records(&mut self, records: Vec<LedgerRecord>) {
         for record in records {
-            let key = record
-                .session_id
-                .clone()
-                .unwrap_or_else(|| record.action_id.clone());
+            let key = record.session_id.clone().unwrap_or_else(|| record.action_id.clone());
             self.records.entry(key).or_insert(record);
         }
     }
@@ -278,18 +251,13 @@ impl Found {
             }
             // Our create makes one filter per session, so an untracked session
             // of ours owns its filter too.
-            self.records
-                .entry(session.id.clone())
-                .or_insert_with(|| LedgerRecord {
-                    action_id: session
-                        .tag(super::TAG_ACTION_ID)
-                        .unwrap_or_default()
-                        .to_owned(),
-                    session_id: Some(session.id.clone()),
-                    filter_id: Some(session.filter_id.clone()),
-                    target_id: Some(session.target_id.clone()),
-                    ..LedgerRecord::default()
-                });
+            self.records.entry(session.id.clone()).or_insert_with(|| LedgerRecord {
+                action_id: session.tag(super::TAG_ACTION_ID).unwrap_or_default().to_owned(),
+                session_id: Some(session.id.clone()),
+                filter_id: Some(session.filter_id.clone()),
+                target_id: Some(session.target_id.clone()),
+                ..LedgerRecord::default()
+            });
         }
     }
 }
@@ -333,10 +301,7 @@ fn removal_result(
         ));
     }
     if !outcome.targets_deleted.is_empty() {
-        parts.push(format!(
-            "deleted unused target {}",
-            outcome.targets_deleted.join(", ")
-        ));
+        parts.push(format!("deleted unused target {}", outcome.targets_deleted.join(", ")));
     }
     if !outcome.leftover_targets.is_empty() {
         parts.push(format!(
@@ -351,22 +316,14 @@ fn removal_result(
         parts.push("nothing to remove: no session of ours matched (already gone)".into());
     }
     if !not_ours.is_empty() {
-        parts.push(format!(
-            "left in place, not created by us: {}",
-            not_ours.join(", ")
-        ));
+        parts.push(format!("left in place, not created by us: {}", not_ours.join(", ")));
     }
     let mut removed_session_ids = outcome.removed;
     removed_session_ids.extend(already_gone);
     let info_message = parts.join("; ");
     match outcome.first_error {
         Some(err) => {
-            let mut failure = aws_failure(
-                &request.action_id,
-                REMOVE,
-                "removing traffic mirroring",
-                &err,
-            );
+            let mut failure = aws_failure(&request.action_id, REMOVE, "removing traffic mirroring", &err);
             failure.error_message = format!("could not remove {}", outcome.errors.join("; "));
             failure.info_message = info_message;
             failure.removed_session_ids = removed_session_ids;

@@ -32,10 +32,7 @@ pub fn validate(action: &RawAction) -> Result<MirrorRequest> {
     match action.action_type.as_str() {
         CREATE => validate_create(action).map(MirrorRequest::Create),
         REMOVE => validate_remove(action).map(MirrorRequest::Remove),
-        "" => Err(invalid(
-            "type",
-            format!("is missing; expected {CREATE} or {REMOVE}"),
-        )),
+        "" => Err(invalid("type", format!("is missing; expected {CREATE} or {REMOVE}"))),
         other => Err(invalid(
             "type",
             format!("{other:?} is not an action; expected {CREATE} or {REMOVE}"),
@@ -60,47 +57,24 @@ fn validate_create(action: &RawAction) -> Result<CreateRequest> {
     if source_eni == target_eni {
         return Err(invalid(
             "actionParams.targetNicId",
-            format!(
-                "is the same ENI as sourceNicId ({source_eni}); an ENI cannot mirror to itself"
-            ),
+            format!("is the same ENI as sourceNicId ({source_eni}); an ENI cannot mirror to itself"),
         ));
     }
     let session_number = optional_int(params, "sessionNumber", "actionParams.sessionNumber")?
-        .map(|n| {
-            in_range(
-                n,
-                1,
-                i64::from(MAX_SESSION_NUMBER),
-                "actionParams.sessionNumber",
-            )
-        })
+        .map(|n| in_range(n, 1, i64::from(MAX_SESSION_NUMBER), "actionParams.sessionNumber"))
         .transpose()?
         .map(|n| n as u16);
     let packet_length = optional_int(params, "packetLength", "actionParams.packetLength")?
         .map(|n| in_range(n, 1, MAX_PACKET_LENGTH, "actionParams.packetLength"))
         .transpose()?
         .map(|n| n as i32);
-    let virtual_network_id =
-        optional_int(params, "virtualNetworkId", "actionParams.virtualNetworkId")?
-            .map(|n| {
-                in_range(
-                    n,
-                    1,
-                    MAX_VIRTUAL_NETWORK_ID,
-                    "actionParams.virtualNetworkId",
-                )
-            })
-            .transpose()?
-            .map(|n| n as i32);
+    let virtual_network_id = optional_int(params, "virtualNetworkId", "actionParams.virtualNetworkId")?
+        .map(|n| in_range(n, 1, MAX_VIRTUAL_NETWORK_ID, "actionParams.virtualNetworkId"))
+        .transpose()?
+        .map(|n| n as i32);
     let description = optional_text(params, "description", "actionParams.description")?;
-    if description
-        .as_ref()
-        .is_some_and(|d| d.chars().count() > 255)
-    {
-        return Err(invalid(
-            "actionParams.description",
-            "is longer than 255 characters",
-        ));
+    if description.as_ref().is_some_and(|d| d.chars().count() > 255) {
+        return Err(invalid("actionParams.description", "is longer than 255 characters"));
     }
     Ok(CreateRequest {
         action_id: action.action_id.clone(),
@@ -121,9 +95,7 @@ fn validate_remove(action: &RawAction) -> Result<RemoveRequest> {
     let field = |key: &str| -> Result<Option<String>> {
         match optional_text(&action.body, key, key)? {
             Some(v) => Ok(Some(v)),
-            None => params.map_or(Ok(None), |p| {
-                optional_text(p, key, &format!("actionParams.{key}"))
-            }),
+            None => params.map_or(Ok(None), |p| optional_text(p, key, &format!("actionParams.{key}"))),
         }
     };
     let session_id = field("sessionId")?;
@@ -136,9 +108,7 @@ fn validate_remove(action: &RawAction) -> Result<RemoveRequest> {
         }
     }
     let target_eni = field("targetNicId")?
-        .map(|text| {
-            EniId::parse(&text).ok_or_else(|| invalid("targetNicId", bad_eni_problem(&text)))
-        })
+        .map(|text| EniId::parse(&text).ok_or_else(|| invalid("targetNicId", bad_eni_problem(&text))))
         .transpose()?;
     let reservation_id = reservation_id(action, params)?;
     if session_id.is_none() && target_eni.is_none() && reservation_id.is_none() {
@@ -155,10 +125,7 @@ fn validate_remove(action: &RawAction) -> Result<RemoveRequest> {
     })
 }
 
-fn reservation_id(
-    action: &RawAction,
-    params: Option<&Map<String, Value>>,
-) -> Result<Option<String>> {
+fn reservation_id(action: &RawAction, params: Option<&Map<String, Value>>) -> Result<Option<String>> {
     let own = match params {
         Some(p) => optional_text(p, "reservationId", "actionParams.reservationId")?,
         None => None,
@@ -178,9 +145,8 @@ fn reservation_id(
 }
 
 fn is_aws_id(text: &str, prefix: &str) -> bool {
-    text.strip_prefix(prefix).is_some_and(|hex| {
-        (hex.len() == 8 || hex.len() == 17) && hex.bytes().all(|b| b.is_ascii_hexdigit())
-    })
+    text.strip_prefix(prefix)
+        .is_some_and(|hex| (hex.len() == 8 || hex.len() == 17) && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// A nested `type` key may be missing (accepted) but, when given, must be right.
@@ -211,17 +177,13 @@ fn optional_text(object: &Map<String, Value>, key: &str, path: &str) -> Result<O
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.trim().to_owned())),
-        Some(other) => Err(invalid(
-            path,
-            format!("must be a string, got {}", json_kind(other)),
-        )),
+        Some(other) => Err(invalid(path, format!("must be a string, got {}", json_kind(other)))),
     }
 }
 
 /// An integer sent as a JSON number or as a string of digits (`"5"`).
 fn optional_int(object: &Map<String, Value>, key: &str, path: &str) -> Result<Option<i64>> {
-    let not_integer =
-        |shown: &dyn std::fmt::Display| invalid(path, format!("{shown} is not an integer"));
+    let not_integer = |shown: &dyn std::fmt::Display| invalid(path, format!("{shown} is not an integer"));
     match object.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
@@ -237,10 +199,7 @@ fn optional_int(object: &Map<String, Value>, key: &str, path: &str) -> Result<Op
         },
         Some(other) => Err(invalid(
             path,
-            format!(
-                "must be an integer or a string of digits, got {}",
-                json_kind(other)
-            ),
+            format!("must be an integer or a string of digits, got {}", json_kind(other)),
         )),
     }
 }
@@ -310,39 +269,22 @@ fn mirror_everything() -> Vec<RuleSpec> {
 
 fn rule(index: usize, value: &Value) -> Result<RuleSpec> {
     let path = format!("actionParams.filterRules[{index}]");
-    let object = value.as_object().ok_or_else(|| {
-        invalid(
-            &path,
-            format!("must be an object, got {}", json_kind(value)),
-        )
-    })?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| invalid(&path, format!("must be an object, got {}", json_kind(value))))?;
     check_nested_type(object, &path, "TrafficFilterRule")?;
     let field = |key: &str| format!("{path}.{key}");
     let direction = match optional_text(object, "direction", &field("direction"))? {
-        None => {
-            return Err(invalid(
-                field("direction"),
-                "is missing (ingress or egress)",
-            ))
-        }
+        None => return Err(invalid(field("direction"), "is missing (ingress or egress)")),
         Some(d) => match d.to_ascii_lowercase().as_str() {
             "ingress" => Direction::Ingress,
             "egress" => Direction::Egress,
-            _ => {
-                return Err(invalid(
-                    field("direction"),
-                    format!("{d:?} is not ingress or egress"),
-                ))
-            }
+            _ => return Err(invalid(field("direction"), format!("{d:?} is not ingress or egress"))),
         },
     };
     let protocol = protocol(object, &field("protocol"))?;
     let source_ports = port_range(object, "sourcePortRange", &field("sourcePortRange"))?;
-    let destination_ports = port_range(
-        object,
-        "destinationPortRange",
-        &field("destinationPortRange"),
-    )?;
+    let destination_ports = port_range(object, "destinationPortRange", &field("destinationPortRange"))?;
     if (source_ports.is_some() || destination_ports.is_some()) && !protocol.has_ports() {
         return Err(invalid(
             field("protocol"),
@@ -384,20 +326,10 @@ fn all_addresses(v6: bool) -> String {
 
 fn protocol(object: &Map<String, Value>, path: &str) -> Result<Protocol> {
     let text = match object.get("protocol") {
-        None | Some(Value::Null) => {
-            return Err(invalid(
-                path,
-                "is missing (for example tcp, udp, icmp, all)",
-            ))
-        }
+        None | Some(Value::Null) => return Err(invalid(path, "is missing (for example tcp, udp, icmp, all)")),
         Some(Value::Number(n)) => n.to_string(),
         Some(Value::String(s)) => s.trim().to_ascii_lowercase(),
-        Some(other) => {
-            return Err(invalid(
-                path,
-                format!("must be a string, got {}", json_kind(other)),
-            ))
-        }
+        Some(other) => return Err(invalid(path, format!("must be a string, got {}", json_kind(other)))),
     };
     let named = match text.as_str() {
         "all" | "-1" => Some(Protocol::All),
@@ -422,12 +354,7 @@ fn port_range(object: &Map<String, Value>, key: &str, path: &str) -> Result<Opti
     let range = match object.get(key) {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::Object(range)) => range,
-        Some(other) => {
-            return Err(invalid(
-                path,
-                format!("must be an object, got {}", json_kind(other)),
-            ))
-        }
+        Some(other) => return Err(invalid(path, format!("must be an object, got {}", json_kind(other)))),
     };
     check_nested_type(range, path, "PortRange")?;
     let port = |name: &str| -> Result<Option<u16>> {
@@ -440,10 +367,9 @@ fn port_range(object: &Map<String, Value>, key: &str, path: &str) -> Result<Opti
         (None, None) => Ok(None),
         (Some(from), None) => Ok(Some(PortRange { from, to: from })),
         (None, Some(to)) => Ok(Some(PortRange { from: to, to })),
-        (Some(from), Some(to)) if from > to => Err(invalid(
-            path,
-            format!("fromPort {from} is greater than toPort {to}"),
-        )),
+        (Some(from), Some(to)) if from > to => {
+            Err(invalid(path, format!("fromPort {from} is greater than toPort {to}")))
+        }
         (Some(from), Some(to)) => Ok(Some(PortRange { from, to })),
     }
 }
@@ -451,12 +377,7 @@ fn port_range(object: &Map<String, Value>, key: &str, path: &str) -> Result<Opti
 /// Returns the CIDR as given and whether it is IPv6. Host bits are allowed, as
 /// in the seed's own example (`192.168.0.124/24`).
 fn cidr(text: &str, path: &str) -> Result<(String, bool)> {
-    let problem = || {
-        invalid(
-            path,
-            format!("{text:?} is not a CIDR block (for example 10.0.0.0/16)"),
-        )
-    };
+    let problem = || invalid(path, format!("{text:?} is not a CIDR block (for example 10.0.0.0/16)"));
     let (address, prefix) = text.split_once('/').ok_or_else(problem)?;
     let address: IpAddr = address.parse().map_err(|_| problem())?;
     let prefix: u8 = prefix.parse().map_err(|_| problem())?;
@@ -510,13 +431,7 @@ mod tests {
         .expect("valid");
         let rule = &create.rules[0];
         assert_eq!(rule.protocol, Protocol::Number(TCP));
-        assert_eq!(
-            rule.source_ports,
-            Some(PortRange {
-                from: 50000,
-                to: 65535
-            })
-        );
+        assert_eq!(rule.source_ports, Some(PortRange { from: 50000, to: 65535 }));
         assert_eq!(rule.destination_cidr, "0.0.0.0/0");
         assert_eq!(create.session_number, None);
     }
@@ -530,9 +445,7 @@ mod tests {
             Some(5)
         );
         assert_eq!(
-            create_with(with("sessionNumber", json!(7)))
-                .expect("ok")
-                .session_number,
+            create_with(with("sessionNumber", json!(7))).expect("ok").session_number,
             Some(7)
         );
         assert_eq!(
@@ -545,13 +458,7 @@ mod tests {
 
     #[test]
     fn session_number_must_be_an_integer_in_range() {
-        for bad in [
-            json!("0"),
-            json!(32767),
-            json!("five"),
-            json!(2.5),
-            json!(true),
-        ] {
+        for bad in [json!("0"), json!(32767), json!("five"), json!(2.5), json!(true)] {
             let err = create_with(with("sessionNumber", bad.clone())).expect_err("invalid");
             assert_eq!(err.field, "actionParams.sessionNumber", "{bad}");
         }
@@ -575,8 +482,7 @@ mod tests {
 
     #[test]
     fn source_and_target_must_differ() {
-        let err =
-            create_with(with("targetNicId", json!("eni-008322622e675cd80"))).expect_err("same");
+        let err = create_with(with("targetNicId", json!("eni-008322622e675cd80"))).expect_err("same");
         assert_eq!(err.field, "actionParams.targetNicId");
     }
 
@@ -604,19 +510,12 @@ mod tests {
         assert!(err.problem.contains("only with tcp or udp"));
         let err = rule_error(json!({"direction": "ingress", "protocol": "udp",
                                     "destinationPortRange": {"fromPort": 9, "toPort": 2}}));
-        assert_eq!(
-            err.field,
-            "actionParams.filterRules[0].destinationPortRange"
-        );
+        assert_eq!(err.field, "actionParams.filterRules[0].destinationPortRange");
         let err = rule_error(json!({"direction": "ingress", "protocol": "udp",
                                     "destinationPortRange": {"fromPort": 9, "toPort": 65536}}));
-        assert_eq!(
-            err.field,
-            "actionParams.filterRules[0].destinationPortRange.toPort"
-        );
+        assert_eq!(err.field, "actionParams.filterRules[0].destinationPortRange.toPort");
         for bad in ["10.0.0.0/33", "10.0.0/8", "nonsense", "fe80::/129"] {
-            let err =
-                rule_error(json!({"direction": "egress", "protocol": "all", "sourceCidr": bad}));
+            let err = rule_error(json!({"direction": "egress", "protocol": "all", "sourceCidr": bad}));
             assert_eq!(err.field, "actionParams.filterRules[0].sourceCidr", "{bad}");
         }
     }
@@ -636,11 +535,7 @@ mod tests {
             {"direction": "ingress", "protocol": 17, "destinationCidr": "2001:db8::/32"}
         ]);
         let create = create_with(with("filterRules", rules)).expect("valid");
-        let numbers: Vec<_> = create
-            .rules
-            .iter()
-            .map(|r| (r.direction, r.rule_number))
-            .collect();
+        let numbers: Vec<_> = create.rules.iter().map(|r| (r.direction, r.rule_number)).collect();
         assert_eq!(
             numbers,
             [
@@ -658,14 +553,8 @@ mod tests {
     #[test]
     fn no_rules_means_mirror_everything_both_ways() {
         let create = create_with(base()).expect("valid");
-        assert!(create
-            .rules
-            .iter()
-            .any(|r| r.direction == Direction::Ingress));
-        assert!(create
-            .rules
-            .iter()
-            .any(|r| r.direction == Direction::Egress));
+        assert!(create.rules.iter().any(|r| r.direction == Direction::Ingress));
+        assert!(create.rules.iter().any(|r| r.direction == Direction::Egress));
         assert!(create.rules.iter().all(|r| r.protocol == Protocol::All));
     }
 
@@ -675,12 +564,10 @@ mod tests {
             let payload = json!({"driverRequest": {"actions": [action]}});
             validate(&split_request(&payload).expect("splits")[0])
         };
-        let err =
-            remove(json!({"actionId": "r", "type": REMOVE, "sessionId": "", "targetNicId": ""}))
-                .expect_err("nothing named");
+        let err = remove(json!({"actionId": "r", "type": REMOVE, "sessionId": "", "targetNicId": ""}))
+            .expect_err("nothing named");
         assert!(err.problem.contains("name at least one"));
-        let err = remove(json!({"actionId": "r", "type": REMOVE, "sessionId": "tms-xyz"}))
-            .expect_err("bad id");
+        let err = remove(json!({"actionId": "r", "type": REMOVE, "sessionId": "tms-xyz"})).expect_err("bad id");
         assert_eq!(err.field, "sessionId");
         let ok = remove(json!({"actionId": "r", "type": REMOVE, "sessionId": "",
                                "targetNicId": "eni-08e44d9a954444e3f"}))

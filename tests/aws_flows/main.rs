@@ -1,0 +1,12 @@
+//! The Lambda's behaviour against the AWS emulator over HTTP: one binary, one
+//! module per behaviour family (a single binary links the SDK once).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod create;
+mod events;
+mod faults;
+mod idempotency;
+mod remove;
+mod requests;

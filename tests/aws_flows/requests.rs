@@ -1,0 +1,165 @@
+//! Requests as callers send them: bad input, mixed actions, order of results.
+
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+#[tokio::test]
+async fn a_payload_that_is_not_a_request_gets_a_driver_response_error() {
+    let world = World::start().await;
+    for payload in [json!({"hello": "world"}), json!([1, 2]), json!("not json"), Value::Null] {
+        let response = world.invoke(&payload).await;
+        let message = response["driverResponse"]["errorMessage"].as_str().unwrap_or_default();
+        assert!(message.starts_with("invalid driverRequest"), "{payload}: {response}");
+        assert_eq!(response["driverResponse"]["actionResults"], json!([]));
+    }
+}
+
+#[tokio::test]
+async fn every_validation_error_is_per_action_and_changes_nothing() {
+    let world = World::start().await;
+    let (source, target) = (world.eni().await, world.eni().await);
+    let base = create_action("ok-1", &source, &target, None);
+    let with = |id: &str, path: &str, value: Value| {
+        let mut action = base.clone();
+        action["actionId"] = json!(id);
+        action["actionParams"][path] = value;
+        action
+    };
+    let rule = |r: Value| json!([r]);
+    let bad = vec![
+        (
+            with("bad-eni", "sourceNicId", json!("eni-zz")),
+            "actionParams.sourceNicId",
+        ),
+        (
+            with("bad-same", "targetNicId", json!(source)),
+            "actionParams.targetNicId",
+        ),
+        (
+            with("bad-num", "sessionNumber", json!("40000")),
+            "actionParams.sessionNumber",
+        ),
+        (
+            with("bad-int", "sessionNumber", json!("1.5")),
+            "actionParams.sessionNumber",
+        ),
+        (
+            with(
+                "bad-dir",
+                "filterRules",
+                rule(json!({"direction": "up", "protocol": "tcp"})),
+            ),
+            "direction",
+        ),
+        (
+            with(
+                "bad-proto",
+                "filterRules",
+                rule(json!({"direction": "ingress", "protocol": "xyz"})),
+            ),
+            "protocol",
+        ),
+        (
+            with(
+                "bad-ports",
+                "filterRules",
+                rule(json!({"direction": "ingress", "protocol": "icmp",
+            "sourcePortRange": {"fromPort": "1", "toPort": "2"}})),
+            ),
+            "protocol",
+        ),
+        (
+            with(
+                "bad-range",
+                "filterRules",
+                rule(json!({"direction": "ingress", "protocol": "tcp",
+            "sourcePortRange": {"fromPort": "9", "toPort": "1"}})),
+            ),
+            "sourcePortRange",
+        ),
+        (
+            with(
+                "bad-cidr",
+                "filterRules",
+                rule(json!({"direction": "ingress", "protocol": "tcp",
+            "sourceCidr": "10.0.0.0/40"})),
+            ),
+            "sourceCidr",
+        ),
+        (
+            with(
+                "bad-many",
+                "filterRules",
+                json!(vec![json!({"direction": "ingress", "protocol": "tcp"}); 11]),
+            ),
+            "filterRules",
+        ),
+    ];
+    let mut actions: Vec<Value> = bad.iter().map(|(a, _)| a.clone()).collect();
+    actions.push(base.clone());
+    let response = world.invoke(&json!({"driverRequest": {"actions": actions}})).await;
+
+    let results = response["driverResponse"]["actionResults"].as_array().expect("results");
+    assert_eq!(results.len(), bad.len() + 1, "one result per action");
+    for ((action, field), result) in bad.iter().zip(results) {
+        assert_eq!(result["actionId"], action["actionId"], "results keep request order");
+        assert_eq!(result["success"], false, "{result}");
+        assert_eq!(result["errorCode"], "ValidationError");
+        let message = result["errorMessage"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(field) && message.contains(action["actionId"].as_str().unwrap_or("?")),
+            "{message}"
+        );
+        assert_eq!(result["infoMessage"], "", "the error is only in errorMessage");
+    }
+    assert_eq!(
+        results.last().map(|r| r["success"].clone()),
+        Some(json!(true)),
+        "the valid action still runs"
+    );
+    assert_eq!(
+        world.mirror_state().await.sessions.len(),
+        1,
+        "only the valid action changed EC2"
+    );
+}
+
+#[tokio::test]
+async fn independent_actions_of_one_request_all_succeed_in_order() {
+    let world = World::start().await;
+    let mut actions = Vec::new();
+    for n in 0..4 {
+        let (source, target) = (world.eni().await, world.eni().await);
+        actions.push(create_action(&format!("multi-{n}"), &source, &target, None));
+    }
+    let response = world.invoke(&json!({"driverRequest": {"actions": actions}})).await;
+    let ids: Vec<&str> = response["driverResponse"]["actionResults"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| {
+            assert_eq!(r["success"], true, "{r}");
+            r["actionId"].as_str().unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(ids, ["multi-0", "multi-1", "multi-2", "multi-3"]);
+    assert_eq!(world.mirror_state().await.sessions.len(), 4);
+}
+
+#[tokio::test]
+async fn creates_sharing_a_target_in_one_request_make_one_target() {
+    let world = World::start().await;
+    let target = world.eni().await;
+    let mut actions = Vec::new();
+    for n in 0..3 {
+        actions.push(create_action(&format!("share-{n}"), &world.eni().await, &target, None));
+    }
+    let response = world.invoke(&json!({"driverRequest": {"actions": actions}})).await;
+    assert!(response["driverResponse"]["actionResults"]
+        .as_array()
+        .expect("r")
+        .iter()
+        .all(|r| r["success"] == true));
+    assert_eq!(world.mirror_state().await.targets.len(), 1);
+}

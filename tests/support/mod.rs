@@ -1,0 +1,482 @@
+//! Test support: runs the AWS emulator (moto in server mode, extended by
+//! `tests/emulator/emulator.py`) and builds, per test, an isolated world in it:
+//! a VPC with ENIs, the ledger table created from `infra/template.yaml`, and a
+//! completion-event bus routed to a queue the test can read.
+//!
+//! Shared by the integration tests and the local demo (`examples/local_demo.rs`).
+#![allow(dead_code)]
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType,
+};
+use serde_json::{json, Value};
+use traffic_mirroring::config::Config;
+use traffic_mirroring::handler::App;
+
+pub const REGION: &str = "us-east-1";
+const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
+
+/// A running emulator process. Dropping it stops the process; the emulator
+/// also exits by itself when this test process dies.
+pub struct Emulator {
+    pub endpoint: String,
+    child: Mutex<Child>,
+    http: reqwest::Client,
+}
+
+impl Emulator {
+    /// Starts an emulator on a free loopback port. Each test world has its own,
+    /// so whole-state snapshots, faults and settings never leak between tests.
+    pub fn start() -> Emulator {
+        let python = std::env::var("EMULATOR_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+        let script = format!("{MANIFEST_DIR}/tests/emulator/emulator.py");
+        let mut child = Command::new(&python)
+            .args([script.as_str(), "--port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the emulator with {python} {script}: {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let port = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(port) = line.trim().strip_prefix("EMULATOR_READY port=") {
+                        break port.parse::<u16>().expect("numeric port");
+                    }
+                }
+                _ => panic!("the emulator exited before it was ready (is moto installed for {python}?)"),
+            }
+        };
+        // Keep draining stdout so the emulator never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Emulator {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            child: Mutex::new(child),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn control(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/_emulator/{path}", self.endpoint);
+        let mut request = self.http.request(method, &url);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert!(response.status().is_success(), "{url}: HTTP {}", response.status());
+        response.json().await.unwrap_or(Value::Null)
+    }
+
+    /// Makes the next `count` calls of `action` fail with `code` (HTTP `status`).
+    pub async fn fail_next(&self, action: &str, code: &str, status: u16, count: u32) {
+        let fault = json!({"action": action, "code": code, "status": status, "count": count,
+                           "message": format!("injected failure of {action}")});
+        self.control(reqwest::Method::POST, "faults", Some(fault)).await;
+    }
+
+    pub async fn clear_faults(&self) {
+        self.control(reqwest::Method::DELETE, "faults", None).await;
+    }
+
+    pub async fn configure(&self, config: Value) {
+        self.control(reqwest::Method::POST, "config", Some(config)).await;
+    }
+
+    /// Every AWS call the emulator has served, oldest first.
+    pub async fn calls(&self) -> Vec<Value> {
+        let log = self.control(reqwest::Method::GET, "calls", None).await;
+        log["calls"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub async fn clear_calls(&self) {
+        self.control(reqwest::Method::DELETE, "calls", None).await;
+    }
+
+    pub fn sdk_config(&self) -> SdkConfig {
+        let credentials = aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "emulator");
+        SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(credentials))
+            .build()
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if let Ok(child) = self.child.get_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A name no other test in this run uses.
+pub fn unique(prefix: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Everything one test works in.
+pub struct World {
+    pub emulator: Emulator,
+    pub sdk: SdkConfig,
+    pub ec2: aws_sdk_ec2::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub config: Config,
+    pub queue_url: String,
+    pub subnet_id: String,
+    pub app: App,
+}
+
+/// What exists in EC2's Traffic Mirroring, as sorted ids.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MirrorState {
+    pub sessions: BTreeSet<String>,
+    pub filters: BTreeSet<String>,
+    pub targets: BTreeSet<String>,
+}
+
+impl World {
+    pub async fn start() -> World {
+        let emulator = tokio::task::spawn_blocking(Emulator::start)
+            .await
+            .expect("emulator started");
+        let sdk = emulator.sdk_config();
+        let ec2 = aws_sdk_ec2::Client::new(&sdk);
+        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let events = aws_sdk_eventbridge::Client::new(&sdk);
+        let config = Config {
+            table_name: unique("ledger"),
+            event_bus_name: unique("bus"),
+            event_source: "traffic-mirroring".into(),
+        };
+        create_ledger_table(&dynamodb, &config.table_name).await;
+        let queue_url = route_events_to_queue(&events, &sqs, &config).await;
+        let vpc = ec2.create_vpc().cidr_block("10.0.0.0/16").send().await.expect("vpc");
+        let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).expect("vpc id").to_owned();
+        let subnet = ec2
+            .create_subnet()
+            .vpc_id(&vpc_id)
+            .cidr_block("10.0.1.0/24")
+            .send()
+            .await
+            .expect("subnet");
+        let subnet_id = subnet
+            .subnet()
+            .and_then(|s| s.subnet_id())
+            .expect("subnet id")
+            .to_owned();
+        let app = traffic_mirroring::aws::build_app(&sdk, &config);
+        World {
+            emulator,
+            sdk,
+            ec2,
+            dynamodb,
+            sqs,
+            config,
+            queue_url,
+            subnet_id,
+            app,
+        }
+    }
+
+    /// A new network interface in this world's subnet.
+    pub async fn eni(&self) -> String {
+        let eni = self
+            .ec2
+            .create_network_interface()
+            .subnet_id(&self.subnet_id)
+            .send()
+            .await
+            .expect("eni");
+        eni.network_interface()
+            .and_then(|e| e.network_interface_id())
+            .expect("eni id")
+            .to_owned()
+    }
+
+    /// The primary ENI of a new instance of `instance_type`.
+    pub async fn instance_eni(&self, instance_type: &str) -> String {
+        let run = self
+            .ec2
+            .run_instances()
+            .image_id("ami-12c6146b")
+            .instance_type(instance_type.into())
+            .subnet_id(&self.subnet_id)
+            .min_count(1)
+            .max_count(1)
+            .send()
+            .await
+            .expect("instance");
+        let instance = run.instances().first().expect("one instance");
+        instance
+            .network_interfaces()
+            .first()
+            .and_then(|n| n.network_interface_id())
+            .expect("eni")
+            .to_owned()
+    }
+
+    /// Invokes the handler as a direct Lambda invoke would, JSON in and out.
+    pub async fn invoke(&self, request: &Value) -> Value {
+        serde_json::to_value(self.app.handle(request).await).expect("response serializes")
+    }
+
+    /// Reads completion events until `expected` arrived or 10 s passed.
+    pub async fn events(&self, expected: usize) -> Vec<Value> {
+        let mut events = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while events.len() < expected && Instant::now() < deadline {
+            let received = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .expect("receive");
+            for message in received.messages() {
+                let body = message.body().unwrap_or_default();
+                events.push(serde_json::from_str(body).expect("event JSON"));
+                if let Some(handle) = message.receipt_handle() {
+                    self.sqs
+                        .delete_message()
+                        .queue_url(&self.queue_url)
+                        .receipt_handle(handle)
+                        .send()
+                        .await
+                        .expect("delete");
+                }
+            }
+            if received.messages().is_empty() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        events
+    }
+
+    /// Sessions, filters and targets in EC2, read through every page.
+    pub async fn mirror_state(&self) -> MirrorState {
+        let mut state = MirrorState::default();
+        let mut pages = self.ec2.describe_traffic_mirror_sessions().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            for s in page.expect("sessions").traffic_mirror_sessions() {
+                state
+                    .sessions
+                    .insert(s.traffic_mirror_session_id().unwrap_or_default().to_owned());
+            }
+        }
+        let mut pages = self.ec2.describe_traffic_mirror_filters().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            for f in page.expect("filters").traffic_mirror_filters() {
+                state
+                    .filters
+                    .insert(f.traffic_mirror_filter_id().unwrap_or_default().to_owned());
+            }
+        }
+        let mut pages = self.ec2.describe_traffic_mirror_targets().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            for t in page.expect("targets").traffic_mirror_targets() {
+                state
+                    .targets
+                    .insert(t.traffic_mirror_target_id().unwrap_or_default().to_owned());
+            }
+        }
+        state
+    }
+
+    /// Every ledger item, with attributes flattened to JSON.
+    pub async fn ledger(&self) -> Vec<Value> {
+        let scan = self
+            .dynamodb
+            .scan()
+            .table_name(&self.config.table_name)
+            .send()
+            .await
+            .expect("scan");
+        scan.items().iter().map(item_json).collect()
+    }
+
+    pub async fn ledger_item(&self, action_id: &str) -> Option<Value> {
+        self.ledger()
+            .await
+            .into_iter()
+            .find(|item| item["actionId"] == action_id)
+    }
+}
+
+fn item_json(item: &HashMap<String, aws_sdk_dynamodb::types::AttributeValue>) -> Value {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    fn one(value: &A) -> Value {
+        match value {
+            A::S(s) => json!(s),
+            A::N(n) => n.parse::<f64>().map(|f| json!(f)).unwrap_or(json!(n)),
+            A::Bool(b) => json!(b),
+            A::L(list) => Value::Array(list.iter().map(one).collect()),
+            _ => Value::Null,
+        }
+    }
+    Value::Object(item.iter().map(|(k, v)| (k.clone(), one(v))).collect())
+}
+
+/// Creates the ledger table from its one definition, `infra/template.yaml`.
+pub async fn create_ledger_table(dynamodb: &aws_sdk_dynamodb::Client, name: &str) {
+    let template = std::fs::read_to_string(format!("{MANIFEST_DIR}/infra/template.yaml")).expect("template");
+    let template: serde_yaml::Value = serde_yaml::from_str(&template).expect("template is YAML");
+    let table = &template["Resources"]["LedgerTable"]["Properties"];
+    let key_schema = |schema: &serde_yaml::Value| -> Vec<KeySchemaElement> {
+        schema
+            .as_sequence()
+            .expect("KeySchema list")
+            .iter()
+            .map(|k| {
+                KeySchemaElement::builder()
+                    .attribute_name(k["AttributeName"].as_str().expect("name"))
+                    .key_type(KeyType::from(k["KeyType"].as_str().expect("type")))
+                    .build()
+                    .expect("key")
+            })
+            .collect()
+    };
+    let mut request = dynamodb
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::from(table["BillingMode"].as_str().expect("billing mode")))
+        .set_key_schema(Some(key_schema(&table["KeySchema"])));
+    for attribute in table["AttributeDefinitions"].as_sequence().expect("attributes") {
+        request = request.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(attribute["AttributeName"].as_str().expect("name"))
+                .attribute_type(ScalarAttributeType::from(
+                    attribute["AttributeType"].as_str().expect("type"),
+                ))
+                .build()
+                .expect("attribute"),
+        );
+    }
+    for index in table["GlobalSecondaryIndexes"].as_sequence().into_iter().flatten() {
+        let projection = index["Projection"]["ProjectionType"].as_str().expect("projection");
+        request = request.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(index["IndexName"].as_str().expect("index name"))
+                .set_key_schema(Some(key_schema(&index["KeySchema"])))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::from(projection))
+                        .build(),
+                )
+                .build()
+                .expect("index"),
+        );
+    }
+    request.send().await.expect("create the ledger table");
+}
+
+/// A bus whose completion events land in a queue, so tests read what was
+/// really published rather than what the code meant to publish.
+async fn route_events_to_queue(
+    events: &aws_sdk_eventbridge::Client,
+    sqs: &aws_sdk_sqs::Client,
+    config: &Config,
+) -> String {
+    events
+        .create_event_bus()
+        .name(&config.event_bus_name)
+        .send()
+        .await
+        .expect("bus");
+    let queue = sqs
+        .create_queue()
+        .queue_name(unique("completions"))
+        .send()
+        .await
+        .expect("queue");
+    let queue_url = queue.queue_url().expect("queue url").to_owned();
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue attributes");
+    let queue_arn = attributes
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+        .expect("queue arn")
+        .clone();
+    let rule = unique("completions");
+    events
+        .put_rule()
+        .name(&rule)
+        .event_bus_name(&config.event_bus_name)
+        .event_pattern(json!({"source": [config.event_source]}).to_string())
+        .send()
+        .await
+        .expect("rule");
+    events
+        .put_targets()
+        .rule(&rule)
+        .event_bus_name(&config.event_bus_name)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("queue")
+                .arn(queue_arn)
+                .build()
+                .expect("target"),
+        )
+        .send()
+        .await
+        .expect("targets");
+    queue_url
+}
+
+/// The seed document's create request, with our ENIs and action id.
+pub fn seed_create(action_id: &str, source: &str, target: &str) -> Value {
+    json!({"driverRequest": {"actions": [{
+        "actionId": action_id, "type": "CreateTrafficMirroring",
+        "actionParams": {"type": "CreateTrafficMirroringParams",
+            "sourceNicId": source, "targetNicId": target, "sessionNumber": "5",
+            "filterRules": [{"type": "TrafficFilterRule", "direction": "ingress", "protocol": "tcp",
+                "sourcePortRange": {"type": "PortRange", "fromPort": "50000", "toPort": "65535"},
+                "sourceCidr": "192.168.0.124/24"}]}}]}})
+}
+
+/// A create with no rules (mirror everything) and an optional session number.
+pub fn create(action_id: &str, source: &str, target: &str, session_number: Option<&str>) -> Value {
+    json!({"driverRequest": {"actions": [create_action(action_id, source, target, session_number)]}})
+}
+
+pub fn create_action(action_id: &str, source: &str, target: &str, session_number: Option<&str>) -> Value {
+    json!({"actionId": action_id, "type": "CreateTrafficMirroring",
+           "actionParams": {"type": "CreateTrafficMirroringParams", "sourceNicId": source,
+                            "targetNicId": target, "sessionNumber": session_number.unwrap_or("")}})
+}
+
+/// A remove as existing callers send it: both fields present, unused ones empty.
+pub fn remove(action_id: &str, session_id: &str, target_nic: &str) -> Value {
+    json!({"driverRequest": {"actions": [{"actionId": action_id, "type": "RemoveTrafficMirroring",
+        "sessionId": session_id, "targetNicId": target_nic, "actionTarget": null}]}})
+}
+
+/// The first action result of a response.
+pub fn first_result(response: &Value) -> &Value {
+    &response["driverResponse"]["actionResults"][0]
+}
