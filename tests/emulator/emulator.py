@@ -55,7 +55,7 @@ from io import BytesIO
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ec2.models import ec2_backends
@@ -693,6 +693,13 @@ def error_answer(error, json_protocol, service):
     return status, headers, payload
 
 
+class QuietHandler(WSGIRequestHandler):
+    """One line per request would drown the test output; the call log has them."""
+
+    def log_request(self, *args, **kwargs):
+        pass
+
+
 def exit_with_parent():
     """Tests that crash never leave an emulator running."""
     parent = os.getppid()
@@ -708,7 +715,7 @@ def main():
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
     app = Emulator(DomainDispatcherApplication(create_backend_app))
-    server = make_server(args.host, args.port, app, threaded=True)
+    server = make_server(args.host, args.port, app, threaded=True, request_handler=QuietHandler)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     threading.Thread(target=exit_with_parent, daemon=True).start()
     print(f"EMULATOR_READY port={server.server_address[1]}", flush=True)
