@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Runs every check and test: the emulator's own tests, formatting, clippy,
-# and the Rust unit and integration tests against the emulator.
+# and the Rust unit and integration tests against the emulator. Ends with one
+# line totalling every test run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
 setup_emulator
 
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
 echo "== emulator tests (pytest)"
-"$EMULATOR_PYTHON" -m pytest -q tests/emulator
+"$EMULATOR_PYTHON" -m pytest -q tests/emulator | tee -a "$log"
 
 echo "== cargo fmt --check"
 cargo fmt --check
@@ -16,4 +20,9 @@ echo "== cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
 
 echo "== cargo test"
-cargo test --all-targets
+cargo test --lib --tests 2>&1 | tee -a "$log"
+
+# pytest: "18 passed in 6.9s"; cargo: "test result: ok. 31 passed; 0 failed; ..."
+passed=$(grep -oE '[0-9]+ passed' "$log" | awk '{s += $1} END {print s + 0}')
+failed=$(grep -oE '[0-9]+ failed' "$log" | awk '{s += $1} END {print s + 0}')
+echo "tests: $passed passed, $failed failed"

@@ -49,8 +49,8 @@ impl Mirroring {
             action_id: request.action_id.clone(),
             kind: Some(ActionKind::Remove),
             status: Some(RecordStatus::Pending),
-            reservation_id: request.reservation_id.clone(),
-            target_eni: request.target_eni.as_ref().map(ToString::to_string),
+            // No ENIs or reservation here: those attributes key the indexes,
+            // which list what creates made.
             created_at: now,
             updated_at: now,
             ..LedgerRecord::default()

@@ -583,6 +583,18 @@ mod tests {
     }
 
     #[test]
+    fn the_direct_invoke_samples_in_events_are_valid_requests() {
+        for name in ["direct-create.json", "direct-remove.json"] {
+            let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
+            let text = std::fs::read_to_string(&path).expect("sample exists");
+            let payload: Value = serde_json::from_str(&text).expect("sample is JSON");
+            for action in split_request(&payload).expect("sample is a driverRequest") {
+                validate(&action).unwrap_or_else(|e| panic!("{name}: {e}"));
+            }
+        }
+    }
+
+    #[test]
     fn unknown_action_types_and_missing_ids_are_named() {
         let payload = json!({"driverRequest": {"actions": [
             {"actionId": "x", "type": "Explode"}, {"type": CREATE}
