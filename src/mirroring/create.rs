@@ -12,8 +12,7 @@ use super::model::{CreateRequest, MAX_SESSION_NUMBER, SESSIONS_PER_SOURCE_ENI};
 use super::{aws_failure, client_token, ledger_failure, now_seconds, ownership_tags, Mirroring, TAG_ACTION_ID};
 use crate::contract::{ActionResult, CREATE};
 use crate::ports::{
-    ActionKind, AwsError, Claim, ErrorKind, LedgerRecord, MirrorSession, MirrorTarget, NewSession, RecordStatus,
-    SessionQuery,
+    ActionKind, AwsError, ErrorKind, LedgerRecord, MirrorSession, MirrorTarget, NewSession, RecordStatus, SessionQuery,
 };
 
 /// What this attempt has made so far: exactly what a rollback may delete.
@@ -47,11 +46,9 @@ impl Mirroring {
             updated_at: now,
             ..LedgerRecord::default()
         };
-        match self.ledger.claim(&record, self.lease_seconds).await {
-            Ok(Claim::Granted { attempt }) => record.attempt = attempt,
-            Ok(Claim::Finished(result)) => return *result,
-            Ok(Claim::InProgress) => return action_in_progress(&request.action_id, CREATE),
-            Err(err) => return ledger_failure(&request.action_id, CREATE, &err),
+        match self.claim(&record, CREATE).await {
+            Ok(attempt) => record.attempt = attempt,
+            Err(answer) => return answer,
         }
         let mut made = Made::default();
         let outcome = self.create_steps(request, record.attempt, &mut made).await;
@@ -323,16 +320,6 @@ fn choose_session_number(request: &CreateRequest, sessions: &[MirrorSession]) ->
 /// caller picks the same one, the lowest id, so they converge.
 fn pick_target(targets: &[MirrorTarget]) -> Option<&MirrorTarget> {
     targets.iter().min_by(|a, b| a.id.cmp(&b.id))
-}
-
-pub(crate) fn action_in_progress(action_id: &str, action_type: &str) -> ActionResult {
-    ActionResult::failure(
-        action_id,
-        action_type,
-        "ActionInProgress",
-        format!("action {action_id} is being carried out by another invocation right now; retry later"),
-        true,
-    )
 }
 
 fn success_result(request: &CreateRequest, created: &Created, rule_count: usize) -> ActionResult {

@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sha2::{Digest, Sha256};
 
 use crate::contract::ActionResult;
-use crate::ports::{AwsError, ErrorKind, Ledger, LedgerError, MirrorApi, Tags};
+use crate::ports::{AwsError, Claim, ErrorKind, Ledger, LedgerError, LedgerRecord, MirrorApi, Tags};
 
 /// Tag keys that mark what we created. The IAM policy keys deletes on the first.
 pub const TAG_MANAGED_BY: &str = "traffic-mirroring:managed-by";
@@ -70,6 +70,27 @@ pub(crate) fn now_seconds() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default()
+}
+
+impl Mirroring {
+    /// Claims the record's action id. `Ok` carries the attempt number to work
+    /// under; `Err` is the answer to give instead: the recorded result of a
+    /// finished action, "in progress", or the ledger's failure.
+    pub(crate) async fn claim(&self, record: &LedgerRecord, action_type: &str) -> Result<u32, ActionResult> {
+        let action_id = &record.action_id;
+        match self.ledger.claim(record, self.lease_seconds).await {
+            Ok(Claim::Granted { attempt }) => Ok(attempt),
+            Ok(Claim::Finished(result)) => Err(*result),
+            Ok(Claim::InProgress) => Err(ActionResult::failure(
+                action_id,
+                action_type,
+                "ActionInProgress",
+                format!("action {action_id} is being carried out by another invocation right now; retry later"),
+                true,
+            )),
+            Err(err) => Err(ledger_failure(action_id, action_type, &err)),
+        }
+    }
 }
 
 /// Turns an AWS error into a failed action result with its code kept.

@@ -9,12 +9,12 @@ use std::collections::BTreeMap;
 use futures::future::join_all;
 use tracing::{info, warn};
 
-use super::create::{action_in_progress, TargetFate};
+use super::create::TargetFate;
 use super::model::RemoveRequest;
 use super::{aws_failure, is_ours, ledger_failure, now_seconds, Mirroring, TAG_RESERVATION_ID};
 use crate::contract::{ActionResult, REMOVE};
 use crate::ports::{
-    ActionKind, AwsError, Claim, Deleted, LedgerQuery, LedgerRecord, MirrorSession, RecordStatus, SessionQuery,
+    ActionKind, AwsError, Deleted, LedgerQuery, LedgerRecord, MirrorSession, RecordStatus, SessionQuery,
 };
 
 /// What a remove found to act on.
@@ -55,11 +55,9 @@ impl Mirroring {
             updated_at: now,
             ..LedgerRecord::default()
         };
-        match self.ledger.claim(&record, self.lease_seconds).await {
-            Ok(Claim::Granted { attempt }) => record.attempt = attempt,
-            Ok(Claim::Finished(result)) => return *result,
-            Ok(Claim::InProgress) => return action_in_progress(&request.action_id, REMOVE),
-            Err(err) => return ledger_failure(&request.action_id, REMOVE, &err),
+        match self.claim(&record, REMOVE).await {
+            Ok(attempt) => record.attempt = attempt,
+            Err(answer) => return answer,
         }
         let result = match self.find_for_removal(request).await {
             Ok(found) if found.not_ours.iter().any(|id| Some(id) == request.session_id.as_ref()) => {

@@ -119,18 +119,7 @@ async fn an_existing_target_is_reused_and_a_new_one_is_made_once() {
 
     // A target someone else made is reused too, and not marked as ours.
     let (c, foreign_eni) = (world.eni().await, world.eni().await);
-    let foreign = world
-        .ec2
-        .create_traffic_mirror_target()
-        .network_interface_id(&foreign_eni)
-        .send()
-        .await
-        .expect("target");
-    let foreign_id = foreign
-        .traffic_mirror_target()
-        .and_then(|t| t.traffic_mirror_target_id())
-        .expect("id")
-        .to_owned();
+    let foreign_id = world.foreign_target(&foreign_eni).await;
     let third = world.invoke(&create("reuse-3", &c, &foreign_eni, None)).await;
     assert_eq!(first_result(&third)["trafficMirrorTargetId"], foreign_id);
     assert_eq!(
@@ -183,34 +172,8 @@ async fn a_taken_session_number_is_replaced_by_the_lowest_free_one() {
 async fn sessions_we_did_not_make_count_when_allocating() {
     let world = World::start().await;
     let (source, other_target_eni, target) = (world.eni().await, world.eni().await, world.eni().await);
-    let foreign_target = world
-        .ec2
-        .create_traffic_mirror_target()
-        .network_interface_id(&other_target_eni)
-        .send()
-        .await
-        .expect("t");
-    let foreign_filter = world.ec2.create_traffic_mirror_filter().send().await.expect("f");
-    world
-        .ec2
-        .create_traffic_mirror_session()
-        .network_interface_id(&source)
-        .traffic_mirror_target_id(
-            foreign_target
-                .traffic_mirror_target()
-                .and_then(|t| t.traffic_mirror_target_id())
-                .expect("t"),
-        )
-        .traffic_mirror_filter_id(
-            foreign_filter
-                .traffic_mirror_filter()
-                .and_then(|f| f.traffic_mirror_filter_id())
-                .expect("f"),
-        )
-        .session_number(1)
-        .send()
-        .await
-        .expect("foreign session");
+    let foreign_target = world.foreign_target(&other_target_eni).await;
+    world.foreign_session(&source, &foreign_target, 1).await;
     let response = world.invoke(&create("foreign-1", &source, &target, None)).await;
     assert_eq!(first_result(&response)["sessionNumber"], 2, "{response}");
 }

@@ -166,18 +166,7 @@ async fn our_target_goes_with_our_last_session_and_a_foreign_target_stays() {
     );
 
     let (c, foreign_eni) = (world.eni().await, world.eni().await);
-    let foreign = world
-        .ec2
-        .create_traffic_mirror_target()
-        .network_interface_id(&foreign_eni)
-        .send()
-        .await
-        .expect("t");
-    let foreign_id = foreign
-        .traffic_mirror_target()
-        .and_then(|t| t.traffic_mirror_target_id())
-        .expect("id")
-        .to_owned();
+    let foreign_id = world.foreign_target(&foreign_eni).await;
     let s3 = mirrored(&world, "lt-3", &c, &foreign_eni).await;
     let response = world.invoke(&remove("lt-rm-3", &s3, "")).await;
     assert_eq!(first_result(&response)["success"], true);
@@ -193,39 +182,8 @@ async fn our_target_goes_with_our_last_session_and_a_foreign_target_stays() {
 async fn sessions_we_did_not_create_are_left_alone() {
     let world = World::start().await;
     let (source, target_eni, ours_source) = (world.eni().await, world.eni().await, world.eni().await);
-    let target = world
-        .ec2
-        .create_traffic_mirror_target()
-        .network_interface_id(&target_eni)
-        .send()
-        .await
-        .expect("t");
-    let target_id = target
-        .traffic_mirror_target()
-        .and_then(|t| t.traffic_mirror_target_id())
-        .expect("id")
-        .to_owned();
-    let filter = world.ec2.create_traffic_mirror_filter().send().await.expect("f");
-    let foreign = world
-        .ec2
-        .create_traffic_mirror_session()
-        .network_interface_id(&source)
-        .traffic_mirror_target_id(&target_id)
-        .traffic_mirror_filter_id(
-            filter
-                .traffic_mirror_filter()
-                .and_then(|f| f.traffic_mirror_filter_id())
-                .expect("f"),
-        )
-        .session_number(1)
-        .send()
-        .await
-        .expect("session");
-    let foreign_id = foreign
-        .traffic_mirror_session()
-        .and_then(|s| s.traffic_mirror_session_id())
-        .expect("id")
-        .to_owned();
+    let target_id = world.foreign_target(&target_eni).await;
+    let foreign_id = world.foreign_session(&source, &target_id, 1).await;
     let ours = mirrored(&world, "fo-1", &ours_source, &target_eni).await;
 
     let by_id = world.invoke(&remove("fo-rm-1", &foreign_id, "")).await;

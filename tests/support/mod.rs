@@ -235,6 +235,44 @@ impl World {
             .to_owned()
     }
 
+    /// A mirror target made by someone else (no ownership tag).
+    pub async fn foreign_target(&self, eni: &str) -> String {
+        let made = self
+            .ec2
+            .create_traffic_mirror_target()
+            .network_interface_id(eni)
+            .send()
+            .await
+            .expect("target");
+        made.traffic_mirror_target()
+            .and_then(|t| t.traffic_mirror_target_id())
+            .expect("target id")
+            .to_owned()
+    }
+
+    /// A session made by someone else, with its own untagged filter.
+    pub async fn foreign_session(&self, source: &str, target_id: &str, number: i32) -> String {
+        let filter = self.ec2.create_traffic_mirror_filter().send().await.expect("filter");
+        let filter_id = filter
+            .traffic_mirror_filter()
+            .and_then(|f| f.traffic_mirror_filter_id())
+            .expect("filter id");
+        let made = self
+            .ec2
+            .create_traffic_mirror_session()
+            .network_interface_id(source)
+            .traffic_mirror_target_id(target_id)
+            .traffic_mirror_filter_id(filter_id)
+            .session_number(number)
+            .send()
+            .await
+            .expect("session");
+        made.traffic_mirror_session()
+            .and_then(|s| s.traffic_mirror_session_id())
+            .expect("session id")
+            .to_owned()
+    }
+
     /// Invokes the handler as a direct Lambda invoke would, JSON in and out.
     pub async fn invoke(&self, request: &Value) -> Value {
         serde_json::to_value(self.app.handle(request).await).expect("response serializes")
