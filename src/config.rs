@@ -6,12 +6,16 @@ pub const EVENT_BUS_NAME: &str = "EVENT_BUS_NAME";
 pub const EVENT_SOURCE: &str = "EVENT_SOURCE";
 pub const DEFAULT_EVENT_SOURCE: &str = "traffic-mirroring";
 pub const DEFAULT_EVENT_BUS: &str = "default";
+/// JSON object of subnet or VPC id -> target ENI, for instances launched
+/// without a `traffic-mirroring:target-eni` tag.
+pub const DEFAULT_TARGETS: &str = "DEFAULT_TARGETS";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub table_name: String,
     pub event_bus_name: String,
     pub event_source: String,
+    pub default_targets: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,7 +30,13 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let value = |name| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let table_name = value(TABLE_NAME).ok_or(ConfigError(TABLE_NAME, "must name the ledger table"))?;
+        let default_targets = match value(DEFAULT_TARGETS) {
+            None => Default::default(),
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|_| ConfigError(DEFAULT_TARGETS, "must be a JSON object of subnet or VPC id to ENI id"))?,
+        };
         Ok(Self {
+            default_targets,
             table_name,
             event_bus_name: value(EVENT_BUS_NAME).unwrap_or_else(|| DEFAULT_EVENT_BUS.to_owned()),
             event_source: value(EVENT_SOURCE).unwrap_or_else(|| DEFAULT_EVENT_SOURCE.to_owned()),
@@ -47,5 +57,29 @@ mod tests {
         let config = Config::from_lookup(|name| (name == TABLE_NAME).then(|| "ledger".to_owned())).expect("ok");
         assert_eq!(config.event_source, "traffic-mirroring");
         assert_eq!(config.event_bus_name, "default");
+        assert!(config.default_targets.is_empty());
+    }
+
+    #[test]
+    fn default_targets_must_be_a_json_object() {
+        let with = |targets: &'static str| {
+            Config::from_lookup(move |name| match name {
+                TABLE_NAME => Some("ledger".into()),
+                DEFAULT_TARGETS => Some(targets.into()),
+                _ => None,
+            })
+        };
+        let config = with(r#"{"vpc-1": "eni-0000000b"}"#).expect("valid");
+        assert_eq!(
+            config.default_targets.get("vpc-1").map(String::as_str),
+            Some("eni-0000000b")
+        );
+        assert_eq!(
+            with("[1]").map(|_| ()),
+            Err(ConfigError(
+                DEFAULT_TARGETS,
+                "must be a JSON object of subnet or VPC id to ENI id"
+            ))
+        );
     }
 }

@@ -9,7 +9,8 @@ use futures::stream::{self, StreamExt};
 use serde_json::Value;
 use tracing::{info, warn};
 
-use crate::contract::{split_request, ActionResult, DriverResponse, MalformedRequest};
+use crate::contract::{split_request, ActionResult, DriverResponse, MalformedRequest, RawAction};
+use crate::mirroring::launch::LaunchPolicy;
 use crate::mirroring::model::MirrorRequest;
 use crate::mirroring::validate::validate;
 use crate::mirroring::Mirroring;
@@ -33,7 +34,8 @@ pub fn detail_type(result: &ActionResult) -> &'static str {
 }
 
 pub struct App {
-    mirroring: Mirroring,
+    pub(crate) mirroring: Mirroring,
+    pub(crate) launch_policy: LaunchPolicy,
     publisher: Arc<dyn Publisher>,
     /// Completion events that could not be sent (the action's result stands).
     unpublished: AtomicU64,
@@ -43,9 +45,15 @@ impl App {
     pub fn new(mirroring: Mirroring, publisher: Arc<dyn Publisher>) -> Self {
         Self {
             mirroring,
+            launch_policy: LaunchPolicy::default(),
             publisher,
             unpublished: AtomicU64::new(0),
         }
+    }
+
+    pub fn with_launch_policy(mut self, policy: LaunchPolicy) -> Self {
+        self.launch_policy = policy;
+        self
     }
 
     pub fn unpublished_events(&self) -> u64 {
@@ -54,30 +62,39 @@ impl App {
 
     /// Answers a direct invoke. Never fails: every problem is in the response.
     pub async fn handle(&self, payload: &Value) -> DriverResponse {
-        match split_request(payload) {
-            Ok(actions) => {
-                let validated = actions
-                    .iter()
-                    .map(|action| {
-                        validate(action).map_err(|err| {
-                            ActionResult::failure(
-                                &action.action_id,
-                                &action.action_type,
-                                "ValidationError",
-                                format!(
-                                    "invalid {} action {:?}: {err}",
-                                    type_name(&action.action_type),
-                                    action.action_id
-                                ),
-                                false,
-                            )
-                        })
-                    })
-                    .collect();
-                DriverResponse::new(self.run_all(validated).await)
+        let mut responses = self.handle_batch(std::slice::from_ref(payload)).await;
+        responses.pop().unwrap_or_else(|| DriverResponse::new(Vec::new()))
+    }
+
+    /// Answers several requests at once (the records of an SQS batch). Their
+    /// actions share one lane plan, so two records touching the same ENI run
+    /// one after the other, like two actions of one request.
+    pub async fn handle_batch(&self, payloads: &[Value]) -> Vec<DriverResponse> {
+        let mut responses = Vec::with_capacity(payloads.len());
+        let mut counts = Vec::with_capacity(payloads.len());
+        let mut actions = Vec::new();
+        for payload in payloads {
+            match split_request(payload) {
+                Ok(split) => {
+                    counts.push(Some(split.len()));
+                    actions.extend(split.iter().map(validated));
+                    responses.push(None);
+                }
+                Err(err) => {
+                    counts.push(None);
+                    responses.push(Some(self.malformed(&err).await));
+                }
             }
-            Err(err) => self.malformed(&err).await,
         }
+        let mut results = self.run_all(actions).await.into_iter();
+        responses
+            .into_iter()
+            .zip(counts)
+            .map(|(response, count)| match (response, count) {
+                (Some(response), _) => response,
+                (None, count) => DriverResponse::new(results.by_ref().take(count.unwrap_or_default()).collect()),
+            })
+            .collect()
     }
 
     async fn malformed(&self, err: &MalformedRequest) -> DriverResponse {
@@ -93,7 +110,7 @@ impl App {
         DriverResponse::malformed(err)
     }
 
-    async fn run_all(&self, actions: Vec<Result<MirrorRequest, ActionResult>>) -> Vec<ActionResult> {
+    pub(crate) async fn run_all(&self, actions: Vec<Result<MirrorRequest, ActionResult>>) -> Vec<ActionResult> {
         let mut results: Vec<Option<ActionResult>> = vec![None; actions.len()];
         let mut valid = Vec::new();
         for (index, action) in actions.into_iter().enumerate() {
@@ -142,6 +159,22 @@ impl App {
             warn!(action_id = %result.action_id, error = %err, unpublished_events = failed, "completion event not sent");
         }
     }
+}
+
+fn validated(action: &RawAction) -> Result<MirrorRequest, ActionResult> {
+    validate(action).map_err(|err| {
+        ActionResult::failure(
+            &action.action_id,
+            &action.action_type,
+            "ValidationError",
+            format!(
+                "invalid {} action {:?}: {err}",
+                type_name(&action.action_type),
+                action.action_id
+            ),
+            false,
+        )
+    })
 }
 
 fn type_name(action_type: &str) -> &str {
@@ -219,6 +252,7 @@ mod tests {
             virtual_network_id: None,
             description: None,
             reservation_id: None,
+            instance_id: None,
         })
     }
 
@@ -228,6 +262,7 @@ mod tests {
             session_id: None,
             target_eni: Some(eni(target)),
             reservation_id: None,
+            instance_id: None,
         })
     }
 
@@ -262,6 +297,7 @@ mod tests {
             session_id: Some("tms-00000001".into()),
             target_eni: None,
             reservation_id: None,
+            instance_id: None,
         });
         assert_eq!(
             lanes_of(vec![create("a", 1, 2), by_session, create("b", 3, 4)]),

@@ -13,5 +13,6 @@ pub mod aws;
 pub mod config;
 pub mod contract;
 pub mod handler;
+pub mod ingress;
 pub mod mirroring;
 pub mod ports;

@@ -1,5 +1,5 @@
 //! The Lambda entry point: read the configuration, build the AWS clients once,
-//! and serve direct invokes of a `driverRequest`.
+//! and serve every source: direct invokes, SQS batches and EventBridge events.
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
@@ -19,8 +19,7 @@ async fn main() -> Result<(), Error> {
     let app = &app;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         tracing::info!(request_id = %event.context.request_id, "invocation");
-        let response = app.handle(&event.payload).await;
-        serde_json::to_value(response).map_err(Error::from)
+        app.invoke(event.payload).await.map_err(Error::from)
     }))
     .await
 }

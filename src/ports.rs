@@ -81,6 +81,18 @@ pub fn tag_value<'a>(tags: &'a Tags, key: &str) -> Option<&'a str> {
     tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
+/// What the launch path needs to know about an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InstanceInfo {
+    pub id: String,
+    pub instance_type: String,
+    pub vpc_id: Option<String>,
+    pub subnet_id: Option<String>,
+    /// Every network interface, primary first.
+    pub enis: Vec<String>,
+    pub tags: Tags,
+}
+
 /// Which sessions to list; each is one (paged) Describe call with one filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionQuery {
@@ -123,6 +135,10 @@ pub trait MirrorApi: Send + Sync {
     async fn delete_session(&self, id: &str) -> AwsResult<Deleted>;
     async fn delete_filter(&self, id: &str) -> AwsResult<Deleted>;
     async fn delete_target(&self, id: &str) -> AwsResult<Deleted>;
+    /// `None` when the instance does not exist (any more).
+    async fn instance(&self, id: &str) -> AwsResult<Option<InstanceInfo>>;
+    /// The hypervisor of an instance type (`nitro`, `xen`), as EC2 reports it.
+    async fn hypervisor(&self, instance_type: &str) -> AwsResult<Option<String>>;
 }
 
 /// Where a ledger record stands. A record moves pending → active → removed on
@@ -196,6 +212,8 @@ pub struct LedgerRecord {
     pub session_number: Option<u16>,
     pub virtual_network_id: Option<i32>,
     pub reservation_id: Option<String>,
+    /// Set when the mirror was made for an instance launch.
+    pub instance_id: Option<String>,
     pub result: Option<ActionResult>,
     /// Unix seconds; the adapter also stores ISO-8601 copies for people.
     pub created_at: u64,
@@ -221,6 +239,7 @@ pub enum LedgerQuery {
     TargetEni(String),
     SourceEni(String),
     Reservation(String),
+    Instance(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

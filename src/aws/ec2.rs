@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{
-    Filter, ResourceType, Tag, TagSpecification, TrafficDirection, TrafficMirrorPortRangeRequest,
+    Filter, InstanceType, ResourceType, Tag, TagSpecification, TrafficDirection, TrafficMirrorPortRangeRequest,
     TrafficMirrorRuleAction, TrafficMirrorSession, TrafficMirrorTarget,
 };
 use aws_sdk_ec2::Client;
@@ -10,7 +10,7 @@ use aws_sdk_ec2::Client;
 use super::errors::classify;
 use crate::mirroring::model::{Direction, EniId, PortRange, RuleSpec};
 use crate::ports::{
-    AwsError, AwsResult, Deleted, MirrorApi, MirrorSession, MirrorTarget, NewSession, SessionQuery, Tags,
+    AwsError, AwsResult, Deleted, InstanceInfo, MirrorApi, MirrorSession, MirrorTarget, NewSession, SessionQuery, Tags,
 };
 
 /// The largest page EC2 allows for the mirroring Describe calls.
@@ -262,6 +262,64 @@ impl MirrorApi for Ec2Mirroring {
                 .await
                 .map_err(classify),
         )
+    }
+
+    async fn instance(&self, id: &str) -> AwsResult<Option<InstanceInfo>> {
+        let output = match self
+            .client
+            .describe_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .map_err(classify)
+        {
+            Ok(output) => output,
+            Err(err) if err.is_not_found() => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        let Some(instance) = output.reservations().iter().flat_map(|r| r.instances()).next() else {
+            return Ok(None);
+        };
+        let mut interfaces: Vec<_> = instance
+            .network_interfaces()
+            .iter()
+            .map(|n| {
+                (
+                    n.attachment().and_then(|a| a.device_index()).unwrap_or(i32::MAX),
+                    n.network_interface_id(),
+                )
+            })
+            .collect();
+        interfaces.sort_by_key(|(index, _)| *index);
+        Ok(Some(InstanceInfo {
+            id: instance.instance_id().unwrap_or(id).to_owned(),
+            instance_type: instance
+                .instance_type()
+                .map(|t| t.as_str().to_owned())
+                .unwrap_or_default(),
+            vpc_id: instance.vpc_id().map(str::to_owned),
+            subnet_id: instance.subnet_id().map(str::to_owned),
+            enis: interfaces
+                .into_iter()
+                .filter_map(|(_, eni)| eni.map(str::to_owned))
+                .collect(),
+            tags: tags_from(instance.tags()),
+        }))
+    }
+
+    async fn hypervisor(&self, instance_type: &str) -> AwsResult<Option<String>> {
+        let output = self
+            .client
+            .describe_instance_types()
+            .instance_types(InstanceType::from(instance_type))
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(output
+            .instance_types()
+            .first()
+            .and_then(|t| t.hypervisor())
+            .map(|h| h.as_str().to_owned()))
     }
 
     async fn delete_target(&self, id: &str) -> AwsResult<Deleted> {

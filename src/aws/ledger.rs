@@ -17,12 +17,14 @@ pub const INDEX_BY_SESSION: (&str, &str) = ("bySessionId", "sessionId");
 pub const INDEX_BY_TARGET_ENI: (&str, &str) = ("byTargetEni", "targetEni");
 pub const INDEX_BY_SOURCE_ENI: (&str, &str) = ("bySourceEni", "sourceEni");
 pub const INDEX_BY_RESERVATION: (&str, &str) = ("byReservationId", "reservationId");
+pub const INDEX_BY_INSTANCE: (&str, &str) = ("byInstanceId", "instanceId");
 /// Every (index name, partition key attribute) the code queries.
-pub const INDEXES: [(&str, &str); 4] = [
+pub const INDEXES: [(&str, &str); 5] = [
     INDEX_BY_SESSION,
     INDEX_BY_TARGET_ENI,
     INDEX_BY_SOURCE_ENI,
     INDEX_BY_RESERVATION,
+    INDEX_BY_INSTANCE,
 ];
 
 type Item = HashMap<String, AttributeValue>;
@@ -87,6 +89,7 @@ fn to_item(record: &LedgerRecord) -> Item {
         ("filterId", &record.filter_id),
         ("sessionId", &record.session_id),
         ("reservationId", &record.reservation_id),
+        ("instanceId", &record.instance_id),
     ];
     for (name, value) in optional {
         if let Some(value) = value {
@@ -158,6 +161,7 @@ fn from_item(item: &Item) -> Result<LedgerRecord, LedgerError> {
         session_number: number("sessionNumber")?.and_then(|v| u16::try_from(v).ok()),
         virtual_network_id: number("virtualNetworkId")?.and_then(|v| i32::try_from(v).ok()),
         reservation_id: text(item, "reservationId"),
+        instance_id: text(item, "instanceId"),
         result,
         created_at: number("createdAt")?
             .and_then(|v| u64::try_from(v).ok())
@@ -202,6 +206,7 @@ impl Ledger for DynamoLedger {
             ("sourceEni", &record.source_eni),
             ("targetEni", &record.target_eni),
             ("reservationId", &record.reservation_id),
+            ("instanceId", &record.instance_id),
         ] {
             if let Some(value) = value {
                 sets.push(format!("{name} = :{name}"));
@@ -280,6 +285,7 @@ impl Ledger for DynamoLedger {
             LedgerQuery::TargetEni(eni) => (INDEX_BY_TARGET_ENI, eni),
             LedgerQuery::SourceEni(eni) => (INDEX_BY_SOURCE_ENI, eni),
             LedgerQuery::Reservation(id) => (INDEX_BY_RESERVATION, id),
+            LedgerQuery::Instance(id) => (INDEX_BY_INSTANCE, id),
         };
         let mut pages = self
             .client
@@ -322,6 +328,7 @@ mod tests {
             session_number: Some(3),
             virtual_network_id: Some(77),
             reservation_id: Some("r".into()),
+            instance_id: Some("i-1".into()),
             result: Some(ActionResult {
                 action_id: "a1".into(),
                 success: true,

@@ -12,6 +12,7 @@ use aws_config::SdkConfig;
 
 use crate::config::Config;
 use crate::handler::App;
+use crate::mirroring::launch::LaunchPolicy;
 use crate::mirroring::Mirroring;
 
 /// Builds every client and adapter from one SDK configuration, so the
@@ -24,5 +25,8 @@ pub fn build_app(sdk: &SdkConfig, config: &Config) -> App {
         &config.event_bus_name,
         &config.event_source,
     );
-    App::new(Mirroring::new(Arc::new(ec2), Arc::new(ledger)), Arc::new(publisher))
+    let policy = LaunchPolicy {
+        default_targets: config.default_targets.clone(),
+    };
+    App::new(Mirroring::new(Arc::new(ec2), Arc::new(ledger)), Arc::new(publisher)).with_launch_policy(policy)
 }

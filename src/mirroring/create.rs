@@ -42,6 +42,7 @@ impl Mirroring {
             source_eni: Some(request.source_eni.to_string()),
             target_eni: Some(request.target_eni.to_string()),
             reservation_id: request.reservation_id.clone(),
+            instance_id: request.instance_id.clone(),
             created_at: now,
             updated_at: now,
             ..LedgerRecord::default()
@@ -374,6 +375,7 @@ mod tests {
             virtual_network_id: None,
             description: None,
             reservation_id: None,
+            instance_id: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! against the ports in `crate::ports` only.
 
 pub mod create;
+pub mod launch;
 pub mod model;
 pub mod remove;
 pub mod validate;

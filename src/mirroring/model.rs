@@ -95,6 +95,8 @@ pub struct CreateRequest {
     pub virtual_network_id: Option<i32>,
     pub description: Option<String>,
     pub reservation_id: Option<String>,
+    /// Set by the launch path, so termination can find the mirrors.
+    pub instance_id: Option<String>,
 }
 
 /// What a remove names; at least one field is set. All given = the union.
@@ -104,6 +106,8 @@ pub struct RemoveRequest {
     pub session_id: Option<String>,
     pub target_eni: Option<EniId>,
     pub reservation_id: Option<String>,
+    /// Set by the termination path: everything made for this instance.
+    pub instance_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

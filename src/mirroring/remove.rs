@@ -131,6 +131,14 @@ impl Mirroring {
                 found.add_sessions(sessions);
             }
         }
+        if let Some(instance) = &request.instance_id {
+            let records = self
+                .ledger
+                .find(&LedgerQuery::Instance(instance.clone()))
+                .await
+                .map_err(ledger_fail)?;
+            found.add_records(records.into_iter().filter(removable).collect());
+        }
         if let Some(reservation) = &request.reservation_id {
             let records = self
                 .ledger

@@ -86,6 +86,7 @@ fn validate_create(action: &RawAction) -> Result<CreateRequest> {
         virtual_network_id,
         description,
         reservation_id: reservation_id(action, Some(params))?,
+        instance_id: None,
     })
 }
 
@@ -122,6 +123,7 @@ fn validate_remove(action: &RawAction) -> Result<RemoveRequest> {
         session_id,
         target_eni,
         reservation_id,
+        instance_id: None,
     })
 }
 

@@ -10,3 +10,4 @@ mod faults;
 mod idempotency;
 mod remove;
 mod requests;
+mod sources;

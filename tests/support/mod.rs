@@ -167,6 +167,7 @@ impl World {
             table_name: unique("ledger"),
             event_bus_name: unique("bus"),
             event_source: "traffic-mirroring".into(),
+            default_targets: Default::default(),
         };
         create_ledger_table(&dynamodb, &config.table_name).await;
         let queue_url = route_events_to_queue(&events, &sqs, &config).await;
@@ -211,6 +212,47 @@ impl World {
             .and_then(|e| e.network_interface_id())
             .expect("eni id")
             .to_owned()
+    }
+
+    /// A new running instance with these tags; returns its id.
+    pub async fn instance(&self, instance_type: &str, tags: &[(&str, &str)]) -> String {
+        let tags: Vec<_> = tags
+            .iter()
+            .map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(*k).value(*v).build())
+            .collect();
+        let mut run = self
+            .ec2
+            .run_instances()
+            .image_id("ami-12c6146b")
+            .instance_type(instance_type.into())
+            .subnet_id(&self.subnet_id)
+            .min_count(1)
+            .max_count(1);
+        if !tags.is_empty() {
+            run = run.tag_specifications(
+                aws_sdk_ec2::types::TagSpecification::builder()
+                    .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
+                    .set_tags(Some(tags))
+                    .build(),
+            );
+        }
+        let run = run.send().await.expect("instance");
+        run.instances()
+            .first()
+            .and_then(|i| i.instance_id())
+            .expect("instance id")
+            .to_owned()
+    }
+
+    pub async fn attach(&self, instance_id: &str, eni: &str, device_index: i32) {
+        self.ec2
+            .attach_network_interface()
+            .instance_id(instance_id)
+            .network_interface_id(eni)
+            .device_index(device_index)
+            .send()
+            .await
+            .expect("attach");
     }
 
     /// The primary ENI of a new instance of `instance_type`.

@@ -1,0 +1,214 @@
+//! Mirroring instances as they launch: which target (the instance's tag, else
+//! a configured default for its subnet or VPC), which ENIs (all of them, less
+//! those that are themselves mirror targets), and whether the instance type
+//! can be a mirror source at all (asked of EC2, not read from a list).
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
+
+use super::model::{EniId, MirrorRequest};
+use super::validate::validate;
+use super::{aws_failure, Mirroring};
+use crate::contract::{ActionResult, RawAction, CREATE};
+use crate::ports::{tag_value, AwsError, InstanceInfo};
+
+pub const TAG_TARGET_ENI: &str = "traffic-mirroring:target-eni";
+pub const TAG_SESSION_NUMBER: &str = "traffic-mirroring:session-number";
+pub const TAG_PACKET_LENGTH: &str = "traffic-mirroring:packet-length";
+pub const TAG_FILTER_PRESET: &str = "traffic-mirroring:filter-preset";
+pub const TAG_RESERVATION: &str = "traffic-mirroring:reservation-id";
+
+/// Default targets for instances without a target tag, by subnet or VPC id
+/// (a subnet's entry wins over its VPC's).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LaunchPolicy {
+    pub default_targets: BTreeMap<String, String>,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum LaunchPlan {
+    /// Nothing asks for this instance to be mirrored; the reason is logged.
+    NotRequested(String),
+    /// One entry per ENI: a create to run, or why that ENI is skipped.
+    Actions(Vec<Result<MirrorRequest, ActionResult>>),
+}
+
+/// The action id of the mirror of one ENI of one instance: a redelivered
+/// launch event maps to the same action, which the ledger answers once.
+pub fn launch_action_id(instance_id: &str, eni: &str) -> String {
+    format!("launch-{instance_id}-{eni}")
+}
+
+impl Mirroring {
+    pub async fn plan_launch(&self, instance_id: &str, policy: &LaunchPolicy) -> Result<LaunchPlan, ActionResult> {
+        let action_id = format!("launch-{instance_id}");
+        let fail = |context: &str, err: &AwsError| aws_failure(&action_id, CREATE, context, err);
+        let instance = match self.ec2.instance(instance_id).await {
+            Ok(Some(instance)) => instance,
+            Ok(None) => {
+                // Describe calls are eventually consistent just after a launch.
+                let message = format!("instance {instance_id} was not found (yet)");
+                return Err(ActionResult::failure(
+                    &action_id,
+                    CREATE,
+                    "InvalidInstanceID.NotFound",
+                    message,
+                    true,
+                ));
+            }
+            Err(err) => return Err(fail(&format!("describing instance {instance_id}"), &err)),
+        };
+        let Some(target) = target_for(&instance, policy) else {
+            return Ok(LaunchPlan::NotRequested(format!(
+                "{instance_id} has no {TAG_TARGET_ENI} tag and no default target is set for its subnet or VPC"
+            )));
+        };
+        let hypervisor = self
+            .ec2
+            .hypervisor(&instance.instance_type)
+            .await
+            .map_err(|e| fail(&format!("describing instance type {}", instance.instance_type), &e))?;
+        if hypervisor.as_deref() != Some("nitro") {
+            let message = format!(
+                "{instance_id} is a {} instance (hypervisor {}), which cannot be a traffic mirror source; not mirrored",
+                instance.instance_type,
+                hypervisor.as_deref().unwrap_or("unknown")
+            );
+            let skipped = ActionResult::failure(&action_id, CREATE, "InstanceTypeNotSupported", message, false);
+            return Ok(LaunchPlan::Actions(vec![Err(skipped)]));
+        }
+        let mut actions = Vec::new();
+        for eni in &instance.enis {
+            let Some(eni_id) = EniId::parse(eni) else { continue };
+            let is_target = self
+                .ec2
+                .targets_for_eni(&eni_id)
+                .await
+                .map_err(|e| fail(&format!("checking whether {eni} is a mirror target"), &e))?;
+            if !is_target.is_empty() || *eni == target {
+                let message = format!("{eni} of {instance_id} is itself a traffic mirror target; not mirrored");
+                let id = launch_action_id(instance_id, eni);
+                actions.push(Err(ActionResult::failure(
+                    &id,
+                    CREATE,
+                    "EniIsMirrorTarget",
+                    message,
+                    false,
+                )));
+                continue;
+            }
+            actions.push(create_for(&instance, eni, &target));
+        }
+        Ok(LaunchPlan::Actions(actions))
+    }
+}
+
+fn target_for(instance: &InstanceInfo, policy: &LaunchPolicy) -> Option<String> {
+    let by_key = |key: &Option<String>| key.as_ref().and_then(|k| policy.default_targets.get(k)).cloned();
+    tag_value(&instance.tags, TAG_TARGET_ENI)
+        .map(str::to_owned)
+        .or_else(|| by_key(&instance.subnet_id))
+        .or_else(|| by_key(&instance.vpc_id))
+}
+
+/// Builds the create as a caller would have written it and validates it like
+/// any request, so a bad tag value gets the same clear error as bad JSON.
+fn create_for(instance: &InstanceInfo, eni: &str, target: &str) -> Result<MirrorRequest, ActionResult> {
+    let action_id = launch_action_id(&instance.id, eni);
+    let tag = |key| tag_value(&instance.tags, key).map(str::to_owned);
+    let rules = match tag(TAG_FILTER_PRESET).as_deref() {
+        None | Some("all") => Value::Null,
+        Some(protocol @ ("tcp" | "udp")) => json!([
+            {"direction": "ingress", "protocol": protocol}, {"direction": "egress", "protocol": protocol}
+        ]),
+        Some(other) => {
+            let message = format!("tag {TAG_FILTER_PRESET}: {other:?} is not a preset (all, tcp, udp)");
+            return Err(ActionResult::failure(
+                &action_id,
+                CREATE,
+                "ValidationError",
+                message,
+                false,
+            ));
+        }
+    };
+    let mut params = Map::new();
+    params.insert("sourceNicId".into(), json!(eni));
+    params.insert("targetNicId".into(), json!(target));
+    params.insert("sessionNumber".into(), json!(tag(TAG_SESSION_NUMBER)));
+    params.insert("packetLength".into(), json!(tag(TAG_PACKET_LENGTH)));
+    params.insert("reservationId".into(), json!(tag(TAG_RESERVATION)));
+    params.insert("filterRules".into(), rules);
+    params.insert(
+        "description".into(),
+        json!(format!("mirrors {} ({eni}) from launch", instance.id)),
+    );
+    let mut body = Map::new();
+    body.insert("actionParams".into(), Value::Object(params));
+    let raw = RawAction {
+        action_id: action_id.clone(),
+        action_type: CREATE.to_owned(),
+        body,
+        request_reservation_id: None,
+    };
+    match validate(&raw) {
+        Ok(MirrorRequest::Create(mut create)) => {
+            create.instance_id = Some(instance.id.clone());
+            Ok(MirrorRequest::Create(create))
+        }
+        Ok(other) => Ok(other),
+        Err(err) => Err(ActionResult::failure(
+            &action_id,
+            CREATE,
+            "ValidationError",
+            format!("instance {} tags: {err}", instance.id),
+            false,
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(tags: &[(&str, &str)]) -> InstanceInfo {
+        InstanceInfo {
+            id: "i-1".into(),
+            instance_type: "m5.large".into(),
+            vpc_id: Some("vpc-1".into()),
+            subnet_id: Some("subnet-1".into()),
+            enis: vec!["eni-0000000a".into()],
+            tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    #[test]
+    fn the_tag_wins_then_the_subnet_then_the_vpc() {
+        let mut policy = LaunchPolicy::default();
+        policy.default_targets.insert("vpc-1".into(), "eni-000000c1".into());
+        assert_eq!(target_for(&instance(&[]), &policy).as_deref(), Some("eni-000000c1"));
+        policy.default_targets.insert("subnet-1".into(), "eni-000000b1".into());
+        assert_eq!(target_for(&instance(&[]), &policy).as_deref(), Some("eni-000000b1"));
+        let tagged = instance(&[(TAG_TARGET_ENI, "eni-000000a1")]);
+        assert_eq!(target_for(&tagged, &policy).as_deref(), Some("eni-000000a1"));
+        assert_eq!(target_for(&instance(&[]), &LaunchPolicy::default()), None);
+    }
+
+    #[test]
+    fn tags_are_validated_like_a_request() {
+        let bad = instance(&[(TAG_SESSION_NUMBER, "forty")]);
+        let err = create_for(&bad, "eni-0000000a", "eni-0000000b").expect_err("bad tag");
+        assert!(err.error_message.contains("sessionNumber"), "{}", err.error_message);
+        let preset = instance(&[(TAG_FILTER_PRESET, "smtp")]);
+        assert!(create_for(&preset, "eni-0000000a", "eni-0000000b").is_err());
+        let good = instance(&[(TAG_SESSION_NUMBER, "7"), (TAG_FILTER_PRESET, "tcp")]);
+        match create_for(&good, "eni-0000000a", "eni-0000000b") {
+            Ok(MirrorRequest::Create(c)) => {
+                assert_eq!((c.session_number, c.rules.len()), (Some(7), 2));
+                assert_eq!(c.instance_id.as_deref(), Some("i-1"));
+            }
+            other => panic!("expected a create, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! Every event source, through `App::invoke` with the payloads AWS delivers.
+
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+fn sqs_record(message_id: &str, body: &Value) -> Value {
+    let body = match body {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    json!({"messageId": message_id, "receiptHandle": "handle", "body": body, "attributes": {},
+           "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+           "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:requests", "awsRegion": "us-east-1"})
+}
+
+fn state_change(instance_id: &str, state: &str) -> Value {
+    json!({"version": "0", "id": "7bf73129-1428-4cd3-a780-95db273d1602",
+           "detail-type": "EC2 Instance State-change Notification", "source": "aws.ec2",
+           "account": "123456789012", "time": "2026-11-23T08:00:00Z", "region": "us-east-1",
+           "resources": [format!("arn:aws:ec2:us-east-1:123456789012:instance/{instance_id}")],
+           "detail": {"instance-id": instance_id, "state": state}})
+}
+
+fn failed_ids(answer: &Value) -> Vec<String> {
+    answer["batchItemFailures"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .filter_map(|i| i["itemIdentifier"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn an_sqs_batch_consumes_what_cannot_succeed_and_returns_what_may() {
+    let world = World::start().await;
+    let (a, b, c, target) = (
+        world.eni().await,
+        world.eni().await,
+        world.eni().await,
+        world.eni().await,
+    );
+    world
+        .emulator
+        .fail_next("CreateTrafficMirrorSession", "RequestLimitExceeded", 503, 3)
+        .await;
+    let batch = json!({"Records": [
+        sqs_record("m-throttled", &create("sqs-1", &a, &target, None)),
+        sqs_record("m-invalid", &create("sqs-2", "eni-nope", &target, None)),
+        sqs_record("m-ok", &create("sqs-3", &b, &target, None)),
+        sqs_record("m-garbage", &json!("this is not json")),
+    ]});
+
+    let answer = world
+        .app
+        .invoke(batch.clone())
+        .await
+        .expect("an SQS batch always answers");
+
+    assert_eq!(failed_ids(&answer), ["m-throttled"], "{answer}");
+    let state = world.mirror_state().await;
+    assert_eq!(
+        (state.sessions.len(), state.targets.len()),
+        (1, 1),
+        "one session; the target made once"
+    );
+    let failed: Vec<Value> = world
+        .events(4)
+        .await
+        .into_iter()
+        .filter(|e| e["detail-type"] == "TrafficMirroringFailed")
+        .collect();
+    assert_eq!(
+        failed.len(),
+        3,
+        "throttled, invalid and garbage records each published a failure"
+    );
+
+    // SQS delivers the batch again: the record that passed changes nothing, the throttled one now passes.
+    let c_batch = json!({"Records": [sqs_record("m-throttled", &create("sqs-1", &a, &target, None)),
+                                     sqs_record("m-ok", &create("sqs-3", &b, &target, None)),
+                                     sqs_record("m-new", &create("sqs-4", &c, &target, None))]});
+    let again = world.app.invoke(c_batch).await.expect("answer");
+    assert_eq!(failed_ids(&again), Vec::<String>::new(), "{again}");
+    let state = world.mirror_state().await;
+    assert_eq!((state.sessions.len(), state.targets.len()), (3, 1));
+}
+
+#[tokio::test]
+async fn records_of_one_batch_on_one_source_get_distinct_session_numbers() {
+    let world = World::start().await;
+    let source = world.eni().await;
+    let mut records = Vec::new();
+    for n in 0..3 {
+        let target = world.eni().await;
+        records.push(sqs_record(
+            &format!("m{n}"),
+            &create(&format!("same-src-{n}"), &source, &target, None),
+        ));
+    }
+    let answer = world.app.invoke(json!({ "Records": records })).await.expect("answer");
+    assert_eq!(failed_ids(&answer), Vec::<String>::new(), "{answer}");
+    let sessions = world
+        .ec2
+        .describe_traffic_mirror_sessions()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("network-interface-id")
+                .values(&source)
+                .build(),
+        )
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .expect("sessions");
+    let mut numbers: Vec<i32> = sessions.iter().filter_map(|s| s.session_number()).collect();
+    numbers.sort();
+    assert_eq!(numbers, [1, 2, 3]);
+}
+
+#[tokio::test]
+async fn an_eventbridge_request_event_runs_and_asks_for_a_retry_only_when_it_may_help() {
+    let world = World::start().await;
+    let (source, target) = (world.eni().await, world.eni().await);
+    let event = |request: Value| {
+        json!({"version": "0", "id": "1", "detail-type": "CreateTrafficMirroring", "source": "ops.mirroring",
+               "account": "123456789012", "time": "2026-11-23T08:00:00Z", "region": "us-east-1",
+               "resources": [], "detail": request["driverRequest"].clone()})
+    };
+    world
+        .emulator
+        .fail_next("CreateTrafficMirrorFilter", "InternalError", 500, 5)
+        .await;
+    let failed = world.app.invoke(event(create("eb-1", &source, &target, None))).await;
+    assert!(
+        failed.is_err(),
+        "a 5xx failure is worth EventBridge's retry: {failed:?}"
+    );
+    assert_eq!(world.mirror_state().await, MirrorState::default(), "rolled back");
+
+    let retried = world
+        .app
+        .invoke(event(create("eb-1", &source, &target, None)))
+        .await
+        .expect("passes now");
+    assert_eq!(first_result(&retried)["success"], true, "{retried}");
+
+    let invalid = world.app.invoke(event(create("eb-2", &source, &source, None))).await;
+    assert!(invalid.is_ok(), "an invalid request is answered, not retried forever");
+}
+
+#[tokio::test]
+async fn a_launched_instance_is_mirrored_on_every_eni_once() {
+    let world = World::start().await;
+    let target = world.eni().await;
+    let instance = world
+        .instance("m5.large", &[("traffic-mirroring:target-eni", &target)])
+        .await;
+    let second = world.eni().await;
+    world.attach(&instance, &second, 1).await;
+
+    let answer = world
+        .app
+        .invoke(state_change(&instance, "running"))
+        .await
+        .expect("answer");
+    let results = answer["actionResults"].as_array().expect("results");
+    assert_eq!(results.len(), 2, "{answer}");
+    assert!(results.iter().all(|r| r["success"] == true), "{answer}");
+    assert_eq!(world.mirror_state().await.sessions.len(), 2);
+
+    let again = world
+        .app
+        .invoke(state_change(&instance, "running"))
+        .await
+        .expect("answer");
+    assert_eq!(
+        again["actionResults"], answer["actionResults"],
+        "redelivery returns the recorded results"
+    );
+    assert_eq!(world.mirror_state().await.sessions.len(), 2, "not mirrored twice");
+}
+
+#[tokio::test]
+async fn a_terminated_instance_leaves_no_filter_or_target_of_ours() {
+    let world = World::start().await;
+    let target = world.eni().await;
+    let instance = world
+        .instance("m5.large", &[("traffic-mirroring:target-eni", &target)])
+        .await;
+    world
+        .app
+        .invoke(state_change(&instance, "running"))
+        .await
+        .expect("mirrored");
+    assert_eq!(world.mirror_state().await.filters.len(), 1);
+    world
+        .ec2
+        .terminate_instances()
+        .instance_ids(&instance)
+        .send()
+        .await
+        .expect("terminate");
+
+    let answer = world
+        .app
+        .invoke(state_change(&instance, "terminated"))
+        .await
+        .expect("answer");
+
+    assert_eq!(first_action(&answer)["success"], true, "{answer}");
+    assert_eq!(
+        world.mirror_state().await,
+        MirrorState::default(),
+        "filter and our target are gone too"
+    );
+    let again = world
+        .app
+        .invoke(state_change(&instance, "terminated"))
+        .await
+        .expect("answer");
+    assert_eq!(first_action(&again)["success"], true, "idempotent");
+}
+
+fn first_action(answer: &Value) -> &Value {
+    &answer["actionResults"][0]
+}
+
+#[tokio::test]
+async fn instances_that_cannot_or_need_not_be_mirrored_are_skipped_with_a_reason() {
+    let world = World::start().await;
+    let target = world.eni().await;
+    let xen = world
+        .instance("t2.micro", &[("traffic-mirroring:target-eni", &target)])
+        .await;
+    let answer = world.app.invoke(state_change(&xen, "running")).await.expect("answer");
+    assert_eq!(
+        first_action(&answer)["errorCode"],
+        "InstanceTypeNotSupported",
+        "{answer}"
+    );
+    assert!(first_action(&answer)["errorMessage"]
+        .as_str()
+        .is_some_and(|m| m.contains("xen")));
+
+    let untagged = world.instance("m5.large", &[]).await;
+    let answer = world
+        .app
+        .invoke(state_change(&untagged, "running"))
+        .await
+        .expect("answer");
+    assert!(
+        answer["skipped"]
+            .as_str()
+            .is_some_and(|m| m.contains("no traffic-mirroring:target-eni tag")),
+        "{answer}"
+    );
+    assert_eq!(world.mirror_state().await, MirrorState::default());
+    let events = world.events(1).await;
+    assert_eq!(
+        events[0]["detail"]["errorCode"], "InstanceTypeNotSupported",
+        "the skip is published"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_event_is_answered_with_what_was_received() {
+    let world = World::start().await;
+    let s3 = json!({"source": "aws.s3", "detail-type": "Object Created", "detail": {"bucket": {}}});
+    let answer = world.app.invoke(s3).await.expect("answered");
+    let message = answer["driverResponse"]["errorMessage"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("Object Created") && message.contains("aws.s3"),
+        "{answer}"
+    );
+}
