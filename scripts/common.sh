@@ -4,19 +4,22 @@
 CACHE_DIR="${TRAFFIC_MIRRORING_CACHE:-$HOME/.cache/traffic-mirroring}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE_DIR/target}"
 
-# Creates (once per requirements file content) the emulator's virtualenv and
-# exports EMULATOR_PYTHON, which the Rust test support runs.
+# Creates (once per requirements content) the virtualenv holding the emulator
+# and cargo-lambda, exports EMULATOR_PYTHON (run by the Rust test support) and
+# puts the venv's tools (cargo-lambda) on PATH.
 setup_emulator() {
     local requirements=tests/emulator/requirements.txt
+    local tools=scripts/requirements-tools.txt
     local digest
-    digest=$(sha256sum "$requirements" | cut -c1-12)
+    digest=$(cat "$requirements" "$tools" | sha256sum | cut -c1-12)
     local venv="$CACHE_DIR/venv-$digest"
     if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
         echo "installing the emulator (moto) into $venv" >&2
         rm -rf "$venv"
         python3 -m venv "$venv"
-        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements" -r "$tools"
         touch "$venv/.complete"
     fi
     export EMULATOR_PYTHON="$venv/bin/python"
+    export PATH="$venv/bin:$PATH"
 }

@@ -36,6 +36,18 @@ pub enum Invocation {
     Unhandled(String),
 }
 
+impl Invocation {
+    pub fn source_name(&self) -> &'static str {
+        match self {
+            Invocation::Direct(_) => "direct",
+            Invocation::Sqs(_) => "sqs",
+            Invocation::Request(_) => "eventbridge-request",
+            Invocation::InstanceState { .. } => "ec2-state-change",
+            Invocation::Unhandled(_) => "unhandled",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvokeError {
     /// Some work failed for a reason that may pass; the source should retry.
@@ -92,7 +104,9 @@ fn is_sqs(payload: &Value) -> bool {
 impl App {
     /// Serves one invocation of any source.
     pub async fn invoke(&self, payload: Value) -> Result<Value, InvokeError> {
-        match recognise(payload) {
+        let invocation = recognise(payload);
+        info!(source = invocation.source_name(), "invoked");
+        match invocation {
             Invocation::Direct(payload) => Ok(to_json(&self.handle(&payload).await)),
             Invocation::Sqs(event) => Ok(to_json(&self.handle_sqs(&event).await)),
             Invocation::Request(request) => {

@@ -3,6 +3,7 @@
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
+use tracing::Instrument;
 use traffic_mirroring::{aws, config::Config};
 
 #[tokio::main]
@@ -10,7 +11,9 @@ async fn main() -> Result<(), Error> {
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_current_span(false)
+        // The invocation span carries the request id onto every line.
+        .with_current_span(true)
+        .with_span_list(false)
         .without_time()
         .init();
     let config = Config::from_env()?;
@@ -18,8 +21,8 @@ async fn main() -> Result<(), Error> {
     let app = aws::build_app(&sdk, &config);
     let app = &app;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        tracing::info!(request_id = %event.context.request_id, "invocation");
-        app.invoke(event.payload).await.map_err(Error::from)
+        let span = tracing::info_span!("invocation", request_id = %event.context.request_id);
+        app.invoke(event.payload).instrument(span).await.map_err(Error::from)
     }))
     .await
 }

@@ -8,12 +8,14 @@ What this module adds, and why:
 * **Traffic Mirroring, whole.** moto 5.2 knows targets and filters only: no
   sessions, no filter rules, no deletes, no quotas. We serve all twelve
   mirroring calls from a small model below, with AWS's error codes for every
-  rule in the contract (sessions per ENI, sources per target, rules per filter,
-  duplicate rule numbers, in-use deletes, unknown ids and ENIs, a target ENI
-  used as a source, unsupported instance types, client-token idempotency).
+  rule the product relies on (sessions per ENI, sources per target, rules per
+  filter, duplicate rule and session numbers, in-use deletes, unknown ids and
+  ENIs, a target ENI used as a source, unsupported instance types, client-token
+  idempotency, DryRun). Deleting an ENI or terminating an instance deletes its
+  sessions, as AWS does.
 * **Atomicity.** moto serves requests on threads and checks-then-writes without
   a lock (DynamoDB conditional writes, EC2 quotas), so two racing requests can
-  both pass a check AWS would apply atomically. One lock serialises every AWS
+  both pass a check AWS applies atomically. One lock serialises every AWS
   request, as AWS applies each one atomically.
 * **Paging.** moto returns every Describe result at once; AWS may page any. The
   mirroring Describe calls page at `page_size` (default 2) so clients' paging
@@ -21,33 +23,37 @@ What this module adds, and why:
 * **Latency.** moto answers in microseconds; AWS in tens of milliseconds. A
   per-action latency is slept *outside* the lock, so concurrency is measurable.
 * **Throttling.** Token buckets per action (or for every mutating EC2 call)
-  answer `RequestLimitExceeded` with HTTP 503, as EC2 does.
-* **Faults.** "Fail the next N calls of action X with code Y", over HTTP, so a
-  test can make any step of a flow fail.
+  answer `RequestLimitExceeded` (HTTP 503) as EC2 does, `ThrottlingException`
+  on JSON services.
+* **Faults.** "Skip N calls of action X, then fail the next M with code Y",
+  over HTTP, so a test can make any step of a flow fail.
 * **A call log**, so tests and benchmarks count calls from the server's side.
 
-Control API (JSON over HTTP on the same port), all answering 200:
+Control API (JSON over HTTP on the same port, all answering 200):
   POST   /_emulator/reset     moto's state and ours back to empty, defaults restored
   POST   /_emulator/faults    {"action", "code", "status", "count", "after", "message", "service"} or a list
   GET    /_emulator/faults    the rules still armed;  DELETE clears them
-  POST   /_emulator/throttle  {"actions": [...] | "mutating", "burst", "refill_per_second"}; DELETE clears
-  POST   /_emulator/config    {"page_size": 2, "latency_ms": {"default": 0, "<Action>": 40}} (merged)
-  GET    /_emulator/calls     {"calls": [{"service", "action", "start", "end", "status"}]}; DELETE clears
+  POST   /_emulator/throttle  {"actions": [...] | "mutating", "burst", "refill_per_second"}; GET lists; DELETE clears
+  POST   /_emulator/config    {"page_size": 2, "latency_ms": {"default": 0, "<Action>": 40}} (merged); GET shows
+  GET    /_emulator/calls     {"calls": [{"service", "action", "start", "end", "status", "error"}]}; DELETE clears
+  POST   /_emulator/rename    {"from": "eni-…" | "i-…", "to": "<id>"}: give a resource the id a sample event names
   GET    /_emulator/health    {"ok": true}
+A malformed control request answers 400, an unknown control path 404.
 
 Run: python emulator.py [--host 127.0.0.1] [--port 0]; it prints
-"EMULATOR_READY port=<port>" once listening, and exits when its parent dies.
+"EMULATOR_READY port=<port>" once listening, and exits on SIGTERM/SIGINT or
+when its parent process dies.
 """
 
 import argparse
 import base64
 import hashlib
+import ipaddress
 import json
 import os
 import random
 import re
 import signal
-import sys
 import threading
 import time
 import uuid
@@ -67,15 +73,23 @@ MUTATING_PREFIXES = (
     "Create", "Delete", "Modify", "Associate", "Disassociate", "Attach", "Detach",
     "Run", "Terminate", "Start", "Stop", "Reboot",
 )
-# Xen families missing from AWS's list of instance types that can be a mirror source.
+# Xen-based families: absent from AWS's list of instance types that can be a
+# Traffic Mirroring source (Nitro types and a few named Xen ones are on it).
 UNSUPPORTED_FAMILIES = {"t1", "t2", "m1", "m2", "m3", "c1", "c3", "r3", "i2", "hs1", "cc2", "cr1", "g2"}
 SESSIONS_PER_ENI = 3
 SOURCES_PER_ENI_TARGET = 10
 RULES_PER_FILTER = 10
+MAX_VNI = 16777215  # VXLAN ids are 24 bits
 DEFAULT_CONFIG = {"page_size": 2, "latency_ms": {"default": 0}}
+# Parameters that do not make two Create calls different for client-token purposes.
+NOT_FINGERPRINTED = {"Action", "Version", "ClientToken", "DryRun"}
 
+
+# ---------------------------------------------------------------- errors
 
 class AwsError(Exception):
+    """An error answer in AWS's words: code, message, HTTP status."""
+
     def __init__(self, code, message, status=400):
         super().__init__(message)
         self.code, self.message, self.status = code, message, status
@@ -85,45 +99,67 @@ def not_found(kind, resource_id):
     return AwsError(f"Invalid{kind}Id.NotFound", f"The {kind} ID '{resource_id}' does not exist.")
 
 
+def dry_run():
+    # EC2 answers a DryRun that would have succeeded with this error and 412.
+    return AwsError("DryRunOperation", "Request would have succeeded, but DryRun flag is set.", 412)
+
+
+def invalid(message):
+    return AwsError("InvalidParameterValue", message)
+
+
 def new_id(prefix):
     return f"{prefix}-{uuid.uuid4().hex[:17]}"
 
 
 # ---------------------------------------------------------------- request parsing
 
-def members(form, prefix):
-    """`Filter.1.Name`, `Filter.1.Value.1` -> [{"Name": .., "Value.1": ..}], by index."""
-    groups = {}
+def nest(form):
+    """EC2's flat query parameters as nested data: `Filter.1.Value.2=x` becomes
+    {"Filter": [{"Value": [.., "x"]}]}; numeric segments make lists (in index
+    order), other segments dicts. Every list the EC2 query protocol sends uses
+    1-based numeric members, so this one rule covers tags, filters and id lists."""
+    root = {}
     for key, value in form.items():
-        if key.startswith(prefix + "."):
-            index, _, rest = key[len(prefix) + 1:].partition(".")
-            if index.isdigit():
-                groups.setdefault(int(index), {})[rest] = value
-    return [groups[i] for i in sorted(groups)]
+        node, parts = root, key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                break  # `X=1` and `X.1=2` together: malformed, keep the scalar
+        else:
+            node[parts[-1]] = value
+    return _listify(root)
 
 
-def id_list(form, prefix):
-    return [m[""] for m in members(form, prefix) if "" in m]
+def _listify(node):
+    if not isinstance(node, dict):
+        return node
+    if node and all(k.isdigit() for k in node):
+        return [_listify(node[k]) for k in sorted(node, key=int)]
+    return {k: _listify(v) for k, v in node.items()}
 
 
-def tags_for(form, resource_type):
+def id_list(params, name):
+    value = params.get(name)
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def tags_of(params, resource_type):
+    """Tags of one resource type from `TagSpecification.N.Tag.M.Key/Value`."""
     tags = {}
-    for spec in members(form, "TagSpecification"):
-        if spec.get("ResourceType") == resource_type:
-            for tag in members(spec, "Tag"):
+    for spec in params.get("TagSpecification") or []:
+        if isinstance(spec, dict) and spec.get("ResourceType") == resource_type:
+            for tag in spec.get("Tag") or []:
                 tags[tag.get("Key", "")] = tag.get("Value", "")
     return tags
 
 
-def filters_of(form):
-    return [
-        (f.get("Name", ""), [v for k, v in f.items() if k.startswith("Value.")])
-        for f in members(form, "Filter")
-    ]
+def filters_of(params):
+    return [(f.get("Name", ""), f.get("Value") or []) for f in params.get("Filter") or [] if isinstance(f, dict)]
 
 
 def matches(fields, tags, filters):
-    """Values within a filter are ORed, filters are ANDed, as EC2 does."""
+    """Values within one filter are ORed, filters are ANDed, as EC2 does."""
     for name, values in filters:
         actual = tags.get(name[4:]) if name.startswith("tag:") else fields.get(name)
         if actual is None or str(actual) not in values:
@@ -131,26 +167,44 @@ def matches(fields, tags, filters):
     return True
 
 
-def integer(form, name, low, high, default=None):
-    raw = form.get(name)
+def integer(raw, name, low, high):
+    """An optional integer parameter, range-checked with EC2's error code."""
     if raw in (None, ""):
-        return default
+        return None
     try:
         value = int(raw)
-    except ValueError:
-        raise AwsError("InvalidParameterValue", f"{name} must be an integer, got {raw!r}")
+    except (TypeError, ValueError):
+        raise invalid(f"Invalid value '{raw}' for {name}: not an integer.")
     if not low <= value <= high:
-        raise AwsError("InvalidParameterValue", f"{name} must be between {low} and {high}, got {value}")
+        raise invalid(f"Invalid value '{value}' for {name}: must be between {low} and {high}.")
     return value
 
 
-def truthy(form, name):
-    return form.get(name, "").lower() == "true"
+def required(params, name):
+    value = params.get(name)
+    if value in (None, ""):
+        raise AwsError("MissingParameter", f"The request must contain the parameter {name}")
+    return value
+
+
+def truthy(params, name):
+    return str(params.get(name, "")).lower() == "true"
+
+
+def cidr(params, name):
+    value = required(params, name)
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise invalid(f"Invalid value '{value}' for {name}: not a CIDR block.")
+    return value
 
 
 # ---------------------------------------------------------------- XML answers
 
 def to_xml(name, value):
+    """Dicts become elements, lists `<item>` members, None is left out (as EC2
+    leaves out unset fields)."""
     if value is None:
         return ""
     if isinstance(value, dict):
@@ -177,257 +231,300 @@ def tag_set(tags):
 # ---------------------------------------------------------------- the Traffic Mirroring model
 
 class Mirroring:
-    """Targets, filters, rules and sessions of one account and region."""
+    """Targets, filters (holding their rules) and sessions of one account and
+    region. Element names in the views are the ones the EC2 API (and the Rust
+    SDK's deserializers) use."""
 
-    def __init__(self, account, region):
+    def __init__(self, account, region, used_vnis):
         self.account, self.region = account, region
+        self.used_vnis = used_vnis  # callable: every VNI in use in the account
         self.targets, self.filters, self.sessions = {}, {}, {}
-        self.tokens = {}  # (action, token) -> (fingerprint, answer)
+        self.tokens = {}  # (action, client token) -> (fingerprint, answer fields)
 
     # -- views, shaped as the EC2 API returns them
 
     def target_view(self, t):
         return {
-            "trafficMirrorTargetId": t["id"], "networkInterfaceId": t.get("eni"),
-            "networkLoadBalancerArn": t.get("nlb"), "gatewayLoadBalancerEndpointId": t.get("gwlbe"),
-            "type": t["type"], "description": t.get("description"), "ownerId": self.account,
+            "trafficMirrorTargetId": t["id"], "networkInterfaceId": t["eni"],
+            "networkLoadBalancerArn": t["nlb"], "gatewayLoadBalancerEndpointId": t["gwlbe"],
+            "type": t["type"], "description": t["description"], "ownerId": self.account,
             "tagSet": tag_set(t["tags"]),
         }
 
     def rule_view(self, r):
-        port = lambda p: None if p is None else {"fromPort": p[0], "toPort": p[1]}
+        def ports(p):
+            return None if p is None else {"fromPort": p[0], "toPort": p[1]}
+
         return {
             "trafficMirrorFilterRuleId": r["id"], "trafficMirrorFilterId": r["filter"],
             "trafficDirection": r["direction"], "ruleNumber": r["number"], "ruleAction": r["action"],
-            "protocol": r.get("protocol"), "destinationPortRange": port(r.get("dst_ports")),
-            "sourcePortRange": port(r.get("src_ports")), "destinationCidrBlock": r["dst"],
-            "sourceCidrBlock": r["src"], "description": r.get("description"), "tagSet": tag_set(r["tags"]),
+            "protocol": r["protocol"], "destinationPortRange": ports(r["dst_ports"]),
+            "sourcePortRange": ports(r["src_ports"]), "destinationCidrBlock": r["dst"],
+            "sourceCidrBlock": r["src"], "description": r["description"], "tagSet": tag_set(r["tags"]),
         }
 
     def filter_view(self, f):
-        rules = lambda direction: [self.rule_view(r) for r in f["rules"].values() if r["direction"] == direction]
+        def rules(direction):
+            return [self.rule_view(r) for r in f["rules"].values() if r["direction"] == direction]
+
         return {
             "trafficMirrorFilterId": f["id"], "ingressFilterRuleSet": rules("ingress"),
             "egressFilterRuleSet": rules("egress"), "networkServiceSet": [],
-            "description": f.get("description"), "tagSet": tag_set(f["tags"]),
+            "description": f["description"], "tagSet": tag_set(f["tags"]),
         }
 
     def session_view(self, s):
         return {
             "trafficMirrorSessionId": s["id"], "trafficMirrorTargetId": s["target"],
             "trafficMirrorFilterId": s["filter"], "networkInterfaceId": s["eni"], "ownerId": self.account,
-            "packetLength": s.get("packet_length"), "sessionNumber": s["number"],
-            "virtualNetworkId": s["vni"], "description": s.get("description"), "tagSet": tag_set(s["tags"]),
+            "packetLength": s["packet_length"], "sessionNumber": s["number"],
+            "virtualNetworkId": s["vni"], "description": s["description"], "tagSet": tag_set(s["tags"]),
         }
 
     # -- lookups that raise AWS's errors
 
     def eni(self, eni_id):
+        """ENIs live in moto; its lookup raises for unknown ids (and a region
+        moto does not know raises too)."""
         try:
             return ec2_backends[self.account][self.region].get_network_interface(eni_id)
         except Exception:
             raise AwsError("InvalidNetworkInterfaceID.NotFound", f"The networkInterface ID '{eni_id}' does not exist")
 
-    def get(self, table, kind, resource_id):
+    @staticmethod
+    def get(table, kind, resource_id):
         if resource_id not in table:
             raise not_found(kind, resource_id)
         return table[resource_id]
 
-    # -- creates
+    def all_rules(self):
+        return {r["id"]: r for f in self.filters.values() for r in f["rules"].values()}
 
-    def create_target(self, form):
-        given = {k: form.get(k) for k in ("NetworkInterfaceId", "NetworkLoadBalancerArn", "GatewayLoadBalancerEndpointId")}
+    # -- creates (each validates fully, then honours DryRun, then writes)
+
+    def create_target(self, p):
+        given = {k: p.get(k) or None for k in ("NetworkInterfaceId", "NetworkLoadBalancerArn", "GatewayLoadBalancerEndpointId")}
         present = [k for k, v in given.items() if v]
         if len(present) != 1:
             raise AwsError("InvalidParameterCombination",
-                           "Exactly one of NetworkInterfaceId, NetworkLoadBalancerArn or GatewayLoadBalancerEndpointId is required.")
+                           "Exactly one of NetworkInterfaceId, NetworkLoadBalancerArn or "
+                           "GatewayLoadBalancerEndpointId is required.")
         if given["NetworkInterfaceId"]:
             self.eni(given["NetworkInterfaceId"])
-        if truthy(form, "DryRun"):
+        # Two targets on one ENI are allowed: we have no evidence AWS forbids
+        # it, and the product's tests count such duplicates.
+        if truthy(p, "DryRun"):
             raise dry_run()
         kind = {"NetworkInterfaceId": "network-interface", "NetworkLoadBalancerArn": "network-load-balancer",
                 "GatewayLoadBalancerEndpointId": "gateway-load-balancer-endpoint"}[present[0]]
         target = {"id": new_id("tmt"), "type": kind, "eni": given["NetworkInterfaceId"],
                   "nlb": given["NetworkLoadBalancerArn"], "gwlbe": given["GatewayLoadBalancerEndpointId"],
-                  "description": form.get("Description"), "tags": tags_for(form, "traffic-mirror-target")}
+                  "description": p.get("Description"), "tags": tags_of(p, "traffic-mirror-target")}
         self.targets[target["id"]] = target
-        return {"trafficMirrorTarget": self.target_view(target), "clientToken": form.get("ClientToken")}
+        return {"trafficMirrorTarget": self.target_view(target), "clientToken": p.get("ClientToken")}
 
-    def create_filter(self, form):
-        if truthy(form, "DryRun"):
+    def create_filter(self, p):
+        if truthy(p, "DryRun"):
             raise dry_run()
-        mirror_filter = {"id": new_id("tmf"), "description": form.get("Description"), "rules": {},
-                         "tags": tags_for(form, "traffic-mirror-filter")}
+        mirror_filter = {"id": new_id("tmf"), "description": p.get("Description"), "rules": {},
+                         "tags": tags_of(p, "traffic-mirror-filter")}
         self.filters[mirror_filter["id"]] = mirror_filter
-        return {"trafficMirrorFilter": self.filter_view(mirror_filter), "clientToken": form.get("ClientToken")}
+        return {"trafficMirrorFilter": self.filter_view(mirror_filter), "clientToken": p.get("ClientToken")}
 
-    def create_filter_rule(self, form):
-        mirror_filter = self.get(self.filters, "TrafficMirrorFilter", form.get("TrafficMirrorFilterId"))
-        direction = form.get("TrafficDirection")
+    def create_filter_rule(self, p):
+        mirror_filter = self.get(self.filters, "TrafficMirrorFilter", required(p, "TrafficMirrorFilterId"))
+        direction = required(p, "TrafficDirection")
         if direction not in ("ingress", "egress"):
-            raise AwsError("InvalidParameterValue", f"TrafficDirection must be ingress or egress, got {direction!r}")
-        action = form.get("RuleAction")
+            raise invalid(f"Invalid value '{direction}' for TrafficDirection: must be ingress or egress.")
+        action = required(p, "RuleAction")
         if action not in ("accept", "reject"):
-            raise AwsError("InvalidParameterValue", f"RuleAction must be accept or reject, got {action!r}")
-        number = integer(form, "RuleNumber", 1, 32766)
-        if number is None:
-            raise AwsError("MissingParameter", "The request must contain the parameter RuleNumber")
-        protocol = integer(form, "Protocol", 0, 255)
-        ports = {}
-        for side in ("Source", "Destination"):
-            low = integer(form, f"{side}PortRange.FromPort", 0, 65535)
-            high = integer(form, f"{side}PortRange.ToPort", 0, 65535)
-            if low is not None or high is not None:
-                if protocol not in (6, 17):
-                    raise AwsError("InvalidParameterValue", "Port ranges are only supported for TCP and UDP.")
-                ports[side] = (low if low is not None else high, high if high is not None else low)
-        for cidr_name in ("SourceCidrBlock", "DestinationCidrBlock"):
-            if not form.get(cidr_name):
-                raise AwsError("MissingParameter", f"The request must contain the parameter {cidr_name}")
+            raise invalid(f"Invalid value '{action}' for RuleAction: must be accept or reject.")
+        number = integer(required(p, "RuleNumber"), "RuleNumber", 1, 32766)
+        protocol = integer(p.get("Protocol"), "Protocol", 0, 255)
+        src_ports = self.port_range(p, "SourcePortRange", protocol)
+        dst_ports = self.port_range(p, "DestinationPortRange", protocol)
+        src, dst = cidr(p, "SourceCidrBlock"), cidr(p, "DestinationCidrBlock")
         if len(mirror_filter["rules"]) >= RULES_PER_FILTER:
             raise AwsError("TrafficMirrorFilterRuleLimitExceeded",
                            f"The filter {mirror_filter['id']} already has {RULES_PER_FILTER} rules.")
         if any(r["direction"] == direction and r["number"] == number for r in mirror_filter["rules"].values()):
             raise AwsError("TrafficMirrorFilterRuleAlreadyExists",
-                           f"A {direction} rule with number {number} already exists in {mirror_filter['id']}.")
-        if truthy(form, "DryRun"):
+                           f"An {direction} rule with number {number} already exists in {mirror_filter['id']}.")
+        if truthy(p, "DryRun"):
             raise dry_run()
         rule = {"id": new_id("tmfr"), "filter": mirror_filter["id"], "direction": direction, "number": number,
-                "action": action, "protocol": protocol, "src_ports": ports.get("Source"),
-                "dst_ports": ports.get("Destination"), "src": form["SourceCidrBlock"],
-                "dst": form["DestinationCidrBlock"], "description": form.get("Description"),
-                "tags": tags_for(form, "traffic-mirror-filter-rule")}
+                "action": action, "protocol": protocol, "src_ports": src_ports, "dst_ports": dst_ports,
+                "src": src, "dst": dst, "description": p.get("Description"),
+                "tags": tags_of(p, "traffic-mirror-filter-rule")}
         mirror_filter["rules"][rule["id"]] = rule
-        return {"trafficMirrorFilterRule": self.rule_view(rule), "clientToken": form.get("ClientToken")}
+        return {"trafficMirrorFilterRule": self.rule_view(rule), "clientToken": p.get("ClientToken")}
 
-    def create_session(self, form):
-        eni_id = form.get("NetworkInterfaceId")
+    @staticmethod
+    def port_range(p, name, protocol):
+        """(from, to) or None. EC2 takes port ranges for TCP (6) and UDP (17) only."""
+        given = p.get(name)
+        if not isinstance(given, dict) or not given:
+            return None
+        if protocol not in (6, 17):
+            raise invalid(f"{name} is only supported for the TCP (6) and UDP (17) protocols.")
+        low = integer(given.get("FromPort"), f"{name}.FromPort", 0, 65535)
+        high = integer(given.get("ToPort"), f"{name}.ToPort", 0, 65535)
+        low = high if low is None else low
+        high = low if high is None else high
+        if low > high:
+            raise invalid(f"{name}: FromPort {low} is greater than ToPort {high}.")
+        return (low, high)
+
+    def create_session(self, p):
+        eni_id = required(p, "NetworkInterfaceId")
         eni = self.eni(eni_id)
-        target = self.get(self.targets, "TrafficMirrorTarget", form.get("TrafficMirrorTargetId"))
-        mirror_filter = self.get(self.filters, "TrafficMirrorFilter", form.get("TrafficMirrorFilterId"))
-        number = integer(form, "SessionNumber", 1, 32766)
-        if number is None:
-            raise AwsError("MissingParameter", "The request must contain the parameter SessionNumber")
-        packet_length = integer(form, "PacketLength", 1, 8500)
-        vni = integer(form, "VirtualNetworkId", 0, 16777215)
+        target = self.get(self.targets, "TrafficMirrorTarget", required(p, "TrafficMirrorTargetId"))
+        mirror_filter = self.get(self.filters, "TrafficMirrorFilter", required(p, "TrafficMirrorFilterId"))
+        number = integer(required(p, "SessionNumber"), "SessionNumber", 1, 32766)
+        packet_length = integer(p.get("PacketLength"), "PacketLength", 1, 8500)
+        vni = integer(p.get("VirtualNetworkId"), "VirtualNetworkId", 0, MAX_VNI)
         self.check_source(eni, target)
         on_eni = [s for s in self.sessions.values() if s["eni"] == eni_id]
         if len(on_eni) >= SESSIONS_PER_ENI:
             raise AwsError("TrafficMirrorSessionsPerInterfaceLimitExceeded",
                            f"The network interface {eni_id} already has {SESSIONS_PER_ENI} traffic mirror sessions.")
         if any(s["number"] == number for s in on_eni):
-            raise AwsError("InvalidParameterValue", f"Session number {number} is already in use on {eni_id}.")
+            raise invalid(f"The session number {number} is already in use by another session on {eni_id}.")
         if target["type"] == "network-interface":
+            # The quota counts distinct source ENIs; NLB and GWLB endpoint targets have none.
             sources = {s["eni"] for s in self.sessions.values() if s["target"] == target["id"]}
             if eni_id not in sources and len(sources) >= SOURCES_PER_ENI_TARGET:
                 raise AwsError("TrafficMirrorSourcesPerTargetLimitExceeded",
                                f"The target {target['id']} already has {SOURCES_PER_ENI_TARGET} sources.")
-        if truthy(form, "DryRun"):
+        if truthy(p, "DryRun"):
             raise dry_run()
-        used = {s["vni"] for s in self.sessions.values()}
-        while vni is None or (form.get("VirtualNetworkId") in (None, "") and vni in used):
-            vni = random.randint(1, 16777215)
+        if vni is None:
+            vni = self.fresh_vni()
         session = {"id": new_id("tms"), "eni": eni_id, "target": target["id"], "filter": mirror_filter["id"],
                    "number": number, "packet_length": packet_length, "vni": vni,
-                   "description": form.get("Description"), "tags": tags_for(form, "traffic-mirror-session")}
+                   "description": p.get("Description"), "tags": tags_of(p, "traffic-mirror-session")}
         self.sessions[session["id"]] = session
-        return {"trafficMirrorSession": self.session_view(session), "clientToken": form.get("ClientToken")}
+        return {"trafficMirrorSession": self.session_view(session), "clientToken": p.get("ClientToken")}
+
+    def fresh_vni(self):
+        """AWS picks a random VNI, unique in the account, when none is given."""
+        used = self.used_vnis()
+        while True:
+            vni = random.randint(1, MAX_VNI)
+            if vni not in used:
+                return vni
 
     def check_source(self, eni, target):
-        if target.get("eni") == eni.id:
-            raise AwsError("InvalidParameterValue", f"The source {eni.id} cannot be the target's own interface.")
-        if any(t.get("eni") == eni.id for t in self.targets.values()):
-            raise AwsError("InvalidParameterValue",
-                           f"The network interface {eni.id} is a traffic mirror target and cannot be a source.")
-        instance = getattr(eni, "instance", None)
-        family = (getattr(instance, "instance_type", "") or "").split(".")[0]
-        if family in UNSUPPORTED_FAMILIES:
+        if target["eni"] == eni.id:
+            raise invalid(f"The source network interface {eni.id} cannot be the target's own network interface.")
+        if any(t["eni"] == eni.id for t in self.targets.values()):
+            raise invalid(f"The network interface {eni.id} is a traffic mirror target and cannot be a mirror source.")
+        instance = getattr(eni, "instance", None)  # moto sets it on attach; None when unattached
+        instance_type = getattr(instance, "instance_type", "") or ""
+        if instance_type.split(".")[0] in UNSUPPORTED_FAMILIES:
             raise AwsError("NetworkInterfaceNotSupported",
-                           f"{eni.id} is attached to a {instance.instance_type} instance, which cannot be a mirror source.")
+                           f"The network interface {eni.id} is attached to a {instance_type} instance, "
+                           "which is not supported as a traffic mirror source.")
 
     # -- deletes
 
-    def delete_session(self, form):
-        session = self.get(self.sessions, "TrafficMirrorSession", form.get("TrafficMirrorSessionId"))
-        if truthy(form, "DryRun"):
+    def delete_session(self, p):
+        session = self.get(self.sessions, "TrafficMirrorSession", required(p, "TrafficMirrorSessionId"))
+        if truthy(p, "DryRun"):
             raise dry_run()
         del self.sessions[session["id"]]
         return {"trafficMirrorSessionId": session["id"]}
 
-    def delete_filter(self, form):
-        mirror_filter = self.get(self.filters, "TrafficMirrorFilter", form.get("TrafficMirrorFilterId"))
+    def delete_filter(self, p):
+        mirror_filter = self.get(self.filters, "TrafficMirrorFilter", required(p, "TrafficMirrorFilterId"))
         if any(s["filter"] == mirror_filter["id"] for s in self.sessions.values()):
-            raise AwsError("TrafficMirrorFilterInUse", f"The filter {mirror_filter['id']} is in use by a session.")
-        if truthy(form, "DryRun"):
+            raise AwsError("TrafficMirrorFilterInUse", f"The traffic mirror filter {mirror_filter['id']} is in use.")
+        if truthy(p, "DryRun"):
             raise dry_run()
-        del self.filters[mirror_filter["id"]]  # its rules go with it
+        del self.filters[mirror_filter["id"]]  # its rules go with it, as on AWS
         return {"trafficMirrorFilterId": mirror_filter["id"]}
 
-    def delete_filter_rule(self, form):
-        rule_id = form.get("TrafficMirrorFilterRuleId")
-        owner = next((f for f in self.filters.values() if rule_id in f["rules"]), None)
-        if owner is None:
-            raise not_found("TrafficMirrorFilterRule", rule_id)
-        if truthy(form, "DryRun"):
+    def delete_filter_rule(self, p):
+        rule = self.get(self.all_rules(), "TrafficMirrorFilterRule", required(p, "TrafficMirrorFilterRuleId"))
+        if truthy(p, "DryRun"):
             raise dry_run()
-        del owner["rules"][rule_id]
-        return {"trafficMirrorFilterRuleId": rule_id}
+        del self.filters[rule["filter"]]["rules"][rule["id"]]
+        return {"trafficMirrorFilterRuleId": rule["id"]}
 
-    def delete_target(self, form):
-        target = self.get(self.targets, "TrafficMirrorTarget", form.get("TrafficMirrorTargetId"))
+    def delete_target(self, p):
+        target = self.get(self.targets, "TrafficMirrorTarget", required(p, "TrafficMirrorTargetId"))
         if any(s["target"] == target["id"] for s in self.sessions.values()):
-            raise AwsError("TrafficMirrorTargetInUseException", f"The target {target['id']} is in use by a session.")
-        if truthy(form, "DryRun"):
+            raise AwsError("TrafficMirrorTargetInUseException",
+                           f"The traffic mirror target {target['id']} is in use.")
+        if truthy(p, "DryRun"):
             raise dry_run()
         del self.targets[target["id"]]
         return {"trafficMirrorTargetId": target["id"]}
 
     def drop_sessions_of(self, eni_ids):
-        """AWS deletes a deleted ENI's sessions, but not their filters or targets."""
+        """AWS deletes the sessions of a deleted ENI, but not their filters or targets."""
         for session_id in [s["id"] for s in self.sessions.values() if s["eni"] in eni_ids]:
             del self.sessions[session_id]
 
-    # -- describes (paged)
+    def rename_eni(self, old, new):
+        for record in list(self.sessions.values()) + list(self.targets.values()):
+            if record["eni"] == old:
+                record["eni"] = new
 
-    def describe(self, form, table, kind, id_param, fields_of, view, set_name):
-        ids = id_list(form, id_param)
+    # -- describes (filtered, then paged)
+
+    def describe(self, p, table, kind, id_param, fields_of, view, set_name):
+        ids = id_list(p, id_param)
         for resource_id in ids:
             if resource_id not in table:
                 raise not_found(kind, resource_id)
-        filters = filters_of(form)
-        found = [r for r in table.values() if (not ids or r["id"] in ids) and matches(fields_of(r), r.get("tags", {}), filters)]
-        items, next_token = page(found, form)
+        filters = filters_of(p)
+        found = [r for r in table.values()
+                 if (not ids or r["id"] in ids) and matches(fields_of(r), r.get("tags", {}), filters)]
+        items, next_token = page(found, p)  # validates NextToken and MaxResults before DryRun answers
+        if truthy(p, "DryRun"):
+            raise dry_run()
         return {set_name: [view(r) for r in items], "nextToken": next_token}
 
-    def describe_sessions(self, form):
-        fields = lambda s: {"traffic-mirror-session-id": s["id"], "network-interface-id": s["eni"],
-                            "traffic-mirror-target-id": s["target"], "traffic-mirror-filter-id": s["filter"],
-                            "session-number": s["number"], "virtual-network-id": s["vni"],
-                            "owner-id": self.account, "description": s.get("description")}
-        return self.describe(form, self.sessions, "TrafficMirrorSession", "TrafficMirrorSessionId", fields,
+    def describe_sessions(self, p):
+        def fields(s):
+            return {"traffic-mirror-session-id": s["id"], "network-interface-id": s["eni"],
+                    "traffic-mirror-target-id": s["target"], "traffic-mirror-filter-id": s["filter"],
+                    "session-number": s["number"], "virtual-network-id": s["vni"],
+                    "packet-length": s["packet_length"], "owner-id": self.account, "description": s["description"]}
+
+        return self.describe(p, self.sessions, "TrafficMirrorSession", "TrafficMirrorSessionId", fields,
                              self.session_view, "trafficMirrorSessionSet")
 
-    def describe_targets(self, form):
-        fields = lambda t: {"traffic-mirror-target-id": t["id"], "network-interface-id": t.get("eni"),
-                            "network-load-balancer-arn": t.get("nlb"), "owner-id": self.account,
-                            "description": t.get("description")}
-        return self.describe(form, self.targets, "TrafficMirrorTarget", "TrafficMirrorTargetId", fields,
+    def describe_targets(self, p):
+        def fields(t):
+            return {"traffic-mirror-target-id": t["id"], "network-interface-id": t["eni"],
+                    "network-load-balancer-arn": t["nlb"], "owner-id": self.account, "description": t["description"]}
+
+        return self.describe(p, self.targets, "TrafficMirrorTarget", "TrafficMirrorTargetId", fields,
                              self.target_view, "trafficMirrorTargetSet")
 
-    def describe_filters(self, form):
-        fields = lambda f: {"traffic-mirror-filter-id": f["id"], "description": f.get("description")}
-        return self.describe(form, self.filters, "TrafficMirrorFilter", "TrafficMirrorFilterId", fields,
+    def describe_filters(self, p):
+        def fields(f):
+            return {"traffic-mirror-filter-id": f["id"], "description": f["description"]}
+
+        return self.describe(p, self.filters, "TrafficMirrorFilter", "TrafficMirrorFilterId", fields,
                              self.filter_view, "trafficMirrorFilterSet")
 
-    def describe_filter_rules(self, form):
-        rules = {r["id"]: r for f in self.filters.values() for r in f["rules"].values()}
-        if form.get("TrafficMirrorFilterId"):
-            self.get(self.filters, "TrafficMirrorFilter", form["TrafficMirrorFilterId"])
-            rules = {k: r for k, r in rules.items() if r["filter"] == form["TrafficMirrorFilterId"]}
-        fields = lambda r: {"traffic-mirror-filter-rule-id": r["id"], "traffic-mirror-filter-id": r["filter"],
-                            "traffic-direction": r["direction"], "rule-number": r["number"],
-                            "rule-action": r["action"], "protocol": r.get("protocol")}
-        return self.describe(form, rules, "TrafficMirrorFilterRule", "TrafficMirrorFilterRuleId", fields,
+    def describe_filter_rules(self, p):
+        rules = self.all_rules()
+        filter_id = p.get("TrafficMirrorFilterId")  # a single id here, not a list
+        if filter_id:
+            self.get(self.filters, "TrafficMirrorFilter", filter_id)
+            rules = {k: r for k, r in rules.items() if r["filter"] == filter_id}
+
+        def fields(r):
+            return {"traffic-mirror-filter-rule-id": r["id"], "traffic-mirror-filter-id": r["filter"],
+                    "traffic-direction": r["direction"], "rule-number": r["number"],
+                    "rule-action": r["action"], "protocol": r["protocol"], "description": r["description"],
+                    "source-cidr-block": r["src"], "destination-cidr-block": r["dst"]}
+
+        return self.describe(p, rules, "TrafficMirrorFilterRule", "TrafficMirrorFilterRuleId", fields,
                              self.rule_view, "trafficMirrorFilterRuleSet")
 
 
@@ -449,28 +546,52 @@ OTHERS = {
 }
 
 
-def dry_run():
-    return AwsError("DryRunOperation", "Request would have succeeded, but DryRun flag is set.", 412)
-
-
-def page(items, form):
-    config_size = STATE.config["page_size"]
-    size = max(1, min(int(form.get("MaxResults") or 1000), config_size))
-    token = form.get("NextToken")
+def page(items, p):
+    """At most min(MaxResults or 1000, page_size) items and an opaque token for
+    the rest. The token is the next offset in base64: opaque enough that
+    clients must pass it back as given, simple enough to check."""
+    size = integer(p.get("MaxResults"), "MaxResults", 1, 1000) or 1000
+    if STATE.config["page_size"] > 0:
+        size = min(size, STATE.config["page_size"])
     start = 0
-    if token:
+    if p.get("NextToken"):
         try:
-            start = int(base64.urlsafe_b64decode(token.encode()).decode())
-        except Exception:
-            raise AwsError("InvalidNextToken", "The token is invalid.")
+            kind, _, offset = base64.urlsafe_b64decode(p["NextToken"].encode()).decode().partition(":")
+            start = int(offset)
+            if kind != "offset" or start < 0:
+                raise ValueError(kind)
+        except ValueError:
+            raise AwsError("InvalidNextToken", "The token 'NextToken' is invalid or expired.")
     end = start + size
-    next_token = base64.urlsafe_b64encode(str(end).encode()).decode() if end < len(items) else None
+    next_token = base64.urlsafe_b64encode(f"offset:{end}".encode()).decode() if end < len(items) else None
     return items[start:end], next_token
 
 
-# ---------------------------------------------------------------- emulator state and control
+def idempotent(mirrors, action, form, params):
+    """ClientToken semantics of EC2 Create calls: the same token with the same
+    parameters answers as the first call did and creates nothing (even if the
+    resource has been deleted since: AWS returns the original result); with
+    other parameters it is a mismatch."""
+    fingerprint = hashlib.sha256(json.dumps(
+        sorted((k, v) for k, v in form.items() if k not in NOT_FINGERPRINTED)).encode()).hexdigest()
+    key = (action, form["ClientToken"])
+    if key in mirrors.tokens:
+        seen, fields = mirrors.tokens[key]
+        if seen != fingerprint:
+            raise AwsError("IdempotentParameterMismatch",
+                           "The client token you have provided is associated with a resource that is "
+                           "already deleted or was created with different parameters.")
+        return fields
+    fields = CREATES[action](mirrors, params)  # raises before anything is remembered
+    mirrors.tokens[key] = (fingerprint, fields)
+    return fields
+
+
+# ---------------------------------------------------------------- emulator state
 
 class State:
+    """Everything the control API configures or reads, reset as one."""
+
     def __init__(self):
         self.reset()
 
@@ -481,45 +602,90 @@ class State:
         self.calls = []
         self.config = json.loads(json.dumps(DEFAULT_CONFIG))
 
-    def mirroring(self, region):
-        key = (DEFAULT_ACCOUNT_ID, region)
+    def mirroring(self, region, account=DEFAULT_ACCOUNT_ID):
+        key = (account, region)
         if key not in self.mirrors:
-            self.mirrors[key] = Mirroring(*key)
+            self.mirrors[key] = Mirroring(account, region, lambda: self.vnis_of(account))
         return self.mirrors[key]
 
+    def vnis_of(self, account):
+        return {s["vni"] for (owner, _), m in self.mirrors.items() if owner == account for s in m.sessions.values()}
+
+    def latency_of(self, action):
+        latency = self.config["latency_ms"]
+        return float(latency.get(action, latency.get("default", 0))) / 1000.0
+
     def take_fault(self, service, action):
+        """The first armed rule matching this call: it either lets the call
+        through (still skipping `after`) or fails it (counting down `count`)."""
         for fault in self.faults:
             if fault.get("action") not in (None, action) or fault.get("service") not in (None, service):
                 continue
-            if fault.get("after", 0) > 0:
+            if fault["after"] > 0:
                 fault["after"] -= 1
-                return None
-            fault["count"] = fault.get("count", 1) - 1
+                continue
+            fault["count"] -= 1
             if fault["count"] <= 0:
                 self.faults.remove(fault)
-            return AwsError(fault.get("code", "InternalError"),
-                            fault.get("message", f"injected failure of {action}"), int(fault.get("status", 500)))
+            return AwsError(fault["code"], fault.get("message") or f"Injected failure of {action}.", fault["status"])
         return None
 
-    def take_token(self, service, action):
+    def take_token(self, service, action, json_protocol):
+        """Token buckets: refilled by elapsed time, one token per call. Every
+        bucket that applies must have a token, or the call is throttled
+        without spending any."""
         now = time.monotonic()
+        applying = []
         for bucket in self.buckets:
             names = bucket["actions"]
-            applies = (service == "ec2" and action.startswith(MUTATING_PREFIXES)) if names == "mutating" else action in names
-            if not applies:
-                continue
-            bucket["tokens"] = min(bucket["burst"], bucket["tokens"] + (now - bucket["at"]) * bucket["refill_per_second"])
-            bucket["at"] = now
-            if bucket["tokens"] < 1:
-                if service == "ec2":
-                    return AwsError("RequestLimitExceeded", "Request limit exceeded.", 503)
+            if names == "mutating":
+                applies = service == "ec2" and action.startswith(MUTATING_PREFIXES)
+            else:
+                applies = action in names
+            if applies:
+                bucket["tokens"] = min(bucket["burst"], bucket["tokens"] + (now - bucket["at"]) * bucket["refill_per_second"])
+                bucket["at"] = now
+                applying.append(bucket)
+        if any(b["tokens"] < 1 for b in applying):
+            if json_protocol:
                 return AwsError("ThrottlingException", "Rate exceeded", 400)
+            return AwsError("RequestLimitExceeded", "Request limit exceeded.", 503)
+        for bucket in applying:
             bucket["tokens"] -= 1
         return None
 
 
 STATE = State()
+# One lock for every AWS request and control call: AWS applies each request
+# atomically, and moto's own check-then-write code is not thread-safe.
 LOCK = threading.Lock()
+
+
+# ---------------------------------------------------------------- the middleware
+
+class Request:
+    """What the middleware needs to know about one AWS request."""
+
+    def __init__(self, environ, body):
+        self.environ, self.body = environ, body
+        self.service, self.region = credential_scope(environ)
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        self.form = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
+        if "x-www-form-urlencoded" in environ.get("CONTENT_TYPE", ""):
+            self.form.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        # JSON protocols name the action in X-Amz-Target (`DynamoDB_20120810.PutItem`,
+        # `AWSEvents.PutEvents`, `AmazonSQS.SendMessage`); query protocols in `Action`.
+        self.json_protocol = bool(target)
+        self.action = target.rsplit(".", 1)[-1] if target else self.form.get("Action", "")
+        self.content_type = environ.get("CONTENT_TYPE", "")
+
+
+def credential_scope(environ):
+    """(service, region) from the SigV4 credential scope, in the Authorization
+    header or a presigned URL's X-Amz-Credential; region defaults to us-east-1."""
+    text = environ.get("HTTP_AUTHORIZATION", "") + " " + environ.get("QUERY_STRING", "").replace("%2F", "/")
+    scope = re.search(r"Credential=[^/\s]+/\d{8}/([^/]+)/([^/]+)/aws4_request", text)
+    return (scope.group(2), scope.group(1)) if scope else ("", "us-east-1")
 
 
 class Emulator:
@@ -529,74 +695,76 @@ class Emulator:
         self.moto_app = moto_app
 
     def __call__(self, environ, start_response):
+        arrived = time.time()
         path = environ.get("PATH_INFO", "")
+        body = read_body(environ)
         if path.startswith("/_emulator/"):
-            return self.control(environ, start_response, path[len("/_emulator/"):].strip("/"))
-        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-        environ["wsgi.input"], environ["CONTENT_LENGTH"] = BytesIO(body), str(len(body))
-        service, region, action, form, json_protocol = identify(environ, body)
-        latency = STATE.config["latency_ms"]
-        time.sleep(latency.get(action, latency.get("default", 0)) / 1000.0)  # outside the lock
-        started = time.time()
-        with LOCK:
-            status, headers, payload = self.serve(environ, service, region, action, form, json_protocol)
-        STATE.calls.append({"service": service, "action": action, "start": started, "end": time.time(),
-                            "status": int(status.split()[0])})
+            status, headers, payload = self.control(environ, path[len("/_emulator/"):].strip("/"), body)
+        elif path.startswith("/moto-api/"):
+            with LOCK:  # moto's own dashboard and reset: passed through, not logged
+                status, headers, payload = self.moto(environ)
+        else:
+            status, headers, payload = self.aws(environ, body, arrived)
         start_response(status, headers)
         return [payload]
 
-    def serve(self, environ, service, region, action, form, json_protocol):
-        error = STATE.take_token(service, action) or STATE.take_fault(service, action)
-        if error:
-            return error_answer(error, json_protocol, service)
-        if service == "ec2" and (action in CREATES or action in OTHERS):
-            return self.mirroring_call(region, action, form)
-        answer = self.moto(environ)
-        if service == "ec2" and answer[0].startswith("200"):
-            self.after_moto(region, action, form)
-        return answer
+    def aws(self, environ, body, arrived):
+        request = Request(environ, body)
+        time.sleep(STATE.latency_of(request.action))  # outside the lock: latency overlaps, as on AWS
+        with LOCK:
+            status, headers, payload, error = self.serve(request)
+            STATE.calls.append({"service": request.service, "action": request.action, "start": arrived,
+                                "end": time.time(), "status": int(status.split()[0]), "error": error})
+        return status, headers, payload
 
-    def mirroring_call(self, region, action, form):
-        mirrors = STATE.mirroring(region)
-        try:
-            if action in CREATES and form.get("ClientToken"):
-                return xml_answer(self.idempotent(mirrors, action, form))
-            handler = CREATES.get(action) or OTHERS[action]
-            return xml_answer(ec2_answer(action, handler(mirrors, form)))
-        except AwsError as error:
-            return error_answer(error, False, "ec2")
+    def serve(self, request):
+        """(status, headers, payload, error code or None); runs under the lock."""
+        failure = STATE.take_token(request.service, request.action, request.json_protocol) \
+            or STATE.take_fault(request.service, request.action)
+        if failure:
+            return (*error_answer(failure, request), failure.code)
+        if request.service == "ec2" and (request.action in CREATES or request.action in OTHERS):
+            try:
+                return (*xml_answer(ec2_answer(request.action, self.mirroring_call(request))), None)
+            except AwsError as error:
+                return (*error_answer(error, request), error.code)
+        enis = self.enis_to_unmirror(request)  # before moto changes the instances
+        answer = self.moto(request.environ)
+        if enis and answer[0].startswith("200"):
+            STATE.mirroring(request.region).drop_sessions_of(enis)
+        return (*answer, None)  # moto's own errors are moto's: its body says which
 
-    def idempotent(self, mirrors, action, form):
-        """The same token and parameters answer as the first call did, even if
-        that resource has been deleted since; other parameters are a mismatch."""
-        params = sorted((k, v) for k, v in form.items() if k not in ("Action", "Version", "ClientToken", "DryRun"))
-        fingerprint = hashlib.sha256(json.dumps(params).encode()).hexdigest()
-        key = (action, form["ClientToken"])
-        if key in mirrors.tokens:
-            seen, answer = mirrors.tokens[key]
-            if seen != fingerprint:
-                raise AwsError("IdempotentParameterMismatch",
-                               "The client token was already used with different parameters.")
-            return answer
-        answer = ec2_answer(action, CREATES[action](mirrors, form))
-        mirrors.tokens[key] = (fingerprint, answer)
-        return answer
+    @staticmethod
+    def mirroring_call(request):
+        mirrors = STATE.mirroring(request.region)
+        params = nest(request.form)
+        if request.action in CREATES and request.form.get("ClientToken") and not truthy(params, "DryRun"):
+            return idempotent(mirrors, request.action, request.form, params)
+        return (CREATES.get(request.action) or OTHERS[request.action])(mirrors, params)
 
-    def after_moto(self, region, action, form):
-        if action == "DeleteNetworkInterface":
-            STATE.mirroring(region).drop_sessions_of({form.get("NetworkInterfaceId")})
-        elif action == "TerminateInstances":
-            backend = ec2_backends[DEFAULT_ACCOUNT_ID][region]
+    @staticmethod
+    def enis_to_unmirror(request):
+        """ENIs whose sessions go if moto accepts this call: a deleted ENI, or
+        every ENI of a terminated instance (AWS deletes the primary one; we
+        drop the sessions of all, as a detached source mirrors nothing)."""
+        if request.service != "ec2":
+            return set()
+        if request.action == "DeleteNetworkInterface":
+            return {request.form.get("NetworkInterfaceId")}
+        if request.action == "TerminateInstances":
+            backend = ec2_backends[DEFAULT_ACCOUNT_ID][request.region]
             enis = set()
-            for instance_id in id_list(form, "InstanceId"):
+            for instance_id in id_list(nest(request.form), "InstanceId"):
                 try:
-                    instance = backend.get_instance(instance_id)
+                    enis.update(nic.id for nic in backend.get_instance(instance_id).nics.values())
                 except Exception:
-                    continue
-                enis.update(nic.id for nic in getattr(instance, "nics", {}).values())
-            STATE.mirroring(region).drop_sessions_of(enis)
+                    continue  # moto answers the unknown id itself
+            return enis
+        return set()
 
     def moto(self, environ):
+        """moto's answer, fully produced: the iterable is joined here, inside
+        the caller's lock, so no part of the work escapes it."""
         captured = {}
 
         def start_response(status, headers, exc_info=None):
@@ -604,69 +772,128 @@ class Emulator:
 
         chunks = self.moto_app(environ, start_response)
         try:
-            payload = b"".join(chunks)  # inside the lock: the whole answer is produced atomically
+            payload = b"".join(chunks)
         finally:
             if hasattr(chunks, "close"):
                 chunks.close()
-        headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]
+        headers = [(k, v) for k, v in captured["headers"] if k.lower() not in ("content-length", "transfer-encoding")]
         headers.append(("Content-Length", str(len(payload))))
         return captured["status"], headers, payload
 
-    def control(self, environ, start_response, name):
+    # -- control API
+
+    def control(self, environ, name, raw):
         method = environ["REQUEST_METHOD"]
-        raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-        body = json.loads(raw) if raw.strip() else None
-        with LOCK:
-            answer = self.control_call(method, name, body)
-        payload = json.dumps(answer).encode()
-        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
-        return [payload]
-
-    def control_call(self, method, name, body):
-        if name == "health":
-            return {"ok": True}
-        if name == "reset":
-            moto_api_backend.reset()
-            STATE.reset()
-            return {"ok": True}
-        if name == "faults":
-            if method == "POST":
-                STATE.faults.extend(dict(f) for f in (body if isinstance(body, list) else [body]))
-            elif method == "DELETE":
-                STATE.faults.clear()
-            return {"faults": STATE.faults}
-        if name == "throttle":
-            if method == "POST":
-                STATE.buckets.append({"actions": body["actions"], "burst": float(body["burst"]),
-                                      "refill_per_second": float(body["refill_per_second"]),
-                                      "tokens": float(body["burst"]), "at": time.monotonic()})
-            elif method == "DELETE":
-                STATE.buckets.clear()
-            return {"buckets": [{k: b[k] for k in ("actions", "burst", "refill_per_second")} for b in STATE.buckets]}
-        if name == "config":
-            if method == "POST":
-                STATE.config["page_size"] = int(body.get("page_size", STATE.config["page_size"]))
-                STATE.config["latency_ms"].update(body.get("latency_ms", {}))
-            return STATE.config
-        if name == "calls":
-            if method == "DELETE":
-                STATE.calls.clear()
-            return {"calls": STATE.calls}
-        return {"error": f"unknown control call {name}"}
+        try:
+            body = json.loads(raw) if raw.strip() else None
+            with LOCK:
+                answer = control_call(method, name, body)
+                payload = json.dumps(answer).encode()  # serialised under the lock: no torn reads
+            status = "200 OK"
+        except UnknownControl as error:
+            status, payload = "404 Not Found", json.dumps({"error": str(error)}).encode()
+        except (ValueError, TypeError, LookupError, AttributeError) as error:  # a malformed body
+            status, payload = "400 Bad Request", json.dumps({"error": f"{type(error).__name__}: {error}"}).encode()
+        return status, [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))], payload
 
 
-def identify(environ, body):
-    """Service and region from the SigV4 scope; action from X-Amz-Target (JSON
-    protocols) or the form's Action (query protocols such as EC2)."""
-    scope = re.search(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/", environ.get("HTTP_AUTHORIZATION", ""))
-    region, service = (scope.group(1), scope.group(2)) if scope else ("us-east-1", "")
-    target = environ.get("HTTP_X_AMZ_TARGET", "")
-    if target:
-        return service, region, target.rsplit(".", 1)[-1], {}, True
-    form = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
-    if "x-www-form-urlencoded" in environ.get("CONTENT_TYPE", ""):
-        form.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-    return service, region, form.get("Action", ""), form, False
+class UnknownControl(Exception):
+    pass
+
+
+def control_call(method, name, body):
+    if name == "health":
+        return {"ok": True}
+    if name == "reset":
+        moto_api_backend.reset()  # every moto backend, as /moto-api/reset does
+        STATE.reset()
+        return {"ok": True}
+    if name == "faults":
+        if method == "POST":
+            STATE.faults.extend(fault_rule(f) for f in (body if isinstance(body, list) else [body]))
+        elif method == "DELETE":
+            STATE.faults.clear()
+        return {"faults": STATE.faults}
+    if name == "throttle":
+        if method == "POST":
+            STATE.buckets.append(bucket(body))
+        elif method == "DELETE":
+            STATE.buckets.clear()
+        return {"buckets": [{k: b[k] for k in ("actions", "burst", "refill_per_second")} for b in STATE.buckets]}
+    if name == "config":
+        if method == "POST":
+            configure(body)
+        return STATE.config
+    if name == "calls":
+        if method == "DELETE":
+            STATE.calls.clear()
+        return {"calls": STATE.calls}
+    if name == "rename" and method == "POST":
+        return rename(body.get("region", "us-east-1"), body["from"], body["to"])
+    raise UnknownControl(f"unknown control call {method} /_emulator/{name}")
+
+
+def fault_rule(body):
+    if not isinstance(body, dict) or not body.get("code"):
+        raise ValueError("a fault rule is an object with at least a code")
+    rule = {"action": body.get("action"), "service": body.get("service"), "code": body["code"],
+            "message": body.get("message"), "status": int(body.get("status", 500)),
+            "count": int(body.get("count", 1)), "after": int(body.get("after", 0))}
+    if rule["count"] < 1 or rule["after"] < 0:
+        raise ValueError("count must be at least 1 and after at least 0")
+    return rule
+
+
+def bucket(body):
+    actions = body["actions"]
+    if actions != "mutating" and not (isinstance(actions, list) and all(isinstance(a, str) for a in actions)):
+        raise ValueError('actions is "mutating" or a list of action names')
+    burst, refill = float(body["burst"]), float(body["refill_per_second"])
+    return {"actions": actions, "burst": burst, "refill_per_second": refill, "tokens": burst, "at": time.monotonic()}
+
+
+def configure(body):
+    unknown = set(body) - set(DEFAULT_CONFIG)
+    if unknown:
+        raise ValueError(f"unknown config keys {sorted(unknown)}")
+    if "page_size" in body:
+        STATE.config["page_size"] = int(body["page_size"])
+    for action, ms in body.get("latency_ms", {}).items():
+        STATE.config["latency_ms"][action] = float(ms)
+
+
+def rename(region, old, new):
+    """Gives an ENI or instance the id a sample event names: moto picks random
+    ids, and the end-to-end test replays real-looking event files as they are."""
+    backend = ec2_backends[DEFAULT_ACCOUNT_ID][region]
+    if old.startswith("eni-"):
+        eni = backend.enis.pop(old)
+        eni.id = new
+        backend.enis[new] = eni
+        STATE.mirroring(region).rename_eni(old, new)
+    elif old.startswith("i-"):
+        backend.get_instance(old).id = new
+    else:
+        raise ValueError(f"cannot rename {old}: only eni- and i- ids")
+    if old in backend.tags:
+        backend.tags[new] = backend.tags.pop(old)
+    return {"ok": True}
+
+
+# ---------------------------------------------------------------- HTTP plumbing
+
+def read_body(environ):
+    """Reads the body once and puts it back, so moto reads it again."""
+    length = environ.get("CONTENT_LENGTH")
+    stream = environ["wsgi.input"]
+    if length:
+        body = stream.read(int(length))
+    elif environ.get("wsgi.input_terminated"):  # chunked: werkzeug ends the stream for us
+        body = stream.read()
+    else:
+        body = b""
+    environ["wsgi.input"], environ["CONTENT_LENGTH"] = BytesIO(body), str(len(body))
+    return body
 
 
 def xml_answer(text):
@@ -674,19 +901,33 @@ def xml_answer(text):
     return "200 OK", [("Content-Type", "text/xml"), ("Content-Length", str(len(payload)))], payload
 
 
-def error_answer(error, json_protocol, service):
-    reasons = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 412: "Precondition Failed",
-               500: "Internal Server Error", 503: "Service Unavailable"}
-    status = f"{error.status} {reasons.get(error.status, 'Error')}"
-    if json_protocol:
-        content_type = "application/x-amz-json-1.0" if service == "dynamodb" else "application/x-amz-json-1.1"
+REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 409: "Conflict", 412: "Precondition Failed",
+           429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+
+
+def error_answer(error, request):
+    """The error in the request's protocol: JSON for X-Amz-Target services, EC2's
+    <Response><Errors> for EC2, <ErrorResponse> for other query services."""
+    status = f"{error.status} {REASONS.get(error.status, 'Error')}"
+    request_id = str(uuid.uuid4())
+    if request.json_protocol:
+        content_type = request.content_type if request.content_type.startswith("application/x-amz-json") else (
+            "application/x-amz-json-1.1" if request.service == "events" else "application/x-amz-json-1.0")
         payload = json.dumps({"__type": error.code, "message": error.message}).encode()
-        headers = [("Content-Type", content_type), ("x-amzn-ErrorType", error.code)]
-    else:
+        headers = [("Content-Type", content_type), ("x-amzn-ErrorType", error.code), ("x-amzn-RequestId", request_id)]
+    elif request.service in ("ec2", ""):
         payload = (
             '<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error>'
             f"<Code>{escape(error.code)}</Code><Message>{escape(error.message)}</Message>"
-            f"</Error></Errors><RequestID>{uuid.uuid4()}</RequestID></Response>"
+            f"</Error></Errors><RequestID>{request_id}</RequestID></Response>"
+        ).encode()
+        headers = [("Content-Type", "text/xml")]
+    else:
+        kind = "Sender" if error.status < 500 else "Receiver"
+        payload = (
+            f'<?xml version="1.0" encoding="UTF-8"?><ErrorResponse><Error><Type>{kind}</Type>'
+            f"<Code>{escape(error.code)}</Code><Message>{escape(error.message)}</Message></Error>"
+            f"<RequestId>{request_id}</RequestId></ErrorResponse>"
         ).encode()
         headers = [("Content-Type", "text/xml")]
     headers.append(("Content-Length", str(len(payload))))
@@ -701,7 +942,8 @@ class QuietHandler(WSGIRequestHandler):
 
 
 def exit_with_parent():
-    """Tests that crash never leave an emulator running."""
+    """Tests that crash never leave an emulator running: when the parent dies
+    we are re-parented, and getppid() changes."""
     parent = os.getppid()
     while True:
         time.sleep(0.5)
@@ -711,19 +953,18 @@ def exit_with_parent():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    parser.add_argument("--port", type=int, default=0, help="port to bind (default 0: any free port)")
     args = parser.parse_args()
     app = Emulator(DomainDispatcherApplication(create_backend_app))
     server = make_server(args.host, args.port, app, threaded=True, request_handler=QuietHandler)
-    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        # os._exit, not sys.exit: request threads may hold the lock, and there is nothing to flush.
+        signal.signal(signum, lambda *_: os._exit(0))
     threading.Thread(target=exit_with_parent, daemon=True).start()
     print(f"EMULATOR_READY port={server.server_address[1]}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    server.serve_forever()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -1,5 +1,6 @@
 """The emulator's own tests: each AWS rule it adds to moto holds, over HTTP,
-through boto3, as the product's SDK would see it."""
+through boto3, as the product's SDK would see it. One emulator process serves
+the whole run; every test starts from a reset."""
 
 import json
 import os
@@ -7,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import boto3
@@ -15,15 +17,21 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+EMULATOR = os.path.join(HERE, "emulator.py")
+AMI = "ami-12c6146b"  # one of moto's built-in images
+
+
+def start_emulator():
+    process = subprocess.Popen([sys.executable, EMULATOR, "--port", "0"], stdout=subprocess.PIPE, text=True)
+    line = process.stdout.readline()
+    assert line.startswith("EMULATOR_READY port="), line
+    return process, f"http://127.0.0.1:{line.strip().split('=')[1]}"
 
 
 @pytest.fixture(scope="session")
 def endpoint():
-    process = subprocess.Popen([sys.executable, os.path.join(HERE, "emulator.py"), "--port", "0"],
-                               stdout=subprocess.PIPE, text=True)
-    line = process.stdout.readline()
-    assert line.startswith("EMULATOR_READY port="), line
-    yield f"http://127.0.0.1:{line.strip().split('=')[1]}"
+    process, url = start_emulator()
+    yield url
     process.terminate()
     process.wait(timeout=10)
 
@@ -41,14 +49,22 @@ def fresh(endpoint):
     control(endpoint, "POST", "reset")
 
 
-def client(endpoint, service, retries=1):
+def client(endpoint, service, **config):
+    # No retries: every call the test makes is exactly one request the emulator sees.
+    config.setdefault("retries", {"total_max_attempts": 1})
     return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                        aws_secret_access_key="testing", config=Config(retries={"total_max_attempts": retries}))
+                        aws_secret_access_key="testing", config=Config(**config))
 
 
 @pytest.fixture
 def ec2(endpoint):
     return client(endpoint, "ec2")
+
+
+@pytest.fixture
+def raw_ec2(endpoint):
+    """Without boto3's own parameter validation, so out-of-range values reach the emulator."""
+    return client(endpoint, "ec2", parameter_validation=False)
 
 
 @pytest.fixture
@@ -59,6 +75,13 @@ def subnet(ec2):
 
 def eni(ec2, subnet):
     return ec2.create_network_interface(SubnetId=subnet)["NetworkInterface"]["NetworkInterfaceId"]
+
+
+def instance(ec2, subnet, instance_type="m5.large"):
+    """(instance id, primary ENI id) of a new instance."""
+    run = ec2.run_instances(ImageId=AMI, InstanceType=instance_type, SubnetId=subnet, MinCount=1, MaxCount=1)
+    found = run["Instances"][0]
+    return found["InstanceId"], found["NetworkInterfaces"][0]["NetworkInterfaceId"]
 
 
 def target(ec2, eni_id, **extra):
@@ -75,29 +98,129 @@ def session(ec2, source, target_id, filter_id, number, **extra):
                                              **extra)["TrafficMirrorSession"]
 
 
-def error_code(call, *args, **kwargs):
-    with pytest.raises(ClientError) as raised:
-        call(*args, **kwargs)
-    return raised.value.response["Error"]["Code"]
-
-
 def rule(ec2, filter_id, number, direction="ingress", **extra):
     return ec2.create_traffic_mirror_filter_rule(
         TrafficMirrorFilterId=filter_id, TrafficDirection=direction, RuleNumber=number, RuleAction="accept",
         SourceCidrBlock="0.0.0.0/0", DestinationCidrBlock="0.0.0.0/0", **extra)["TrafficMirrorFilterRule"]
 
 
+def failure(call, *args, **kwargs):
+    with pytest.raises(ClientError) as raised:
+        call(*args, **kwargs)
+    return raised.value.response
+
+
+def error_code(call, *args, **kwargs):
+    return failure(call, *args, **kwargs)["Error"]["Code"]
+
+
+def tags(resource_type, **pairs):
+    return [{"ResourceType": resource_type, "Tags": [{"Key": k, "Value": v} for k, v in pairs.items()]}]
+
+
+def sessions(ec2, **kwargs):
+    pages = ec2.get_paginator("describe_traffic_mirror_sessions").paginate(**kwargs)
+    return [s for p in pages for s in p["TrafficMirrorSessions"]]
+
+
+# ---------------------------------------------------------------- the process and control API
+
+def test_health_answers(endpoint):
+    assert control(endpoint, "GET", "health") == {"ok": True}
+
+
+def test_unknown_and_malformed_control_calls_are_refused(endpoint):
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        control(endpoint, "GET", "nonsense")
+    assert raised.value.code == 404
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        control(endpoint, "POST", "throttle", {"burst": 1})
+    assert raised.value.code == 400
+
+
+def test_moto_api_passes_through(endpoint):
+    with urllib.request.urlopen(f"{endpoint}/moto-api/data.json") as response:
+        assert response.status == 200 and isinstance(json.loads(response.read()), dict)
+
+
+def test_reset_clears_moto_and_mirroring_and_settings(endpoint, ec2, subnet):
+    t, f = target(ec2, eni(ec2, subnet)), new_filter(ec2)
+    session(ec2, eni(ec2, subnet), t, f, 1)
+    control(endpoint, "POST", "config", {"page_size": 7})
+    control(endpoint, "POST", "faults", {"action": "DescribeVpcs", "code": "InternalError"})
+    control(endpoint, "POST", "reset")
+    assert ec2.describe_traffic_mirror_sessions()["TrafficMirrorSessions"] == []
+    assert ec2.describe_traffic_mirror_targets()["TrafficMirrorTargets"] == []
+    assert ec2.describe_network_interfaces()["NetworkInterfaces"] == []
+    assert control(endpoint, "GET", "config")["page_size"] == 2
+    assert control(endpoint, "GET", "faults") == {"faults": []}
+    ec2.describe_vpcs()
+
+
+def test_the_emulator_exits_when_its_parent_dies():
+    # A parent that starts the emulator, reports its pid and exits at once.
+    parent = subprocess.run(
+        [sys.executable, "-c",
+         "import subprocess, sys; p = subprocess.Popen([sys.executable, sys.argv[1], '--port', '0'], "
+         "stdout=subprocess.PIPE, text=True); p.stdout.readline(); print(p.pid)", EMULATOR],
+        capture_output=True, text=True, timeout=30, check=True)
+    pid = int(parent.stdout.strip())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and alive(pid):
+        time.sleep(0.1)
+    assert not alive(pid)
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return "State:\tZ" not in status.read()  # a zombie has exited already
+    except FileNotFoundError:
+        return False
+
+
+# ---------------------------------------------------------------- Traffic Mirroring: shapes
+
 def test_a_session_round_trips_with_its_fields(ec2, subnet):
     source, t = eni(ec2, subnet), target(ec2, eni(ec2, subnet))
     f = new_filter(ec2)
     created = session(ec2, source, t, f, 5, PacketLength=100, VirtualNetworkId=7, Description="d",
-                      TagSpecifications=[{"ResourceType": "traffic-mirror-session", "Tags": [{"Key": "k", "Value": "v"}]}])
-    described = ec2.describe_traffic_mirror_sessions(TrafficMirrorSessionIds=[created["TrafficMirrorSessionId"]])
-    found = described["TrafficMirrorSessions"][0]
+                      TagSpecifications=tags("traffic-mirror-session", k="v"))
+    found = ec2.describe_traffic_mirror_sessions(TrafficMirrorSessionIds=[created["TrafficMirrorSessionId"]])
+    found = found["TrafficMirrorSessions"][0]
+    assert found == created
+    assert created["TrafficMirrorSessionId"].startswith("tms-") and len(created["TrafficMirrorSessionId"]) == 21
     assert (found["SessionNumber"], found["PacketLength"], found["VirtualNetworkId"]) == (5, 100, 7)
-    assert found["Tags"] == [{"Key": "k", "Value": "v"}]
-    assert found["NetworkInterfaceId"] == source
+    assert (found["NetworkInterfaceId"], found["TrafficMirrorTargetId"], found["TrafficMirrorFilterId"]) == (source, t, f)
+    assert (found["Description"], found["OwnerId"], found["Tags"]) == ("d", "123456789012", [{"Key": "k", "Value": "v"}])
 
+
+def test_targets_filters_and_rules_round_trip(ec2, subnet):
+    target_eni = eni(ec2, subnet)
+    made = ec2.create_traffic_mirror_target(NetworkInterfaceId=target_eni, Description="t",
+                                            TagSpecifications=tags("traffic-mirror-target", a="b"))["TrafficMirrorTarget"]
+    assert (made["Type"], made["NetworkInterfaceId"], made["Tags"]) == ("network-interface", target_eni, [{"Key": "a", "Value": "b"}])
+    assert ec2.describe_traffic_mirror_targets()["TrafficMirrorTargets"] == [made]
+    f = new_filter(ec2, Description="f")
+    made_rule = rule(ec2, f, 10, Protocol=6, DestinationPortRange={"FromPort": 80, "ToPort": 443},
+                     RuleAction="reject" if False else "accept", Description="r")
+    assert made_rule["DestinationPortRange"] == {"FromPort": 80, "ToPort": 443}
+    assert "SourcePortRange" not in made_rule and made_rule["Protocol"] == 6
+    assert made_rule["TrafficMirrorFilterRuleId"].startswith("tmfr-")
+    described = ec2.describe_traffic_mirror_filters()["TrafficMirrorFilters"][0]
+    assert described["IngressFilterRules"] == [made_rule] and described["EgressFilterRules"] == []
+    assert ec2.describe_traffic_mirror_filter_rules(TrafficMirrorFilterId=f)["TrafficMirrorFilterRules"] == [made_rule]
+
+
+def test_load_balancer_targets_have_their_types(ec2):
+    nlb = ec2.create_traffic_mirror_target(
+        NetworkLoadBalancerArn="arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/n/1")
+    gwlbe = ec2.create_traffic_mirror_target(GatewayLoadBalancerEndpointId="vpce-0123456789abcdef0")
+    assert nlb["TrafficMirrorTarget"]["Type"] == "network-load-balancer"
+    assert gwlbe["TrafficMirrorTarget"]["Type"] == "gateway-load-balancer-endpoint"
+
+
+# ---------------------------------------------------------------- Traffic Mirroring: AWS's rules
 
 def test_unknown_ids_and_enis_answer_not_found(ec2, subnet):
     assert error_code(ec2.delete_traffic_mirror_session, TrafficMirrorSessionId="tms-0123456789abcdef0") == "InvalidTrafficMirrorSessionId.NotFound"
@@ -106,14 +229,27 @@ def test_unknown_ids_and_enis_answer_not_found(ec2, subnet):
     assert error_code(ec2.delete_traffic_mirror_filter_rule, TrafficMirrorFilterRuleId="tmfr-0123456789abcdef0") == "InvalidTrafficMirrorFilterRuleId.NotFound"
     assert error_code(target, ec2, "eni-0123456789abcdef0") == "InvalidNetworkInterfaceID.NotFound"
     t, f = target(ec2, eni(ec2, subnet)), new_filter(ec2)
+    source = eni(ec2, subnet)
     assert error_code(session, ec2, "eni-0123456789abcdef0", t, f, 1) == "InvalidNetworkInterfaceID.NotFound"
+    assert error_code(session, ec2, source, "tmt-0123456789abcdef0", f, 1) == "InvalidTrafficMirrorTargetId.NotFound"
+    assert error_code(session, ec2, source, t, "tmf-0123456789abcdef0", 1) == "InvalidTrafficMirrorFilterId.NotFound"
+    assert error_code(rule, ec2, "tmf-0123456789abcdef0", 1) == "InvalidTrafficMirrorFilterId.NotFound"
+
+
+def test_describing_unknown_ids_answers_not_found(ec2):
+    assert error_code(ec2.describe_traffic_mirror_sessions, TrafficMirrorSessionIds=["tms-0123456789abcdef0"]) == "InvalidTrafficMirrorSessionId.NotFound"
+    assert error_code(ec2.describe_traffic_mirror_targets, TrafficMirrorTargetIds=["tmt-0123456789abcdef0"]) == "InvalidTrafficMirrorTargetId.NotFound"
+    assert error_code(ec2.describe_traffic_mirror_filters, TrafficMirrorFilterIds=["tmf-0123456789abcdef0"]) == "InvalidTrafficMirrorFilterId.NotFound"
+    assert error_code(ec2.describe_traffic_mirror_filter_rules, TrafficMirrorFilterRuleIds=["tmfr-0123456789abcdef0"]) == "InvalidTrafficMirrorFilterRuleId.NotFound"
+    assert error_code(ec2.describe_traffic_mirror_filter_rules, TrafficMirrorFilterId="tmf-0123456789abcdef0") == "InvalidTrafficMirrorFilterId.NotFound"
 
 
 def test_an_eni_takes_at_most_three_sessions_with_distinct_numbers(ec2, subnet):
     source = eni(ec2, subnet)
     f = new_filter(ec2)
     session(ec2, source, target(ec2, eni(ec2, subnet)), f, 1)
-    assert error_code(session, ec2, source, target(ec2, eni(ec2, subnet)), f, 1) == "InvalidParameterValue"
+    response = failure(session, ec2, source, target(ec2, eni(ec2, subnet)), f, 1)
+    assert response["Error"]["Code"] == "InvalidParameterValue" and "already in use" in response["Error"]["Message"]
     session(ec2, source, target(ec2, eni(ec2, subnet)), f, 2)
     session(ec2, source, target(ec2, eni(ec2, subnet)), f, 3)
     assert error_code(session, ec2, source, target(ec2, eni(ec2, subnet)), f, 4) == "TrafficMirrorSessionsPerInterfaceLimitExceeded"
@@ -121,9 +257,37 @@ def test_an_eni_takes_at_most_three_sessions_with_distinct_numbers(ec2, subnet):
 
 def test_an_eni_target_takes_at_most_ten_sources(ec2, subnet):
     t, f = target(ec2, eni(ec2, subnet)), new_filter(ec2)
-    for _ in range(10):
+    first = eni(ec2, subnet)
+    session(ec2, first, t, f, 1)
+    for _ in range(9):
         session(ec2, eni(ec2, subnet), t, f, 1)
     assert error_code(session, ec2, eni(ec2, subnet), t, f, 1) == "TrafficMirrorSourcesPerTargetLimitExceeded"
+    session(ec2, first, t, f, 2)  # a source already counted is no new source
+
+
+def test_load_balancer_targets_have_no_source_limit(ec2, subnet):
+    t = ec2.create_traffic_mirror_target(
+        NetworkLoadBalancerArn="arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/n/1"
+    )["TrafficMirrorTarget"]["TrafficMirrorTargetId"]
+    f = new_filter(ec2)
+    for _ in range(11):
+        session(ec2, eni(ec2, subnet), t, f, 1)
+
+
+def test_session_parameters_are_range_checked(raw_ec2, subnet):
+    ec2 = raw_ec2
+    t, f, source = target(ec2, eni(ec2, subnet)), new_filter(ec2), eni(ec2, subnet)
+    for bad in ({"number": 0}, {"number": 32767}, {"number": 1, "PacketLength": 0},
+                {"number": 1, "PacketLength": 8501}, {"number": 1, "VirtualNetworkId": 16777216}):
+        number = bad.pop("number")
+        assert error_code(session, ec2, source, t, f, number, **bad) == "InvalidParameterValue", bad
+    assert session(ec2, source, t, f, 32766, PacketLength=8500)["PacketLength"] == 8500
+
+
+def test_virtual_network_ids_are_chosen_unique_when_absent(ec2, subnet):
+    f = new_filter(ec2)
+    vnis = {session(ec2, eni(ec2, subnet), target(ec2, eni(ec2, subnet)), f, 1)["VirtualNetworkId"] for _ in range(5)}
+    assert len(vnis) == 5 and all(1 <= v <= 16777215 for v in vnis)
 
 
 def test_a_target_eni_cannot_be_a_source(ec2, subnet):
@@ -131,29 +295,51 @@ def test_a_target_eni_cannot_be_a_source(ec2, subnet):
     t, f = target(ec2, target_eni), new_filter(ec2)
     other = target(ec2, eni(ec2, subnet))
     assert error_code(session, ec2, target_eni, t, f, 1) == "InvalidParameterValue"
-    assert error_code(session, ec2, target_eni, other, f, 1) == "InvalidParameterValue"
+    response = failure(session, ec2, target_eni, other, f, 1)
+    assert response["Error"]["Code"] == "InvalidParameterValue" and "target" in response["Error"]["Message"]
 
 
 def test_xen_instances_cannot_be_sources(ec2, subnet):
-    def instance_eni(instance_type):
-        run = ec2.run_instances(ImageId="ami-12c6146b", InstanceType=instance_type, SubnetId=subnet, MinCount=1, MaxCount=1)
-        return run["Instances"][0]["NetworkInterfaces"][0]["NetworkInterfaceId"]
     t, f = target(ec2, eni(ec2, subnet)), new_filter(ec2)
-    assert error_code(session, ec2, instance_eni("t2.micro"), t, f, 1) == "NetworkInterfaceNotSupported"
-    assert session(ec2, instance_eni("m5.large"), t, f, 1)["SessionNumber"] == 1
+    for instance_type in ("t2.micro", "m3.medium", "c3.large"):
+        _, primary = instance(ec2, subnet, instance_type)
+        assert error_code(session, ec2, primary, t, f, 1) == "NetworkInterfaceNotSupported", instance_type
+    _, nitro = instance(ec2, subnet, "m5.large")
+    assert session(ec2, nitro, t, f, 1)["SessionNumber"] == 1
+    assert session(ec2, eni(ec2, subnet), t, f, 1)["SessionNumber"] == 1  # unattached: supported
 
 
-def test_filter_rules_limits_and_duplicates(ec2):
+def test_filter_rule_limits_and_duplicates(ec2):
     f = new_filter(ec2)
     rule(ec2, f, 1)
     assert error_code(rule, ec2, f, 1) == "TrafficMirrorFilterRuleAlreadyExists"
-    rule(ec2, f, 1, direction="egress")
+    rule(ec2, f, 1, direction="egress")  # numbers are per direction
     for number in range(2, 10):
         rule(ec2, f, number)
     assert error_code(rule, ec2, f, 50) == "TrafficMirrorFilterRuleLimitExceeded"
-    assert error_code(rule, ec2, new_filter(ec2), 1, Protocol=1, SourcePortRange={"FromPort": 1, "ToPort": 2}) == "InvalidParameterValue"
     described = ec2.describe_traffic_mirror_filters(TrafficMirrorFilterIds=[f])["TrafficMirrorFilters"][0]
     assert (len(described["IngressFilterRules"]), len(described["EgressFilterRules"])) == (9, 1)
+    first = described["IngressFilterRules"][0]["TrafficMirrorFilterRuleId"]
+    ec2.delete_traffic_mirror_filter_rule(TrafficMirrorFilterRuleId=first)
+    rule(ec2, f, 50)
+
+
+def test_filter_rule_parameters_are_checked(raw_ec2):
+    ec2 = raw_ec2
+    f = new_filter(ec2)
+    bad = [
+        {"number": 0}, {"number": 32767}, {"direction": "sideways"}, {"RuleAction": "maybe"},
+        {"Protocol": 1, "SourcePortRange": {"FromPort": 1, "ToPort": 2}},
+        {"DestinationPortRange": {"FromPort": 1, "ToPort": 2}},  # no protocol at all
+        {"Protocol": 6, "DestinationPortRange": {"FromPort": 1, "ToPort": 65536}},
+        {"Protocol": 17, "SourcePortRange": {"FromPort": 9, "ToPort": 8}},
+        {"SourceCidrBlock": "not-a-cidr"},
+    ]
+    for case in bad:
+        args = dict(case)
+        number, direction = args.pop("number", 1), args.pop("direction", "ingress")
+        assert error_code(rule, ec2, f, number, direction, **args) == "InvalidParameterValue", case
+    assert rule(ec2, f, 32766, Protocol=17, SourcePortRange={"FromPort": 0, "ToPort": 65535})["RuleNumber"] == 32766
 
 
 def test_in_use_filters_and_targets_cannot_be_deleted(ec2, subnet):
@@ -162,13 +348,28 @@ def test_in_use_filters_and_targets_cannot_be_deleted(ec2, subnet):
     s = session(ec2, eni(ec2, subnet), t, f, 1)["TrafficMirrorSessionId"]
     assert error_code(ec2.delete_traffic_mirror_filter, TrafficMirrorFilterId=f) == "TrafficMirrorFilterInUse"
     assert error_code(ec2.delete_traffic_mirror_target, TrafficMirrorTargetId=t) == "TrafficMirrorTargetInUseException"
-    ec2.delete_traffic_mirror_session(TrafficMirrorSessionId=s)
-    ec2.delete_traffic_mirror_filter(TrafficMirrorFilterId=f)
-    ec2.delete_traffic_mirror_target(TrafficMirrorTargetId=t)
-    assert ec2.describe_traffic_mirror_filter_rules()["TrafficMirrorFilterRules"] == []
+    assert ec2.delete_traffic_mirror_session(TrafficMirrorSessionId=s)["TrafficMirrorSessionId"] == s
+    assert ec2.delete_traffic_mirror_filter(TrafficMirrorFilterId=f)["TrafficMirrorFilterId"] == f
+    assert ec2.delete_traffic_mirror_target(TrafficMirrorTargetId=t)["TrafficMirrorTargetId"] == t
+    assert ec2.describe_traffic_mirror_filter_rules()["TrafficMirrorFilterRules"] == []  # went with the filter
 
 
-def test_client_tokens_make_creates_idempotent(ec2, subnet):
+def test_targets_need_exactly_one_destination(ec2, subnet):
+    assert error_code(ec2.create_traffic_mirror_target) == "InvalidParameterCombination"
+    assert error_code(ec2.create_traffic_mirror_target, NetworkInterfaceId=eni(ec2, subnet),
+                      GatewayLoadBalancerEndpointId="vpce-0123456789abcdef0") == "InvalidParameterCombination"
+
+
+def test_two_targets_may_share_an_eni(ec2, subnet):
+    shared = eni(ec2, subnet)
+    assert target(ec2, shared) != target(ec2, shared)
+    found = ec2.describe_traffic_mirror_targets(Filters=[{"Name": "network-interface-id", "Values": [shared]}])
+    assert len(found["TrafficMirrorTargets"]) == 2
+
+
+# ---------------------------------------------------------------- client tokens and DryRun
+
+def test_client_tokens_make_target_creates_idempotent(ec2, subnet):
     target_eni = eni(ec2, subnet)
     first = target(ec2, target_eni, ClientToken="tok-1")
     assert target(ec2, target_eni, ClientToken="tok-1") == first
@@ -180,71 +381,253 @@ def test_client_tokens_make_creates_idempotent(ec2, subnet):
     assert ec2.describe_traffic_mirror_targets()["TrafficMirrorTargets"] == []
 
 
-def test_describes_page_and_filter(ec2, subnet):
-    source_enis = [eni(ec2, subnet) for _ in range(5)]
-    t, f = target(ec2, eni(ec2, subnet)), new_filter(ec2)
-    tagged = [{"ResourceType": "traffic-mirror-session", "Tags": [{"Key": "team", "Value": "blue"}]}]
-    for index, source in enumerate(source_enis):
-        session(ec2, source, t, f, 1, **({"TagSpecifications": tagged} if index < 2 else {}))
-    first = ec2.describe_traffic_mirror_sessions()
-    assert len(first["TrafficMirrorSessions"]) == 2 and "NextToken" in first
-    pages = ec2.get_paginator("describe_traffic_mirror_sessions").paginate()
-    assert sum(len(p["TrafficMirrorSessions"]) for p in pages) == 5
-    by_eni = ec2.describe_traffic_mirror_sessions(Filters=[{"Name": "network-interface-id", "Values": source_enis[3:]}])
-    assert len(by_eni["TrafficMirrorSessions"]) == 2
-    by_tag = ec2.describe_traffic_mirror_sessions(Filters=[{"Name": "tag:team", "Values": ["blue"]}])
-    assert len(by_tag["TrafficMirrorSessions"]) == 2
+def test_client_tokens_make_session_filter_and_rule_creates_idempotent(ec2, subnet):
+    t, source = target(ec2, eni(ec2, subnet)), eni(ec2, subnet)
+    f = new_filter(ec2, ClientToken="f")
+    assert new_filter(ec2, ClientToken="f") == f
+    assert error_code(new_filter, ec2, ClientToken="f", Description="other") == "IdempotentParameterMismatch"
+    r = rule(ec2, f, 1, ClientToken="r")["TrafficMirrorFilterRuleId"]
+    assert rule(ec2, f, 1, ClientToken="r")["TrafficMirrorFilterRuleId"] == r
+    assert error_code(rule, ec2, f, 2, ClientToken="r") == "IdempotentParameterMismatch"
+    s = session(ec2, source, t, f, 1, ClientToken="s")
+    assert session(ec2, source, t, f, 1, ClientToken="s") == s
+    assert error_code(session, ec2, source, t, f, 2, ClientToken="s") == "IdempotentParameterMismatch"
+    assert len(sessions(ec2)) == 1
+    # The same token on another action is another token.
+    assert new_filter(ec2, ClientToken="s") != f
 
+
+def test_dry_run_validates_and_changes_nothing(ec2, subnet):
+    t, f, source = target(ec2, eni(ec2, subnet)), new_filter(ec2), eni(ec2, subnet)
+    response = failure(ec2.create_traffic_mirror_filter, DryRun=True)
+    assert response["Error"]["Code"] == "DryRunOperation"
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 412
+    assert error_code(session, ec2, source, t, f, 1, DryRun=True) == "DryRunOperation"
+    assert error_code(target, ec2, eni(ec2, subnet), DryRun=True) == "DryRunOperation"
+    assert error_code(rule, ec2, f, 1, DryRun=True) == "DryRunOperation"
+    assert len(ec2.describe_traffic_mirror_filters(MaxResults=5)["TrafficMirrorFilters"]) == 1
+    assert ec2.describe_traffic_mirror_filter_rules()["TrafficMirrorFilterRules"] == []
+    assert sessions(ec2) == []
+    # A call that would fail answers its error, not DryRunOperation.
+    assert error_code(session, ec2, "eni-0123456789abcdef0", t, f, 1, DryRun=True) == "InvalidNetworkInterfaceID.NotFound"
+    s = session(ec2, source, t, f, 1)["TrafficMirrorSessionId"]
+    assert error_code(ec2.delete_traffic_mirror_session, TrafficMirrorSessionId=s, DryRun=True) == "DryRunOperation"
+    assert error_code(ec2.delete_traffic_mirror_target, TrafficMirrorTargetId=t, DryRun=True) == "TrafficMirrorTargetInUseException"
+    assert len(sessions(ec2)) == 1
+
+
+# ---------------------------------------------------------------- Describe: paging and filters
+
+def test_describes_page_at_two_by_default(ec2, subnet):
+    t, f = target(ec2, eni(ec2, subnet)), new_filter(ec2)
+    made = {session(ec2, eni(ec2, subnet), t, f, 1)["TrafficMirrorSessionId"] for _ in range(5)}
+    first = ec2.describe_traffic_mirror_sessions()
+    assert len(first["TrafficMirrorSessions"]) == 2 and first["NextToken"]
+    assert {s["TrafficMirrorSessionId"] for s in sessions(ec2)} == made
+    assert len(ec2.describe_traffic_mirror_sessions(MaxResults=1)["TrafficMirrorSessions"]) == 1
+    last = ec2.describe_traffic_mirror_sessions(NextToken=ec2.describe_traffic_mirror_sessions(
+        NextToken=first["NextToken"])["NextToken"])
+    assert len(last["TrafficMirrorSessions"]) == 1 and "NextToken" not in last
+    assert error_code(ec2.describe_traffic_mirror_sessions, NextToken="garbage") == "InvalidNextToken"
+    for name, key in (("describe_traffic_mirror_targets", "TrafficMirrorTargets"),
+                      ("describe_traffic_mirror_filters", "TrafficMirrorFilters")):
+        for _ in range(2):
+            target(ec2, eni(ec2, subnet)), new_filter(ec2)
+        pages = list(ec2.get_paginator(name).paginate())
+        assert len(pages) == 2 and sum(len(p[key]) for p in pages) == 3
+
+
+def test_page_size_is_configurable(endpoint, ec2):
+    for _ in range(5):
+        new_filter(ec2)
+    control(endpoint, "POST", "config", {"page_size": 10})
+    assert len(ec2.describe_traffic_mirror_filters()["TrafficMirrorFilters"]) == 5
+
+
+def test_filter_rules_page_and_filter(ec2):
+    f, other = new_filter(ec2), new_filter(ec2)
+    for number in range(1, 4):
+        rule(ec2, f, number)
+    egress = rule(ec2, f, 1, direction="egress")["TrafficMirrorFilterRuleId"]
+    rule(ec2, other, 1)
+    pages = ec2.get_paginator("describe_traffic_mirror_filter_rules").paginate(TrafficMirrorFilterId=f)
+    assert sum(len(p["TrafficMirrorFilterRules"]) for p in pages) == 4
+    by_direction = ec2.describe_traffic_mirror_filter_rules(
+        Filters=[{"Name": "traffic-direction", "Values": ["egress"]}])["TrafficMirrorFilterRules"]
+    assert [r["TrafficMirrorFilterRuleId"] for r in by_direction] == [egress]
+    by_filter = ec2.describe_traffic_mirror_filter_rules(
+        Filters=[{"Name": "traffic-mirror-filter-id", "Values": [other]}])["TrafficMirrorFilterRules"]
+    assert len(by_filter) == 1
+    by_id = ec2.describe_traffic_mirror_filter_rules(
+        Filters=[{"Name": "traffic-mirror-filter-rule-id", "Values": [egress]}])["TrafficMirrorFilterRules"]
+    assert len(by_id) == 1
+
+
+def test_session_filters_or_within_and_across(ec2, subnet):
+    sources = [eni(ec2, subnet) for _ in range(5)]
+    t, other_target, f = target(ec2, eni(ec2, subnet)), target(ec2, eni(ec2, subnet)), new_filter(ec2)
+    for index, source in enumerate(sources):
+        extra = {"TagSpecifications": tags("traffic-mirror-session", team="blue")} if index < 2 else {}
+        session(ec2, source, t if index % 2 == 0 else other_target, f, 1 + index, VirtualNetworkId=100 + index, **extra)
+
+    def count(*filters):
+        return len(sessions(ec2, Filters=[{"Name": n, "Values": v} for n, v in filters]))
+
+    assert count(("network-interface-id", sources[3:])) == 2
+    assert count(("tag:team", ["blue"])) == 2
+    assert count(("tag:team", ["red"])) == 0
+    assert count(("traffic-mirror-target-id", [t])) == 3
+    assert count(("traffic-mirror-target-id", [t]), ("tag:team", ["blue"])) == 1
+    assert count(("traffic-mirror-filter-id", [f])) == 5
+    assert count(("session-number", ["2", "3"])) == 2
+    assert count(("virtual-network-id", ["104"])) == 1
+    one = sessions(ec2)[0]["TrafficMirrorSessionId"]
+    assert count(("traffic-mirror-session-id", [one])) == 1
+
+
+def test_target_and_filter_filters(ec2, subnet):
+    target_eni = eni(ec2, subnet)
+    tagged = target(ec2, target_eni, TagSpecifications=tags("traffic-mirror-target", role="collector"))
+    target(ec2, eni(ec2, subnet))
+    arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/n/1"
+    ec2.create_traffic_mirror_target(NetworkLoadBalancerArn=arn)
+
+    def targets(name, values):
+        return ec2.describe_traffic_mirror_targets(Filters=[{"Name": name, "Values": values}], MaxResults=5)["TrafficMirrorTargets"]
+
+    assert [x["TrafficMirrorTargetId"] for x in targets("tag:role", ["collector"])] == [tagged]
+    assert [x["TrafficMirrorTargetId"] for x in targets("network-interface-id", [target_eni])] == [tagged]
+    assert [x["TrafficMirrorTargetId"] for x in targets("traffic-mirror-target-id", [tagged])] == [tagged]
+    assert len(targets("network-load-balancer-arn", [arn])) == 1
+    f = new_filter(ec2, TagSpecifications=tags("traffic-mirror-filter", role="web"))
+    new_filter(ec2)
+    by_tag = ec2.describe_traffic_mirror_filters(Filters=[{"Name": "tag:role", "Values": ["web"]}])
+    assert [x["TrafficMirrorFilterId"] for x in by_tag["TrafficMirrorFilters"]] == [f]
+    by_id = ec2.describe_traffic_mirror_filters(Filters=[{"Name": "traffic-mirror-filter-id", "Values": [f]}])
+    assert len(by_id["TrafficMirrorFilters"]) == 1
+
+
+# ---------------------------------------------------------------- what moto's own calls do to sessions
 
 def test_deleting_an_eni_deletes_its_sessions_but_not_filter_or_target(ec2, subnet):
-    source = eni(ec2, subnet)
+    source, kept = eni(ec2, subnet), eni(ec2, subnet)
     t, f = target(ec2, eni(ec2, subnet)), new_filter(ec2)
     session(ec2, source, t, f, 1)
+    session(ec2, source, t, f, 2)
+    session(ec2, kept, t, f, 1)
     ec2.delete_network_interface(NetworkInterfaceId=source)
-    assert ec2.describe_traffic_mirror_sessions()["TrafficMirrorSessions"] == []
+    assert [s["NetworkInterfaceId"] for s in sessions(ec2)] == [kept]
     assert len(ec2.describe_traffic_mirror_filters()["TrafficMirrorFilters"]) == 1
     assert len(ec2.describe_traffic_mirror_targets()["TrafficMirrorTargets"]) == 1
 
 
-def test_dry_run_changes_nothing(ec2, subnet):
-    assert error_code(ec2.create_traffic_mirror_filter, DryRun=True) == "DryRunOperation"
-    assert ec2.describe_traffic_mirror_filters()["TrafficMirrorFilters"] == []
+def test_terminating_an_instance_deletes_its_sessions(ec2, subnet):
+    instance_id, primary = instance(ec2, subnet)
+    other = eni(ec2, subnet)
+    t, f = target(ec2, eni(ec2, subnet)), new_filter(ec2)
+    session(ec2, primary, t, f, 1)
+    session(ec2, other, t, f, 1)
+    ec2.terminate_instances(InstanceIds=[instance_id])
+    assert [s["NetworkInterfaceId"] for s in sessions(ec2)] == [other]
+    assert len(ec2.describe_traffic_mirror_targets()["TrafficMirrorTargets"]) == 1
 
+
+def test_rename_gives_enis_and_instances_the_ids_sample_events_name(endpoint, ec2, subnet):
+    run = ec2.run_instances(ImageId=AMI, InstanceType="m5.large", SubnetId=subnet, MinCount=1, MaxCount=1,
+                            TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "k", "Value": "v"}]}])
+    made = run["Instances"][0]
+    primary = made["NetworkInterfaces"][0]["NetworkInterfaceId"]
+    control(endpoint, "POST", "rename", {"from": made["InstanceId"], "to": "i-0abcdef1234567890"})
+    control(endpoint, "POST", "rename", {"from": primary, "to": "eni-0123456789abcdef0"})
+    found = ec2.describe_instances(InstanceIds=["i-0abcdef1234567890"])["Reservations"][0]["Instances"][0]
+    assert found["Tags"] == [{"Key": "k", "Value": "v"}]
+    assert found["NetworkInterfaces"][0]["NetworkInterfaceId"] == "eni-0123456789abcdef0"
+    t, f = target(ec2, eni(ec2, subnet)), new_filter(ec2)
+    assert session(ec2, "eni-0123456789abcdef0", t, f, 1)["NetworkInterfaceId"] == "eni-0123456789abcdef0"
+
+
+# ---------------------------------------------------------------- faults, throttling, the log, the lock, latency
 
 def test_faults_skip_then_fail_then_pass(endpoint, ec2):
     control(endpoint, "POST", "faults", {"action": "CreateTrafficMirrorFilter", "code": "InternalError",
-                                         "status": 500, "count": 1, "after": 1})
+                                         "status": 500, "count": 2, "after": 1, "message": "boom"})
     new_filter(ec2)
+    response = failure(new_filter, ec2)
+    assert (response["Error"]["Code"], response["Error"]["Message"]) == ("InternalError", "boom")
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 500
+    assert len(control(endpoint, "GET", "faults")["faults"]) == 1
     assert error_code(new_filter, ec2) == "InternalError"
+    assert control(endpoint, "GET", "faults") == {"faults": []}
     new_filter(ec2)
-    assert len(ec2.describe_traffic_mirror_filters(MaxResults=5)["TrafficMirrorFilters"]) == 2
+    assert len(ec2.describe_traffic_mirror_filters(MaxResults=5)["TrafficMirrorFilters"]) == 2  # faults changed nothing
+
+
+def test_faults_can_be_listed_cleared_and_scoped_to_a_service(endpoint, ec2):
+    control(endpoint, "POST", "faults", [{"action": "DescribeVpcs", "code": "InternalError", "service": "dynamodb"},
+                                         {"action": "DescribeSubnets", "code": "InternalError"}])
+    assert len(control(endpoint, "GET", "faults")["faults"]) == 2
+    ec2.describe_vpcs()  # scoped to another service
+    control(endpoint, "DELETE", "faults")
+    ec2.describe_subnets()
 
 
 def test_faults_on_json_services_use_their_error_shape(endpoint):
     dynamodb = client(endpoint, "dynamodb")
-    control(endpoint, "POST", "faults", {"action": "ListTables", "code": "ProvisionedThroughputExceededException",
-                                         "status": 400, "count": 1})
-    assert error_code(dynamodb.list_tables) == "ProvisionedThroughputExceededException"
-    assert dynamodb.list_tables()["TableNames"] == []
+    dynamodb.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
+                          AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                          KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
+    control(endpoint, "POST", "faults", {"action": "PutItem", "code": "ProvisionedThroughputExceededException",
+                                         "status": 400, "count": 1, "message": "slow down"})
+    response = failure(dynamodb.put_item, TableName="t", Item={"pk": {"S": "a"}})
+    assert (response["Error"]["Code"], response["Error"]["Message"]) == ("ProvisionedThroughputExceededException", "slow down")
+    headers = response["ResponseMetadata"]["HTTPHeaders"]
+    assert headers["x-amzn-errortype"] == "ProvisionedThroughputExceededException"
+    assert headers["content-type"] == "application/x-amz-json-1.0"
+    assert dynamodb.scan(TableName="t")["Items"] == []
+    dynamodb.put_item(TableName="t", Item={"pk": {"S": "a"}})
 
 
 def test_token_buckets_throttle_mutating_calls(endpoint, ec2):
+    ec2 = client(endpoint, "ec2", retries={"max_attempts": 1, "mode": "standard"})  # 1 attempt: no retry
     control(endpoint, "POST", "throttle", {"actions": "mutating", "burst": 2, "refill_per_second": 0.001})
     new_filter(ec2)
     new_filter(ec2)
-    with pytest.raises(ClientError) as raised:
-        new_filter(ec2)
-    assert raised.value.response["Error"]["Code"] == "RequestLimitExceeded"
-    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    response = failure(new_filter, ec2)
+    assert response["Error"]["Code"] == "RequestLimitExceeded"
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 503
     ec2.describe_traffic_mirror_filters()  # reads are not in the "mutating" bucket
+    control(endpoint, "DELETE", "throttle")
+    new_filter(ec2)
+
+
+def test_token_buckets_refill_and_name_actions(endpoint):
+    dynamodb = client(endpoint, "dynamodb")
+    control(endpoint, "POST", "throttle", {"actions": ["ListTables"], "burst": 1, "refill_per_second": 10})
+    dynamodb.list_tables()
+    response = failure(dynamodb.list_tables)
+    assert (response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"]) == ("ThrottlingException", 400)
+    dynamodb.describe_limits()  # another action
+    time.sleep(0.15)
+    dynamodb.list_tables()
 
 
 def test_the_call_log_records_every_aws_call(endpoint, ec2):
+    sqs, events = client(endpoint, "sqs"), client(endpoint, "events")
+    queue = sqs.create_queue(QueueName="q")["QueueUrl"]
     control(endpoint, "DELETE", "calls")
+    control(endpoint, "POST", "faults", {"action": "DescribeTrafficMirrorFilters", "code": "InternalError", "status": 500})
     new_filter(ec2)
-    ec2.describe_traffic_mirror_filters()
-    actions = [c["action"] for c in control(endpoint, "GET", "calls")["calls"]]
-    assert actions == ["CreateTrafficMirrorFilter", "DescribeTrafficMirrorFilters"]
+    error_code(ec2.describe_traffic_mirror_filters)
+    sqs.send_message(QueueUrl=queue, MessageBody="m")
+    events.put_events(Entries=[{"Source": "s", "DetailType": "d", "Detail": "{}"}])
+    calls = control(endpoint, "GET", "calls")["calls"]
+    assert [(c["service"], c["action"], c["status"]) for c in calls] == [
+        ("ec2", "CreateTrafficMirrorFilter", 200), ("ec2", "DescribeTrafficMirrorFilters", 500),
+        ("sqs", "SendMessage", 200), ("events", "PutEvents", 200)]
+    assert calls[1]["error"] == "InternalError" and calls[0]["error"] is None
+    assert all(c["start"] <= c["end"] for c in calls)
+    control(endpoint, "DELETE", "calls")
+    assert control(endpoint, "GET", "calls") == {"calls": []}
 
 
 def test_conditional_writes_are_atomic_under_concurrency(endpoint):
@@ -252,15 +635,18 @@ def test_conditional_writes_are_atomic_under_concurrency(endpoint):
     dynamodb.create_table(TableName="race", BillingMode="PAY_PER_REQUEST",
                           AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
                           KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
-    winners = []
+    clients = [client(endpoint, "dynamodb") for _ in range(20)]
+    winners, losers = [], []
+    barrier = threading.Barrier(20)
 
     def claim(n):
+        barrier.wait()
         try:
-            client(endpoint, "dynamodb").put_item(TableName="race", Item={"pk": {"S": "k"}, "by": {"N": str(n)}},
-                                                  ConditionExpression="attribute_not_exists(pk)")
+            clients[n].put_item(TableName="race", Item={"pk": {"S": "k"}, "by": {"N": str(n)}},
+                                ConditionExpression="attribute_not_exists(pk)")
             winners.append(n)
         except ClientError as error:
-            assert error.response["Error"]["Code"] == "ConditionalCheckFailedException"
+            losers.append(error.response["Error"]["Code"])
 
     threads = [threading.Thread(target=claim, args=(n,)) for n in range(20)]
     for thread in threads:
@@ -268,10 +654,27 @@ def test_conditional_writes_are_atomic_under_concurrency(endpoint):
     for thread in threads:
         thread.join()
     assert len(winners) == 1
+    assert losers == ["ConditionalCheckFailedException"] * 19
 
 
 def test_latency_is_slept_per_action(endpoint, ec2):
-    control(endpoint, "POST", "config", {"latency_ms": {"DescribeTrafficMirrorFilters": 150}})
+    control(endpoint, "POST", "config", {"latency_ms": {"DescribeTrafficMirrorFilters": 100}})
     started = time.monotonic()
     ec2.describe_traffic_mirror_filters()
-    assert time.monotonic() - started >= 0.15
+    assert time.monotonic() - started >= 0.1
+    started = time.monotonic()
+    ec2.describe_traffic_mirror_targets()
+    assert time.monotonic() - started < 0.1
+
+
+def test_latency_is_slept_outside_the_lock(endpoint):
+    control(endpoint, "POST", "config", {"latency_ms": {"default": 300}})
+    clients = [client(endpoint, "ec2") for _ in range(4)]
+    threads = [threading.Thread(target=c.describe_traffic_mirror_filters) for c in clients]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    assert 0.3 <= elapsed < 1.0  # four sleeps overlapped; serialised they would take 1.2 s

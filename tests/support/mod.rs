@@ -23,7 +23,7 @@ use traffic_mirroring::config::Config;
 use traffic_mirroring::handler::App;
 
 pub const REGION: &str = "us-east-1";
-const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
+pub const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 
 /// A running emulator process. Dropping it stops the process; the emulator
 /// also exits by itself when this test process dies.
@@ -96,6 +96,12 @@ impl Emulator {
     pub async fn calls(&self) -> Vec<Value> {
         let log = self.control(reqwest::Method::GET, "calls", None).await;
         log["calls"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Gives an ENI or instance the id a sample event names.
+    pub async fn rename(&self, from: &str, to: &str) {
+        self.control(reqwest::Method::POST, "rename", Some(json!({"from": from, "to": to})))
+            .await;
     }
 
     pub async fn clear_calls(&self) {
@@ -241,6 +247,28 @@ impl World {
             .first()
             .and_then(|i| i.instance_id())
             .expect("instance id")
+            .to_owned()
+    }
+
+    pub async fn primary_eni(&self, instance_id: &str) -> String {
+        let found = self
+            .ec2
+            .describe_instances()
+            .instance_ids(instance_id)
+            .send()
+            .await
+            .expect("describe");
+        let instance = found
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .next()
+            .expect("instance");
+        instance
+            .network_interfaces()
+            .first()
+            .and_then(|n| n.network_interface_id())
+            .expect("eni")
             .to_owned()
     }
 

@@ -1,0 +1,223 @@
+//! End to end: the real binary, built and served by `cargo lambda watch`
+//! (a local Lambda Runtime API), invoked over HTTP with every file in
+//! `events/`, against the emulator holding exactly the ENIs and instance those
+//! files name. Asserts on each answer and on EC2, the ledger and the
+//! completion events afterwards.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{World, MANIFEST_DIR};
+
+const TARGET: &str = "eni-05fc8d0b34b762305";
+const INSTANCE: &str = "i-0f1e2d3c4b5a69788";
+const PLAIN_ENIS: [&str; 4] = [
+    "eni-008322622e675cd80",
+    "eni-0a1b2c3d4e5f60718",
+    "eni-0b1c2d3e4f5061728",
+    "eni-0c1d2e3f405162738",
+];
+const INSTANCE_ENIS: [&str; 2] = ["eni-0d1e2f3a4b5c6d7e8", "eni-0e1f2a3b4c5d6e7f8"];
+/// Every file in events/, in the order they make sense as one story.
+const STORY: [&str; 6] = [
+    "direct-create.json",
+    "sqs-batch.json",
+    "eventbridge-create.json",
+    "ec2-running.json",
+    "ec2-terminated.json",
+    "direct-remove.json",
+];
+
+/// `cargo lambda watch` and the function it runs; stopped as a group on drop.
+struct LambdaServer {
+    child: Child,
+    url: String,
+}
+
+impl LambdaServer {
+    fn start(world: &World) -> LambdaServer {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        // Passed explicitly: the function must not depend on what the test process happens to have.
+        let environment = [
+            ("AWS_ENDPOINT_URL", world.emulator.endpoint.clone()),
+            ("AWS_REGION", support::REGION.to_owned()),
+            ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+            ("TABLE_NAME", world.config.table_name.clone()),
+            ("EVENT_BUS_NAME", world.config.event_bus_name.clone()),
+            ("RUST_LOG", "info".to_owned()),
+        ];
+        let mut command = Command::new("cargo");
+        command
+            .current_dir(MANIFEST_DIR)
+            .args(["lambda", "watch", "--ignore-changes", "--invoke-address", "127.0.0.1"])
+            .args(["--invoke-port", &port.to_string()])
+            .args(
+                environment
+                    .iter()
+                    .flat_map(|(k, v)| ["--env-var".to_owned(), format!("{k}={v}")]),
+            )
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit());
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let child = command
+            .spawn()
+            .expect("cargo lambda is installed (scripts/common.sh puts it on PATH)");
+        LambdaServer {
+            child,
+            url: format!("http://127.0.0.1:{port}/2015-03-31/functions/traffic-mirroring/invocations"),
+        }
+    }
+
+    /// The first invoke also waits for cargo lambda to build the binary.
+    async fn invoke(&self, payload: &str) -> Value {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(900))
+            .build()
+            .expect("client");
+        for _ in 0..600 {
+            match http.post(&self.url).body(payload.to_owned()).send().await {
+                Ok(response) => {
+                    let text = response.text().await.expect("answer body");
+                    return serde_json::from_str(&text).unwrap_or(Value::String(text));
+                }
+                // Not listening yet.
+                Err(err) if err.is_connect() => tokio::time::sleep(Duration::from_millis(500)).await,
+                Err(err) => panic!("invoking {}: {err}", self.url),
+            }
+        }
+        panic!("cargo lambda never listened on {}", self.url)
+    }
+}
+
+impl Drop for LambdaServer {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Makes the ENIs and the instance the sample events name.
+async fn cast(world: &World) {
+    for id in PLAIN_ENIS.iter().chain([&TARGET]) {
+        let made = world.eni().await;
+        world.emulator.rename(&made, id).await;
+    }
+    let instance = world
+        .instance("m5.large", &[("traffic-mirroring:target-eni", TARGET)])
+        .await;
+    let primary = world.primary_eni(&instance).await;
+    world.emulator.rename(&instance, INSTANCE).await;
+    world.emulator.rename(&primary, INSTANCE_ENIS[0]).await;
+    let second = world.eni().await;
+    world.emulator.rename(&second, INSTANCE_ENIS[1]).await;
+    world.attach(INSTANCE, INSTANCE_ENIS[1], 1).await;
+}
+
+fn sample(name: &str) -> String {
+    std::fs::read_to_string(format!("{MANIFEST_DIR}/events/{name}")).expect("sample file")
+}
+
+fn results(answer: &Value) -> Vec<Value> {
+    let list = answer
+        .pointer("/driverResponse/actionResults")
+        .or_else(|| answer.get("actionResults"));
+    list.and_then(Value::as_array).cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn every_sample_event_through_the_real_binary() {
+    let mut files: Vec<String> = std::fs::read_dir(format!("{MANIFEST_DIR}/events"))
+        .expect("events/")
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|name| name.ends_with(".json"))
+        .collect();
+    files.sort();
+    let mut story: Vec<String> = STORY.iter().map(|s| s.to_string()).collect();
+    story.sort();
+    assert_eq!(files, story, "every sample in events/ is part of this test");
+
+    let world = World::start().await;
+    cast(&world).await;
+    let lambda = LambdaServer::start(&world);
+
+    let created = lambda.invoke(&sample("direct-create.json")).await;
+    let result = &results(&created)[0];
+    assert_eq!(result["success"], true, "{created}");
+    assert_eq!(result["sessionNumber"], 5);
+
+    let batch = lambda.invoke(&sample("sqs-batch.json")).await;
+    assert_eq!(
+        batch["batchItemFailures"],
+        serde_json::json!([]),
+        "the invalid record is consumed: {batch}"
+    );
+
+    let request = lambda.invoke(&sample("eventbridge-create.json")).await;
+    assert!(results(&request).iter().all(|r| r["success"] == true), "{request}");
+
+    let launched = lambda.invoke(&sample("ec2-running.json")).await;
+    let launch_results = results(&launched);
+    assert_eq!(launch_results.len(), 2, "both ENIs of the instance: {launched}");
+    assert!(launch_results.iter().all(|r| r["success"] == true), "{launched}");
+    let state = world.mirror_state().await;
+    assert_eq!(
+        (state.sessions.len(), state.targets.len()),
+        (6, 1),
+        "six sources, one shared target"
+    );
+
+    world
+        .ec2
+        .terminate_instances()
+        .instance_ids(INSTANCE)
+        .send()
+        .await
+        .expect("terminate");
+    let terminated = lambda.invoke(&sample("ec2-terminated.json")).await;
+    assert_eq!(results(&terminated)[0]["success"], true, "{terminated}");
+    let state = world.mirror_state().await;
+    assert_eq!(
+        (state.sessions.len(), state.filters.len()),
+        (4, 4),
+        "the instance's filters went with it"
+    );
+
+    let removed = lambda.invoke(&sample("direct-remove.json")).await;
+    assert_eq!(results(&removed)[0]["success"], true, "{removed}");
+    assert_eq!(
+        world.mirror_state().await,
+        support::MirrorState::default(),
+        "nothing of ours is left"
+    );
+
+    let ledger = world.ledger().await;
+    let creates: Vec<&Value> = ledger.iter().filter(|i| i["kind"] == "create").collect();
+    assert_eq!(
+        creates.len(),
+        6,
+        "six creates were recorded (the invalid one never reached the ledger)"
+    );
+    assert!(creates.iter().all(|i| i["status"] == "removed"), "{ledger:?}");
+
+    let events = world.events(10).await;
+    let count = |kind: &str| events.iter().filter(|e| e["detail-type"] == kind).count();
+    assert_eq!(
+        (
+            count("TrafficMirroringCreated"),
+            count("TrafficMirroringFailed"),
+            count("TrafficMirroringRemoved")
+        ),
+        (6, 1, 2),
+        "{events:?}"
+    );
+}
