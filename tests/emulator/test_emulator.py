@@ -202,8 +202,7 @@ def test_targets_filters_and_rules_round_trip(ec2, subnet):
     assert (made["Type"], made["NetworkInterfaceId"], made["Tags"]) == ("network-interface", target_eni, [{"Key": "a", "Value": "b"}])
     assert ec2.describe_traffic_mirror_targets()["TrafficMirrorTargets"] == [made]
     f = new_filter(ec2, Description="f")
-    made_rule = rule(ec2, f, 10, Protocol=6, DestinationPortRange={"FromPort": 80, "ToPort": 443},
-                     RuleAction="reject" if False else "accept", Description="r")
+    made_rule = rule(ec2, f, 10, Protocol=6, DestinationPortRange={"FromPort": 80, "ToPort": 443}, Description="r")
     assert made_rule["DestinationPortRange"] == {"FromPort": 80, "ToPort": 443}
     assert "SourcePortRange" not in made_rule and made_rule["Protocol"] == 6
     assert made_rule["TrafficMirrorFilterRuleId"].startswith("tmfr-")
