@@ -278,3 +278,39 @@ async fn an_unknown_event_is_answered_with_what_was_received() {
         "{answer}"
     );
 }
+
+#[tokio::test]
+async fn a_default_target_applies_and_an_eni_that_is_a_target_is_skipped() {
+    let mut world = World::start().await;
+    let target = world.eni().await;
+    world.app = traffic_mirroring::aws::build_app(&world.sdk, &{
+        let mut config = world.config.clone();
+        config.default_targets.insert(world.subnet_id.clone(), target.clone());
+        config
+    });
+    let instance = world.instance("m5.large", &[]).await;
+    let appliance = world.eni().await;
+    world.foreign_target(&appliance).await;
+    world.attach(&instance, &appliance, 1).await;
+
+    let answer = world
+        .app
+        .invoke(state_change(&instance, "running"))
+        .await
+        .expect("answer");
+
+    let results = answer["actionResults"].as_array().expect("results");
+    let codes: Vec<&Value> = results.iter().map(|r| &r["errorCode"]).collect();
+    assert_eq!(codes, [&Value::Null, &json!("EniIsMirrorTarget")], "{answer}");
+    assert_eq!(
+        results[0]["trafficMirrorTargetId"]
+            .as_str()
+            .map(|t| t.starts_with("tmt-")),
+        Some(true)
+    );
+    assert_eq!(
+        world.mirror_state().await.sessions.len(),
+        1,
+        "only the primary ENI is mirrored"
+    );
+}

@@ -35,7 +35,8 @@ Control API (JSON over HTTP on the same port, all answering 200):
   GET    /_emulator/faults    the rules still armed;  DELETE clears them
   POST   /_emulator/throttle  {"actions": [...] | "mutating", "burst", "refill_per_second"}; GET lists; DELETE clears
   POST   /_emulator/config    {"page_size": 2, "latency_ms": {"default": 0, "<Action>": 40}} (merged); GET shows
-  GET    /_emulator/calls     {"calls": [{"service", "action", "start", "end", "status", "error"}]}; DELETE clears
+  GET    /_emulator/calls     {"calls": [{"service", "action", "start", "served", "end", "status", "error"}]};
+                              DELETE clears
   POST   /_emulator/rename    {"from": "eni-…" | "i-…", "to": "<id>"}: give a resource the id a sample event names
   GET    /_emulator/health    {"ok": true}
 A malformed control request answers 400, an unknown control path 404.
@@ -56,6 +57,7 @@ import re
 import signal
 import threading
 import time
+import traceback
 import uuid
 from io import BytesIO
 from urllib.parse import parse_qsl
@@ -550,7 +552,7 @@ def page(items, p):
     """At most min(MaxResults or 1000, page_size) items and an opaque token for
     the rest. The token is the next offset in base64: opaque enough that
     clients must pass it back as given, simple enough to check."""
-    size = integer(p.get("MaxResults"), "MaxResults", 1, 1000) or 1000
+    size = integer(p.get("MaxResults"), "MaxResults", 5, 1000) or 1000  # AWS's range for these calls
     if STATE.config["page_size"] > 0:
         size = min(size, STATE.config["page_size"])
     start = 0
@@ -630,7 +632,7 @@ class State:
             return AwsError(fault["code"], fault.get("message") or f"Injected failure of {action}.", fault["status"])
         return None
 
-    def take_token(self, service, action, json_protocol):
+    def take_token(self, service, action):
         """Token buckets: refilled by elapsed time, one token per call. Every
         bucket that applies must have a token, or the call is throttled
         without spending any."""
@@ -647,9 +649,9 @@ class State:
                 bucket["at"] = now
                 applying.append(bucket)
         if any(b["tokens"] < 1 for b in applying):
-            if json_protocol:
-                return AwsError("ThrottlingException", "Rate exceeded", 400)
-            return AwsError("RequestLimitExceeded", "Request limit exceeded.", 503)
+            if service in ("ec2", ""):
+                return AwsError("RequestLimitExceeded", "Request limit exceeded.", 503)
+            return AwsError("ThrottlingException", "Rate exceeded", 400)
         for bucket in applying:
             bucket["tokens"] -= 1
         return None
@@ -712,15 +714,22 @@ class Emulator:
         request = Request(environ, body)
         time.sleep(STATE.latency_of(request.action))  # outside the lock: latency overlaps, as on AWS
         with LOCK:
-            status, headers, payload, error = self.serve(request)
+            served = time.time()
+            try:
+                status, headers, payload, error = self.serve(request)
+            except Exception as bug:  # answer (and log) it as AWS would, instead of werkzeug's HTML page
+                traceback.print_exc()
+                failure = AwsError("InternalError", f"emulator: {type(bug).__name__}: {bug}", 500)
+                status, headers, payload, error = (*error_answer(failure, request), failure.code)
+            # start: arrival (so latency counts); served: lock taken; end: answer complete.
             STATE.calls.append({"service": request.service, "action": request.action, "start": arrived,
-                                "end": time.time(), "status": int(status.split()[0]), "error": error})
+                                "served": served, "end": time.time(), "status": int(status.split()[0]),
+                                "error": error})
         return status, headers, payload
 
     def serve(self, request):
         """(status, headers, payload, error code or None); runs under the lock."""
-        failure = STATE.take_token(request.service, request.action, request.json_protocol) \
-            or STATE.take_fault(request.service, request.action)
+        failure = STATE.take_token(request.service, request.action) or STATE.take_fault(request.service, request.action)
         if failure:
             return (*error_answer(failure, request), failure.code)
         if request.service == "ec2" and (request.action in CREATES or request.action in OTHERS):

@@ -99,9 +99,9 @@ def session(ec2, source, target_id, filter_id, number, **extra):
 
 
 def rule(ec2, filter_id, number, direction="ingress", **extra):
-    return ec2.create_traffic_mirror_filter_rule(
-        TrafficMirrorFilterId=filter_id, TrafficDirection=direction, RuleNumber=number, RuleAction="accept",
-        SourceCidrBlock="0.0.0.0/0", DestinationCidrBlock="0.0.0.0/0", **extra)["TrafficMirrorFilterRule"]
+    params = {"RuleAction": "accept", "SourceCidrBlock": "0.0.0.0/0", "DestinationCidrBlock": "0.0.0.0/0", **extra}
+    return ec2.create_traffic_mirror_filter_rule(TrafficMirrorFilterId=filter_id, TrafficDirection=direction,
+                                                 RuleNumber=number, **params)["TrafficMirrorFilterRule"]
 
 
 def failure(call, *args, **kwargs):
@@ -221,26 +221,43 @@ def test_load_balancer_targets_have_their_types(ec2):
 
 # ---------------------------------------------------------------- Traffic Mirroring: AWS's rules
 
+NO_ENI, NO_TARGET, NO_FILTER = "eni-0123456789abcdef0", "tmt-0123456789abcdef0", "tmf-0123456789abcdef0"
+NO_SESSION, NO_RULE = "tms-0123456789abcdef0", "tmfr-0123456789abcdef0"
+
+
 def test_unknown_ids_and_enis_answer_not_found(ec2, subnet):
-    assert error_code(ec2.delete_traffic_mirror_session, TrafficMirrorSessionId="tms-0123456789abcdef0") == "InvalidTrafficMirrorSessionId.NotFound"
-    assert error_code(ec2.delete_traffic_mirror_target, TrafficMirrorTargetId="tmt-0123456789abcdef0") == "InvalidTrafficMirrorTargetId.NotFound"
-    assert error_code(ec2.delete_traffic_mirror_filter, TrafficMirrorFilterId="tmf-0123456789abcdef0") == "InvalidTrafficMirrorFilterId.NotFound"
-    assert error_code(ec2.delete_traffic_mirror_filter_rule, TrafficMirrorFilterRuleId="tmfr-0123456789abcdef0") == "InvalidTrafficMirrorFilterRuleId.NotFound"
-    assert error_code(target, ec2, "eni-0123456789abcdef0") == "InvalidNetworkInterfaceID.NotFound"
-    t, f = target(ec2, eni(ec2, subnet)), new_filter(ec2)
-    source = eni(ec2, subnet)
-    assert error_code(session, ec2, "eni-0123456789abcdef0", t, f, 1) == "InvalidNetworkInterfaceID.NotFound"
-    assert error_code(session, ec2, source, "tmt-0123456789abcdef0", f, 1) == "InvalidTrafficMirrorTargetId.NotFound"
-    assert error_code(session, ec2, source, t, "tmf-0123456789abcdef0", 1) == "InvalidTrafficMirrorFilterId.NotFound"
-    assert error_code(rule, ec2, "tmf-0123456789abcdef0", 1) == "InvalidTrafficMirrorFilterId.NotFound"
+    deletes = [
+        (ec2.delete_traffic_mirror_session, {"TrafficMirrorSessionId": NO_SESSION}, "InvalidTrafficMirrorSessionId.NotFound"),
+        (ec2.delete_traffic_mirror_target, {"TrafficMirrorTargetId": NO_TARGET}, "InvalidTrafficMirrorTargetId.NotFound"),
+        (ec2.delete_traffic_mirror_filter, {"TrafficMirrorFilterId": NO_FILTER}, "InvalidTrafficMirrorFilterId.NotFound"),
+        (ec2.delete_traffic_mirror_filter_rule, {"TrafficMirrorFilterRuleId": NO_RULE},
+         "InvalidTrafficMirrorFilterRuleId.NotFound"),
+    ]
+    for call, params, code in deletes:
+        assert error_code(call, **params) == code
+    assert error_code(target, ec2, NO_ENI) == "InvalidNetworkInterfaceID.NotFound"
+    t, f, source = target(ec2, eni(ec2, subnet)), new_filter(ec2), eni(ec2, subnet)
+    assert error_code(session, ec2, NO_ENI, t, f, 1) == "InvalidNetworkInterfaceID.NotFound"
+    assert error_code(session, ec2, source, NO_TARGET, f, 1) == "InvalidTrafficMirrorTargetId.NotFound"
+    assert error_code(session, ec2, source, t, NO_FILTER, 1) == "InvalidTrafficMirrorFilterId.NotFound"
+    assert error_code(rule, ec2, NO_FILTER, 1) == "InvalidTrafficMirrorFilterId.NotFound"
 
 
 def test_describing_unknown_ids_answers_not_found(ec2):
-    assert error_code(ec2.describe_traffic_mirror_sessions, TrafficMirrorSessionIds=["tms-0123456789abcdef0"]) == "InvalidTrafficMirrorSessionId.NotFound"
-    assert error_code(ec2.describe_traffic_mirror_targets, TrafficMirrorTargetIds=["tmt-0123456789abcdef0"]) == "InvalidTrafficMirrorTargetId.NotFound"
-    assert error_code(ec2.describe_traffic_mirror_filters, TrafficMirrorFilterIds=["tmf-0123456789abcdef0"]) == "InvalidTrafficMirrorFilterId.NotFound"
-    assert error_code(ec2.describe_traffic_mirror_filter_rules, TrafficMirrorFilterRuleIds=["tmfr-0123456789abcdef0"]) == "InvalidTrafficMirrorFilterRuleId.NotFound"
-    assert error_code(ec2.describe_traffic_mirror_filter_rules, TrafficMirrorFilterId="tmf-0123456789abcdef0") == "InvalidTrafficMirrorFilterId.NotFound"
+    describes = [
+        (ec2.describe_traffic_mirror_sessions, {"TrafficMirrorSessionIds": [NO_SESSION]},
+         "InvalidTrafficMirrorSessionId.NotFound"),
+        (ec2.describe_traffic_mirror_targets, {"TrafficMirrorTargetIds": [NO_TARGET]},
+         "InvalidTrafficMirrorTargetId.NotFound"),
+        (ec2.describe_traffic_mirror_filters, {"TrafficMirrorFilterIds": [NO_FILTER]},
+         "InvalidTrafficMirrorFilterId.NotFound"),
+        (ec2.describe_traffic_mirror_filter_rules, {"TrafficMirrorFilterRuleIds": [NO_RULE]},
+         "InvalidTrafficMirrorFilterRuleId.NotFound"),
+        (ec2.describe_traffic_mirror_filter_rules, {"TrafficMirrorFilterId": NO_FILTER},
+         "InvalidTrafficMirrorFilterId.NotFound"),
+    ]
+    for call, params, code in describes:
+        assert error_code(call, **params) == code
 
 
 def test_an_eni_takes_at_most_three_sessions_with_distinct_numbers(ec2, subnet):
@@ -423,24 +440,26 @@ def test_describes_page_at_two_by_default(ec2, subnet):
     first = ec2.describe_traffic_mirror_sessions()
     assert len(first["TrafficMirrorSessions"]) == 2 and first["NextToken"]
     assert {s["TrafficMirrorSessionId"] for s in sessions(ec2)} == made
-    assert len(ec2.describe_traffic_mirror_sessions(MaxResults=1)["TrafficMirrorSessions"]) == 1
     last = ec2.describe_traffic_mirror_sessions(NextToken=ec2.describe_traffic_mirror_sessions(
         NextToken=first["NextToken"])["NextToken"])
     assert len(last["TrafficMirrorSessions"]) == 1 and "NextToken" not in last
     assert error_code(ec2.describe_traffic_mirror_sessions, NextToken="garbage") == "InvalidNextToken"
+    for _ in range(2):
+        target(ec2, eni(ec2, subnet)), new_filter(ec2)
     for name, key in (("describe_traffic_mirror_targets", "TrafficMirrorTargets"),
                       ("describe_traffic_mirror_filters", "TrafficMirrorFilters")):
-        for _ in range(2):
-            target(ec2, eni(ec2, subnet)), new_filter(ec2)
         pages = list(ec2.get_paginator(name).paginate())
         assert len(pages) == 2 and sum(len(p[key]) for p in pages) == 3
 
 
-def test_page_size_is_configurable(endpoint, ec2):
-    for _ in range(5):
+def test_page_size_is_configurable_and_max_results_caps_it(endpoint, ec2, raw_ec2):
+    for _ in range(7):
         new_filter(ec2)
     control(endpoint, "POST", "config", {"page_size": 10})
-    assert len(ec2.describe_traffic_mirror_filters()["TrafficMirrorFilters"]) == 5
+    assert len(ec2.describe_traffic_mirror_filters()["TrafficMirrorFilters"]) == 7
+    assert len(ec2.describe_traffic_mirror_filters(MaxResults=5)["TrafficMirrorFilters"]) == 5
+    # AWS's range for MaxResults is 5-1000.
+    assert error_code(raw_ec2.describe_traffic_mirror_filters, MaxResults=4) == "InvalidParameterValue"
 
 
 def test_filter_rules_page_and_filter(ec2):
@@ -449,8 +468,10 @@ def test_filter_rules_page_and_filter(ec2):
         rule(ec2, f, number)
     egress = rule(ec2, f, 1, direction="egress")["TrafficMirrorFilterRuleId"]
     rule(ec2, other, 1)
-    pages = ec2.get_paginator("describe_traffic_mirror_filter_rules").paginate(TrafficMirrorFilterId=f)
-    assert sum(len(p["TrafficMirrorFilterRules"]) for p in pages) == 4
+    first = ec2.describe_traffic_mirror_filter_rules(TrafficMirrorFilterId=f)
+    assert len(first["TrafficMirrorFilterRules"]) == 2  # boto3 has no paginator for this call: page by hand
+    second = ec2.describe_traffic_mirror_filter_rules(TrafficMirrorFilterId=f, NextToken=first["NextToken"])
+    assert len(second["TrafficMirrorFilterRules"]) == 2 and "NextToken" not in second
     by_direction = ec2.describe_traffic_mirror_filter_rules(
         Filters=[{"Name": "traffic-direction", "Values": ["egress"]}])["TrafficMirrorFilterRules"]
     assert [r["TrafficMirrorFilterRuleId"] for r in by_direction] == [egress]
@@ -587,7 +608,6 @@ def test_faults_on_json_services_use_their_error_shape(endpoint):
 
 
 def test_token_buckets_throttle_mutating_calls(endpoint, ec2):
-    ec2 = client(endpoint, "ec2", retries={"max_attempts": 1, "mode": "standard"})  # 1 attempt: no retry
     control(endpoint, "POST", "throttle", {"actions": "mutating", "burst": 2, "refill_per_second": 0.001})
     new_filter(ec2)
     new_filter(ec2)
@@ -677,3 +697,28 @@ def test_latency_is_slept_outside_the_lock(endpoint):
         thread.join()
     elapsed = time.monotonic() - started
     assert 0.3 <= elapsed < 1.0  # four sleeps overlapped; serialised they would take 1.2 s
+
+
+def test_aws_requests_are_served_one_at_a_time(endpoint):
+    """The lock, seen from the log: the spans in which requests were served never overlap."""
+    dynamodb = client(endpoint, "dynamodb")
+    dynamodb.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
+                          AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                          KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
+    clients = [client(endpoint, "dynamodb") for _ in range(20)]
+    control(endpoint, "DELETE", "calls")
+    barrier = threading.Barrier(20)
+
+    def put(n):
+        barrier.wait()
+        for i in range(5):
+            clients[n].put_item(TableName="t", Item={"pk": {"S": f"{n}-{i}"}, "blob": {"S": "x" * 20000}})
+
+    threads = [threading.Thread(target=put, args=(n,)) for n in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    spans = sorted((c["served"], c["end"]) for c in control(endpoint, "GET", "calls")["calls"])
+    assert len(spans) == 100
+    assert all(previous_end <= served for (_, previous_end), (served, _) in zip(spans, spans[1:]))
