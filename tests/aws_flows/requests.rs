@@ -163,3 +163,47 @@ async fn creates_sharing_a_target_in_one_request_make_one_target() {
         .all(|r| r["success"] == true));
     assert_eq!(world.mirror_state().await.targets.len(), 1);
 }
+
+/// The most calls of `action` the emulator was serving at one moment.
+fn peak_overlap(calls: &[Value], action: &str) -> usize {
+    let mut edges: Vec<(f64, i32)> = Vec::new();
+    for call in calls.iter().filter(|c| c["action"] == action) {
+        edges.push((call["start"].as_f64().unwrap_or_default(), 1));
+        edges.push((call["end"].as_f64().unwrap_or_default(), -1));
+    }
+    // Ends sort before starts at the same instant: touching is not overlapping.
+    edges.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let (mut now, mut peak) = (0i32, 0i32);
+    for (_, step) in edges {
+        now += step;
+        peak = peak.max(now);
+    }
+    peak as usize
+}
+
+#[tokio::test]
+async fn independent_actions_run_concurrently_within_the_bound() {
+    let world = World::start().await;
+    let mut actions = Vec::new();
+    for n in 0..20 {
+        let (source, target) = (world.eni().await, world.eni().await);
+        actions.push(create_action(&format!("par-{n}"), &source, &target, None));
+    }
+    // Every target lookup takes 100 ms, slept outside the emulator's lock, as AWS's latency would be.
+    world
+        .emulator
+        .configure(json!({"latency_ms": {"DescribeTrafficMirrorTargets": 100}}))
+        .await;
+    world.emulator.clear_calls().await;
+
+    let response = world.invoke(&json!({"driverRequest": {"actions": actions}})).await;
+
+    let results = response["driverResponse"]["actionResults"].as_array().expect("results");
+    assert!(results.iter().all(|r| r["success"] == true), "{response}");
+    let peak = peak_overlap(&world.emulator.calls().await, "DescribeTrafficMirrorTargets");
+    assert!(peak > 1, "independent actions must overlap, peak was {peak}");
+    assert!(
+        peak <= traffic_mirroring::handler::MAX_CONCURRENT_LANES,
+        "bounded, peak was {peak}"
+    );
+}

@@ -55,11 +55,16 @@ impl LambdaServer {
             ("EVENT_BUS_NAME", world.config.event_bus_name.clone()),
             ("RUST_LOG", "info".to_owned()),
         ];
+        // cargo-lambda builds with flags of its own; sharing the tests' output
+        // directory made each build overwrite the other's artifacts, so every
+        // run rebuilt the AWS SDK twice. Its own directory keeps both cached.
+        let target_dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| format!("{MANIFEST_DIR}/target"));
         let mut command = Command::new("cargo");
         command
             .current_dir(MANIFEST_DIR)
             .args(["lambda", "watch", "--ignore-changes", "--invoke-address", "127.0.0.1"])
             .args(["--invoke-port", &port.to_string()])
+            .env("CARGO_TARGET_DIR", format!("{target_dir}/cargo-lambda"))
             .args(
                 environment
                     .iter()
