@@ -383,32 +383,43 @@ impl World {
 
     /// Sessions, filters and targets in EC2, read through every page.
     pub async fn mirror_state(&self) -> MirrorState {
-        let mut state = MirrorState::default();
-        let mut pages = self.ec2.describe_traffic_mirror_sessions().into_paginator().send();
-        while let Some(page) = pages.next().await {
-            for s in page.expect("sessions").traffic_mirror_sessions() {
-                state
-                    .sessions
-                    .insert(s.traffic_mirror_session_id().unwrap_or_default().to_owned());
-            }
+        let sessions = self
+            .ec2
+            .describe_traffic_mirror_sessions()
+            .into_paginator()
+            .items()
+            .send();
+        let filters = self
+            .ec2
+            .describe_traffic_mirror_filters()
+            .into_paginator()
+            .items()
+            .send();
+        let targets = self
+            .ec2
+            .describe_traffic_mirror_targets()
+            .into_paginator()
+            .items()
+            .send();
+        let (sessions, filters, targets) = (
+            sessions.collect::<Result<Vec<_>, _>>().await.expect("sessions"),
+            filters.collect::<Result<Vec<_>, _>>().await.expect("filters"),
+            targets.collect::<Result<Vec<_>, _>>().await.expect("targets"),
+        );
+        MirrorState {
+            sessions: sessions
+                .iter()
+                .filter_map(|s| s.traffic_mirror_session_id().map(str::to_owned))
+                .collect(),
+            filters: filters
+                .iter()
+                .filter_map(|f| f.traffic_mirror_filter_id().map(str::to_owned))
+                .collect(),
+            targets: targets
+                .iter()
+                .filter_map(|t| t.traffic_mirror_target_id().map(str::to_owned))
+                .collect(),
         }
-        let mut pages = self.ec2.describe_traffic_mirror_filters().into_paginator().send();
-        while let Some(page) = pages.next().await {
-            for f in page.expect("filters").traffic_mirror_filters() {
-                state
-                    .filters
-                    .insert(f.traffic_mirror_filter_id().unwrap_or_default().to_owned());
-            }
-        }
-        let mut pages = self.ec2.describe_traffic_mirror_targets().into_paginator().send();
-        while let Some(page) = pages.next().await {
-            for t in page.expect("targets").traffic_mirror_targets() {
-                state
-                    .targets
-                    .insert(t.traffic_mirror_target_id().unwrap_or_default().to_owned());
-            }
-        }
-        state
     }
 
     /// Every ledger item, with attributes flattened to JSON.
