@@ -23,3 +23,25 @@ setup_emulator() {
     export EMULATOR_PYTHON="$venv/bin/python"
     export PATH="$venv/bin:$PATH"
 }
+
+# --- infra checks (tests/infra, infra/template.yaml) ---------------------------
+# Creates (once per requirements content) the virtualenv holding cfn-lint,
+# checkov and pytest for the template checks, apart from the emulator's venv
+# (checkov's dependencies clash with the emulator's pinned boto3), and
+# exports INFRA_PYTHON and INFRA_BIN (the venv's bin, for cfn-lint and checkov).
+setup_infra_checks() {
+    local requirements=tests/infra/requirements.txt
+    local digest
+    digest=$(sha256sum "$requirements" | cut -c1-12)
+    local venv="$CACHE_DIR/infra-venv-$digest"
+    if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
+        echo "installing the infra checks (cfn-lint, checkov) into $venv" >&2
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+        touch "$venv/.complete"
+    fi
+    export INFRA_PYTHON="$venv/bin/python"
+    export INFRA_BIN="$venv/bin"
+}
+# --- end infra checks ----------------------------------------------------------

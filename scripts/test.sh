@@ -13,6 +13,18 @@ trap 'rm -f "$log"' EXIT
 echo "== emulator tests (pytest)"
 "$EMULATOR_PYTHON" -m pytest -q tests/emulator | tee -a "$log"
 
+# --- infra checks (infra/template.yaml; tests/infra) --------------------------
+# cfn-lint (every level, informational included) and checkov (a failed check
+# fails the run; skips carry their reason in the template), then the tests
+# that compare the template with the code. Their own virtualenv: see
+# setup_infra_checks in scripts/common.sh.
+echo "== infra checks (cfn-lint, checkov, pytest tests/infra)"
+setup_infra_checks
+"$INFRA_BIN/cfn-lint" --include-checks I -- infra/template.yaml
+"$INFRA_BIN/checkov" --quiet --compact --skip-download --framework cloudformation -f infra/template.yaml
+"$INFRA_PYTHON" -m pytest -q -p no:cacheprovider tests/infra | tee -a "$log"
+# --- end infra checks -----------------------------------------------------------
+
 echo "== cargo fmt --check"
 cargo fmt --check
 

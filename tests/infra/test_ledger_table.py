@@ -1,0 +1,120 @@
+"""The ledger table in the template has the key and the indexes that
+src/aws/ledger.rs reads and queries, and keeps its data."""
+
+import re
+
+import pytest
+
+from infra_support import load_template, read, rust_str_const, without_comments
+
+LEDGER = "src/aws/ledger.rs"
+
+
+@pytest.fixture(scope="module")
+def table():
+    return load_template()["Resources"]["LedgerTable"]
+
+
+@pytest.fixture(scope="module")
+def code():
+    return without_comments(read(LEDGER)).split("#[cfg(test)]", 1)[0]
+
+
+def index_consts(code):
+    """{const name: (index name, key attribute)} of `const X: (&str, &str) = ("a", "b");`."""
+    pairs = re.findall(
+        r"\bconst\s+(\w+)\s*:\s*\(&str,\s*&str\)\s*=\s*\(\s*\"([^\"]+)\"\s*,\s*\"([^\"]+)\"\s*\)", code
+    )
+    return {name: (index, attribute) for name, index, attribute in pairs}
+
+
+def code_indexes(code):
+    """The `INDEXES` list: every (index name, partition key attribute) the code queries."""
+    match = re.search(r"\bconst\s+INDEXES\s*:[^=]*=\s*\[(.*?)\];", code, re.S)
+    assert match, f"no `const INDEXES` in {LEDGER}"
+    consts = index_consts(code)
+    indexes = {}
+    body = match.group(1)
+    for index, attribute in re.findall(r"\(\s*\"([^\"]+)\"\s*,\s*\"([^\"]+)\"\s*\)", body):
+        indexes[index] = attribute
+    for name in re.findall(r"\b([A-Z][A-Z0-9_]+)\b", body):
+        assert name in consts, f"INDEXES names {name}, which is not a (&str, &str) const in {LEDGER}"
+        index, attribute = consts[name]
+        indexes[index] = attribute
+    assert indexes, f"INDEXES in {LEDGER} is empty"
+    return indexes
+
+
+def key_schema(schema):
+    return {k["KeyType"]: k["AttributeName"] for k in schema}
+
+
+def test_the_table_key_is_the_ledgers_partition_key(table, code):
+    partition_key = rust_str_const(code, "PARTITION_KEY")
+    expected = {"HASH": partition_key}
+    # A sort key, if the code ever gets one, must be declared the same way.
+    if re.search(r"\bconst\s+SORT_KEY\s*:", code):
+        expected["RANGE"] = rust_str_const(code, "SORT_KEY")
+    assert key_schema(table["Properties"]["KeySchema"]) == expected
+
+
+def test_every_index_the_code_queries_is_in_the_template_and_no_other(table, code):
+    wanted = code_indexes(code)
+    declared = {
+        index["IndexName"]: key_schema(index["KeySchema"])
+        for index in table["Properties"].get("GlobalSecondaryIndexes", [])
+    }
+    missing = sorted(set(wanted) - set(declared))
+    extra = sorted(set(declared) - set(wanted))
+    assert not missing, f"{LEDGER} queries indexes the template lacks: {missing}"
+    assert not extra, f"the template declares indexes {LEDGER} never queries: {extra}"
+    for name, attribute in wanted.items():
+        assert declared[name] == {"HASH": attribute}, (
+            f"index {name}: the code queries it by {attribute!r} alone, the template keys it {declared[name]}"
+        )
+
+
+def test_every_index_constant_is_listed_in_indexes(code):
+    """A query through an index constant left out of INDEXES would escape the
+    comparison above."""
+    listed = set(code_indexes(code))
+    for name, (index, _) in index_consts(code).items():
+        if name.startswith("INDEX_"):
+            assert index in listed, f"{name} ({index}) is not in INDEXES"
+
+
+def test_the_indexes_project_whole_records(table):
+    """find() rebuilds whole records from index items."""
+    for index in table["Properties"]["GlobalSecondaryIndexes"]:
+        assert index["Projection"] == {"ProjectionType": "ALL"}, f"{index['IndexName']} must project ALL"
+
+
+def test_attribute_definitions_are_exactly_the_key_attributes_as_strings(table, code):
+    definitions = {a["AttributeName"]: a["AttributeType"] for a in table["Properties"]["AttributeDefinitions"]}
+    keys = {rust_str_const(code, "PARTITION_KEY")} | set(code_indexes(code).values())
+    assert set(definitions) == keys, f"attribute definitions {sorted(definitions)} != key attributes {sorted(keys)}"
+    # The code writes every key attribute with AttributeValue::S.
+    assert set(definitions.values()) == {"S"}
+
+
+def test_the_table_keeps_its_data(table):
+    properties = table["Properties"]
+    assert table["DeletionPolicy"] == "Retain" and table["UpdateReplacePolicy"] == "Retain"
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+    assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert properties["SSESpecification"]["SSEEnabled"] is True
+
+
+def test_the_table_definition_stays_plain_yaml(table):
+    """tests/support builds the emulator's table from these properties with a
+    plain YAML reader: no intrinsic functions in them."""
+    def plain(value):
+        if isinstance(value, dict):
+            return not any(k == "Ref" or k.startswith("Fn::") for k in value) and all(map(plain, value.values()))
+        if isinstance(value, list):
+            return all(map(plain, value))
+        return True
+
+    properties = table["Properties"]
+    for name in ("BillingMode", "KeySchema", "AttributeDefinitions", "GlobalSecondaryIndexes"):
+        assert plain(properties[name]), f"LedgerTable {name} must not use intrinsic functions"
