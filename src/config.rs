@@ -9,6 +9,9 @@ pub const DEFAULT_EVENT_BUS: &str = "default";
 /// JSON object of subnet or VPC id -> target ENI, for instances launched
 /// without a `traffic-mirroring:target-eni` tag.
 pub const DEFAULT_TARGETS: &str = "DEFAULT_TARGETS";
+/// Seconds a claimed action may stay pending before another invocation (or
+/// the sweep) takes it over; set it above the function timeout.
+pub const CLAIM_LEASE_SECONDS: &str = "CLAIM_LEASE_SECONDS";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -16,6 +19,7 @@ pub struct Config {
     pub event_bus_name: String,
     pub event_source: String,
     pub default_targets: std::collections::BTreeMap<String, String>,
+    pub claim_lease_seconds: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,7 +39,16 @@ impl Config {
             Some(json) => serde_json::from_str(&json)
                 .map_err(|_| ConfigError(DEFAULT_TARGETS, "must be a JSON object of subnet or VPC id to ENI id"))?,
         };
+        let claim_lease_seconds = match value(CLAIM_LEASE_SECONDS) {
+            None => crate::mirroring::DEFAULT_LEASE_SECONDS,
+            Some(text) => text
+                .parse()
+                .ok()
+                .filter(|s| *s > 0)
+                .ok_or(ConfigError(CLAIM_LEASE_SECONDS, "must be a positive number of seconds"))?,
+        };
         Ok(Self {
+            claim_lease_seconds,
             default_targets,
             table_name,
             event_bus_name: value(EVENT_BUS_NAME).unwrap_or_else(|| DEFAULT_EVENT_BUS.to_owned()),
@@ -58,6 +71,22 @@ mod tests {
         assert_eq!(config.event_source, "traffic-mirroring");
         assert_eq!(config.event_bus_name, "default");
         assert!(config.default_targets.is_empty());
+        assert_eq!(config.claim_lease_seconds, 900);
+    }
+
+    #[test]
+    fn the_claim_lease_must_be_positive_seconds() {
+        let with = |lease: &'static str| {
+            Config::from_lookup(move |name| match name {
+                TABLE_NAME => Some("ledger".into()),
+                CLAIM_LEASE_SECONDS => Some(lease.into()),
+                _ => None,
+            })
+        };
+        assert_eq!(with("180").map(|c| c.claim_lease_seconds), Ok(180));
+        for bad in ["0", "-5", "soon"] {
+            assert!(with(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

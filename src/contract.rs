@@ -11,6 +11,8 @@ use serde_json::{Map, Value};
 
 pub const CREATE: &str = "CreateTrafficMirroring";
 pub const REMOVE: &str = "RemoveTrafficMirroring";
+/// The action type of a reconcile sweep's result and completion event.
+pub const SWEEP: &str = "Sweep";
 
 /// One action of a `driverRequest`, split off but not yet validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -189,6 +191,9 @@ pub struct ActionResult {
     /// Sessions a remove took down (or found already gone).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removed_session_ids: Vec<String>,
+    /// What a reconcile sweep found and did (type `Sweep` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<Value>,
 }
 
 impl ActionResult {

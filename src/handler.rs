@@ -23,10 +23,12 @@ pub const MAX_CONCURRENT_LANES: usize = 8;
 pub const DETAIL_CREATED: &str = "TrafficMirroringCreated";
 pub const DETAIL_REMOVED: &str = "TrafficMirroringRemoved";
 pub const DETAIL_FAILED: &str = "TrafficMirroringFailed";
+pub const DETAIL_SWEPT: &str = "TrafficMirroringSweepCompleted";
 
 /// The event detail-type that reports this result.
 pub fn detail_type(result: &ActionResult) -> &'static str {
     match (result.success, result.action_type.as_str()) {
+        (_, crate::contract::SWEEP) => DETAIL_SWEPT,
         (true, crate::contract::CREATE) => DETAIL_CREATED,
         (true, _) => DETAIL_REMOVED,
         (false, _) => DETAIL_FAILED,
@@ -153,7 +155,7 @@ impl App {
         result
     }
 
-    async fn publish(&self, result: &ActionResult) {
+    pub(crate) async fn publish(&self, result: &ActionResult) {
         if let Err(err) = self.publisher.publish(result).await {
             let failed = self.unpublished.fetch_add(1, Ordering::Relaxed) + 1;
             warn!(action_id = %result.action_id, error = %err, unpublished_events = failed, "completion event not sent");

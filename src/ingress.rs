@@ -19,6 +19,7 @@ pub const REQUEST_DETAIL_TYPES: [&str; 3] = [
     "TrafficMirroringRequest",
 ];
 pub const EC2_STATE_CHANGE: &str = "EC2 Instance State-change Notification";
+pub const SCHEDULED_EVENT: &str = "Scheduled Event";
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Invocation {
@@ -32,6 +33,11 @@ pub enum Invocation {
         instance_id: String,
         state: String,
     },
+    /// A reconcile sweep: `{"sweep": {"dryRun": bool}}` invoked directly or as
+    /// a rule's constant input, or an EventBridge `Scheduled Event`.
+    Sweep {
+        dry_run: bool,
+    },
     /// An event we recognise as an event but not one we handle.
     Unhandled(String),
 }
@@ -43,6 +49,7 @@ impl Invocation {
             Invocation::Sqs(_) => "sqs",
             Invocation::Request(_) => "eventbridge-request",
             Invocation::InstanceState { .. } => "ec2-state-change",
+            Invocation::Sweep { .. } => "sweep",
             Invocation::Unhandled(_) => "unhandled",
         }
     }
@@ -62,6 +69,10 @@ pub fn recognise(payload: Value) -> Invocation {
             Err(err) => Invocation::Unhandled(format!("an SQS event that could not be read: {err}")),
         };
     }
+    if let Some(sweep) = payload.get("sweep") {
+        let dry_run = sweep.get("dryRun").and_then(Value::as_bool).unwrap_or(false);
+        return Invocation::Sweep { dry_run };
+    }
     let (Some(detail_type), Some(detail)) = (
         payload.get("detail-type").and_then(Value::as_str),
         payload.get("detail"),
@@ -75,6 +86,9 @@ pub fn recognise(payload: Value) -> Invocation {
             instance_id: field("instance-id"),
             state: field("state"),
         };
+    }
+    if source == "aws.events" && detail_type == SCHEDULED_EVENT {
+        return Invocation::Sweep { dry_run: false };
     }
     if REQUEST_DETAIL_TYPES.contains(&detail_type) {
         // The detail is the request itself, with or without its `driverRequest` wrapper.
@@ -115,6 +129,20 @@ impl App {
                 Ok(to_json(&response))
             }
             Invocation::InstanceState { instance_id, state } => self.handle_instance_state(&instance_id, &state).await,
+            Invocation::Sweep { dry_run } => {
+                let result = self.mirroring.sweep(dry_run).await;
+                // A dry run changes nothing and so announces nothing.
+                if !dry_run {
+                    self.publish(&result).await;
+                }
+                let retry = !result.success && result.retryable;
+                let answer = json!({ "sweep": result });
+                if retry {
+                    // A scheduled sweep is retried by EventBridge; the report is logged.
+                    warn!(report = %answer, "sweep incomplete");
+                }
+                Ok(answer)
+            }
             Invocation::Unhandled(what) => {
                 warn!(received = %what, "unhandled event");
                 let message = format!("traffic-mirroring does not handle {what}");

@@ -60,6 +60,12 @@ pub struct MirrorTarget {
     pub tags: Tags,
 }
 
+impl MirrorTarget {
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        tag_value(&self.tags, key)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MirrorSession {
     pub id: String,
@@ -139,10 +145,20 @@ pub trait MirrorApi: Send + Sync {
     async fn instance(&self, id: &str) -> AwsResult<Option<InstanceInfo>>;
     /// The hypervisor of an instance type (`nitro`, `xen`), as EC2 reports it.
     async fn hypervisor(&self, instance_type: &str) -> AwsResult<Option<String>>;
+    /// Every target carrying this tag (all pages); the sweep lists ours with it.
+    async fn targets_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorTarget>>;
+    /// Every filter carrying this tag (all pages).
+    async fn filters_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorFilter>>;
 }
 
-/// Where a ledger record stands. A record moves pending → active → removed on
-/// success, pending → failed after a clean rollback, and pending →
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorFilter {
+    pub id: String,
+    pub tags: Tags,
+}
+
+/// Where a ledger record stands. A record moves pending → active → removing →
+/// removed on success, pending → failed after a clean rollback, and pending →
 /// rollback_incomplete when even the rollback could not finish (the record then
 /// lists what is left, for a later retry or sweep).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,6 +168,9 @@ pub enum RecordStatus {
     Active,
     Failed,
     RollbackIncomplete,
+    /// A remove has started taking the mirror down; what the record names
+    /// may be partly gone. A retried remove or the sweep finishes it.
+    Removing,
     Removed,
     /// A remove action that finished; kept so a replay returns the same result.
     Done,
@@ -164,6 +183,7 @@ impl RecordStatus {
             RecordStatus::Active => "active",
             RecordStatus::Failed => "failed",
             RecordStatus::RollbackIncomplete => "rollback_incomplete",
+            RecordStatus::Removing => "removing",
             RecordStatus::Removed => "removed",
             RecordStatus::Done => "done",
         }
@@ -175,6 +195,7 @@ impl RecordStatus {
             Self::Active,
             Self::Failed,
             Self::RollbackIncomplete,
+            Self::Removing,
             Self::Removed,
             Self::Done,
         ]
@@ -184,7 +205,10 @@ impl RecordStatus {
 
     /// Whether the EC2 resources named by the record may exist.
     pub fn holds_resources(self) -> bool {
-        matches!(self, Self::Pending | Self::Active | Self::RollbackIncomplete)
+        matches!(
+            self,
+            Self::Pending | Self::Active | Self::RollbackIncomplete | Self::Removing
+        )
     }
 }
 
@@ -250,6 +274,56 @@ pub enum LedgerError {
     Corrupt(String, String),
 }
 
+/// The answer to "may this action use the mirror target of that ENI?". The
+/// ledger keeps one claim item per target ENI, so that processes running at
+/// once agree on a single target and on how many sessions use it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetSlot {
+    /// Use this target; the action now counts among its users.
+    Joined(String),
+    /// No target is known for the ENI and this action is now the one to make
+    /// (or adopt) it, then report it with `target_made`. It counts as a user.
+    Make,
+    /// Another invocation is making the target right now; ask again shortly.
+    Busy,
+    /// The target already has this many users, the AWS limit per ENI target.
+    Full(usize),
+}
+
+/// The answer to "may this action use that session number on that source ENI?".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NumberClaim {
+    Claimed,
+    /// Someone else holds it, or the ENI is full: these numbers are claimed now.
+    Refused(Vec<u16>),
+}
+
+/// Everything the ledger table holds, as the sweep reads it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LedgerContents {
+    pub records: Vec<LedgerRecord>,
+    pub targets: Vec<TargetClaims>,
+    pub sources: Vec<SourceClaims>,
+}
+
+/// The claim item of one target ENI.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TargetClaims {
+    pub target_eni: String,
+    pub target_id: Option<String>,
+    /// The action making the target, while it does.
+    pub maker: Option<String>,
+    /// Action ids of the sessions using the target.
+    pub users: Vec<String>,
+}
+
+/// The claim item of one source ENI: session number -> action id.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SourceClaims {
+    pub source_eni: String,
+    pub numbers: Vec<(u16, String)>,
+}
+
 #[async_trait]
 pub trait Ledger: Send + Sync {
     /// Claims an action id: new, failed before, or pending past its lease.
@@ -258,6 +332,40 @@ pub trait Ledger: Send + Sync {
     async fn save(&self, record: &LedgerRecord) -> Result<(), LedgerError>;
     async fn get(&self, action_id: &str) -> Result<Option<LedgerRecord>, LedgerError>;
     async fn find(&self, query: &LedgerQuery) -> Result<Vec<LedgerRecord>, LedgerError>;
+
+    /// Joins the target of `target_eni` as `action_id`, or makes the action its
+    /// maker; `limit` users at most. Joining again is harmless.
+    async fn join_target(
+        &self,
+        target_eni: &str,
+        action_id: &str,
+        limit: usize,
+        lease_seconds: u64,
+    ) -> Result<TargetSlot, LedgerError>;
+    /// The maker reports the target it made or adopted. Fails with a
+    /// condition error if the action was no longer the maker.
+    async fn target_made(&self, target_eni: &str, action_id: &str, target_id: &str) -> Result<(), LedgerError>;
+    /// Drops the action from the target's users (and gives up making it).
+    /// Returns the target id and how many users remain.
+    async fn leave_target(&self, target_eni: &str, action_id: &str) -> Result<(Option<String>, usize), LedgerError>;
+    /// Forgets the target of `target_eni` if it is `target_id` and nobody uses
+    /// it; `true` means it is forgotten and may be deleted from EC2.
+    async fn retire_target(&self, target_eni: &str, target_id: &str) -> Result<bool, LedgerError>;
+    /// Claims a session number on a source ENI for an action: free, fewer
+    /// than `limit` numbers claimed there, or already this action's.
+    async fn claim_number(
+        &self,
+        source_eni: &str,
+        number: u16,
+        action_id: &str,
+        limit: usize,
+    ) -> Result<NumberClaim, LedgerError>;
+    /// Session numbers claimed on a source ENI, with the claiming action.
+    async fn numbers(&self, source_eni: &str) -> Result<Vec<(u16, String)>, LedgerError>;
+    /// Releases a number if this action holds it.
+    async fn release_number(&self, source_eni: &str, number: u16, action_id: &str) -> Result<(), LedgerError>;
+    /// The whole table, every page.
+    async fn contents(&self) -> Result<LedgerContents, LedgerError>;
 }
 
 /// Completion events: one per action.

@@ -10,7 +10,8 @@ use aws_sdk_ec2::Client;
 use super::errors::classify;
 use crate::mirroring::model::{Direction, EniId, PortRange, RuleSpec};
 use crate::ports::{
-    AwsError, AwsResult, Deleted, InstanceInfo, MirrorApi, MirrorSession, MirrorTarget, NewSession, SessionQuery, Tags,
+    AwsError, AwsResult, Deleted, InstanceInfo, MirrorApi, MirrorFilter, MirrorSession, MirrorTarget, NewSession,
+    SessionQuery, Tags,
 };
 
 /// The largest page EC2 allows for the mirroring Describe calls.
@@ -331,5 +332,32 @@ impl MirrorApi for Ec2Mirroring {
                 .await
                 .map_err(classify),
         )
+    }
+
+    async fn targets_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorTarget>> {
+        self.targets_where(&format!("tag:{key}"), value).await
+    }
+
+    async fn filters_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorFilter>> {
+        let mut pages = self
+            .client
+            .describe_traffic_mirror_filters()
+            .filters(filter(&format!("tag:{key}"), value))
+            .max_results(PAGE_SIZE)
+            .into_paginator()
+            .send();
+        let mut filters = Vec::new();
+        while let Some(page) = pages.next().await {
+            filters.extend(
+                page.map_err(classify)?
+                    .traffic_mirror_filters()
+                    .iter()
+                    .map(|f| MirrorFilter {
+                        id: f.traffic_mirror_filter_id().unwrap_or_default().to_owned(),
+                        tags: tags_from(f.tags()),
+                    }),
+            );
+        }
+        Ok(filters)
     }
 }

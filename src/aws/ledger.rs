@@ -1,6 +1,11 @@
 //! `Ledger` over DynamoDB. One item per action, keyed `pk = "action#<actionId>"`;
-//! four sparse global secondary indexes answer the other lookups in one query
-//! each. The table itself is defined once, in `infra/template.yaml`.
+//! five sparse global secondary indexes answer the other lookups in one query
+//! each. Two more kinds of item hold the claims that keep processes running at
+//! once from colliding, each changed only by conditional writes:
+//! `target#<eni>` (the one mirror target of a target ENI, who is making it, and
+//! which actions use it) and `source#<eni>` (the session numbers claimed on a
+//! source ENI, `n<number>` = action id). Their attributes key no index. The
+//! table itself is defined once, in `infra/template.yaml`.
 
 use std::collections::HashMap;
 
@@ -10,7 +15,11 @@ use aws_sdk_dynamodb::Client;
 
 use super::errors::classify;
 use crate::contract::ActionResult;
-use crate::ports::{ActionKind, Claim, ErrorKind, Ledger, LedgerError, LedgerQuery, LedgerRecord, RecordStatus};
+use crate::mirroring::now_seconds;
+use crate::ports::{
+    ActionKind, Claim, ErrorKind, Ledger, LedgerContents, LedgerError, LedgerQuery, LedgerRecord, NumberClaim,
+    RecordStatus, SourceClaims, TargetClaims, TargetSlot,
+};
 
 pub const PARTITION_KEY: &str = "pk";
 pub const INDEX_BY_SESSION: (&str, &str) = ("bySessionId", "sessionId");
@@ -44,7 +53,28 @@ impl DynamoLedger {
 }
 
 fn key_of(action_id: &str) -> AttributeValue {
-    AttributeValue::S(format!("action#{action_id}"))
+    AttributeValue::S(format!("{ACTION_PREFIX}{action_id}"))
+}
+
+const ACTION_PREFIX: &str = "action#";
+const TARGET_PREFIX: &str = "target#";
+const SOURCE_PREFIX: &str = "source#";
+
+fn target_key(eni: &str) -> AttributeValue {
+    AttributeValue::S(format!("{TARGET_PREFIX}{eni}"))
+}
+
+fn source_key(eni: &str) -> AttributeValue {
+    AttributeValue::S(format!("{SOURCE_PREFIX}{eni}"))
+}
+
+/// The attribute of a source item that holds who claimed a session number.
+fn number_attribute(number: u16) -> String {
+    format!("n{number}")
+}
+
+fn string_set(value: &str) -> AttributeValue {
+    AttributeValue::Ss(vec![value.to_owned()])
 }
 
 fn s(value: &str) -> AttributeValue {
@@ -177,6 +207,105 @@ fn text(item: &Item, name: &str) -> Option<String> {
     item.get(name).and_then(|v| v.as_s().ok()).cloned()
 }
 
+fn users_of(item: &Item) -> Vec<String> {
+    match item.get("users") {
+        Some(AttributeValue::Ss(users)) => users.clone(),
+        _ => Vec::new(),
+    }
+}
+
+fn target_claims_from(item: &Item) -> TargetClaims {
+    TargetClaims {
+        target_eni: text(item, "eni").unwrap_or_default(),
+        target_id: text(item, "targetId"),
+        maker: text(item, "maker"),
+        users: users_of(item),
+    }
+}
+
+fn numbers_from(item: &Item) -> Vec<(u16, String)> {
+    let mut numbers: Vec<(u16, String)> = item
+        .iter()
+        .filter_map(|(name, value)| {
+            let number = name.strip_prefix('n')?.parse().ok()?;
+            Some((number, value.as_s().ok()?.clone()))
+        })
+        .collect();
+    numbers.sort();
+    numbers
+}
+
+impl DynamoLedger {
+    async fn get_item(&self, key: AttributeValue) -> Result<Option<Item>, LedgerError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, key)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(output.item().cloned())
+    }
+
+    /// `ADD users :me` on a target item that has a target with room.
+    async fn try_join(&self, target_eni: &str, action_id: &str, limit: usize) -> Result<Option<String>, LedgerError> {
+        let outcome = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, target_key(target_eni))
+            .update_expression("ADD #users :meSet")
+            .condition_expression(
+                "attribute_exists(targetId) AND (attribute_not_exists(#users) OR contains(#users, :me) OR size(#users) < :limit)",
+            )
+            .expression_attribute_names("#users", "users"
+            )
+            .expression_attribute_values(":meSet", string_set(action_id))
+            .expression_attribute_values(":me", s(action_id))
+            .expression_attribute_values(":limit", n(limit))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(classify);
+        match outcome {
+            Ok(output) => Ok(output.attributes().and_then(|item| text(item, "targetId"))),
+            Err(err) if err.kind == ErrorKind::ConditionFailed => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Becomes the maker of a target ENI's target, when none is known and
+    /// nobody else is making one (or their lease ran out).
+    async fn try_make(&self, target_eni: &str, action_id: &str, lease_seconds: u64) -> Result<bool, LedgerError> {
+        let now = now_seconds();
+        let outcome = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, target_key(target_eni))
+            .update_expression("SET maker = :me, makerLeaseUntil = :until, eni = :eni ADD #users :meSet")
+            .expression_attribute_names("#users", "users")
+            .condition_expression(
+                "attribute_not_exists(targetId) AND (attribute_not_exists(maker) OR maker = :me OR makerLeaseUntil < :now)",
+            )
+            .expression_attribute_values(":me", s(action_id))
+            .expression_attribute_values(":meSet", string_set(action_id))
+            .expression_attribute_values(":until", n(now + lease_seconds))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":eni", s(target_eni))
+            .send()
+            .await
+            .map_err(classify);
+        match outcome {
+            Ok(_) => Ok(true),
+            Err(err) if err.kind == ErrorKind::ConditionFailed => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+}
+
 #[async_trait]
 impl Ledger for DynamoLedger {
     async fn claim(&self, record: &LedgerRecord, lease_seconds: u64) -> Result<Claim, LedgerError> {
@@ -267,16 +396,11 @@ impl Ledger for DynamoLedger {
     }
 
     async fn get(&self, action_id: &str) -> Result<Option<LedgerRecord>, LedgerError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PARTITION_KEY, key_of(action_id))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(classify)?;
-        output.item().map(from_item).transpose()
+        self.get_item(key_of(action_id))
+            .await?
+            .as_ref()
+            .map(from_item)
+            .transpose()
     }
 
     async fn find(&self, query: &LedgerQuery) -> Result<Vec<LedgerRecord>, LedgerError> {
@@ -304,6 +428,222 @@ impl Ledger for DynamoLedger {
             }
         }
         Ok(records)
+    }
+
+    async fn join_target(
+        &self,
+        target_eni: &str,
+        action_id: &str,
+        limit: usize,
+        lease_seconds: u64,
+    ) -> Result<TargetSlot, LedgerError> {
+        // Two rounds cover a target that appears between our two writes.
+        for _ in 0..2 {
+            if let Some(target_id) = self.try_join(target_eni, action_id, limit).await? {
+                return Ok(TargetSlot::Joined(target_id));
+            }
+            if self.try_make(target_eni, action_id, lease_seconds).await? {
+                return Ok(TargetSlot::Make);
+            }
+            let claims = self
+                .get_item(target_key(target_eni))
+                .await?
+                .map(|item| target_claims_from(&item));
+            match claims {
+                Some(TargetClaims {
+                    target_id: Some(_),
+                    users,
+                    ..
+                }) if users.len() >= limit && !users.iter().any(|u| u == action_id) => {
+                    return Ok(TargetSlot::Full(users.len()))
+                }
+                Some(TargetClaims {
+                    target_id: None,
+                    maker: Some(_),
+                    ..
+                }) => return Ok(TargetSlot::Busy),
+                _ => continue,
+            }
+        }
+        Ok(TargetSlot::Busy)
+    }
+
+    async fn target_made(&self, target_eni: &str, action_id: &str, target_id: &str) -> Result<(), LedgerError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, target_key(target_eni))
+            .update_expression("SET targetId = :target REMOVE maker, makerLeaseUntil")
+            .condition_expression("maker = :me")
+            .expression_attribute_values(":me", s(action_id))
+            .expression_attribute_values(":target", s(target_id))
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn leave_target(&self, target_eni: &str, action_id: &str) -> Result<(Option<String>, usize), LedgerError> {
+        // Give up making it first, so nobody waits out our lease.
+        let gave_up = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, target_key(target_eni))
+            .update_expression("REMOVE maker, makerLeaseUntil")
+            .condition_expression("maker = :me")
+            .expression_attribute_values(":me", s(action_id))
+            .send()
+            .await
+            .map_err(classify);
+        match gave_up {
+            Ok(_) => {}
+            Err(err) if err.kind == ErrorKind::ConditionFailed => {}
+            Err(err) => return Err(err.into()),
+        }
+        let output = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, target_key(target_eni))
+            .update_expression("DELETE #users :meSet")
+            .expression_attribute_names("#users", "users")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":meSet", string_set(action_id))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(classify);
+        match output {
+            Ok(output) => Ok(output
+                .attributes()
+                .map(|item| (text(item, "targetId"), users_of(item).len()))
+                .unwrap_or_default()),
+            Err(err) if err.kind == ErrorKind::ConditionFailed => Ok((None, 0)),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    async fn retire_target(&self, target_eni: &str, target_id: &str) -> Result<bool, LedgerError> {
+        let outcome = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, target_key(target_eni))
+            .condition_expression(
+                "attribute_not_exists(pk) OR (targetId = :target AND attribute_not_exists(#users) AND attribute_not_exists(maker))",
+            )
+            .expression_attribute_names("#users", "users"
+            )
+            .expression_attribute_values(":target", s(target_id))
+            .send()
+            .await
+            .map_err(classify);
+        match outcome {
+            Ok(_) => Ok(true),
+            Err(err) if err.kind != ErrorKind::ConditionFailed => Err(err.into()),
+            Err(_) => {
+                // The item names another target, or is being made, or is used.
+                // Only an item that neither uses nor is making one lets go of `target_id`.
+                let claims = self
+                    .get_item(target_key(target_eni))
+                    .await?
+                    .map(|item| target_claims_from(&item));
+                Ok(match claims {
+                    None => true,
+                    Some(claims) => claims.maker.is_none() && claims.target_id.as_deref() != Some(target_id),
+                })
+            }
+        }
+    }
+
+    async fn claim_number(
+        &self,
+        source_eni: &str,
+        number: u16,
+        action_id: &str,
+        limit: usize,
+    ) -> Result<NumberClaim, LedgerError> {
+        let outcome = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, source_key(source_eni))
+            .update_expression("SET #holder = :me, eni = :eni ADD claimed :number")
+            .condition_expression(
+                "#holder = :me OR (attribute_not_exists(#holder) AND (attribute_not_exists(claimed) OR size(claimed) < :limit))",
+            )
+            .expression_attribute_names("#holder", number_attribute(number))
+            .expression_attribute_values(":me", s(action_id))
+            .expression_attribute_values(":eni", s(source_eni))
+            .expression_attribute_values(":number", AttributeValue::Ns(vec![number.to_string()]))
+            .expression_attribute_values(":limit", n(limit))
+            .send()
+            .await
+            .map_err(classify);
+        match outcome {
+            Ok(_) => Ok(NumberClaim::Claimed),
+            Err(err) if err.kind == ErrorKind::ConditionFailed => Ok(NumberClaim::Refused(
+                self.numbers(source_eni).await?.into_iter().map(|(n, _)| n).collect(),
+            )),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    async fn numbers(&self, source_eni: &str) -> Result<Vec<(u16, String)>, LedgerError> {
+        Ok(self
+            .get_item(source_key(source_eni))
+            .await?
+            .map(|item| numbers_from(&item))
+            .unwrap_or_default())
+    }
+
+    async fn release_number(&self, source_eni: &str, number: u16, action_id: &str) -> Result<(), LedgerError> {
+        let outcome = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, source_key(source_eni))
+            .update_expression("REMOVE #holder DELETE claimed :number")
+            .condition_expression("#holder = :me")
+            .expression_attribute_names("#holder", number_attribute(number))
+            .expression_attribute_values(":me", s(action_id))
+            .expression_attribute_values(":number", AttributeValue::Ns(vec![number.to_string()]))
+            .send()
+            .await
+            .map_err(classify);
+        match outcome {
+            // Not ours (any more): nothing to release.
+            Err(err) if err.kind != ErrorKind::ConditionFailed => Err(err.into()),
+            _ => Ok(()),
+        }
+    }
+
+    async fn contents(&self) -> Result<LedgerContents, LedgerError> {
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        let mut contents = LedgerContents::default();
+        while let Some(page) = pages.next().await {
+            for item in page.map_err(classify)?.items() {
+                let key = text(item, PARTITION_KEY).unwrap_or_default();
+                if key.starts_with(ACTION_PREFIX) {
+                    contents.records.push(from_item(item)?);
+                } else if key.starts_with(TARGET_PREFIX) {
+                    contents.targets.push(target_claims_from(item));
+                } else if let Some(eni) = key.strip_prefix(SOURCE_PREFIX) {
+                    contents.sources.push(SourceClaims {
+                        source_eni: eni.to_owned(),
+                        numbers: numbers_from(item),
+                    });
+                }
+            }
+        }
+        Ok(contents)
     }
 }
 

@@ -7,7 +7,9 @@ pub mod events;
 pub mod ledger;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use aws_config::retry::RetryConfig;
 use aws_config::SdkConfig;
 
 use crate::config::Config;
@@ -18,15 +20,39 @@ use crate::mirroring::Mirroring;
 /// Builds every client and adapter from one SDK configuration, so the
 /// standard settings (`AWS_ENDPOINT_URL`, region, retries) apply to all.
 pub fn build_app(sdk: &SdkConfig, config: &Config) -> App {
-    let ec2 = ec2::Ec2Mirroring::new(aws_sdk_ec2::Client::new(sdk));
-    let ledger = ledger::DynamoLedger::new(aws_sdk_dynamodb::Client::new(sdk), &config.table_name);
+    let ec2_config = aws_sdk_ec2::config::Builder::from(sdk)
+        .retry_config(retry_policy())
+        .build();
+    let ec2 = ec2::Ec2Mirroring::new(aws_sdk_ec2::Client::from_conf(ec2_config));
+    let dynamodb_config = aws_sdk_dynamodb::config::Builder::from(sdk)
+        .retry_config(retry_policy())
+        .build();
+    let ledger = ledger::DynamoLedger::new(aws_sdk_dynamodb::Client::from_conf(dynamodb_config), &config.table_name);
+    let events_config = aws_sdk_eventbridge::config::Builder::from(sdk)
+        .retry_config(retry_policy())
+        .build();
     let publisher = events::EventBridgePublisher::new(
-        aws_sdk_eventbridge::Client::new(sdk),
+        aws_sdk_eventbridge::Client::from_conf(events_config),
         &config.event_bus_name,
         &config.event_source,
     );
     let policy = LaunchPolicy {
         default_targets: config.default_targets.clone(),
     };
-    App::new(Mirroring::new(Arc::new(ec2), Arc::new(ledger)), Arc::new(publisher)).with_launch_policy(policy)
+    let mirroring = Mirroring::new(Arc::new(ec2), Arc::new(ledger)).with_lease_seconds(config.claim_lease_seconds);
+    App::new(mirroring, Arc::new(publisher)).with_launch_policy(policy)
+}
+
+/// Throttling (`RequestLimitExceeded`, DynamoDB's `ThrottlingException` and
+/// `ProvisionedThroughputExceededException`), 5xx and dropped connections are
+/// retried by the SDK with exponential backoff and full jitter. Adaptive mode
+/// adds a client-side rate limiter that slows every call of a client once
+/// throttling is seen, instead of letting each call hammer the bucket; six
+/// attempts with backoff capped at 5 s span about 15 s, well inside a Lambda
+/// invocation.
+pub fn retry_policy() -> RetryConfig {
+    RetryConfig::adaptive()
+        .with_max_attempts(6)
+        .with_initial_backoff(Duration::from_millis(100))
+        .with_max_backoff(Duration::from_secs(5))
 }

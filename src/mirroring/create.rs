@@ -4,21 +4,31 @@
 //! fails, undo what this attempt made, newest first, and only that.
 
 use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use tracing::{info, warn};
 
-use super::model::{CreateRequest, MAX_SESSION_NUMBER, SESSIONS_PER_SOURCE_ENI};
-use super::{aws_failure, client_token, ledger_failure, now_seconds, ownership_tags, Mirroring, TAG_ACTION_ID};
+use super::model::{CreateRequest, MAX_SESSION_NUMBER, SESSIONS_PER_SOURCE_ENI, SOURCES_PER_ENI_TARGET};
+use super::release::Release;
+use super::{
+    aws_failure, client_token, is_ours, jitter_millis, ledger_failure, now_seconds, ownership_tags, Mirroring,
+    TAG_ACTION_ID,
+};
 use crate::contract::{ActionResult, CREATE};
 use crate::ports::{
-    ActionKind, AwsError, ErrorKind, LedgerRecord, MirrorSession, MirrorTarget, NewSession, RecordStatus, SessionQuery,
+    ActionKind, AwsError, LedgerRecord, MirrorSession, MirrorTarget, NewSession, NumberClaim, RecordStatus,
+    SessionQuery, TargetSlot,
 };
 
-/// What this attempt has made so far: exactly what a rollback may delete.
+/// What this attempt has made or claimed so far: exactly what a rollback may
+/// delete or release.
 #[derive(Debug, Default)]
 struct Made {
     target_id: Option<String>,
+    /// The action counts among the users of its target ENI's claim item.
+    joined_target: bool,
+    number: Option<u16>,
     filter_id: Option<String>,
     rule_ids: Vec<String>,
     session_id: Option<String>,
@@ -31,6 +41,16 @@ struct Created {
     target_created: bool,
     requested_number_taken: Option<u16>,
 }
+
+/// How long a create waits for another invocation that is making the target
+/// it needs, before giving up with a retryable error.
+const TARGET_WAIT: Duration = Duration::from_secs(20);
+/// How long the maker of a target may take before another may take over
+/// (shorter when the action lease is, so that tests can let it run out).
+const MAKER_LEASE_SECONDS: u64 = 60;
+/// Rounds of "pick a number, claim it" before contention counts as a failure;
+/// each lost round means another action took a number, and an ENI has three.
+const NUMBER_ROUNDS: usize = 8;
 
 impl Mirroring {
     pub async fn create(&self, request: &CreateRequest) -> ActionResult {
@@ -47,6 +67,8 @@ impl Mirroring {
             updated_at: now,
             ..LedgerRecord::default()
         };
+        // The pending record is the intent: written before EC2 changes, it
+        // names the action whose tags and claims mark everything made next.
         match self.claim(&record, CREATE).await {
             Ok(attempt) => record.attempt = attempt,
             Err(answer) => return answer,
@@ -66,46 +88,36 @@ impl Mirroring {
         made: &mut Made,
     ) -> Result<Created, ActionResult> {
         let fail = |context: &str, err: &AwsError| aws_failure(&request.action_id, CREATE, context, err);
-        // Both lookups before any change, so a full ENI fails with nothing to undo.
+        let source = request.source_eni.as_str();
+        // What is on the source ENI, in EC2 and in our claims, before any change,
+        // so a full ENI fails with nothing to undo.
         let on_source = SessionQuery::SourceEni(request.source_eni.clone());
-        let (targets, sessions) = tokio::join!(
-            self.ec2.targets_for_eni(&request.target_eni),
-            self.ec2.sessions(&on_source)
-        );
-        let targets =
-            targets.map_err(|e| fail(&format!("looking up the mirror target of {}", request.target_eni), &e))?;
-        let sessions = sessions.map_err(|e| fail(&format!("listing the sessions on {}", request.source_eni), &e))?;
-        let session_number = choose_session_number(request, &sessions)?;
+        let (sessions, claimed) = tokio::join!(self.ec2.sessions(&on_source), self.ledger.numbers(source));
+        let sessions = sessions.map_err(|e| fail(&format!("listing the sessions on {source}"), &e))?;
+        let claimed = claimed.map_err(|e| ledger_failure(&request.action_id, CREATE, &e))?;
+        choose_session_number(request, &sessions, &claimed)?;
 
         let tags = ownership_tags(&request.action_id, request.reservation_id.as_deref());
-        let existing_target = pick_target(&targets);
-        let target_token = client_token(&request.action_id, attempt, "target");
         let filter_token = client_token(&request.action_id, attempt, "filter");
         let filter_description = format!("traffic-mirroring {} -> {}", request.source_eni, request.target_eni);
-        // Resolving the target and making the filter do not depend on each other.
-        let target = async {
-            match existing_target {
-                Some(target) => Ok((target.id.clone(), false)),
-                None => self
-                    .ec2
-                    .create_target(&request.target_eni, &tags, &target_token)
-                    .await
-                    .map(|id| (id, true)),
-            }
-        };
-        let (target, filter) = tokio::join!(
-            target,
+        // The number, the target and the filter do not depend on each other.
+        let (number, target, filter) = tokio::join!(
+            self.claim_session_number(request, &sessions, claimed),
+            self.resolve_target(request, attempt),
             self.ec2.create_filter(&filter_description, &tags, &filter_token)
         );
+        let (joined, target_made, target) = target;
+        made.joined_target = joined;
+        made.target_id = target_made;
+        if let Ok(number) = &number {
+            made.number = Some(number.number);
+        }
         if let Ok(filter_id) = &filter {
             made.filter_id = Some(filter_id.clone());
         }
-        if let Ok((target_id, true)) = &target {
-            made.target_id = Some(target_id.clone());
-        }
+        let session_number = number?;
+        let target_id = target?;
         let filter_id = filter.map_err(|e| fail("creating the traffic mirror filter", &e))?;
-        let (target_id, _) =
-            target.map_err(|e| fail(&format!("creating a mirror target for {}", request.target_eni), &e))?;
 
         let rule_calls = request.rules.iter().map(|rule| {
             let step = format!("rule/{}/{}", rule.direction.as_str(), rule.rule_number);
@@ -148,6 +160,173 @@ impl Mirroring {
         })
     }
 
+    /// Picks a session number free in EC2 and in our claims, and claims it in
+    /// the ledger; a conditional write decides between processes that pick the
+    /// same number at once, and the loser picks again.
+    async fn claim_session_number(
+        &self,
+        request: &CreateRequest,
+        sessions: &[MirrorSession],
+        mut claimed: Vec<(u16, String)>,
+    ) -> Result<SessionNumber, ActionResult> {
+        let action_id = request.action_id.as_str();
+        for _ in 0..NUMBER_ROUNDS {
+            let choice = choose_session_number(request, sessions, &claimed)?;
+            // Sessions we see in EC2 but hold no claim for (made by hand) use up room too.
+            let unclaimed = sessions
+                .iter()
+                .filter(|s| !claimed.iter().any(|(n, _)| *n == s.session_number))
+                .count();
+            let limit = SESSIONS_PER_SOURCE_ENI.saturating_sub(unclaimed);
+            match self
+                .ledger
+                .claim_number(request.source_eni.as_str(), choice.number, action_id, limit)
+                .await
+            {
+                Ok(NumberClaim::Claimed) => return Ok(choice),
+                Ok(NumberClaim::Refused(now_claimed)) => {
+                    // Keep owners we knew of; the refusal lists numbers only.
+                    claimed = now_claimed
+                        .into_iter()
+                        .map(|n| (n, String::from("another action")))
+                        .collect();
+                }
+                Err(err) => return Err(ledger_failure(action_id, CREATE, &err)),
+            }
+        }
+        Err(ActionResult::failure(
+            action_id,
+            CREATE,
+            "SessionNumberContention",
+            format!(
+                "other actions kept taking the free session numbers on {}; nothing was created",
+                request.source_eni
+            ),
+            true,
+        ))
+    }
+
+    /// Joins the target of the target ENI, or makes it when nobody has.
+    /// Returns (joined the claim item, the target this call created, outcome).
+    async fn resolve_target(
+        &self,
+        request: &CreateRequest,
+        attempt: u32,
+    ) -> (bool, Option<String>, Result<String, ActionResult>) {
+        let action_id = request.action_id.as_str();
+        let eni = request.target_eni.as_str();
+        let waited_since = Instant::now();
+        let mut pause = Duration::from_millis(25);
+        loop {
+            let slot = self
+                .ledger
+                .join_target(
+                    eni,
+                    action_id,
+                    SOURCES_PER_ENI_TARGET,
+                    MAKER_LEASE_SECONDS.min(self.lease_seconds),
+                )
+                .await;
+            match slot {
+                Err(err) => return (false, None, Err(ledger_failure(action_id, CREATE, &err))),
+                Ok(TargetSlot::Joined(target_id)) => return (true, None, Ok(target_id)),
+                Ok(TargetSlot::Full(users)) => {
+                    return (
+                        false,
+                        None,
+                        Err(ActionResult::failure(
+                            action_id,
+                            CREATE,
+                            "TrafficMirrorSourcesPerTargetLimitExceeded",
+                            format!(
+                                "the mirror target of {eni} already serves {users} sessions, the AWS limit for an \
+                                 ENI target; nothing was created (use another target ENI)"
+                            ),
+                            false,
+                        )),
+                    )
+                }
+                Ok(TargetSlot::Busy) if waited_since.elapsed() < TARGET_WAIT => {
+                    // Jitter spreads the pollers so they do not arrive in step.
+                    let jitter = Duration::from_millis(u64::from(jitter_millis(action_id, pause)));
+                    tokio::time::sleep(pause + jitter).await;
+                    pause = (pause * 2).min(Duration::from_millis(800));
+                }
+                Ok(TargetSlot::Busy) => {
+                    return (
+                        false,
+                        None,
+                        Err(ActionResult::failure(
+                            action_id,
+                            CREATE,
+                            "TargetBeingCreated",
+                            format!("another invocation is still creating the mirror target of {eni}; retry later"),
+                            true,
+                        )),
+                    )
+                }
+                Ok(TargetSlot::Make) => return self.make_target(request, attempt).await,
+            }
+        }
+    }
+
+    /// As the maker: adopt a target EC2 already has for the ENI (the lowest
+    /// id, so everyone converges), else create one; then publish it in the
+    /// claim item for the others.
+    async fn make_target(
+        &self,
+        request: &CreateRequest,
+        attempt: u32,
+    ) -> (bool, Option<String>, Result<String, ActionResult>) {
+        let action_id = request.action_id.as_str();
+        let eni = &request.target_eni;
+        let fail = |context: &str, err: &AwsError| aws_failure(action_id, CREATE, context, err);
+        // A target of ours that the claim item does not name is on its way out
+        // (a remove retired it and is deleting it) or was left by a maker that
+        // died (the sweep deletes it): adopting it could race the delete. Only
+        // someone else's target, or the one this action itself made in an
+        // earlier run, is adopted.
+        let adoptable = |t: &MirrorTarget| !is_ours(&t.tags) || t.tag(TAG_ACTION_ID) == Some(action_id);
+        let existing = match self.ec2.targets_for_eni(eni).await {
+            Ok(targets) => {
+                let candidates: Vec<MirrorTarget> = targets.into_iter().filter(adoptable).collect();
+                pick_target(&candidates).map(|t| t.id.clone())
+            }
+            Err(err) => {
+                return (
+                    true,
+                    None,
+                    Err(fail(&format!("looking up the mirror target of {eni}"), &err)),
+                )
+            }
+        };
+        let mut created = None;
+        let target_id = match existing {
+            Some(id) => id,
+            None => {
+                let tags = ownership_tags(action_id, request.reservation_id.as_deref());
+                let token = client_token(action_id, attempt, "target");
+                match self.ec2.create_target(eni, &tags, &token).await {
+                    Ok(id) => {
+                        created = Some(id.clone());
+                        id
+                    }
+                    Err(err) => {
+                        return (
+                            true,
+                            None,
+                            Err(fail(&format!("creating a mirror target for {eni}"), &err)),
+                        )
+                    }
+                }
+            }
+        };
+        match self.ledger.target_made(eni.as_str(), action_id, &target_id).await {
+            Ok(()) => (true, created, Ok(target_id)),
+            Err(err) => (true, created, Err(ledger_failure(action_id, CREATE, &err))),
+        }
+    }
+
     async fn finish(
         &self,
         request: &CreateRequest,
@@ -178,7 +357,7 @@ impl Mirroring {
 
     /// Deletes what `made` lists, newest first, then records the outcome.
     async fn roll_back(&self, mut record: LedgerRecord, made: Made, mut failure: ActionResult) -> ActionResult {
-        let leftovers = self.undo(&made).await;
+        let leftovers = self.undo(&record, &made).await;
         record.status = Some(if leftovers.is_empty() {
             RecordStatus::Failed
         } else {
@@ -207,8 +386,9 @@ impl Mirroring {
         failure
     }
 
-    /// Returns the ids it could not delete.
-    async fn undo(&self, made: &Made) -> Vec<String> {
+    /// Deletes what this attempt made, newest first, and releases what it
+    /// claimed. Returns the ids it could not delete.
+    async fn undo(&self, record: &LedgerRecord, made: &Made) -> Vec<String> {
         let mut leftovers = Vec::new();
         if let Some(id) = &made.session_id {
             if let Err(err) = self.ec2.delete_session(id).await {
@@ -224,41 +404,26 @@ impl Mirroring {
                 leftovers.push(id.clone());
             }
         }
-        if let Some(id) = &made.target_id {
-            if self.delete_target_if_unused(id).await == TargetFate::Failed {
-                leftovers.push(id.clone());
+        if !leftovers.is_empty() {
+            // The session may still stand: keep its claims until the sweep or a retry.
+            return leftovers;
+        }
+        let release = Release {
+            action_id: &record.action_id,
+            source_eni: record.source_eni.as_deref(),
+            number: made.number,
+            target_eni: record.target_eni.as_deref().filter(|_| made.joined_target),
+            target_created: made.target_id.as_deref(),
+        };
+        match self.release(&release).await {
+            Ok(released) => leftovers.extend(released.target_left),
+            Err(err) => {
+                warn!(action_id = %record.action_id, error = %err, "rollback: claims not released");
+                leftovers.extend(made.target_id.clone());
             }
         }
         leftovers
     }
-
-    /// Deletes one of our targets unless a session uses it.
-    pub(crate) async fn delete_target_if_unused(&self, target_id: &str) -> TargetFate {
-        match self.ec2.sessions(&SessionQuery::Target(target_id.to_owned())).await {
-            Ok(users) if !users.is_empty() => TargetFate::InUse,
-            Ok(_) => match self.ec2.delete_target(target_id).await {
-                Ok(_) => TargetFate::Deleted,
-                // A session arrived between our look and the delete: it keeps the target.
-                Err(err) if err.kind == ErrorKind::InUse => TargetFate::InUse,
-                Err(err) => {
-                    warn!(target_id, error = %err, "target not deleted");
-                    TargetFate::Failed
-                }
-            },
-            Err(err) => {
-                warn!(target_id, error = %err, "could not tell whether the target is in use");
-                TargetFate::Failed
-            }
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TargetFate {
-    Deleted,
-    /// Another session uses it; that session's removal will take it.
-    InUse,
-    Failed,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -268,34 +433,51 @@ struct SessionNumber {
 }
 
 /// The requested number when free on the source ENI, else the lowest free one,
-/// counting every session there, ours or not. A session this same action made
-/// in an interrupted earlier run is adopted rather than counted against it.
-fn choose_session_number(request: &CreateRequest, sessions: &[MirrorSession]) -> Result<SessionNumber, ActionResult> {
-    if let Some(own) = sessions
+/// counting every session there (ours or not) and every number our ledger has
+/// claimed there. A session or claim this same action made in an interrupted
+/// earlier run is adopted rather than counted against it.
+fn choose_session_number(
+    request: &CreateRequest,
+    sessions: &[MirrorSession],
+    claimed: &[(u16, String)],
+) -> Result<SessionNumber, ActionResult> {
+    let own_session = sessions
         .iter()
         .find(|s| s.tag(TAG_ACTION_ID) == Some(request.action_id.as_str()))
-    {
+        .map(|s| s.session_number);
+    let own_claim = claimed
+        .iter()
+        .find(|(_, holder)| *holder == request.action_id)
+        .map(|(n, _)| *n);
+    if let Some(number) = own_session.or(own_claim) {
         return Ok(SessionNumber {
-            number: own.session_number,
+            number,
             requested_was_taken: None,
         });
     }
-    if sessions.len() >= SESSIONS_PER_SOURCE_ENI {
+    let taken: HashSet<u16> = sessions
+        .iter()
+        .map(|s| s.session_number)
+        .chain(claimed.iter().map(|(n, _)| *n))
+        .collect();
+    if taken.len() >= SESSIONS_PER_SOURCE_ENI {
         let ids: Vec<&str> = sessions.iter().map(|s| s.id.as_str()).collect();
+        let pending = taken.len().saturating_sub(sessions.len());
+        let mut detail = format!("{} traffic mirror sessions ({})", sessions.len(), ids.join(", "));
+        if pending > 0 {
+            detail.push_str(&format!(" and {pending} being created by other actions"));
+        }
         return Err(ActionResult::failure(
             &request.action_id,
             CREATE,
             "TrafficMirrorSessionsPerInterfaceLimitExceeded",
             format!(
-                "{} already has {} traffic mirror sessions ({}), the AWS limit per source interface; nothing was created",
+                "{} already has {detail}, the AWS limit of {SESSIONS_PER_SOURCE_ENI} per source interface; nothing was created",
                 request.source_eni,
-                sessions.len(),
-                ids.join(", ")
             ),
             false,
         ));
     }
-    let taken: HashSet<u16> = sessions.iter().map(|s| s.session_number).collect();
     let lowest_free = || {
         (1..=MAX_SESSION_NUMBER)
             .find(|n| !taken.contains(n))
@@ -395,7 +577,7 @@ mod tests {
 
     #[test]
     fn the_requested_number_is_used_when_free_else_the_lowest_free() {
-        let chosen = choose_session_number(&request(Some(5)), &[session(1, None)]).expect("room");
+        let chosen = choose_session_number(&request(Some(5)), &[session(1, None)], &[]).expect("room");
         assert_eq!(
             chosen,
             SessionNumber {
@@ -403,7 +585,8 @@ mod tests {
                 requested_was_taken: None
             }
         );
-        let chosen = choose_session_number(&request(Some(1)), &[session(1, None), session(3, None)]).expect("room");
+        let chosen =
+            choose_session_number(&request(Some(1)), &[session(1, None), session(3, None)], &[]).expect("room");
         assert_eq!(
             chosen,
             SessionNumber {
@@ -411,14 +594,14 @@ mod tests {
                 requested_was_taken: Some(1)
             }
         );
-        let chosen = choose_session_number(&request(None), &[session(2, None)]).expect("room");
+        let chosen = choose_session_number(&request(None), &[session(2, None)], &[]).expect("room");
         assert_eq!(chosen.number, 1);
     }
 
     #[test]
     fn a_full_source_eni_is_refused_before_any_change() {
         let full = [session(1, None), session(2, None), session(3, None)];
-        let failure = choose_session_number(&request(None), &full).expect_err("full");
+        let failure = choose_session_number(&request(None), &full, &[]).expect_err("full");
         assert_eq!(
             failure.error_code.as_deref(),
             Some("TrafficMirrorSessionsPerInterfaceLimitExceeded")
@@ -429,8 +612,33 @@ mod tests {
     #[test]
     fn a_session_of_the_same_action_is_adopted_not_counted() {
         let sessions = [session(1, None), session(2, None), session(9, Some("act"))];
-        let chosen = choose_session_number(&request(Some(1)), &sessions).expect("adopted");
+        let chosen = choose_session_number(&request(Some(1)), &sessions, &[]).expect("adopted");
         assert_eq!(chosen.number, 9);
+    }
+
+    #[test]
+    fn numbers_claimed_by_other_actions_count_and_an_own_claim_is_adopted() {
+        let claimed = vec![(1, "other".to_owned()), (2, "another".to_owned())];
+        let chosen = choose_session_number(&request(Some(2)), &[], &claimed).expect("room");
+        assert_eq!(
+            chosen,
+            SessionNumber {
+                number: 3,
+                requested_was_taken: Some(2)
+            }
+        );
+        let full = vec![(1, "x".to_owned()), (2, "y".to_owned()), (3, "z".to_owned())];
+        let failure = choose_session_number(&request(None), &[], &full).expect_err("full");
+        assert!(
+            failure.error_message.contains("3 being created by other actions"),
+            "{}",
+            failure.error_message
+        );
+        let mine = vec![(1, "x".to_owned()), (7, "act".to_owned())];
+        assert_eq!(
+            choose_session_number(&request(None), &[], &mine).expect("own").number,
+            7
+        );
     }
 
     #[test]

@@ -4,7 +4,9 @@
 pub mod create;
 pub mod launch;
 pub mod model;
+pub(crate) mod release;
 pub mod remove;
+pub mod sweep;
 pub mod validate;
 
 use std::sync::Arc;
@@ -39,6 +41,11 @@ impl Mirroring {
             lease_seconds: DEFAULT_LEASE_SECONDS,
         }
     }
+
+    pub fn with_lease_seconds(mut self, lease_seconds: u64) -> Self {
+        self.lease_seconds = lease_seconds;
+        self
+    }
 }
 
 pub fn is_ours(tags: &Tags) -> bool {
@@ -64,6 +71,19 @@ pub(crate) fn client_token(action_id: &str, attempt: u32, step: &str) -> String 
     let digest = Sha256::digest(format!("{action_id}\n{attempt}\n{step}").as_bytes());
     // EC2 accepts at most 64 ASCII characters.
     digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A pseudo-random pause of up to `scale` milliseconds, different per action
+/// and per call, so that waiting processes do not retry in step. No security
+/// rests on it, so the clock and a hash serve.
+pub(crate) fn jitter_millis(action_id: &str, scale: std::time::Duration) -> u32 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    let digest = Sha256::digest(format!("{action_id}\n{nanos}").as_bytes());
+    let spread = u32::try_from(scale.as_millis()).unwrap_or(u32::MAX).max(1);
+    u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]) % spread
 }
 
 pub(crate) fn now_seconds() -> u64 {

@@ -127,6 +127,8 @@ impl MirrorRequest {
 
 /// AWS's limits from contract §4 that we check before changing anything.
 pub const SESSIONS_PER_SOURCE_ENI: usize = 3;
+/// Sources per ENI target (contract §4; 100 on the largest sizes, which we do not assume).
+pub const SOURCES_PER_ENI_TARGET: usize = 10;
 pub const RULES_PER_FILTER: usize = 10;
 pub const MAX_SESSION_NUMBER: u16 = 32766;
 pub const MAX_PACKET_LENGTH: i64 = 8500;

@@ -4,17 +4,18 @@
 //! our ownership tag or sits in our ledger is touched; what is already gone
 //! counts as removed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use futures::future::join_all;
 use tracing::{info, warn};
 
-use super::create::TargetFate;
 use super::model::RemoveRequest;
+use super::release::{Release, Released, TargetFate};
 use super::{aws_failure, is_ours, ledger_failure, now_seconds, Mirroring, TAG_RESERVATION_ID};
 use crate::contract::{ActionResult, REMOVE};
 use crate::ports::{
-    ActionKind, AwsError, Deleted, LedgerQuery, LedgerRecord, MirrorSession, RecordStatus, SessionQuery,
+    ActionKind, AwsError, Deleted, ErrorKind, LedgerError, LedgerQuery, LedgerRecord, MirrorSession, RecordStatus,
+    SessionQuery,
 };
 
 /// What a remove found to act on.
@@ -166,19 +167,22 @@ impl Mirroring {
             errors: Vec::new(),
             first_error: None,
         };
-        let mut targets = BTreeMap::new();
+        // Targets of sessions the ledger did not know (found by tag in EC2).
+        let mut untracked_targets = BTreeSet::new();
         let results = join_all(records.iter().map(|r| self.remove_session(r))).await;
         for (record, result) in records.iter().zip(results) {
             match result {
-                Ok((session, filter_deleted)) => {
-                    match session {
+                Ok(done) => {
+                    match done.session {
                         Some((id, Deleted::Now)) => outcome.removed.push(id),
                         Some((id, Deleted::AlreadyGone)) => outcome.already_gone.push(id),
                         None => {}
                     }
-                    outcome.filters_deleted += usize::from(filter_deleted);
-                    if let Some(target_id) = &record.target_id {
-                        targets.insert(target_id.clone(), record.target_created);
+                    outcome.filters_deleted += usize::from(done.filter_deleted);
+                    outcome.targets_deleted.extend(done.released.target_deleted);
+                    outcome.leftover_targets.extend(done.released.target_left);
+                    if record.target_eni.is_none() {
+                        untracked_targets.extend(record.target_id.clone());
                     }
                 }
                 Err(err) => {
@@ -191,22 +195,34 @@ impl Mirroring {
                 }
             }
         }
-        for (target_id, created_by_us) in targets {
-            if !self.target_is_ours(&target_id, created_by_us).await {
-                continue;
-            }
-            match self.delete_target_if_unused(&target_id).await {
+        for target_id in untracked_targets {
+            let target = match self.ec2.target(&target_id).await {
+                Ok(Some(target)) if is_ours(&target.tags) => target,
+                _ => continue,
+            };
+            let fate = match &target.network_interface_id {
+                Some(eni) => self.retire_target(eni, &target_id, true).await,
+                None => self.delete_target_if_unused(&target_id).await,
+            };
+            match fate {
                 TargetFate::Deleted => outcome.targets_deleted.push(target_id),
-                TargetFate::InUse => {}
+                TargetFate::InUse | TargetFate::NotOurs => {}
                 TargetFate::Failed => outcome.leftover_targets.push(target_id),
             }
         }
         outcome
     }
 
-    /// Deletes a record's session, then its filter, then marks it removed.
-    /// Returns the session's fate and whether a filter was deleted now.
-    async fn remove_session(&self, record: &LedgerRecord) -> Result<(Option<(String, Deleted)>, bool), AwsError> {
+    /// Deletes a record's session, then its filter, releases its claims, then
+    /// marks it removed.
+    pub(crate) async fn remove_session(&self, record: &LedgerRecord) -> Result<SessionRemoved, AwsError> {
+        if record.kind.is_some() && record.status != Some(RecordStatus::Removing) {
+            // The intent first: if we stop half-way, the record says so.
+            let mut removing = record.clone();
+            removing.status = Some(RecordStatus::Removing);
+            removing.updated_at = now_seconds();
+            self.ledger.save(&removing).await.map_err(ledger_as_aws)?;
+        }
         let session = match &record.session_id {
             Some(id) => Some((id.clone(), self.ec2.delete_session(id).await?)),
             None => None,
@@ -215,25 +231,39 @@ impl Mirroring {
             Some(id) => self.ec2.delete_filter(id).await? == Deleted::Now,
             None => false,
         };
+        let hold = Release {
+            action_id: &record.action_id,
+            source_eni: record.source_eni.as_deref(),
+            number: record.session_number,
+            target_eni: record.target_eni.as_deref(),
+            target_created: record.target_id.as_deref().filter(|_| record.target_created),
+        };
+        let released = self.release(&hold).await.map_err(ledger_as_aws)?;
         if record.kind.is_some() {
             let mut removed = record.clone();
             removed.status = Some(RecordStatus::Removed);
             removed.updated_at = now_seconds();
-            self.ledger.save(&removed).await.map_err(|err| match err {
-                crate::ports::LedgerError::Aws(aws) => aws,
-                other => AwsError::new(crate::ports::ErrorKind::Rejected, "LedgerCorrupt", other.to_string()),
-            })?;
+            self.ledger.save(&removed).await.map_err(ledger_as_aws)?;
         }
         info!(action_id = %record.action_id, session = ?session, "mirroring removed");
-        Ok((session, filter_deleted))
+        Ok(SessionRemoved {
+            session,
+            filter_deleted,
+            released,
+        })
     }
+}
 
-    /// A target is ours when our ledger says we created it or it carries our tag.
-    async fn target_is_ours(&self, target_id: &str, created_by_us: bool) -> bool {
-        if created_by_us {
-            return true;
-        }
-        matches!(self.ec2.target(target_id).await, Ok(Some(target)) if is_ours(&target.tags))
+pub(crate) struct SessionRemoved {
+    session: Option<(String, Deleted)>,
+    filter_deleted: bool,
+    released: Released,
+}
+
+fn ledger_as_aws(err: LedgerError) -> AwsError {
+    match err {
+        LedgerError::Aws(aws) => aws,
+        other => AwsError::new(ErrorKind::Rejected, "LedgerCorrupt", other.to_string()),
     }
 }
 

@@ -151,8 +151,8 @@ async fn a_failed_remove_step_is_reported_and_the_retry_finishes_it() {
     assert_eq!(result["errorCode"], "UnauthorizedOperation");
     assert_eq!(
         world.ledger_item("rf-1").await.expect("record")["status"],
-        "active",
-        "still ours to remove"
+        "removing",
+        "the half-done remove stays recorded, for a retry or the sweep"
     );
 
     let retry = world.invoke(&remove("rf-rm-1", &session, "")).await;

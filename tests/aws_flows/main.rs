@@ -4,6 +4,8 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod concurrency;
+mod crash;
 mod create;
 mod events;
 mod faults;
@@ -11,3 +13,4 @@ mod idempotency;
 mod remove;
 mod requests;
 mod sources;
+mod sweep;

@@ -44,7 +44,7 @@ async fn an_sqs_batch_consumes_what_cannot_succeed_and_returns_what_may() {
     );
     world
         .emulator
-        .fail_next("CreateTrafficMirrorSession", "RequestLimitExceeded", 503, 3)
+        .fail_next("CreateTrafficMirrorSession", "RequestLimitExceeded", 503, 6)
         .await;
     let batch = json!({"Records": [
         sqs_record("m-throttled", &create("sqs-1", &a, &target, None)),
@@ -133,7 +133,7 @@ async fn an_eventbridge_request_event_runs_and_asks_for_a_retry_only_when_it_may
     };
     world
         .emulator
-        .fail_next("CreateTrafficMirrorFilter", "InternalError", 500, 5)
+        .fail_next("CreateTrafficMirrorFilter", "InternalError", 500, 6)
         .await;
     let failed = world.app.invoke(event(create("eb-1", &source, &target, None))).await;
     assert!(

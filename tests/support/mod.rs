@@ -84,6 +84,13 @@ impl Emulator {
         self.control(reqwest::Method::POST, "faults", Some(fault)).await;
     }
 
+    /// Lets the first `after` calls of `action` pass, then fails the next one.
+    pub async fn fail_call_after(&self, action: &str, after: usize, code: &str, status: u16) {
+        let fault = json!({"action": action, "code": code, "status": status, "count": 1, "after": after,
+                           "message": format!("injected failure of {action}")});
+        self.control(reqwest::Method::POST, "faults", Some(fault)).await;
+    }
+
     pub async fn clear_faults(&self) {
         self.control(reqwest::Method::DELETE, "faults", None).await;
     }
@@ -174,6 +181,7 @@ impl World {
             event_bus_name: unique("bus"),
             event_source: "traffic-mirroring".into(),
             default_targets: Default::default(),
+            claim_lease_seconds: traffic_mirroring::mirroring::DEFAULT_LEASE_SECONDS,
         };
         create_ledger_table(&dynamodb, &config.table_name).await;
         let queue_url = route_events_to_queue(&events, &sqs, &config).await;
@@ -203,6 +211,19 @@ impl World {
             subnet_id,
             app,
         }
+    }
+
+    /// Another instance of the function, as a second Lambda sandbox would be:
+    /// its own SDK clients and no state shared with `self.app` but AWS's.
+    pub fn another_app(&self) -> App {
+        traffic_mirroring::aws::build_app(&self.sdk, &self.config)
+    }
+
+    /// An instance of the function whose claims expire after `seconds`.
+    pub fn app_with_lease(&self, seconds: u64) -> App {
+        let mut config = self.config.clone();
+        config.claim_lease_seconds = seconds;
+        traffic_mirroring::aws::build_app(&self.sdk, &config)
     }
 
     /// A new network interface in this world's subnet.
@@ -434,6 +455,153 @@ impl World {
         scan.items().iter().map(item_json).collect()
     }
 
+    /// Where EC2 and the ledger disagree, in words; empty when they agree:
+    /// every session, filter and target of ours in EC2 is named by a ledger
+    /// record that may hold resources (or, for a target, by its claim item);
+    /// every active record's session, filter and target exist; every claim is
+    /// held by such a record.
+    pub async fn disagreements(&self) -> Vec<String> {
+        let state = self.mirror_state().await;
+        let ledger = self.ledger().await;
+        let holding = |item: &&Value| {
+            item["pk"].as_str().is_some_and(|pk| pk.starts_with("action#"))
+                && matches!(
+                    item["status"].as_str(),
+                    Some("pending" | "active" | "rollback_incomplete" | "removing")
+                )
+        };
+        let named = |field: &str| -> BTreeSet<String> {
+            ledger
+                .iter()
+                .filter(holding)
+                .filter_map(|item| item[field].as_str().map(str::to_owned))
+                .collect()
+        };
+        let holders: BTreeSet<String> = ledger
+            .iter()
+            .filter(holding)
+            .filter_map(|item| item["actionId"].as_str().map(str::to_owned))
+            .collect();
+        let claimed_targets: BTreeSet<String> = ledger
+            .iter()
+            .filter_map(|item| {
+                item["targetId"]
+                    .as_str()
+                    .filter(|_| item["pk"].as_str().is_some_and(|pk| pk.starts_with("target#")))
+                    .map(str::to_owned)
+            })
+            .collect();
+        let mut problems = Vec::new();
+        let ours = self.our_resources().await;
+        for id in &ours.sessions {
+            if !named("sessionId").contains(id) {
+                problems.push(format!("session {id} is in EC2 but not in the ledger"));
+            }
+        }
+        for id in &ours.filters {
+            if !named("filterId").contains(id) {
+                problems.push(format!("filter {id} is in EC2 but not in the ledger"));
+            }
+        }
+        for id in &ours.targets {
+            if !named("targetId").contains(id) && !claimed_targets.contains(id) {
+                problems.push(format!("target {id} is in EC2 but not in the ledger"));
+            }
+        }
+        for item in ledger.iter().filter(|i| i["status"] == "active") {
+            let action = item["actionId"].as_str().unwrap_or_default();
+            for (field, present) in [
+                ("sessionId", &state.sessions),
+                ("filterId", &state.filters),
+                ("targetId", &state.targets),
+            ] {
+                if let Some(id) = item[field].as_str() {
+                    if !present.contains(id) {
+                        problems.push(format!("active action {action} names {id}, which EC2 does not have"));
+                    }
+                }
+            }
+        }
+        for item in &ledger {
+            let pk = item["pk"].as_str().unwrap_or_default();
+            if pk.starts_with("source#") {
+                let object = item.as_object().cloned().unwrap_or_default();
+                for (name, holder) in object {
+                    let is_number = name.strip_prefix('n').is_some_and(|n| n.parse::<u16>().is_ok());
+                    if is_number && !holder.as_str().is_some_and(|h| holders.contains(h)) {
+                        problems.push(format!("{pk} {name} is claimed by {holder}, which holds nothing"));
+                    }
+                }
+            }
+            if pk.starts_with("target#") {
+                for user in item["users"].as_array().into_iter().flatten() {
+                    if !user.as_str().is_some_and(|u| holders.contains(u)) {
+                        problems.push(format!("{pk} counts {user} as a user, which holds nothing"));
+                    }
+                }
+            }
+        }
+        problems
+    }
+
+    /// Sessions, filters and targets carrying our ownership tag.
+    pub async fn our_resources(&self) -> MirrorState {
+        let tag = || {
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:traffic-mirroring:managed-by")
+                .values("traffic-mirroring")
+                .build()
+        };
+        let sessions = self
+            .ec2
+            .describe_traffic_mirror_sessions()
+            .filters(tag())
+            .into_paginator()
+            .items()
+            .send();
+        let filters = self
+            .ec2
+            .describe_traffic_mirror_filters()
+            .filters(tag())
+            .into_paginator()
+            .items()
+            .send();
+        let targets = self
+            .ec2
+            .describe_traffic_mirror_targets()
+            .filters(tag())
+            .into_paginator()
+            .items()
+            .send();
+        let (sessions, filters, targets) = (
+            sessions.collect::<Result<Vec<_>, _>>().await.expect("sessions"),
+            filters.collect::<Result<Vec<_>, _>>().await.expect("filters"),
+            targets.collect::<Result<Vec<_>, _>>().await.expect("targets"),
+        );
+        MirrorState {
+            sessions: sessions
+                .iter()
+                .filter_map(|s| s.traffic_mirror_session_id().map(str::to_owned))
+                .collect(),
+            filters: filters
+                .iter()
+                .filter_map(|f| f.traffic_mirror_filter_id().map(str::to_owned))
+                .collect(),
+            targets: targets
+                .iter()
+                .filter_map(|t| t.traffic_mirror_target_id().map(str::to_owned))
+                .collect(),
+        }
+    }
+
+    /// Runs the reconcile sweep the way its schedule does, and returns its answer.
+    pub async fn sweep(&self, dry_run: bool) -> Value {
+        self.app
+            .invoke(json!({"sweep": {"dryRun": dry_run}}))
+            .await
+            .expect("a sweep answers")
+    }
+
     pub async fn ledger_item(&self, action_id: &str) -> Option<Value> {
         self.ledger()
             .await
@@ -450,6 +618,12 @@ fn item_json(item: &HashMap<String, aws_sdk_dynamodb::types::AttributeValue>) ->
             A::N(n) => n.parse::<f64>().map(|f| json!(f)).unwrap_or(json!(n)),
             A::Bool(b) => json!(b),
             A::L(list) => Value::Array(list.iter().map(one).collect()),
+            A::Ss(set) => json!(set),
+            A::Ns(set) => Value::Array(
+                set.iter()
+                    .map(|n| json!(n.parse::<f64>().unwrap_or_default()))
+                    .collect(),
+            ),
             _ => Value::Null,
         }
     }
