@@ -4,6 +4,9 @@ ownership tag. The code side is read from src/aws/*.rs, so a new SDK call
 without its permission (or a permission left behind by a removed call) fails
 here, naming the action."""
 
+import fnmatch
+import re
+
 import pytest
 
 from infra_support import (
@@ -15,6 +18,7 @@ from infra_support import (
     pascal_to_kebab,
     read,
     refers_to,
+    without_comments,
     resources_of_type,
     rust_str_const,
     sdk_calls,
@@ -256,3 +260,25 @@ def test_completion_events_only_with_our_source(template, statements):
             assert condition_keys(statement).get("events:source") == {"Ref": "EventSource"}, (
                 f"{statement.get('Sid')}: events:PutEvents should require events:source = the EventSource parameter"
             )
+
+
+def test_the_tag_keys_the_code_writes_fit_the_roles_limit(statements):
+    """The create statements allow only tag keys matching aws:TagKeys; every
+    key ownership_tags() writes must match, or creates fail with
+    UnauthorizedOperation."""
+    source = without_comments(read("src/mirroring/mod.rs"))
+    body = re.search(r"fn ownership_tags\b.*?\n}\n", source, re.S)
+    assert body, "ownership_tags() not found in src/mirroring/mod.rs"
+    keys = {
+        rust_str_const(source, name)
+        for name in set(re.findall(r"\b(TAG_[A-Z_]+)\b", body.group(0)))
+        if not name.endswith("_VALUE")
+    }
+    assert keys, "ownership_tags() writes no TAG_ constants"
+    for statement in statements:
+        patterns = condition_keys(statement).get("aws:TagKeys")
+        for key in keys:
+            if patterns:
+                assert any(fnmatch.fnmatchcase(key, p) for p in as_list(patterns)), (
+                    f"{statement.get('Sid')}: the code tags with {key}, which aws:TagKeys {patterns} does not allow"
+                )
