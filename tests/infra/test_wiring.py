@@ -165,6 +165,15 @@ def test_request_rule_matches_the_detail_types_the_code_accepts(resources, ingre
         assert set(pattern["detail-type"]) == accepted
 
 
+def test_completion_events_cannot_trigger_the_request_rule(ingress):
+    """By default the request rule listens on the completion bus: a completion
+    detail-type that is also a request detail-type would loop."""
+    handler = without_comments(read("src/handler.rs"))
+    completions = set(re.findall(r"\bconst\s+DETAIL_\w+\s*:\s*&str\s*=\s*\"([^\"]+)\"", handler))
+    assert completions, "the parser no longer finds the completion detail-types (DETAIL_*) in src/handler.rs"
+    assert not completions & set(rust_str_array(ingress, "REQUEST_DETAIL_TYPES"))
+
+
 def test_the_sweep_rule_sends_the_sweep_input(resources):
     rule = resources["SweepRule"]["Properties"]
     assert rule["ScheduleExpression"] == {"Ref": "SweepSchedule"}
