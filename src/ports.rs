@@ -351,6 +351,9 @@ pub trait Ledger: Send + Sync {
     /// Forgets the target of `target_eni` if it is `target_id` and nobody uses
     /// it; `true` means it is forgotten and may be deleted from EC2.
     async fn retire_target(&self, target_eni: &str, target_id: &str) -> Result<bool, LedgerError>;
+    /// Names a retired target again, after deleting it from EC2 failed, unless
+    /// the ENI has a claim item again by now.
+    async fn restore_target(&self, target_eni: &str, target_id: &str) -> Result<(), LedgerError>;
     /// Claims a session number on a source ENI for an action: free, fewer
     /// than `limit` numbers claimed there, or already this action's.
     async fn claim_number(

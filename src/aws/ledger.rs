@@ -557,6 +557,24 @@ impl Ledger for DynamoLedger {
         }
     }
 
+    async fn restore_target(&self, target_eni: &str, target_id: &str) -> Result<(), LedgerError> {
+        let outcome = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(PARTITION_KEY, target_key(target_eni))
+            .item("eni", s(target_eni))
+            .item("targetId", s(target_id))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(classify);
+        match outcome {
+            Err(err) if err.kind != ErrorKind::ConditionFailed => Err(err.into()),
+            _ => Ok(()),
+        }
+    }
+
     async fn claim_number(
         &self,
         source_eni: &str,

@@ -79,7 +79,15 @@ impl Mirroring {
         if !self.target_is_ours(target_id, created_by_us).await {
             return TargetFate::NotOurs;
         }
-        self.delete_target_if_unused(target_id).await
+        let fate = self.delete_target_if_unused(target_id).await;
+        if fate != TargetFate::Deleted {
+            // Still in EC2, so the ledger must name it again: for the next
+            // create to reuse, or the next remove or sweep to delete.
+            if let Err(err) = self.ledger.restore_target(target_eni, target_id).await {
+                warn!(target_id, error = %err, "a target that stays could not be recorded again");
+            }
+        }
+        fate
     }
 
     /// Deletes one of our targets unless a session uses it.

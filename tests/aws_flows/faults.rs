@@ -1,65 +1,165 @@
 //! Faults injected through the emulator at each step a create or remove makes.
 
+use std::collections::HashMap;
+
 use crate::support::*;
 
-/// Every AWS call a create makes, in order, with the ledger's final write last.
-const CREATE_STEPS: &[&str] = &[
-    "UpdateItem",
-    "DescribeTrafficMirrorTargets",
-    "DescribeTrafficMirrorSessions",
-    "CreateTrafficMirrorTarget",
-    "CreateTrafficMirrorFilter",
-    "CreateTrafficMirrorFilterRule",
-    "CreateTrafficMirrorSession",
-    "PutItem",
-];
+/// The AWS calls an action makes, read from the emulator's log while it runs
+/// once without faults: (action, how many calls of that action came before).
+/// The completion event (EventBridge) is left out: its loss must not change
+/// the result, which `events.rs` shows.
+async fn calls_made_by(world: &World, request: &serde_json::Value) -> Vec<(String, usize)> {
+    world.emulator.clear_calls().await;
+    let response = world.invoke(request).await;
+    assert_eq!(first_result(&response)["success"], true, "{response}");
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut calls = Vec::new();
+    for call in world.emulator.calls().await {
+        if call["service"] == "events" {
+            continue;
+        }
+        let action = call["action"].as_str().expect("action").to_owned();
+        let before = seen.entry(action.clone()).or_default();
+        calls.push((action, *before));
+        *before += 1;
+    }
+    calls
+}
+
+/// A refusal the SDK does not retry, in the calling service's own words.
+fn refusal(action: &str) -> (&'static str, u16) {
+    if action.contains("Traffic") || action.starts_with("Describe") {
+        ("UnauthorizedOperation", 403)
+    } else {
+        ("AccessDeniedException", 400)
+    }
+}
+
+/// The failure's completion event, read from the queue behind the bus.
+async fn failure_event(world: &World, action_id: &str) -> serde_json::Value {
+    let events = world.events(1).await;
+    events
+        .into_iter()
+        .find(|e| e["detail"]["actionId"] == action_id)
+        .unwrap_or_else(|| panic!("no completion event for {action_id}"))
+}
 
 #[tokio::test]
-async fn a_failure_at_any_create_step_leaves_nothing_behind_and_a_retry_succeeds() {
+async fn a_failure_at_any_create_call_leaves_ec2_and_ledger_agreeing_and_is_reported() {
     let world = World::start().await;
-    for (n, step) in CREATE_STEPS.iter().enumerate() {
+    let (source, target) = (world.eni().await, world.eni().await);
+    let calls = calls_made_by(&world, &seed_create("fault-baseline", &source, &target)).await;
+    world.events(1).await;
+    assert!(calls.len() >= 12, "a create makes many calls: {calls:?}");
+    for (n, (action, after)) in calls.iter().enumerate() {
+        let step = format!("{action} #{after}");
         let (source, target) = (world.eni().await, world.eni().await);
         let action_id = format!("fault-{n}");
         let before = world.mirror_state().await;
-        // A 400 the SDK does not retry, so the failure reaches our code.
-        world.emulator.fail_next(step, "UnauthorizedOperation", 403, 1).await;
+        let (code, status) = refusal(action);
+        world.emulator.fail_call_after(action, *after, code, status).await;
 
         let response = world.invoke(&seed_create(&action_id, &source, &target)).await;
 
         let result = first_result(&response);
         assert_eq!(result["success"], false, "{step}: {response}");
-        assert_eq!(result["errorCode"], "UnauthorizedOperation", "{step}");
+        assert_eq!(result["errorCode"], code, "{step}: {response}");
         assert!(
             result["errorMessage"]
                 .as_str()
-                .is_some_and(|m| m.contains("injected failure")),
-            "{step}"
+                .is_some_and(|m| m.contains(&format!("injected failure of {action}"))),
+            "{step}: the caller is told what failed: {response}"
         );
         assert_eq!(world.mirror_state().await, before, "{step}: EC2 must be as before");
-        if let Some(record) = world.ledger_item(&action_id).await {
-            assert_eq!(record["status"], "failed", "{step}");
-            for field in ["sessionId", "filterId", "targetId"] {
-                assert!(
-                    record.get(field).is_none(),
-                    "{step}: the ledger names no resource, got {record}"
-                );
-            }
-        }
+        assert_eq!(world.disagreements().await, Vec::<String>::new(), "{step}");
+        let event = failure_event(&world, &action_id).await;
+        assert_eq!(event["detail-type"], "TrafficMirroringFailed", "{step}");
+        assert_eq!(event["detail"]["errorCode"], code, "{step}");
         world.emulator.clear_faults().await;
 
         // The same action, retried, now succeeds: its client tokens are fresh.
         let retry = world.invoke(&seed_create(&action_id, &source, &target)).await;
         assert_eq!(first_result(&retry)["success"], true, "{step} retry: {retry}");
+        world.events(1).await;
         let state = world.mirror_state().await;
         assert_eq!(
             state.sessions.len(),
             before.sessions.len() + 1,
-            "{step}: exactly one new session"
+            "{step}: one new session"
+        );
+        assert_eq!(state.filters.len(), before.filters.len() + 1, "{step}: one new filter");
+        assert_eq!(world.disagreements().await, Vec::<String>::new(), "{step} retry");
+    }
+}
+
+#[tokio::test]
+async fn a_failure_at_any_remove_call_leaves_ec2_and_ledger_agreeing_and_is_reported() {
+    let world = World::start().await;
+    let mirror = |label: String| {
+        let world = &world;
+        async move {
+            let (source, target) = (world.eni().await, world.eni().await);
+            let created = world.invoke(&seed_create(&label, &source, &target)).await;
+            world.events(1).await;
+            first_result(&created)["sessionId"]
+                .as_str()
+                .expect("session")
+                .to_owned()
+        }
+    };
+    let session = mirror("rm-baseline".into()).await;
+    let calls = calls_made_by(&world, &remove("rm-baseline-rm", &session, "")).await;
+    world.events(1).await;
+    assert!(calls.len() >= 8, "a remove makes many calls: {calls:?}");
+    for (n, (action, after)) in calls.iter().enumerate() {
+        let step = format!("{action} #{after}");
+        let before = world.our_resources().await;
+        let session = mirror(format!("rm-{n}")).await;
+        let remove_id = format!("rm-{n}-rm");
+        let (code, status) = refusal(action);
+        world.emulator.fail_call_after(action, *after, code, status).await;
+
+        let response = world.invoke(&remove(&remove_id, &session, "")).await;
+
+        let result = first_result(&response);
+        let event = failure_event(&world, &remove_id).await;
+        if result["success"] == true {
+            // A success is only right if the mirror is gone, or the answer
+            // names the unused target that stayed (losing the remove's own
+            // replay record loses nothing: a retry finds the mirror gone).
+            let says_what_stayed = result["infoMessage"]
+                .as_str()
+                .is_some_and(|m| m.contains("could not delete unused target"));
+            assert!(
+                says_what_stayed || world.our_resources().await == before,
+                "{step}: {response}"
+            );
+            assert_eq!(event["detail-type"], "TrafficMirroringRemoved", "{step}");
+        } else {
+            assert_eq!(result["errorCode"], code, "{step}: {response}");
+            assert!(
+                result["errorMessage"].as_str().is_some_and(|m| !m.is_empty()),
+                "{step}: {response}"
+            );
+            assert_eq!(event["detail-type"], "TrafficMirroringFailed", "{step}");
+        }
+        assert_eq!(world.disagreements().await, Vec::<String>::new(), "{step}");
+        world.emulator.clear_faults().await;
+
+        // A retry (and, for a target left behind, the sweep) finishes the job.
+        world.invoke(&remove(&remove_id, &session, "")).await;
+        world.events(1).await;
+        world.sweep(false).await;
+        world.events(1).await;
+        assert_eq!(
+            world.our_resources().await,
+            before,
+            "{step}: nothing of the mirror is left"
         );
         assert_eq!(
-            state.filters.len(),
-            before.filters.len() + 1,
-            "{step}: exactly one new filter"
+            world.disagreements().await,
+            Vec::<String>::new(),
+            "{step} after the retry"
         );
     }
 }
@@ -158,4 +258,27 @@ async fn a_failed_remove_step_is_reported_and_the_retry_finishes_it() {
     let retry = world.invoke(&remove("rf-rm-1", &session, "")).await;
     assert_eq!(first_result(&retry)["success"], true, "{retry}");
     assert_eq!(world.mirror_state().await, MirrorState::default());
+}
+
+#[tokio::test]
+async fn dynamodb_throttling_is_retried_by_the_sdk_with_backoff() {
+    let world = World::start().await;
+    let (source, target) = (world.eni().await, world.eni().await);
+    world
+        .emulator
+        .fail_next("UpdateItem", "ProvisionedThroughputExceededException", 400, 1)
+        .await;
+    world.emulator.fail_next("PutItem", "ThrottlingException", 400, 2).await;
+    world.emulator.clear_calls().await;
+
+    let response = world.invoke(&seed_create("ddb-throttled", &source, &target)).await;
+
+    assert_eq!(first_result(&response)["success"], true, "{response}");
+    let calls = world.emulator.calls().await;
+    let puts: Vec<&serde_json::Value> = calls.iter().filter(|c| c["action"] == "PutItem").collect();
+    assert_eq!(puts.len(), 3, "two throttled writes, then the one that passed");
+    // Backoff: the retries wait, they do not hammer.
+    let gap = puts[2]["start"].as_f64().unwrap_or_default() - puts[0]["end"].as_f64().unwrap_or_default();
+    assert!(gap > 0.05, "retries back off ({gap:.3} s)");
+    assert_eq!(world.disagreements().await, Vec::<String>::new());
 }
