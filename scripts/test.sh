@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Runs every check and test: the emulator's own tests, formatting, clippy,
-# and the Rust unit and integration tests against the emulator. Ends with one
-# line totalling every test run.
+# Runs every check and test: the emulator's own tests, the infra checks
+# (cfn-lint, checkov, template-vs-code tests), formatting, clippy, the Rust
+# unit and integration tests against the emulator, and the property-based
+# fuzzing (PROPTEST_CASES per property, 1000 unless set). Ends with the number
+# of fuzz cases run and one line totalling every test run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
 setup_emulator
 
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+fuzz_report=$(mktemp)
+trap 'rm -f "$log" "$fuzz_report"' EXIT
 
 echo "== emulator tests (pytest)"
 "$EMULATOR_PYTHON" -m pytest -q tests/emulator | tee -a "$log"
@@ -32,7 +35,8 @@ echo "== cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
 
 echo "== cargo test"
-cargo test --lib --tests 2>&1 | tee -a "$log"
+PROPTEST_CASES="${PROPTEST_CASES:-1000}" FUZZ_REPORT="$fuzz_report" cargo test --lib --tests 2>&1 | tee -a "$log"
+cat "$fuzz_report"
 
 # pytest: "18 passed in 6.9s"; cargo: "test result: ok. 31 passed; 0 failed; ..."
 passed=$(grep -oE '[0-9]+ passed' "$log" | awk '{s += $1} END {print s + 0}')

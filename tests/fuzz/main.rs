@@ -1,0 +1,378 @@
+//! Property-based fuzzing of everything a payload goes through before AWS:
+//! source recognition, the SQS envelope, request splitting, validation and
+//! the lane planner. Arbitrary bytes, arbitrary JSON and arbitrary
+//! well-typed-but-wrong requests must never panic, and every action must get
+//! exactly one answer, in order, under its own id.
+//!
+//! AWS is replaced by ports that refuse every call (a fuzz case must not
+//! depend on a server, and should run in microseconds): valid actions then
+//! end in that refusal, invalid ones in `ValidationError`; both are answers.
+//! `PROPTEST_CASES` sets the number of cases per property (default 256);
+//! with `FUZZ_REPORT=<file>` the counts are appended there for the test
+//! command to print.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use proptest::prelude::*;
+use serde_json::{json, Value};
+use traffic_mirroring::contract::ActionResult;
+use traffic_mirroring::handler::App;
+use traffic_mirroring::mirroring::model::{EniId, RuleSpec};
+use traffic_mirroring::mirroring::Mirroring;
+use traffic_mirroring::ports::*;
+
+fn refused() -> AwsError {
+    AwsError::new(ErrorKind::Transient, "FuzzNoAws", "no AWS in a fuzz case")
+}
+
+struct NoAws;
+
+#[async_trait]
+impl MirrorApi for NoAws {
+    async fn targets_for_eni(&self, _: &EniId) -> AwsResult<Vec<MirrorTarget>> {
+        Err(refused())
+    }
+    async fn target(&self, _: &str) -> AwsResult<Option<MirrorTarget>> {
+        Err(refused())
+    }
+    async fn sessions(&self, _: &SessionQuery) -> AwsResult<Vec<MirrorSession>> {
+        Err(refused())
+    }
+    async fn create_target(&self, _: &EniId, _: &Tags, _: &str) -> AwsResult<String> {
+        Err(refused())
+    }
+    async fn create_filter(&self, _: &str, _: &Tags, _: &str) -> AwsResult<String> {
+        Err(refused())
+    }
+    async fn create_filter_rule(&self, _: &str, _: &RuleSpec, _: &str) -> AwsResult<String> {
+        Err(refused())
+    }
+    async fn create_session(&self, _: &NewSession, _: &Tags, _: &str) -> AwsResult<MirrorSession> {
+        Err(refused())
+    }
+    async fn delete_session(&self, _: &str) -> AwsResult<Deleted> {
+        Err(refused())
+    }
+    async fn delete_filter(&self, _: &str) -> AwsResult<Deleted> {
+        Err(refused())
+    }
+    async fn delete_target(&self, _: &str) -> AwsResult<Deleted> {
+        Err(refused())
+    }
+    async fn instance(&self, _: &str) -> AwsResult<Option<InstanceInfo>> {
+        Err(refused())
+    }
+    async fn hypervisor(&self, _: &str) -> AwsResult<Option<String>> {
+        Err(refused())
+    }
+    async fn targets_tagged(&self, _: &str, _: &str) -> AwsResult<Vec<MirrorTarget>> {
+        Err(refused())
+    }
+    async fn filters_tagged(&self, _: &str, _: &str) -> AwsResult<Vec<MirrorFilter>> {
+        Err(refused())
+    }
+}
+
+#[async_trait]
+impl Ledger for NoAws {
+    async fn claim(&self, _: &LedgerRecord, _: u64) -> Result<Claim, LedgerError> {
+        Err(refused().into())
+    }
+    async fn save(&self, _: &LedgerRecord) -> Result<(), LedgerError> {
+        Err(refused().into())
+    }
+    async fn get(&self, _: &str) -> Result<Option<LedgerRecord>, LedgerError> {
+        Err(refused().into())
+    }
+    async fn find(&self, _: &LedgerQuery) -> Result<Vec<LedgerRecord>, LedgerError> {
+        Err(refused().into())
+    }
+    async fn join_target(&self, _: &str, _: &str, _: usize, _: u64) -> Result<TargetSlot, LedgerError> {
+        Err(refused().into())
+    }
+    async fn target_made(&self, _: &str, _: &str, _: &str) -> Result<(), LedgerError> {
+        Err(refused().into())
+    }
+    async fn leave_target(&self, _: &str, _: &str) -> Result<(Option<String>, usize), LedgerError> {
+        Err(refused().into())
+    }
+    async fn retire_target(&self, _: &str, _: &str) -> Result<bool, LedgerError> {
+        Err(refused().into())
+    }
+    async fn restore_target(&self, _: &str, _: &str) -> Result<(), LedgerError> {
+        Err(refused().into())
+    }
+    async fn claim_number(&self, _: &str, _: u16, _: &str, _: usize) -> Result<NumberClaim, LedgerError> {
+        Err(refused().into())
+    }
+    async fn numbers(&self, _: &str) -> Result<Vec<(u16, String)>, LedgerError> {
+        Err(refused().into())
+    }
+    async fn release_number(&self, _: &str, _: u16, _: &str) -> Result<(), LedgerError> {
+        Err(refused().into())
+    }
+    async fn contents(&self) -> Result<LedgerContents, LedgerError> {
+        Err(refused().into())
+    }
+}
+
+#[async_trait]
+impl Publisher for NoAws {
+    async fn publish(&self, _: &ActionResult) -> AwsResult<()> {
+        Ok(())
+    }
+}
+
+fn app() -> App {
+    App::new(Mirroring::new(Arc::new(NoAws), Arc::new(NoAws)), Arc::new(NoAws))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+static CASES: AtomicUsize = AtomicUsize::new(0);
+
+fn counted() {
+    CASES.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Any JSON value, nested a few levels.
+fn any_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
+        ".{0,12}".prop_map(Value::from),
+        prop::sample::select(vec![
+            "eni-0123456789abcdef0",
+            "tms-1",
+            "",
+            "driverRequest",
+            "actions",
+            "Records"
+        ])
+        .prop_map(Value::from),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::btree_map(
+                prop::sample::select(vec![
+                    "driverRequest",
+                    "actions",
+                    "actionId",
+                    "type",
+                    "actionParams",
+                    "sourceNicId",
+                    "targetNicId",
+                    "sessionId",
+                    "filterRules",
+                    "sessionNumber",
+                    "detail",
+                    "detail-type",
+                    "source",
+                    "Records",
+                    "eventSource",
+                    "body",
+                    "sweep",
+                    "x",
+                ])
+                .prop_map(str::to_owned),
+                inner,
+                0..6
+            )
+            .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// A field value that is sometimes right, often wrong in type or range.
+fn field() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        prop::sample::select(vec![
+            json!("eni-0123456789abcdef0"),
+            json!("eni-0fedcba9876543210"),
+            json!("eni-x"),
+            json!("tms-0123456789abcdef0"),
+            json!(""),
+            json!("   "),
+            json!(null),
+            json!(0),
+            json!(-1),
+            json!(32767),
+            json!(1),
+            json!("1"),
+            json!(true),
+            json!([]),
+            json!({}),
+            json!("ingress"),
+            json!("egress"),
+            json!("accept"),
+            json!("reject"),
+            json!("10.0.0.0/8"),
+            json!("0.0.0.0/0"),
+            json!("::/0"),
+            json!("not-a-cidr"),
+            json!(6),
+            json!(17),
+            json!(256),
+            json!(8500),
+            json!(65536),
+        ]),
+        any::<i64>().prop_map(Value::from),
+        "\\PC{0,16}".prop_map(Value::from),
+    ]
+}
+
+fn rule() -> impl Strategy<Value = Value> {
+    prop::collection::btree_map(
+        prop::sample::select(vec![
+            "ruleNumber",
+            "ruleAction",
+            "trafficDirection",
+            "protocol",
+            "sourceCidrBlock",
+            "destinationCidrBlock",
+            "sourcePortRange",
+            "destinationPortRange",
+            "fromPort",
+            "toPort",
+            "description",
+            "bogus",
+        ])
+        .prop_map(str::to_owned),
+        field(),
+        0..9,
+    )
+    .prop_map(|m| Value::Object(m.into_iter().collect()))
+}
+
+/// An action shaped like the contract's, with any of its fields wrong.
+fn action() -> impl Strategy<Value = Value> {
+    let params = (
+        prop::collection::btree_map(
+            prop::sample::select(vec![
+                "sourceNicId",
+                "targetNicId",
+                "sessionId",
+                "sessionNumber",
+                "packetLength",
+                "virtualNetworkId",
+                "description",
+                "type",
+                "reservationId",
+            ])
+            .prop_map(str::to_owned),
+            field(),
+            0..7,
+        ),
+        prop::option::of(prop::collection::vec(rule(), 0..12)),
+    )
+        .prop_map(|(mut map, rules)| {
+            if let Some(rules) = rules {
+                map.insert("filterRules".into(), Value::Array(rules));
+            }
+            Value::Object(map.into_iter().collect())
+        });
+    (
+        prop::option::of(prop_oneof!["[a-z0-9-]{1,12}".prop_map(Value::from), field()]),
+        prop::sample::select(vec![
+            json!("CreateTrafficMirroring"),
+            json!("RemoveTrafficMirroring"),
+            json!("DeleteEverything"),
+            json!(null),
+            json!(7),
+        ]),
+        params,
+    )
+        .prop_map(|(id, kind, params)| {
+            let mut action = json!({"type": kind, "actionParams": params});
+            if let Some(id) = id {
+                action["actionId"] = id;
+            }
+            action
+        })
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic_and_always_get_an_answer(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        counted();
+        let app = app();
+        let rt = runtime();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        // As a direct payload (a JSON string holding the request is accepted too),
+        // and as the body of an SQS record.
+        let payload = serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::String(text.clone()));
+        let answer = rt.block_on(app.invoke(payload));
+        prop_assert!(answer.is_ok() || matches!(answer, Err(traffic_mirroring::ingress::InvokeError::Retryable(_))));
+        let sqs = json!({"Records": [{"messageId": "m-1", "eventSource": "aws:sqs", "body": text}]});
+        let answer = rt.block_on(app.invoke(sqs)).expect("an SQS batch is always answered");
+        for failure in answer["batchItemFailures"].as_array().into_iter().flatten() {
+            prop_assert_eq!(&failure["itemIdentifier"], "m-1");
+        }
+    }
+
+    #[test]
+    fn arbitrary_json_never_panics(payload in any_json()) {
+        counted();
+        let app = app();
+        let answer = runtime().block_on(app.invoke(payload));
+        prop_assert!(answer.is_ok() || matches!(answer, Err(traffic_mirroring::ingress::InvokeError::Retryable(_))));
+    }
+
+    #[test]
+    fn every_action_of_a_well_typed_request_gets_one_answer_in_order(actions in prop::collection::vec(action(), 0..10)) {
+        counted();
+        let app = app();
+        let request = json!({"driverRequest": {"actions": actions.clone()}});
+        let response = runtime().block_on(app.handle(&request));
+        let response = serde_json::to_value(&response).expect("serializes");
+        let results = response["driverResponse"]["actionResults"].as_array().cloned().unwrap_or_default();
+        prop_assert_eq!(results.len(), actions.len(), "one answer per action: {}", response);
+        for (index, (action, result)) in actions.iter().zip(&results).enumerate() {
+            if let Some(id) = action["actionId"].as_str() {
+                prop_assert_eq!(result["actionId"].as_str(), Some(id), "answer {} is its action's", index);
+            }
+            // Nothing can succeed without AWS: each answer is a named failure.
+            prop_assert_eq!(&result["success"], false);
+            prop_assert!(result["errorCode"].as_str().is_some_and(|c| !c.is_empty()), "{}", result);
+            prop_assert!(result["errorMessage"].as_str().is_some_and(|m| !m.is_empty()), "{}", result);
+        }
+    }
+}
+
+/// Runs last by name order only by chance; so the count is reported from a
+/// destructor-free place: each property appends its own count at the end.
+#[test]
+fn zz_report_the_number_of_cases() {
+    // The properties run in parallel threads of the same binary; wait for them.
+    let expected = 3 * std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse::<usize>().ok())
+        .unwrap_or(256);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while CASES.load(Ordering::Relaxed) < expected && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let ran = CASES.load(Ordering::Relaxed);
+    assert!(ran >= expected, "only {ran} of {expected} fuzz cases ran");
+    if let Ok(path) = std::env::var("FUZZ_REPORT") {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("report file");
+        writeln!(file, "fuzz: {ran} cases ran (3 properties x {})", expected / 3).expect("written");
+    }
+}
