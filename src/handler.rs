@@ -2,13 +2,13 @@
 //! actions (independent ones concurrently), publish a completion event per
 //! action, and answer in request order.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures::stream::{self, StreamExt};
 use serde_json::Value;
 use tracing::{info, warn};
 
+use crate::announce::Announcer;
 use crate::contract::{split_request, ActionResult, DriverResponse, MalformedRequest, RawAction};
 use crate::mirroring::launch::LaunchPolicy;
 use crate::mirroring::model::MirrorRequest;
@@ -16,9 +16,10 @@ use crate::mirroring::validate::validate;
 use crate::mirroring::Mirroring;
 use crate::ports::Publisher;
 
-/// Lanes of one request running at once: enough to overlap AWS latency,
-/// bounded so one big request cannot burst through EC2's rate limits.
-pub const MAX_CONCURRENT_LANES: usize = 8;
+/// Lanes of one invocation running at once: a whole SQS batch (at most 10
+/// records) overlaps its AWS latency, and one big request still cannot burst
+/// through EC2's rate limits.
+pub const MAX_CONCURRENT_LANES: usize = 10;
 
 pub const DETAIL_CREATED: &str = "TrafficMirroringCreated";
 pub const DETAIL_REMOVED: &str = "TrafficMirroringRemoved";
@@ -38,18 +39,17 @@ pub fn detail_type(result: &ActionResult) -> &'static str {
 pub struct App {
     pub(crate) mirroring: Mirroring,
     pub(crate) launch_policy: LaunchPolicy,
-    publisher: Arc<dyn Publisher>,
-    /// Completion events that could not be sent (the action's result stands).
-    unpublished: AtomicU64,
+    announcer: Arc<Announcer>,
 }
 
 impl App {
-    pub fn new(mirroring: Mirroring, publisher: Arc<dyn Publisher>) -> Self {
+    pub fn new(mut mirroring: Mirroring, publisher: Arc<dyn Publisher>) -> Self {
+        let announcer = Arc::new(Announcer::new(publisher));
+        mirroring.announcer = Some(Arc::clone(&announcer));
         Self {
             mirroring,
             launch_policy: LaunchPolicy::default(),
-            publisher,
-            unpublished: AtomicU64::new(0),
+            announcer,
         }
     }
 
@@ -59,7 +59,7 @@ impl App {
     }
 
     pub fn unpublished_events(&self) -> u64 {
-        self.unpublished.load(Ordering::Relaxed)
+        self.announcer.unpublished()
     }
 
     /// Answers a direct invoke. Never fails: every problem is in the response.
@@ -147,19 +147,20 @@ impl App {
     async fn run_one(&self, request: &MirrorRequest) -> ActionResult {
         info!(action_id = request.action_id(), "action started");
         let result = match request {
+            // A create announces itself, overlapping its event with its ledger write.
             MirrorRequest::Create(create) => self.mirroring.create(create).await,
-            MirrorRequest::Remove(remove) => self.mirroring.remove(remove).await,
+            MirrorRequest::Remove(remove) => {
+                let result = self.mirroring.remove(remove).await;
+                self.publish(&result).await;
+                result
+            }
         };
         info!(action_id = %result.action_id, success = result.success, code = ?result.error_code, "action finished");
-        self.publish(&result).await;
         result
     }
 
     pub(crate) async fn publish(&self, result: &ActionResult) {
-        if let Err(err) = self.publisher.publish(result).await {
-            let failed = self.unpublished.fetch_add(1, Ordering::Relaxed) + 1;
-            warn!(action_id = %result.action_id, error = %err, unpublished_events = failed, "completion event not sent");
-        }
+        self.announcer.announce(result).await;
     }
 }
 

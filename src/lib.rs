@@ -9,6 +9,7 @@
 // hot path, and boxing it would only add noise.
 #![allow(clippy::result_large_err)]
 
+pub mod announce;
 pub mod aws;
 pub mod config;
 pub mod contract;

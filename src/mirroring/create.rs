@@ -12,13 +12,13 @@ use tracing::{info, warn};
 use super::model::{CreateRequest, MAX_SESSION_NUMBER, SESSIONS_PER_SOURCE_ENI, SOURCES_PER_ENI_TARGET};
 use super::release::Release;
 use super::{
-    aws_failure, client_token, is_ours, jitter_millis, ledger_failure, now_seconds, ownership_tags, Mirroring,
+    aws_failure, client_token, is_ours, jitter_millis, ledger_failure, now_seconds, ownership_tags, Mirroring, Refused,
     TAG_ACTION_ID,
 };
 use crate::contract::{ActionResult, CREATE};
 use crate::ports::{
-    ActionKind, AwsError, LedgerRecord, MirrorSession, MirrorTarget, NewSession, NumberClaim, RecordStatus,
-    SessionQuery, TargetSlot,
+    ActionKind, AwsError, AwsResult, LedgerError, LedgerRecord, MirrorSession, MirrorTarget, NewSession, NumberClaim,
+    RecordStatus, SessionQuery, TargetSlot,
 };
 
 /// What this attempt has made or claimed so far: exactly what a rollback may
@@ -32,6 +32,13 @@ struct Made {
     filter_id: Option<String>,
     rule_ids: Vec<String>,
     session_id: Option<String>,
+}
+
+/// What round 1 read, before the claim's answer was known.
+struct Reads {
+    sessions: AwsResult<Vec<MirrorSession>>,
+    claimed: Result<Vec<(u16, String)>, LedgerError>,
+    slot: Result<TargetSlot, LedgerError>,
 }
 
 /// Everything a successful create produced, for the record and the answer.
@@ -53,7 +60,19 @@ const MAKER_LEASE_SECONDS: u64 = 60;
 const NUMBER_ROUNDS: usize = 8;
 
 impl Mirroring {
+    /// Runs a create and announces its result.
     pub async fn create(&self, request: &CreateRequest) -> ActionResult {
+        let (result, announced) = self.create_unannounced(request).await;
+        if !announced {
+            self.announce(&result).await;
+        }
+        result
+    }
+
+    /// The create itself: four rounds of AWS calls on its critical path when
+    /// the target exists (claim and reads; number and filter; rules and
+    /// session; ledger write and event). Returns whether it announced.
+    async fn create_unannounced(&self, request: &CreateRequest) -> (ActionResult, bool) {
         let now = now_seconds();
         let mut record = LedgerRecord {
             action_id: request.action_id.clone(),
@@ -67,18 +86,75 @@ impl Mirroring {
             updated_at: now,
             ..LedgerRecord::default()
         };
-        // The pending record is the intent: written before EC2 changes, it
-        // names the action whose tags and claims mark everything made next.
-        match self.claim(&record, CREATE).await {
+        // Round 1. The pending record is the intent: written before EC2
+        // changes, it names the action whose tags and claims mark everything
+        // made next. The reads and the ledger-only join of the target do not
+        // depend on it, so they go along.
+        let on_source = SessionQuery::SourceEni(request.source_eni.clone());
+        let (claim, sessions, claimed, slot) = tokio::join!(
+            self.claim(&record, CREATE),
+            self.ec2.sessions(&on_source),
+            self.ledger.numbers(request.source_eni.as_str()),
+            self.ledger.join_target(
+                request.target_eni.as_str(),
+                &request.action_id,
+                SOURCES_PER_ENI_TARGET,
+                self.maker_lease_seconds(),
+            )
+        );
+        match claim {
             Ok(attempt) => record.attempt = attempt,
-            Err(answer) => return answer,
+            Err(refused) => {
+                // Joining is keyed by the action id, so this join is shared
+                // with any invocation holding the action right now and must be
+                // left alone. It is undone only when nobody holds the action:
+                // it finished (and the join made us the maker of a target no
+                // longer there), or the claim itself failed and the ledger
+                // shows no holder.
+                let undo = match &refused {
+                    Refused::InProgress(_) => false,
+                    Refused::Finished(_) => matches!(slot, Ok(TargetSlot::Make)),
+                    Refused::LedgerUnavailable(_) => {
+                        matches!(slot, Ok(TargetSlot::Make | TargetSlot::Joined(_)))
+                            && !self.held(&request.action_id).await
+                    }
+                };
+                if undo {
+                    if let Err(err) = self
+                        .ledger
+                        .leave_target(request.target_eni.as_str(), &request.action_id)
+                        .await
+                    {
+                        warn!(action_id = %request.action_id, error = %err, "could not leave the target's users");
+                    }
+                }
+                return (refused.answer(), false);
+            }
         }
-        let mut made = Made::default();
-        let outcome = self.create_steps(request, record.attempt, &mut made).await;
+        let mut made = Made {
+            joined_target: matches!(slot, Ok(TargetSlot::Joined(_) | TargetSlot::Make)),
+            ..Made::default()
+        };
+        let reads = Reads {
+            sessions,
+            claimed,
+            slot,
+        };
+        let outcome = self.create_steps(request, record.attempt, &mut made, reads).await;
         match outcome {
             Ok(created) => self.finish(request, record, made, created).await,
-            Err(failure) => self.roll_back(record, made, failure).await,
+            Err(failure) => (self.roll_back(record, made, failure).await, false),
         }
+    }
+
+    /// Whether a ledger record of the action may hold resources or claims.
+    async fn held(&self, action_id: &str) -> bool {
+        matches!(self.ledger.get(action_id).await, Ok(Some(record))
+            if record.status.is_some_and(|s| matches!(s, RecordStatus::Pending | RecordStatus::Active | RecordStatus::Removing)))
+    }
+
+    fn maker_lease_seconds(&self) -> u64 {
+        MAKER_LEASE_SECONDS.min(self.lease_seconds)
     }
 
     async fn create_steps(
@@ -86,24 +162,27 @@ impl Mirroring {
         request: &CreateRequest,
         attempt: u32,
         made: &mut Made,
+        reads: Reads,
     ) -> Result<Created, ActionResult> {
         let fail = |context: &str, err: &AwsError| aws_failure(&request.action_id, CREATE, context, err);
         let source = request.source_eni.as_str();
-        // What is on the source ENI, in EC2 and in our claims, before any change,
-        // so a full ENI fails with nothing to undo.
-        let on_source = SessionQuery::SourceEni(request.source_eni.clone());
-        let (sessions, claimed) = tokio::join!(self.ec2.sessions(&on_source), self.ledger.numbers(source));
-        let sessions = sessions.map_err(|e| fail(&format!("listing the sessions on {source}"), &e))?;
-        let claimed = claimed.map_err(|e| ledger_failure(&request.action_id, CREATE, &e))?;
+        let sessions = reads
+            .sessions
+            .map_err(|e| fail(&format!("listing the sessions on {source}"), &e))?;
+        let claimed = reads
+            .claimed
+            .map_err(|e| ledger_failure(&request.action_id, CREATE, &e))?;
+        // A full source ENI fails here, before any change in EC2.
         choose_session_number(request, &sessions, &claimed)?;
 
+        // Round 2: the number, the target (already joined, unless it must be
+        // made or waited for) and the filter do not depend on each other.
         let tags = ownership_tags(&request.action_id, request.reservation_id.as_deref());
         let filter_token = client_token(&request.action_id, attempt, "filter");
         let filter_description = format!("traffic-mirroring {} -> {}", request.source_eni, request.target_eni);
-        // The number, the target and the filter do not depend on each other.
         let (number, target, filter) = tokio::join!(
             self.claim_session_number(request, &sessions, claimed),
-            self.resolve_target(request, attempt),
+            self.resolve_target(request, attempt, reads.slot),
             self.ec2.create_filter(&filter_description, &tags, &filter_token)
         );
         let (joined, target_made, target) = target;
@@ -119,39 +198,43 @@ impl Mirroring {
         let target_id = target?;
         let filter_id = filter.map_err(|e| fail("creating the traffic mirror filter", &e))?;
 
+        // Round 3: the rules and the session. A session may use a filter whose
+        // rules are still being added (it mirrors nothing until they are), so
+        // neither waits for the other; a failure of either rolls back both.
         let rule_calls = request.rules.iter().map(|rule| {
             let step = format!("rule/{}/{}", rule.direction.as_str(), rule.rule_number);
             let token = client_token(&request.action_id, attempt, &step);
             let filter_id = filter_id.clone();
             async move { self.ec2.create_filter_rule(&filter_id, rule, &token).await }
         });
-        let mut first_rule_error = None;
-        for outcome in join_all(rule_calls).await {
-            match outcome {
-                Ok(rule_id) => made.rule_ids.push(rule_id),
-                Err(err) => first_rule_error = first_rule_error.or(Some(err)),
-            }
-        }
-        if let Some(err) = first_rule_error {
-            return Err(fail("creating the filter rules", &err));
-        }
-
         let new_session = NewSession {
             source_eni: request.source_eni.clone(),
             target_id: target_id.clone(),
-            filter_id,
+            filter_id: filter_id.clone(),
             session_number: session_number.number,
             packet_length: request.packet_length,
             virtual_network_id: request.virtual_network_id,
             description: request.description.clone(),
         };
-        let token = client_token(&request.action_id, attempt, "session");
-        let session = self
-            .ec2
-            .create_session(&new_session, &tags, &token)
-            .await
-            .map_err(|e| fail("creating the traffic mirror session", &e))?;
-        made.session_id = Some(session.id.clone());
+        let session_token = client_token(&request.action_id, attempt, "session");
+        let (rules, session) = tokio::join!(
+            join_all(rule_calls),
+            self.ec2.create_session(&new_session, &tags, &session_token)
+        );
+        let mut first_rule_error = None;
+        for outcome in rules {
+            match outcome {
+                Ok(rule_id) => made.rule_ids.push(rule_id),
+                Err(err) => first_rule_error = first_rule_error.or(Some(err)),
+            }
+        }
+        if let Ok(session) = &session {
+            made.session_id = Some(session.id.clone());
+        }
+        let session = session.map_err(|e| fail("creating the traffic mirror session", &e))?;
+        if let Some(err) = first_rule_error {
+            return Err(fail("creating the filter rules", &err));
+        }
         Ok(Created {
             session,
             target_id,
@@ -206,30 +289,25 @@ impl Mirroring {
         ))
     }
 
-    /// Joins the target of the target ENI, or makes it when nobody has.
+    /// Uses the target the first join found, makes it when this action is
+    /// its maker, or waits while another invocation makes it.
     /// Returns (joined the claim item, the target this call created, outcome).
     async fn resolve_target(
         &self,
         request: &CreateRequest,
         attempt: u32,
+        first: Result<TargetSlot, LedgerError>,
     ) -> (bool, Option<String>, Result<String, ActionResult>) {
         let action_id = request.action_id.as_str();
         let eni = request.target_eni.as_str();
         let waited_since = Instant::now();
         let mut pause = Duration::from_millis(25);
+        let mut slot = first;
         loop {
-            let slot = self
-                .ledger
-                .join_target(
-                    eni,
-                    action_id,
-                    SOURCES_PER_ENI_TARGET,
-                    MAKER_LEASE_SECONDS.min(self.lease_seconds),
-                )
-                .await;
             match slot {
                 Err(err) => return (false, None, Err(ledger_failure(action_id, CREATE, &err))),
                 Ok(TargetSlot::Joined(target_id)) => return (true, None, Ok(target_id)),
+                Ok(TargetSlot::Make) => return self.make_target(request, attempt).await,
                 Ok(TargetSlot::Full(users)) => {
                     return (
                         false,
@@ -246,13 +324,7 @@ impl Mirroring {
                         )),
                     )
                 }
-                Ok(TargetSlot::Busy) if waited_since.elapsed() < TARGET_WAIT => {
-                    // Jitter spreads the pollers so they do not arrive in step.
-                    let jitter = Duration::from_millis(u64::from(jitter_millis(action_id, pause)));
-                    tokio::time::sleep(pause + jitter).await;
-                    pause = (pause * 2).min(Duration::from_millis(800));
-                }
-                Ok(TargetSlot::Busy) => {
+                Ok(TargetSlot::Busy) if waited_since.elapsed() >= TARGET_WAIT => {
                     return (
                         false,
                         None,
@@ -265,7 +337,16 @@ impl Mirroring {
                         )),
                     )
                 }
-                Ok(TargetSlot::Make) => return self.make_target(request, attempt).await,
+                Ok(TargetSlot::Busy) => {
+                    // Jitter spreads the pollers so they do not arrive in step.
+                    let jitter = Duration::from_millis(u64::from(jitter_millis(action_id, pause)));
+                    tokio::time::sleep(pause + jitter).await;
+                    pause = (pause * 2).min(Duration::from_millis(800));
+                    slot = self
+                        .ledger
+                        .join_target(eni, action_id, SOURCES_PER_ENI_TARGET, self.maker_lease_seconds())
+                        .await;
+                }
             }
         }
     }
@@ -333,7 +414,7 @@ impl Mirroring {
         mut record: LedgerRecord,
         made: Made,
         created: Created,
-    ) -> ActionResult {
+    ) -> (ActionResult, bool) {
         let session = &created.session;
         let result = success_result(request, &created, made.rule_ids.len());
         record.status = Some(RecordStatus::Active);
@@ -346,13 +427,17 @@ impl Mirroring {
         record.virtual_network_id = session.virtual_network_id;
         record.result = Some(result.clone());
         record.updated_at = now_seconds();
-        if let Err(err) = self.ledger.save(&record).await {
+        // Round 4: the record and the event together (see `announce`).
+        let (saved, ()) = tokio::join!(self.ledger.save(&record), self.announce(&result));
+        if let Err(err) = saved {
             // A session the ledger does not know could never be torn down by us.
             let failure = ledger_failure(&request.action_id, CREATE, &err);
-            return self.roll_back(record, made, failure).await;
+            let failure = self.roll_back(record, made, failure).await;
+            self.announce(&failure).await;
+            return (failure, true);
         }
         info!(action_id = %request.action_id, session_id = %session.id, "mirroring created");
-        result
+        (result, true)
     }
 
     /// Deletes what `made` lists, newest first, then records the outcome.

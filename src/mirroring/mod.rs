@@ -14,6 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
+use crate::announce::Announcer;
 use crate::contract::ActionResult;
 use crate::ports::{AwsError, Claim, ErrorKind, Ledger, LedgerError, LedgerRecord, MirrorApi, Tags};
 
@@ -23,6 +24,9 @@ pub const TAG_MANAGED_BY_VALUE: &str = "traffic-mirroring";
 pub const TAG_ACTION_ID: &str = "traffic-mirroring:action-id";
 pub const TAG_RESERVATION_ID: &str = "traffic-mirroring:reservation-id";
 
+/// The error code of an action another invocation is carrying out right now.
+pub const IN_PROGRESS: &str = "ActionInProgress";
+
 /// How long a claimed action may stay pending before another invocation may
 /// take it over (a Lambda runs at most 15 minutes).
 pub const DEFAULT_LEASE_SECONDS: u64 = 15 * 60;
@@ -31,6 +35,8 @@ pub struct Mirroring {
     pub(crate) ec2: Arc<dyn MirrorApi>,
     pub(crate) ledger: Arc<dyn Ledger>,
     pub(crate) lease_seconds: u64,
+    /// Set by the `App`: creates announce themselves (see `announce`).
+    pub(crate) announcer: Option<Arc<Announcer>>,
 }
 
 impl Mirroring {
@@ -39,6 +45,13 @@ impl Mirroring {
             ec2,
             ledger,
             lease_seconds: DEFAULT_LEASE_SECONDS,
+            announcer: None,
+        }
+    }
+
+    pub(crate) async fn announce(&self, result: &ActionResult) {
+        if let Some(announcer) = &self.announcer {
+            announcer.announce(result).await;
         }
     }
 
@@ -95,21 +108,38 @@ pub(crate) fn now_seconds() -> u64 {
 
 impl Mirroring {
     /// Claims the record's action id. `Ok` carries the attempt number to work
-    /// under; `Err` is the answer to give instead: the recorded result of a
-    /// finished action, "in progress", or the ledger's failure.
-    pub(crate) async fn claim(&self, record: &LedgerRecord, action_type: &str) -> Result<u32, ActionResult> {
+    /// under; `Err` says why not, with the answer to give instead.
+    pub(crate) async fn claim(&self, record: &LedgerRecord, action_type: &str) -> Result<u32, Refused> {
         let action_id = &record.action_id;
         match self.ledger.claim(record, self.lease_seconds).await {
             Ok(Claim::Granted { attempt }) => Ok(attempt),
-            Ok(Claim::Finished(result)) => Err(*result),
-            Ok(Claim::InProgress) => Err(ActionResult::failure(
+            Ok(Claim::Finished(result)) => Err(Refused::Finished(*result)),
+            Ok(Claim::InProgress) => Err(Refused::InProgress(ActionResult::failure(
                 action_id,
                 action_type,
-                "ActionInProgress",
+                IN_PROGRESS,
                 format!("action {action_id} is being carried out by another invocation right now; retry later"),
                 true,
-            )),
-            Err(err) => Err(ledger_failure(action_id, action_type, &err)),
+            ))),
+            Err(err) => Err(Refused::LedgerUnavailable(ledger_failure(action_id, action_type, &err))),
+        }
+    }
+}
+
+/// Why an action could not be claimed, with the answer to give.
+#[derive(Debug)]
+pub(crate) enum Refused {
+    /// It already finished: the recorded result.
+    Finished(ActionResult),
+    /// Another invocation holds it right now.
+    InProgress(ActionResult),
+    LedgerUnavailable(ActionResult),
+}
+
+impl Refused {
+    pub(crate) fn answer(self) -> ActionResult {
+        match self {
+            Refused::Finished(answer) | Refused::InProgress(answer) | Refused::LedgerUnavailable(answer) => answer,
         }
     }
 }

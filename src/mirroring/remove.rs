@@ -58,7 +58,7 @@ impl Mirroring {
         };
         match self.claim(&record, REMOVE).await {
             Ok(attempt) => record.attempt = attempt,
-            Err(answer) => return answer,
+            Err(refused) => return refused.answer(),
         }
         let result = match self.find_for_removal(request).await {
             Ok(found) if found.not_ours.iter().any(|id| Some(id) == request.session_id.as_ref()) => {

@@ -35,13 +35,31 @@ fn refusal(action: &str) -> (&'static str, u16) {
     }
 }
 
-/// The failure's completion event, read from the queue behind the bus.
+/// The completion event that has the last word on an action: a create whose
+/// final ledger write fails after its success was announced sends a failure
+/// that supersedes it.
 async fn failure_event(world: &World, action_id: &str) -> serde_json::Value {
-    let events = world.events(1).await;
-    events
-        .into_iter()
-        .find(|e| e["detail"]["actionId"] == action_id)
-        .unwrap_or_else(|| panic!("no completion event for {action_id}"))
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        seen.extend(
+            world
+                .events(1)
+                .await
+                .into_iter()
+                .filter(|e| e["detail"]["actionId"] == action_id),
+        );
+        if seen.iter().any(|e| e["detail-type"] != "TrafficMirroringCreated") {
+            break;
+        }
+    }
+    let last_word = seen
+        .iter()
+        .position(|e| e["detail-type"] != "TrafficMirroringCreated")
+        .or_else(|| seen.len().checked_sub(1));
+    match last_word {
+        Some(index) => seen.swap_remove(index),
+        None => panic!("no completion event for {action_id}"),
+    }
 }
 
 #[tokio::test]
