@@ -148,7 +148,7 @@ impl Mirroring {
     }
 
     /// Whether a ledger record of the action may hold resources or claims.
-    async fn held(&self, action_id: &str) -> bool {
+    pub(crate) async fn held(&self, action_id: &str) -> bool {
         matches!(self.ledger.get(action_id).await, Ok(Some(record))
             if record.status.is_some_and(|s| matches!(s, RecordStatus::Pending | RecordStatus::Active | RecordStatus::Removing)))
     }

@@ -366,6 +366,13 @@ impl Mirroring {
                 self.ec2.delete_filter(id).await.map_err(|e| e.to_string())?;
                 Ok("repaired".into())
             }
+            // The listing is a moment old: an action that took up its claim
+            // since (a create joins its target as it claims itself) keeps it.
+            Repair::StaleNumber { action_id, .. } | Repair::StaleUser { action_id, .. }
+                if self.held(action_id).await =>
+            {
+                Ok("skipped: the action holds it now".into())
+            }
             Repair::StaleNumber {
                 source_eni,
                 number,
