@@ -17,8 +17,8 @@ use super::errors::classify;
 use crate::contract::ActionResult;
 use crate::mirroring::now_seconds;
 use crate::ports::{
-    ActionKind, Claim, ErrorKind, Ledger, LedgerContents, LedgerError, LedgerQuery, LedgerRecord, NumberClaim,
-    RecordStatus, SourceClaims, TargetClaims, TargetSlot,
+    ActionKind, AwsError, Claim, ErrorKind, Ledger, LedgerContents, LedgerError, LedgerQuery, LedgerRecord,
+    NumberClaim, RecordStatus, SourceClaims, TargetClaims, TargetSlot,
 };
 
 pub const PARTITION_KEY: &str = "pk";
@@ -207,6 +207,16 @@ fn text(item: &Item, name: &str) -> Option<String> {
     item.get(name).and_then(|v| v.as_s().ok()).cloned()
 }
 
+/// A conditional write's outcome: `true` when it was made, `false` when its
+/// condition did not hold (an answer, not an error).
+fn written<T>(outcome: Result<T, AwsError>) -> Result<bool, LedgerError> {
+    match outcome {
+        Ok(_) => Ok(true),
+        Err(err) if err.kind == ErrorKind::ConditionFailed => Ok(false),
+        Err(err) => Err(err.into()),
+    }
+}
+
 fn users_of(item: &Item) -> Vec<String> {
     match item.get("users") {
         Some(AttributeValue::Ss(users)) => users.clone(),
@@ -298,11 +308,7 @@ impl DynamoLedger {
             .send()
             .await
             .map_err(classify);
-        match outcome {
-            Ok(_) => Ok(true),
-            Err(err) if err.kind == ErrorKind::ConditionFailed => Ok(false),
-            Err(err) => Err(err.into()),
-        }
+        written(outcome)
     }
 }
 
@@ -496,11 +502,7 @@ impl Ledger for DynamoLedger {
             .send()
             .await
             .map_err(classify);
-        match gave_up {
-            Ok(_) => {}
-            Err(err) if err.kind == ErrorKind::ConditionFailed => {}
-            Err(err) => return Err(err.into()),
-        }
+        written(gave_up)?;
         let output = self
             .client
             .update_item()
@@ -539,22 +541,19 @@ impl Ledger for DynamoLedger {
             .send()
             .await
             .map_err(classify);
-        match outcome {
-            Ok(_) => Ok(true),
-            Err(err) if err.kind != ErrorKind::ConditionFailed => Err(err.into()),
-            Err(_) => {
-                // The item names another target, or is being made, or is used.
-                // Only an item that neither uses nor is making one lets go of `target_id`.
-                let claims = self
-                    .get_item(target_key(target_eni))
-                    .await?
-                    .map(|item| target_claims_from(&item));
-                Ok(match claims {
-                    None => true,
-                    Some(claims) => claims.maker.is_none() && claims.target_id.as_deref() != Some(target_id),
-                })
-            }
+        if written(outcome)? {
+            return Ok(true);
         }
+        // The item names another target, or is being made, or is used. Only an
+        // item that neither uses nor is making one lets go of `target_id`.
+        let claims = self
+            .get_item(target_key(target_eni))
+            .await?
+            .map(|item| target_claims_from(&item));
+        Ok(match claims {
+            None => true,
+            Some(claims) => claims.maker.is_none() && claims.target_id.as_deref() != Some(target_id),
+        })
     }
 
     async fn restore_target(&self, target_eni: &str, target_id: &str) -> Result<(), LedgerError> {
@@ -569,10 +568,8 @@ impl Ledger for DynamoLedger {
             .send()
             .await
             .map_err(classify);
-        match outcome {
-            Err(err) if err.kind != ErrorKind::ConditionFailed => Err(err.into()),
-            _ => Ok(()),
-        }
+        // Refused: the ENI has a claim item again, which the sweep reconciles.
+        written(outcome).map(|_| ())
     }
 
     async fn claim_number(
@@ -599,13 +596,12 @@ impl Ledger for DynamoLedger {
             .send()
             .await
             .map_err(classify);
-        match outcome {
-            Ok(_) => Ok(NumberClaim::Claimed),
-            Err(err) if err.kind == ErrorKind::ConditionFailed => Ok(NumberClaim::Refused(
-                self.numbers(source_eni).await?.into_iter().map(|(n, _)| n).collect(),
-            )),
-            Err(err) => Err(err.into()),
+        if written(outcome)? {
+            return Ok(NumberClaim::Claimed);
         }
+        Ok(NumberClaim::Refused(
+            self.numbers(source_eni).await?.into_iter().map(|(n, _)| n).collect(),
+        ))
     }
 
     async fn numbers(&self, source_eni: &str) -> Result<Vec<(u16, String)>, LedgerError> {
@@ -630,11 +626,8 @@ impl Ledger for DynamoLedger {
             .send()
             .await
             .map_err(classify);
-        match outcome {
-            // Not ours (any more): nothing to release.
-            Err(err) if err.kind != ErrorKind::ConditionFailed => Err(err.into()),
-            _ => Ok(()),
-        }
+        // Refused: not ours (any more), so nothing to release.
+        written(outcome).map(|_| ())
     }
 
     async fn contents(&self) -> Result<LedgerContents, LedgerError> {

@@ -404,43 +404,7 @@ impl World {
 
     /// Sessions, filters and targets in EC2, read through every page.
     pub async fn mirror_state(&self) -> MirrorState {
-        let sessions = self
-            .ec2
-            .describe_traffic_mirror_sessions()
-            .into_paginator()
-            .items()
-            .send();
-        let filters = self
-            .ec2
-            .describe_traffic_mirror_filters()
-            .into_paginator()
-            .items()
-            .send();
-        let targets = self
-            .ec2
-            .describe_traffic_mirror_targets()
-            .into_paginator()
-            .items()
-            .send();
-        let (sessions, filters, targets) = (
-            sessions.collect::<Result<Vec<_>, _>>().await.expect("sessions"),
-            filters.collect::<Result<Vec<_>, _>>().await.expect("filters"),
-            targets.collect::<Result<Vec<_>, _>>().await.expect("targets"),
-        );
-        MirrorState {
-            sessions: sessions
-                .iter()
-                .filter_map(|s| s.traffic_mirror_session_id().map(str::to_owned))
-                .collect(),
-            filters: filters
-                .iter()
-                .filter_map(|f| f.traffic_mirror_filter_id().map(str::to_owned))
-                .collect(),
-            targets: targets
-                .iter()
-                .filter_map(|t| t.traffic_mirror_target_id().map(str::to_owned))
-                .collect(),
-        }
+        self.resources_where(None).await
     }
 
     /// Every ledger item, with attributes flattened to JSON.
@@ -546,36 +510,40 @@ impl World {
 
     /// Sessions, filters and targets carrying our ownership tag.
     pub async fn our_resources(&self) -> MirrorState {
-        let tag = || {
-            aws_sdk_ec2::types::Filter::builder()
-                .name("tag:traffic-mirroring:managed-by")
-                .values("traffic-mirroring")
-                .build()
-        };
+        let ours = aws_sdk_ec2::types::Filter::builder()
+            .name("tag:traffic-mirroring:managed-by")
+            .values("traffic-mirroring")
+            .build();
+        self.resources_where(Some(ours)).await
+    }
+
+    /// Every session, filter and target (matching `filter`), all pages.
+    async fn resources_where(&self, filter: Option<aws_sdk_ec2::types::Filter>) -> MirrorState {
+        let filters: Option<Vec<_>> = filter.map(|f| vec![f]);
         let sessions = self
             .ec2
             .describe_traffic_mirror_sessions()
-            .filters(tag())
+            .set_filters(filters.clone())
             .into_paginator()
             .items()
             .send();
-        let filters = self
+        let mirror_filters = self
             .ec2
             .describe_traffic_mirror_filters()
-            .filters(tag())
+            .set_filters(filters.clone())
             .into_paginator()
             .items()
             .send();
         let targets = self
             .ec2
             .describe_traffic_mirror_targets()
-            .filters(tag())
+            .set_filters(filters)
             .into_paginator()
             .items()
             .send();
-        let (sessions, filters, targets) = (
+        let (sessions, mirror_filters, targets) = (
             sessions.collect::<Result<Vec<_>, _>>().await.expect("sessions"),
-            filters.collect::<Result<Vec<_>, _>>().await.expect("filters"),
+            mirror_filters.collect::<Result<Vec<_>, _>>().await.expect("filters"),
             targets.collect::<Result<Vec<_>, _>>().await.expect("targets"),
         );
         MirrorState {
@@ -583,7 +551,7 @@ impl World {
                 .iter()
                 .filter_map(|s| s.traffic_mirror_session_id().map(str::to_owned))
                 .collect(),
-            filters: filters
+            filters: mirror_filters
                 .iter()
                 .filter_map(|f| f.traffic_mirror_filter_id().map(str::to_owned))
                 .collect(),
