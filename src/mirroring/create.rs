@@ -303,38 +303,30 @@ impl Mirroring {
         let waited_since = Instant::now();
         let mut pause = Duration::from_millis(25);
         let mut slot = first;
+        let refuse = |code: &str, message: String, retryable: bool| {
+            let failure = ActionResult::failure(action_id, CREATE, code, message, retryable);
+            (false, None, Err(failure))
+        };
         loop {
             match slot {
                 Err(err) => return (false, None, Err(ledger_failure(action_id, CREATE, &err))),
                 Ok(TargetSlot::Joined(target_id)) => return (true, None, Ok(target_id)),
                 Ok(TargetSlot::Make) => return self.make_target(request, attempt).await,
                 Ok(TargetSlot::Full(users)) => {
-                    return (
+                    return refuse(
+                        "TrafficMirrorSourcesPerTargetLimitExceeded",
+                        format!(
+                            "the mirror target of {eni} already serves {users} sessions, the AWS limit for an \
+                             ENI target; nothing was created (use another target ENI)"
+                        ),
                         false,
-                        None,
-                        Err(ActionResult::failure(
-                            action_id,
-                            CREATE,
-                            "TrafficMirrorSourcesPerTargetLimitExceeded",
-                            format!(
-                                "the mirror target of {eni} already serves {users} sessions, the AWS limit for an \
-                                 ENI target; nothing was created (use another target ENI)"
-                            ),
-                            false,
-                        )),
                     )
                 }
                 Ok(TargetSlot::Busy) if waited_since.elapsed() >= TARGET_WAIT => {
-                    return (
-                        false,
-                        None,
-                        Err(ActionResult::failure(
-                            action_id,
-                            CREATE,
-                            "TargetBeingCreated",
-                            format!("another invocation is still creating the mirror target of {eni}; retry later"),
-                            true,
-                        )),
+                    return refuse(
+                        "TargetBeingCreated",
+                        format!("another invocation is still creating the mirror target of {eni}; retry later"),
+                        true,
                     )
                 }
                 Ok(TargetSlot::Busy) => {

@@ -306,24 +306,8 @@ impl World {
 
     /// The primary ENI of a new instance of `instance_type`.
     pub async fn instance_eni(&self, instance_type: &str) -> String {
-        let run = self
-            .ec2
-            .run_instances()
-            .image_id("ami-12c6146b")
-            .instance_type(instance_type.into())
-            .subnet_id(&self.subnet_id)
-            .min_count(1)
-            .max_count(1)
-            .send()
-            .await
-            .expect("instance");
-        let instance = run.instances().first().expect("one instance");
-        instance
-            .network_interfaces()
-            .first()
-            .and_then(|n| n.network_interface_id())
-            .expect("eni")
-            .to_owned()
+        let instance_id = self.instance(instance_type, &[]).await;
+        self.primary_eni(&instance_id).await
     }
 
     /// A mirror target made by someone else (no ownership tag).
