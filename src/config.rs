@@ -13,13 +13,23 @@ pub const DEFAULT_TARGETS: &str = "DEFAULT_TARGETS";
 /// the sweep) takes it over; set it above the function timeout.
 pub const CLAIM_LEASE_SECONDS: &str = "CLAIM_LEASE_SECONDS";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Actions of one invocation running at once (1-100, default 10): with the
+/// reserved concurrency, what bounds the fleet's rate of EC2 calls.
+pub const MAX_CONCURRENT_ACTIONS: &str = "MAX_CONCURRENT_ACTIONS";
+
+/// Mutating EC2 calls one process makes per second at most (a positive
+/// number; absent = unpaced): processes x this is the fleet's write rate.
+pub const MUTATING_CALLS_PER_SECOND: &str = "MUTATING_CALLS_PER_SECOND";
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub table_name: String,
     pub event_bus_name: String,
     pub event_source: String,
     pub default_targets: std::collections::BTreeMap<String, String>,
     pub claim_lease_seconds: u64,
+    pub max_concurrent_actions: usize,
+    pub mutating_calls_per_second: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,8 +57,27 @@ impl Config {
                 .filter(|s| *s > 0)
                 .ok_or(ConfigError(CLAIM_LEASE_SECONDS, "must be a positive number of seconds"))?,
         };
+        let max_concurrent_actions = match value(MAX_CONCURRENT_ACTIONS) {
+            None => crate::handler::MAX_CONCURRENT_LANES,
+            Some(text) => text.parse().ok().filter(|n| (1..=100).contains(n)).ok_or(ConfigError(
+                MAX_CONCURRENT_ACTIONS,
+                "must be a whole number from 1 to 100",
+            ))?,
+        };
+        let mutating_calls_per_second =
+            match value(MUTATING_CALLS_PER_SECOND) {
+                None => None,
+                Some(text) => Some(text.parse::<f64>().ok().filter(|r| r.is_finite() && *r > 0.0).ok_or(
+                    ConfigError(
+                        MUTATING_CALLS_PER_SECOND,
+                        "must be a positive number of calls per second",
+                    ),
+                )?),
+            };
         Ok(Self {
+            mutating_calls_per_second,
             claim_lease_seconds,
+            max_concurrent_actions,
             default_targets,
             table_name,
             event_bus_name: value(EVENT_BUS_NAME).unwrap_or_else(|| DEFAULT_EVENT_BUS.to_owned()),
@@ -72,6 +101,38 @@ mod tests {
         assert_eq!(config.event_bus_name, "default");
         assert!(config.default_targets.is_empty());
         assert_eq!(config.claim_lease_seconds, 900);
+        assert_eq!(config.max_concurrent_actions, 10);
+    }
+
+    #[test]
+    fn concurrent_actions_are_bounded() {
+        let with = |n: &'static str| {
+            Config::from_lookup(move |name| match name {
+                TABLE_NAME => Some("ledger".into()),
+                MAX_CONCURRENT_ACTIONS => Some(n.into()),
+                _ => None,
+            })
+        };
+        assert_eq!(with("4").map(|c| c.max_concurrent_actions), Ok(4));
+        for bad in ["0", "101", "many"] {
+            assert!(with(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_mutating_rate_is_positive_or_absent() {
+        let with = |rate: &'static str| {
+            Config::from_lookup(move |name| match name {
+                TABLE_NAME => Some("ledger".into()),
+                MUTATING_CALLS_PER_SECOND => Some(rate.into()),
+                _ => None,
+            })
+        };
+        assert_eq!(with("1.5").map(|c| c.mutating_calls_per_second), Ok(Some(1.5)));
+        assert_eq!(with("").map(|c| c.mutating_calls_per_second), Ok(None));
+        for bad in ["0", "-2", "NaN", "fast"] {
+            assert!(with(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

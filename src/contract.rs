@@ -24,6 +24,8 @@ pub struct RawAction {
     pub body: Map<String, Value>,
     /// A `reservationId` given once for the whole request applies to every action.
     pub request_reservation_id: Option<String>,
+    /// `dryRun: true` on the whole request applies to every action.
+    pub request_dry_run: bool,
 }
 
 /// A payload that is not a `driverRequest` at all.
@@ -70,10 +72,15 @@ pub fn split_request(payload: &Value) -> Result<Vec<RawAction>, MalformedRequest
         .and_then(Value::as_str)
         .filter(|s| !s.trim().is_empty())
         .map(str::to_owned);
+    let request_dry_run = request.get("dryRun").and_then(Value::as_bool).unwrap_or(false);
     Ok(actions
         .iter()
         .enumerate()
-        .map(|(index, action)| split_action(index, action, request_reservation_id.clone()))
+        .map(|(index, action)| {
+            let mut raw = split_action(index, action, request_reservation_id.clone());
+            raw.request_dry_run = request_dry_run;
+            raw
+        })
         .collect())
 }
 
@@ -90,6 +97,7 @@ fn split_action(index: usize, action: &Value, reservation: Option<String>) -> Ra
         action_id,
         body,
         request_reservation_id: reservation,
+        request_dry_run: false,
     }
 }
 
@@ -191,6 +199,13 @@ pub struct ActionResult {
     /// Sessions a remove took down (or found already gone).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removed_session_ids: Vec<String>,
+    /// Set on the answer to a dry run: nothing was changed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    /// What a dry run would do: the target, the filter, the session number,
+    /// and EC2's answer to each call asked with `DryRun`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Value>,
     /// What a reconcile sweep found and did (type `Sweep` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep: Option<Value>,

@@ -4,21 +4,24 @@
 
 use std::sync::Arc;
 
+use futures::future::join_all;
 use futures::stream::{self, StreamExt};
 use serde_json::Value;
 use tracing::{info, warn};
 
 use crate::announce::Announcer;
-use crate::contract::{split_request, ActionResult, DriverResponse, MalformedRequest, RawAction};
+use crate::contract::{ActionResult, DriverResponse, MalformedRequest, RawAction};
+use crate::ingress::Work;
 use crate::mirroring::launch::LaunchPolicy;
 use crate::mirroring::model::MirrorRequest;
 use crate::mirroring::validate::validate;
 use crate::mirroring::Mirroring;
 use crate::ports::Publisher;
 
-/// Lanes of one invocation running at once: a whole SQS batch (at most 10
-/// records) overlaps its AWS latency, and one big request still cannot burst
-/// through EC2's rate limits.
+/// Lanes of one invocation running at once, unless configured otherwise
+/// (`MAX_CONCURRENT_ACTIONS`): a whole SQS batch (at most 10 records)
+/// overlaps its AWS latency, and one big request still cannot burst through
+/// EC2's rate limits.
 pub const MAX_CONCURRENT_LANES: usize = 10;
 
 pub const DETAIL_CREATED: &str = "TrafficMirroringCreated";
@@ -40,6 +43,7 @@ pub struct App {
     pub(crate) mirroring: Mirroring,
     pub(crate) launch_policy: LaunchPolicy,
     announcer: Arc<Announcer>,
+    max_lanes: usize,
 }
 
 impl App {
@@ -50,7 +54,14 @@ impl App {
             mirroring,
             launch_policy: LaunchPolicy::default(),
             announcer,
+            max_lanes: MAX_CONCURRENT_LANES,
         }
+    }
+
+    /// Bounds how many actions of one invocation run at once (at least one).
+    pub fn with_max_concurrent_actions(mut self, lanes: usize) -> Self {
+        self.max_lanes = lanes.max(1);
+        self
     }
 
     pub fn with_launch_policy(mut self, policy: LaunchPolicy) -> Self {
@@ -68,21 +79,25 @@ impl App {
         responses.pop().unwrap_or_else(|| DriverResponse::new(Vec::new()))
     }
 
-    /// Answers several requests at once (the records of an SQS batch). Their
-    /// actions share one lane plan, so two records touching the same ENI run
-    /// one after the other, like two actions of one request.
+    /// Answers several payloads at once (the records of an SQS batch): each a
+    /// `driverRequest` or an EventBridge event (an instance launch or
+    /// termination, or a request event, as the template routes launches
+    /// through the queue). Their actions share one lane plan, so two records
+    /// touching the same ENI run one after the other, like two actions of one
+    /// request.
     pub async fn handle_batch(&self, payloads: &[Value]) -> Vec<DriverResponse> {
+        let work = join_all(payloads.iter().map(|payload| self.work_of(payload))).await;
         let mut responses = Vec::with_capacity(payloads.len());
         let mut counts = Vec::with_capacity(payloads.len());
         let mut actions = Vec::new();
-        for payload in payloads {
-            match split_request(payload) {
-                Ok(split) => {
-                    counts.push(Some(split.len()));
-                    actions.extend(split.iter().map(validated));
+        for item in work {
+            match item {
+                Work::Actions(list) => {
+                    counts.push(Some(list.len()));
+                    actions.extend(list);
                     responses.push(None);
                 }
-                Err(err) => {
+                Work::Malformed(err) => {
                     counts.push(None);
                     responses.push(Some(self.malformed(&err).await));
                 }
@@ -135,7 +150,7 @@ impl App {
                 }
                 out
             })
-            .buffer_unordered(MAX_CONCURRENT_LANES)
+            .buffer_unordered(self.max_lanes)
             .collect()
             .await;
         for (index, result) in done.into_iter().flatten() {
@@ -164,7 +179,7 @@ impl App {
     }
 }
 
-fn validated(action: &RawAction) -> Result<MirrorRequest, ActionResult> {
+pub(crate) fn validated(action: &RawAction) -> Result<MirrorRequest, ActionResult> {
     validate(action).map_err(|err| {
         ActionResult::failure(
             &action.action_id,
@@ -188,11 +203,12 @@ fn type_name(action_type: &str) -> &str {
     }
 }
 
-/// Groups actions that may touch the same AWS resources into lanes, each run
-/// in request order; different lanes run concurrently. Two creates on one
-/// target ENI would otherwise both make a target, and two on one source ENI
-/// could pick the same session number. A remove by session id or reservation
-/// can reach any ENI, so it joins every lane.
+/// Groups actions that touch the same ENIs into lanes, each run in request
+/// order, so that a create and a remove of one ENI in one request happen in
+/// the order asked; different lanes run concurrently. (The ledger's claims
+/// keep concurrent actions from colliding either way; creates sharing a load
+/// balancer target or a filter run side by side.) A remove by session id or
+/// reservation can reach any ENI, so it joins every lane.
 fn lanes(actions: &[(usize, MirrorRequest)]) -> Vec<Vec<usize>> {
     let mut lane_of: Vec<usize> = (0..actions.len()).collect();
     fn root(lane_of: &mut [usize], mut i: usize) -> usize {
@@ -225,7 +241,9 @@ fn lanes(actions: &[(usize, MirrorRequest)]) -> Vec<Vec<usize>> {
 
 fn conflict(a: &MirrorRequest, b: &MirrorRequest) -> bool {
     let enis = |r: &MirrorRequest| match r {
-        MirrorRequest::Create(c) => vec![c.source_eni.clone(), c.target_eni.clone()],
+        MirrorRequest::Create(c) => std::iter::once(c.source_eni.clone())
+            .chain(c.target.eni().cloned())
+            .collect::<Vec<_>>(),
         MirrorRequest::Remove(r) => r.target_eni.iter().cloned().collect(),
     };
     let reaches_anything = |r: &MirrorRequest| matches!(r, MirrorRequest::Remove(r) if r.session_id.is_some() || r.reservation_id.is_some());
@@ -238,7 +256,7 @@ fn conflict(a: &MirrorRequest, b: &MirrorRequest) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mirroring::model::{CreateRequest, EniId, RemoveRequest};
+    use crate::mirroring::model::{CreateRequest, EniId, FilterSpec, RemoveRequest, TargetSpec};
 
     fn eni(n: u32) -> EniId {
         EniId::parse(&format!("eni-{n:08x}")).expect("valid")
@@ -248,14 +266,15 @@ mod tests {
         MirrorRequest::Create(CreateRequest {
             action_id: id.into(),
             source_eni: eni(source),
-            target_eni: eni(target),
+            target: TargetSpec::Eni(eni(target)),
+            filter: FilterSpec::from_rules(Vec::new()),
             session_number: None,
-            rules: Vec::new(),
             packet_length: None,
             virtual_network_id: None,
             description: None,
             reservation_id: None,
             instance_id: None,
+            dry_run: false,
         })
     }
 

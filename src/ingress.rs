@@ -7,8 +7,8 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
-use crate::contract::DriverResponse;
-use crate::handler::App;
+use crate::contract::{split_request, ActionResult, DriverResponse, MalformedRequest};
+use crate::handler::{validated, App};
 use crate::mirroring::launch::LaunchPlan;
 use crate::mirroring::model::{MirrorRequest, RemoveRequest};
 
@@ -151,9 +151,11 @@ impl App {
         }
     }
 
-    /// Each record's body is a `driverRequest`. A record is handed back to
-    /// SQS only when one of its actions failed for a reason that may pass; a
-    /// record that can never succeed is consumed (its failure was published).
+    /// Each record's body is a `driverRequest` or an EventBridge event (see
+    /// `handle_batch`). A record is handed back to SQS only when one of its
+    /// actions failed for a reason that may pass (throttling that outlasted
+    /// the invocation's patience among them); a record that can never
+    /// succeed is consumed (its failure was published).
     pub async fn handle_sqs(&self, event: &SqsEvent) -> SqsBatchResponse {
         let bodies: Vec<Value> = event
             .records
@@ -181,33 +183,93 @@ impl App {
     }
 }
 
+/// What one payload asks for.
+pub(crate) enum Work {
+    /// The actions to run (validation failures included, as results).
+    Actions(Vec<Result<MirrorRequest, ActionResult>>),
+    /// Not something this function handles.
+    Malformed(MalformedRequest),
+}
+
 impl App {
+    /// Turns one payload (a `driverRequest`, or an EventBridge event as the
+    /// body of an SQS record) into its actions. An instance launch is planned
+    /// here, which asks EC2 about the instance.
+    pub(crate) async fn work_of(&self, payload: &Value) -> Work {
+        let parsed;
+        let payload = match payload {
+            // A body that is JSON text (an SQS record's, or CloudShell's) is read first.
+            Value::String(text) => match serde_json::from_str::<Value>(text) {
+                Ok(value) if value.is_object() => {
+                    parsed = value;
+                    &parsed
+                }
+                _ => payload,
+            },
+            other => other,
+        };
+        match recognise(payload.clone()) {
+            Invocation::Request(request) => self.split(&request),
+            Invocation::InstanceState { instance_id, state } => match self.instance_actions(&instance_id, &state).await
+            {
+                Ok(actions) => Work::Actions(actions),
+                Err(skipped) => {
+                    info!(instance_id, skipped = %skipped, "instance event needs no action");
+                    Work::Actions(Vec::new())
+                }
+            },
+            Invocation::Direct(request) => self.split(&request),
+            Invocation::Sqs(_) | Invocation::Sweep { .. } | Invocation::Unhandled(_) => {
+                Work::Malformed(MalformedRequest(
+                    "a queued message must be a driverRequest or an EC2 instance state-change or request event".into(),
+                ))
+            }
+        }
+    }
+
+    fn split(&self, request: &Value) -> Work {
+        match split_request(request) {
+            Ok(actions) => Work::Actions(actions.iter().map(validated).collect()),
+            Err(err) => Work::Malformed(err),
+        }
+    }
+
     /// `running`: mirror every ENI the launch policy asks for. `shutting-down`
     /// and `terminated`: AWS deletes the ENIs' sessions but not their filters
-    /// and targets, so remove what the ledger holds for the instance.
-    pub async fn handle_instance_state(&self, instance_id: &str, state: &str) -> Result<Value, InvokeError> {
-        let results = match state {
+    /// and targets, so remove what the ledger holds for the instance. `Err`
+    /// says why nothing is to be done.
+    async fn instance_actions(
+        &self,
+        instance_id: &str,
+        state: &str,
+    ) -> Result<Vec<Result<MirrorRequest, ActionResult>>, String> {
+        match state {
             "running" => match self.mirroring.plan_launch(instance_id, &self.launch_policy).await {
-                Ok(LaunchPlan::Actions(actions)) => self.run_all(actions).await,
-                Ok(LaunchPlan::NotRequested(reason)) => {
-                    info!(instance_id, reason = %reason, "instance not mirrored");
-                    return Ok(json!({"instanceId": instance_id, "state": state, "skipped": reason}));
-                }
-                Err(failure) => self.run_all(vec![Err(failure)]).await,
+                Ok(LaunchPlan::Actions(actions)) => Ok(actions),
+                Ok(LaunchPlan::NotRequested(reason)) => Err(reason),
+                Err(failure) => Ok(vec![Err(failure)]),
             },
-            "shutting-down" | "terminated" => {
-                let remove = RemoveRequest {
-                    action_id: format!("{state}-{instance_id}"),
-                    session_id: None,
-                    target_eni: None,
-                    reservation_id: None,
-                    instance_id: Some(instance_id.to_owned()),
-                };
-                self.run_all(vec![Ok(MirrorRequest::Remove(remove))]).await
+            "shutting-down" | "terminated" => Ok(vec![Ok(MirrorRequest::Remove(RemoveRequest {
+                action_id: format!("{state}-{instance_id}"),
+                session_id: None,
+                target_eni: None,
+                reservation_id: None,
+                instance_id: Some(instance_id.to_owned()),
+            }))]),
+            _ => Err("state not handled".into()),
+        }
+    }
+
+    /// An EC2 instance state-change event delivered directly.
+    pub async fn handle_instance_state(&self, instance_id: &str, state: &str) -> Result<Value, InvokeError> {
+        let actions = match self.instance_actions(instance_id, state).await {
+            Ok(actions) => actions,
+            Err(reason) => {
+                info!(instance_id, reason = %reason, "instance not mirrored");
+                return Ok(json!({"instanceId": instance_id, "state": state, "skipped": reason}));
             }
-            other => return Ok(json!({"instanceId": instance_id, "state": other, "skipped": "state not handled"})),
         };
-        let response = DriverResponse::new(results);
+        let response = DriverResponse::new(self.run_all(actions).await);
         retry_if_needed(&response)?;
         Ok(json!({"instanceId": instance_id, "state": state, "actionResults": response.driver_response.action_results}))
     }

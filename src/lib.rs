@@ -13,6 +13,7 @@ pub mod announce;
 pub mod aws;
 pub mod config;
 pub mod contract;
+pub mod deadline;
 pub mod handler;
 pub mod ingress;
 pub mod mirroring;

@@ -4,7 +4,7 @@
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 use tracing::Instrument;
-use traffic_mirroring::{aws, config::Config};
+use traffic_mirroring::{aws, config::Config, deadline};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -22,7 +22,11 @@ async fn main() -> Result<(), Error> {
     let app = &app;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let span = tracing::info_span!("invocation", request_id = %event.context.request_id);
-        app.invoke(event.payload).instrument(span).await.map_err(Error::from)
+        let deadline = deadline::from_unix_millis(event.context.deadline);
+        deadline::within(deadline, app.invoke(event.payload))
+            .instrument(span)
+            .await
+            .map_err(Error::from)
     }))
     .await
 }

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::contract::ActionResult;
-use crate::mirroring::model::{EniId, RuleSpec};
+use crate::mirroring::model::{EniId, RuleSpec, TargetSpec};
 
 /// What went wrong in a call, classified once by its error code (see `aws::errors`)
 /// so that callers match on the kind, never on message text.
@@ -57,12 +57,19 @@ pub type Tags = Vec<(String, String)>;
 pub struct MirrorTarget {
     pub id: String,
     pub network_interface_id: Option<String>,
+    /// The Network Load Balancer ARN or Gateway Load Balancer endpoint id.
+    pub load_balancer: Option<String>,
     pub tags: Tags,
 }
 
 impl MirrorTarget {
     pub fn tag(&self, key: &str) -> Option<&str> {
         tag_value(&self.tags, key)
+    }
+
+    /// The name of its destination's claim item (see `SharedKey::Target`).
+    pub fn claim_name(&self) -> Option<&str> {
+        self.network_interface_id.as_deref().or(self.load_balancer.as_deref())
     }
 }
 
@@ -130,11 +137,14 @@ pub enum Deleted {
 /// so that a retried call returns the first call's resource instead of a twin.
 #[async_trait]
 pub trait MirrorApi: Send + Sync {
-    async fn targets_for_eni(&self, eni: &EniId) -> AwsResult<Vec<MirrorTarget>>;
+    /// The targets EC2 has for a destination (an ENI, a load balancer, or a
+    /// target id), every page.
+    async fn targets_of(&self, destination: &TargetSpec) -> AwsResult<Vec<MirrorTarget>>;
     /// `None` when no such target exists.
     async fn target(&self, id: &str) -> AwsResult<Option<MirrorTarget>>;
     async fn sessions(&self, query: &SessionQuery) -> AwsResult<Vec<MirrorSession>>;
-    async fn create_target(&self, eni: &EniId, tags: &Tags, token: &str) -> AwsResult<String>;
+    /// Creates a target for an ENI or a load balancer (never for `Existing`).
+    async fn create_target(&self, destination: &TargetSpec, tags: &Tags, token: &str) -> AwsResult<String>;
     async fn create_filter(&self, description: &str, tags: &Tags, token: &str) -> AwsResult<String>;
     async fn create_filter_rule(&self, filter_id: &str, rule: &RuleSpec, token: &str) -> AwsResult<String>;
     async fn create_session(&self, session: &NewSession, tags: &Tags, token: &str) -> AwsResult<MirrorSession>;
@@ -149,6 +159,33 @@ pub trait MirrorApi: Send + Sync {
     async fn targets_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorTarget>>;
     /// Every filter carrying this tag (all pages).
     async fn filters_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorFilter>>;
+    /// `None` when no such filter exists.
+    async fn filter(&self, id: &str) -> AwsResult<Option<MirrorFilter>>;
+    /// Asks EC2 whether a call would be permitted, with `DryRun` and the
+    /// tags the real call would carry (IAM decides on them): `Ok` when EC2
+    /// answers `DryRunOperation`, else its refusal.
+    async fn permitted(&self, call: &CheckedCall, tags: &Tags) -> AwsResult<()>;
+}
+
+/// A create a dry run asks EC2 about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckedCall {
+    Target(TargetSpec),
+    Filter,
+    Rule { filter_id: String, rule: RuleSpec },
+    Session(NewSession),
+}
+
+impl CheckedCall {
+    /// The EC2 action, as IAM and the answer name it.
+    pub fn action(&self) -> &'static str {
+        match self {
+            CheckedCall::Target(_) => "CreateTrafficMirrorTarget",
+            CheckedCall::Filter => "CreateTrafficMirrorFilter",
+            CheckedCall::Rule { .. } => "CreateTrafficMirrorFilterRule",
+            CheckedCall::Session(_) => "CreateTrafficMirrorSession",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,9 +264,16 @@ pub struct LedgerRecord {
     /// Bumped after each rollback so a retry derives fresh client tokens.
     pub attempt: u32,
     pub source_eni: Option<String>,
+    /// Set for ENI targets only: it keys the index a remove by target ENI reads.
     pub target_eni: Option<String>,
+    /// The claim item the action joined for its target (an ENI, an NLB ARN or
+    /// a GWLB endpoint id); `None` for a target the caller named by id.
+    pub target_key: Option<String>,
     pub target_id: Option<String>,
     pub target_created: bool,
+    /// The claim item of the shared filter the action uses (its rule set's
+    /// key); `None` for a filter the caller named by id.
+    pub filter_key: Option<String>,
     pub filter_id: Option<String>,
     pub rule_ids: Vec<String>,
     pub session_id: Option<String>,
@@ -274,19 +318,44 @@ pub enum LedgerError {
     Corrupt(String, String),
 }
 
-/// The answer to "may this action use the mirror target of that ENI?". The
-/// ledger keeps one claim item per target ENI, so that processes running at
-/// once agree on a single target and on how many sessions use it.
+/// Resources that many sessions share and that the ledger counts users of:
+/// the target of a destination (ENI, NLB, GWLB endpoint) and the filter of a
+/// rule set. One claim item per key, changed only by conditional writes, so
+/// processes running at once agree on a single resource and on its users.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SharedKey {
+    /// Named by its destination: an ENI id, an NLB ARN or a GWLB endpoint id.
+    Target(String),
+    /// Named by its rule set's key (`model::rule_set_key`).
+    Filter(String),
+}
+
+impl SharedKey {
+    pub fn name(&self) -> &str {
+        match self {
+            SharedKey::Target(name) | SharedKey::Filter(name) => name,
+        }
+    }
+
+    pub fn noun(&self) -> &'static str {
+        match self {
+            SharedKey::Target(_) => "mirror target",
+            SharedKey::Filter(_) => "filter",
+        }
+    }
+}
+
+/// The answer to "may this action use the shared resource of that key?".
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TargetSlot {
-    /// Use this target; the action now counts among its users.
+pub enum Slot {
+    /// Use this resource; the action now counts among its users.
     Joined(String),
-    /// No target is known for the ENI and this action is now the one to make
-    /// (or adopt) it, then report it with `target_made`. It counts as a user.
+    /// None is known and this action is now the one to make (or adopt) it,
+    /// then report it with `shared_made`. It counts as a user.
     Make,
-    /// Another invocation is making the target right now; ask again shortly.
+    /// Another invocation is making it right now; ask again shortly.
     Busy,
-    /// The target already has this many users, the AWS limit per ENI target.
+    /// It already has this many users, the limit asked for.
     Full(usize),
 }
 
@@ -302,18 +371,18 @@ pub enum NumberClaim {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct LedgerContents {
     pub records: Vec<LedgerRecord>,
-    pub targets: Vec<TargetClaims>,
+    pub shared: Vec<SharedClaims>,
     pub sources: Vec<SourceClaims>,
 }
 
-/// The claim item of one target ENI.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TargetClaims {
-    pub target_eni: String,
-    pub target_id: Option<String>,
-    /// The action making the target, while it does.
+/// The claim item of one shared resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedClaims {
+    pub key: SharedKey,
+    pub resource_id: Option<String>,
+    /// The action making the resource, while it does.
     pub maker: Option<String>,
-    /// Action ids of the sessions using the target.
+    /// Action ids of the sessions using it.
     pub users: Vec<String>,
 }
 
@@ -333,27 +402,29 @@ pub trait Ledger: Send + Sync {
     async fn get(&self, action_id: &str) -> Result<Option<LedgerRecord>, LedgerError>;
     async fn find(&self, query: &LedgerQuery) -> Result<Vec<LedgerRecord>, LedgerError>;
 
-    /// Joins the target of `target_eni` as `action_id`, or makes the action its
-    /// maker; `limit` users at most. Joining again is harmless.
-    async fn join_target(
+    /// Joins the shared resource of `key` as `action_id`, or makes the action
+    /// its maker; `limit` users at most. Joining again is harmless.
+    async fn join_shared(
         &self,
-        target_eni: &str,
+        key: &SharedKey,
         action_id: &str,
         limit: usize,
         lease_seconds: u64,
-    ) -> Result<TargetSlot, LedgerError>;
-    /// The maker reports the target it made or adopted. Fails with a
+    ) -> Result<Slot, LedgerError>;
+    /// The maker reports the resource it made or adopted. Fails with a
     /// condition error if the action was no longer the maker.
-    async fn target_made(&self, target_eni: &str, action_id: &str, target_id: &str) -> Result<(), LedgerError>;
-    /// Drops the action from the target's users (and gives up making it).
-    /// Returns the target id and how many users remain.
-    async fn leave_target(&self, target_eni: &str, action_id: &str) -> Result<(Option<String>, usize), LedgerError>;
-    /// Forgets the target of `target_eni` if it is `target_id` and nobody uses
-    /// it; `true` means it is forgotten and may be deleted from EC2.
-    async fn retire_target(&self, target_eni: &str, target_id: &str) -> Result<bool, LedgerError>;
-    /// Names a retired target again, after deleting it from EC2 failed, unless
-    /// the ENI has a claim item again by now.
-    async fn restore_target(&self, target_eni: &str, target_id: &str) -> Result<(), LedgerError>;
+    async fn shared_made(&self, key: &SharedKey, action_id: &str, resource_id: &str) -> Result<(), LedgerError>;
+    /// Drops the action from the users (and gives up making it).
+    /// Returns the resource id and how many users remain.
+    async fn leave_shared(&self, key: &SharedKey, action_id: &str) -> Result<(Option<String>, usize), LedgerError>;
+    /// Forgets the resource of `key` if it is `resource_id` and nobody uses
+    /// or is making it; `true` means it is forgotten and may be deleted.
+    async fn retire_shared(&self, key: &SharedKey, resource_id: &str) -> Result<bool, LedgerError>;
+    /// Names a retired resource again, after deleting it from EC2 failed,
+    /// unless the key has a claim item again by now.
+    async fn restore_shared(&self, key: &SharedKey, resource_id: &str) -> Result<(), LedgerError>;
+    /// Reads a claim item without changing it (for a dry run's plan).
+    async fn shared(&self, key: &SharedKey) -> Result<Option<SharedClaims>, LedgerError>;
     /// Claims a session number on a source ENI for an action: free, fewer
     /// than `limit` numbers claimed there, or already this action's.
     async fn claim_number(

@@ -8,10 +8,10 @@ use aws_sdk_ec2::types::{
 use aws_sdk_ec2::Client;
 
 use super::errors::classify;
-use crate::mirroring::model::{Direction, EniId, PortRange, RuleSpec};
+use crate::mirroring::model::{Direction, PortRange, RuleSpec, TargetSpec};
 use crate::ports::{
-    AwsError, AwsResult, Deleted, InstanceInfo, MirrorApi, MirrorFilter, MirrorSession, MirrorTarget, NewSession,
-    SessionQuery, Tags,
+    AwsError, AwsResult, CheckedCall, Deleted, InstanceInfo, MirrorApi, MirrorFilter, MirrorSession, MirrorTarget,
+    NewSession, SessionQuery, Tags,
 };
 
 /// The largest page EC2 allows for the mirroring Describe calls.
@@ -26,11 +26,12 @@ impl Ec2Mirroring {
         Self { client }
     }
 
-    async fn targets_where(&self, name: &str, value: &str) -> AwsResult<Vec<MirrorTarget>> {
+    /// Every target matching a Describe filter (all of them for `None`).
+    async fn targets_where(&self, name: &str, value: Option<&str>) -> AwsResult<Vec<MirrorTarget>> {
         let mut pages = self
             .client
             .describe_traffic_mirror_targets()
-            .filters(filter(name, value))
+            .set_filters(value.map(|value| vec![filter(name, value)]))
             .max_results(PAGE_SIZE)
             .into_paginator()
             .send();
@@ -72,6 +73,10 @@ fn target_from(target: &TrafficMirrorTarget) -> MirrorTarget {
     MirrorTarget {
         id: target.traffic_mirror_target_id().unwrap_or_default().to_owned(),
         network_interface_id: target.network_interface_id().map(str::to_owned),
+        load_balancer: target
+            .network_load_balancer_arn()
+            .or(target.gateway_load_balancer_endpoint_id())
+            .map(str::to_owned),
         tags: tags_from(target.tags()),
     }
 }
@@ -119,14 +124,26 @@ fn deleted<T>(outcome: Result<T, AwsError>) -> AwsResult<Deleted> {
 
 #[async_trait]
 impl MirrorApi for Ec2Mirroring {
-    async fn targets_for_eni(&self, eni: &EniId) -> AwsResult<Vec<MirrorTarget>> {
-        self.targets_where("network-interface-id", eni.as_str()).await
+    async fn targets_of(&self, destination: &TargetSpec) -> AwsResult<Vec<MirrorTarget>> {
+        match destination {
+            TargetSpec::Eni(eni) => self.targets_where("network-interface-id", Some(eni.as_str())).await,
+            TargetSpec::NetworkLoadBalancer(arn) => self.targets_where("network-load-balancer-arn", Some(arn)).await,
+            // EC2 has no Describe filter for the endpoint: read them all and
+            // pick. Only the maker of a new endpoint target does this, once.
+            TargetSpec::GatewayLoadBalancerEndpoint(id) => Ok(self
+                .targets_where("", None)
+                .await?
+                .into_iter()
+                .filter(|t| t.load_balancer.as_deref() == Some(id))
+                .collect()),
+            TargetSpec::Existing(id) => self.targets_where("traffic-mirror-target-id", Some(id)).await,
+        }
     }
 
     async fn target(&self, id: &str) -> AwsResult<Option<MirrorTarget>> {
         // A filter, unlike TrafficMirrorTargetIds, answers "none" instead of an error.
         Ok(self
-            .targets_where("traffic-mirror-target-id", id)
+            .targets_where("traffic-mirror-target-id", Some(id))
             .await?
             .into_iter()
             .next())
@@ -158,12 +175,9 @@ impl MirrorApi for Ec2Mirroring {
         Ok(sessions)
     }
 
-    async fn create_target(&self, eni: &EniId, tags: &Tags, token: &str) -> AwsResult<String> {
+    async fn create_target(&self, destination: &TargetSpec, tags: &Tags, token: &str) -> AwsResult<String> {
         let output = self
-            .client
-            .create_traffic_mirror_target()
-            .network_interface_id(eni.as_str())
-            .description(format!("traffic-mirroring target for {eni}"))
+            .target_call(destination)?
             .tag_specifications(tag_specification(ResourceType::TrafficMirrorTarget, tags))
             .client_token(token)
             .send()
@@ -194,22 +208,8 @@ impl MirrorApi for Ec2Mirroring {
     }
 
     async fn create_filter_rule(&self, filter_id: &str, rule: &RuleSpec, token: &str) -> AwsResult<String> {
-        let direction = match rule.direction {
-            Direction::Ingress => TrafficDirection::Ingress,
-            Direction::Egress => TrafficDirection::Egress,
-        };
         let output = self
-            .client
-            .create_traffic_mirror_filter_rule()
-            .traffic_mirror_filter_id(filter_id)
-            .traffic_direction(direction)
-            .rule_number(rule.rule_number)
-            .rule_action(TrafficMirrorRuleAction::Accept)
-            .set_protocol(rule.protocol.number())
-            .set_source_port_range(port_range(rule.source_ports))
-            .set_destination_port_range(port_range(rule.destination_ports))
-            .source_cidr_block(&rule.source_cidr)
-            .destination_cidr_block(&rule.destination_cidr)
+            .rule_call(filter_id, rule)
             .client_token(token)
             .send()
             .await
@@ -223,15 +223,7 @@ impl MirrorApi for Ec2Mirroring {
 
     async fn create_session(&self, session: &NewSession, tags: &Tags, token: &str) -> AwsResult<MirrorSession> {
         let output = self
-            .client
-            .create_traffic_mirror_session()
-            .network_interface_id(session.source_eni.as_str())
-            .traffic_mirror_target_id(&session.target_id)
-            .traffic_mirror_filter_id(&session.filter_id)
-            .session_number(i32::from(session.session_number))
-            .set_packet_length(session.packet_length)
-            .set_virtual_network_id(session.virtual_network_id)
-            .set_description(session.description.clone())
+            .session_call(session)
             .tag_specifications(tag_specification(ResourceType::TrafficMirrorSession, tags))
             .client_token(token)
             .send()
@@ -335,14 +327,70 @@ impl MirrorApi for Ec2Mirroring {
     }
 
     async fn targets_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorTarget>> {
-        self.targets_where(&format!("tag:{key}"), value).await
+        self.targets_where(&format!("tag:{key}"), Some(value)).await
     }
 
     async fn filters_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorFilter>> {
+        self.filters_where(&format!("tag:{key}"), value).await
+    }
+
+    async fn filter(&self, id: &str) -> AwsResult<Option<MirrorFilter>> {
+        Ok(self
+            .filters_where("traffic-mirror-filter-id", id)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn permitted(&self, call: &CheckedCall, tags: &Tags) -> AwsResult<()> {
+        let outcome = match call {
+            CheckedCall::Target(destination) => self
+                .target_call(destination)?
+                .tag_specifications(tag_specification(ResourceType::TrafficMirrorTarget, tags))
+                .dry_run(true)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(classify),
+            CheckedCall::Filter => self
+                .client
+                .create_traffic_mirror_filter()
+                .tag_specifications(tag_specification(ResourceType::TrafficMirrorFilter, tags))
+                .dry_run(true)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(classify),
+            CheckedCall::Rule { filter_id, rule } => self
+                .rule_call(filter_id, rule)
+                .dry_run(true)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(classify),
+            CheckedCall::Session(session) => self
+                .session_call(session)
+                .tag_specifications(tag_specification(ResourceType::TrafficMirrorSession, tags))
+                .dry_run(true)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(classify),
+        };
+        match outcome {
+            // EC2's way of saying yes to a dry run is this error.
+            Err(err) if err.code == "DryRunOperation" => Ok(()),
+            other => other,
+        }
+    }
+}
+
+impl Ec2Mirroring {
+    async fn filters_where(&self, name: &str, value: &str) -> AwsResult<Vec<MirrorFilter>> {
         let mut pages = self
             .client
             .describe_traffic_mirror_filters()
-            .filters(filter(&format!("tag:{key}"), value))
+            .filters(filter(name, value))
             .max_results(PAGE_SIZE)
             .into_paginator()
             .send();
@@ -359,5 +407,70 @@ impl MirrorApi for Ec2Mirroring {
             );
         }
         Ok(filters)
+    }
+}
+
+impl Ec2Mirroring {
+    /// The create-target call for a destination, without tags or token, so
+    /// the create and its dry run send the same parameters.
+    fn target_call(
+        &self,
+        destination: &TargetSpec,
+    ) -> AwsResult<aws_sdk_ec2::operation::create_traffic_mirror_target::builders::CreateTrafficMirrorTargetFluentBuilder>
+    {
+        let call = self
+            .client
+            .create_traffic_mirror_target()
+            .description(format!("traffic-mirroring target for {destination}"));
+        Ok(match destination {
+            TargetSpec::Eni(eni) => call.network_interface_id(eni.as_str()),
+            TargetSpec::NetworkLoadBalancer(arn) => call.network_load_balancer_arn(arn),
+            TargetSpec::GatewayLoadBalancerEndpoint(id) => call.gateway_load_balancer_endpoint_id(id),
+            TargetSpec::Existing(id) => {
+                return Err(AwsError::new(
+                    crate::ports::ErrorKind::Rejected,
+                    "TargetExists",
+                    format!("{id} is an existing target; it is used, not created"),
+                ))
+            }
+        })
+    }
+
+    fn rule_call(
+        &self,
+        filter_id: &str,
+        rule: &RuleSpec,
+    ) -> aws_sdk_ec2::operation::create_traffic_mirror_filter_rule::builders::CreateTrafficMirrorFilterRuleFluentBuilder
+    {
+        let direction = match rule.direction {
+            Direction::Ingress => TrafficDirection::Ingress,
+            Direction::Egress => TrafficDirection::Egress,
+        };
+        self.client
+            .create_traffic_mirror_filter_rule()
+            .traffic_mirror_filter_id(filter_id)
+            .traffic_direction(direction)
+            .rule_number(rule.rule_number)
+            .rule_action(TrafficMirrorRuleAction::Accept)
+            .set_protocol(rule.protocol.number())
+            .set_source_port_range(port_range(rule.source_ports))
+            .set_destination_port_range(port_range(rule.destination_ports))
+            .source_cidr_block(&rule.source_cidr)
+            .destination_cidr_block(&rule.destination_cidr)
+    }
+
+    fn session_call(
+        &self,
+        session: &NewSession,
+    ) -> aws_sdk_ec2::operation::create_traffic_mirror_session::builders::CreateTrafficMirrorSessionFluentBuilder {
+        self.client
+            .create_traffic_mirror_session()
+            .network_interface_id(session.source_eni.as_str())
+            .traffic_mirror_target_id(&session.target_id)
+            .traffic_mirror_filter_id(&session.filter_id)
+            .session_number(i32::from(session.session_number))
+            .set_packet_length(session.packet_length)
+            .set_virtual_network_id(session.virtual_network_id)
+            .set_description(session.description.clone())
     }
 }

@@ -2,9 +2,10 @@
 //! five sparse global secondary indexes answer the other lookups in one query
 //! each. Two more kinds of item hold the claims that keep processes running at
 //! once from colliding, each changed only by conditional writes:
-//! `target#<eni>` (the one mirror target of a target ENI, who is making it, and
-//! which actions use it) and `source#<eni>` (the session numbers claimed on a
-//! source ENI, `n<number>` = action id). Their attributes key no index. The
+//! `target#<destination>` and `filter#<rule set key>` (the one shared mirror
+//! target of an ENI or load balancer, or the one filter of a rule set: its
+//! id, who is making it, and which actions use it) and `source#<eni>` (the
+//! session numbers claimed on a source ENI, `n<number>` = action id). Their attributes key no index. The
 //! table itself is defined once, in `infra/template.yaml`.
 
 use std::collections::HashMap;
@@ -18,7 +19,7 @@ use crate::contract::ActionResult;
 use crate::mirroring::now_seconds;
 use crate::ports::{
     ActionKind, AwsError, Claim, ErrorKind, Ledger, LedgerContents, LedgerError, LedgerQuery, LedgerRecord,
-    NumberClaim, RecordStatus, SourceClaims, TargetClaims, TargetSlot,
+    NumberClaim, RecordStatus, SharedClaims, SharedKey, Slot, SourceClaims,
 };
 
 pub const PARTITION_KEY: &str = "pk";
@@ -58,10 +59,15 @@ fn key_of(action_id: &str) -> AttributeValue {
 
 const ACTION_PREFIX: &str = "action#";
 const TARGET_PREFIX: &str = "target#";
+const FILTER_PREFIX: &str = "filter#";
 const SOURCE_PREFIX: &str = "source#";
 
-fn target_key(eni: &str) -> AttributeValue {
-    AttributeValue::S(format!("{TARGET_PREFIX}{eni}"))
+fn shared_key(key: &SharedKey) -> AttributeValue {
+    let prefix = match key {
+        SharedKey::Target(_) => TARGET_PREFIX,
+        SharedKey::Filter(_) => FILTER_PREFIX,
+    };
+    AttributeValue::S(format!("{prefix}{}", key.name()))
 }
 
 fn source_key(eni: &str) -> AttributeValue {
@@ -115,7 +121,9 @@ fn to_item(record: &LedgerRecord) -> Item {
     let optional = [
         ("sourceEni", &record.source_eni),
         ("targetEni", &record.target_eni),
+        ("targetKey", &record.target_key),
         ("targetId", &record.target_id),
+        ("filterKey", &record.filter_key),
         ("filterId", &record.filter_id),
         ("sessionId", &record.session_id),
         ("reservationId", &record.reservation_id),
@@ -183,8 +191,10 @@ fn from_item(item: &Item) -> Result<LedgerRecord, LedgerError> {
             .unwrap_or_default(),
         source_eni: text(item, "sourceEni"),
         target_eni: text(item, "targetEni"),
+        target_key: text(item, "targetKey"),
         target_id: text(item, "targetId"),
         target_created: matches!(item.get("targetCreated"), Some(AttributeValue::Bool(true))),
+        filter_key: text(item, "filterKey"),
         filter_id: text(item, "filterId"),
         rule_ids,
         session_id: text(item, "sessionId"),
@@ -224,10 +234,10 @@ fn users_of(item: &Item) -> Vec<String> {
     }
 }
 
-fn target_claims_from(item: &Item) -> TargetClaims {
-    TargetClaims {
-        target_eni: text(item, "eni").unwrap_or_default(),
-        target_id: text(item, "targetId"),
+fn shared_claims_from(key: SharedKey, item: &Item) -> SharedClaims {
+    SharedClaims {
+        key,
+        resource_id: text(item, "resourceId"),
         maker: text(item, "maker"),
         users: users_of(item),
     }
@@ -259,16 +269,16 @@ impl DynamoLedger {
         Ok(output.item().cloned())
     }
 
-    /// `ADD users :me` on a target item that has a target with room.
-    async fn try_join(&self, target_eni: &str, action_id: &str, limit: usize) -> Result<Option<String>, LedgerError> {
+    /// `ADD users :me` on a claim item that names a resource with room.
+    async fn try_join(&self, key: &SharedKey, action_id: &str, limit: usize) -> Result<Option<String>, LedgerError> {
         let outcome = self
             .client
             .update_item()
             .table_name(&self.table)
-            .key(PARTITION_KEY, target_key(target_eni))
+            .key(PARTITION_KEY, shared_key(key))
             .update_expression("ADD #users :meSet")
             .condition_expression(
-                "attribute_exists(targetId) AND (attribute_not_exists(#users) OR contains(#users, :me) OR size(#users) < :limit)",
+                "attribute_exists(resourceId) AND (attribute_not_exists(#users) OR contains(#users, :me) OR size(#users) < :limit)",
             )
             .expression_attribute_names("#users", "users"
             )
@@ -280,31 +290,32 @@ impl DynamoLedger {
             .await
             .map_err(classify);
         match outcome {
-            Ok(output) => Ok(output.attributes().and_then(|item| text(item, "targetId"))),
+            Ok(output) => Ok(output.attributes().and_then(|item| text(item, "resourceId"))),
             Err(err) if err.kind == ErrorKind::ConditionFailed => Ok(None),
             Err(err) => Err(err.into()),
         }
     }
 
-    /// Becomes the maker of a target ENI's target, when none is known and
-    /// nobody else is making one (or their lease ran out).
-    async fn try_make(&self, target_eni: &str, action_id: &str, lease_seconds: u64) -> Result<bool, LedgerError> {
+    /// Becomes the maker of a shared resource, when none is known and nobody
+    /// else is making one (or their lease ran out).
+    async fn try_make(&self, key: &SharedKey, action_id: &str, lease_seconds: u64) -> Result<bool, LedgerError> {
         let now = now_seconds();
         let outcome = self
             .client
             .update_item()
             .table_name(&self.table)
-            .key(PARTITION_KEY, target_key(target_eni))
-            .update_expression("SET maker = :me, makerLeaseUntil = :until, eni = :eni ADD #users :meSet")
+            .key(PARTITION_KEY, shared_key(key))
+            .update_expression("SET maker = :me, makerLeaseUntil = :until, #name = :name ADD #users :meSet")
             .expression_attribute_names("#users", "users")
+            .expression_attribute_names("#name", "name")
             .condition_expression(
-                "attribute_not_exists(targetId) AND (attribute_not_exists(maker) OR maker = :me OR makerLeaseUntil < :now)",
+                "attribute_not_exists(resourceId) AND (attribute_not_exists(maker) OR maker = :me OR makerLeaseUntil < :now)",
             )
             .expression_attribute_values(":me", s(action_id))
             .expression_attribute_values(":meSet", string_set(action_id))
             .expression_attribute_values(":until", n(now + lease_seconds))
             .expression_attribute_values(":now", n(now))
-            .expression_attribute_values(":eni", s(target_eni))
+            .expression_attribute_values(":name", s(key.name()))
             .send()
             .await
             .map_err(classify);
@@ -337,9 +348,13 @@ impl Ledger for DynamoLedger {
         values.insert(":nowIso".into(), iso(now));
         values.insert(":zero".into(), n(0));
         values.insert(":actionId".into(), s(&record.action_id));
+        // The claim items the action will join are named now, so whoever
+        // finds the action abandoned knows which users to take it out of.
         for (name, value) in [
             ("sourceEni", &record.source_eni),
             ("targetEni", &record.target_eni),
+            ("targetKey", &record.target_key),
+            ("filterKey", &record.filter_key),
             ("reservationId", &record.reservation_id),
             ("instanceId", &record.instance_id),
         ] {
@@ -436,66 +451,69 @@ impl Ledger for DynamoLedger {
         Ok(records)
     }
 
-    async fn join_target(
+    async fn join_shared(
         &self,
-        target_eni: &str,
+        key: &SharedKey,
         action_id: &str,
         limit: usize,
         lease_seconds: u64,
-    ) -> Result<TargetSlot, LedgerError> {
-        // Two rounds cover a target that appears between our two writes.
+    ) -> Result<Slot, LedgerError> {
+        // Two rounds cover a resource that appears between our two writes.
         for _ in 0..2 {
-            if let Some(target_id) = self.try_join(target_eni, action_id, limit).await? {
-                return Ok(TargetSlot::Joined(target_id));
+            if let Some(resource_id) = self.try_join(key, action_id, limit).await? {
+                return Ok(Slot::Joined(resource_id));
             }
-            if self.try_make(target_eni, action_id, lease_seconds).await? {
-                return Ok(TargetSlot::Make);
+            if self.try_make(key, action_id, lease_seconds).await? {
+                return Ok(Slot::Make);
             }
-            let claims = self
-                .get_item(target_key(target_eni))
-                .await?
-                .map(|item| target_claims_from(&item));
-            match claims {
-                Some(TargetClaims {
-                    target_id: Some(_),
+            match self.shared(key).await? {
+                Some(SharedClaims {
+                    resource_id: Some(_),
                     users,
                     ..
                 }) if users.len() >= limit && !users.iter().any(|u| u == action_id) => {
-                    return Ok(TargetSlot::Full(users.len()))
+                    return Ok(Slot::Full(users.len()))
                 }
-                Some(TargetClaims {
-                    target_id: None,
+                Some(SharedClaims {
+                    resource_id: None,
                     maker: Some(_),
                     ..
-                }) => return Ok(TargetSlot::Busy),
+                }) => return Ok(Slot::Busy),
                 _ => continue,
             }
         }
-        Ok(TargetSlot::Busy)
+        Ok(Slot::Busy)
     }
 
-    async fn target_made(&self, target_eni: &str, action_id: &str, target_id: &str) -> Result<(), LedgerError> {
+    async fn shared_made(&self, key: &SharedKey, action_id: &str, resource_id: &str) -> Result<(), LedgerError> {
         self.client
             .update_item()
             .table_name(&self.table)
-            .key(PARTITION_KEY, target_key(target_eni))
-            .update_expression("SET targetId = :target REMOVE maker, makerLeaseUntil")
+            .key(PARTITION_KEY, shared_key(key))
+            .update_expression("SET resourceId = :resource REMOVE maker, makerLeaseUntil")
             .condition_expression("maker = :me")
             .expression_attribute_values(":me", s(action_id))
-            .expression_attribute_values(":target", s(target_id))
+            .expression_attribute_values(":resource", s(resource_id))
             .send()
             .await
             .map_err(classify)?;
         Ok(())
     }
 
-    async fn leave_target(&self, target_eni: &str, action_id: &str) -> Result<(Option<String>, usize), LedgerError> {
+    async fn shared(&self, key: &SharedKey) -> Result<Option<SharedClaims>, LedgerError> {
+        Ok(self
+            .get_item(shared_key(key))
+            .await?
+            .map(|item| shared_claims_from(key.clone(), &item)))
+    }
+
+    async fn leave_shared(&self, key: &SharedKey, action_id: &str) -> Result<(Option<String>, usize), LedgerError> {
         // Give up making it first, so nobody waits out our lease.
         let gave_up = self
             .client
             .update_item()
             .table_name(&self.table)
-            .key(PARTITION_KEY, target_key(target_eni))
+            .key(PARTITION_KEY, shared_key(key))
             .update_expression("REMOVE maker, makerLeaseUntil")
             .condition_expression("maker = :me")
             .expression_attribute_values(":me", s(action_id))
@@ -507,7 +525,7 @@ impl Ledger for DynamoLedger {
             .client
             .update_item()
             .table_name(&self.table)
-            .key(PARTITION_KEY, target_key(target_eni))
+            .key(PARTITION_KEY, shared_key(key))
             .update_expression("DELETE #users :meSet")
             .expression_attribute_names("#users", "users")
             .condition_expression("attribute_exists(pk)")
@@ -519,56 +537,53 @@ impl Ledger for DynamoLedger {
         match output {
             Ok(output) => Ok(output
                 .attributes()
-                .map(|item| (text(item, "targetId"), users_of(item).len()))
+                .map(|item| (text(item, "resourceId"), users_of(item).len()))
                 .unwrap_or_default()),
             Err(err) if err.kind == ErrorKind::ConditionFailed => Ok((None, 0)),
             Err(err) => Err(err.into()),
         }
     }
 
-    async fn retire_target(&self, target_eni: &str, target_id: &str) -> Result<bool, LedgerError> {
+    async fn retire_shared(&self, key: &SharedKey, resource_id: &str) -> Result<bool, LedgerError> {
         let outcome = self
             .client
             .delete_item()
             .table_name(&self.table)
-            .key(PARTITION_KEY, target_key(target_eni))
+            .key(PARTITION_KEY, shared_key(key))
             .condition_expression(
-                "attribute_not_exists(pk) OR (targetId = :target AND attribute_not_exists(#users) AND attribute_not_exists(maker))",
+                "attribute_not_exists(pk) OR (resourceId = :resource AND attribute_not_exists(#users) AND attribute_not_exists(maker))",
             )
             .expression_attribute_names("#users", "users"
             )
-            .expression_attribute_values(":target", s(target_id))
+            .expression_attribute_values(":resource", s(resource_id))
             .send()
             .await
             .map_err(classify);
         if written(outcome)? {
             return Ok(true);
         }
-        // The item names another target, or is being made, or is used. Only an
-        // item that neither uses nor is making one lets go of `target_id`.
-        let claims = self
-            .get_item(target_key(target_eni))
-            .await?
-            .map(|item| target_claims_from(&item));
-        Ok(match claims {
+        // The item names another resource, or one is being made, or it is
+        // used. Only an item that neither uses nor is making `resource_id`
+        // lets go of it.
+        Ok(match self.shared(key).await? {
             None => true,
-            Some(claims) => claims.maker.is_none() && claims.target_id.as_deref() != Some(target_id),
+            Some(claims) => claims.maker.is_none() && claims.resource_id.as_deref() != Some(resource_id),
         })
     }
 
-    async fn restore_target(&self, target_eni: &str, target_id: &str) -> Result<(), LedgerError> {
+    async fn restore_shared(&self, key: &SharedKey, resource_id: &str) -> Result<(), LedgerError> {
         let outcome = self
             .client
             .put_item()
             .table_name(&self.table)
-            .item(PARTITION_KEY, target_key(target_eni))
-            .item("eni", s(target_eni))
-            .item("targetId", s(target_id))
+            .item(PARTITION_KEY, shared_key(key))
+            .item("name", s(key.name()))
+            .item("resourceId", s(resource_id))
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await
             .map_err(classify);
-        // Refused: the ENI has a claim item again, which the sweep reconciles.
+        // Refused: the key has a claim item again, which the sweep reconciles.
         written(outcome).map(|_| ())
     }
 
@@ -644,8 +659,14 @@ impl Ledger for DynamoLedger {
                 let key = text(item, PARTITION_KEY).unwrap_or_default();
                 if key.starts_with(ACTION_PREFIX) {
                     contents.records.push(from_item(item)?);
-                } else if key.starts_with(TARGET_PREFIX) {
-                    contents.targets.push(target_claims_from(item));
+                } else if let Some(name) = key.strip_prefix(TARGET_PREFIX) {
+                    contents
+                        .shared
+                        .push(shared_claims_from(SharedKey::Target(name.to_owned()), item));
+                } else if let Some(name) = key.strip_prefix(FILTER_PREFIX) {
+                    contents
+                        .shared
+                        .push(shared_claims_from(SharedKey::Filter(name.to_owned()), item));
                 } else if let Some(eni) = key.strip_prefix(SOURCE_PREFIX) {
                     contents.sources.push(SourceClaims {
                         source_eni: eni.to_owned(),
@@ -671,8 +692,10 @@ mod tests {
             attempt: 2,
             source_eni: Some("eni-0000000a".into()),
             target_eni: Some("eni-0000000b".into()),
+            target_key: Some("eni-0000000b".into()),
             target_id: Some("tmt-1".into()),
             target_created: true,
+            filter_key: Some("rules-1".into()),
             filter_id: Some("tmf-1".into()),
             rule_ids: vec!["tmfr-1".into(), "tmfr-2".into()],
             session_id: Some("tms-1".into()),

@@ -5,6 +5,7 @@ pub mod ec2;
 pub mod errors;
 pub mod events;
 pub mod ledger;
+pub mod patience;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +24,8 @@ pub fn build_app(sdk: &SdkConfig, config: &Config) -> App {
     let ec2_config = aws_sdk_ec2::config::Builder::from(sdk)
         .retry_config(retry_policy())
         .build();
-    let ec2 = ec2::Ec2Mirroring::new(aws_sdk_ec2::Client::from_conf(ec2_config));
+    let ec2 = patience::Patient::new(ec2::Ec2Mirroring::new(aws_sdk_ec2::Client::from_conf(ec2_config)))
+        .with_mutating_rate(config.mutating_calls_per_second);
     let dynamodb_config = aws_sdk_dynamodb::config::Builder::from(sdk)
         .retry_config(retry_policy())
         .build();
@@ -40,7 +42,9 @@ pub fn build_app(sdk: &SdkConfig, config: &Config) -> App {
         default_targets: config.default_targets.clone(),
     };
     let mirroring = Mirroring::new(Arc::new(ec2), Arc::new(ledger)).with_lease_seconds(config.claim_lease_seconds);
-    App::new(mirroring, Arc::new(publisher)).with_launch_policy(policy)
+    App::new(mirroring, Arc::new(publisher))
+        .with_launch_policy(policy)
+        .with_max_concurrent_actions(config.max_concurrent_actions)
 }
 
 /// Throttling (`RequestLimitExceeded`, DynamoDB's `ThrottlingException` and

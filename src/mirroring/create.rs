@@ -1,36 +1,41 @@
 //! CreateTrafficMirroring: claim the action in the ledger, check the source
-//! ENI's quota, reuse or create the target, create the filter and its rules,
-//! pick a session number, create the session, record everything. If a step
-//! fails, undo what this attempt made, newest first, and only that.
+//! ENI's quota, join (or make) the shared target of the destination and the
+//! shared filter of the rule set, pick a session number, create the session,
+//! record everything. If a step fails, undo what this attempt made or joined,
+//! newest first, and only that.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use tracing::{info, warn};
 
-use super::model::{CreateRequest, MAX_SESSION_NUMBER, SESSIONS_PER_SOURCE_ENI, SOURCES_PER_ENI_TARGET};
+use super::model::{CreateRequest, FilterSpec, RuleSpec, TargetSpec, MAX_SESSION_NUMBER, SESSIONS_PER_SOURCE_ENI};
 use super::release::Release;
 use super::{
     aws_failure, client_token, is_ours, jitter_millis, ledger_failure, now_seconds, ownership_tags, Mirroring, Refused,
-    TAG_ACTION_ID,
+    TAG_ACTION_ID, TAG_RULE_SET,
 };
 use crate::contract::{ActionResult, CREATE};
 use crate::ports::{
     ActionKind, AwsError, AwsResult, LedgerError, LedgerRecord, MirrorSession, MirrorTarget, NewSession, NumberClaim,
-    RecordStatus, SessionQuery, TargetSlot,
+    RecordStatus, SessionQuery, SharedKey, Slot,
 };
 
-/// What this attempt has made or claimed so far: exactly what a rollback may
-/// delete or release.
+/// What this attempt has made, joined or claimed so far: exactly what a
+/// rollback may delete or release.
 #[derive(Debug, Default)]
 struct Made {
-    target_id: Option<String>,
-    /// The action counts among the users of its target ENI's claim item.
+    /// The action counts among the users of its target's claim item.
     joined_target: bool,
-    number: Option<u16>,
-    filter_id: Option<String>,
+    /// The target this attempt created (as the claim item's maker).
+    target_created: Option<String>,
+    joined_filter: bool,
+    /// The filter this attempt created (as the maker of its rule set's filter).
+    filter_created: Option<String>,
     rule_ids: Vec<String>,
+    number: Option<u16>,
     session_id: Option<String>,
 }
 
@@ -38,30 +43,50 @@ struct Made {
 struct Reads {
     sessions: AwsResult<Vec<MirrorSession>>,
     claimed: Result<Vec<(u16, String)>, LedgerError>,
-    slot: Result<TargetSlot, LedgerError>,
+    target_slot: Option<Result<Slot, LedgerError>>,
+    filter_slot: Option<Result<Slot, LedgerError>>,
 }
 
 /// Everything a successful create produced, for the record and the answer.
 struct Created {
     session: MirrorSession,
     target_id: String,
-    target_created: bool,
+    filter_id: String,
     requested_number_taken: Option<u16>,
 }
 
+/// A shared resource as round 2 left it.
+struct Resolved {
+    joined: bool,
+    /// What this call created as the maker (its rollback may delete it).
+    created: Option<String>,
+    rule_ids: Vec<String>,
+    outcome: Result<String, ActionResult>,
+}
+
+/// What the maker of a shared resource produced.
+struct Making {
+    created: Option<String>,
+    rule_ids: Vec<String>,
+    outcome: Result<String, ActionResult>,
+}
+
 /// How long a create waits for another invocation that is making the target
-/// it needs, before giving up with a retryable error.
-const TARGET_WAIT: Duration = Duration::from_secs(20);
-/// How long the maker of a target may take before another may take over
-/// (shorter when the action lease is, so that tests can let it run out).
+/// or filter it needs, before giving up with a retryable error.
+const MAKER_WAIT: Duration = Duration::from_secs(20);
+/// How long the maker of a shared resource may take before another may take
+/// over (shorter when the action lease is, so that tests can let it run out).
 const MAKER_LEASE_SECONDS: u64 = 60;
 /// Rounds of "pick a number, claim it" before contention counts as a failure;
 /// each lost round means another action took a number, and an ENI has three.
 const NUMBER_ROUNDS: usize = 8;
 
 impl Mirroring {
-    /// Runs a create and announces its result.
+    /// Runs a create and announces its result (a dry run announces nothing).
     pub async fn create(&self, request: &CreateRequest) -> ActionResult {
+        if request.dry_run {
+            return self.plan_create(request).await;
+        }
         let (result, announced) = self.create_unannounced(request).await;
         if !announced {
             self.announce(&result).await;
@@ -70,16 +95,28 @@ impl Mirroring {
     }
 
     /// The create itself: four rounds of AWS calls on its critical path when
-    /// the target exists (claim and reads; number and filter; rules and
-    /// session; ledger write and event). Returns whether it announced.
+    /// the target and filter exist (claim and reads; number; session; ledger
+    /// write and event), and one mutating EC2 call. Returns whether it announced.
     async fn create_unannounced(&self, request: &CreateRequest) -> (ActionResult, bool) {
         let now = now_seconds();
+        let target_key = target_key(request);
+        let filter_key = filter_key(request);
         let mut record = LedgerRecord {
             action_id: request.action_id.clone(),
             kind: Some(ActionKind::Create),
             status: Some(RecordStatus::Pending),
             source_eni: Some(request.source_eni.to_string()),
-            target_eni: Some(request.target_eni.to_string()),
+            target_eni: request.target.eni().map(ToString::to_string),
+            target_key: target_key.as_ref().map(|k| k.name().to_owned()),
+            target_id: match &request.target {
+                TargetSpec::Existing(id) => Some(id.clone()),
+                _ => None,
+            },
+            filter_key: filter_key.as_ref().map(|k| k.name().to_owned()),
+            filter_id: match &request.filter {
+                FilterSpec::Existing(id) => Some(id.clone()),
+                FilterSpec::Rules { .. } => None,
+            },
             reservation_id: request.reservation_id.clone(),
             instance_id: request.instance_id.clone(),
             created_at: now,
@@ -88,62 +125,75 @@ impl Mirroring {
         };
         // Round 1. The pending record is the intent: written before EC2
         // changes, it names the action whose tags and claims mark everything
-        // made next. The reads and the ledger-only join of the target do not
-        // depend on it, so they go along.
+        // made next. The reads and the ledger-only joins of the shared target
+        // and filter do not depend on it, so they go along.
         let on_source = SessionQuery::SourceEni(request.source_eni.clone());
-        let (claim, sessions, claimed, slot) = tokio::join!(
+        let action_id = request.action_id.as_str();
+        let (claim, sessions, claimed, target_slot, filter_slot) = tokio::join!(
             self.claim(&record, CREATE),
             self.ec2.sessions(&on_source),
             self.ledger.numbers(request.source_eni.as_str()),
-            self.ledger.join_target(
-                request.target_eni.as_str(),
-                &request.action_id,
-                SOURCES_PER_ENI_TARGET,
-                self.maker_lease_seconds(),
-            )
+            self.join(target_key.as_ref(), action_id, request.target.source_limit()),
+            self.join(filter_key.as_ref(), action_id, usize::MAX),
         );
         match claim {
             Ok(attempt) => record.attempt = attempt,
             Err(refused) => {
-                // Joining is keyed by the action id, so this join is shared
-                // with any invocation holding the action right now and must be
-                // left alone. It is undone only when nobody holds the action:
-                // it finished (and the join made us the maker of a target no
-                // longer there), or the claim itself failed and the ledger
-                // shows no holder.
-                let undo = match &refused {
-                    Refused::InProgress(_) => false,
-                    Refused::Finished(_) => matches!(slot, Ok(TargetSlot::Make)),
-                    Refused::LedgerUnavailable(_) => {
-                        matches!(slot, Ok(TargetSlot::Make | TargetSlot::Joined(_)))
-                            && !self.held(&request.action_id).await
-                    }
-                };
-                if undo {
-                    if let Err(err) = self
-                        .ledger
-                        .leave_target(request.target_eni.as_str(), &request.action_id)
-                        .await
-                    {
-                        warn!(action_id = %request.action_id, error = %err, "could not leave the target's users");
+                for (key, slot) in [(&target_key, &target_slot), (&filter_key, &filter_slot)] {
+                    if let (Some(key), Some(slot)) = (key, slot) {
+                        self.undo_join(key, action_id, &refused, slot).await;
                     }
                 }
                 return (refused.answer(), false);
             }
         }
+        let joined = |slot: &Option<Result<Slot, LedgerError>>| matches!(slot, Some(Ok(Slot::Joined(_) | Slot::Make)));
         let mut made = Made {
-            joined_target: matches!(slot, Ok(TargetSlot::Joined(_) | TargetSlot::Make)),
+            joined_target: joined(&target_slot),
+            joined_filter: joined(&filter_slot),
             ..Made::default()
         };
         let reads = Reads {
             sessions,
             claimed,
-            slot,
+            target_slot,
+            filter_slot,
         };
         let outcome = self.create_steps(request, record.attempt, &mut made, reads).await;
         match outcome {
             Ok(created) => self.finish(request, record, made, created).await,
             Err(failure) => (self.roll_back(record, made, failure).await, false),
+        }
+    }
+
+    async fn join(&self, key: Option<&SharedKey>, action_id: &str, limit: usize) -> Option<Result<Slot, LedgerError>> {
+        match key {
+            Some(key) => Some(
+                self.ledger
+                    .join_shared(key, action_id, limit.min(i64::MAX as usize), self.maker_lease_seconds())
+                    .await,
+            ),
+            None => None,
+        }
+    }
+
+    /// Joining is keyed by the action id, so a join made by an action that
+    /// someone else holds right now is shared with them and must be left
+    /// alone. It is undone only when nobody holds the action: it finished
+    /// (and the join made us the maker of something no longer needed), or
+    /// the claim itself failed and the ledger shows no holder.
+    async fn undo_join(&self, key: &SharedKey, action_id: &str, refused: &Refused, slot: &Result<Slot, LedgerError>) {
+        let undo = match refused {
+            Refused::InProgress(_) => false,
+            Refused::Finished(_) => matches!(slot, Ok(Slot::Make)),
+            Refused::LedgerUnavailable(_) => {
+                matches!(slot, Ok(Slot::Make | Slot::Joined(_))) && !self.held(action_id).await
+            }
+        };
+        if undo {
+            if let Err(err) = self.ledger.leave_shared(key, action_id).await {
+                warn!(action_id, error = %err, "could not leave the users of a shared {}", key.noun());
+            }
         }
     }
 
@@ -175,38 +225,27 @@ impl Mirroring {
         // A full source ENI fails here, before any change in EC2.
         choose_session_number(request, &sessions, &claimed)?;
 
-        // Round 2: the number, the target (already joined, unless it must be
-        // made or waited for) and the filter do not depend on each other.
-        let tags = ownership_tags(&request.action_id, request.reservation_id.as_deref());
-        let filter_token = client_token(&request.action_id, attempt, "filter");
-        let filter_description = format!("traffic-mirroring {} -> {}", request.source_eni, request.target_eni);
+        // Round 2: the number, the target and the filter do not depend on
+        // each other; the last two are usually joined already in round 1.
         let (number, target, filter) = tokio::join!(
             self.claim_session_number(request, &sessions, claimed),
-            self.resolve_target(request, attempt, reads.slot),
-            self.ec2.create_filter(&filter_description, &tags, &filter_token)
+            self.resolve_target(request, attempt, reads.target_slot),
+            self.resolve_filter(request, attempt, reads.filter_slot),
         );
-        let (joined, target_made, target) = target;
-        made.joined_target = joined;
-        made.target_id = target_made;
+        made.joined_target = target.joined;
+        made.target_created = target.created;
+        made.joined_filter = filter.joined;
+        made.filter_created = filter.created;
+        made.rule_ids = filter.rule_ids;
         if let Ok(number) = &number {
             made.number = Some(number.number);
         }
-        if let Ok(filter_id) = &filter {
-            made.filter_id = Some(filter_id.clone());
-        }
         let session_number = number?;
-        let target_id = target?;
-        let filter_id = filter.map_err(|e| fail("creating the traffic mirror filter", &e))?;
+        let target_id = target.outcome?;
+        let filter_id = filter.outcome?;
 
-        // Round 3: the rules and the session. A session may use a filter whose
-        // rules are still being added (it mirrors nothing until they are), so
-        // neither waits for the other; a failure of either rolls back both.
-        let rule_calls = request.rules.iter().map(|rule| {
-            let step = format!("rule/{}/{}", rule.direction.as_str(), rule.rule_number);
-            let token = client_token(&request.action_id, attempt, &step);
-            let filter_id = filter_id.clone();
-            async move { self.ec2.create_filter_rule(&filter_id, rule, &token).await }
-        });
+        // Round 3: the session, the one mutating EC2 call most creates make.
+        let tags = ownership_tags(&request.action_id, request.reservation_id.as_deref());
         let new_session = NewSession {
             source_eni: request.source_eni.clone(),
             target_id: target_id.clone(),
@@ -217,28 +256,16 @@ impl Mirroring {
             description: request.description.clone(),
         };
         let session_token = client_token(&request.action_id, attempt, "session");
-        let (rules, session) = tokio::join!(
-            join_all(rule_calls),
-            self.ec2.create_session(&new_session, &tags, &session_token)
-        );
-        let mut first_rule_error = None;
-        for outcome in rules {
-            match outcome {
-                Ok(rule_id) => made.rule_ids.push(rule_id),
-                Err(err) => first_rule_error = first_rule_error.or(Some(err)),
-            }
-        }
-        if let Ok(session) = &session {
-            made.session_id = Some(session.id.clone());
-        }
-        let session = session.map_err(|e| fail("creating the traffic mirror session", &e))?;
-        if let Some(err) = first_rule_error {
-            return Err(fail("creating the filter rules", &err));
-        }
+        let session = self
+            .ec2
+            .create_session(&new_session, &tags, &session_token)
+            .await
+            .map_err(|e| fail("creating the traffic mirror session", &e))?;
+        made.session_id = Some(session.id.clone());
         Ok(Created {
             session,
             target_id,
-            target_created: made.target_id.is_some(),
+            filter_id,
             requested_number_taken: session_number.requested_was_taken,
         })
     }
@@ -289,114 +316,235 @@ impl Mirroring {
         ))
     }
 
-    /// Uses the target the first join found, makes it when this action is
-    /// its maker, or waits while another invocation makes it.
-    /// Returns (joined the claim item, the target this call created, outcome).
     async fn resolve_target(
         &self,
         request: &CreateRequest,
         attempt: u32,
-        first: Result<TargetSlot, LedgerError>,
-    ) -> (bool, Option<String>, Result<String, ActionResult>) {
-        let action_id = request.action_id.as_str();
-        let eni = request.target_eni.as_str();
+        first: Option<Result<Slot, LedgerError>>,
+    ) -> Resolved {
+        match (&request.target, target_key(request), first) {
+            (_, Some(key), Some(first)) => {
+                let limit = request.target.source_limit();
+                self.resolve_shared(&request.action_id, &key, limit, first, || {
+                    self.make_target(request, attempt)
+                })
+                .await
+            }
+            // The caller's own target: used as it is, never joined or deleted.
+            (target, _, _) => Resolved {
+                joined: false,
+                created: None,
+                rule_ids: Vec::new(),
+                outcome: Ok(target.to_string()),
+            },
+        }
+    }
+
+    async fn resolve_filter(
+        &self,
+        request: &CreateRequest,
+        attempt: u32,
+        first: Option<Result<Slot, LedgerError>>,
+    ) -> Resolved {
+        match (&request.filter, filter_key(request), first) {
+            (FilterSpec::Rules { rules, key: name }, Some(key), Some(first)) => {
+                self.resolve_shared(&request.action_id, &key, usize::MAX, first, || {
+                    self.make_filter(request, attempt, name, rules)
+                })
+                .await
+            }
+            (FilterSpec::Existing(id), _, _) => Resolved {
+                joined: false,
+                created: None,
+                rule_ids: Vec::new(),
+                outcome: Ok(id.clone()),
+            },
+            (FilterSpec::Rules { .. }, _, _) => Resolved {
+                joined: false,
+                created: None,
+                rule_ids: Vec::new(),
+                outcome: Err(ActionResult::failure(
+                    &request.action_id,
+                    CREATE,
+                    "InternalError",
+                    "a rule set without its key".into(),
+                    false,
+                )),
+            },
+        }
+    }
+
+    /// Uses the shared resource the first join found, makes it when this
+    /// action is its maker, or waits while another invocation makes it.
+    async fn resolve_shared<F, Fut>(
+        &self,
+        action_id: &str,
+        key: &SharedKey,
+        limit: usize,
+        first: Result<Slot, LedgerError>,
+        make: F,
+    ) -> Resolved
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Making>,
+    {
         let waited_since = Instant::now();
         let mut pause = Duration::from_millis(25);
         let mut slot = first;
-        let refuse = |code: &str, message: String, retryable: bool| {
-            let failure = ActionResult::failure(action_id, CREATE, code, message, retryable);
-            (false, None, Err(failure))
+        let refuse = |failure: ActionResult| Resolved {
+            joined: false,
+            created: None,
+            rule_ids: Vec::new(),
+            outcome: Err(failure),
         };
+        let noun = key.noun();
+        let name = key.name();
         loop {
             match slot {
-                Err(err) => return (false, None, Err(ledger_failure(action_id, CREATE, &err))),
-                Ok(TargetSlot::Joined(target_id)) => return (true, None, Ok(target_id)),
-                Ok(TargetSlot::Make) => return self.make_target(request, attempt).await,
-                Ok(TargetSlot::Full(users)) => {
-                    return refuse(
+                Err(err) => return refuse(ledger_failure(action_id, CREATE, &err)),
+                Ok(Slot::Joined(id)) => {
+                    return Resolved {
+                        joined: true,
+                        created: None,
+                        rule_ids: Vec::new(),
+                        outcome: Ok(id),
+                    }
+                }
+                Ok(Slot::Make) => {
+                    let making = make().await;
+                    let outcome = match making.outcome {
+                        Ok(id) => match self.ledger.shared_made(key, action_id, &id).await {
+                            Ok(()) => Ok(id),
+                            Err(err) => Err(ledger_failure(action_id, CREATE, &err)),
+                        },
+                        Err(failure) => Err(failure),
+                    };
+                    return Resolved {
+                        joined: true,
+                        created: making.created,
+                        rule_ids: making.rule_ids,
+                        outcome,
+                    };
+                }
+                Ok(Slot::Full(users)) => {
+                    return refuse(ActionResult::failure(
+                        action_id,
+                        CREATE,
                         "TrafficMirrorSourcesPerTargetLimitExceeded",
                         format!(
-                            "the mirror target of {eni} already serves {users} sessions, the AWS limit for an \
-                             ENI target; nothing was created (use another target ENI)"
+                            "the {noun} of {name} already serves {users} sessions, the AWS limit for an ENI \
+                             target; nothing was created (use another target ENI, or a Network Load Balancer)"
                         ),
                         false,
-                    )
+                    ))
                 }
-                Ok(TargetSlot::Busy) if waited_since.elapsed() >= TARGET_WAIT => {
-                    return refuse(
-                        "TargetBeingCreated",
-                        format!("another invocation is still creating the mirror target of {eni}; retry later"),
+                Ok(Slot::Busy) if waited_since.elapsed() >= MAKER_WAIT => {
+                    return refuse(ActionResult::failure(
+                        action_id,
+                        CREATE,
+                        "SharedResourceBeingCreated",
+                        format!("another invocation is still creating the {noun} of {name}; retry later"),
                         true,
-                    )
+                    ))
                 }
-                Ok(TargetSlot::Busy) => {
+                Ok(Slot::Busy) => {
                     // Jitter spreads the pollers so they do not arrive in step.
                     let jitter = Duration::from_millis(u64::from(jitter_millis(action_id, pause)));
                     tokio::time::sleep(pause + jitter).await;
                     pause = (pause * 2).min(Duration::from_millis(800));
                     slot = self
                         .ledger
-                        .join_target(eni, action_id, SOURCES_PER_ENI_TARGET, self.maker_lease_seconds())
+                        .join_shared(key, action_id, limit.min(i64::MAX as usize), self.maker_lease_seconds())
                         .await;
                 }
             }
         }
     }
 
-    /// As the maker: adopt a target EC2 already has for the ENI (the lowest
-    /// id, so everyone converges), else create one; then publish it in the
-    /// claim item for the others.
-    async fn make_target(
-        &self,
-        request: &CreateRequest,
-        attempt: u32,
-    ) -> (bool, Option<String>, Result<String, ActionResult>) {
+    /// As the maker: adopt a target EC2 already has for the destination (the
+    /// lowest id, so everyone converges), else create one.
+    async fn make_target(&self, request: &CreateRequest, attempt: u32) -> Making {
         let action_id = request.action_id.as_str();
-        let eni = &request.target_eni;
-        let fail = |context: &str, err: &AwsError| aws_failure(action_id, CREATE, context, err);
+        let destination = &request.target;
+        let fail = |context: &str, err: &AwsError| Making {
+            created: None,
+            rule_ids: Vec::new(),
+            outcome: Err(aws_failure(action_id, CREATE, context, err)),
+        };
         // A target of ours that the claim item does not name is on its way out
         // (a remove retired it and is deleting it) or was left by a maker that
         // died (the sweep deletes it): adopting it could race the delete. Only
         // someone else's target, or the one this action itself made in an
         // earlier run, is adopted.
         let adoptable = |t: &MirrorTarget| !is_ours(&t.tags) || t.tag(TAG_ACTION_ID) == Some(action_id);
-        let existing = match self.ec2.targets_for_eni(eni).await {
+        let existing = match self.ec2.targets_of(destination).await {
             Ok(targets) => {
                 let candidates: Vec<MirrorTarget> = targets.into_iter().filter(adoptable).collect();
                 pick_target(&candidates).map(|t| t.id.clone())
             }
-            Err(err) => {
-                return (
-                    true,
-                    None,
-                    Err(fail(&format!("looking up the mirror target of {eni}"), &err)),
-                )
-            }
+            Err(err) => return fail(&format!("looking up the mirror target of {destination}"), &err),
         };
-        let mut created = None;
-        let target_id = match existing {
-            Some(id) => id,
-            None => {
-                let tags = ownership_tags(action_id, request.reservation_id.as_deref());
-                let token = client_token(action_id, attempt, "target");
-                match self.ec2.create_target(eni, &tags, &token).await {
-                    Ok(id) => {
-                        created = Some(id.clone());
-                        id
-                    }
-                    Err(err) => {
-                        return (
-                            true,
-                            None,
-                            Err(fail(&format!("creating a mirror target for {eni}"), &err)),
-                        )
-                    }
+        if let Some(id) = existing {
+            return Making {
+                created: None,
+                rule_ids: Vec::new(),
+                outcome: Ok(id),
+            };
+        }
+        let tags = ownership_tags(action_id, request.reservation_id.as_deref());
+        let token = client_token(action_id, attempt, "target");
+        match self.ec2.create_target(destination, &tags, &token).await {
+            Ok(id) => Making {
+                created: Some(id.clone()),
+                rule_ids: Vec::new(),
+                outcome: Ok(id),
+            },
+            Err(err) => fail(&format!("creating a mirror target for {destination}"), &err),
+        }
+    }
+
+    /// As the maker of a rule set's filter: the filter, then its rules; the
+    /// others wait until all rules are in, so no session ever uses a filter
+    /// that mirrors less than it asked for.
+    async fn make_filter(&self, request: &CreateRequest, attempt: u32, name: &str, rules: &[RuleSpec]) -> Making {
+        let action_id = request.action_id.as_str();
+        let fail = |context: &str, err: &AwsError| aws_failure(action_id, CREATE, context, err);
+        let mut tags = ownership_tags(action_id, None);
+        tags.push((TAG_RULE_SET.to_owned(), name.to_owned()));
+        let token = client_token(action_id, attempt, "filter");
+        let description = format!("traffic-mirroring rule set {name} ({} rules)", rules.len());
+        let filter_id = match self.ec2.create_filter(&description, &tags, &token).await {
+            Ok(id) => id,
+            Err(err) => {
+                return Making {
+                    created: None,
+                    rule_ids: Vec::new(),
+                    outcome: Err(fail("creating the traffic mirror filter", &err)),
                 }
             }
         };
-        match self.ledger.target_made(eni.as_str(), action_id, &target_id).await {
-            Ok(()) => (true, created, Ok(target_id)),
-            Err(err) => (true, created, Err(ledger_failure(action_id, CREATE, &err))),
+        let rule_calls = rules.iter().map(|rule| {
+            let step = format!("rule/{}/{}", rule.direction.as_str(), rule.rule_number);
+            let token = client_token(action_id, attempt, &step);
+            let filter_id = filter_id.clone();
+            async move { self.ec2.create_filter_rule(&filter_id, rule, &token).await }
+        });
+        let mut rule_ids = Vec::new();
+        let mut first_error = None;
+        for outcome in join_all(rule_calls).await {
+            match outcome {
+                Ok(id) => rule_ids.push(id),
+                Err(err) => first_error = first_error.or(Some(err)),
+            }
+        }
+        let outcome = match first_error {
+            Some(err) => Err(fail("creating the filter rules", &err)),
+            None => Ok(filter_id.clone()),
+        };
+        Making {
+            created: Some(filter_id),
+            rule_ids,
+            outcome,
         }
     }
 
@@ -408,11 +556,11 @@ impl Mirroring {
         created: Created,
     ) -> (ActionResult, bool) {
         let session = &created.session;
-        let result = success_result(request, &created, made.rule_ids.len());
+        let result = success_result(request, &created, &made);
         record.status = Some(RecordStatus::Active);
         record.target_id = Some(created.target_id.clone());
-        record.target_created = created.target_created;
-        record.filter_id = made.filter_id.clone();
+        record.target_created = made.target_created.is_some();
+        record.filter_id = Some(created.filter_id.clone());
         record.rule_ids = made.rule_ids.clone();
         record.session_id = Some(session.id.clone());
         record.session_number = Some(session.session_number);
@@ -432,7 +580,7 @@ impl Mirroring {
         (result, true)
     }
 
-    /// Deletes what `made` lists, newest first, then records the outcome.
+    /// Undoes what `made` lists, newest first, then records the outcome.
     async fn roll_back(&self, mut record: LedgerRecord, made: Made, mut failure: ActionResult) -> ActionResult {
         let leftovers = self.undo(&record, &made).await;
         record.status = Some(if leftovers.is_empty() {
@@ -440,9 +588,10 @@ impl Mirroring {
         } else {
             RecordStatus::RollbackIncomplete
         });
-        record.session_id = made.session_id.filter(|id| leftovers.contains(id));
-        record.filter_id = made.filter_id.filter(|id| leftovers.contains(id));
-        record.target_id = made.target_id.filter(|id| leftovers.contains(id));
+        let left = |id: Option<String>| id.filter(|id| leftovers.contains(id));
+        record.session_id = left(made.session_id);
+        record.filter_id = left(made.filter_created);
+        record.target_id = left(made.target_created);
         record.target_created = record.target_id.is_some();
         record.rule_ids.clear();
         // EC2 remembers client tokens even for deleted resources: the next try needs new ones.
@@ -463,57 +612,74 @@ impl Mirroring {
         failure
     }
 
-    /// Deletes what this attempt made, newest first, and releases what it
-    /// claimed. Returns the ids it could not delete.
+    /// Deletes the session this attempt made, then lets go of its number and
+    /// of its places among the users of the shared target and filter (which
+    /// deletes them if it was their last user and we made them). Returns the
+    /// ids it could not delete.
     async fn undo(&self, record: &LedgerRecord, made: &Made) -> Vec<String> {
-        let mut leftovers = Vec::new();
         if let Some(id) = &made.session_id {
             if let Err(err) = self.ec2.delete_session(id).await {
                 warn!(session_id = %id, error = %err, "rollback: session not deleted");
-                leftovers.push(id.clone());
+                // The session may still stand: keep its claims until the sweep or a retry.
+                return vec![id.clone()];
             }
-        }
-        // Deleting the filter deletes its rules; it cannot go while the session stands.
-        if let Some(id) = &made.filter_id {
-            let session_gone = leftovers.is_empty();
-            if !session_gone || self.ec2.delete_filter(id).await.is_err() {
-                warn!(filter_id = %id, "rollback: filter not deleted");
-                leftovers.push(id.clone());
-            }
-        }
-        if !leftovers.is_empty() {
-            // The session may still stand: keep its claims until the sweep or a retry.
-            return leftovers;
         }
         let release = Release {
             action_id: &record.action_id,
             source_eni: record.source_eni.as_deref(),
             number: made.number,
-            target_eni: record.target_eni.as_deref().filter(|_| made.joined_target),
-            target_created: made.target_id.as_deref(),
+            target: record
+                .target_key
+                .clone()
+                .filter(|_| made.joined_target)
+                .map(SharedKey::Target),
+            target_created: made.target_created.as_deref(),
+            filter: record
+                .filter_key
+                .clone()
+                .filter(|_| made.joined_filter)
+                .map(SharedKey::Filter),
+            filter_created: made.filter_created.as_deref(),
         };
         match self.release(&release).await {
-            Ok(released) => leftovers.extend(released.target_left),
+            Ok(released) => released.left(),
             Err(err) => {
                 warn!(action_id = %record.action_id, error = %err, "rollback: claims not released");
-                leftovers.extend(made.target_id.clone());
+                made.target_created
+                    .iter()
+                    .chain(&made.filter_created)
+                    .cloned()
+                    .collect()
             }
         }
-        leftovers
+    }
+}
+
+fn target_key(request: &CreateRequest) -> Option<SharedKey> {
+    request
+        .target
+        .claim_name()
+        .map(|name| SharedKey::Target(name.to_owned()))
+}
+
+fn filter_key(request: &CreateRequest) -> Option<SharedKey> {
+    match &request.filter {
+        FilterSpec::Rules { key, .. } => Some(SharedKey::Filter(key.clone())),
+        FilterSpec::Existing(_) => None,
     }
 }
 
 #[derive(Debug, PartialEq, Eq)]
-struct SessionNumber {
-    number: u16,
-    requested_was_taken: Option<u16>,
+pub(super) struct SessionNumber {
+    pub(super) number: u16,
+    pub(super) requested_was_taken: Option<u16>,
 }
 
 /// The requested number when free on the source ENI, else the lowest free one,
 /// counting every session there (ours or not) and every number our ledger has
 /// claimed there. A session or claim this same action made in an interrupted
 /// earlier run is adopted rather than counted against it.
-fn choose_session_number(
+pub(super) fn choose_session_number(
     request: &CreateRequest,
     sessions: &[MirrorSession],
     claimed: &[(u16, String)],
@@ -578,24 +744,34 @@ fn choose_session_number(
 
 /// Several targets for one ENI can exist (made by hand or by a race); every
 /// caller picks the same one, the lowest id, so they converge.
-fn pick_target(targets: &[MirrorTarget]) -> Option<&MirrorTarget> {
+pub(super) fn pick_target(targets: &[MirrorTarget]) -> Option<&MirrorTarget> {
     targets.iter().min_by(|a, b| a.id.cmp(&b.id))
 }
 
-fn success_result(request: &CreateRequest, created: &Created, rule_count: usize) -> ActionResult {
+fn success_result(request: &CreateRequest, created: &Created, made: &Made) -> ActionResult {
     let session = &created.session;
-    let target_note = if created.target_created { "created" } else { "reused" };
+    let fate = |made_now: bool, joined: bool| match (made_now, joined) {
+        (true, _) => "created",
+        (false, true) => "shared",
+        (false, false) => "given",
+    };
+    let rules = match &request.filter {
+        FilterSpec::Rules { rules, .. } => {
+            format!(" with {} rule{}", rules.len(), if rules.len() == 1 { "" } else { "s" })
+        }
+        FilterSpec::Existing(_) => String::new(),
+    };
     let mut info = format!(
-        "mirroring {} to {}: session {} (number {}), filter {} with {} rule{}, target {} ({})",
+        "mirroring {} to {} ({}): session {} (number {}), filter {}{rules} ({}), target {} ({})",
         request.source_eni,
-        request.target_eni,
+        request.target,
+        request.target.kind(),
         session.id,
         session.session_number,
-        session.filter_id,
-        rule_count,
-        if rule_count == 1 { "" } else { "s" },
+        created.filter_id,
+        fate(made.filter_created.is_some(), made.joined_filter),
         created.target_id,
-        target_note
+        fate(made.target_created.is_some(), made.joined_target),
     );
     if let Some(taken) = created.requested_number_taken {
         info.push_str(&format!(
@@ -627,14 +803,15 @@ mod tests {
         CreateRequest {
             action_id: "act".into(),
             source_eni: EniId::parse("eni-0000000a").expect("valid"),
-            target_eni: EniId::parse("eni-0000000b").expect("valid"),
+            target: TargetSpec::Eni(EniId::parse("eni-0000000b").expect("valid")),
+            filter: FilterSpec::from_rules(Vec::new()),
             session_number: number,
-            rules: Vec::new(),
             packet_length: None,
             virtual_network_id: None,
             description: None,
             reservation_id: None,
             instance_id: None,
+            dry_run: false,
         }
     }
 
@@ -723,6 +900,7 @@ mod tests {
         let target = |id: &str| MirrorTarget {
             id: id.into(),
             network_interface_id: None,
+            load_balancer: None,
             tags: Vec::new(),
         };
         let targets = [target("tmt-b"), target("tmt-a")];

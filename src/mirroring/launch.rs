@@ -1,26 +1,33 @@
 //! Mirroring instances as they launch: which target (the instance's tag, else
-//! a configured default for its subnet or VPC), which ENIs (all of them, less
-//! those that are themselves mirror targets), and whether the instance type
-//! can be a mirror source at all (asked of EC2, not read from a list).
+//! a configured default for its subnet or VPC; an ENI, a Network Load
+//! Balancer, a Gateway Load Balancer endpoint or an existing target, told
+//! apart by the value's form), which filter (a preset, or an existing filter
+//! named by tag), which ENIs (all of them, less those that are themselves
+//! mirror targets), and whether the instance type can be a mirror source at
+//! all (asked of EC2, not read from a list).
 
 use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use super::model::{EniId, MirrorRequest};
-use super::validate::validate;
+use super::model::{EniId, MirrorRequest, TargetSpec};
+use super::validate::{target_field_of, validate};
 use super::{aws_failure, Mirroring};
 use crate::contract::{ActionResult, RawAction, CREATE};
 use crate::ports::{tag_value, AwsError, InstanceInfo};
 
 pub const TAG_TARGET_ENI: &str = "traffic-mirroring:target-eni";
+/// Any kind of target: `eni-…`, an NLB ARN, `vpce-…` or `tmt-…`.
+pub const TAG_TARGET: &str = "traffic-mirroring:target";
+/// An existing filter to use instead of a preset.
+pub const TAG_FILTER_ID: &str = "traffic-mirroring:filter-id";
 pub const TAG_SESSION_NUMBER: &str = "traffic-mirroring:session-number";
 pub const TAG_PACKET_LENGTH: &str = "traffic-mirroring:packet-length";
 pub const TAG_FILTER_PRESET: &str = "traffic-mirroring:filter-preset";
 pub const TAG_RESERVATION: &str = "traffic-mirroring:reservation-id";
 
 /// Default targets for instances without a target tag, by subnet or VPC id
-/// (a subnet's entry wins over its VPC's).
+/// (a subnet's entry wins over its VPC's); each value is any kind of target.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LaunchPolicy {
     pub default_targets: BTreeMap<String, String>,
@@ -61,7 +68,7 @@ impl Mirroring {
         };
         let Some(target) = target_for(&instance, policy) else {
             return Ok(LaunchPlan::NotRequested(format!(
-                "{instance_id} has no {TAG_TARGET_ENI} tag and no default target is set for its subnet or VPC"
+                "{instance_id} has no {TAG_TARGET} or {TAG_TARGET_ENI} tag and no default target is set for its subnet or VPC"
             )));
         };
         let hypervisor = self
@@ -83,7 +90,7 @@ impl Mirroring {
             let Some(eni_id) = EniId::parse(eni) else { continue };
             let is_target = self
                 .ec2
-                .targets_for_eni(&eni_id)
+                .targets_of(&TargetSpec::Eni(eni_id))
                 .await
                 .map_err(|e| fail(&format!("checking whether {eni} is a mirror target"), &e))?;
             if !is_target.is_empty() || *eni == target {
@@ -106,7 +113,8 @@ impl Mirroring {
 
 fn target_for(instance: &InstanceInfo, policy: &LaunchPolicy) -> Option<String> {
     let by_key = |key: &Option<String>| key.as_ref().and_then(|k| policy.default_targets.get(k)).cloned();
-    tag_value(&instance.tags, TAG_TARGET_ENI)
+    tag_value(&instance.tags, TAG_TARGET)
+        .or_else(|| tag_value(&instance.tags, TAG_TARGET_ENI))
         .map(str::to_owned)
         .or_else(|| by_key(&instance.subnet_id))
         .or_else(|| by_key(&instance.vpc_id))
@@ -135,7 +143,8 @@ fn create_for(instance: &InstanceInfo, eni: &str, target: &str) -> Result<Mirror
     };
     let mut params = Map::new();
     params.insert("sourceNicId".into(), json!(eni));
-    params.insert("targetNicId".into(), json!(target));
+    params.insert(target_field_of(target).into(), json!(target));
+    params.insert("trafficMirrorFilterId".into(), json!(tag(TAG_FILTER_ID)));
     params.insert("sessionNumber".into(), json!(tag(TAG_SESSION_NUMBER)));
     params.insert("packetLength".into(), json!(tag(TAG_PACKET_LENGTH)));
     params.insert("reservationId".into(), json!(tag(TAG_RESERVATION)));
@@ -151,6 +160,7 @@ fn create_for(instance: &InstanceInfo, eni: &str, target: &str) -> Result<Mirror
         action_type: CREATE.to_owned(),
         body,
         request_reservation_id: None,
+        request_dry_run: false,
     };
     match validate(&raw) {
         Ok(MirrorRequest::Create(mut create)) => {
@@ -205,9 +215,35 @@ mod tests {
         let good = instance(&[(TAG_SESSION_NUMBER, "7"), (TAG_FILTER_PRESET, "tcp")]);
         match create_for(&good, "eni-0000000a", "eni-0000000b") {
             Ok(MirrorRequest::Create(c)) => {
-                assert_eq!((c.session_number, c.rules.len()), (Some(7), 2));
+                assert_eq!((c.session_number, c.filter.rules().len()), (Some(7), 2));
                 assert_eq!(c.instance_id.as_deref(), Some("i-1"));
             }
+            other => panic!("expected a create, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn any_kind_of_target_and_an_existing_filter_come_from_tags() {
+        let nlb = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/mon/50dc6c495c0c9188";
+        let tagged = instance(&[(TAG_TARGET, nlb), (TAG_FILTER_ID, "tmf-0123456789abcdef0")]);
+        let target = target_for(&tagged, &LaunchPolicy::default()).expect("tagged");
+        match create_for(&tagged, "eni-0000000a", &target) {
+            Ok(MirrorRequest::Create(c)) => {
+                assert_eq!(c.target, TargetSpec::NetworkLoadBalancer(nlb.into()));
+                assert_eq!(
+                    c.filter,
+                    crate::mirroring::model::FilterSpec::Existing("tmf-0123456789abcdef0".into())
+                );
+            }
+            other => panic!("expected a create, got {other:?}"),
+        }
+        let mut policy = LaunchPolicy::default();
+        policy
+            .default_targets
+            .insert("vpc-1".into(), "vpce-0123456789abcdef0".into());
+        let target = target_for(&instance(&[]), &policy).expect("default");
+        match create_for(&instance(&[]), "eni-0000000a", &target) {
+            Ok(MirrorRequest::Create(c)) => assert_eq!(c.target.kind(), "gateway-load-balancer-endpoint"),
             other => panic!("expected a create, got {other:?}"),
         }
     }

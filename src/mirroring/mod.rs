@@ -4,6 +4,7 @@
 pub mod create;
 pub mod launch;
 pub mod model;
+mod plan;
 pub(crate) mod release;
 pub mod remove;
 pub mod sweep;
@@ -23,6 +24,8 @@ pub const TAG_MANAGED_BY: &str = "traffic-mirroring:managed-by";
 pub const TAG_MANAGED_BY_VALUE: &str = "traffic-mirroring";
 pub const TAG_ACTION_ID: &str = "traffic-mirroring:action-id";
 pub const TAG_RESERVATION_ID: &str = "traffic-mirroring:reservation-id";
+/// On a shared filter: the key of the rule set it holds (`model::rule_set_key`).
+pub const TAG_RULE_SET: &str = "traffic-mirroring:rule-set";
 
 /// The error code of an action another invocation is carrying out right now.
 pub const IN_PROGRESS: &str = "ActionInProgress";

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use sha2::{Digest, Sha256};
+
 /// A network interface id: `eni-` and 8 or 17 lowercase hex digits.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EniId(String);
@@ -42,7 +44,7 @@ impl Direction {
 }
 
 /// An IP protocol number, or every protocol (EC2's "omit the field").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Protocol {
     All,
     Number(u8),
@@ -64,7 +66,7 @@ impl Protocol {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PortRange {
     pub from: u16,
     pub to: u16,
@@ -83,20 +85,155 @@ pub struct RuleSpec {
     pub destination_cidr: String,
 }
 
+impl RuleSpec {
+    /// The rule without its number, in one spelling: what makes two rules the same.
+    fn canonical(&self) -> String {
+        let ports = |p: Option<PortRange>| p.map_or_else(|| "*".to_owned(), |p| format!("{}-{}", p.from, p.to));
+        let protocol = self
+            .protocol
+            .number()
+            .map_or_else(|| "all".to_owned(), |n| n.to_string());
+        format!(
+            "{} {} {} {} {} {}",
+            self.direction.as_str(),
+            protocol,
+            ports(self.source_ports),
+            ports(self.destination_ports),
+            self.source_cidr,
+            self.destination_cidr
+        )
+    }
+}
+
+/// Puts rules into their canonical form: sorted, duplicates dropped, numbered
+/// 100, 200, … per direction. Every rule accepts, so order never changes what
+/// is mirrored; making it canonical lets equal rule sets share one filter.
+pub fn canonical_rules(mut rules: Vec<RuleSpec>) -> Vec<RuleSpec> {
+    rules.sort_by_cached_key(|r| (r.direction, r.canonical()));
+    rules.dedup_by(|a, b| a.canonical() == b.canonical());
+    let mut counts = [0i32; 2];
+    for rule in &mut rules {
+        let count = &mut counts[rule.direction as usize];
+        *count += 1;
+        rule.rule_number = *count * 100;
+    }
+    rules
+}
+
+/// The name of a rule set: equal for rule sets that are equal once canonical.
+pub fn rule_set_key(rules: &[RuleSpec]) -> String {
+    let text: Vec<String> = rules.iter().map(RuleSpec::canonical).collect();
+    let digest = Sha256::digest(text.join("\n").as_bytes());
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("rules-{hex}")
+}
+
+/// Where a session sends its copy of the traffic (contract §4).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TargetSpec {
+    /// A monitoring appliance's ENI: at most 10 sources.
+    Eni(EniId),
+    /// A Network Load Balancer, by ARN: no source limit.
+    NetworkLoadBalancer(String),
+    /// A Gateway Load Balancer endpoint (`vpce-…`): no source limit.
+    GatewayLoadBalancerEndpoint(String),
+    /// A traffic mirror target that already exists: used, never deleted.
+    Existing(String),
+}
+
+/// The source limit of targets that have none, as a number DynamoDB can compare.
+pub const UNLIMITED_SOURCES: usize = 1_000_000_000;
+
+impl TargetSpec {
+    /// What the ledger's claim item for this destination is named after; an
+    /// existing target has none because we neither make nor delete it.
+    pub fn claim_name(&self) -> Option<&str> {
+        match self {
+            TargetSpec::Eni(eni) => Some(eni.as_str()),
+            TargetSpec::NetworkLoadBalancer(arn) => Some(arn),
+            TargetSpec::GatewayLoadBalancerEndpoint(id) => Some(id),
+            TargetSpec::Existing(_) => None,
+        }
+    }
+
+    pub fn eni(&self) -> Option<&EniId> {
+        match self {
+            TargetSpec::Eni(eni) => Some(eni),
+            _ => None,
+        }
+    }
+
+    /// How many sessions may use one target of this kind.
+    pub fn source_limit(&self) -> usize {
+        match self {
+            TargetSpec::Eni(_) => SOURCES_PER_ENI_TARGET,
+            _ => UNLIMITED_SOURCES,
+        }
+    }
+
+    /// EC2's name for the kind (`type` of a traffic mirror target).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TargetSpec::Eni(_) => "network-interface",
+            TargetSpec::NetworkLoadBalancer(_) => "network-load-balancer",
+            TargetSpec::GatewayLoadBalancerEndpoint(_) => "gateway-load-balancer-endpoint",
+            TargetSpec::Existing(_) => "existing-target",
+        }
+    }
+}
+
+impl fmt::Display for TargetSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TargetSpec::Eni(eni) => write!(f, "{eni}"),
+            TargetSpec::NetworkLoadBalancer(id)
+            | TargetSpec::GatewayLoadBalancerEndpoint(id)
+            | TargetSpec::Existing(id) => f.write_str(id),
+        }
+    }
+}
+
+/// Which filter a session uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilterSpec {
+    /// Ours, made once for this rule set and shared by every session asking
+    /// for the same rules; `key` names the rule set (see `rule_set_key`).
+    Rules { rules: Vec<RuleSpec>, key: String },
+    /// A filter the caller made: used, never changed or deleted.
+    Existing(String),
+}
+
+impl FilterSpec {
+    pub fn from_rules(rules: Vec<RuleSpec>) -> Self {
+        let rules = canonical_rules(rules);
+        let key = rule_set_key(&rules);
+        FilterSpec::Rules { rules, key }
+    }
+
+    pub fn rules(&self) -> &[RuleSpec] {
+        match self {
+            FilterSpec::Rules { rules, .. } => rules,
+            FilterSpec::Existing(_) => &[],
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreateRequest {
     pub action_id: String,
     pub source_eni: EniId,
-    pub target_eni: EniId,
+    pub target: TargetSpec,
+    pub filter: FilterSpec,
     /// `None` asks us to allocate the lowest free number on the source ENI.
     pub session_number: Option<u16>,
-    pub rules: Vec<RuleSpec>,
     pub packet_length: Option<i32>,
     pub virtual_network_id: Option<i32>,
     pub description: Option<String>,
     pub reservation_id: Option<String>,
     /// Set by the launch path, so termination can find the mirrors.
     pub instance_id: Option<String>,
+    /// Work out and check the plan; change nothing.
+    pub dry_run: bool,
 }
 
 /// What a remove names; at least one field is set. All given = the union.

@@ -1,24 +1,27 @@
 //! Letting go of what an action held: its session number on the source ENI,
-//! its place among the users of its target, and the target itself when it was
-//! the last user and the target is ours. Create's rollback, remove and the
-//! sweep all end an action's hold this way, so they agree on when a target
-//! may be deleted.
+//! and its places among the users of the shared target and the shared filter,
+//! deleting either when it was the last user and the resource is ours.
+//! Create's rollback, remove and the sweep all end an action's hold this way,
+//! so they agree on when a shared resource may be deleted.
 
 use tracing::warn;
 
 use super::{is_ours, Mirroring};
-use crate::ports::{ErrorKind, LedgerError, SessionQuery};
+use crate::ports::{AwsError, ErrorKind, LedgerError, LedgerRecord, SessionQuery, SharedKey};
 
 /// What an action holds, as far as releasing it goes.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Release<'a> {
     pub action_id: &'a str,
     pub source_eni: Option<&'a str>,
     pub number: Option<u16>,
-    /// The target ENI whose claim item counts this action among its users.
-    pub target_eni: Option<&'a str>,
+    /// The target claim item that counts this action among its users.
+    pub target: Option<SharedKey>,
     /// The target this action created, if it did (so it is ours for sure).
     pub target_created: Option<&'a str>,
+    /// The filter claim item that counts this action among its users.
+    pub filter: Option<SharedKey>,
+    pub filter_created: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -26,16 +29,50 @@ pub(crate) struct Released {
     pub target_deleted: Option<String>,
     /// Our unused target that could not be deleted now.
     pub target_left: Option<String>,
+    pub filter_deleted: Option<String>,
+    pub filter_left: Option<String>,
+    /// Why the filter could not be deleted, when EC2 said.
+    pub filter_error: Option<AwsError>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TargetFate {
+impl<'a> Release<'a> {
+    /// What a ledger record holds; `number` overrides the record's when the
+    /// caller found the action's claim elsewhere.
+    pub fn of(record: &'a LedgerRecord, number: Option<u16>) -> Self {
+        Release {
+            action_id: &record.action_id,
+            source_eni: record.source_eni.as_deref(),
+            number: number.or(record.session_number),
+            // Records written before targets other than ENIs existed name
+            // their claim item by the target ENI only.
+            target: record
+                .target_key
+                .clone()
+                .or_else(|| record.target_eni.clone())
+                .map(SharedKey::Target),
+            target_created: record.target_id.as_deref().filter(|_| record.target_created),
+            filter: record.filter_key.clone().map(SharedKey::Filter),
+            filter_created: None,
+        }
+    }
+}
+
+impl Released {
+    /// What should have gone but is still there.
+    pub fn left(&self) -> Vec<String> {
+        self.target_left.iter().chain(&self.filter_left).cloned().collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Fate {
     Deleted,
     /// A session, or an action about to make one, uses it.
     InUse,
     /// Not created by us: never deleted.
     NotOurs,
-    Failed,
+    /// It stays; with EC2's refusal when there was one.
+    Failed(Option<AwsError>),
 }
 
 impl Mirroring {
@@ -44,68 +81,102 @@ impl Mirroring {
             self.ledger.release_number(eni, number, hold.action_id).await?;
         }
         let mut released = Released::default();
-        let Some(eni) = hold.target_eni else {
-            return Ok(released);
-        };
-        let (target_id, users_left) = self.ledger.leave_target(eni, hold.action_id).await?;
-        if users_left > 0 {
-            return Ok(released);
+        if let Some(key) = &hold.filter {
+            match self.let_go(key, hold.action_id, hold.filter_created).await? {
+                Some((id, Fate::Deleted)) => released.filter_deleted = Some(id),
+                Some((id, Fate::Failed(error))) => {
+                    released.filter_left = Some(id);
+                    released.filter_error = error;
+                }
+                _ => {}
+            }
         }
-        let Some(target_id) = target_id.or_else(|| hold.target_created.map(str::to_owned)) else {
-            return Ok(released);
-        };
-        let created_by_us = hold.target_created == Some(target_id.as_str());
-        match self.retire_target(eni, &target_id, created_by_us).await {
-            TargetFate::Deleted => released.target_deleted = Some(target_id),
-            TargetFate::InUse | TargetFate::NotOurs => {}
-            TargetFate::Failed => released.target_left = Some(target_id),
+        if let Some(key) = &hold.target {
+            match self.let_go(key, hold.action_id, hold.target_created).await? {
+                Some((id, Fate::Deleted)) => released.target_deleted = Some(id),
+                Some((id, Fate::Failed(_))) => released.target_left = Some(id),
+                _ => {}
+            }
         }
         Ok(released)
     }
 
-    /// Forgets a target in the ledger when no action uses or is making it,
-    /// then deletes it from EC2 if it is ours and no session uses it. The
-    /// conditional forget comes first so that no create can join a target
-    /// that is about to be deleted.
-    pub(crate) async fn retire_target(&self, target_eni: &str, target_id: &str, created_by_us: bool) -> TargetFate {
-        match self.ledger.retire_target(target_eni, target_id).await {
+    /// Leaves the users of a shared resource; the last user out retires it.
+    async fn let_go(
+        &self,
+        key: &SharedKey,
+        action_id: &str,
+        created: Option<&str>,
+    ) -> Result<Option<(String, Fate)>, LedgerError> {
+        let (resource_id, users_left) = self.ledger.leave_shared(key, action_id).await?;
+        if users_left > 0 {
+            return Ok(None);
+        }
+        let Some(id) = resource_id.or_else(|| created.map(str::to_owned)) else {
+            return Ok(None);
+        };
+        let created_by_us = created == Some(id.as_str());
+        let fate = self.retire_shared(key, &id, created_by_us).await;
+        Ok(Some((id, fate)))
+    }
+
+    /// Forgets a shared resource in the ledger when no action uses or is
+    /// making it, then deletes it from EC2 if it is ours and no session uses
+    /// it. The conditional forget comes first so that no create can join a
+    /// resource that is about to be deleted.
+    pub(crate) async fn retire_shared(&self, key: &SharedKey, id: &str, created_by_us: bool) -> Fate {
+        match self.ledger.retire_shared(key, id).await {
             Ok(true) => {}
-            Ok(false) => return TargetFate::InUse,
+            Ok(false) => return Fate::InUse,
             Err(err) => {
-                warn!(target_id, error = %err, "could not tell whether an action uses the target");
-                return TargetFate::Failed;
+                warn!(resource = id, error = %err, "could not tell whether an action uses it");
+                return Fate::Failed(None);
             }
         }
-        if !self.target_is_ours(target_id, created_by_us).await {
-            return TargetFate::NotOurs;
-        }
-        let fate = self.delete_target_if_unused(target_id).await;
-        if fate != TargetFate::Deleted {
+        let fate = match key {
+            SharedKey::Target(_) if !self.target_is_ours(id, created_by_us).await => return Fate::NotOurs,
+            SharedKey::Target(_) => self.delete_target_if_unused(id).await,
+            // A filter claim item only ever names a filter we made.
+            SharedKey::Filter(_) => self.delete_filter_if_unused(id).await,
+        };
+        if fate != Fate::Deleted {
             // Still in EC2, so the ledger must name it again: for the next
             // create to reuse, or the next remove or sweep to delete.
-            if let Err(err) = self.ledger.restore_target(target_eni, target_id).await {
-                warn!(target_id, error = %err, "a target that stays could not be recorded again");
+            if let Err(err) = self.ledger.restore_shared(key, id).await {
+                warn!(resource = id, error = %err, "a resource that stays could not be recorded again");
             }
         }
         fate
     }
 
     /// Deletes one of our targets unless a session uses it.
-    pub(crate) async fn delete_target_if_unused(&self, target_id: &str) -> TargetFate {
+    pub(crate) async fn delete_target_if_unused(&self, target_id: &str) -> Fate {
         match self.ec2.sessions(&SessionQuery::Target(target_id.to_owned())).await {
-            Ok(users) if !users.is_empty() => TargetFate::InUse,
+            Ok(users) if !users.is_empty() => Fate::InUse,
             Ok(_) => match self.ec2.delete_target(target_id).await {
-                Ok(_) => TargetFate::Deleted,
+                Ok(_) => Fate::Deleted,
                 // A session arrived between our look and the delete: it keeps the target.
-                Err(err) if err.kind == ErrorKind::InUse => TargetFate::InUse,
+                Err(err) if err.kind == ErrorKind::InUse => Fate::InUse,
                 Err(err) => {
                     warn!(target_id, error = %err, "target not deleted");
-                    TargetFate::Failed
+                    Fate::Failed(Some(err))
                 }
             },
             Err(err) => {
                 warn!(target_id, error = %err, "could not tell whether the target is in use");
-                TargetFate::Failed
+                Fate::Failed(Some(err))
+            }
+        }
+    }
+
+    /// Deletes one of our filters; EC2 refuses while a session uses it.
+    pub(crate) async fn delete_filter_if_unused(&self, filter_id: &str) -> Fate {
+        match self.ec2.delete_filter(filter_id).await {
+            Ok(_) => Fate::Deleted,
+            Err(err) if err.kind == ErrorKind::InUse => Fate::InUse,
+            Err(err) => {
+                warn!(filter_id, error = %err, "filter not deleted");
+                Fate::Failed(Some(err))
             }
         }
     }

@@ -10,12 +10,13 @@ use futures::future::join_all;
 use tracing::{info, warn};
 
 use super::model::RemoveRequest;
-use super::release::{Release, Released, TargetFate};
+use super::model::TargetSpec;
+use super::release::{Fate, Release, Released};
 use super::{aws_failure, is_ours, ledger_failure, now_seconds, Mirroring, TAG_RESERVATION_ID};
 use crate::contract::{ActionResult, REMOVE};
 use crate::ports::{
     ActionKind, AwsError, Deleted, ErrorKind, LedgerError, LedgerQuery, LedgerRecord, MirrorSession, RecordStatus,
-    SessionQuery,
+    SessionQuery, SharedKey,
 };
 
 /// What a remove found to act on.
@@ -120,7 +121,7 @@ impl Mirroring {
             found.add_records(records.into_iter().filter(removable).collect());
             let targets = self
                 .ec2
-                .targets_for_eni(eni)
+                .targets_of(&TargetSpec::Eni(eni.clone()))
                 .await
                 .map_err(|e| fail(&format!("looking up the mirror targets of {eni}"), &e))?;
             for target in targets {
@@ -178,10 +179,11 @@ impl Mirroring {
                         Some((id, Deleted::AlreadyGone)) => outcome.already_gone.push(id),
                         None => {}
                     }
-                    outcome.filters_deleted += usize::from(done.filter_deleted);
-                    outcome.targets_deleted.extend(done.released.target_deleted);
-                    outcome.leftover_targets.extend(done.released.target_left);
-                    if record.target_eni.is_none() {
+                    outcome.filters_deleted += usize::from(done.released.filter_deleted.is_some());
+                    outcome.targets_deleted.extend(done.released.target_deleted.clone());
+                    outcome.leftover_targets.extend(done.released.left());
+                    // Found in EC2 only: no claim item counts it, so look at its target.
+                    if record.kind.is_none() {
                         untracked_targets.extend(record.target_id.clone());
                     }
                 }
@@ -200,21 +202,24 @@ impl Mirroring {
                 Ok(Some(target)) if is_ours(&target.tags) => target,
                 _ => continue,
             };
-            let fate = match &target.network_interface_id {
-                Some(eni) => self.retire_target(eni, &target_id, true).await,
+            let fate = match target.claim_name() {
+                Some(name) => {
+                    self.retire_shared(&SharedKey::Target(name.to_owned()), &target_id, true)
+                        .await
+                }
                 None => self.delete_target_if_unused(&target_id).await,
             };
             match fate {
-                TargetFate::Deleted => outcome.targets_deleted.push(target_id),
-                TargetFate::InUse | TargetFate::NotOurs => {}
-                TargetFate::Failed => outcome.leftover_targets.push(target_id),
+                Fate::Deleted => outcome.targets_deleted.push(target_id),
+                Fate::InUse | Fate::NotOurs => {}
+                Fate::Failed(_) => outcome.leftover_targets.push(target_id),
             }
         }
         outcome
     }
 
-    /// Deletes a record's session, then its filter, releases its claims, then
-    /// marks it removed.
+    /// Deletes a record's session, releases its claims (its shared filter and
+    /// target go with the last user), then marks it removed.
     pub(crate) async fn remove_session(&self, record: &LedgerRecord) -> Result<SessionRemoved, AwsError> {
         if record.kind.is_some() && record.status != Some(RecordStatus::Removing) {
             // The intent first: if we stop half-way, the record says so.
@@ -227,18 +232,12 @@ impl Mirroring {
             Some(id) => Some((id.clone(), self.ec2.delete_session(id).await?)),
             None => None,
         };
-        let filter_deleted = match &record.filter_id {
-            Some(id) => self.ec2.delete_filter(id).await? == Deleted::Now,
-            None => false,
-        };
-        let hold = Release {
-            action_id: &record.action_id,
-            source_eni: record.source_eni.as_deref(),
-            number: record.session_number,
-            target_eni: record.target_eni.as_deref(),
-            target_created: record.target_id.as_deref().filter(|_| record.target_created),
-        };
-        let released = self.release(&hold).await.map_err(ledger_as_aws)?;
+        let released = self.release(&Release::of(record, None)).await.map_err(ledger_as_aws)?;
+        if let Some(err) = released.filter_error {
+            // The session is gone but its last filter stays: the record stays
+            // `removing`, so a retried remove (or the sweep) finishes the job.
+            return Err(err);
+        }
         if record.kind.is_some() {
             let mut removed = record.clone();
             removed.status = Some(RecordStatus::Removed);
@@ -246,17 +245,12 @@ impl Mirroring {
             self.ledger.save(&removed).await.map_err(ledger_as_aws)?;
         }
         info!(action_id = %record.action_id, session = ?session, "mirroring removed");
-        Ok(SessionRemoved {
-            session,
-            filter_deleted,
-            released,
-        })
+        Ok(SessionRemoved { session, released })
     }
 }
 
 pub(crate) struct SessionRemoved {
     session: Option<(String, Deleted)>,
-    filter_deleted: bool,
     released: Released,
 }
 
@@ -285,12 +279,11 @@ impl Found {
                 }
                 continue;
             }
-            // Our create makes one filter per session, so an untracked session
-            // of ours owns its filter too.
+            // Its filter may be shared with sessions the ledger does know, so
+            // it is left to the sweep, which sees every user.
             self.records.entry(session.id.clone()).or_insert_with(|| LedgerRecord {
                 action_id: session.tag(super::TAG_ACTION_ID).unwrap_or_default().to_owned(),
                 session_id: Some(session.id.clone()),
-                filter_id: Some(session.filter_id.clone()),
                 target_id: Some(session.target_id.clone()),
                 ..LedgerRecord::default()
             });

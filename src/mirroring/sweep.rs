@@ -5,7 +5,8 @@
 //! - active mirrors whose session is gone (its ENI was deleted): closed, their
 //!   filter deleted and their claims released;
 //! - sessions and filters of ours that no ledger entry knows: deleted;
-//! - targets of ours that no session and no claim uses: deleted;
+//! - targets and shared filters of ours that no session and no claim uses:
+//!   deleted;
 //! - claims held by actions that no longer hold anything: released.
 //!
 //! EC2 is listed before the ledger is read, so anything made by a create that
@@ -18,12 +19,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use tracing::{info, warn};
 
-use super::release::{Release, TargetFate};
+use super::release::{Fate, Release};
 use super::{is_ours, now_seconds, Mirroring, TAG_ACTION_ID, TAG_MANAGED_BY, TAG_MANAGED_BY_VALUE};
 use crate::contract::{ActionResult, SWEEP};
 use crate::ports::{
     ActionKind, Claim, LedgerContents, LedgerRecord, MirrorFilter, MirrorSession, MirrorTarget, RecordStatus,
-    SessionQuery,
+    SessionQuery, SharedKey,
 };
 
 /// One thing the sweep found, and what became of it.
@@ -60,18 +61,20 @@ enum Repair {
     /// A remove that stopped half-way through this mirror.
     HalfRemoved(Box<LedgerRecord>),
     OrphanSession(MirrorSession),
-    OrphanFilter(String, Option<String>),
+    /// A filter of ours nothing uses: its id, the action that made it, and
+    /// the claim item still naming it, if one does.
+    OrphanFilter(String, Option<String>, Option<SharedKey>),
     StaleNumber {
         source_eni: String,
         number: u16,
         action_id: String,
     },
     StaleUser {
-        target_eni: String,
+        key: SharedKey,
         action_id: String,
     },
     UnusedTarget {
-        target_eni: Option<String>,
+        claim_name: Option<String>,
         target_id: String,
     },
 }
@@ -95,18 +98,25 @@ impl Repair {
                 Some(&r.action_id),
             ),
             Repair::OrphanSession(s) => ("orphan_session", s.id.clone(), None),
-            Repair::OrphanFilter(id, _) => ("orphan_filter", id.clone(), None),
+            Repair::OrphanFilter(id, ..) => ("orphan_filter", id.clone(), None),
             Repair::StaleNumber {
                 source_eni,
                 number,
                 action_id,
             } => ("stale_number_claim", format!("{source_eni} #{number}"), Some(action_id)),
-            Repair::StaleUser { target_eni, action_id } => ("stale_target_claim", target_eni.clone(), Some(action_id)),
+            Repair::StaleUser {
+                key: key @ SharedKey::Target(_),
+                action_id,
+            } => ("stale_target_claim", key.name().to_owned(), Some(action_id)),
+            Repair::StaleUser {
+                key: key @ SharedKey::Filter(_),
+                action_id,
+            } => ("stale_filter_claim", key.name().to_owned(), Some(action_id)),
             Repair::UnusedTarget { target_id, .. } => ("unused_target", target_id.clone(), None),
         };
         let action_id = action_id.cloned().or_else(|| match self {
             Repair::OrphanSession(s) => s.tag(TAG_ACTION_ID).map(str::to_owned),
-            Repair::OrphanFilter(_, action) => action.clone(),
+            Repair::OrphanFilter(_, action, _) => action.clone(),
             _ => None,
         });
         Finding {
@@ -197,7 +207,7 @@ impl Mirroring {
             sessions_seen: owned.sessions.len(),
             filters_seen: owned.filters.len(),
             targets_seen: owned.targets.len(),
-            ledger_entries_seen: contents.records.len() + contents.targets.len() + contents.sources.len(),
+            ledger_entries_seen: contents.records.len() + contents.shared.len() + contents.sources.len(),
             ..SweepReport::default()
         };
         for repair in repairs {
@@ -278,6 +288,24 @@ impl Mirroring {
                 !known_sessions.contains(session.id.as_str()) && !keeps(action)
             });
         repairs.extend(orphan_sessions.into_iter().cloned().map(Repair::OrphanSession));
+        // Shared resources that a kept action uses or that someone is making.
+        let mut claimed = BTreeSet::new();
+        let mut claim_of = BTreeMap::new();
+        for shared in &contents.shared {
+            let kept_users = shared.users.iter().filter(|u| keeps(u)).count();
+            for user in shared.users.iter().filter(|u| !keeps(u)) {
+                repairs.push(Repair::StaleUser {
+                    key: shared.key.clone(),
+                    action_id: user.clone(),
+                });
+            }
+            if let Some(id) = &shared.resource_id {
+                claim_of.insert(id.as_str(), &shared.key);
+                if kept_users > 0 || shared.maker.is_some() {
+                    claimed.insert(id.as_str());
+                }
+            }
+        }
         // Filters and targets used by sessions that stay; an orphan session's go with it.
         let known_filters: BTreeSet<&str> = contents
             .records
@@ -288,8 +316,11 @@ impl Mirroring {
             .collect();
         for filter in &owned.filters {
             let action = crate::ports::tag_value(&filter.tags, TAG_ACTION_ID).unwrap_or_default();
-            if !known_filters.contains(filter.id.as_str()) && !keeps(action) {
-                repairs.push(Repair::OrphanFilter(filter.id.clone(), Some(action.to_owned())));
+            let id = filter.id.as_str();
+            // A filter being made has no claim naming it yet; its maker keeps it.
+            if !known_filters.contains(id) && !claimed.contains(id) && !keeps(action) {
+                let claim = claim_of.get(id).map(|key| (*key).clone());
+                repairs.push(Repair::OrphanFilter(filter.id.clone(), Some(action.to_owned()), claim));
             }
         }
 
@@ -304,32 +335,17 @@ impl Mirroring {
                 }
             }
         }
-        let mut claimed_targets = BTreeSet::new();
-        for target in &contents.targets {
-            let kept_users = target.users.iter().filter(|u| keeps(u)).count();
-            for user in target.users.iter().filter(|u| !keeps(u)) {
-                repairs.push(Repair::StaleUser {
-                    target_eni: target.target_eni.clone(),
-                    action_id: user.clone(),
-                });
-            }
-            if let Some(id) = &target.target_id {
-                if kept_users > 0 || target.maker.is_some() {
-                    claimed_targets.insert(id.as_str());
-                }
-            }
-        }
         let used_targets: BTreeSet<&str> = kept_sessions.iter().map(|s| s.target_id.as_str()).collect();
         for target in &owned.targets {
             let id = target.id.as_str();
             // A target being made has no session yet; its maker keeps it.
-            let making = contents
-                .targets
-                .iter()
-                .any(|t| t.maker.is_some() && t.target_eni == target.network_interface_id.clone().unwrap_or_default());
-            if is_ours(&target.tags) && !used_targets.contains(id) && !claimed_targets.contains(id) && !making {
+            let making = contents.shared.iter().any(|c| {
+                c.maker.is_some()
+                    && matches!(&c.key, SharedKey::Target(name) if Some(name.as_str()) == target.claim_name())
+            });
+            if is_ours(&target.tags) && !used_targets.contains(id) && !claimed.contains(id) && !making {
                 repairs.push(Repair::UnusedTarget {
-                    target_eni: target.network_interface_id.clone(),
+                    claim_name: target.claim_name().map(str::to_owned),
                     target_id: target.id.clone(),
                 });
             }
@@ -342,10 +358,7 @@ impl Mirroring {
         match repair {
             Repair::Abandoned(record) => self.undo_abandoned(record, owned, contents).await,
             Repair::Vanished(record) => {
-                if let Some(filter) = &record.filter_id {
-                    self.ec2.delete_filter(filter).await.map_err(|e| e.to_string())?;
-                }
-                self.release(&hold_of(record, record.session_number))
+                self.release(&Release::of(record, None))
                     .await
                     .map_err(|e| e.to_string())?;
                 let mut closed = (**record).clone();
@@ -362,9 +375,14 @@ impl Mirroring {
                 self.ec2.delete_session(&session.id).await.map_err(|e| e.to_string())?;
                 Ok("repaired".into())
             }
-            Repair::OrphanFilter(id, _) => {
-                self.ec2.delete_filter(id).await.map_err(|e| e.to_string())?;
-                Ok("repaired".into())
+            Repair::OrphanFilter(id, _, claim) => {
+                // A claim item naming it must let go first, so no create joins
+                // a filter that is being deleted.
+                let fate = match claim {
+                    Some(key) => self.retire_shared(key, id, true).await,
+                    None => self.delete_filter_if_unused(id).await,
+                };
+                fate_outcome(fate, id)
             }
             // The listing is a moment old: an action that took up its claim
             // since (a create joins its target as it claims itself) keeps it.
@@ -384,29 +402,30 @@ impl Mirroring {
                     .map_err(|e| e.to_string())?;
                 Ok("repaired".into())
             }
-            Repair::StaleUser { target_eni, action_id } => {
-                let hold = Release {
+            Repair::StaleUser { key, action_id } => {
+                let mut hold = Release {
                     action_id,
-                    target_eni: Some(target_eni),
                     ..Release::default()
                 };
+                match key {
+                    SharedKey::Target(_) => hold.target = Some(key.clone()),
+                    SharedKey::Filter(_) => hold.filter = Some(key.clone()),
+                }
                 let released = self.release(&hold).await.map_err(|e| e.to_string())?;
-                match released.target_left {
-                    Some(left) => Err(format!("released, but unused target {left} could not be deleted")),
+                match released.left().first() {
+                    Some(left) => Err(format!("released, but unused {left} could not be deleted")),
                     None => Ok("repaired".into()),
                 }
             }
-            Repair::UnusedTarget { target_eni, target_id } => {
-                let fate = match target_eni {
-                    Some(eni) => self.retire_target(eni, target_id, true).await,
+            Repair::UnusedTarget { claim_name, target_id } => {
+                let fate = match claim_name {
+                    Some(name) => {
+                        self.retire_shared(&SharedKey::Target(name.clone()), target_id, true)
+                            .await
+                    }
                     None => self.delete_target_if_unused(target_id).await,
                 };
-                match fate {
-                    TargetFate::Deleted => Ok("repaired".into()),
-                    TargetFate::InUse => Ok("skipped: in use now".into()),
-                    TargetFate::NotOurs => Ok("skipped: not ours".into()),
-                    TargetFate::Failed => Err(format!("target {target_id} could not be deleted")),
-                }
+                fate_outcome(fate, target_id)
             }
         }
     }
@@ -435,9 +454,9 @@ impl Mirroring {
         for session in owned.sessions.iter().filter(|s| made_by(&s.tags)) {
             self.ec2.delete_session(&session.id).await.map_err(|e| e.to_string())?;
         }
-        for filter in owned.filters.iter().filter(|f| made_by(&f.tags)) {
-            self.ec2.delete_filter(&filter.id).await.map_err(|e| e.to_string())?;
-        }
+        // Its filter may be shared by now: it goes through the release below,
+        // which deletes it only with its last user.
+        let filter_created = owned.filters.iter().find(|f| made_by(&f.tags)).map(|f| f.id.as_str());
         let number = contents
             .sources
             .iter()
@@ -447,8 +466,9 @@ impl Mirroring {
             .map(|(n, _)| *n)
             .or(record.session_number);
         let created = owned.targets.iter().find(|t| made_by(&t.tags)).map(|t| t.id.as_str());
-        let mut hold = hold_of(record, number);
+        let mut hold = Release::of(record, number);
         hold.target_created = created.or(hold.target_created);
+        hold.filter_created = filter_created;
         let released = self.release(&hold).await.map_err(|e| e.to_string())?;
         let mut failed = record.clone();
         failed.status = Some(RecordStatus::Failed);
@@ -467,8 +487,8 @@ impl Mirroring {
                 .into(),
             true,
         );
-        if let Some(left) = released.target_left {
-            result.info_message = format!("unused target {left} could not be deleted yet");
+        if !released.left().is_empty() {
+            result.info_message = format!("unused {} could not be deleted yet", released.left().join(", "));
         }
         failed.result = Some(result);
         failed.updated_at = now_seconds();
@@ -477,12 +497,11 @@ impl Mirroring {
     }
 }
 
-fn hold_of(record: &LedgerRecord, number: Option<u16>) -> Release<'_> {
-    Release {
-        action_id: &record.action_id,
-        source_eni: record.source_eni.as_deref(),
-        number,
-        target_eni: record.target_eni.as_deref(),
-        target_created: record.target_id.as_deref().filter(|_| record.target_created),
+fn fate_outcome(fate: Fate, id: &str) -> Result<String, String> {
+    match fate {
+        Fate::Deleted => Ok("repaired".into()),
+        Fate::InUse => Ok("skipped: in use now".into()),
+        Fate::NotOurs => Ok("skipped: not ours".into()),
+        Fate::Failed(_) => Err(format!("{id} could not be deleted")),
     }
 }

@@ -53,13 +53,14 @@ fn validate_create(action: &RawAction) -> Result<CreateRequest> {
     };
     check_nested_type(params, "actionParams", "CreateTrafficMirroringParams")?;
     let source_eni = required_eni(params, "actionParams.sourceNicId")?;
-    let target_eni = required_eni(params, "actionParams.targetNicId")?;
-    if source_eni == target_eni {
+    let target = target(params)?;
+    if target.eni() == Some(&source_eni) {
         return Err(invalid(
             "actionParams.targetNicId",
             format!("is the same ENI as sourceNicId ({source_eni}); an ENI cannot mirror to itself"),
         ));
     }
+    let filter = filter(params)?;
     let session_number = optional_int(params, "sessionNumber", "actionParams.sessionNumber")?
         .map(|n| in_range(n, 1, i64::from(MAX_SESSION_NUMBER), "actionParams.sessionNumber"))
         .transpose()?
@@ -79,15 +80,147 @@ fn validate_create(action: &RawAction) -> Result<CreateRequest> {
     Ok(CreateRequest {
         action_id: action.action_id.clone(),
         source_eni,
-        target_eni,
+        target,
+        filter,
         session_number,
-        rules: rules(params)?,
         packet_length,
         virtual_network_id,
         description,
         reservation_id: reservation_id(action, Some(params))?,
         instance_id: None,
+        dry_run: dry_run(action, params)?,
     })
+}
+
+/// The four ways to name a target; exactly one must be given.
+const TARGET_FIELDS: [&str; 4] = [
+    "targetNicId",
+    "targetNetworkLoadBalancerArn",
+    "targetGatewayLoadBalancerEndpointId",
+    "trafficMirrorTargetId",
+];
+
+fn target(params: &Map<String, Value>) -> Result<TargetSpec> {
+    let mut given = Vec::new();
+    for key in TARGET_FIELDS {
+        if let Some(value) = optional_text(params, key, &format!("actionParams.{key}"))? {
+            given.push((key, value));
+        }
+    }
+    let (key, value) = match given.as_slice() {
+        [one] => one.clone(),
+        [] => {
+            return Err(invalid(
+                "actionParams.targetNicId",
+                format!(
+                    "is missing; name the target as exactly one of {}",
+                    TARGET_FIELDS.join(", ")
+                ),
+            ))
+        }
+        [first, second, ..] => {
+            return Err(invalid(
+                format!("actionParams.{}", second.0),
+                format!(
+                    "names a second target besides {}; give exactly one of {}",
+                    first.0,
+                    TARGET_FIELDS.join(", ")
+                ),
+            ))
+        }
+    };
+    parse_target(key, &value).map_err(|problem| invalid(format!("actionParams.{key}"), problem))
+}
+
+/// Reads a target given under `key` (one of `TARGET_FIELDS`); the launch
+/// path uses it too, for tags and default targets.
+pub fn parse_target(key: &str, value: &str) -> std::result::Result<TargetSpec, String> {
+    match key {
+        "targetNicId" => EniId::parse(value)
+            .map(TargetSpec::Eni)
+            .ok_or_else(|| bad_eni_problem(value)),
+        "targetNetworkLoadBalancerArn" => network_load_balancer(value).map(TargetSpec::NetworkLoadBalancer),
+        "targetGatewayLoadBalancerEndpointId" if is_aws_id(value, "vpce-") => {
+            Ok(TargetSpec::GatewayLoadBalancerEndpoint(value.to_owned()))
+        }
+        "targetGatewayLoadBalancerEndpointId" => Err(format!(
+            "{value:?} is not a Gateway Load Balancer endpoint id (vpce- and 8 or 17 hex digits)"
+        )),
+        _ if is_aws_id(value, "tmt-") => Ok(TargetSpec::Existing(value.to_owned())),
+        _ => Err(format!(
+            "{value:?} is not a traffic mirror target id (tmt- and 8 or 17 hex digits)"
+        )),
+    }
+}
+
+/// Which field names a target given as one string, told by its form: what
+/// tags and default-target settings hold.
+pub fn target_field_of(value: &str) -> &'static str {
+    if value.starts_with("arn:") {
+        "targetNetworkLoadBalancerArn"
+    } else if value.starts_with("vpce-") {
+        "targetGatewayLoadBalancerEndpointId"
+    } else if value.starts_with("tmt-") {
+        "trafficMirrorTargetId"
+    } else {
+        "targetNicId"
+    }
+}
+
+/// `arn:<partition>:elasticloadbalancing:<region>:<account>:loadbalancer/net/<name>/<id>`.
+fn network_load_balancer(arn: &str) -> std::result::Result<String, String> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let resource = match parts.as_slice() {
+        ["arn", partition, "elasticloadbalancing", region, account, resource]
+            if !partition.is_empty()
+                && !region.is_empty()
+                && account.len() == 12
+                && account.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            *resource
+        }
+        _ => return Err(format!("{arn:?} is not an Elastic Load Balancing ARN")),
+    };
+    let segments: Vec<&str> = resource.split('/').collect();
+    match segments.as_slice() {
+        ["loadbalancer", "net", name, id] if !name.is_empty() && !id.is_empty() => Ok(arn.to_owned()),
+        ["loadbalancer", kind, ..] => Err(format!(
+            "{arn:?} is a load balancer of type {kind:?}; only a Network Load Balancer (net) can be a mirror target"
+        )),
+        _ => Err(format!("{arn:?} is not a load balancer ARN")),
+    }
+}
+
+fn filter(params: &Map<String, Value>) -> Result<FilterSpec> {
+    let existing = optional_text(params, "trafficMirrorFilterId", "actionParams.trafficMirrorFilterId")?;
+    let has_rules = matches!(params.get("filterRules"), Some(Value::Array(rules)) if !rules.is_empty());
+    match existing {
+        Some(_) if has_rules => Err(invalid(
+            "actionParams.trafficMirrorFilterId",
+            "and filterRules are both given; name an existing filter or give rules, not both",
+        )),
+        Some(id) if is_aws_id(&id, "tmf-") => Ok(FilterSpec::Existing(id)),
+        Some(id) => Err(invalid(
+            "actionParams.trafficMirrorFilterId",
+            format!("{id:?} is not a traffic mirror filter id (tmf- and 8 or 17 hex digits)"),
+        )),
+        None => Ok(FilterSpec::from_rules(rules(params)?)),
+    }
+}
+
+/// `dryRun` on the action's parameters, on the action, or on the whole request.
+fn dry_run(action: &RawAction, params: &Map<String, Value>) -> Result<bool> {
+    let read = |object: &Map<String, Value>, path: &str| -> Result<Option<bool>> {
+        match object.get("dryRun") {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("false") || s.trim().is_empty() => Ok(Some(false)),
+            Some(other) => Err(invalid(path, format!("must be true or false, got {other}"))),
+        }
+    };
+    let own = read(params, "actionParams.dryRun")?.or(read(&action.body, "dryRun")?);
+    Ok(own.unwrap_or(action.request_dry_run))
 }
 
 fn validate_remove(action: &RawAction) -> Result<RemoveRequest> {
@@ -235,17 +368,10 @@ fn rules(params: &Map<String, Value>) -> Result<Vec<RuleSpec>> {
             ),
         ));
     }
-    let mut counts = [0i32; 2];
+    // Numbers are given when the rule set is made canonical (`FilterSpec::from_rules`).
     raw.iter()
         .enumerate()
-        .map(|(index, value)| {
-            let mut rule = rule(index, value)?;
-            let count = &mut counts[rule.direction as usize];
-            *count += 1;
-            // Numbered in request order per direction, with gaps for hand-made rules.
-            rule.rule_number = *count * 100;
-            Ok(rule)
-        })
+        .map(|(index, value)| rule(index, value))
         .collect()
 }
 
@@ -387,7 +513,9 @@ fn cidr(text: &str, path: &str) -> Result<(String, bool)> {
     if prefix > max {
         return Err(problem());
     }
-    Ok((text.to_owned(), address.is_ipv6()))
+    // One spelling per block (IPv6 zeros compressed, lower case), so equal
+    // rule sets are recognised as equal.
+    Ok((format!("{address}/{prefix}"), address.is_ipv6()))
 }
 
 #[cfg(test)]
@@ -431,7 +559,7 @@ mod tests {
                     "sourceCidr": "192.168.0.124/24"}]),
         ))
         .expect("valid");
-        let rule = &create.rules[0];
+        let rule = &create.filter.rules()[0];
         assert_eq!(rule.protocol, Protocol::Number(TCP));
         assert_eq!(rule.source_ports, Some(PortRange { from: 50000, to: 65535 }));
         assert_eq!(rule.destination_cidr, "0.0.0.0/0");
@@ -530,34 +658,144 @@ mod tests {
     }
 
     #[test]
-    fn rule_numbers_are_unique_per_direction() {
+    fn rules_are_made_canonical_and_numbered_per_direction() {
         let rules = json!([
             {"direction": "ingress", "protocol": "tcp"},
             {"direction": "egress", "protocol": "udp"},
-            {"direction": "ingress", "protocol": 17, "destinationCidr": "2001:db8::/32"}
+            {"direction": "ingress", "protocol": 17, "destinationCidr": "2001:DB8:0::/32"}
         ]);
         let create = create_with(with("filterRules", rules)).expect("valid");
-        let numbers: Vec<_> = create.rules.iter().map(|r| (r.direction, r.rule_number)).collect();
+        let rules = create.filter.rules();
+        let numbers: Vec<_> = rules.iter().map(|r| (r.direction, r.rule_number)).collect();
         assert_eq!(
             numbers,
             [
                 (Direction::Ingress, 100),
-                (Direction::Egress, 100),
-                (Direction::Ingress, 200)
+                (Direction::Ingress, 200),
+                (Direction::Egress, 100)
             ]
         );
+        let udp = rules
+            .iter()
+            .find(|r| r.protocol == Protocol::Number(UDP))
+            .expect("udp rule");
         assert_eq!(
-            create.rules[2].source_cidr, "::/0",
-            "the default follows the other CIDR's version"
+            (udp.source_cidr.as_str(), udp.destination_cidr.as_str()),
+            ("::/0", "2001:db8::/32"),
+            "the default follows the other CIDR's version; the spelling is canonical"
         );
+    }
+
+    #[test]
+    fn equal_rule_sets_get_one_key_whatever_their_order_and_spelling() {
+        let key = |rules: Value| match create_with(with("filterRules", rules)).expect("valid").filter {
+            FilterSpec::Rules { key, .. } => key,
+            other => panic!("expected rules, got {other:?}"),
+        };
+        let one = key(json!([
+            {"direction": "ingress", "protocol": "tcp", "sourceCidr": "10.0.0.0/8"},
+            {"direction": "egress", "protocol": "udp"}
+        ]));
+        let same = key(json!([
+            {"direction": "EGRESS", "protocol": 17, "sourceCidr": "0.0.0.0/0", "destinationCidr": "0.0.0.0/0"},
+            {"direction": "ingress", "protocol": "6", "sourceCidr": "10.0.0.0/8"},
+            {"direction": "ingress", "protocol": "tcp", "sourceCidr": "10.0.0.0/8"}
+        ]));
+        let other = key(json!([{"direction": "ingress", "protocol": "tcp"}]));
+        assert_eq!(one, same);
+        assert_ne!(one, other);
     }
 
     #[test]
     fn no_rules_means_mirror_everything_both_ways() {
         let create = create_with(base()).expect("valid");
-        assert!(create.rules.iter().any(|r| r.direction == Direction::Ingress));
-        assert!(create.rules.iter().any(|r| r.direction == Direction::Egress));
-        assert!(create.rules.iter().all(|r| r.protocol == Protocol::All));
+        let rules = create.filter.rules();
+        assert!(rules.iter().any(|r| r.direction == Direction::Ingress));
+        assert!(rules.iter().any(|r| r.direction == Direction::Egress));
+        assert!(rules.iter().all(|r| r.protocol == Protocol::All));
+    }
+
+    fn without_target(extra: &[(&str, Value)]) -> Value {
+        let mut params = base();
+        let object = params.as_object_mut().expect("object");
+        object.remove("targetNicId");
+        for (key, value) in extra {
+            object.insert((*key).to_owned(), value.clone());
+        }
+        params
+    }
+
+    #[test]
+    fn every_kind_of_target_is_accepted_once() {
+        let nlb = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/mon/50dc6c495c0c9188";
+        let cases = [
+            (
+                "targetNetworkLoadBalancerArn",
+                nlb,
+                TargetSpec::NetworkLoadBalancer(nlb.into()),
+            ),
+            (
+                "targetGatewayLoadBalancerEndpointId",
+                "vpce-0123456789abcdef0",
+                TargetSpec::GatewayLoadBalancerEndpoint("vpce-0123456789abcdef0".into()),
+            ),
+            (
+                "trafficMirrorTargetId",
+                "tmt-0123456789abcdef0",
+                TargetSpec::Existing("tmt-0123456789abcdef0".into()),
+            ),
+        ];
+        for (key, value, expected) in cases {
+            let create = create_with(without_target(&[(key, json!(value))])).expect(key);
+            assert_eq!(create.target, expected);
+        }
+        let err = create_with(without_target(&[])).expect_err("no target");
+        assert!(err.problem.contains("exactly one"), "{err}");
+        let err = create_with(with("trafficMirrorTargetId", json!("tmt-0123456789abcdef0"))).expect_err("two");
+        assert_eq!(err.field, "actionParams.trafficMirrorTargetId");
+        let alb = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/web/50dc6c495c0c9188";
+        let err = create_with(without_target(&[("targetNetworkLoadBalancerArn", json!(alb))])).expect_err("alb");
+        assert!(err.problem.contains("only a Network Load Balancer"), "{err}");
+        for (key, bad) in [
+            (
+                "targetNetworkLoadBalancerArn",
+                "arn:aws:ec2:us-east-1:123456789012:instance/i-1",
+            ),
+            ("targetGatewayLoadBalancerEndpointId", "vpc-0123456789abcdef0"),
+            ("trafficMirrorTargetId", "tmf-0123456789abcdef0"),
+        ] {
+            let err = create_with(without_target(&[(key, json!(bad))])).expect_err(bad);
+            assert_eq!(err.field, format!("actionParams.{key}"));
+        }
+    }
+
+    #[test]
+    fn an_existing_filter_replaces_rules_but_not_both() {
+        let create = create_with(with("trafficMirrorFilterId", json!("tmf-0123456789abcdef0"))).expect("valid");
+        assert_eq!(create.filter, FilterSpec::Existing("tmf-0123456789abcdef0".into()));
+        let mut both = with("trafficMirrorFilterId", json!("tmf-0123456789abcdef0"));
+        both["filterRules"] = json!([{"direction": "ingress", "protocol": "tcp"}]);
+        assert_eq!(
+            create_with(both).expect_err("both").field,
+            "actionParams.trafficMirrorFilterId"
+        );
+        let err = create_with(with("trafficMirrorFilterId", json!("filter-1"))).expect_err("bad id");
+        assert!(err.problem.contains("not a traffic mirror filter id"));
+    }
+
+    #[test]
+    fn dry_run_may_be_asked_on_the_params_the_action_or_the_request() {
+        assert!(!create_with(base()).expect("valid").dry_run);
+        assert!(create_with(with("dryRun", json!(true))).expect("valid").dry_run);
+        assert!(create_with(with("dryRun", json!("maybe"))).is_err());
+        let payload = json!({"driverRequest": {"dryRun": true, "actions": [
+            {"actionId": "a", "type": CREATE, "actionParams": base()},
+            {"actionId": "b", "type": CREATE, "dryRun": false, "actionParams": base()}
+        ]}});
+        let actions = split_request(&payload).expect("splits");
+        let dry = |a: &RawAction| matches!(validate(a), Ok(MirrorRequest::Create(c)) if c.dry_run);
+        assert!(dry(&actions[0]), "the request's flag applies");
+        assert!(!dry(&actions[1]), "the action's own flag wins");
     }
 
     #[test]
@@ -586,7 +824,11 @@ mod tests {
 
     #[test]
     fn the_direct_invoke_samples_in_events_are_valid_requests() {
-        for name in ["direct-create.json", "direct-remove.json"] {
+        for name in [
+            "direct-create.json",
+            "direct-remove.json",
+            "direct-create-load-balancers.json",
+        ] {
             let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
             let text = std::fs::read_to_string(&path).expect("sample exists");
             let payload: Value = serde_json::from_str(&text).expect("sample is JSON");

@@ -69,7 +69,7 @@ async fn fifty_creates_to_one_target_make_one_target_and_at_most_ten_sessions() 
     let state = world.mirror_state().await;
     assert_eq!(state.targets.len(), 1, "exactly one mirror target");
     assert_eq!(state.sessions.len(), 10);
-    assert_eq!(state.filters.len(), 10, "no filter of a refused create is left");
+    assert_eq!(state.filters.len(), 1, "one rule set, one shared filter, made once");
     assert_eq!(world.disagreements().await, Vec::<String>::new());
 }
 
@@ -108,7 +108,7 @@ async fn ten_creates_on_one_source_make_three_sessions_with_distinct_numbers() {
     assert_eq!(numbers.len(), 3, "three distinct session numbers");
     let state = world.mirror_state().await;
     assert_eq!(state.sessions.len(), 3);
-    assert_eq!(state.filters.len(), 3);
+    assert_eq!(state.filters.len(), 1, "one rule set, one shared filter");
     assert_eq!(state.targets.len(), 3, "targets of refused creates were deleted again");
     assert_eq!(world.disagreements().await, Vec::<String>::new());
 }

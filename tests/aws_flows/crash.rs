@@ -42,7 +42,7 @@ async fn the_retry_of_a_create_that_died_at_any_step_finishes_it() {
     let app = world.app_with_lease(LEASE);
     for (n, call) in CHANGING_CALLS.iter().enumerate() {
         let (source, target) = (world.eni().await, world.eni().await);
-        let request = seed_create(&format!("died-{n}"), &source, &target);
+        let request = seed_create_own_rules(&format!("died-{n}"), &source, &target, n);
         let before = world.mirror_state().await;
         die_during(&world, &app, call, &request).await;
 
@@ -64,7 +64,7 @@ async fn the_sweep_undoes_a_create_that_died_at_any_step() {
     for (n, call) in CHANGING_CALLS.iter().enumerate() {
         let (source, target) = (world.eni().await, world.eni().await);
         let action_id = format!("swept-{n}");
-        let request = seed_create(&action_id, &source, &target);
+        let request = seed_create_own_rules(&action_id, &source, &target, n);
         let before = world.our_resources().await;
         die_during(&world, &app, call, &request).await;
 

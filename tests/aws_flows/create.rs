@@ -102,7 +102,7 @@ async fn an_existing_target_is_reused_and_a_new_one_is_made_once() {
     assert_eq!(first_result(&second)["trafficMirrorTargetId"], target_id);
     assert!(first_result(&second)["infoMessage"]
         .as_str()
-        .is_some_and(|m| m.contains("reused")));
+        .is_some_and(|m| m.contains("shared")));
     let targets = world
         .ec2
         .describe_traffic_mirror_targets()

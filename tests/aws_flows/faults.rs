@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 
 use crate::support::*;
+use std::time::{Duration, Instant};
+use traffic_mirroring::deadline::within;
 
 /// The AWS calls an action makes, read from the emulator's log while it runs
 /// once without faults: (action, how many calls of that action came before).
@@ -77,7 +79,9 @@ async fn a_failure_at_any_create_call_leaves_ec2_and_ledger_agreeing_and_is_repo
         let (code, status) = refusal(action);
         world.emulator.fail_call_after(action, *after, code, status).await;
 
-        let response = world.invoke(&seed_create(&action_id, &source, &target)).await;
+        // A rule set of its own, so that this create makes every call the baseline made.
+        let request = seed_create_own_rules(&action_id, &source, &target, n);
+        let response = world.invoke(&request).await;
 
         let result = first_result(&response);
         assert_eq!(result["success"], false, "{step}: {response}");
@@ -96,7 +100,7 @@ async fn a_failure_at_any_create_call_leaves_ec2_and_ledger_agreeing_and_is_repo
         world.emulator.clear_faults().await;
 
         // The same action, retried, now succeeds: its client tokens are fresh.
-        let retry = world.invoke(&seed_create(&action_id, &source, &target)).await;
+        let retry = world.invoke(&request).await;
         assert_eq!(first_result(&retry)["success"], true, "{step} retry: {retry}");
         world.events(1).await;
         let state = world.mirror_state().await;
@@ -207,9 +211,11 @@ async fn persistent_throttling_is_reported_as_retryable_and_rolled_back() {
     let (source, target) = (world.eni().await, world.eni().await);
     world
         .emulator
-        .fail_next("CreateTrafficMirrorSession", "RequestLimitExceeded", 503, 10)
+        .fail_next("CreateTrafficMirrorSession", "RequestLimitExceeded", 503, 40)
         .await;
-    let response = world.invoke(&seed_create("throttled-2", &source, &target)).await;
+    // Throttling is outlasted only while the invocation has time left.
+    let deadline = Instant::now() + Duration::from_millis(3500);
+    let response = within(deadline, world.invoke(&seed_create("throttled-2", &source, &target))).await;
     let result = first_result(&response);
     assert_eq!(result["success"], false);
     assert_eq!(result["errorCode"], "RequestLimitExceeded");

@@ -16,21 +16,23 @@ use support::{World, MANIFEST_DIR};
 
 const TARGET: &str = "eni-05fc8d0b34b762305";
 const INSTANCE: &str = "i-0f1e2d3c4b5a69788";
-const PLAIN_ENIS: [&str; 4] = [
+const PLAIN_ENIS: [&str; 5] = [
     "eni-008322622e675cd80",
     "eni-0a1b2c3d4e5f60718",
     "eni-0b1c2d3e4f5061728",
     "eni-0c1d2e3f405162738",
+    "eni-0f1a2b3c4d5e6f708",
 ];
 const INSTANCE_ENIS: [&str; 2] = ["eni-0d1e2f3a4b5c6d7e8", "eni-0e1f2a3b4c5d6e7f8"];
 /// Every file in events/, in the order they make sense as one story.
-const STORY: [&str; 6] = [
+const STORY: [&str; 7] = [
     "direct-create.json",
     "sqs-batch.json",
     "eventbridge-create.json",
     "ec2-running.json",
     "ec2-terminated.json",
     "direct-remove.json",
+    "direct-create-load-balancers.json",
 ];
 
 /// `cargo lambda watch` and the function it runs; stopped as a group on drop.
@@ -224,5 +226,34 @@ async fn every_sample_event_through_the_real_binary() {
         ),
         (6, 1, 2),
         "{events:?}"
+    );
+
+    let balanced = lambda.invoke(&sample("direct-create-load-balancers.json")).await;
+    let balanced_results = results(&balanced);
+    assert_eq!(balanced_results[0]["success"], true, "{balanced}");
+    let target = balanced_results[0]["trafficMirrorTargetId"].as_str().expect("target");
+    let described = world
+        .ec2
+        .describe_traffic_mirror_targets()
+        .traffic_mirror_target_ids(target)
+        .send()
+        .await
+        .expect("target");
+    assert_eq!(
+        described.traffic_mirror_targets()[0].r#type().map(|t| t.as_str()),
+        Some("network-load-balancer")
+    );
+    let dry = &balanced_results[1];
+    assert_eq!(
+        (dry["success"].clone(), dry["dryRun"].clone()),
+        (Value::Bool(true), Value::Bool(true)),
+        "{balanced}"
+    );
+    assert_eq!(dry["plan"]["target"]["kind"], "gateway-load-balancer-endpoint");
+    let state = world.mirror_state().await;
+    assert_eq!(
+        (state.sessions.len(), state.targets.len(), state.filters.len()),
+        (1, 1, 1),
+        "the dry run made nothing"
     );
 }

@@ -19,7 +19,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 use traffic_mirroring::contract::ActionResult;
 use traffic_mirroring::handler::App;
-use traffic_mirroring::mirroring::model::{EniId, RuleSpec};
+use traffic_mirroring::mirroring::model::{RuleSpec, TargetSpec};
 use traffic_mirroring::mirroring::Mirroring;
 use traffic_mirroring::ports::*;
 
@@ -31,7 +31,7 @@ struct NoAws;
 
 #[async_trait]
 impl MirrorApi for NoAws {
-    async fn targets_for_eni(&self, _: &EniId) -> AwsResult<Vec<MirrorTarget>> {
+    async fn targets_of(&self, _: &TargetSpec) -> AwsResult<Vec<MirrorTarget>> {
         Err(refused())
     }
     async fn target(&self, _: &str) -> AwsResult<Option<MirrorTarget>> {
@@ -40,7 +40,7 @@ impl MirrorApi for NoAws {
     async fn sessions(&self, _: &SessionQuery) -> AwsResult<Vec<MirrorSession>> {
         Err(refused())
     }
-    async fn create_target(&self, _: &EniId, _: &Tags, _: &str) -> AwsResult<String> {
+    async fn create_target(&self, _: &TargetSpec, _: &Tags, _: &str) -> AwsResult<String> {
         Err(refused())
     }
     async fn create_filter(&self, _: &str, _: &Tags, _: &str) -> AwsResult<String> {
@@ -73,6 +73,12 @@ impl MirrorApi for NoAws {
     async fn filters_tagged(&self, _: &str, _: &str) -> AwsResult<Vec<MirrorFilter>> {
         Err(refused())
     }
+    async fn filter(&self, _: &str) -> AwsResult<Option<MirrorFilter>> {
+        Err(refused())
+    }
+    async fn permitted(&self, _: &CheckedCall, _: &Tags) -> AwsResult<()> {
+        Err(refused())
+    }
 }
 
 #[async_trait]
@@ -89,19 +95,22 @@ impl Ledger for NoAws {
     async fn find(&self, _: &LedgerQuery) -> Result<Vec<LedgerRecord>, LedgerError> {
         Err(refused().into())
     }
-    async fn join_target(&self, _: &str, _: &str, _: usize, _: u64) -> Result<TargetSlot, LedgerError> {
+    async fn join_shared(&self, _: &SharedKey, _: &str, _: usize, _: u64) -> Result<Slot, LedgerError> {
         Err(refused().into())
     }
-    async fn target_made(&self, _: &str, _: &str, _: &str) -> Result<(), LedgerError> {
+    async fn shared_made(&self, _: &SharedKey, _: &str, _: &str) -> Result<(), LedgerError> {
         Err(refused().into())
     }
-    async fn leave_target(&self, _: &str, _: &str) -> Result<(Option<String>, usize), LedgerError> {
+    async fn leave_shared(&self, _: &SharedKey, _: &str) -> Result<(Option<String>, usize), LedgerError> {
         Err(refused().into())
     }
-    async fn retire_target(&self, _: &str, _: &str) -> Result<bool, LedgerError> {
+    async fn retire_shared(&self, _: &SharedKey, _: &str) -> Result<bool, LedgerError> {
         Err(refused().into())
     }
-    async fn restore_target(&self, _: &str, _: &str) -> Result<(), LedgerError> {
+    async fn restore_shared(&self, _: &SharedKey, _: &str) -> Result<(), LedgerError> {
+        Err(refused().into())
+    }
+    async fn shared(&self, _: &SharedKey) -> Result<Option<SharedClaims>, LedgerError> {
         Err(refused().into())
     }
     async fn claim_number(&self, _: &str, _: u16, _: &str, _: usize) -> Result<NumberClaim, LedgerError> {
@@ -203,6 +212,12 @@ fn field() -> impl Strategy<Value = Value> {
             json!("eni-0fedcba9876543210"),
             json!("eni-x"),
             json!("tms-0123456789abcdef0"),
+            json!("tmt-0123456789abcdef0"),
+            json!("tmf-0123456789abcdef0"),
+            json!("vpce-0123456789abcdef0"),
+            json!("arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/m/50dc6c495c0c9188"),
+            json!("arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/m/50dc6c495c0c9188"),
+            json!("arn:::::"),
             json!(""),
             json!("   "),
             json!(null),
@@ -270,10 +285,15 @@ fn action() -> impl Strategy<Value = Value> {
                 "description",
                 "type",
                 "reservationId",
+                "targetNetworkLoadBalancerArn",
+                "targetGatewayLoadBalancerEndpointId",
+                "trafficMirrorTargetId",
+                "trafficMirrorFilterId",
+                "dryRun",
             ])
             .prop_map(str::to_owned),
             field(),
-            0..7,
+            0..9,
         ),
         prop::option::of(prop::collection::vec(rule(), 0..12)),
     )

@@ -111,6 +111,16 @@ impl Emulator {
             .await;
     }
 
+    /// A token bucket on EC2 calls: `actions` is `"mutating"` or a list of names.
+    pub async fn throttle(&self, actions: Value, burst: f64, refill_per_second: f64) {
+        let bucket = json!({"actions": actions, "burst": burst, "refill_per_second": refill_per_second});
+        self.control(reqwest::Method::POST, "throttle", Some(bucket)).await;
+    }
+
+    pub async fn clear_throttle(&self) {
+        self.control(reqwest::Method::DELETE, "throttle", None).await;
+    }
+
     pub async fn clear_calls(&self) {
         self.control(reqwest::Method::DELETE, "calls", None).await;
     }
@@ -182,6 +192,8 @@ impl World {
             event_source: "traffic-mirroring".into(),
             default_targets: Default::default(),
             claim_lease_seconds: traffic_mirroring::mirroring::DEFAULT_LEASE_SECONDS,
+            max_concurrent_actions: traffic_mirroring::handler::MAX_CONCURRENT_LANES,
+            mutating_calls_per_second: None,
         };
         create_ledger_table(&dynamodb, &config.table_name).await;
         let queue_url = route_events_to_queue(&events, &sqs, &config).await;
@@ -430,15 +442,16 @@ impl World {
             .filter(holding)
             .filter_map(|item| item["actionId"].as_str().map(str::to_owned))
             .collect();
-        let claimed_targets: BTreeSet<String> = ledger
-            .iter()
-            .filter_map(|item| {
-                item["targetId"]
-                    .as_str()
-                    .filter(|_| item["pk"].as_str().is_some_and(|pk| pk.starts_with("target#")))
-                    .map(str::to_owned)
-            })
-            .collect();
+        // Shared targets and filters are named by their claim items.
+        let claimed = |prefix: &str| -> BTreeSet<String> {
+            ledger
+                .iter()
+                .filter(|item| item["pk"].as_str().is_some_and(|pk| pk.starts_with(prefix)))
+                .filter_map(|item| item["resourceId"].as_str().map(str::to_owned))
+                .collect()
+        };
+        let claimed_targets = claimed("target#");
+        let claimed_filters = claimed("filter#");
         let mut problems = Vec::new();
         let ours = self.our_resources().await;
         for id in &ours.sessions {
@@ -447,7 +460,7 @@ impl World {
             }
         }
         for id in &ours.filters {
-            if !named("filterId").contains(id) {
+            if !named("filterId").contains(id) && !claimed_filters.contains(id) {
                 problems.push(format!("filter {id} is in EC2 but not in the ledger"));
             }
         }
@@ -481,7 +494,7 @@ impl World {
                     }
                 }
             }
-            if pk.starts_with("target#") {
+            if pk.starts_with("target#") || pk.starts_with("filter#") {
                 for user in item["users"].as_array().into_iter().flatten() {
                     if !user.as_str().is_some_and(|u| holders.contains(u)) {
                         problems.push(format!("{pk} counts {user} as a user, which holds nothing"));
@@ -704,6 +717,16 @@ pub fn seed_create(action_id: &str, source: &str, target: &str) -> Value {
                 "sourceCidr": "192.168.0.124/24"}]}}]}})
 }
 
+/// The seed create with a rule set of its own (`n` picks a destination port),
+/// so that it makes its own filter instead of sharing the seed's.
+pub fn seed_create_own_rules(action_id: &str, source: &str, target: &str, n: usize) -> Value {
+    let mut request = seed_create(action_id, source, target);
+    let port = 1000 + n;
+    request["driverRequest"]["actions"][0]["actionParams"]["filterRules"][0]["destinationPortRange"] =
+        json!({"fromPort": port, "toPort": port});
+    request
+}
+
 /// A create with no rules (mirror everything) and an optional session number.
 pub fn create(action_id: &str, source: &str, target: &str, session_number: Option<&str>) -> Value {
     json!({"driverRequest": {"actions": [create_action(action_id, source, target, session_number)]}})
@@ -713,6 +736,43 @@ pub fn create_action(action_id: &str, source: &str, target: &str, session_number
     json!({"actionId": action_id, "type": "CreateTrafficMirroring",
            "actionParams": {"type": "CreateTrafficMirroringParams", "sourceNicId": source,
                             "targetNicId": target, "sessionNumber": session_number.unwrap_or("")}})
+}
+
+/// A create naming its target by any field (`targetNetworkLoadBalancerArn`, …)
+/// and, optionally, an existing filter instead of rules.
+pub fn create_to(action_id: &str, source: &str, field: &str, target: &str, filter_id: Option<&str>) -> Value {
+    let mut params = json!({"sourceNicId": source});
+    params[field] = json!(target);
+    if let Some(filter_id) = filter_id {
+        params["trafficMirrorFilterId"] = json!(filter_id);
+    }
+    json!({"driverRequest": {"actions": [{"actionId": action_id, "type": "CreateTrafficMirroring",
+        "actionParams": params}]}})
+}
+
+/// A Network Load Balancer ARN; the emulator, like AWS, takes it as given.
+pub fn nlb_arn(name: &str) -> String {
+    format!("arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/{name}/50dc6c495c0c9188")
+}
+
+/// An EventBridge EC2 instance state-change event, as the rule delivers it.
+pub fn state_change(instance_id: &str, state: &str) -> Value {
+    json!({"version": "0", "id": "7bf73129-1428-4cd3-a780-95db273d1602",
+           "detail-type": "EC2 Instance State-change Notification", "source": "aws.ec2",
+           "account": "123456789012", "time": "2026-11-23T08:00:00Z", "region": "us-east-1",
+           "resources": [format!("arn:aws:ec2:us-east-1:123456789012:instance/{instance_id}")],
+           "detail": {"instance-id": instance_id, "state": state}})
+}
+
+/// One SQS record of the Lambda event, with `body` as its message.
+pub fn sqs_record(message_id: &str, body: &Value) -> Value {
+    let body = match body {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    json!({"messageId": message_id, "receiptHandle": "handle", "body": body, "attributes": {},
+           "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+           "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:requests", "awsRegion": "us-east-1"})
 }
 
 /// A remove as existing callers send it: both fields present, unused ones empty.

@@ -1,0 +1,318 @@
+//! Patience with EC2's rate limits. EC2 throttles each account and Region
+//! with token buckets; in a launch storm the bucket stays empty for longer
+//! than the SDK's own retries last. Giving up then loses the mirror until the
+//! record comes back from its queue, so throttled calls are tried again, with
+//! growing pauses and full jitter, for as long as the invocation can afford:
+//! until its deadline less a reserve for rolling back and answering. Only
+//! throttling is retried here; other errors are the SDK's business.
+//!
+//! Better than being throttled is not asking too fast: with a rate set, each
+//! process paces its mutating calls with a token bucket of its own, so that
+//! processes x rate stays inside the account's budget (the template sizes it).
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tracing::warn;
+
+use crate::deadline;
+use crate::mirroring::jitter_millis;
+use crate::mirroring::model::{RuleSpec, TargetSpec};
+use crate::ports::{
+    AwsResult, CheckedCall, Deleted, InstanceInfo, MirrorApi, MirrorFilter, MirrorSession, MirrorTarget, NewSession,
+    SessionQuery, Tags,
+};
+
+/// Time kept back from the deadline to roll back and answer.
+const RESERVE: Duration = Duration::from_secs(3);
+/// How long to keep trying when the work has no deadline (tests, tools).
+const PATIENCE_WITHOUT_DEADLINE: Duration = Duration::from_secs(60);
+/// Pauses between tries: the first, and the longest it doubles up to.
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    first: Duration,
+    longest: Duration,
+}
+
+const BACKOFF: Backoff = Backoff {
+    first: Duration::from_millis(400),
+    longest: Duration::from_secs(8),
+};
+
+const THROTTLING: &[&str] = &["RequestLimitExceeded", "Throttling", "ThrottlingException"];
+
+/// A `MirrorApi` that paces its mutating calls and retries throttled calls
+/// within the invocation's time.
+pub struct Patient<A> {
+    inner: A,
+    pace: Option<Pace>,
+}
+
+impl<A> Patient<A> {
+    pub fn new(inner: A) -> Self {
+        Self { inner, pace: None }
+    }
+
+    /// Paces mutating calls at `per_second` on average (bursts of one second's worth).
+    pub fn with_mutating_rate(mut self, per_second: Option<f64>) -> Self {
+        self.pace = per_second.filter(|r| *r > 0.0).map(Pace::new);
+        self
+    }
+
+    /// Waits for this process's turn to make a mutating call.
+    async fn turn(&self) {
+        if let Some(pace) = &self.pace {
+            pace.wait().await;
+        }
+    }
+}
+
+/// A token bucket on this side of the wire. A caller that finds it empty
+/// takes a token in advance and sleeps until it would have refilled, so
+/// waiting callers are served in order and the rate holds on average.
+struct Pace {
+    per_second: f64,
+    burst: f64,
+    bucket: tokio::sync::Mutex<(f64, Instant)>,
+}
+
+impl Pace {
+    fn new(per_second: f64) -> Self {
+        let burst = per_second.max(1.0);
+        Self {
+            per_second,
+            burst,
+            bucket: tokio::sync::Mutex::new((burst, Instant::now())),
+        }
+    }
+
+    async fn wait(&self) {
+        let wait = {
+            let mut bucket = self.bucket.lock().await;
+            let (tokens, since) = *bucket;
+            let now = Instant::now();
+            let refilled = (tokens + now.duration_since(since).as_secs_f64() * self.per_second).min(self.burst);
+            *bucket = (refilled - 1.0, now);
+            if refilled >= 1.0 {
+                Duration::ZERO
+            } else {
+                Duration::from_secs_f64((1.0 - refilled) / self.per_second)
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+async fn persist<T, F, Fut>(call_name: &str, call: F) -> AwsResult<T>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = AwsResult<T>>,
+{
+    persist_with(BACKOFF, call_name, call).await
+}
+
+async fn persist_with<T, F, Fut>(backoff: Backoff, call_name: &str, call: F) -> AwsResult<T>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = AwsResult<T>>,
+{
+    let started = Instant::now();
+    let mut pause = backoff.first;
+    let mut tries = 1u32;
+    loop {
+        match call().await {
+            Err(err) if THROTTLING.contains(&err.code.as_str()) => {
+                let budget = match deadline::remaining() {
+                    Some(left) => left.saturating_sub(RESERVE),
+                    None => PATIENCE_WITHOUT_DEADLINE.saturating_sub(started.elapsed()),
+                };
+                // Full jitter: processes throttled together come back apart.
+                let wait = Duration::from_millis(u64::from(jitter_millis(call_name, pause))) + pause / 2;
+                if wait >= budget {
+                    warn!(call = call_name, tries, "still throttled and out of time; giving up");
+                    return Err(err);
+                }
+                warn!(
+                    call = call_name,
+                    tries,
+                    wait_ms = wait.as_millis() as u64,
+                    "throttled; trying again"
+                );
+                tokio::time::sleep(wait).await;
+                pause = (pause * 2).min(backoff.longest);
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+#[async_trait]
+impl<A: MirrorApi> MirrorApi for Patient<A> {
+    async fn targets_of(&self, destination: &TargetSpec) -> AwsResult<Vec<MirrorTarget>> {
+        persist("DescribeTrafficMirrorTargets", || self.inner.targets_of(destination)).await
+    }
+
+    async fn target(&self, id: &str) -> AwsResult<Option<MirrorTarget>> {
+        persist("DescribeTrafficMirrorTargets", || self.inner.target(id)).await
+    }
+
+    async fn sessions(&self, query: &SessionQuery) -> AwsResult<Vec<MirrorSession>> {
+        persist("DescribeTrafficMirrorSessions", || self.inner.sessions(query)).await
+    }
+
+    async fn create_target(&self, destination: &TargetSpec, tags: &Tags, token: &str) -> AwsResult<String> {
+        persist("CreateTrafficMirrorTarget", || async {
+            self.turn().await;
+            self.inner.create_target(destination, tags, token).await
+        })
+        .await
+    }
+
+    async fn create_filter(&self, description: &str, tags: &Tags, token: &str) -> AwsResult<String> {
+        persist("CreateTrafficMirrorFilter", || async {
+            self.turn().await;
+            self.inner.create_filter(description, tags, token).await
+        })
+        .await
+    }
+
+    async fn create_filter_rule(&self, filter_id: &str, rule: &RuleSpec, token: &str) -> AwsResult<String> {
+        persist("CreateTrafficMirrorFilterRule", || async {
+            self.turn().await;
+            self.inner.create_filter_rule(filter_id, rule, token).await
+        })
+        .await
+    }
+
+    async fn create_session(&self, session: &NewSession, tags: &Tags, token: &str) -> AwsResult<MirrorSession> {
+        persist("CreateTrafficMirrorSession", || async {
+            self.turn().await;
+            self.inner.create_session(session, tags, token).await
+        })
+        .await
+    }
+
+    async fn delete_session(&self, id: &str) -> AwsResult<Deleted> {
+        persist("DeleteTrafficMirrorSession", || async {
+            self.turn().await;
+            self.inner.delete_session(id).await
+        })
+        .await
+    }
+
+    async fn delete_filter(&self, id: &str) -> AwsResult<Deleted> {
+        persist("DeleteTrafficMirrorFilter", || async {
+            self.turn().await;
+            self.inner.delete_filter(id).await
+        })
+        .await
+    }
+
+    async fn delete_target(&self, id: &str) -> AwsResult<Deleted> {
+        persist("DeleteTrafficMirrorTarget", || async {
+            self.turn().await;
+            self.inner.delete_target(id).await
+        })
+        .await
+    }
+
+    async fn instance(&self, id: &str) -> AwsResult<Option<InstanceInfo>> {
+        persist("DescribeInstances", || self.inner.instance(id)).await
+    }
+
+    async fn hypervisor(&self, instance_type: &str) -> AwsResult<Option<String>> {
+        persist("DescribeInstanceTypes", || self.inner.hypervisor(instance_type)).await
+    }
+
+    async fn targets_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorTarget>> {
+        persist("DescribeTrafficMirrorTargets", || self.inner.targets_tagged(key, value)).await
+    }
+
+    async fn filters_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorFilter>> {
+        persist("DescribeTrafficMirrorFilters", || self.inner.filters_tagged(key, value)).await
+    }
+
+    async fn filter(&self, id: &str) -> AwsResult<Option<MirrorFilter>> {
+        persist("DescribeTrafficMirrorFilters", || self.inner.filter(id)).await
+    }
+
+    async fn permitted(&self, call: &CheckedCall, tags: &Tags) -> AwsResult<()> {
+        persist(call.action(), || self.inner.permitted(call, tags)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::AwsError;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn throttled() -> AwsError {
+        AwsError::new(crate::ports::ErrorKind::Transient, "RequestLimitExceeded", "slow down")
+    }
+
+    const QUICK: Backoff = Backoff {
+        first: Duration::from_millis(20),
+        longest: Duration::from_millis(400),
+    };
+
+    #[tokio::test]
+    async fn throttling_is_outlasted_while_time_remains() {
+        let calls = AtomicU32::new(0);
+        let outcome = persist_with(QUICK, "Call", || async {
+            if calls.fetch_add(1, Ordering::SeqCst) < 5 {
+                Err(throttled())
+            } else {
+                Ok(7)
+            }
+        })
+        .await;
+        assert_eq!(outcome, Ok(7));
+        assert_eq!(calls.load(Ordering::SeqCst), 6);
+    }
+
+    #[tokio::test]
+    async fn mutating_calls_are_paced_to_the_rate() {
+        let pace = Pace::new(20.0);
+        let started = Instant::now();
+        for _ in 0..30 {
+            pace.wait().await;
+        }
+        // A burst of 20, then 10 more at 20 a second.
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(450), "{took:?}");
+        assert!(took < Duration::from_millis(1500), "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn it_gives_up_before_the_deadline_and_never_retries_other_errors() {
+        let calls = AtomicU32::new(0);
+        // Time for a few pauses after the reserve is kept back.
+        let deadline = Instant::now() + RESERVE + Duration::from_secs(1);
+        let outcome: AwsResult<()> = deadline::within(deadline, async {
+            persist_with(QUICK, "Call", || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err(throttled())
+            })
+            .await
+        })
+        .await;
+        assert_eq!(outcome.map_err(|e| e.code), Err("RequestLimitExceeded".to_owned()));
+        assert!(Instant::now() <= deadline - RESERVE, "it stopped in time to answer");
+        assert!(calls.load(Ordering::SeqCst) > 2, "it tried again while it could");
+        let other = AtomicU32::new(0);
+        let outcome: AwsResult<()> = persist_with(QUICK, "Call", || async {
+            other.fetch_add(1, Ordering::SeqCst);
+            Err(AwsError::new(
+                crate::ports::ErrorKind::Rejected,
+                "UnauthorizedOperation",
+                "no",
+            ))
+        })
+        .await;
+        assert!(outcome.is_err());
+        assert_eq!(other.load(Ordering::SeqCst), 1);
+    }
+}

@@ -1,0 +1,240 @@
+//! A create's dry run: work out what the create would do (which target and
+//! filter it would reuse or make, which session number it would take), ask
+//! EC2 with `DryRun` whether each call it would make is permitted, and change
+//! nothing: no claim, no join, no resource, no event. Only reads.
+
+use serde_json::{json, Value};
+
+use super::create::{choose_session_number, pick_target};
+use super::model::{CreateRequest, FilterSpec, TargetSpec};
+use super::{aws_failure, is_ours, ledger_failure, ownership_tags, Mirroring};
+use crate::contract::{ActionResult, CREATE};
+use crate::ports::{AwsError, CheckedCall, NewSession, SessionQuery, SharedKey};
+
+/// What the create would do with one shared resource.
+enum Step {
+    /// Use this one (reused, adopted or given by the caller).
+    Use {
+        id: String,
+        how: &'static str,
+    },
+    Create,
+}
+
+impl Step {
+    fn id(&self) -> Option<&str> {
+        match self {
+            Step::Use { id, .. } => Some(id),
+            Step::Create => None,
+        }
+    }
+
+    fn json(&self) -> Value {
+        match self {
+            Step::Use { id, how } => json!({"action": how, "id": id}),
+            Step::Create => json!({"action": "create"}),
+        }
+    }
+}
+
+impl Mirroring {
+    pub(crate) async fn plan_create(&self, request: &CreateRequest) -> ActionResult {
+        let action_id = request.action_id.as_str();
+        let on_source = SessionQuery::SourceEni(request.source_eni.clone());
+        let (sessions, claimed, target, filter) = tokio::join!(
+            self.ec2.sessions(&on_source),
+            self.ledger.numbers(request.source_eni.as_str()),
+            self.plan_target(request),
+            self.plan_filter(request),
+        );
+        let planned = (|| {
+            let sessions = sessions.map_err(|e| {
+                aws_failure(
+                    action_id,
+                    CREATE,
+                    &format!("listing the sessions on {}", request.source_eni),
+                    &e,
+                )
+            })?;
+            let claimed = claimed.map_err(|e| ledger_failure(action_id, CREATE, &e))?;
+            let number = choose_session_number(request, &sessions, &claimed)?;
+            Ok::<_, ActionResult>((number, target?, filter?))
+        })();
+        let (number, target, filter) = match planned {
+            Ok(planned) => planned,
+            Err(mut failure) => {
+                failure.dry_run = true;
+                failure.info_message = "dry run: nothing was changed".into();
+                return failure;
+            }
+        };
+
+        let mut checks = Vec::new();
+        if matches!(target, Step::Create) {
+            checks.push(CheckedCall::Target(request.target.clone()));
+        }
+        if matches!(filter, Step::Create) {
+            checks.push(CheckedCall::Filter);
+        }
+        let mut unchecked = Vec::new();
+        match (target.id(), filter.id()) {
+            (Some(target_id), Some(filter_id)) => checks.push(CheckedCall::Session(NewSession {
+                source_eni: request.source_eni.clone(),
+                target_id: target_id.to_owned(),
+                filter_id: filter_id.to_owned(),
+                session_number: number.number,
+                packet_length: request.packet_length,
+                virtual_network_id: request.virtual_network_id,
+                description: request.description.clone(),
+            })),
+            // EC2 checks these against the resources they name, which do not exist yet.
+            _ => unchecked.push(json!({"action": "CreateTrafficMirrorSession",
+                                       "reason": "it names the target or filter this create would make"})),
+        }
+        if matches!(filter, Step::Create) && !request.filter.rules().is_empty() {
+            unchecked.push(json!({"action": "CreateTrafficMirrorFilterRule",
+                                  "reason": "it names the filter this create would make"}));
+        }
+        let tags = ownership_tags(action_id, request.reservation_id.as_deref());
+        let answers = futures::future::join_all(checks.iter().map(|call| self.ec2.permitted(call, &tags))).await;
+        let mut permitted = Vec::new();
+        let mut refusal: Option<(&'static str, AwsError)> = None;
+        for (call, answer) in checks.iter().zip(answers) {
+            match answer {
+                Ok(()) => permitted.push(json!({"action": call.action(), "permitted": true})),
+                Err(err) => {
+                    permitted.push(json!({"action": call.action(), "permitted": false, "errorCode": err.code}));
+                    refusal = refusal.or(Some((call.action(), err)));
+                }
+            }
+        }
+        let plan = json!({
+            "target": {"destination": request.target.to_string(), "kind": request.target.kind(), "plan": target.json()},
+            "filter": {"plan": filter.json(), "rules": request.filter.rules().len()},
+            "sessionNumber": number.number,
+            "checks": permitted,
+            "notChecked": unchecked,
+        });
+        let summary = format!(
+            "dry run: would mirror {} to {} with session number {}; nothing was changed",
+            request.source_eni, request.target, number.number
+        );
+        let mut result = match refusal {
+            None => ActionResult {
+                action_id: action_id.to_owned(),
+                action_type: CREATE.to_owned(),
+                success: true,
+                info_message: summary,
+                session_number: Some(number.number),
+                traffic_mirror_target_id: target.id().map(str::to_owned),
+                traffic_mirror_filter_id: filter.id().map(str::to_owned),
+                reservation_id: request.reservation_id.clone(),
+                ..ActionResult::default()
+            },
+            Some((action, err)) => {
+                let mut failure = aws_failure(action_id, CREATE, &format!("EC2 would refuse {action}"), &err);
+                failure.info_message = summary;
+                failure
+            }
+        };
+        result.dry_run = true;
+        result.plan = Some(plan);
+        result
+    }
+
+    async fn plan_target(&self, request: &CreateRequest) -> Result<Step, ActionResult> {
+        let action_id = request.action_id.as_str();
+        let fail = |err: AwsError| {
+            aws_failure(
+                action_id,
+                CREATE,
+                &format!("looking up the mirror target of {}", request.target),
+                &err,
+            )
+        };
+        if let TargetSpec::Existing(id) = &request.target {
+            return match self.ec2.target(id).await.map_err(fail)? {
+                Some(_) => Ok(Step::Use {
+                    id: id.clone(),
+                    how: "given",
+                }),
+                None => Err(not_found(
+                    action_id,
+                    "InvalidTrafficMirrorTargetId.NotFound",
+                    "target",
+                    id,
+                )),
+            };
+        }
+        let name = request.target.claim_name().unwrap_or_default().to_owned();
+        let claim = self
+            .ledger
+            .shared(&SharedKey::Target(name.clone()))
+            .await
+            .map_err(|e| ledger_failure(action_id, CREATE, &e))?;
+        if let Some(id) = claim.as_ref().and_then(|c| c.resource_id.clone()) {
+            let users = claim.map(|c| c.users.len()).unwrap_or_default();
+            if users >= request.target.source_limit() {
+                return Err(ActionResult::failure(
+                    action_id,
+                    CREATE,
+                    "TrafficMirrorSourcesPerTargetLimitExceeded",
+                    format!(
+                        "the mirror target of {name} already serves {users} sessions, the AWS limit for an ENI target"
+                    ),
+                    false,
+                ));
+            }
+            return Ok(Step::Use { id, how: "reuse" });
+        }
+        let targets = self.ec2.targets_of(&request.target).await.map_err(fail)?;
+        let foreign: Vec<_> = targets.into_iter().filter(|t| !is_ours(&t.tags)).collect();
+        Ok(match pick_target(&foreign) {
+            Some(target) => Step::Use {
+                id: target.id.clone(),
+                how: "adopt",
+            },
+            None => Step::Create,
+        })
+    }
+
+    async fn plan_filter(&self, request: &CreateRequest) -> Result<Step, ActionResult> {
+        let action_id = request.action_id.as_str();
+        match &request.filter {
+            FilterSpec::Existing(id) => match self.ec2.filter(id).await {
+                Ok(Some(_)) => Ok(Step::Use {
+                    id: id.clone(),
+                    how: "given",
+                }),
+                Ok(None) => Err(not_found(
+                    action_id,
+                    "InvalidTrafficMirrorFilterId.NotFound",
+                    "filter",
+                    id,
+                )),
+                Err(err) => Err(aws_failure(action_id, CREATE, &format!("looking up filter {id}"), &err)),
+            },
+            FilterSpec::Rules { key, .. } => {
+                let claim = self
+                    .ledger
+                    .shared(&SharedKey::Filter(key.clone()))
+                    .await
+                    .map_err(|e| ledger_failure(action_id, CREATE, &e))?;
+                Ok(match claim.and_then(|c| c.resource_id) {
+                    Some(id) => Step::Use { id, how: "reuse" },
+                    None => Step::Create,
+                })
+            }
+        }
+    }
+}
+
+fn not_found(action_id: &str, code: &str, noun: &str, id: &str) -> ActionResult {
+    ActionResult::failure(
+        action_id,
+        CREATE,
+        code,
+        format!("the traffic mirror {noun} {id} does not exist"),
+        false,
+    )
+}
