@@ -94,15 +94,21 @@ def arn_text(resource):
     return None
 
 
-def ec2_resource_type(resource):
-    """`traffic-mirror-target` for arn:...:ec2:...:traffic-mirror-target/*, None otherwise."""
+def resource_type(resource):
+    """The resource type an ARN names: `traffic-mirror-target` for
+    arn:...:ec2:...:traffic-mirror-target/*; for another service,
+    `<service>:<path>` (`elasticloadbalancing:loadbalancer/net` for
+    arn:...:elasticloadbalancing:...:loadbalancer/net/*); None otherwise."""
     text = arn_text(resource)
     if text is None:
         return None
     # ${AWS::Partition} etc. hold colons of their own.
     text = re.sub(r"\$\{[^}]*\}", "x", text)
-    match = re.match(r"arn:[^:]+:ec2:[^:]*:[^:]*:([a-z0-9-]+)/", text)
-    return match.group(1) if match else None
+    match = re.match(r"arn:[^:]+:([a-z0-9-]+):[^:]*:[^:]*:([a-z0-9-]+(?:/[a-z0-9-]+)*)/", text)
+    if not match:
+        return None
+    service, path = match.groups()
+    return path.split("/")[0] if service == "ec2" else f"{service}:{path}"
 
 
 # ---------------------------------------------------------------- Rust code
@@ -138,8 +144,15 @@ CLIENT_METHODS = {"clone", "config", "new", "from_conf"}
 OPERATION_CALL = re.compile(r"\b\w*client\s*\.\s*([a-z][a-z0-9_]*)\s*\(\s*\)")
 
 # Every operation call ends in exactly one `.send()` (directly or through
-# `.into_paginator()`); counting them shows the regex above missed nothing.
+# `.into_paginator()`); checking that they pair up shows the regex above
+# missed nothing.
 SEND_CALL = re.compile(r"\.\s*send\s*\(\s*\)")
+
+# A function that returns an operation's builder without sending it (so that a
+# create and its dry run send the same parameters): its return type names the
+# operation, `...::builders::CreateTrafficMirrorTargetFluentBuilder`.
+BUILDER_FN = re.compile(r"\bfn\s+(\w+)\b[^{;]*?->\s*([^{;]*?)\{", re.S)
+FLUENT_BUILDER = re.compile(r"(\w+)FluentBuilder\b")
 
 
 def snake_to_pascal(name):
@@ -150,9 +163,39 @@ def pascal_to_kebab(name):
     return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
 
 
+def pascal_to_snake(name):
+    return pascal_to_kebab(name).replace("-", "_")
+
+
+def block_end(source, open_brace):
+    """The index just past the `}` matching the `{` at open_brace."""
+    depth = 0
+    for index in range(open_brace, len(source)):
+        if source[index] == "{":
+            depth += 1
+        elif source[index] == "}":
+            depth -= 1
+            if depth == 0:
+                return index + 1
+    raise AssertionError("unbalanced braces")
+
+
+def builder_functions(source):
+    """{function name: (operation snake_case, body start, body end)} for the
+    functions that return an SDK operation's fluent builder."""
+    found = {}
+    for match in BUILDER_FN.finditer(source):
+        builder = FLUENT_BUILDER.search(match.group(2))
+        if builder:
+            found[match.group(1)] = (pascal_to_snake(builder.group(1)), match.end() - 1, block_end(source, match.end() - 1))
+    return found
+
+
 def sdk_calls():
     """{file: (service prefix, [(operation snake_case, call chain text)])} for
-    every src/aws/*.rs that uses an AWS SDK client."""
+    every src/aws/*.rs that uses an AWS SDK client. A chain starts at the
+    client's operation call, or at a call of a function returning that
+    operation's builder, and runs to its `.send()`."""
     found = {}
     for name in sorted(os.listdir(AWS_DIR)):
         if not name.endswith(".rs"):
@@ -162,18 +205,31 @@ def sdk_calls():
         # Unit tests inside the file never reach AWS.
         source = source.split("#[cfg(test)]", 1)[0]
         crates = set(re.findall(r"\b(aws_sdk_[a-z0-9_]+)::", source))
+        builders = builder_functions(source)
         calls = []
+        # Where chains begin: (position, operation, body of the builder
+        # function the chain calls, or "").
+        starts = []
         for match in OPERATION_CALL.finditer(source):
             operation = match.group(1)
             if operation in CLIENT_METHODS:
                 continue
-            # The call's chain, up to its `.send()`: used to see which
-            # parameters (e.g. tag_specifications) it passes.
-            end = SEND_CALL.search(source, match.end())
-            chain = source[match.start(): end.end() if end else len(source)]
-            calls.append((operation, chain))
-        sends = len(SEND_CALL.findall(source))
-        if not calls and not sends:
+            inside = [(fn, op) for fn, (op, begin, end) in builders.items() if begin <= match.start() < end]
+            if inside:
+                # Sent where the function is called (below), not here.
+                fn, op = inside[0]
+                assert operation == op, (
+                    f"{path}: {fn}() says it returns a {snake_to_pascal(op)} builder but calls {operation}()"
+                )
+                continue
+            starts.append((match.start(), operation, ""))
+        for fn, (operation, begin, end) in builders.items():
+            for match in re.finditer(r"\.\s*" + re.escape(fn) + r"\s*\(", source):
+                # The chain includes the function's body: it may set
+                # parameters (tags) too.
+                starts.append((match.start(), operation, source[begin:end]))
+        sends = [m.end() for m in SEND_CALL.finditer(source)]
+        if not starts and not sends:
             continue
         assert len(crates) == 1, (
             f"{path} uses SDK crates {sorted(crates) or 'none'}: the test maps each file to one "
@@ -181,10 +237,29 @@ def sdk_calls():
         )
         crate = crates.pop()
         assert crate in SDK_CRATES, f"{path} uses {crate}: add its IAM prefix to SDK_CRATES"
-        assert len(calls) == sends, (
-            f"{path} has {sends} `.send()` calls but the test recognised {len(calls)} operation calls "
-            f"({[c for c, _ in calls]}): a client is called in a way OPERATION_CALL does not match"
-        )
+        # In source order, chain starts and sends must alternate: a send with
+        # no start before it is a call the regexes do not recognise, a start
+        # with no send a builder that is never sent (or a send they missed).
+        events = sorted([(pos, "start", (op, body)) for pos, op, body in starts] + [(pos, "send", None) for pos in sends])
+        open_start = None
+        for pos, kind, started in events:
+            line = source.count("\n", 0, pos) + 1
+            if kind == "start":
+                assert open_start is None, (
+                    f"{path}:{line}: a new {started[0]} call starts before the "
+                    f"{open_start[1]} call begun at line {source.count(chr(10), 0, open_start[0]) + 1} is sent: "
+                    f"a client is called in a way tests/infra/infra_support.py does not follow"
+                )
+                open_start = (pos, *started)
+            else:
+                assert open_start is not None, (
+                    f"{path}:{line}: a `.send()` with no operation call the test recognises before it: "
+                    f"a client is called in a way OPERATION_CALL and BUILDER_FN do not match"
+                )
+                start, operation, body = open_start
+                calls.append((operation, body + source[start:pos]))
+                open_start = None
+        assert open_start is None, f"{path}: the {open_start[1]} call is never sent"
         found[path] = (SDK_CRATES[crate], calls)
     assert found, "found no AWS SDK calls under src/aws"
     return found

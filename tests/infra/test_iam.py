@@ -12,13 +12,13 @@ import pytest
 from infra_support import (
     as_list,
     code_actions,
-    ec2_resource_type,
     leaves,
     load_template,
     pascal_to_kebab,
     read,
     refers_to,
     without_comments,
+    resource_type,
     resources_of_type,
     rust_str_const,
     sdk_calls,
@@ -49,9 +49,22 @@ PLATFORM_ACTIONS = {
 # ownership-tag condition, each because the resource is not ours to tag.
 UNTAGGED_CREATE_RESOURCES = {
     ("ec2:CreateTrafficMirrorTarget", "network-interface"): "the target ENI is the monitoring appliance's",
+    ("ec2:CreateTrafficMirrorTarget", "elasticloadbalancing:loadbalancer/net"): "the appliance's Network Load Balancer",
+    ("ec2:CreateTrafficMirrorTarget", "vpc-endpoint"): "the appliance's Gateway Load Balancer endpoint",
     ("ec2:CreateTrafficMirrorSession", "network-interface"): "the source ENI is the workload's",
-    ("ec2:CreateTrafficMirrorSession", "traffic-mirror-target"): "an existing target may be reused",
+    ("ec2:CreateTrafficMirrorSession", "traffic-mirror-target"): "an existing target may be reused or named",
+    # Using a filter changes nothing in it; rules (CreateTrafficMirrorFilterRule)
+    # and deletes still need our tag on it.
+    ("ec2:CreateTrafficMirrorSession", "traffic-mirror-filter"): "the caller may name an existing filter",
     ("ec2:CreateTrafficMirrorFilterRule", "traffic-mirror-filter-rule"): "a new rule carries no tags",
+}
+
+# What a create-target call may point at, by the builder method that names it,
+# and the resource type EC2 authorizes that destination as.
+TARGET_DESTINATIONS = {
+    "network_interface_id": "network-interface",
+    "network_load_balancer_arn": "elasticloadbalancing:loadbalancer/net",
+    "gateway_load_balancer_endpoint_id": "vpc-endpoint",
 }
 
 OWNERSHIP_KEYS_REQUEST = {"aws:RequestTag"}
@@ -163,8 +176,8 @@ def test_every_ec2_create_is_bound_to_the_ownership_tag(statements, ownership_ta
                 continue
             sid = statement.get("Sid", action)
             for resource in resources(statement):
-                kind = ec2_resource_type(resource)
-                assert kind, f"{sid}: {action} on {resource!r}: name EC2 resources by ARN type"
+                kind = resource_type(resource)
+                assert kind, f"{sid}: {action} on {resource!r}: name resources by ARN type"
                 own = pascal_to_kebab(action.split(":")[1][len("Create"):])
                 if (action, kind) in UNTAGGED_CREATE_RESOURCES:
                     continue
@@ -178,6 +191,22 @@ def test_every_ec2_create_is_bound_to_the_ownership_tag(statements, ownership_ta
                         f"{sid}: {action} may use any {kind}; require aws:ResourceTag/{ownership_tag[0]} "
                         f"or add the pair to UNTAGGED_CREATE_RESOURCES with a reason"
                     )
+
+
+@pytest.mark.parametrize("action, kind", sorted(UNTAGGED_CREATE_RESOURCES))
+def test_resources_of_others_are_usable_without_our_tag(statements, action, kind):
+    """The other side of the exceptions above: each is granted with no
+    condition, or creating on someone else's resource (a caller's filter or
+    target, the appliance's load balancer) fails with UnauthorizedOperation."""
+    granted = [
+        s for s in statements
+        if action in as_list(s["Action"]) and kind in {resource_type(r) for r in resources(s)}
+    ]
+    assert granted, f"{action} is not granted on {kind} ({UNTAGGED_CREATE_RESOURCES[(action, kind)]})"
+    assert any(not s.get("Condition") for s in granted), (
+        f"{action} on {kind} is granted only under conditions ({[s.get('Sid') for s in granted]}): "
+        f"{UNTAGGED_CREATE_RESOURCES[(action, kind)]}, so it carries no tag of ours"
+    )
 
 
 def test_the_code_tags_what_the_role_requires_tagged(statements):
@@ -208,6 +237,58 @@ def test_the_code_tags_what_the_role_requires_tagged(statements):
         f"ec2:CreateTags should be allowed for exactly the creates that tag: "
         f"missing {sorted(tagged_in_code - create_actions)}, extra {sorted(create_actions - tagged_in_code)}"
     )
+
+
+def tag_conditioned_creates(statements):
+    return {
+        action
+        for s in statements
+        if any(key.startswith("aws:RequestTag/") for key in condition_keys(s))
+        for action in as_list(s["Action"])
+        if action != "ec2:CreateTags"
+    }
+
+
+def test_every_call_of_a_tag_conditioned_create_sends_the_tags(statements):
+    """Not just one call: IAM evaluates aws:RequestTag on every call of the
+    action, a DryRun one included (a dry run without the tags the real call
+    carries answers UnauthorizedOperation, not DryRunOperation)."""
+    required = tag_conditioned_creates(statements)
+    bare = {}
+    for service, calls in sdk_calls().values():
+        for operation, chain in calls:
+            action = f"{service}:{snake_to_pascal(operation)}"
+            if action in required and ".tag_specifications(" not in chain:
+                kind = "a dry run" if re.search(r"\.dry_run\s*\(\s*true\s*\)", chain) else "a call"
+                bare.setdefault(action, []).append(kind)
+    assert not bare, "; ".join(
+        f"{action}: {', '.join(kinds)} without TagSpecifications, which the role requires "
+        f"(aws:RequestTag/...); send the same tags as the create"
+        for action, kinds in sorted(bare.items())
+    )
+
+
+def test_the_role_lets_a_target_point_wherever_the_code_points_it(statements):
+    """Every destination the code's CreateTrafficMirrorTarget calls name
+    (ENI, Network Load Balancer, Gateway Load Balancer endpoint) is a
+    resource EC2 authorizes the call on."""
+    chains = [
+        chain for service, calls in sdk_calls().values() if service == "ec2"
+        for operation, chain in calls if operation == "create_traffic_mirror_target"
+    ]
+    assert chains, "the parser finds no create_traffic_mirror_target call in src/aws"
+    named = {
+        kind for method, kind in TARGET_DESTINATIONS.items()
+        if any(re.search(r"\." + method + r"\s*\(", chain) for chain in chains)
+    }
+    assert "network-interface" in named, "the parser no longer sees .network_interface_id( in the target call"
+    allowed = {
+        resource_type(resource)
+        for statement in statements if "ec2:CreateTrafficMirrorTarget" in as_list(statement["Action"])
+        for resource in resources(statement)
+    }
+    missing = named - allowed
+    assert not missing, f"the code creates targets on {sorted(missing)}, which ec2:CreateTrafficMirrorTarget is not granted on"
 
 
 def test_every_ec2_delete_needs_the_ownership_tag(statements, ownership_tag):

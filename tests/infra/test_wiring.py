@@ -9,10 +9,15 @@ import re
 
 import pytest
 
-from infra_support import ROOT, TEMPLATE, as_list, leaves, load_template, read, refers_to, rust_str_array, rust_str_const, without_comments
+from infra_support import ROOT, TEMPLATE, as_list, block_end, leaves, load_template, read, refers_to, rust_str_array, rust_str_const, without_comments
 
 FUNCTION = "TrafficMirroringFunction"
-RULES = ["InstanceStateRule", "RequestRule", "SweepRule"]
+QUEUE = "RequestQueue"
+# Rules that invoke the function directly, and the one that queues: a launch
+# storm must wait in the request queue, not start an invocation per instance.
+FUNCTION_RULES = ["RequestRule", "SweepRule"]
+QUEUE_RULES = ["InstanceStateRule"]
+RULES = FUNCTION_RULES + QUEUE_RULES
 
 # Read by a library, not by src/config.rs.
 PLATFORM_ENV = {"RUST_LOG": "tracing_subscriber's EnvFilter"}
@@ -56,11 +61,16 @@ def code_env_vars():
 
 
 def handled_states(ingress):
-    """The instance states handle_instance_state matches on."""
-    match = re.search(r"fn handle_instance_state\b(.*?)\n    (?:pub )?(?:async )?fn ", ingress, re.S)
-    body = match.group(1) if match else ingress.split("fn handle_instance_state", 1)[1]
-    states = set(re.findall(r"\"([a-z][a-z-]*)\"\s*(?=\||=>)", body))
-    assert "running" in states, "the parser no longer finds the states in handle_instance_state"
+    """The instance states src/ingress.rs matches on: the arms (`"running" =>`,
+    `"shutting-down" | "terminated" =>`) of the function that matches
+    `"running"`, wherever that match lives."""
+    ingress = ingress.split("#[cfg(test)]", 1)[0]
+    states = set()
+    for match in re.finditer(r"\bfn\s+\w+\b[^{;]*\{", ingress):
+        body = ingress[match.end() - 1: block_end(ingress, match.end() - 1)]
+        if re.search(r"\"running\"\s*(?:\||=>)", body):
+            states |= set(re.findall(r"\"([a-z][a-z-]*)\"\s*(?=\||=>)", body))
+    assert "running" in states, "the parser no longer finds the instance states src/ingress.rs matches on"
     return states
 
 
@@ -115,6 +125,51 @@ def test_the_claim_lease_and_visibility_come_from_the_timeout(resources, functio
     assert env["CLAIM_LEASE_SECONDS"] == {"Fn::FindInMap": ["TimeoutSettings", {"Ref": "FunctionTimeout"}, "ClaimLeaseSeconds"]}
     visibility = resources["RequestQueue"]["Properties"]["VisibilityTimeout"]
     assert visibility == {"Fn::FindInMap": ["TimeoutSettings", {"Ref": "FunctionTimeout"}, "QueueVisibilityTimeout"]}
+
+
+def config_range(variable):
+    """(low, high) of the `(low..=high).contains` check src/config.rs applies
+    to `variable`."""
+    config = without_comments(read("src/config.rs"))
+    match = re.search(r"match\s+value\(\s*" + variable + r"\s*\)(.*?)\};", config, re.S)
+    assert match, f"the parser no longer finds where src/config.rs reads {variable}"
+    bounds = re.search(r"\((\d+)\s*\.\.=\s*(\d+)\)\s*\.\s*contains", match.group(1))
+    assert bounds, f"the parser no longer finds the range src/config.rs accepts for {variable}"
+    return int(bounds.group(1)), int(bounds.group(2))
+
+
+def test_max_concurrent_actions_comes_from_its_parameter(template, function):
+    env = function["Properties"]["Environment"]["Variables"]
+    assert env.get("MAX_CONCURRENT_ACTIONS") == {"Ref": "MaxConcurrentActions"}
+    parameter = template["Parameters"]["MaxConcurrentActions"]
+    assert parameter["Type"] == "Number"
+    assert int(parameter["MinValue"]) >= 1, "0 actions at once would run nothing"
+    assert int(parameter["MinValue"]) <= int(parameter["Default"]) <= int(parameter["MaxValue"])
+    assert "MAX_CONCURRENT_ACTIONS" in code_env_vars(), "src/ does not read MAX_CONCURRENT_ACTIONS"
+    low, high = config_range("MAX_CONCURRENT_ACTIONS")
+    assert low <= int(parameter["MinValue"]) and int(parameter["MaxValue"]) <= high, (
+        f"MaxConcurrentActions allows {parameter['MinValue']}-{parameter['MaxValue']}; "
+        f"src/config.rs refuses to start outside {low}-{high}"
+    )
+    batch = template["Parameters"]["SqsBatchSize"]
+    assert int(parameter["MaxValue"]) == int(batch["MaxValue"]), "MaxConcurrentActions goes up to one SQS batch"
+    # Lanes overlap latency; the pace (MutatingCallsPerSecond) bounds writes,
+    # so by default a whole batch runs at once.
+    assert int(parameter["Default"]) == int(batch["Default"]), (
+        f"MaxConcurrentActions' default {parameter['Default']} should be one SQS batch ({batch['Default']})"
+    )
+
+
+def test_mutating_calls_per_second_comes_from_its_parameter(template, function):
+    env = function["Properties"]["Environment"]["Variables"]
+    assert env.get("MUTATING_CALLS_PER_SECOND") == {"Ref": "MutatingCallsPerSecond"}
+    parameter = template["Parameters"]["MutatingCallsPerSecond"]
+    assert parameter["Type"] == "Number"
+    # src/config.rs refuses 0, negative and non-finite rates (the process
+    # would not start); absent means unpaced, which the template never deploys.
+    assert float(parameter["MinValue"]) > 0, "MUTATING_CALLS_PER_SECOND must be positive: src/config.rs refuses 0"
+    assert float(parameter["MinValue"]) <= float(parameter["Default"]) <= float(parameter["MaxValue"])
+    assert "MUTATING_CALLS_PER_SECOND" in code_env_vars(), "src/ does not read MUTATING_CALLS_PER_SECOND"
 
 
 def test_async_invocations_have_bounded_retries_and_a_dead_letter_queue(function):
@@ -185,18 +240,97 @@ def test_the_code_recognises_the_sweep_input(ingress):
 
 
 @pytest.mark.parametrize("name", RULES)
-def test_every_rule_targets_the_function_with_bounded_retries_and_a_dead_letter_queue(resources, name):
+def test_every_rule_has_bounded_retries_and_a_dead_letter_queue(resources, name):
+    (target,) = resources[name]["Properties"]["Targets"]
+    assert set(target["RetryPolicy"]) == {"MaximumRetryAttempts", "MaximumEventAgeInSeconds"}
+    assert refers_to(target["DeadLetterConfig"]["Arn"], "EventFailureQueue")
+
+
+def invoke_permissions(resources, rule):
+    return [
+        r for r in resources.values()
+        if r["Type"] == "AWS::Lambda::Permission" and refers_to(r["Properties"]["SourceArn"], rule)
+    ]
+
+
+@pytest.mark.parametrize("name", FUNCTION_RULES)
+def test_direct_rules_invoke_the_function_with_a_permission_limited_to_the_rule(resources, name):
     rule = resources[name]
     (target,) = rule["Properties"]["Targets"]
     assert target["Arn"] == {"Fn::GetAtt": [FUNCTION, "Arn"]}
-    assert set(target["RetryPolicy"]) == {"MaximumRetryAttempts", "MaximumEventAgeInSeconds"}
-    assert refers_to(target["DeadLetterConfig"]["Arn"], "EventFailureQueue")
-    permissions = [
-        r for r in resources.values()
-        if r["Type"] == "AWS::Lambda::Permission" and r["Properties"]["SourceArn"] == {"Fn::GetAtt": [name, "Arn"]}
-    ]
+    permissions = invoke_permissions(resources, name)
     assert len(permissions) == 1, f"{name} needs one lambda:InvokeFunction permission limited to its ARN"
+    assert permissions[0]["Properties"]["SourceArn"] == {"Fn::GetAtt": [name, "Arn"]}
     assert permissions[0].get("Condition") == rule.get("Condition")
+
+
+@pytest.mark.parametrize("name", QUEUE_RULES)
+def test_instance_state_changes_go_through_the_request_queue(resources, name):
+    (target,) = resources[name]["Properties"]["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [QUEUE, "Arn"]}, f"{name} must deliver to {QUEUE}, not invoke the function"
+    assert not invoke_permissions(resources, name), f"{name} no longer invokes the function: drop its lambda:InvokeFunction permission"
+
+
+def test_every_invoke_permission_belongs_to_a_rule_that_invokes_the_function(resources):
+    for name, permission in resources.items():
+        if permission["Type"] != "AWS::Lambda::Permission":
+            continue
+        rules = [r for r in FUNCTION_RULES if refers_to(permission["Properties"]["SourceArn"], r)]
+        assert rules, f"{name} lets something invoke the function that no rule in FUNCTION_RULES is"
+
+
+def request_queue_statements(resources):
+    policies = [
+        r["Properties"] for r in resources.values()
+        if r["Type"] == "AWS::SQS::QueuePolicy" and refers_to(r["Properties"]["Queues"], QUEUE)
+    ]
+    assert len(policies) == 1, f"{QUEUE} needs exactly one queue policy"
+    (policy,) = policies
+    assert policy["Queues"] == [{"Ref": QUEUE}], "the request queue's policy must cover that queue only"
+    return as_list(policy["PolicyDocument"]["Statement"])
+
+
+def test_the_request_queue_admits_only_the_instance_state_rule(resources):
+    admitted = []
+    for statement in request_queue_statements(resources):
+        sid = statement.get("Sid", statement)
+        assert statement["Effect"] == "Allow"
+        assert statement["Principal"] == {"Service": "events.amazonaws.com"}, f"{sid}: only EventBridge, by service principal"
+        assert as_list(statement["Action"]) == ["sqs:SendMessage"], f"{sid}: EventBridge needs only sqs:SendMessage"
+        assert statement["Resource"] == {"Fn::GetAtt": [QUEUE, "Arn"]}
+        condition = statement.get("Condition", {})
+        assert set(condition) == {"ArnEquals"} and set(condition["ArnEquals"]) == {"aws:SourceArn"}, (
+            f"{sid}: admit EventBridge only from named rules (ArnEquals aws:SourceArn)"
+        )
+        sources = [leaf for value in as_list(condition["ArnEquals"]["aws:SourceArn"]) for leaf in leaves(value)]
+        for source in sources:
+            assert isinstance(source, dict) and source.get("Fn::GetAtt", [None, None])[1] == "Arn", (
+                f"{sid}: name each rule by its ARN, not {source!r}"
+            )
+            admitted.append(source["Fn::GetAtt"][0])
+    assert sorted(admitted) == sorted(QUEUE_RULES), f"the request queue admits {sorted(admitted)}, expected {QUEUE_RULES}"
+
+
+def test_every_rule_target_can_deliver(resources):
+    """Each rule's target is the function (with its invoke permission) or the
+    request queue (admitted by its policy): a target without its grant drops
+    every event into the failure queue."""
+    admitted = {
+        leaf["Fn::GetAtt"][0]
+        for statement in request_queue_statements(resources)
+        for value in as_list(statement.get("Condition", {}).get("ArnEquals", {}).get("aws:SourceArn", []))
+        for leaf in leaves(value)
+    }
+    for name, rule in resources.items():
+        if rule["Type"] != "AWS::Events::Rule":
+            continue
+        for target in rule["Properties"]["Targets"]:
+            if target["Arn"] == {"Fn::GetAtt": [FUNCTION, "Arn"]}:
+                assert invoke_permissions(resources, name), f"{name} invokes the function without a permission"
+            elif target["Arn"] == {"Fn::GetAtt": [QUEUE, "Arn"]}:
+                assert name in admitted, f"{name} sends to {QUEUE}, whose policy does not admit it"
+            else:
+                pytest.fail(f"{name} targets {target['Arn']!r}: expected the function or {QUEUE}")
 
 
 def test_the_rules_may_send_dead_letters(resources):
@@ -241,3 +375,29 @@ def test_every_ignored_cfn_lint_rule_is_explained():
         if "ignore_checks" in line:
             above = lines[max(0, number - 4): number]
             assert any(l.strip().startswith("#") for l in above), f"line {number + 1}: explain the ignored cfn-lint rule in a comment above it"
+
+
+# ---------------------------------------------------------------- documentation
+
+def readme_parameter_defaults():
+    """{parameter: default} from the Parameters table of infra/README.md;
+    "empty" stands for an empty default."""
+    with open(os.path.join(ROOT, "infra", "README.md"), encoding="utf-8") as f:
+        section = re.search(r"^## Parameters\n(.*?)(?=^## )", f.read(), re.M | re.S)
+    assert section, "infra/README.md has no \"## Parameters\" section"
+    rows = re.findall(r"^\| `(\w+)` \| (`[^`]*`|empty) \|", section.group(1), re.M)
+    assert rows, "the parser no longer finds the Parameters table in infra/README.md"
+    return {name: "" if value == "empty" else value.strip("`") for name, value in rows}
+
+
+def test_the_readme_lists_every_parameter_with_its_default(template):
+    documented = readme_parameter_defaults()
+    parameters = template["Parameters"]
+    assert set(documented) == set(parameters), (
+        f"infra/README.md's Parameters table: missing {sorted(set(parameters) - set(documented))}, "
+        f"extra {sorted(set(documented) - set(parameters))}"
+    )
+    for name, parameter in parameters.items():
+        assert documented[name] == str(parameter.get("Default", "")), (
+            f"infra/README.md gives {name} the default {documented[name]!r}; the template has {parameter.get('Default')!r}"
+        )
