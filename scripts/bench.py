@@ -433,6 +433,14 @@ def report(args, figures):
     except (OSError, StopIteration):
         pass
     machine = f"{os.cpu_count()} × {cpu}, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    # Keep the launch storm's section (scripts/storm.py writes it between these markers).
+    storm = ""
+    if os.path.exists(args.output):
+        with open(args.output) as previous:
+            text = previous.read()
+        begin, end = text.find("<!-- storm:begin -->"), text.find("<!-- storm:end -->")
+        if 0 <= begin < end:
+            storm = "\n" + text[begin:end + len("<!-- storm:end -->")] + "\n"
     with open(args.output, "w") as out:
         out.write(f"""# Benchmarks
 
@@ -483,7 +491,7 @@ Latest figures, from `bash scripts/bench.sh` (the command that reproduces them).
 - **Remove** is not on the table's targets; it runs its steps one after
   another (mark, delete session, delete filter, release the number, leave the
   target, record), 11 round trips, about 400 ms here.
-""")
+{storm}""")
     print(f"\nwritten to {args.output}")
 
 
