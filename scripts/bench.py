@@ -378,6 +378,17 @@ def run(args, emulator, runtime):
     return figures
 
 
+def machine_description():
+    """The machine a figure was measured on, for the record beside it."""
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{os.cpu_count()} × {cpu}, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
 def report(args, figures):
     median = statistics.median
     init = figures["init_ms"]
@@ -426,13 +437,7 @@ def report(args, figures):
     table += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     print("\n".join(table))
 
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as info:
-            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    machine = f"{os.cpu_count()} × {cpu}, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    machine = machine_description()
     # Keep the launch storm's section (scripts/storm.py writes it between these markers).
     storm = ""
     if os.path.exists(args.output):

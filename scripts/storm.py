@@ -19,7 +19,6 @@ import collections
 import datetime
 import json
 import os
-import platform
 import re
 import shlex
 import sys
@@ -32,7 +31,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests/emulator"))
 
 from bench import (LATENCY_MS, REGION, ROOT, Emulator, RuntimeApi, client,  # noqa: E402
-                   create_table, function_env, start_function)
+                   create_table, function_env, machine_description, start_function)
 from emulator import MUTATING_PREFIXES  # noqa: E402  (the emulator's own definition of "mutating")
 
 ACCOUNT = "123456789012"
@@ -388,7 +387,7 @@ Latest figures, from `{command.strip()}` (the command that reproduces them;
 issue #8's "Measured").
 
 - Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}
-- Machine: {machine()}
+- Machine: {machine_description()}
 - Binary: `{os.path.basename(args.binary)}`, built {built.strftime('%Y-%m-%d %H:%M UTC')}
 - Parameters: {len(fleet['instances'])} instances ({m['expected']} ENIs), {args.processes} processes, bucket on mutating EC2 calls burst {args.burst:g} and refill {args.refill:g}/s, {LATENCY_MS} ms latency per AWS call, retry delay {args.retry_delay} s
 - The storm: m5.large instances (Nitro) in one VPC, alternately one and two
@@ -415,16 +414,6 @@ can beat {max(0.0, (m['accepted'] - args.burst) / args.refill):.1f} s here.
 """
     write_section(args.output, section)
     print(f"\nwritten to the storm section of {args.output}")
-
-
-def machine():
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as info:
-            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{os.cpu_count()} × {cpu}, {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
 def write_section(path, section):
