@@ -463,39 +463,41 @@ Latest figures, from `bash scripts/bench.sh` (the command that reproduces them).
 
 ## Reading the figures
 
-- **Round trips of a create** (reused target, 2 rules): (1) the action's claim,
-  the sessions on the source ENI, the numbers claimed there and the join of
-  the target, together; (2) the session-number claim and the filter;
-  (3) the 2 rules and the session; (4) the ledger write and the completion
-  event. A create that must make its target adds two (describe, create) in
-  the second round's target branch.
-- **Calls per create**: EC2's mutating calls are the minimum the contract
-  allows for a filter of one's own: 1 filter + 1 per rule + 1 session (the
-  target is reused). One Describe of the source ENI's sessions is needed to
-  respect sessions made by others (numbers and the 3-per-ENI quota). The
-  DynamoDB calls are the action claim, the read of claimed numbers, the join
-  of the target, the number claim and the final write: each is a conditional
-  write or a read that keeps concurrent invocations apart; issue #8's shared
-  filters cut the EC2 side further.
+- **Round trips of a create** (reused target, 2 rules, their filter shared):
+  (1) the action's claim, the sessions on the source ENI, the numbers claimed
+  there and the joins of the shared target and filter, together; (2) the
+  session-number claim; (3) the session; (4) the ledger write and the
+  completion event. A create that must make its target adds a Describe and
+  the create to the second round; one that must make its rule set's filter
+  adds the filter and then its rules (at once).
+- **Calls per create**: one mutating EC2 call, the session: the target of the
+  destination and the filter of the rule set are shared (issue #8). One
+  Describe of the source ENI's sessions respects sessions made by others
+  (numbers and the 3-per-ENI quota). The DynamoDB calls are the action claim,
+  the read of claimed numbers, the joins of the target and the filter, the
+  number claim and the final write: each a conditional write or a read that
+  keeps concurrent invocations apart.
 - **Calls per remove**: the action claim, the lookup by session id, the
-  `removing` mark, the session and filter deletes, the releases of the number
-  and the target place, the final record and the remove's own record; with the
-  last user of a target, its retirement, a Describe and the delete.
+  `removing` mark, the session delete, the releases of the number and of the
+  places among the filter's and the target's users, the final record and the
+  remove's own record; with the last user of a filter or target, its
+  retirement and delete (a Describe first for a target).
 - **Wall times** include the modelled latency; the emulator's own cost beside
   them shows how much of it is the emulator.
 - **The batch** runs its 10 creates at once (one lane each; the lane bound is
-  10), and each makes its own target, filter, 2 rules and session: about 150
-  AWS calls. The emulator applies every call atomically under one lock (as
+  10); each makes its own target and session, and they share one filter, which
+  the first to claim the rule set makes with its 2 rules while the others wait
+  for it. The emulator applies every call atomically under one lock (as
   contract §6 requires, or concurrency tests would pass by chance), so its own
   work of about 5 ms per call is done one call at a time, and that queue, not
   the function, sets the batch's wall time here: the ratio falls short over the
   emulator by the figure shown, and the time left once the emulator's
   serialized work is taken out is below one create's. On AWS, which serves
   independent calls in parallel, the batch costs the critical path of one
-  create plus the client-side queueing of 10 × 15 calls.
+  create plus the client-side queueing of its calls.
 - **Remove** is not on the table's targets; it runs its steps one after
-  another (mark, delete session, delete filter, release the number, leave the
-  target, record), 11 round trips, about 400 ms here.
+  another (mark, delete session, release the number, leave the filter and the
+  target, record).
 {storm}""")
     print(f"\nwritten to {args.output}")
 
