@@ -20,8 +20,8 @@ use crate::deadline;
 use crate::mirroring::jitter_millis;
 use crate::mirroring::model::{RuleSpec, TargetSpec};
 use crate::ports::{
-    AwsResult, CheckedCall, Deleted, InstanceInfo, MirrorApi, MirrorFilter, MirrorSession, MirrorTarget, NewSession,
-    SessionQuery, Tags,
+    AwsError, AwsResult, CheckedCall, Deleted, ErrorKind, InstanceInfo, MirrorApi, MirrorFilter, MirrorSession,
+    MirrorTarget, NewSession, SessionQuery, Tags,
 };
 
 /// Time kept back from the deadline to roll back and answer.
@@ -60,12 +60,37 @@ impl<A> Patient<A> {
         self
     }
 
-    /// Waits for this process's turn to make a mutating call.
-    async fn turn(&self) {
-        if let Some(pace) = &self.pace {
-            pace.wait().await;
-        }
+    /// Waits for this process's turn to make a mutating call. A create whose
+    /// turn would come too late to answer is refused at once (taking no
+    /// turn): its action fails as retryable and goes back to its queue,
+    /// instead of the whole invocation timing out. A delete always waits its
+    /// turn, as it may be a rollback's, which keeps nothing orphaned.
+    async fn turn(&self, call: Call) -> AwsResult<()> {
+        let Some(pace) = &self.pace else {
+            return Ok(());
+        };
+        let budget = match call {
+            Call::Create => deadline::remaining().map(|left| left.saturating_sub(RESERVE)),
+            Call::Delete => None,
+        };
+        pace.wait(budget).await.map_err(|wait| {
+            AwsError::new(
+                ErrorKind::Transient,
+                "PacedPastDeadline",
+                format!(
+                    "this process's share of EC2's write rate comes round again in {:.1} s, after the \
+                     invocation's deadline; the action is left to a retry",
+                    wait.as_secs_f64()
+                ),
+            )
+        })
     }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Call {
+    Create,
+    Delete,
 }
 
 /// A token bucket on this side of the wire. A caller that finds it empty
@@ -87,20 +112,27 @@ impl Pace {
         }
     }
 
-    async fn wait(&self) {
+    /// Takes a turn and waits for it; `Err` with the wait, and no turn
+    /// taken, when the wait would be longer than `budget`.
+    async fn wait(&self, budget: Option<Duration>) -> Result<(), Duration> {
         let wait = {
             let mut bucket = self.bucket.lock().await;
             let (tokens, since) = *bucket;
             let now = Instant::now();
             let refilled = (tokens + now.duration_since(since).as_secs_f64() * self.per_second).min(self.burst);
-            *bucket = (refilled - 1.0, now);
-            if refilled >= 1.0 {
+            let wait = if refilled >= 1.0 {
                 Duration::ZERO
             } else {
                 Duration::from_secs_f64((1.0 - refilled) / self.per_second)
+            };
+            if budget.is_some_and(|budget| wait > budget) {
+                return Err(wait);
             }
+            *bucket = (refilled - 1.0, now);
+            wait
         };
         tokio::time::sleep(wait).await;
+        Ok(())
     }
 }
 
@@ -164,7 +196,7 @@ impl<A: MirrorApi> MirrorApi for Patient<A> {
 
     async fn create_target(&self, destination: &TargetSpec, tags: &Tags, token: &str) -> AwsResult<String> {
         persist("CreateTrafficMirrorTarget", || async {
-            self.turn().await;
+            self.turn(Call::Create).await?;
             self.inner.create_target(destination, tags, token).await
         })
         .await
@@ -172,7 +204,7 @@ impl<A: MirrorApi> MirrorApi for Patient<A> {
 
     async fn create_filter(&self, description: &str, tags: &Tags, token: &str) -> AwsResult<String> {
         persist("CreateTrafficMirrorFilter", || async {
-            self.turn().await;
+            self.turn(Call::Create).await?;
             self.inner.create_filter(description, tags, token).await
         })
         .await
@@ -180,7 +212,7 @@ impl<A: MirrorApi> MirrorApi for Patient<A> {
 
     async fn create_filter_rule(&self, filter_id: &str, rule: &RuleSpec, token: &str) -> AwsResult<String> {
         persist("CreateTrafficMirrorFilterRule", || async {
-            self.turn().await;
+            self.turn(Call::Create).await?;
             self.inner.create_filter_rule(filter_id, rule, token).await
         })
         .await
@@ -188,7 +220,7 @@ impl<A: MirrorApi> MirrorApi for Patient<A> {
 
     async fn create_session(&self, session: &NewSession, tags: &Tags, token: &str) -> AwsResult<MirrorSession> {
         persist("CreateTrafficMirrorSession", || async {
-            self.turn().await;
+            self.turn(Call::Create).await?;
             self.inner.create_session(session, tags, token).await
         })
         .await
@@ -196,7 +228,7 @@ impl<A: MirrorApi> MirrorApi for Patient<A> {
 
     async fn delete_session(&self, id: &str) -> AwsResult<Deleted> {
         persist("DeleteTrafficMirrorSession", || async {
-            self.turn().await;
+            self.turn(Call::Delete).await?;
             self.inner.delete_session(id).await
         })
         .await
@@ -204,7 +236,7 @@ impl<A: MirrorApi> MirrorApi for Patient<A> {
 
     async fn delete_filter(&self, id: &str) -> AwsResult<Deleted> {
         persist("DeleteTrafficMirrorFilter", || async {
-            self.turn().await;
+            self.turn(Call::Delete).await?;
             self.inner.delete_filter(id).await
         })
         .await
@@ -212,7 +244,7 @@ impl<A: MirrorApi> MirrorApi for Patient<A> {
 
     async fn delete_target(&self, id: &str) -> AwsResult<Deleted> {
         persist("DeleteTrafficMirrorTarget", || async {
-            self.turn().await;
+            self.turn(Call::Delete).await?;
             self.inner.delete_target(id).await
         })
         .await
@@ -246,11 +278,10 @@ impl<A: MirrorApi> MirrorApi for Patient<A> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::AwsError;
     use std::sync::atomic::{AtomicU32, Ordering};
 
     fn throttled() -> AwsError {
-        AwsError::new(crate::ports::ErrorKind::Transient, "RequestLimitExceeded", "slow down")
+        AwsError::new(ErrorKind::Transient, "RequestLimitExceeded", "slow down")
     }
 
     const QUICK: Backoff = Backoff {
@@ -278,12 +309,30 @@ mod tests {
         let pace = Pace::new(20.0);
         let started = Instant::now();
         for _ in 0..30 {
-            pace.wait().await;
+            pace.wait(None).await.expect("no deadline");
         }
         // A burst of 20, then 10 more at 20 a second.
         let took = started.elapsed();
         assert!(took >= Duration::from_millis(450), "{took:?}");
         assert!(took < Duration::from_millis(1500), "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn a_turn_that_would_come_after_the_deadline_is_refused_without_being_taken() {
+        let pace = Pace::new(2.0);
+        for _ in 0..2 {
+            pace.wait(Some(Duration::ZERO)).await.expect("the burst");
+        }
+        let refused = pace.wait(Some(Duration::from_millis(100))).await;
+        assert!(refused.is_err_and(|wait| wait > Duration::from_millis(100)));
+        // The refused turn was not taken: the next one is half a second away, not a whole.
+        let started = Instant::now();
+        pace.wait(None).await.expect("no deadline");
+        assert!(
+            started.elapsed() < Duration::from_millis(700),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test]

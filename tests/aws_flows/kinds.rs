@@ -223,3 +223,32 @@ async fn throttling_longer_than_the_sdk_retries_is_outlasted_within_the_invocati
     assert_eq!(world.mirror_state().await.sessions.len(), 1);
     assert_eq!(world.disagreements().await, Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn a_write_whose_turn_comes_after_the_deadline_is_not_made_and_the_action_is_retried_later() {
+    let world = World::start().await;
+    let (source, target) = (world.eni().await, world.eni().await);
+    let mut config = world.config.clone();
+    // One write every two seconds: the target takes the only turn at hand.
+    config.mutating_calls_per_second = Some(0.5);
+    let app = traffic_mirroring::aws::build_app(&world.sdk, &config);
+    let request = seed_create("late-1", &source, &target);
+    // 3 s are kept to roll back and answer; half a second is left to wait.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(3500);
+
+    let response = traffic_mirroring::deadline::within(deadline, app.handle(&request)).await;
+
+    let response = serde_json::to_value(response).expect("json");
+    let result = first_result(&response);
+    assert_eq!(result["errorCode"], "PacedPastDeadline", "{response}");
+    assert_eq!(result["retryable"], true);
+    assert_eq!(
+        world.mirror_state().await,
+        MirrorState::default(),
+        "the rollback still ran"
+    );
+    assert_eq!(world.disagreements().await, Vec::<String>::new());
+
+    let retry = serde_json::to_value(app.handle(&request).await).expect("json");
+    assert_eq!(first_result(&retry)["success"], true, "{retry}");
+}

@@ -173,10 +173,10 @@ def test_every_mutating_call_the_role_allows_is_paced(template):
             f"the role grants {action} but {PATIENCE} has no Patient method {method}(): "
             f"a mutating call that goes around the pace breaks ReservedConcurrency x MutatingCallsPerSecond"
         )
-        assert re.search(r"self\s*\.\s*turn\s*\(\s*\)\s*\.\s*await", methods[method]), (
-            f"{PATIENCE}: Patient::{method}() makes {action} without waiting for self.turn()"
+        assert re.search(r"self\s*\.\s*turn\s*\([^)]*\)\s*\.\s*await", methods[method]), (
+            f"{PATIENCE}: Patient::{method}() makes {action} without waiting for self.turn(..)"
         )
-    unpaced = [m for m, body in methods.items() if re.match(r"(create|delete)_", m) and "turn()" not in body]
+    unpaced = [m for m, body in methods.items() if re.match(r"(create|delete)_", m) and "self.turn(" not in body]
     assert not unpaced, f"{PATIENCE}: mutating methods not paced: {unpaced}"
 
 
