@@ -90,6 +90,15 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// The configuration with the table named and one more variable set.
+    fn with_var(variable: &'static str, value: &'static str) -> Result<Config, ConfigError> {
+        Config::from_lookup(move |name| match name {
+            TABLE_NAME => Some("ledger".into()),
+            other if other == variable => Some(value.into()),
+            _ => None,
+        })
+    }
+
     #[test]
     fn the_table_is_required_and_the_rest_defaults() {
         assert_eq!(
@@ -106,13 +115,7 @@ mod tests {
 
     #[test]
     fn concurrent_actions_are_bounded() {
-        let with = |n: &'static str| {
-            Config::from_lookup(move |name| match name {
-                TABLE_NAME => Some("ledger".into()),
-                MAX_CONCURRENT_ACTIONS => Some(n.into()),
-                _ => None,
-            })
-        };
+        let with = |n: &'static str| with_var(MAX_CONCURRENT_ACTIONS, n);
         assert_eq!(with("4").map(|c| c.max_concurrent_actions), Ok(4));
         for bad in ["0", "101", "many"] {
             assert!(with(bad).is_err(), "{bad}");
@@ -121,13 +124,7 @@ mod tests {
 
     #[test]
     fn the_mutating_rate_is_positive_or_absent() {
-        let with = |rate: &'static str| {
-            Config::from_lookup(move |name| match name {
-                TABLE_NAME => Some("ledger".into()),
-                MUTATING_CALLS_PER_SECOND => Some(rate.into()),
-                _ => None,
-            })
-        };
+        let with = |rate: &'static str| with_var(MUTATING_CALLS_PER_SECOND, rate);
         assert_eq!(with("1.5").map(|c| c.mutating_calls_per_second), Ok(Some(1.5)));
         assert_eq!(with("").map(|c| c.mutating_calls_per_second), Ok(None));
         for bad in ["0", "-2", "NaN", "fast"] {
@@ -137,13 +134,7 @@ mod tests {
 
     #[test]
     fn the_claim_lease_must_be_positive_seconds() {
-        let with = |lease: &'static str| {
-            Config::from_lookup(move |name| match name {
-                TABLE_NAME => Some("ledger".into()),
-                CLAIM_LEASE_SECONDS => Some(lease.into()),
-                _ => None,
-            })
-        };
+        let with = |lease: &'static str| with_var(CLAIM_LEASE_SECONDS, lease);
         assert_eq!(with("180").map(|c| c.claim_lease_seconds), Ok(180));
         for bad in ["0", "-5", "soon"] {
             assert!(with(bad).is_err(), "{bad}");
@@ -152,13 +143,7 @@ mod tests {
 
     #[test]
     fn default_targets_must_be_a_json_object() {
-        let with = |targets: &'static str| {
-            Config::from_lookup(move |name| match name {
-                TABLE_NAME => Some("ledger".into()),
-                DEFAULT_TARGETS => Some(targets.into()),
-                _ => None,
-            })
-        };
+        let with = |targets: &'static str| with_var(DEFAULT_TARGETS, targets);
         let config = with(r#"{"vpc-1": "eni-0000000b"}"#).expect("valid");
         assert_eq!(
             config.default_targets.get("vpc-1").map(String::as_str),

@@ -64,6 +64,18 @@ struct Resolved {
     outcome: Result<String, ActionResult>,
 }
 
+impl Resolved {
+    /// A target or filter the caller named: nothing joined, nothing made.
+    fn given(id: String) -> Self {
+        Resolved {
+            joined: false,
+            created: None,
+            rule_ids: Vec::new(),
+            outcome: Ok(id),
+        }
+    }
+}
+
 /// What the maker of a shared resource produced.
 struct Making {
     created: Option<String>,
@@ -168,11 +180,7 @@ impl Mirroring {
 
     async fn join(&self, key: Option<&SharedKey>, action_id: &str, limit: usize) -> Option<Result<Slot, LedgerError>> {
         match key {
-            Some(key) => Some(
-                self.ledger
-                    .join_shared(key, action_id, limit.min(i64::MAX as usize), self.maker_lease_seconds())
-                    .await,
-            ),
+            Some(key) => Some(self.first_join(key, action_id, limit, None).await),
             None => None,
         }
     }
@@ -322,22 +330,16 @@ impl Mirroring {
         attempt: u32,
         first: Option<Result<Slot, LedgerError>>,
     ) -> Resolved {
-        match (&request.target, target_key(request), first) {
-            (_, Some(key), Some(first)) => {
-                let limit = request.target.source_limit();
-                self.resolve_shared(&request.action_id, &key, limit, first, || {
-                    self.make_target(request, attempt)
-                })
-                .await
-            }
+        let Some(key) = target_key(request) else {
             // The caller's own target: used as it is, never joined or deleted.
-            (target, _, _) => Resolved {
-                joined: false,
-                created: None,
-                rule_ids: Vec::new(),
-                outcome: Ok(target.to_string()),
-            },
-        }
+            return Resolved::given(request.target.to_string());
+        };
+        let limit = request.target.source_limit();
+        let first = self.first_join(&key, &request.action_id, limit, first).await;
+        self.resolve_shared(&request.action_id, &key, limit, first, || {
+            self.make_target(request, attempt)
+        })
+        .await
     }
 
     async fn resolve_filter(
@@ -346,31 +348,34 @@ impl Mirroring {
         attempt: u32,
         first: Option<Result<Slot, LedgerError>>,
     ) -> Resolved {
-        match (&request.filter, filter_key(request), first) {
-            (FilterSpec::Rules { rules, key: name }, Some(key), Some(first)) => {
-                self.resolve_shared(&request.action_id, &key, usize::MAX, first, || {
-                    self.make_filter(request, attempt, name, rules)
-                })
-                .await
+        let (rules, name) = match &request.filter {
+            FilterSpec::Rules { rules, key } => (rules, key),
+            // The caller's own filter: used as it is, never joined or deleted.
+            FilterSpec::Existing(id) => return Resolved::given(id.clone()),
+        };
+        let key = SharedKey::Filter(name.clone());
+        let first = self.first_join(&key, &request.action_id, usize::MAX, first).await;
+        self.resolve_shared(&request.action_id, &key, usize::MAX, first, || {
+            self.make_filter(request, attempt, name, rules)
+        })
+        .await
+    }
+
+    /// The answer of round 1's join, or a join now if round 1 made none.
+    async fn first_join(
+        &self,
+        key: &SharedKey,
+        action_id: &str,
+        limit: usize,
+        first: Option<Result<Slot, LedgerError>>,
+    ) -> Result<Slot, LedgerError> {
+        match first {
+            Some(slot) => slot,
+            None => {
+                self.ledger
+                    .join_shared(key, action_id, limit.min(i64::MAX as usize), self.maker_lease_seconds())
+                    .await
             }
-            (FilterSpec::Existing(id), _, _) => Resolved {
-                joined: false,
-                created: None,
-                rule_ids: Vec::new(),
-                outcome: Ok(id.clone()),
-            },
-            (FilterSpec::Rules { .. }, _, _) => Resolved {
-                joined: false,
-                created: None,
-                rule_ids: Vec::new(),
-                outcome: Err(ActionResult::failure(
-                    &request.action_id,
-                    CREATE,
-                    "InternalError",
-                    "a rule set without its key".into(),
-                    false,
-                )),
-            },
         }
     }
 
