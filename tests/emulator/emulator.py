@@ -12,7 +12,8 @@ What this module adds, and why:
   filter, duplicate rule and session numbers, in-use deletes, unknown ids and
   ENIs, a target ENI used as a source, unsupported instance types, client-token
   idempotency, DryRun). Deleting an ENI or terminating an instance deletes its
-  sessions, as AWS does.
+  sessions, as AWS does. CreateTags/DeleteTags naming mirroring ids tag them
+  in the model (moto knows no such ids); other ids in the call go to moto.
 * **Atomicity.** moto serves requests on threads and checks-then-writes without
   a lock (DynamoDB conditional writes, EC2 quotas), so two racing requests can
   both pass a check AWS applies atomically. One lock serialises every AWS
@@ -22,9 +23,12 @@ What this module adds, and why:
   is always exercised.
 * **Latency.** moto answers in microseconds; AWS in tens of milliseconds. A
   per-action latency is slept *outside* the lock, so concurrency is measurable.
-* **Throttling.** Token buckets per action (or for every mutating EC2 call)
-  answer `RequestLimitExceeded` (HTTP 503) as EC2 does, `ThrottlingException`
-  on JSON services.
+* **Throttling.** Token buckets per action, for every mutating EC2 call or for
+  every call, optionally of one service, answer `RequestLimitExceeded` (HTTP
+  503) as EC2 does, `ThrottlingException` on JSON services.
+* **Index lag.** moto's secondary indexes are always up to date; DynamoDB's
+  GSIs are eventually consistent. With `index_lag_ms` set, a Query of an index
+  does not see items written less than that long ago.
 * **Faults.** "Skip N calls of action X, then fail the next M with code Y",
   over HTTP, so a test can make any step of a flow fail.
 * **A call log**, so tests and benchmarks count calls from the server's side.
@@ -33,8 +37,10 @@ Control API (JSON over HTTP on the same port, all answering 200):
   POST   /_emulator/reset     moto's state and ours back to empty, defaults restored
   POST   /_emulator/faults    {"action", "code", "status", "count", "after", "message", "service"} or a list
   GET    /_emulator/faults    the rules still armed;  DELETE clears them
-  POST   /_emulator/throttle  {"actions": [...] | "mutating", "burst", "refill_per_second"}; GET lists; DELETE clears
-  POST   /_emulator/config    {"page_size": 2, "latency_ms": {"default": 0, "<Action>": 40}} (merged); GET shows
+  POST   /_emulator/throttle  {"actions": [...] | "mutating" | "all", "service": "optional, e.g. dynamodb",
+                               "burst", "refill_per_second"}; GET lists; DELETE clears
+  POST   /_emulator/config    {"page_size": 2, "latency_ms": {"default": 0, "<Action>": 40}, "index_lag_ms": 0}
+                              (merged); GET shows
   GET    /_emulator/calls     {"calls": [{"service", "action", "start", "served", "end", "status", "error"}]};
                               DELETE clears
   POST   /_emulator/rename    {"from": "eni-…" | "i-…", "to": "<id>"}: give a resource the id a sample event names
@@ -59,13 +65,15 @@ import threading
 import time
 import traceback
 import uuid
+import zlib
 from io import BytesIO
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 from xml.sax.saxutils import escape
 
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from moto.core import DEFAULT_ACCOUNT_ID
+from moto.dynamodb.models import dynamodb_backends
 from moto.ec2.models import ec2_backends
 from moto.moto_api._internal import moto_api_backend
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
@@ -82,7 +90,11 @@ SESSIONS_PER_ENI = 3
 SOURCES_PER_ENI_TARGET = 10
 RULES_PER_FILTER = 10
 MAX_VNI = 16777215  # VXLAN ids are 24 bits
-DEFAULT_CONFIG = {"page_size": 2, "latency_ms": {"default": 0}}
+DEFAULT_CONFIG = {"page_size": 2, "latency_ms": {"default": 0}, "index_lag_ms": 0}
+# Ids of the resources our model keeps (targets, filters, filter rules, sessions):
+# CreateTags and DeleteTags naming them are ours to serve, not moto's.
+MIRRORING_PREFIXES = ("tmt-", "tmf-", "tmfr-", "tms-")
+DYNAMODB_WRITES = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems")
 # Parameters that do not make two Create calls different for client-token purposes.
 NOT_FINGERPRINTED = {"Action", "Version", "ClientToken", "DryRun"}
 
@@ -301,6 +313,14 @@ class Mirroring:
 
     def all_rules(self):
         return {r["id"]: r for f in self.filters.values() for r in f["rules"].values()}
+
+    def taggable(self, resource_id):
+        """The record a mirroring id (one of MIRRORING_PREFIXES) names, for CreateTags and DeleteTags."""
+        kinds = {"tmt-": ("TrafficMirrorTarget", self.targets), "tmf-": ("TrafficMirrorFilter", self.filters),
+                 "tmfr-": ("TrafficMirrorFilterRule", self.all_rules()),
+                 "tms-": ("TrafficMirrorSession", self.sessions)}
+        kind, table = kinds[resource_id.partition("-")[0] + "-"]
+        return self.get(table, kind, resource_id)
 
     # -- creates (each validates fully, then honours DryRun, then writes)
 
@@ -589,6 +609,87 @@ def idempotent(mirrors, action, form, params):
     return fields
 
 
+def tag_change(action, params):
+    """What CreateTags or DeleteTags does to one resource's tags, as a function
+    of its tag dict; the parameters are checked here, before anything changes.
+    DeleteTags removes a key whatever its value when no Value is given, only if
+    the value matches when one is (even ""), and every tag when no Tag is given."""
+    given = [(t.get("Key"), t.get("Value")) for t in params.get("Tag") or [] if isinstance(t, dict)]
+    if any(not key for key, _ in given):
+        raise invalid("A tag key must not be empty.")
+    if action == "CreateTags":
+        required(params, "Tag")
+        return lambda tags: tags.update((key, value or "") for key, value in given)
+
+    def delete(tags):
+        for key, value in given or [(key, None) for key in list(tags)]:
+            if value is None or tags.get(key) == value:
+                tags.pop(key, None)
+
+    return delete
+
+
+# ---------------------------------------------------------------- DynamoDB: secondary indexes lag
+
+def written_items(action, body):
+    """(table name, item or key) of each item a DynamoDB write names."""
+    if action == "PutItem":
+        return [(body["TableName"], body["Item"])]
+    if action in ("UpdateItem", "DeleteItem"):
+        return [(body["TableName"], body["Key"])]
+    if action == "BatchWriteItem":
+        return [(table, (r.get("PutRequest") or {}).get("Item") or (r.get("DeleteRequest") or {}).get("Key"))
+                for table, requests in body["RequestItems"].items() for r in requests]
+    if action == "TransactWriteItems":
+        return [(write["TableName"], write.get("Item") or write.get("Key"))
+                for entry in body["TransactItems"] for kind, write in entry.items()
+                if kind in ("Put", "Update", "Delete")]
+    return []
+
+
+def written_key(region, table_name, attributes):
+    """(region, table name, the item's primary key as text): the key schema is
+    moto's, the table may be named by its ARN. Raises if attributes lack the key."""
+    table = dynamodb_backends[DEFAULT_ACCOUNT_ID][region].get_table(table_name)
+    names = [table.hash_key_attr] + ([table.range_key_attr] if table.range_key_attr else [])
+    return region, table.name, json.dumps([attributes[name] for name in names], sort_keys=True)
+
+
+def after_dynamodb(request, answer):
+    """Given moto's successful answer: remembers when each written item was
+    written, and hides items written within `index_lag_ms` from Queries of a
+    secondary index (GSIs are eventually consistent). A shape we do not know
+    (a projection without the key, Select=COUNT, ...) is answered unfiltered."""
+    try:
+        body = json.loads(request.body)
+        if request.action in DYNAMODB_WRITES:
+            now = time.monotonic()
+            for table, attributes in written_items(request.action, body):
+                STATE.writes[written_key(request.region, table, attributes)] = now
+        elif request.action == "Query" and body.get("IndexName") and STATE.config["index_lag_ms"] > 0:
+            return without_recent_writes(request.region, body["TableName"], answer)
+    except Exception:  # never worse than moto: its answer as it is
+        pass
+    return answer
+
+
+def without_recent_writes(region, table_name, answer):
+    status, headers, payload = answer
+    result = json.loads(payload)
+    horizon = time.monotonic() - STATE.config["index_lag_ms"] / 1000.0
+    items = result.get("Items") or []
+    kept = [item for item in items
+            if STATE.writes.get(written_key(region, table_name, item), horizon) <= horizon]
+    if len(kept) == len(items):
+        return answer
+    hidden = len(items) - len(kept)  # never in the index yet: neither counted nor scanned
+    result.update(Items=kept, Count=len(kept), ScannedCount=max(0, result.get("ScannedCount", len(items)) - hidden))
+    payload = json.dumps(result).encode()
+    headers = [(k, v) for k, v in headers if k.lower() not in ("content-length", "x-amz-crc32")]
+    headers += [("Content-Length", str(len(payload))), ("X-Amz-Crc32", str(zlib.crc32(payload)))]
+    return status, headers, payload
+
+
 # ---------------------------------------------------------------- emulator state
 
 class State:
@@ -603,6 +704,7 @@ class State:
         self.buckets = []
         self.calls = []
         self.config = json.loads(json.dumps(DEFAULT_CONFIG))
+        self.writes = {}  # (region, table, primary key) -> time.monotonic() of its last DynamoDB write
 
     def mirroring(self, region, account=DEFAULT_ACCOUNT_ID):
         key = (account, region)
@@ -639,12 +741,7 @@ class State:
         now = time.monotonic()
         applying = []
         for bucket in self.buckets:
-            names = bucket["actions"]
-            if names == "mutating":
-                applies = service == "ec2" and action.startswith(MUTATING_PREFIXES)
-            else:
-                applies = action in names
-            if applies:
+            if bucket_applies(bucket, service, action):
                 bucket["tokens"] = min(bucket["burst"], bucket["tokens"] + (now - bucket["at"]) * bucket["refill_per_second"])
                 bucket["at"] = now
                 applying.append(bucket)
@@ -732,15 +829,20 @@ class Emulator:
         failure = STATE.take_token(request.service, request.action) or STATE.take_fault(request.service, request.action)
         if failure:
             return (*error_answer(failure, request), failure.code)
-        if request.service == "ec2" and (request.action in CREATES or request.action in OTHERS):
-            try:
+        try:
+            if request.service == "ec2" and (request.action in CREATES or request.action in OTHERS):
                 return (*xml_answer(ec2_answer(request.action, self.mirroring_call(request))), None)
-            except AwsError as error:
-                return (*error_answer(error, request), error.code)
+            if tags_mirroring_ids(request):
+                return (*self.tag_call(request), None)
+        except AwsError as error:
+            return (*error_answer(error, request), error.code)
         enis = self.enis_to_unmirror(request)  # before moto changes the instances
         answer = self.moto(request.environ)
-        if enis and answer[0].startswith("200"):
-            STATE.mirroring(request.region).drop_sessions_of(enis)
+        if answer[0].startswith("200"):
+            if enis:
+                STATE.mirroring(request.region).drop_sessions_of(enis)
+            if request.service == "dynamodb":
+                answer = after_dynamodb(request, answer)
         return (*answer, None)  # moto's own errors are moto's: its body says which
 
     @staticmethod
@@ -750,6 +852,28 @@ class Emulator:
         if request.action in CREATES and request.form.get("ClientToken") and not truthy(params, "DryRun"):
             return idempotent(mirrors, request.action, request.form, params)
         return (CREATES.get(request.action) or OTHERS[request.action])(mirrors, params)
+
+    def tag_call(self, request):
+        """CreateTags/DeleteTags naming mirroring ids: those are tagged in our
+        model, any other ids by moto, and the call fails or succeeds whole."""
+        params = nest(request.form)
+        ids = id_list(params, "ResourceId")
+        ours = [i for i in ids if i.startswith(MIRRORING_PREFIXES)]
+        mirrors = STATE.mirroring(request.region)
+        records = [mirrors.taggable(i) for i in ours]  # unknown ids raise before anything changes
+        change = tag_change(request.action, params)
+        others = [i for i in ids if i not in ours]
+        if others:
+            answer = self.moto(with_resource_ids(request, others))  # moto checks its ids and DryRun
+            if not answer[0].startswith("200"):
+                return answer
+        elif truthy(params, "DryRun"):
+            raise dry_run()
+        else:
+            answer = xml_answer(ec2_answer(request.action, {"return": True}))
+        for record in records:
+            change(record["tags"])
+        return answer
 
     @staticmethod
     def enis_to_unmirror(request):
@@ -828,7 +952,8 @@ def control_call(method, name, body):
             STATE.buckets.append(bucket(body))
         elif method == "DELETE":
             STATE.buckets.clear()
-        return {"buckets": [{k: b[k] for k in ("actions", "burst", "refill_per_second")} for b in STATE.buckets]}
+        return {"buckets": [{k: b[k] for k in ("actions", "service", "burst", "refill_per_second")}
+                            for b in STATE.buckets]}
     if name == "config":
         if method == "POST":
             configure(body)
@@ -854,11 +979,27 @@ def fault_rule(body):
 
 
 def bucket(body):
-    actions = body["actions"]
-    if actions != "mutating" and not (isinstance(actions, list) and all(isinstance(a, str) for a in actions)):
-        raise ValueError('actions is "mutating" or a list of action names')
+    actions, service = body["actions"], body.get("service")
+    if actions not in ("all", "mutating") and not (isinstance(actions, list) and all(isinstance(a, str) for a in actions)):
+        raise ValueError('actions is "all", "mutating" or a list of action names')
+    if service is not None and not isinstance(service, str):
+        raise ValueError("service is a service name as in the credential scope, e.g. ec2 or dynamodb")
     burst, refill = float(body["burst"]), float(body["refill_per_second"])
-    return {"actions": actions, "burst": burst, "refill_per_second": refill, "tokens": burst, "at": time.monotonic()}
+    if burst < 0 or refill < 0:
+        raise ValueError("burst and refill_per_second must not be negative")
+    # burst 0 (or below 1) with refill 0: never a token, every matching call throttled for ever.
+    return {"actions": actions, "service": service, "burst": burst, "refill_per_second": refill,
+            "tokens": burst, "at": time.monotonic()}
+
+
+def bucket_applies(bucket, service, action):
+    if bucket["service"] not in (None, service):
+        return False
+    if bucket["actions"] == "all":
+        return True
+    if bucket["actions"] == "mutating":
+        return service == "ec2" and action.startswith(MUTATING_PREFIXES)
+    return action in bucket["actions"]
 
 
 def configure(body):
@@ -867,6 +1008,8 @@ def configure(body):
         raise ValueError(f"unknown config keys {sorted(unknown)}")
     if "page_size" in body:
         STATE.config["page_size"] = int(body["page_size"])
+    if "index_lag_ms" in body:
+        STATE.config["index_lag_ms"] = float(body["index_lag_ms"])
     for action, ms in body.get("latency_ms", {}).items():
         STATE.config["latency_ms"][action] = float(ms)
 
@@ -903,6 +1046,23 @@ def read_body(environ):
         body = b""
     environ["wsgi.input"], environ["CONTENT_LENGTH"] = BytesIO(body), str(len(body))
     return body
+
+
+def tags_mirroring_ids(request):
+    """Whether this is a CreateTags or DeleteTags naming at least one mirroring id."""
+    return request.service == "ec2" and request.action in ("CreateTags", "DeleteTags") and any(
+        i.startswith(MIRRORING_PREFIXES) for i in id_list(nest(request.form), "ResourceId"))
+
+
+def with_resource_ids(request, resource_ids):
+    """The request's environ for moto, its `ResourceId.N` list replaced. All
+    parameters go in a form body (SDKs send EC2 calls so); the signature is
+    kept, and moto does not check it."""
+    form = {k: v for k, v in request.form.items() if not k.startswith("ResourceId.")}
+    form.update((f"ResourceId.{n}", i) for n, i in enumerate(resource_ids, 1))
+    body = urlencode(form).encode()
+    return {**request.environ, "QUERY_STRING": "", "CONTENT_TYPE": "application/x-www-form-urlencoded; charset=utf-8",
+            "CONTENT_LENGTH": str(len(body)), "wsgi.input": BytesIO(body)}
 
 
 def xml_answer(text):

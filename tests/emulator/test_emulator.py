@@ -136,6 +136,12 @@ def test_unknown_and_malformed_control_calls_are_refused(endpoint):
     with pytest.raises(urllib.error.HTTPError) as raised:
         control(endpoint, "POST", "throttle", {"burst": 1})
     assert raised.value.code == 400
+    for bad in ({"actions": "everything", "burst": 0, "refill_per_second": 0},
+                {"actions": "all", "burst": -1, "refill_per_second": 0},
+                {"actions": "all", "service": ["ec2"], "burst": 0, "refill_per_second": 0}):
+        with pytest.raises(urllib.error.HTTPError) as raised:
+            control(endpoint, "POST", "throttle", bad)
+        assert raised.value.code == 400, bad
 
 
 def test_moto_api_passes_through(endpoint):
@@ -146,14 +152,16 @@ def test_moto_api_passes_through(endpoint):
 def test_reset_clears_moto_and_mirroring_and_settings(endpoint, ec2, subnet):
     t, f = target(ec2, eni(ec2, subnet)), new_filter(ec2)
     session(ec2, eni(ec2, subnet), t, f, 1)
-    control(endpoint, "POST", "config", {"page_size": 7})
+    control(endpoint, "POST", "config", {"page_size": 7, "index_lag_ms": 500})
     control(endpoint, "POST", "faults", {"action": "DescribeVpcs", "code": "InternalError"})
+    control(endpoint, "POST", "throttle", {"actions": "all", "service": "dynamodb", "burst": 0, "refill_per_second": 0})
     control(endpoint, "POST", "reset")
     assert ec2.describe_traffic_mirror_sessions()["TrafficMirrorSessions"] == []
     assert ec2.describe_traffic_mirror_targets()["TrafficMirrorTargets"] == []
     assert ec2.describe_network_interfaces()["NetworkInterfaces"] == []
-    assert control(endpoint, "GET", "config")["page_size"] == 2
+    assert control(endpoint, "GET", "config") == {"page_size": 2, "latency_ms": {"default": 0}, "index_lag_ms": 0}
     assert control(endpoint, "GET", "faults") == {"faults": []}
+    assert control(endpoint, "GET", "throttle") == {"buckets": []}
     ec2.describe_vpcs()
 
 
@@ -527,6 +535,82 @@ def test_target_and_filter_filters(ec2, subnet):
     assert len(by_id["TrafficMirrorFilters"]) == 1
 
 
+# ---------------------------------------------------------------- tags on mirroring resources after creation
+
+def tags_on(ec2, resource_id):
+    """The tags a mirroring Describe shows for one target, filter, rule or session."""
+    kind = resource_id.split("-")[0]
+    if kind == "tmfr":
+        found = ec2.describe_traffic_mirror_filter_rules(TrafficMirrorFilterRuleIds=[resource_id])
+        return found["TrafficMirrorFilterRules"][0]["Tags"]
+    call, ids, key = {"tmt": ("describe_traffic_mirror_targets", "TrafficMirrorTargetIds", "TrafficMirrorTargets"),
+                      "tmf": ("describe_traffic_mirror_filters", "TrafficMirrorFilterIds", "TrafficMirrorFilters"),
+                      "tms": ("describe_traffic_mirror_sessions", "TrafficMirrorSessionIds", "TrafficMirrorSessions")}[kind]
+    return getattr(ec2, call)(**{ids: [resource_id]})[key][0]["Tags"]
+
+
+def test_create_and_delete_tags_reach_mirroring_resources(ec2, subnet):
+    t, f = target(ec2, eni(ec2, subnet)), new_filter(ec2)
+    s = session(ec2, eni(ec2, subnet), t, f, 1)["TrafficMirrorSessionId"]
+    r = rule(ec2, f, 1)["TrafficMirrorFilterRuleId"]
+    answer = ec2.create_tags(Resources=[t, f, r, s], Tags=[{"Key": "owner", "Value": "lambda"}, {"Key": "x", "Value": ""}])
+    assert answer["ResponseMetadata"]["HTTPStatusCode"] == 200
+    for resource_id in (t, f, r, s):
+        assert tags_on(ec2, resource_id) == [{"Key": "owner", "Value": "lambda"}, {"Key": "x", "Value": ""}], resource_id
+    found = sessions(ec2, Filters=[{"Name": "tag:owner", "Values": ["lambda"]}])
+    assert [x["TrafficMirrorSessionId"] for x in found] == [s]
+    ec2.create_tags(Resources=[s], Tags=[{"Key": "owner", "Value": "other"}])  # overwrites
+    assert sessions(ec2, Filters=[{"Name": "tag:owner", "Values": ["lambda"]}]) == []
+    ec2.delete_tags(Resources=[s], Tags=[{"Key": "owner", "Value": "lambda"}])  # another value: kept
+    assert tags_on(ec2, s) == [{"Key": "owner", "Value": "other"}, {"Key": "x", "Value": ""}]
+    ec2.delete_tags(Resources=[s], Tags=[{"Key": "owner"}])  # no value: whatever it is
+    assert tags_on(ec2, s) == [{"Key": "x", "Value": ""}]
+    ec2.delete_tags(Resources=[t, f])  # no tags named: all of them
+    assert tags_on(ec2, t) == [] and tags_on(ec2, f) == []
+    assert tags_on(ec2, r) == [{"Key": "owner", "Value": "lambda"}, {"Key": "x", "Value": ""}]
+
+
+def test_tagging_unknown_mirroring_ids_answers_not_found_and_changes_nothing(ec2, subnet):
+    f = new_filter(ec2)
+    for resource_id, code in ((NO_TARGET, "InvalidTrafficMirrorTargetId.NotFound"),
+                              (NO_FILTER, "InvalidTrafficMirrorFilterId.NotFound"),
+                              (NO_RULE, "InvalidTrafficMirrorFilterRuleId.NotFound"),
+                              (NO_SESSION, "InvalidTrafficMirrorSessionId.NotFound")):
+        assert error_code(ec2.create_tags, Resources=[f, resource_id], Tags=[{"Key": "k", "Value": "v"}]) == code
+        assert error_code(ec2.delete_tags, Resources=[resource_id]) == code
+    assert tags_on(ec2, f) == []
+
+
+def test_tagging_mirroring_resources_honours_dry_run(ec2):
+    f = new_filter(ec2, TagSpecifications=tags("traffic-mirror-filter", k="v"))
+    response = failure(ec2.create_tags, Resources=[f], Tags=[{"Key": "a", "Value": "b"}], DryRun=True)
+    assert (response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"]) == ("DryRunOperation", 412)
+    assert error_code(ec2.delete_tags, Resources=[f], DryRun=True) == "DryRunOperation"
+    assert tags_on(ec2, f) == [{"Key": "k", "Value": "v"}]
+    assert error_code(ec2.create_tags, Resources=[NO_FILTER], Tags=[{"Key": "a", "Value": "b"}],
+                      DryRun=True) == "InvalidTrafficMirrorFilterId.NotFound"
+
+
+def test_tag_calls_mixing_mirroring_and_moto_ids_tag_both_or_neither(ec2, subnet):
+    vpc = ec2.describe_subnets(SubnetIds=[subnet])["Subnets"][0]["VpcId"]
+    f = new_filter(ec2)
+
+    def vpc_tags():
+        return ec2.describe_vpcs(VpcIds=[vpc])["Vpcs"][0].get("Tags", [])
+
+    ec2.create_tags(Resources=[vpc, f], Tags=[{"Key": "k", "Value": "v"}])
+    assert vpc_tags() == tags_on(ec2, f) == [{"Key": "k", "Value": "v"}]
+    # moto refuses its part: ours is not applied either.
+    assert error_code(ec2.create_tags, Resources=["vpc-0123456789abcdef0", f],
+                      Tags=[{"Key": "other", "Value": "v"}]) == "InvalidVpcID.NotFound"
+    assert error_code(ec2.delete_tags, Resources=[vpc, f], DryRun=True) == "DryRunOperation"
+    assert tags_on(ec2, f) == [{"Key": "k", "Value": "v"}]
+    ec2.delete_tags(Resources=[vpc, f], Tags=[{"Key": "k"}])
+    assert vpc_tags() == tags_on(ec2, f) == []
+    ec2.create_tags(Resources=[vpc], Tags=[{"Key": "only", "Value": "moto"}])  # moto's ids alone: moto's call
+    assert vpc_tags() == [{"Key": "only", "Value": "moto"}]
+
+
 # ---------------------------------------------------------------- what moto's own calls do to sessions
 
 def test_deleting_an_eni_deletes_its_sessions_but_not_filter_or_target(ec2, subnet):
@@ -550,6 +634,21 @@ def test_terminating_an_instance_deletes_its_sessions(ec2, subnet):
     ec2.terminate_instances(InstanceIds=[instance_id])
     assert [s["NetworkInterfaceId"] for s in sessions(ec2)] == [other]
     assert len(ec2.describe_traffic_mirror_targets()["TrafficMirrorTargets"]) == 1
+
+
+def test_stopped_and_terminated_instances_stay_describable_in_their_state(ec2, subnet):
+    """The product asks EC2 to confirm a state-change event: the instance must
+    still be found, in the state the event names (moto skips the transitions)."""
+    stopped, _ = instance(ec2, subnet)
+    terminated, _ = instance(ec2, subnet)
+    assert ec2.stop_instances(InstanceIds=[stopped])["StoppingInstances"][0]["CurrentState"]["Name"] in (
+        "stopping", "stopped")
+    assert ec2.terminate_instances(InstanceIds=[terminated])["TerminatingInstances"][0]["CurrentState"]["Name"] in (
+        "shutting-down", "terminated")
+    for ids in ([stopped, terminated], None):
+        found = ec2.describe_instances(**({"InstanceIds": ids} if ids else {}))["Reservations"]
+        states = {i["InstanceId"]: i["State"]["Name"] for r in found for i in r["Instances"]}
+        assert states[stopped] in ("stopping", "stopped") and states[terminated] in ("shutting-down", "terminated")
 
 
 def test_rename_gives_enis_and_instances_the_ids_sample_events_name(endpoint, ec2, subnet):
@@ -627,6 +726,42 @@ def test_token_buckets_refill_and_name_actions(endpoint):
     assert (response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"]) == ("ThrottlingException", 400)
     dynamodb.describe_limits()  # another action
     time.sleep(0.15)
+    dynamodb.list_tables()
+
+
+def test_a_bucket_with_no_tokens_for_all_calls_throttles_every_service_for_ever(endpoint, ec2):
+    dynamodb, sqs = client(endpoint, "dynamodb"), client(endpoint, "sqs")
+    control(endpoint, "POST", "throttle", {"actions": "all", "burst": 0, "refill_per_second": 0})
+    for _ in range(2):
+        for call in (ec2.describe_vpcs, ec2.describe_traffic_mirror_sessions, ec2.create_traffic_mirror_filter):
+            response = failure(call)
+            assert (response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"]) == ("RequestLimitExceeded", 503)
+        response = failure(dynamodb.list_tables)
+        assert (response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"]) == ("ThrottlingException", 400)
+        assert response["ResponseMetadata"]["HTTPHeaders"]["x-amzn-errortype"] == "ThrottlingException"
+        assert error_code(dynamodb.get_item, TableName="t", Key={"pk": {"S": "a"}}) == "ThrottlingException"
+        assert error_code(sqs.list_queues) == "ThrottlingException"
+        time.sleep(0.2)  # no refill: still throttled
+    control(endpoint, "DELETE", "throttle")
+    ec2.describe_vpcs()
+    dynamodb.list_tables()
+
+
+def test_a_bucket_can_be_restricted_to_one_service(endpoint, ec2):
+    dynamodb = client(endpoint, "dynamodb")
+    control(endpoint, "POST", "throttle", {"actions": "all", "service": "dynamodb", "burst": 0, "refill_per_second": 0})
+    control(endpoint, "POST", "throttle", {"actions": ["DescribeVpcs"], "service": "dynamodb", "burst": 0,
+                                           "refill_per_second": 0})
+    assert error_code(dynamodb.list_tables) == "ThrottlingException"
+    ec2.describe_vpcs()  # named in a bucket, but of another service
+    new_filter(ec2)
+    client(endpoint, "sqs").list_queues()
+    assert control(endpoint, "GET", "throttle")["buckets"][0] == {
+        "actions": "all", "service": "dynamodb", "burst": 0, "refill_per_second": 0}
+    control(endpoint, "DELETE", "throttle")
+    control(endpoint, "POST", "throttle", {"actions": "mutating", "service": "ec2", "burst": 0, "refill_per_second": 0})
+    assert error_code(new_filter, ec2) == "RequestLimitExceeded"
+    ec2.describe_vpcs()
     dynamodb.list_tables()
 
 
@@ -722,3 +857,70 @@ def test_aws_requests_are_served_one_at_a_time(endpoint):
     spans = sorted((c["served"], c["end"]) for c in control(endpoint, "GET", "calls")["calls"])
     assert len(spans) == 100
     assert all(previous_end <= served for (_, previous_end), (served, _) in zip(spans, spans[1:]))
+
+
+# ---------------------------------------------------------------- DynamoDB: secondary indexes lag
+
+def indexed_table(endpoint):
+    """A table keyed by pk and sk, with a GSI on g, as the ledger's indexes are."""
+    dynamodb = client(endpoint, "dynamodb")
+    dynamodb.create_table(
+        TableName="t", BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", "g")],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        GlobalSecondaryIndexes=[{"IndexName": "by-g", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                                 "Projection": {"ProjectionType": "ALL"}}])
+    return dynamodb
+
+
+def item(pk, sk="1", **extra):
+    return {"pk": {"S": pk}, "sk": {"S": sk}, "g": {"S": "x"}, **{k: {"S": v} for k, v in extra.items()}}
+
+
+def in_index(dynamodb, **extra):
+    answer = dynamodb.query(TableName="t", IndexName="by-g", KeyConditionExpression="g = :g",
+                            ExpressionAttributeValues={":g": {"S": "x"}}, **extra)
+    return answer, sorted((i["pk"]["S"], i["sk"]["S"]) for i in answer.get("Items", []))
+
+
+def test_index_queries_do_not_see_recent_writes_of_any_kind(endpoint):
+    dynamodb = indexed_table(endpoint)
+    for key in ("old", "updated", "transact-updated"):
+        dynamodb.put_item(TableName="t", Item=item(key))
+    dynamodb.put_item(TableName="t", Item=item("old", "2"))
+    time.sleep(1.1)
+    control(endpoint, "POST", "config", {"index_lag_ms": 1000})
+    assert len(in_index(dynamodb)[1]) == 4  # written more than index_lag_ms ago
+    dynamodb.put_item(TableName="t", Item=item("old", "3"))  # same partition key, another item
+    dynamodb.put_item(TableName="t", Item=item("put"))
+    dynamodb.update_item(TableName="t", Key={"pk": {"S": "updated"}, "sk": {"S": "1"}},
+                         UpdateExpression="SET v = :v", ExpressionAttributeValues={":v": {"S": "new"}})
+    dynamodb.batch_write_item(RequestItems={"t": [{"PutRequest": {"Item": item("batch")}}]})
+    dynamodb.transact_write_items(TransactItems=[
+        {"Put": {"TableName": "t", "Item": item("transact")}},
+        {"Update": {"TableName": "t", "Key": {"pk": {"S": "transact-updated"}, "sk": {"S": "1"}},
+                    "UpdateExpression": "SET v = :v", "ExpressionAttributeValues": {":v": {"S": "new"}}}}])
+    answer, keys = in_index(dynamodb)
+    assert keys == [("old", "1"), ("old", "2")]
+    assert (answer["Count"], answer["ScannedCount"]) == (2, 2)
+    # The table itself is strongly consistent as far as we care: GetItem, Scan and Query see every write.
+    assert dynamodb.get_item(TableName="t", Key={"pk": {"S": "put"}, "sk": {"S": "1"}})["Item"] == item("put")
+    assert dynamodb.scan(TableName="t")["Count"] == 8
+    assert dynamodb.query(TableName="t", KeyConditionExpression="pk = :p",
+                          ExpressionAttributeValues={":p": {"S": "old"}})["Count"] == 3
+    control(endpoint, "POST", "config", {"index_lag_ms": 0})
+    assert len(in_index(dynamodb)[1]) == 8
+
+
+def test_index_lag_is_off_by_default_and_counts_from_each_write(endpoint):
+    dynamodb = indexed_table(endpoint)
+    dynamodb.put_item(TableName="t", Item=item("a"))
+    assert in_index(dynamodb)[1] == [("a", "1")]  # default 0: no lag
+    control(endpoint, "POST", "config", {"index_lag_ms": 60000})
+    assert in_index(dynamodb)[1] == []
+    assert in_index(dynamodb, Select="COUNT")[0]["Count"] == 1  # no items to hide: moto's answer, unfiltered
+    dynamodb.delete_item(TableName="t", Key={"pk": {"S": "a"}, "sk": {"S": "1"}})
+    dynamodb.put_item(TableName="t", Item=item("b"))
+    control(endpoint, "POST", "config", {"index_lag_ms": 300})
+    time.sleep(0.35)
+    assert in_index(dynamodb)[1] == [("b", "1")]
