@@ -105,6 +105,21 @@ def test_the_table_keeps_its_data(table):
     assert properties["SSESpecification"]["SSEEnabled"] is True
 
 
+def test_finished_records_expire_through_the_tables_ttl(table, code):
+    """Finished records carry expiresAt (epoch seconds) and DynamoDB deletes
+    them after it; the table's TTL must name the attribute the code writes,
+    or nothing ever expires."""
+    ttl = table["Properties"].get("TimeToLiveSpecification")
+    assert ttl, "LedgerTable has no TimeToLiveSpecification: the ledger grows forever"
+    assert ttl.get("Enabled") is True, "LedgerTable's TTL is not enabled"
+    attribute = rust_str_const(code, "TTL_ATTRIBUTE")
+    assert ttl.get("AttributeName") == attribute, (
+        f"LedgerTable's TTL reads {ttl.get('AttributeName')!r}; {LEDGER} writes the expiry to {attribute!r}"
+    )
+    keys = {rust_str_const(code, "PARTITION_KEY")} | set(code_indexes(code).values())
+    assert attribute not in keys, f"{attribute} is a key attribute: every record would expire"
+
+
 def test_the_table_definition_stays_plain_yaml(table):
     """tests/support builds the emulator's table from these properties with a
     plain YAML reader: no intrinsic functions in them."""

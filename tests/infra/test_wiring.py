@@ -128,9 +128,15 @@ def test_the_claim_lease_and_visibility_come_from_the_timeout(resources, functio
 
 
 def config_range(variable):
-    """(low, high) of the `(low..=high).contains` check src/config.rs applies
-    to `variable`."""
+    """(low, high) of the range src/config.rs accepts for `variable`: its
+    `ranged(value(VARIABLE), VARIABLE, low..=high)`, or the
+    `(low..=high).contains` check of its `match value(VARIABLE)`."""
     config = without_comments(read("src/config.rs"))
+    ranged = re.search(
+        r"\branged\(\s*value\(\s*" + variable + r"\s*\)\s*,\s*" + variable + r"\s*,\s*(\d+)\s*\.\.=\s*(\d+)\s*\)", config
+    )
+    if ranged:
+        return int(ranged.group(1)), int(ranged.group(2))
     match = re.search(r"match\s+value\(\s*" + variable + r"\s*\)(.*?)\};", config, re.S)
     assert match, f"the parser no longer finds where src/config.rs reads {variable}"
     bounds = re.search(r"\((\d+)\s*\.\.=\s*(\d+)\)\s*\.\s*contains", match.group(1))
@@ -170,6 +176,73 @@ def test_mutating_calls_per_second_comes_from_its_parameter(template, function):
     assert float(parameter["MinValue"]) > 0, "MUTATING_CALLS_PER_SECOND must be positive: src/config.rs refuses 0"
     assert float(parameter["MinValue"]) <= float(parameter["Default"]) <= float(parameter["MaxValue"])
     assert "MUTATING_CALLS_PER_SECOND" in code_env_vars(), "src/ does not read MUTATING_CALLS_PER_SECOND"
+
+
+def config_default(name):
+    """The number of `const NAME: <type> = <n>;` in src/config.rs."""
+    config = without_comments(read("src/config.rs"))
+    match = re.search(r"\bconst\s+" + name + r"\s*:\s*\w+\s*=\s*(\d+)\s*;", config)
+    assert match, f"no `const {name}: ... = <number>;` in src/config.rs"
+    return int(match.group(1))
+
+
+@pytest.mark.parametrize(
+    "parameter, variable",
+    [("FinishedRecordDays", "FINISHED_RECORD_DAYS"), ("SweepMaxDeletions", "SWEEP_MAX_DELETIONS")],
+)
+def test_bounded_numbers_come_from_their_parameters_within_the_codes_range(template, function, parameter, variable):
+    """The parameter's bounds lie within what src/config.rs accepts (outside
+    it the function would refuse to start) and its default is the code's, so
+    a function deployed without the variable behaves as the stack's default."""
+    env = function["Properties"]["Environment"]["Variables"]
+    assert env.get(variable) == {"Ref": parameter}, f"{variable} must come from the {parameter} parameter"
+    declared = template["Parameters"][parameter]
+    assert declared["Type"] == "Number"
+    low, high = config_range(variable)
+    assert low <= int(declared["MinValue"]) <= int(declared["Default"]) <= int(declared["MaxValue"]) <= high, (
+        f"{parameter} allows {declared['MinValue']}-{declared['MaxValue']} (default {declared['Default']}); "
+        f"src/config.rs refuses to start outside {low}-{high}"
+    )
+    assert int(declared["Default"]) == config_default("DEFAULT_" + variable), (
+        f"{parameter}'s default {declared['Default']} differs from src/config.rs DEFAULT_{variable}"
+    )
+
+
+# What the allow-list parameters' patterns must accept and refuse, the way
+# src/config.rs reads the lists (comma-separated, items trimmed).
+NLB = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/mon/50dc6c495c0c9188"
+ALLOW_LISTS = {
+    "AllowedTargets": (
+        "ALLOWED_TARGETS",
+        ["", "eni-0000000b", f" eni-0000000b , {NLB},vpce-0123456789abcdef0,tmt-0000000c ",
+         "arn:aws-us-gov:elasticloadbalancing:us-gov-west-1:123456789012:loadbalancer/net/a-b/0123456789abcdef"],
+        ["eni-0000000b,10.0.0.1", "vpc-0000000a", "eni-123", "eni-0000000b;eni-0000000c",
+         NLB.replace("/net/", "/app/"), "eni-0000000b,,eni-0000000c"],
+    ),
+    "AllowedSources": (
+        "ALLOWED_SOURCES",
+        ["", "vpc-0000000a", "vpc-0000000a, subnet-0123456789abcdef0"],
+        ["vpc-0000000a,sg-0000000b", "eni-0000000b", "subnet-12", "vpc-0000000a subnet-0000000b"],
+    ),
+}
+
+
+@pytest.mark.parametrize("parameter", sorted(ALLOW_LISTS))
+def test_the_allow_lists_come_from_string_parameters_empty_by_default(template, function, parameter):
+    variable, accepted, refused = ALLOW_LISTS[parameter]
+    env = function["Properties"]["Environment"]["Variables"]
+    assert env.get(variable) == {"Ref": parameter}, f"{variable} must come from the {parameter} parameter"
+    declared = template["Parameters"][parameter]
+    # A CommaDelimitedList cannot be empty by default without a Join; the
+    # code splits the list itself.
+    assert declared["Type"] == "String" and declared["Default"] == "", f"{parameter}: Type String, Default \"\""
+    pattern = declared.get("AllowedPattern")
+    assert pattern, f"{parameter} has no AllowedPattern"
+    # CloudFormation matches the whole value (Java's String.matches).
+    for value in accepted:
+        assert re.fullmatch(pattern, value), f"{parameter}'s AllowedPattern refuses {value!r}, which src/config.rs reads"
+    for value in refused:
+        assert not re.fullmatch(pattern, value), f"{parameter}'s AllowedPattern accepts {value!r}"
 
 
 def test_async_invocations_have_bounded_retries_and_a_dead_letter_queue(function):
@@ -346,11 +419,77 @@ def test_alarms_watch_the_dead_letter_queues_and_function_errors(resources):
     alarms = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
 
     def watched(metric, resource):
-        return any(a["MetricName"] == metric and refers_to(a["Dimensions"], resource) for a in alarms)
+        return any(a["MetricName"] == metric and refers_to(a.get("Dimensions", []), resource) for a in alarms)
 
     assert watched("ApproximateNumberOfMessagesVisible", "RequestDeadLetterQueue")
     assert watched("ApproximateNumberOfMessagesVisible", "EventFailureQueue")
     assert watched("Errors", FUNCTION)
+
+
+SWEEP_CAP_FIELD = "sweep_deletions_deferred"
+SWEEP_CAP_ALARM = "SweepDeletionsCappedAlarm"
+
+
+def test_the_sweep_cap_alarm_watches_the_deferred_deletions_in_the_log(resources):
+    """The sweep logs fields.sweep_deletions_deferred (> 0) when it leaves
+    unused filters and targets for later (SWEEP_MAX_DELETIONS); a metric
+    filter on the function's log group counts them and the alarm watches
+    exactly that metric."""
+    filters = {
+        name: r["Properties"] for name, r in resources.items()
+        if r["Type"] == "AWS::Logs::MetricFilter" and SWEEP_CAP_FIELD in r["Properties"]["FilterPattern"]
+    }
+    assert len(filters) == 1, f"expected one metric filter on {SWEEP_CAP_FIELD}, found {sorted(filters)}"
+    ((name, metric_filter),) = filters.items()
+    assert metric_filter["LogGroupName"] == {"Ref": "FunctionLogGroup"}, f"{name} must read the function's log group"
+    # A JSON filter on the field the function logs (tracing-subscriber's JSON
+    # puts an event's fields under "fields"), matching only a positive count.
+    pattern = re.fullmatch(r"\{\s*\$\.fields\.(\w+)\s*>\s*0\s*\}", metric_filter["FilterPattern"])
+    assert pattern and pattern.group(1) == SWEEP_CAP_FIELD, (
+        f"{name}: FilterPattern should be {{ $.fields.{SWEEP_CAP_FIELD} > 0 }}, not {metric_filter['FilterPattern']!r}"
+    )
+    (transformation,) = metric_filter["MetricTransformations"]
+    assert transformation["MetricValue"] == f"$.fields.{SWEEP_CAP_FIELD}", f"{name}: the metric is the deferred count"
+    assert "Dimensions" not in transformation, f"{name}: the metric is dimensionless (its namespace names the stack)"
+    assert refers_to(transformation["MetricNamespace"], "AWS::StackName"), (
+        f"{name}: a namespace of this stack's own, or two stacks in one account alarm on each other's sweeps"
+    )
+
+    alarm = resources[SWEEP_CAP_ALARM]
+    assert alarm["Type"] == "AWS::CloudWatch::Alarm"
+    alarm = alarm["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == (transformation["MetricNamespace"], transformation["MetricName"]), (
+        f"{SWEEP_CAP_ALARM} watches {alarm['Namespace']!r}/{alarm['MetricName']!r}, not {name}'s metric"
+    )
+    assert not alarm.get("Dimensions"), f"{SWEEP_CAP_ALARM}: {name} publishes no dimensions"
+    assert (alarm["ComparisonOperator"], float(alarm["Threshold"])) in {
+        ("GreaterThanThreshold", 0.0), ("GreaterThanOrEqualToThreshold", 1.0)
+    }, f"{SWEEP_CAP_ALARM} should fire on any deferred deletion (> 0)"
+    assert int(alarm["EvaluationPeriods"]) == 1 and int(alarm.get("DatapointsToAlarm", 1)) == 1
+    # The filter publishes only when a sweep defers deletions.
+    assert alarm["TreatMissingData"] == "notBreaching"
+
+
+def test_the_code_logs_the_field_the_sweep_alarm_counts():
+    """The field the metric filter reads must be one the code logs."""
+    found = []
+    for folder, _, files in os.walk(os.path.join(ROOT, "src")):
+        for name in files:
+            if name.endswith(".rs"):
+                with open(os.path.join(folder, name), encoding="utf-8") as f:
+                    source = without_comments(f.read()).split("#[cfg(test)]", 1)[0]
+                if re.search(r"\b" + SWEEP_CAP_FIELD + r"\b", source):
+                    found.append(os.path.relpath(os.path.join(folder, name), ROOT))
+    assert found, f"nothing in src/ logs {SWEEP_CAP_FIELD}, which {SWEEP_CAP_ALARM}'s metric filter counts"
+
+
+def test_every_alarm_notifies_the_alarm_topic(resources):
+    for name, resource in resources.items():
+        if resource["Type"] == "AWS::CloudWatch::Alarm":
+            for actions in ("AlarmActions", "OKActions"):
+                assert resource["Properties"].get(actions) == {
+                    "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
+                }, f"{name}: {actions} should notify AlarmTopicArn when it is set"
 
 
 def test_outputs_name_the_queue_bus_and_table(template):
