@@ -1,89 +1,255 @@
-//! Settings from the environment, read once at init. A missing or bad value
-//! fails init with a message naming the variable.
+//! Settings from the environment, read once at init. A missing, malformed or
+//! out-of-range value fails init with a message naming the variable, so a
+//! bad deployment stops at start-up instead of misbehaving (or panicking) on
+//! its first request.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::mirroring::validate::{is_aws_id, parse_target, target_field_of};
 
 pub const TABLE_NAME: &str = "TABLE_NAME";
 pub const EVENT_BUS_NAME: &str = "EVENT_BUS_NAME";
 pub const EVENT_SOURCE: &str = "EVENT_SOURCE";
 pub const DEFAULT_EVENT_SOURCE: &str = "traffic-mirroring";
 pub const DEFAULT_EVENT_BUS: &str = "default";
-/// JSON object of subnet or VPC id -> target ENI, for instances launched
-/// without a `traffic-mirroring:target-eni` tag.
+/// JSON object of subnet or VPC id -> target, for instances launched
+/// without a `traffic-mirroring:target` tag.
 pub const DEFAULT_TARGETS: &str = "DEFAULT_TARGETS";
 /// Seconds a claimed action may stay pending before another invocation (or
-/// the sweep) takes it over; set it above the function timeout.
+/// the sweep) takes it over; set it above the function timeout. The maker of
+/// a shared target or filter holds its claim for as long.
 pub const CLAIM_LEASE_SECONDS: &str = "CLAIM_LEASE_SECONDS";
 
 /// Actions of one invocation running at once (1-100, default 10): with the
 /// reserved concurrency, what bounds the fleet's rate of EC2 calls.
 pub const MAX_CONCURRENT_ACTIONS: &str = "MAX_CONCURRENT_ACTIONS";
 
-/// Mutating EC2 calls one process makes per second at most (a positive
-/// number; absent = unpaced): processes x this is the fleet's write rate.
+/// Mutating EC2 calls one process makes per second at most (0.01-1000;
+/// absent = unpaced): processes x this is the fleet's write rate.
 pub const MUTATING_CALLS_PER_SECOND: &str = "MUTATING_CALLS_PER_SECOND";
+
+/// The value of the ownership tag on everything this deployment creates:
+/// unique per deployment (the template passes the stack id), so two stacks
+/// in one account never take each other's resources for their own. Absent:
+/// derived from the table name, which no two tables of an account share.
+pub const OWNER: &str = "OWNER";
+
+/// Comma-separated destinations a create may mirror to (ENI ids, NLB ARNs,
+/// GWLB endpoint ids, `tmt-` ids). Absent: any destination (warned at start-up).
+pub const ALLOWED_TARGETS: &str = "ALLOWED_TARGETS";
+
+/// Comma-separated VPC or subnet ids whose ENIs may be mirror sources. Absent: any.
+pub const ALLOWED_SOURCES: &str = "ALLOWED_SOURCES";
+
+/// Days a finished ledger record (failed, removed, a remove's answer) is
+/// kept before DynamoDB's TTL deletes it (1-3650, default 30).
+pub const FINISHED_RECORD_DAYS: &str = "FINISHED_RECORD_DAYS";
+
+/// Unused filters and targets one sweep run deletes at most (0-1000,
+/// default 5); the rest are reported, and an alarm watches for them.
+pub const SWEEP_MAX_DELETIONS: &str = "SWEEP_MAX_DELETIONS";
+
+/// The ownership value every version before per-deployment owners wrote.
+use crate::mirroring::TAG_MANAGED_BY_LEGACY_VALUE as LEGACY_OWNER;
+
+pub const DEFAULT_LEASE_SECONDS: u64 = 15 * 60;
+pub const DEFAULT_MAX_CONCURRENT_ACTIONS: usize = 10;
+pub const DEFAULT_FINISHED_RECORD_DAYS: u64 = 30;
+pub const DEFAULT_SWEEP_MAX_DELETIONS: usize = 5;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub table_name: String,
     pub event_bus_name: String,
     pub event_source: String,
-    pub default_targets: std::collections::BTreeMap<String, String>,
+    pub default_targets: BTreeMap<String, String>,
     pub claim_lease_seconds: u64,
     pub max_concurrent_actions: usize,
     pub mutating_calls_per_second: Option<f64>,
+    pub owner: String,
+    /// `None`: any destination.
+    pub allowed_targets: Option<BTreeSet<String>>,
+    /// `None`: any source.
+    pub allowed_sources: Option<BTreeSet<String>>,
+    pub finished_record_days: u64,
+    pub sweep_max_deletions: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("environment variable {0} {1}")]
-pub struct ConfigError(pub &'static str, pub &'static str);
+pub struct ConfigError(pub &'static str, pub String);
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
+    /// The configuration of a deployment with only its table named: what
+    /// tests and tools start from.
+    pub fn for_table(table_name: &str) -> Self {
+        Self::from_lookup(|name| (name == TABLE_NAME).then(|| table_name.to_owned()))
+            .unwrap_or_else(|_| unreachable_defaults(table_name))
+    }
+
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let value = |name| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let table_name = value(TABLE_NAME).ok_or(ConfigError(TABLE_NAME, "must name the ledger table"))?;
-        let default_targets = match value(DEFAULT_TARGETS) {
+        let table_name = value(TABLE_NAME).ok_or(ConfigError(TABLE_NAME, "must name the ledger table".into()))?;
+        let default_targets: BTreeMap<String, String> = match value(DEFAULT_TARGETS) {
             None => Default::default(),
-            Some(json) => serde_json::from_str(&json)
-                .map_err(|_| ConfigError(DEFAULT_TARGETS, "must be a JSON object of subnet or VPC id to ENI id"))?,
+            Some(json) => serde_json::from_str(&json).map_err(|_| {
+                ConfigError(
+                    DEFAULT_TARGETS,
+                    "must be a JSON object of subnet or VPC id to target".into(),
+                )
+            })?,
         };
-        let claim_lease_seconds = match value(CLAIM_LEASE_SECONDS) {
-            None => crate::mirroring::DEFAULT_LEASE_SECONDS,
-            Some(text) => text
-                .parse()
-                .ok()
-                .filter(|s| *s > 0)
-                .ok_or(ConfigError(CLAIM_LEASE_SECONDS, "must be a positive number of seconds"))?,
-        };
-        let max_concurrent_actions = match value(MAX_CONCURRENT_ACTIONS) {
-            None => crate::handler::MAX_CONCURRENT_LANES,
-            Some(text) => text.parse().ok().filter(|n| (1..=100).contains(n)).ok_or(ConfigError(
-                MAX_CONCURRENT_ACTIONS,
-                "must be a whole number from 1 to 100",
-            ))?,
-        };
+        for (key, target) in &default_targets {
+            check_target(DEFAULT_TARGETS, target)?;
+            if !is_aws_id(key, "subnet-") && !is_aws_id(key, "vpc-") {
+                return Err(ConfigError(
+                    DEFAULT_TARGETS,
+                    format!("has key {key:?}, which is not a subnet or VPC id"),
+                ));
+            }
+        }
+        let claim_lease_seconds =
+            ranged(value(CLAIM_LEASE_SECONDS), CLAIM_LEASE_SECONDS, 1..=86_400)?.unwrap_or(DEFAULT_LEASE_SECONDS);
+        let max_concurrent_actions = ranged(value(MAX_CONCURRENT_ACTIONS), MAX_CONCURRENT_ACTIONS, 1..=100)?
+            .unwrap_or(DEFAULT_MAX_CONCURRENT_ACTIONS);
         let mutating_calls_per_second =
             match value(MUTATING_CALLS_PER_SECOND) {
                 None => None,
-                Some(text) => Some(text.parse::<f64>().ok().filter(|r| r.is_finite() && *r > 0.0).ok_or(
+                Some(text) => Some(text.parse::<f64>().ok().filter(|r| (0.01..=1000.0).contains(r)).ok_or(
                     ConfigError(
                         MUTATING_CALLS_PER_SECOND,
-                        "must be a positive number of calls per second",
+                        "must be a number of calls per second from 0.01 to 1000".into(),
                     ),
                 )?),
             };
+        let owner = match value(OWNER) {
+            Some(owner) => check_owner(owner)?,
+            None => format!("table/{table_name}"),
+        };
+        let allowed_targets = match value(ALLOWED_TARGETS) {
+            None => None,
+            Some(list) => Some(
+                items(&list)
+                    .map(|target| check_target(ALLOWED_TARGETS, target).map(|()| target.to_owned()))
+                    .collect::<Result<BTreeSet<_>, _>>()?,
+            ),
+        };
+        let allowed_sources = match value(ALLOWED_SOURCES) {
+            None => None,
+            Some(list) => Some(
+                items(&list)
+                    .map(|id| {
+                        if is_aws_id(id, "vpc-") || is_aws_id(id, "subnet-") {
+                            Ok(id.to_owned())
+                        } else {
+                            Err(ConfigError(
+                                ALLOWED_SOURCES,
+                                format!("lists {id:?}, which is not a VPC or subnet id"),
+                            ))
+                        }
+                    })
+                    .collect::<Result<BTreeSet<_>, _>>()?,
+            ),
+        };
+        let finished_record_days = ranged(value(FINISHED_RECORD_DAYS), FINISHED_RECORD_DAYS, 1..=3650)?
+            .unwrap_or(DEFAULT_FINISHED_RECORD_DAYS);
+        let sweep_max_deletions =
+            ranged(value(SWEEP_MAX_DELETIONS), SWEEP_MAX_DELETIONS, 0..=1000)?.unwrap_or(DEFAULT_SWEEP_MAX_DELETIONS);
         Ok(Self {
             mutating_calls_per_second,
             claim_lease_seconds,
             max_concurrent_actions,
             default_targets,
+            owner,
+            allowed_targets,
+            allowed_sources,
+            finished_record_days,
+            sweep_max_deletions,
             table_name,
             event_bus_name: value(EVENT_BUS_NAME).unwrap_or_else(|| DEFAULT_EVENT_BUS.to_owned()),
             event_source: value(EVENT_SOURCE).unwrap_or_else(|| DEFAULT_EVENT_SOURCE.to_owned()),
         })
     }
+}
+
+/// `for_table` cannot fail (only the table is set and it is not empty); an
+/// empty name still gets a configuration rather than a panic.
+fn unreachable_defaults(table_name: &str) -> Config {
+    Config {
+        table_name: table_name.to_owned(),
+        event_bus_name: DEFAULT_EVENT_BUS.to_owned(),
+        event_source: DEFAULT_EVENT_SOURCE.to_owned(),
+        default_targets: BTreeMap::new(),
+        claim_lease_seconds: DEFAULT_LEASE_SECONDS,
+        max_concurrent_actions: DEFAULT_MAX_CONCURRENT_ACTIONS,
+        mutating_calls_per_second: None,
+        owner: format!("table/{table_name}"),
+        allowed_targets: None,
+        allowed_sources: None,
+        finished_record_days: DEFAULT_FINISHED_RECORD_DAYS,
+        sweep_max_deletions: DEFAULT_SWEEP_MAX_DELETIONS,
+    }
+}
+
+fn items(list: &str) -> impl Iterator<Item = &str> {
+    list.split(',').map(str::trim).filter(|item| !item.is_empty())
+}
+
+/// A whole number within `range`, by name; `None` when unset.
+fn ranged<T>(
+    text: Option<String>,
+    name: &'static str,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<Option<T>, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    match text {
+        None => Ok(None),
+        Some(text) => text
+            .parse::<T>()
+            .ok()
+            .filter(|v| range.contains(v))
+            .map(Some)
+            .ok_or_else(|| {
+                ConfigError(
+                    name,
+                    format!(
+                        "must be a whole number from {} to {}, got {text:?}",
+                        range.start(),
+                        range.end()
+                    ),
+                )
+            }),
+    }
+}
+
+fn check_target(name: &'static str, target: &str) -> Result<(), ConfigError> {
+    parse_target(target_field_of(target), target)
+        .map(|_| ())
+        .map_err(|problem| ConfigError(name, format!("names an invalid target: {problem}")))
+}
+
+/// EC2 tag values: at most 256 characters of letters, digits, spaces and `+-=._:/@`.
+fn check_owner(owner: String) -> Result<String, ConfigError> {
+    let allowed = |c: char| c.is_alphanumeric() || " +-=._:/@".contains(c);
+    if owner == LEGACY_OWNER {
+        return Err(ConfigError(
+            OWNER,
+            format!("must not be {LEGACY_OWNER:?}, the value every earlier version shared; name this deployment"),
+        ));
+    }
+    if owner.chars().count() > 256 || !owner.chars().all(allowed) {
+        return Err(ConfigError(
+            OWNER,
+            "must be at most 256 characters of letters, digits, spaces and + - = . _ : / @ (an EC2 tag value)".into(),
+        ));
+    }
+    Ok(owner)
 }
 
 #[cfg(test)]
@@ -99,11 +265,15 @@ mod tests {
         })
     }
 
+    fn refused(variable: &'static str, value: &'static str) -> bool {
+        matches!(with_var(variable, value), Err(ConfigError(name, _)) if name == variable)
+    }
+
     #[test]
     fn the_table_is_required_and_the_rest_defaults() {
         assert_eq!(
             Config::from_lookup(|_| None),
-            Err(ConfigError(TABLE_NAME, "must name the ledger table"))
+            Err(ConfigError(TABLE_NAME, "must name the ledger table".into()))
         );
         let config = Config::from_lookup(|name| (name == TABLE_NAME).then(|| "ledger".to_owned())).expect("ok");
         assert_eq!(config.event_source, "traffic-mirroring");
@@ -111,50 +281,98 @@ mod tests {
         assert!(config.default_targets.is_empty());
         assert_eq!(config.claim_lease_seconds, 900);
         assert_eq!(config.max_concurrent_actions, 10);
+        assert_eq!(config.owner, "table/ledger");
+        assert_eq!((config.allowed_targets, config.allowed_sources), (None, None));
+        assert_eq!((config.finished_record_days, config.sweep_max_deletions), (30, 5));
+        assert_eq!(Config::for_table("ledger").owner, "table/ledger");
     }
 
     #[test]
     fn concurrent_actions_are_bounded() {
-        let with = |n: &'static str| with_var(MAX_CONCURRENT_ACTIONS, n);
-        assert_eq!(with("4").map(|c| c.max_concurrent_actions), Ok(4));
+        assert_eq!(
+            with_var(MAX_CONCURRENT_ACTIONS, "4").map(|c| c.max_concurrent_actions),
+            Ok(4)
+        );
         for bad in ["0", "101", "many"] {
-            assert!(with(bad).is_err(), "{bad}");
+            assert!(refused(MAX_CONCURRENT_ACTIONS, bad), "{bad}");
         }
     }
 
     #[test]
-    fn the_mutating_rate_is_positive_or_absent() {
+    fn the_mutating_rate_is_in_range_or_absent() {
         let with = |rate: &'static str| with_var(MUTATING_CALLS_PER_SECOND, rate);
         assert_eq!(with("1.5").map(|c| c.mutating_calls_per_second), Ok(Some(1.5)));
         assert_eq!(with("").map(|c| c.mutating_calls_per_second), Ok(None));
-        for bad in ["0", "-2", "NaN", "fast"] {
-            assert!(with(bad).is_err(), "{bad}");
+        // 1e-300 once made the pacer's wait overflow a Duration and panic.
+        for bad in ["0", "-2", "NaN", "inf", "fast", "1e-300", "0.001", "5000"] {
+            assert!(refused(MUTATING_CALLS_PER_SECOND, bad), "{bad}");
         }
     }
 
     #[test]
-    fn the_claim_lease_must_be_positive_seconds() {
-        let with = |lease: &'static str| with_var(CLAIM_LEASE_SECONDS, lease);
-        assert_eq!(with("180").map(|c| c.claim_lease_seconds), Ok(180));
-        for bad in ["0", "-5", "soon"] {
-            assert!(with(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn default_targets_must_be_a_json_object() {
-        let with = |targets: &'static str| with_var(DEFAULT_TARGETS, targets);
-        let config = with(r#"{"vpc-1": "eni-0000000b"}"#).expect("valid");
+    fn the_claim_lease_is_bounded_seconds() {
         assert_eq!(
-            config.default_targets.get("vpc-1").map(String::as_str),
+            with_var(CLAIM_LEASE_SECONDS, "180").map(|c| c.claim_lease_seconds),
+            Ok(180)
+        );
+        for bad in ["0", "-5", "soon", "99999999999999999999", "86401"] {
+            assert!(refused(CLAIM_LEASE_SECONDS, bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn default_targets_must_be_an_object_of_valid_targets() {
+        let config = with_var(DEFAULT_TARGETS, r#"{"vpc-0000000a": "eni-0000000b"}"#).expect("valid");
+        assert_eq!(
+            config.default_targets.get("vpc-0000000a").map(String::as_str),
             Some("eni-0000000b")
         );
+        for bad in [
+            "[1]",
+            r#"{"vpc-0000000a": "eni-nothex"}"#,
+            r#"{"office": "eni-0000000b"}"#,
+        ] {
+            assert!(refused(DEFAULT_TARGETS, bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_owner_is_a_tag_value_unique_to_the_deployment() {
+        let stack = "arn:aws:cloudformation:us-east-1:123456789012:stack/mirror/0a1b2c3d-1111-2222-3333-444455556666";
+        assert_eq!(with_var(OWNER, stack).map(|c| c.owner), Ok(stack.to_owned()));
+        assert!(refused(OWNER, "traffic-mirroring"), "the shared legacy value");
+        assert!(refused(OWNER, "semi;colon"));
+        assert!(refused(OWNER, Box::leak("x".repeat(257).into_boxed_str())));
+        let two = |table: &'static str| {
+            Config::from_lookup(move |name| (name == TABLE_NAME).then(|| table.to_owned())).map(|c| c.owner)
+        };
+        assert_ne!(two("staging"), two("production"));
+    }
+
+    #[test]
+    fn allow_lists_name_valid_targets_and_networks() {
+        let nlb = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/mon/50dc6c495c0c9188";
+        let listed = Box::leak(format!(" eni-0000000b , {nlb},vpce-0123456789abcdef0,tmt-0000000c ").into_boxed_str());
+        let config = with_var(ALLOWED_TARGETS, listed).expect("valid");
+        assert_eq!(config.allowed_targets.map(|set| set.len()), Some(4));
+        assert!(refused(ALLOWED_TARGETS, "eni-0000000b,10.0.0.1"));
+        let sources = with_var(ALLOWED_SOURCES, "vpc-0000000a, subnet-0123456789abcdef0").expect("valid");
+        assert_eq!(sources.allowed_sources.map(|set| set.len()), Some(2));
+        assert!(refused(ALLOWED_SOURCES, "vpc-0000000a,sg-0000000b"));
+    }
+
+    #[test]
+    fn record_days_and_sweep_deletions_are_bounded() {
         assert_eq!(
-            with("[1]").map(|_| ()),
-            Err(ConfigError(
-                DEFAULT_TARGETS,
-                "must be a JSON object of subnet or VPC id to ENI id"
-            ))
+            with_var(FINISHED_RECORD_DAYS, "7").map(|c| c.finished_record_days),
+            Ok(7)
         );
+        assert_eq!(with_var(SWEEP_MAX_DELETIONS, "0").map(|c| c.sweep_max_deletions), Ok(0));
+        for bad in ["0", "3651", "-1", "a month"] {
+            assert!(refused(FINISHED_RECORD_DAYS, bad), "{bad}");
+        }
+        for bad in ["1001", "-1", "lots"] {
+            assert!(refused(SWEEP_MAX_DELETIONS, bad), "{bad}");
+        }
     }
 }

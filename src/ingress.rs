@@ -9,7 +9,7 @@ use tracing::{info, warn};
 
 use crate::contract::{split_request, ActionResult, DriverResponse, MalformedRequest};
 use crate::handler::{validated, App};
-use crate::mirroring::launch::LaunchPlan;
+use crate::mirroring::launch::{LaunchPlan, Unconfirmed};
 use crate::mirroring::model::{MirrorRequest, RemoveRequest};
 
 /// Detail-types of EventBridge events that carry a `driverRequest`.
@@ -249,13 +249,22 @@ impl App {
                 Ok(LaunchPlan::NotRequested(reason)) => Err(reason),
                 Err(failure) => Ok(vec![Err(failure)]),
             },
-            "shutting-down" | "terminated" => Ok(vec![Ok(MirrorRequest::Remove(RemoveRequest {
-                action_id: format!("{state}-{instance_id}"),
-                session_id: None,
-                target_eni: None,
-                reservation_id: None,
-                instance_id: Some(instance_id.to_owned()),
-            }))]),
+            // Anyone allowed to put an event on the bus or a message on the
+            // queue could forge this one, so EC2 is asked first.
+            "shutting-down" | "terminated" => match self.mirroring.confirm_ended(instance_id).await {
+                Ok(()) => Ok(vec![Ok(MirrorRequest::Remove(RemoveRequest {
+                    action_id: format!("{state}-{instance_id}"),
+                    session_id: None,
+                    target_eni: None,
+                    reservation_id: None,
+                    instance_id: Some(instance_id.to_owned()),
+                }))]),
+                Err(Unconfirmed::Ignored(reason)) => {
+                    warn!(instance_id, state, reason = %reason, "instance event ignored");
+                    Err(reason)
+                }
+                Err(Unconfirmed::Unknown(failure)) => Ok(vec![Err(*failure)]),
+            },
             _ => Err("state not handled".into()),
         }
     }

@@ -104,6 +104,15 @@ pub struct InstanceInfo {
     /// Every network interface, primary first.
     pub enis: Vec<String>,
     pub tags: Tags,
+    /// EC2's state name: `pending`, `running`, `shutting-down`, `terminated`, …
+    pub state: Option<String>,
+}
+
+/// Where a network interface lives, for the allowed-sources check.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InterfaceInfo {
+    pub vpc_id: Option<String>,
+    pub subnet_id: Option<String>,
 }
 
 /// Which sessions to list; each is one (paged) Describe call with one filter.
@@ -165,6 +174,11 @@ pub trait MirrorApi: Send + Sync {
     /// tags the real call would carry (IAM decides on them): `Ok` when EC2
     /// answers `DryRunOperation`, else its refusal.
     async fn permitted(&self, call: &CheckedCall, tags: &Tags) -> AwsResult<()>;
+    /// Writes these tags onto existing mirroring resources (taking over what
+    /// an earlier version made, once our ledger is known to hold it).
+    async fn retag(&self, resource_ids: &[String], tags: &Tags) -> AwsResult<()>;
+    /// `None` when no such network interface exists.
+    async fn interface(&self, eni: &str) -> AwsResult<Option<InterfaceInfo>>;
 }
 
 /// A create a dry run asks EC2 about.
@@ -263,6 +277,10 @@ pub struct LedgerRecord {
     pub status: Option<RecordStatus>,
     /// Bumped after each rollback so a retry derives fresh client tokens.
     pub attempt: u32,
+    /// How many times the item has been written: a write that replaces the
+    /// record is conditional on the version it was read at (0: never
+    /// versioned), so two writers cannot silently overwrite each other.
+    pub version: u64,
     pub source_eni: Option<String>,
     /// Set for ENI targets only: it keys the index a remove by target ENI reads.
     pub target_eni: Option<String>,
@@ -291,8 +309,9 @@ pub struct LedgerRecord {
 /// The answer to "may I start this action?".
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claim {
-    /// Go ahead; derive client tokens from this attempt number.
-    Granted { attempt: u32 },
+    /// Go ahead; derive client tokens from this attempt number. `version` is
+    /// the record's version after the claim.
+    Granted { attempt: u32, version: u64 },
     /// The action already finished (succeeded, or failed beyond a clean
     /// rollback): answer with its recorded result and change nothing.
     Finished(Box<ActionResult>),
@@ -316,6 +335,9 @@ pub enum LedgerError {
     Aws(#[from] AwsError),
     #[error("ledger record {0} is unreadable: {1}")]
     Corrupt(String, String),
+    /// The record changed since it was read; read it again and decide again.
+    #[error("ledger record {0} was changed by another writer since it was read")]
+    Conflict(String),
 }
 
 /// Resources that many sessions share and that the ledger counts users of:
@@ -397,9 +419,18 @@ pub struct SourceClaims {
 pub trait Ledger: Send + Sync {
     /// Claims an action id: new, failed before, or pending past its lease.
     async fn claim(&self, record: &LedgerRecord, lease_seconds: u64) -> Result<Claim, LedgerError>;
-    /// Writes the whole record (the action must be claimed by us).
-    async fn save(&self, record: &LedgerRecord) -> Result<(), LedgerError>;
+    /// Replaces the record, if it is still at `record.version` (else
+    /// `Conflict`), and bumps that version on success.
+    async fn save(&self, record: &mut LedgerRecord) -> Result<(), LedgerError>;
+    /// Writes a record for an action the ledger has no item for (the sweep
+    /// adopting a session that lost its record); `false` if one exists.
+    async fn adopt(&self, record: &LedgerRecord) -> Result<bool, LedgerError>;
+    /// A strongly consistent read.
     async fn get(&self, action_id: &str) -> Result<Option<LedgerRecord>, LedgerError>;
+    /// The records an index names, each re-read with a consistent `get`
+    /// (an index lags behind writes, and may still hold an old version). A
+    /// record written a moment ago may be missing: callers that found
+    /// something in EC2 look it up by its action-id tag as well.
     async fn find(&self, query: &LedgerQuery) -> Result<Vec<LedgerRecord>, LedgerError>;
 
     /// Joins the shared resource of `key` as `action_id`, or makes the action

@@ -7,11 +7,11 @@ use aws_sdk_ec2::types::{
 };
 use aws_sdk_ec2::Client;
 
-use super::errors::classify;
+use super::errors::{next_page, WithinBudget};
 use crate::mirroring::model::{Direction, PortRange, RuleSpec, TargetSpec};
 use crate::ports::{
-    AwsError, AwsResult, CheckedCall, Deleted, InstanceInfo, MirrorApi, MirrorFilter, MirrorSession, MirrorTarget,
-    NewSession, SessionQuery, Tags,
+    AwsError, AwsResult, CheckedCall, Deleted, InstanceInfo, InterfaceInfo, MirrorApi, MirrorFilter, MirrorSession,
+    MirrorTarget, NewSession, SessionQuery, Tags,
 };
 
 /// The largest page EC2 allows for the mirroring Describe calls.
@@ -36,8 +36,8 @@ impl Ec2Mirroring {
             .into_paginator()
             .send();
         let mut targets = Vec::new();
-        while let Some(page) = pages.next().await {
-            targets.extend(page.map_err(classify)?.traffic_mirror_targets().iter().map(target_from));
+        while let Some(page) = next_page("DescribeTrafficMirrorTargets", pages.next()).await? {
+            targets.extend(page.traffic_mirror_targets().iter().map(target_from));
         }
         Ok(targets)
     }
@@ -164,13 +164,8 @@ impl MirrorApi for Ec2Mirroring {
             .into_paginator()
             .send();
         let mut sessions = Vec::new();
-        while let Some(page) = pages.next().await {
-            sessions.extend(
-                page.map_err(classify)?
-                    .traffic_mirror_sessions()
-                    .iter()
-                    .map(session_from),
-            );
+        while let Some(page) = next_page("DescribeTrafficMirrorSessions", pages.next()).await? {
+            sessions.extend(page.traffic_mirror_sessions().iter().map(session_from));
         }
         Ok(sessions)
     }
@@ -181,8 +176,8 @@ impl MirrorApi for Ec2Mirroring {
             .tag_specifications(tag_specification(ResourceType::TrafficMirrorTarget, tags))
             .client_token(token)
             .send()
-            .await
-            .map_err(classify)?;
+            .within_budget()
+            .await?;
         output
             .traffic_mirror_target()
             .and_then(|t| t.traffic_mirror_target_id())
@@ -198,8 +193,8 @@ impl MirrorApi for Ec2Mirroring {
             .tag_specifications(tag_specification(ResourceType::TrafficMirrorFilter, tags))
             .client_token(token)
             .send()
-            .await
-            .map_err(classify)?;
+            .within_budget()
+            .await?;
         output
             .traffic_mirror_filter()
             .and_then(|f| f.traffic_mirror_filter_id())
@@ -212,8 +207,8 @@ impl MirrorApi for Ec2Mirroring {
             .rule_call(filter_id, rule)
             .client_token(token)
             .send()
-            .await
-            .map_err(classify)?;
+            .within_budget()
+            .await?;
         output
             .traffic_mirror_filter_rule()
             .and_then(|r| r.traffic_mirror_filter_rule_id())
@@ -227,8 +222,8 @@ impl MirrorApi for Ec2Mirroring {
             .tag_specifications(tag_specification(ResourceType::TrafficMirrorSession, tags))
             .client_token(token)
             .send()
-            .await
-            .map_err(classify)?;
+            .within_budget()
+            .await?;
         output
             .traffic_mirror_session()
             .map(session_from)
@@ -241,8 +236,8 @@ impl MirrorApi for Ec2Mirroring {
                 .delete_traffic_mirror_session()
                 .traffic_mirror_session_id(id)
                 .send()
-                .await
-                .map_err(classify),
+                .within_budget()
+                .await,
         )
     }
 
@@ -252,8 +247,8 @@ impl MirrorApi for Ec2Mirroring {
                 .delete_traffic_mirror_filter()
                 .traffic_mirror_filter_id(id)
                 .send()
-                .await
-                .map_err(classify),
+                .within_budget()
+                .await,
         )
     }
 
@@ -263,8 +258,8 @@ impl MirrorApi for Ec2Mirroring {
             .describe_instances()
             .instance_ids(id)
             .send()
+            .within_budget()
             .await
-            .map_err(classify)
         {
             Ok(output) => output,
             Err(err) if err.is_not_found() => return Ok(None),
@@ -297,6 +292,10 @@ impl MirrorApi for Ec2Mirroring {
                 .filter_map(|(_, eni)| eni.map(str::to_owned))
                 .collect(),
             tags: tags_from(instance.tags()),
+            state: instance
+                .state()
+                .and_then(|state| state.name())
+                .map(|name| name.as_str().to_owned()),
         }))
     }
 
@@ -306,8 +305,8 @@ impl MirrorApi for Ec2Mirroring {
             .describe_instance_types()
             .instance_types(InstanceType::from(instance_type))
             .send()
-            .await
-            .map_err(classify)?;
+            .within_budget()
+            .await?;
         Ok(output
             .instance_types()
             .first()
@@ -321,8 +320,8 @@ impl MirrorApi for Ec2Mirroring {
                 .delete_traffic_mirror_target()
                 .traffic_mirror_target_id(id)
                 .send()
-                .await
-                .map_err(classify),
+                .within_budget()
+                .await,
         )
     }
 
@@ -332,6 +331,40 @@ impl MirrorApi for Ec2Mirroring {
 
     async fn filters_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorFilter>> {
         self.filters_where(&format!("tag:{key}"), value).await
+    }
+
+    async fn retag(&self, resource_ids: &[String], tags: &Tags) -> AwsResult<()> {
+        let tags = tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect();
+        self.client
+            .create_tags()
+            .set_resources(Some(resource_ids.to_vec()))
+            .set_tags(Some(tags))
+            .send()
+            .within_budget()
+            .await
+            .map(|_| ())
+    }
+
+    async fn interface(&self, eni: &str) -> AwsResult<Option<InterfaceInfo>> {
+        let output = match self
+            .client
+            .describe_network_interfaces()
+            .network_interface_ids(eni)
+            .send()
+            .within_budget()
+            .await
+        {
+            Ok(output) => output,
+            Err(err) if err.is_not_found() => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        Ok(output.network_interfaces().first().map(|interface| InterfaceInfo {
+            vpc_id: interface.vpc_id().map(str::to_owned),
+            subnet_id: interface.subnet_id().map(str::to_owned),
+        }))
     }
 
     async fn filter(&self, id: &str) -> AwsResult<Option<MirrorFilter>> {
@@ -349,33 +382,33 @@ impl MirrorApi for Ec2Mirroring {
                 .tag_specifications(tag_specification(ResourceType::TrafficMirrorTarget, tags))
                 .dry_run(true)
                 .send()
+                .within_budget()
                 .await
-                .map(|_| ())
-                .map_err(classify),
+                .map(|_| ()),
             CheckedCall::Filter => self
                 .client
                 .create_traffic_mirror_filter()
                 .tag_specifications(tag_specification(ResourceType::TrafficMirrorFilter, tags))
                 .dry_run(true)
                 .send()
+                .within_budget()
                 .await
-                .map(|_| ())
-                .map_err(classify),
+                .map(|_| ()),
             CheckedCall::Rule { filter_id, rule } => self
                 .rule_call(filter_id, rule)
                 .dry_run(true)
                 .send()
+                .within_budget()
                 .await
-                .map(|_| ())
-                .map_err(classify),
+                .map(|_| ()),
             CheckedCall::Session(session) => self
                 .session_call(session)
                 .tag_specifications(tag_specification(ResourceType::TrafficMirrorSession, tags))
                 .dry_run(true)
                 .send()
+                .within_budget()
                 .await
-                .map(|_| ())
-                .map_err(classify),
+                .map(|_| ()),
         };
         match outcome {
             // EC2's way of saying yes to a dry run is this error.
@@ -395,16 +428,11 @@ impl Ec2Mirroring {
             .into_paginator()
             .send();
         let mut filters = Vec::new();
-        while let Some(page) = pages.next().await {
-            filters.extend(
-                page.map_err(classify)?
-                    .traffic_mirror_filters()
-                    .iter()
-                    .map(|f| MirrorFilter {
-                        id: f.traffic_mirror_filter_id().unwrap_or_default().to_owned(),
-                        tags: tags_from(f.tags()),
-                    }),
-            );
+        while let Some(page) = next_page("DescribeTrafficMirrorFilters", pages.next()).await? {
+            filters.extend(page.traffic_mirror_filters().iter().map(|f| MirrorFilter {
+                id: f.traffic_mirror_filter_id().unwrap_or_default().to_owned(),
+                tags: tags_from(f.tags()),
+            }));
         }
         Ok(filters)
     }

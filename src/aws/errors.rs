@@ -1,9 +1,12 @@
 //! The one table that classifies AWS errors, by code, for every adapter.
 
+use std::future::Future;
+
 use aws_sdk_ec2::config::http::HttpResponse;
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
-use crate::ports::{AwsError, ErrorKind};
+use crate::deadline;
+use crate::ports::{AwsError, AwsResult, ErrorKind};
 
 /// Codes that mean "try again later", whatever the service.
 const TRANSIENT: &[&str] = &[
@@ -77,6 +80,48 @@ where
     }
 }
 
+/// Every SDK request is sent through this: within the invocation's time
+/// budget (`deadline::bounded`, which also cuts the SDK's own retries short),
+/// with its error classified.
+pub trait WithinBudget<T, E>: Future<Output = Result<T, SdkError<E, HttpResponse>>> + Sized {
+    fn within_budget(self) -> impl Future<Output = AwsResult<T>> + Send
+    where
+        Self: Send,
+        T: Send;
+}
+
+impl<T, E, F> WithinBudget<T, E> for F
+where
+    F: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    async fn within_budget(self) -> AwsResult<T>
+    where
+        Self: Send,
+        T: Send,
+    {
+        deadline::bounded(operation_name::<E>(), async { self.await.map_err(classify) }).await
+    }
+}
+
+/// `PutItem` from `aws_sdk_dynamodb::operation::put_item::PutItemError`.
+fn operation_name<E>() -> &'static str {
+    let full = std::any::type_name::<E>();
+    let last = full.rsplit("::").next().unwrap_or(full);
+    last.strip_suffix("Error").unwrap_or(last)
+}
+
+/// The next page of a paginated Describe or Query, within the budget.
+pub async fn next_page<T, E>(
+    call: &str,
+    page: impl Future<Output = Option<Result<T, SdkError<E, HttpResponse>>>>,
+) -> AwsResult<Option<T>>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    deadline::bounded(call, async { page.await.transpose().map_err(classify) }).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +144,13 @@ mod tests {
             ErrorKind::ConditionFailed
         );
         assert_eq!(kind_of("InvalidParameterValue", 400), ErrorKind::Rejected);
+    }
+
+    #[test]
+    fn operations_are_named_from_their_error_type() {
+        assert_eq!(
+            operation_name::<aws_sdk_ec2::operation::create_traffic_mirror_session::CreateTrafficMirrorSessionError>(),
+            "CreateTrafficMirrorSession"
+        );
     }
 }

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use aws_sdk_eventbridge::Client;
 
-use super::errors::classify;
+use super::errors::WithinBudget;
 use crate::contract::ActionResult;
 use crate::handler::detail_type;
 use crate::ports::{AwsError, AwsResult, ErrorKind, Publisher};
@@ -36,7 +36,7 @@ impl Publisher for EventBridgePublisher {
             .detail_type(detail_type(result))
             .detail(detail)
             .build();
-        let output = self.client.put_events().entries(entry).send().await.map_err(classify)?;
+        let output = self.client.put_events().entries(entry).send().within_budget().await?;
         // PutEvents can succeed as a call and still refuse an entry.
         if output.failed_entry_count() > 0 {
             let failed = output.entries().iter().find(|e| e.error_code().is_some());

@@ -13,8 +13,9 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_dynamodb::Client;
+use futures::future::join_all;
 
-use super::errors::classify;
+use super::errors::{next_page, WithinBudget};
 use crate::contract::ActionResult;
 use crate::mirroring::now_seconds;
 use crate::ports::{
@@ -37,11 +38,17 @@ pub const INDEXES: [(&str, &str); 5] = [
     INDEX_BY_INSTANCE,
 ];
 
+/// The attribute DynamoDB's TTL reads (enabled on the table in the template):
+/// set on finished records only, so a live mirror's record never expires.
+pub const TTL_ATTRIBUTE: &str = "expiresAt";
+
 type Item = HashMap<String, AttributeValue>;
 
 pub struct DynamoLedger {
     client: Client,
     table: String,
+    /// How long a finished record is kept, for replays and for people.
+    finished_record_seconds: u64,
 }
 
 impl DynamoLedger {
@@ -49,7 +56,20 @@ impl DynamoLedger {
         Self {
             client,
             table: table.into(),
+            finished_record_seconds: crate::config::DEFAULT_FINISHED_RECORD_DAYS * 86_400,
         }
+    }
+
+    pub fn with_finished_record_days(mut self, days: u64) -> Self {
+        self.finished_record_seconds = days.saturating_mul(86_400);
+        self
+    }
+
+    /// When a record in this state may be forgotten; `None` while it may
+    /// name resources in EC2 or is being worked on.
+    fn expiry(&self, record: &LedgerRecord) -> Option<u64> {
+        let finished = record.status.is_some_and(|status| !status.holds_resources());
+        finished.then(|| now_seconds().saturating_add(self.finished_record_seconds))
     }
 }
 
@@ -61,6 +81,10 @@ const ACTION_PREFIX: &str = "action#";
 const TARGET_PREFIX: &str = "target#";
 const FILTER_PREFIX: &str = "filter#";
 const SOURCE_PREFIX: &str = "source#";
+/// `instance#<id>`: the actions that mirrored an instance's ENIs, read
+/// consistently, because when an instance terminates EC2 has already deleted
+/// its sessions and the index may not show a record written a moment ago.
+const INSTANCE_PREFIX: &str = "instance#";
 
 fn shared_key(key: &SharedKey) -> AttributeValue {
     let prefix = match key {
@@ -107,8 +131,12 @@ fn kind_name(kind: ActionKind) -> &'static str {
 
 /// The whole record as an item. Absent optional fields are left out, which
 /// also keeps the indexes sparse: only creates carry ENIs and session ids.
-fn to_item(record: &LedgerRecord) -> Item {
+fn to_item(record: &LedgerRecord, expires_at: Option<u64>) -> Item {
     let mut item = Item::new();
+    item.insert("version".into(), n(record.version));
+    if let Some(at) = expires_at {
+        item.insert(TTL_ATTRIBUTE.into(), n(at));
+    }
     item.insert(PARTITION_KEY.into(), key_of(&record.action_id));
     item.insert("actionId".into(), s(&record.action_id));
     if let Some(kind) = record.kind {
@@ -189,6 +217,9 @@ fn from_item(item: &Item) -> Result<LedgerRecord, LedgerError> {
         attempt: number("attempt")?
             .and_then(|a| u32::try_from(a).ok())
             .unwrap_or_default(),
+        version: number("version")?
+            .and_then(|v| u64::try_from(v).ok())
+            .unwrap_or_default(),
         source_eni: text(item, "sourceEni"),
         target_eni: text(item, "targetEni"),
         target_key: text(item, "targetKey"),
@@ -264,9 +295,43 @@ impl DynamoLedger {
             .key(PARTITION_KEY, key)
             .consistent_read(true)
             .send()
-            .await
-            .map_err(classify)?;
+            .within_budget()
+            .await?;
         Ok(output.item().cloned())
+    }
+
+    /// Adds a create's action to its instance's item, beside its claim.
+    /// Best effort: the index names the record too, only later.
+    async fn note_instance(&self, record: &LedgerRecord) {
+        let Some(instance) = record.instance_id.as_deref() else {
+            return;
+        };
+        let noted = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, s(&format!("{INSTANCE_PREFIX}{instance}")))
+            .update_expression(format!("ADD actions :action SET {TTL_ATTRIBUTE} = :expires"))
+            .expression_attribute_values(":action", string_set(&record.action_id))
+            // It only bridges the index's lag; once expired the index serves.
+            .expression_attribute_values(
+                ":expires",
+                n(now_seconds().saturating_add(self.finished_record_seconds)),
+            )
+            .send()
+            .within_budget()
+            .await;
+        if let Err(err) = noted {
+            tracing::warn!(instance, error = %err, "the instance's item was not updated; the index still names the record");
+        }
+    }
+
+    async fn instance_actions(&self, instance: &str) -> Result<Vec<String>, LedgerError> {
+        let item = self.get_item(s(&format!("{INSTANCE_PREFIX}{instance}"))).await?;
+        Ok(match item.as_ref().and_then(|item| item.get("actions")) {
+            Some(AttributeValue::Ss(actions)) => actions.clone(),
+            _ => Vec::new(),
+        })
     }
 
     /// `ADD users :me` on a claim item that names a resource with room.
@@ -287,8 +352,8 @@ impl DynamoLedger {
             .expression_attribute_values(":limit", n(limit))
             .return_values(ReturnValue::AllNew)
             .send()
-            .await
-            .map_err(classify);
+            .within_budget()
+            .await;
         match outcome {
             Ok(output) => Ok(output.attributes().and_then(|item| text(item, "resourceId"))),
             Err(err) if err.kind == ErrorKind::ConditionFailed => Ok(None),
@@ -317,8 +382,8 @@ impl DynamoLedger {
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":name", s(key.name()))
             .send()
-            .await
-            .map_err(classify);
+            .within_budget()
+            .await;
         written(outcome)
     }
 }
@@ -339,6 +404,7 @@ impl Ledger for DynamoLedger {
             // A failed action keeps its attempt counter, so its retry gets new client tokens.
             "attempt = if_not_exists(attempt, :zero)".to_owned(),
             "actionId = :actionId".to_owned(),
+            "version = if_not_exists(version, :zero) + :one".to_owned(),
         ];
         values.insert(":kind".into(), s(record.kind.map(kind_name).unwrap_or("create")));
         values.insert(":pending".into(), s(RecordStatus::Pending.as_str()));
@@ -347,6 +413,7 @@ impl Ledger for DynamoLedger {
         values.insert(":now".into(), n(now));
         values.insert(":nowIso".into(), iso(now));
         values.insert(":zero".into(), n(0));
+        values.insert(":one".into(), n(1));
         values.insert(":actionId".into(), s(&record.action_id));
         // The claim items the action will join are named now, so whoever
         // finds the action abandoned knows which users to take it out of.
@@ -363,12 +430,13 @@ impl Ledger for DynamoLedger {
                 values.insert(format!(":{name}"), s(value));
             }
         }
-        let outcome = self
+        let claimed = self
             .client
             .update_item()
             .table_name(&self.table)
             .key(PARTITION_KEY, key_of(&record.action_id))
-            .update_expression(format!("SET {}", sets.join(", ")))
+            // A record being worked on again must not expire under its worker.
+            .update_expression(format!("SET {} REMOVE {TTL_ATTRIBUTE}", sets.join(", ")))
             // New, failed before, or pending past its lease (its process died).
             .condition_expression(
                 "attribute_not_exists(pk) OR #status = :failed OR (#status = :pending AND leaseUntil < :now)",
@@ -378,13 +446,14 @@ impl Ledger for DynamoLedger {
             .set_expression_attribute_values(Some(values))
             .return_values(ReturnValue::AllNew)
             .send()
-            .await
-            .map_err(classify);
+            .within_budget();
+        let (outcome, ()) = tokio::join!(claimed, self.note_instance(record));
         match outcome {
             Ok(output) => {
                 let stored = output.attributes().map(from_item).transpose()?.unwrap_or_default();
                 Ok(Claim::Granted {
                     attempt: stored.attempt,
+                    version: stored.version,
                 })
             }
             Err(err) if err.kind == ErrorKind::ConditionFailed => {
@@ -405,15 +474,48 @@ impl Ledger for DynamoLedger {
         }
     }
 
-    async fn save(&self, record: &LedgerRecord) -> Result<(), LedgerError> {
-        self.client
+    async fn save(&self, record: &mut LedgerRecord) -> Result<(), LedgerError> {
+        let read_at = record.version;
+        let mut written_record = record.clone();
+        written_record.version = read_at + 1;
+        let expires_at = self.expiry(record);
+        // Items from before versions read as version 0 and carry none.
+        let condition = if read_at == 0 {
+            "attribute_not_exists(version) OR version = :read"
+        } else {
+            "version = :read"
+        };
+        let outcome = self
+            .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(to_item(record)))
+            .set_item(Some(to_item(&written_record, expires_at)))
+            .condition_expression(condition)
+            .expression_attribute_values(":read", n(read_at))
             .send()
-            .await
-            .map_err(classify)?;
-        Ok(())
+            .within_budget()
+            .await;
+        if written(outcome)? {
+            record.version = read_at + 1;
+            Ok(())
+        } else {
+            Err(LedgerError::Conflict(record.action_id.clone()))
+        }
+    }
+
+    async fn adopt(&self, record: &LedgerRecord) -> Result<bool, LedgerError> {
+        let mut adopted = record.clone();
+        adopted.version = 1;
+        let outcome = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(&adopted, self.expiry(record))))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .within_budget()
+            .await;
+        written(outcome)
     }
 
     async fn get(&self, action_id: &str) -> Result<Option<LedgerRecord>, LedgerError> {
@@ -442,11 +544,22 @@ impl Ledger for DynamoLedger {
             .expression_attribute_values(":value", s(value))
             .into_paginator()
             .send();
-        let mut records = Vec::new();
-        while let Some(page) = pages.next().await {
-            for item in page.map_err(classify)?.items() {
-                records.push(from_item(item)?);
+        let mut action_ids = Vec::new();
+        if let LedgerQuery::Instance(instance) = query {
+            action_ids.extend(self.instance_actions(instance).await?);
+        }
+        while let Some(page) = next_page("Query", pages.next()).await? {
+            for item in page.items() {
+                action_ids.extend(text(item, "actionId"));
             }
+        }
+        action_ids.sort();
+        action_ids.dedup();
+        // The index may hold an old version of an item: act on the item as it is.
+        let reads = join_all(action_ids.iter().map(|id| self.get(id))).await;
+        let mut records = Vec::new();
+        for read in reads {
+            records.extend(read?);
         }
         Ok(records)
     }
@@ -495,8 +608,8 @@ impl Ledger for DynamoLedger {
             .expression_attribute_values(":me", s(action_id))
             .expression_attribute_values(":resource", s(resource_id))
             .send()
-            .await
-            .map_err(classify)?;
+            .within_budget()
+            .await?;
         Ok(())
     }
 
@@ -518,8 +631,8 @@ impl Ledger for DynamoLedger {
             .condition_expression("maker = :me")
             .expression_attribute_values(":me", s(action_id))
             .send()
-            .await
-            .map_err(classify);
+            .within_budget()
+            .await;
         written(gave_up)?;
         let output = self
             .client
@@ -532,8 +645,8 @@ impl Ledger for DynamoLedger {
             .expression_attribute_values(":meSet", string_set(action_id))
             .return_values(ReturnValue::AllNew)
             .send()
-            .await
-            .map_err(classify);
+            .within_budget()
+            .await;
         match output {
             Ok(output) => Ok(output
                 .attributes()
@@ -557,8 +670,8 @@ impl Ledger for DynamoLedger {
             )
             .expression_attribute_values(":resource", s(resource_id))
             .send()
-            .await
-            .map_err(classify);
+            .within_budget()
+            .await;
         if written(outcome)? {
             return Ok(true);
         }
@@ -581,8 +694,8 @@ impl Ledger for DynamoLedger {
             .item("resourceId", s(resource_id))
             .condition_expression("attribute_not_exists(pk)")
             .send()
-            .await
-            .map_err(classify);
+            .within_budget()
+            .await;
         // Refused: the key has a claim item again, which the sweep reconciles.
         written(outcome).map(|_| ())
     }
@@ -609,8 +722,8 @@ impl Ledger for DynamoLedger {
             .expression_attribute_values(":number", AttributeValue::Ns(vec![number.to_string()]))
             .expression_attribute_values(":limit", n(limit))
             .send()
-            .await
-            .map_err(classify);
+            .within_budget()
+            .await;
         if written(outcome)? {
             return Ok(NumberClaim::Claimed);
         }
@@ -639,8 +752,8 @@ impl Ledger for DynamoLedger {
             .expression_attribute_values(":me", s(action_id))
             .expression_attribute_values(":number", AttributeValue::Ns(vec![number.to_string()]))
             .send()
-            .await
-            .map_err(classify);
+            .within_budget()
+            .await;
         // Refused: not ours (any more), so nothing to release.
         written(outcome).map(|_| ())
     }
@@ -654,8 +767,8 @@ impl Ledger for DynamoLedger {
             .into_paginator()
             .send();
         let mut contents = LedgerContents::default();
-        while let Some(page) = pages.next().await {
-            for item in page.map_err(classify)?.items() {
+        while let Some(page) = next_page("Scan", pages.next()).await? {
+            for item in page.items() {
                 let key = text(item, PARTITION_KEY).unwrap_or_default();
                 if key.starts_with(ACTION_PREFIX) {
                     contents.records.push(from_item(item)?);
@@ -690,6 +803,7 @@ mod tests {
             kind: Some(ActionKind::Create),
             status: Some(RecordStatus::Active),
             attempt: 2,
+            version: 4,
             source_eni: Some("eni-0000000a".into()),
             target_eni: Some("eni-0000000b".into()),
             target_key: Some("eni-0000000b".into()),
@@ -711,15 +825,18 @@ mod tests {
             created_at: 1_700_000_000,
             updated_at: 1_700_000_001,
         };
-        assert_eq!(from_item(&to_item(&record)).expect("readable"), record);
+        assert_eq!(from_item(&to_item(&record, None)).expect("readable"), record);
     }
 
     #[test]
     fn an_unknown_status_is_reported_not_guessed() {
-        let mut item = to_item(&LedgerRecord {
-            action_id: "x".into(),
-            ..LedgerRecord::default()
-        });
+        let mut item = to_item(
+            &LedgerRecord {
+                action_id: "x".into(),
+                ..LedgerRecord::default()
+            },
+            None,
+        );
         item.insert("status".into(), s("exploded"));
         assert!(matches!(from_item(&item), Err(LedgerError::Corrupt(id, field)) if id == "x" && field == "status"));
     }

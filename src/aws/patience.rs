@@ -3,8 +3,12 @@
 //! than the SDK's own retries last. Giving up then loses the mirror until the
 //! record comes back from its queue, so throttled calls are tried again, with
 //! growing pauses and full jitter, for as long as the invocation can afford:
-//! until its deadline less a reserve for rolling back and answering. Only
-//! throttling is retried here; other errors are the SDK's business.
+//! while the invocation's budget lasts (`deadline::budget`). The EC2
+//! client makes one attempt per call (see `aws::ec2_retry_policy`), so this
+//! is the one retry loop for EC2: it knows the deadline, and when time runs
+//! out it answers with what EC2 last said. Throttling, 5xx and dropped
+//! connections are retried; every create carries a client token and every
+//! delete treats "not found" as done, so a retry never makes a twin.
 //!
 //! Better than being throttled is not asking too fast: with a rate set, each
 //! process paces its mutating calls with a token bucket of its own, so that
@@ -20,12 +24,10 @@ use crate::deadline;
 use crate::mirroring::jitter_millis;
 use crate::mirroring::model::{RuleSpec, TargetSpec};
 use crate::ports::{
-    AwsError, AwsResult, CheckedCall, Deleted, ErrorKind, InstanceInfo, MirrorApi, MirrorFilter, MirrorSession,
-    MirrorTarget, NewSession, SessionQuery, Tags,
+    AwsError, AwsResult, CheckedCall, Deleted, ErrorKind, InstanceInfo, InterfaceInfo, MirrorApi, MirrorFilter,
+    MirrorSession, MirrorTarget, NewSession, SessionQuery, Tags,
 };
 
-/// Time kept back from the deadline to roll back and answer.
-const RESERVE: Duration = Duration::from_secs(3);
 /// How long to keep trying when the work has no deadline (tests, tools).
 const PATIENCE_WITHOUT_DEADLINE: Duration = Duration::from_secs(60);
 /// Pauses between tries: the first, and the longest it doubles up to.
@@ -41,6 +43,23 @@ const BACKOFF: Backoff = Backoff {
 };
 
 const THROTTLING: &[&str] = &["RequestLimitExceeded", "Throttling", "ThrottlingException"];
+/// Tries of a call that fails with a 5xx or a dropped connection, as many
+/// as the SDK's own retry policy makes of other calls; throttling is tried
+/// for as long as the budget lasts.
+const TRIES_OF_OTHER_FAILURES: u32 = 6;
+
+/// Whether EC2 may answer otherwise if asked again, after `tries` tries:
+/// throttling, while time lasts; 5xx and dropped connections a few times
+/// (not our own deadline or pacer refusing the call).
+fn worth_retrying(err: &AwsError, tries: u32) -> bool {
+    if THROTTLING.contains(&err.code.as_str()) {
+        return true;
+    }
+    err.kind == ErrorKind::Transient
+        && err.code != deadline::OUT_OF_TIME
+        && err.code != "PacedPastDeadline"
+        && tries < TRIES_OF_OTHER_FAILURES
+}
 
 /// A `MirrorApi` that paces its mutating calls and retries throttled calls
 /// within the invocation's time.
@@ -60,20 +79,22 @@ impl<A> Patient<A> {
         self
     }
 
-    /// Waits for this process's turn to make a mutating call. A create whose
+    /// Waits for this process's turn to make a mutating call. A call whose
     /// turn would come too late to answer is refused at once (taking no
     /// turn): its action fails as retryable and goes back to its queue,
-    /// instead of the whole invocation timing out. A delete always waits its
-    /// turn, as it may be a rollback's, which keeps nothing orphaned.
+    /// instead of the whole invocation timing out. A delete made while
+    /// winding down (a rollback's) does not wait: it takes its turn and goes
+    /// at once, since an orphan left behind costs more than a moment over
+    /// our own pace (EC2's bucket still applies, and throttling is retried).
     async fn turn(&self, call: Call) -> AwsResult<()> {
         let Some(pace) = &self.pace else {
             return Ok(());
         };
-        let budget = match call {
-            Call::Create => deadline::remaining().map(|left| left.saturating_sub(RESERVE)),
-            Call::Delete => None,
-        };
-        pace.wait(budget).await.map_err(|wait| {
+        if matches!(call, Call::Delete) && deadline::phase() == deadline::Phase::WindingDown {
+            pace.take_now().await;
+            return Ok(());
+        }
+        pace.wait(deadline::budget()).await.map_err(|wait| {
             AwsError::new(
                 ErrorKind::Transient,
                 "PacedPastDeadline",
@@ -112,6 +133,15 @@ impl Pace {
         }
     }
 
+    /// Takes a turn without waiting for it (the bucket goes into debt).
+    async fn take_now(&self) {
+        let mut bucket = self.bucket.lock().await;
+        let (tokens, since) = *bucket;
+        let now = Instant::now();
+        let refilled = (tokens + now.duration_since(since).as_secs_f64() * self.per_second).min(self.burst);
+        *bucket = (refilled - 1.0, now);
+    }
+
     /// Takes a turn and waits for it; `Err` with the wait, and no turn
     /// taken, when the wait would be longer than `budget`.
     async fn wait(&self, budget: Option<Duration>) -> Result<(), Duration> {
@@ -123,7 +153,9 @@ impl Pace {
             let wait = if refilled >= 1.0 {
                 Duration::ZERO
             } else {
-                Duration::from_secs_f64((1.0 - refilled) / self.per_second)
+                // The configured rate is at least 0.01/s; a wait that would
+                // still not fit a Duration is as good as for ever.
+                Duration::try_from_secs_f64((1.0 - refilled) / self.per_second).unwrap_or(Duration::MAX)
             };
             if budget.is_some_and(|budget| wait > budget) {
                 return Err(wait);
@@ -144,35 +176,53 @@ where
     persist_with(BACKOFF, call_name, call).await
 }
 
+/// Tries the call until it is not throttled or its budget is spent. Each
+/// try is bounded by the adapter, the pacer's wait by `turn`, and the
+/// pauses here; when time runs out after a failure worth retrying, that
+/// failure is what the caller is told.
 async fn persist_with<T, F, Fut>(backoff: Backoff, call_name: &str, call: F) -> AwsResult<T>
 where
     F: Fn() -> Fut,
     Fut: Future<Output = AwsResult<T>>,
 {
     let started = Instant::now();
-    let mut pause = backoff.first;
+    let mut pause_next = backoff.first;
     let mut tries = 1u32;
+    let mut last_failure: Option<AwsError> = None;
     loop {
         match call().await {
-            Err(err) if THROTTLING.contains(&err.code.as_str()) => {
-                let budget = match deadline::remaining() {
-                    Some(left) => left.saturating_sub(RESERVE),
+            Err(err) if err.code == deadline::OUT_OF_TIME && last_failure.is_some() => {
+                warn!(call = call_name, tries, "still failing and out of time; giving up");
+                return Err(last_failure.unwrap_or(err));
+            }
+            Err(err) if worth_retrying(&err, tries) => {
+                let pause = pause_next;
+                let budget = match deadline::budget() {
+                    Some(left) => left,
                     None => PATIENCE_WITHOUT_DEADLINE.saturating_sub(started.elapsed()),
+                };
+                // A 5xx passes quickly or not at all: shorter pauses than throttling's.
+                let pause = if THROTTLING.contains(&err.code.as_str()) {
+                    pause
+                } else {
+                    pause / 4
                 };
                 // Full jitter: processes throttled together come back apart.
                 let wait = Duration::from_millis(u64::from(jitter_millis(call_name, pause))) + pause / 2;
                 if wait >= budget {
-                    warn!(call = call_name, tries, "still throttled and out of time; giving up");
+                    warn!(call = call_name, tries, "still failing and out of time; giving up");
                     return Err(err);
                 }
                 warn!(
                     call = call_name,
                     tries,
+                    code = %err.code,
                     wait_ms = wait.as_millis() as u64,
-                    "throttled; trying again"
+                    "failed for now; trying again"
                 );
+                last_failure = Some(err);
                 tokio::time::sleep(wait).await;
-                pause = (pause * 2).min(backoff.longest);
+                pause_next = (pause_next * 2).min(backoff.longest);
                 tries += 1;
             }
             other => return other,
@@ -273,6 +323,18 @@ impl<A: MirrorApi> MirrorApi for Patient<A> {
     async fn permitted(&self, call: &CheckedCall, tags: &Tags) -> AwsResult<()> {
         persist(call.action(), || self.inner.permitted(call, tags)).await
     }
+
+    async fn retag(&self, resource_ids: &[String], tags: &Tags) -> AwsResult<()> {
+        persist("CreateTags", || async {
+            self.turn(Call::Create).await?;
+            self.inner.retag(resource_ids, tags).await
+        })
+        .await
+    }
+
+    async fn interface(&self, eni: &str) -> AwsResult<Option<InterfaceInfo>> {
+        persist("DescribeNetworkInterfaces", || self.inner.interface(eni)).await
+    }
 }
 
 #[cfg(test)]
@@ -305,6 +367,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_5xx_is_tried_as_often_as_the_sdk_would_and_no_more() {
+        let calls = AtomicU32::new(0);
+        let outcome: AwsResult<()> = persist_with(QUICK, "Call", || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(AwsError::new(ErrorKind::Transient, "InternalError", "try later"))
+        })
+        .await;
+        assert_eq!(outcome.map_err(|e| e.code), Err("InternalError".to_owned()));
+        assert_eq!(calls.load(Ordering::SeqCst), TRIES_OF_OTHER_FAILURES);
+    }
+
+    #[tokio::test]
+    async fn out_of_time_after_throttling_reports_the_throttling() {
+        let calls = AtomicU32::new(0);
+        let outcome: AwsResult<()> = persist_with(QUICK, "Call", || async {
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                Err(throttled())
+            } else {
+                Err(deadline::out_of_time("Call"))
+            }
+        })
+        .await;
+        assert_eq!(outcome.map_err(|e| e.code), Err("RequestLimitExceeded".to_owned()));
+    }
+
+    #[tokio::test]
     async fn mutating_calls_are_paced_to_the_rate() {
         let pace = Pace::new(20.0);
         let started = Instant::now();
@@ -315,6 +403,17 @@ mod tests {
         let took = started.elapsed();
         assert!(took >= Duration::from_millis(450), "{took:?}");
         assert!(took < Duration::from_millis(1500), "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn the_slowest_rate_waits_without_panicking() {
+        let pace = Pace::new(0.01);
+        pace.wait(Some(Duration::ZERO)).await.expect("the first turn");
+        let refused = pace.wait(Some(Duration::from_secs(1))).await;
+        assert!(refused.is_err_and(|wait| wait > Duration::from_secs(90)));
+        let absurd = Pace::new(1e-300);
+        absurd.wait(None).await.expect("a burst of one");
+        assert_eq!(absurd.wait(Some(Duration::ZERO)).await, Err(Duration::MAX));
     }
 
     #[tokio::test]
@@ -338,8 +437,9 @@ mod tests {
     #[tokio::test]
     async fn it_gives_up_before_the_deadline_and_never_retries_other_errors() {
         let calls = AtomicU32::new(0);
-        // Time for a few pauses after the reserve is kept back.
-        let deadline = Instant::now() + RESERVE + Duration::from_secs(1);
+        // Two seconds: a quarter and a tenth are kept back, time for a few pauses.
+        let reserve = Duration::from_millis(700);
+        let deadline = Instant::now() + Duration::from_secs(2);
         let outcome: AwsResult<()> = deadline::within(deadline, async {
             persist_with(QUICK, "Call", || async {
                 calls.fetch_add(1, Ordering::SeqCst);
@@ -349,7 +449,10 @@ mod tests {
         })
         .await;
         assert_eq!(outcome.map_err(|e| e.code), Err("RequestLimitExceeded".to_owned()));
-        assert!(Instant::now() <= deadline - RESERVE, "it stopped in time to answer");
+        assert!(
+            Instant::now() <= deadline - reserve,
+            "it stopped in time to roll back and answer"
+        );
         assert!(calls.load(Ordering::SeqCst) > 2, "it tried again while it could");
         let other = AtomicU32::new(0);
         let outcome: AwsResult<()> = persist_with(QUICK, "Call", || async {

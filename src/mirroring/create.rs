@@ -14,8 +14,8 @@ use tracing::{info, warn};
 use super::model::{CreateRequest, FilterSpec, RuleSpec, TargetSpec, MAX_SESSION_NUMBER, SESSIONS_PER_SOURCE_ENI};
 use super::release::Release;
 use super::{
-    aws_failure, client_token, is_ours, jitter_millis, ledger_failure, now_seconds, ownership_tags, Mirroring, Refused,
-    TAG_ACTION_ID, TAG_RULE_SET,
+    aws_failure, client_token, jitter_millis, ledger_failure, now_seconds, Mirroring, Refused, TAG_ACTION_ID,
+    TAG_RULE_SET,
 };
 use crate::contract::{ActionResult, CREATE};
 use crate::ports::{
@@ -37,6 +37,8 @@ struct Made {
     rule_ids: Vec<String>,
     number: Option<u16>,
     session_id: Option<String>,
+    /// The session call failed in a way that may have made it anyway.
+    session_outcome_unknown: bool,
 }
 
 /// What round 1 read, before the claim's answer was known.
@@ -86,9 +88,6 @@ struct Making {
 /// How long a create waits for another invocation that is making the target
 /// or filter it needs, before giving up with a retryable error.
 const MAKER_WAIT: Duration = Duration::from_secs(20);
-/// How long the maker of a shared resource may take before another may take
-/// over (shorter when the action lease is, so that tests can let it run out).
-const MAKER_LEASE_SECONDS: u64 = 60;
 /// Rounds of "pick a number, claim it" before contention counts as a failure;
 /// each lost round means another action took a number, and an ENI has three.
 const NUMBER_ROUNDS: usize = 8;
@@ -96,12 +95,18 @@ const NUMBER_ROUNDS: usize = 8;
 impl Mirroring {
     /// Runs a create and announces its result (a dry run announces nothing).
     pub async fn create(&self, request: &CreateRequest) -> ActionResult {
+        if let Err(refused) = self.check_allowed(request).await {
+            if !request.dry_run {
+                self.announce(&refused).await;
+            }
+            return refused;
+        }
         if request.dry_run {
             return self.plan_create(request).await;
         }
         let (result, announced) = self.create_unannounced(request).await;
         if !announced {
-            self.announce(&result).await;
+            crate::deadline::winding_down(self.announce(&result)).await;
         }
         result
     }
@@ -141,22 +146,27 @@ impl Mirroring {
         // and filter do not depend on it, so they go along.
         let on_source = SessionQuery::SourceEni(request.source_eni.clone());
         let action_id = request.action_id.as_str();
+        let mut claimed_record = record.clone();
         let (claim, sessions, claimed, target_slot, filter_slot) = tokio::join!(
-            self.claim(&record, CREATE),
+            self.claim(&mut claimed_record, CREATE),
             self.ec2.sessions(&on_source),
             self.ledger.numbers(request.source_eni.as_str()),
             self.join(target_key.as_ref(), action_id, request.target.source_limit()),
             self.join(filter_key.as_ref(), action_id, usize::MAX),
         );
         match claim {
-            Ok(attempt) => record.attempt = attempt,
+            Ok(()) => record = claimed_record,
             Err(refused) => {
                 for (key, slot) in [(&target_key, &target_slot), (&filter_key, &filter_slot)] {
                     if let (Some(key), Some(slot)) = (key, slot) {
                         self.undo_join(key, action_id, &refused, slot).await;
                     }
                 }
-                return (refused.answer(), false);
+                // A delivery that finds its action in progress says nothing
+                // on the bus: the delivery carrying it out will announce the
+                // one outcome.
+                let in_progress = matches!(refused, Refused::InProgress(_));
+                return (refused.answer(), in_progress);
             }
         }
         let joined = |slot: &Option<Result<Slot, LedgerError>>| matches!(slot, Some(Ok(Slot::Joined(_) | Slot::Make)));
@@ -211,8 +221,11 @@ impl Mirroring {
             if record.status.is_some_and(|s| matches!(s, RecordStatus::Pending | RecordStatus::Active | RecordStatus::Removing)))
     }
 
+    /// A maker may take as long as its invocation runs, and the action lease
+    /// outlasts any invocation (the template sets it to the function timeout
+    /// and a minute), so a maker that is still working keeps its claim.
     fn maker_lease_seconds(&self) -> u64 {
-        MAKER_LEASE_SECONDS.min(self.lease_seconds)
+        self.lease_seconds
     }
 
     async fn create_steps(
@@ -253,7 +266,11 @@ impl Mirroring {
         let filter_id = filter.outcome?;
 
         // Round 3: the session, the one mutating EC2 call most creates make.
-        let tags = ownership_tags(&request.action_id, request.reservation_id.as_deref());
+        let tags = self.tags_for(
+            &request.action_id,
+            request.reservation_id.as_deref(),
+            request.instance_id.as_deref(),
+        );
         let new_session = NewSession {
             source_eni: request.source_eni.clone(),
             target_id: target_id.clone(),
@@ -264,11 +281,14 @@ impl Mirroring {
             description: request.description.clone(),
         };
         let session_token = client_token(&request.action_id, attempt, "session");
-        let session = self
-            .ec2
-            .create_session(&new_session, &tags, &session_token)
-            .await
-            .map_err(|e| fail("creating the traffic mirror session", &e))?;
+        let session = match self.ec2.create_session(&new_session, &tags, &session_token).await {
+            Ok(session) => session,
+            Err(err) => {
+                // Cut off or failed in transit, EC2 may have made it all the same.
+                made.session_outcome_unknown = err.kind == crate::ports::ErrorKind::Transient;
+                return Err(fail("creating the traffic mirror session", &err));
+            }
+        };
         made.session_id = Some(session.id.clone());
         Ok(Created {
             session,
@@ -420,6 +440,21 @@ impl Mirroring {
                     let outcome = match making.outcome {
                         Ok(id) => match self.ledger.shared_made(key, action_id, &id).await {
                             Ok(()) => Ok(id),
+                            // Another action took over making it (our lease
+                            // ran out): ours is rolled back, and a retry
+                            // joins theirs.
+                            Err(LedgerError::Aws(err)) if err.kind == crate::ports::ErrorKind::ConditionFailed => {
+                                Err(ActionResult::failure(
+                                    action_id,
+                                    CREATE,
+                                    "MakerLeaseLost",
+                                    format!(
+                                        "making the {noun} of {name} took longer than this action's claim on it, \
+                                         and another action took over; retry to use theirs"
+                                    ),
+                                    true,
+                                ))
+                            }
                             Err(err) => Err(ledger_failure(action_id, CREATE, &err)),
                         },
                         Err(failure) => Err(failure),
@@ -443,7 +478,10 @@ impl Mirroring {
                         false,
                     ))
                 }
-                Ok(Slot::Busy) if waited_since.elapsed() >= MAKER_WAIT => {
+                Ok(Slot::Busy)
+                    if waited_since.elapsed() >= MAKER_WAIT
+                        || crate::deadline::budget().is_some_and(|left| left < pause * 2) =>
+                {
                     return refuse(ActionResult::failure(
                         action_id,
                         CREATE,
@@ -481,7 +519,7 @@ impl Mirroring {
         // died (the sweep deletes it): adopting it could race the delete. Only
         // someone else's target, or the one this action itself made in an
         // earlier run, is adopted.
-        let adoptable = |t: &MirrorTarget| !is_ours(&t.tags) || t.tag(TAG_ACTION_ID) == Some(action_id);
+        let adoptable = |t: &MirrorTarget| !self.owns(&t.tags) || t.tag(TAG_ACTION_ID) == Some(action_id);
         let existing = match self.ec2.targets_of(destination).await {
             Ok(targets) => {
                 let candidates: Vec<MirrorTarget> = targets.into_iter().filter(adoptable).collect();
@@ -496,7 +534,7 @@ impl Mirroring {
                 outcome: Ok(id),
             };
         }
-        let tags = ownership_tags(action_id, request.reservation_id.as_deref());
+        let tags = self.tags_for(action_id, request.reservation_id.as_deref(), None);
         let token = client_token(action_id, attempt, "target");
         match self.ec2.create_target(destination, &tags, &token).await {
             Ok(id) => Making {
@@ -514,7 +552,7 @@ impl Mirroring {
     async fn make_filter(&self, request: &CreateRequest, attempt: u32, name: &str, rules: &[RuleSpec]) -> Making {
         let action_id = request.action_id.as_str();
         let fail = |context: &str, err: &AwsError| aws_failure(action_id, CREATE, context, err);
-        let mut tags = ownership_tags(action_id, None);
+        let mut tags = self.tags_for(action_id, None, None);
         tags.push((TAG_RULE_SET.to_owned(), name.to_owned()));
         let token = client_token(action_id, attempt, "filter");
         let description = format!("traffic-mirroring rule set {name} ({} rules)", rules.len());
@@ -573,20 +611,28 @@ impl Mirroring {
         record.result = Some(result.clone());
         record.updated_at = now_seconds();
         // Round 4: the record and the event together (see `announce`).
-        let (saved, ()) = tokio::join!(self.ledger.save(&record), self.announce(&result));
+        let (saved, ()) = crate::deadline::winding_down(async {
+            tokio::join!(self.ledger.save(&mut record), self.announce(&result))
+        })
+        .await;
         if let Err(err) = saved {
             // A session the ledger does not know could never be torn down by us.
             let failure = ledger_failure(&request.action_id, CREATE, &err);
             let failure = self.roll_back(record, made, failure).await;
-            self.announce(&failure).await;
+            crate::deadline::winding_down(self.announce(&failure)).await;
             return (failure, true);
         }
         info!(action_id = %request.action_id, session_id = %session.id, "mirroring created");
         (result, true)
     }
 
-    /// Undoes what `made` lists, newest first, then records the outcome.
-    async fn roll_back(&self, mut record: LedgerRecord, made: Made, mut failure: ActionResult) -> ActionResult {
+    /// Undoes what `made` lists, newest first, then records the outcome;
+    /// with the time forward work kept back for it.
+    async fn roll_back(&self, record: LedgerRecord, made: Made, failure: ActionResult) -> ActionResult {
+        crate::deadline::winding_down(self.roll_back_now(record, made, failure)).await
+    }
+
+    async fn roll_back_now(&self, mut record: LedgerRecord, made: Made, mut failure: ActionResult) -> ActionResult {
         let leftovers = self.undo(&record, &made).await;
         record.status = Some(if leftovers.is_empty() {
             RecordStatus::Failed
@@ -611,7 +657,8 @@ impl Mirroring {
         }
         record.result = Some(failure.clone());
         record.updated_at = now_seconds();
-        if let Err(err) = self.ledger.save(&record).await {
+        if let Err(err) = self.ledger.save(&mut record).await {
+            // Left pending: the sweep takes it over after its lease and undoes what it finds.
             warn!(action_id = %record.action_id, error = %err, "could not record the failed create");
         }
         failure
@@ -622,7 +669,19 @@ impl Mirroring {
     /// deletes them if it was their last user and we made them). Returns the
     /// ids it could not delete.
     async fn undo(&self, record: &LedgerRecord, made: &Made) -> Vec<String> {
-        if let Some(id) = &made.session_id {
+        let mut sessions: Vec<String> = made.session_id.iter().cloned().collect();
+        if made.session_outcome_unknown {
+            // Sessions are never shared, so every one carrying this action's tag is this action's to undo.
+            let tagged = SessionQuery::Tag(TAG_ACTION_ID.to_owned(), record.action_id.clone());
+            match self.ec2.sessions(&tagged).await {
+                Ok(found) => sessions.extend(found.into_iter().map(|s| s.id)),
+                Err(err) => {
+                    warn!(action_id = %record.action_id, error = %err, "rollback: could not look for a session made in transit");
+                    return vec![format!("a session of action {} that may exist", record.action_id)];
+                }
+            }
+        }
+        for id in &sessions {
             if let Err(err) = self.ec2.delete_session(id).await {
                 warn!(session_id = %id, error = %err, "rollback: session not deleted");
                 // The session may still stand: keep its claims until the sweep or a retry.

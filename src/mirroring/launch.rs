@@ -47,7 +47,38 @@ pub fn launch_action_id(instance_id: &str, eni: &str) -> String {
     format!("launch-{instance_id}-{eni}")
 }
 
+/// Why an instance event that says an instance ended is not acted on.
+#[derive(Debug)]
+pub enum Unconfirmed {
+    /// EC2 says otherwise: the event is ignored, for this reason.
+    Ignored(String),
+    /// EC2 could not be asked: the failure to answer with (retryable).
+    Unknown(Box<ActionResult>),
+}
+
 impl Mirroring {
+    /// `Ok` when EC2 confirms that the instance is shutting down, terminated
+    /// or gone, so that its mirrors may be removed.
+    pub async fn confirm_ended(&self, instance_id: &str) -> Result<(), Unconfirmed> {
+        match self.ec2.instance(instance_id).await {
+            Ok(None) => Ok(()),
+            Ok(Some(instance)) => match instance.state.as_deref() {
+                Some("shutting-down" | "terminated") => Ok(()),
+                other => Err(Unconfirmed::Ignored(format!(
+                    "ignored: EC2 reports instance {instance_id} as {}, not shutting down or terminated, so the \
+                     event is not believed and nothing was removed",
+                    other.unwrap_or("in an unknown state")
+                ))),
+            },
+            Err(err) => Err(Unconfirmed::Unknown(Box::new(aws_failure(
+                &format!("ended-{instance_id}"),
+                crate::contract::REMOVE,
+                &format!("confirming with EC2 that instance {instance_id} ended"),
+                &err,
+            )))),
+        }
+    }
+
     pub async fn plan_launch(&self, instance_id: &str, policy: &LaunchPolicy) -> Result<LaunchPlan, ActionResult> {
         let action_id = format!("launch-{instance_id}");
         let fail = |context: &str, err: &AwsError| aws_failure(&action_id, CREATE, context, err);
@@ -190,6 +221,7 @@ mod tests {
             subnet_id: Some("subnet-1".into()),
             enis: vec!["eni-0000000a".into()],
             tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            state: Some("running".into()),
         }
     }
 

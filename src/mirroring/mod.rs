@@ -19,11 +19,17 @@ use crate::announce::Announcer;
 use crate::contract::ActionResult;
 use crate::ports::{AwsError, Claim, ErrorKind, Ledger, LedgerError, LedgerRecord, MirrorApi, Tags};
 
-/// Tag keys that mark what we created. The IAM policy keys deletes on the first.
+/// Tag keys that mark what we created. The first holds the deployment's
+/// owner value (`Config::owner`); the IAM policy keys creates and deletes on it.
 pub const TAG_MANAGED_BY: &str = "traffic-mirroring:managed-by";
-pub const TAG_MANAGED_BY_VALUE: &str = "traffic-mirroring";
+/// What every version before per-deployment owners wrote in `TAG_MANAGED_BY`:
+/// such resources are taken over only when this deployment's ledger knows them.
+pub const TAG_MANAGED_BY_LEGACY_VALUE: &str = "traffic-mirroring";
 pub const TAG_ACTION_ID: &str = "traffic-mirroring:action-id";
 pub const TAG_RESERVATION_ID: &str = "traffic-mirroring:reservation-id";
+/// On a session made for an instance launch: the instance, so a remove by
+/// instance finds it in EC2 even before the ledger's index has caught up.
+pub const TAG_INSTANCE_ID: &str = "traffic-mirroring:instance-id";
 /// On a shared filter: the key of the rule set it holds (`model::rule_set_key`).
 pub const TAG_RULE_SET: &str = "traffic-mirroring:rule-set";
 
@@ -32,7 +38,7 @@ pub const IN_PROGRESS: &str = "ActionInProgress";
 
 /// How long a claimed action may stay pending before another invocation may
 /// take it over (a Lambda runs at most 15 minutes).
-pub const DEFAULT_LEASE_SECONDS: u64 = 15 * 60;
+pub const DEFAULT_LEASE_SECONDS: u64 = crate::config::DEFAULT_LEASE_SECONDS;
 
 pub struct Mirroring {
     pub(crate) ec2: Arc<dyn MirrorApi>,
@@ -40,16 +46,69 @@ pub struct Mirroring {
     pub(crate) lease_seconds: u64,
     /// Set by the `App`: creates announce themselves (see `announce`).
     pub(crate) announcer: Option<Arc<Announcer>>,
+    /// This deployment's value of `TAG_MANAGED_BY`.
+    pub(crate) owner: String,
+    pub(crate) allowed: Allowed,
+    pub(crate) sweep_max_deletions: usize,
+}
+
+/// Where mirrored traffic may come from and go to (`None`: anywhere).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Allowed {
+    pub targets: Option<std::collections::BTreeSet<String>>,
+    /// VPC or subnet ids.
+    pub sources: Option<std::collections::BTreeSet<String>>,
+}
+
+/// Whose a resource is, read from its `TAG_MANAGED_BY` tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ownership {
+    /// Made by this deployment.
+    Ours,
+    /// Made by a version from before per-deployment owners: ours only if our
+    /// ledger knows it.
+    Legacy,
+    /// Made by another deployment of this product: never touched.
+    Foreign(String),
+    /// Not made by this product at all.
+    Unmanaged,
 }
 
 impl Mirroring {
-    pub fn new(ec2: Arc<dyn MirrorApi>, ledger: Arc<dyn Ledger>) -> Self {
+    pub fn new(ec2: Arc<dyn MirrorApi>, ledger: Arc<dyn Ledger>, owner: impl Into<String>) -> Self {
         Self {
             ec2,
             ledger,
             lease_seconds: DEFAULT_LEASE_SECONDS,
             announcer: None,
+            owner: owner.into(),
+            allowed: Allowed::default(),
+            sweep_max_deletions: crate::config::DEFAULT_SWEEP_MAX_DELETIONS,
         }
+    }
+
+    pub fn with_allowed(mut self, allowed: Allowed) -> Self {
+        self.allowed = allowed;
+        self
+    }
+
+    pub fn with_sweep_max_deletions(mut self, most: usize) -> Self {
+        self.sweep_max_deletions = most;
+        self
+    }
+
+    pub fn ownership(&self, tags: &Tags) -> Ownership {
+        ownership_of(&self.owner, tags)
+    }
+
+    /// Made by this deployment (a legacy resource counts only once taken over).
+    pub fn owns(&self, tags: &Tags) -> bool {
+        self.ownership(tags) == Ownership::Ours
+    }
+
+    /// The tags of everything this deployment creates for an action.
+    pub(crate) fn tags_for(&self, action_id: &str, reservation_id: Option<&str>, instance_id: Option<&str>) -> Tags {
+        ownership_tags(&self.owner, action_id, reservation_id, instance_id)
     }
 
     pub(crate) async fn announce(&self, result: &ActionResult) {
@@ -64,17 +123,30 @@ impl Mirroring {
     }
 }
 
-pub fn is_ours(tags: &Tags) -> bool {
-    crate::ports::tag_value(tags, TAG_MANAGED_BY) == Some(TAG_MANAGED_BY_VALUE)
+pub fn ownership_of(owner: &str, tags: &Tags) -> Ownership {
+    match crate::ports::tag_value(tags, TAG_MANAGED_BY) {
+        Some(value) if value == owner => Ownership::Ours,
+        Some(TAG_MANAGED_BY_LEGACY_VALUE) => Ownership::Legacy,
+        Some(other) => Ownership::Foreign(other.to_owned()),
+        None => Ownership::Unmanaged,
+    }
 }
 
-pub(crate) fn ownership_tags(action_id: &str, reservation_id: Option<&str>) -> Tags {
+pub(crate) fn ownership_tags(
+    owner: &str,
+    action_id: &str,
+    reservation_id: Option<&str>,
+    instance_id: Option<&str>,
+) -> Tags {
     let mut tags = vec![
-        (TAG_MANAGED_BY.to_owned(), TAG_MANAGED_BY_VALUE.to_owned()),
+        (TAG_MANAGED_BY.to_owned(), owner.to_owned()),
         (TAG_ACTION_ID.to_owned(), action_id.to_owned()),
     ];
     if let Some(reservation) = reservation_id {
         tags.push((TAG_RESERVATION_ID.to_owned(), reservation.to_owned()));
+    }
+    if let Some(instance) = instance_id {
+        tags.push((TAG_INSTANCE_ID.to_owned(), instance.to_owned()));
     }
     tags
 }
@@ -110,22 +182,59 @@ pub(crate) fn now_seconds() -> u64 {
 }
 
 impl Mirroring {
-    /// Claims the record's action id. `Ok` carries the attempt number to work
-    /// under; `Err` says why not, with the answer to give instead.
-    pub(crate) async fn claim(&self, record: &LedgerRecord, action_type: &str) -> Result<u32, Refused> {
-        let action_id = &record.action_id;
+    /// Claims the record's action id, setting the attempt number to work
+    /// under and the record's version; `Err` says why not, with the answer
+    /// to give instead.
+    pub(crate) async fn claim(&self, record: &mut LedgerRecord, action_type: &str) -> Result<(), Refused> {
+        let action_id = record.action_id.clone();
         match self.ledger.claim(record, self.lease_seconds).await {
-            Ok(Claim::Granted { attempt }) => Ok(attempt),
+            Ok(Claim::Granted { attempt, version }) => {
+                record.attempt = attempt;
+                record.version = version;
+                Ok(())
+            }
             Ok(Claim::Finished(result)) => Err(Refused::Finished(*result)),
             Ok(Claim::InProgress) => Err(Refused::InProgress(ActionResult::failure(
-                action_id,
+                &action_id,
                 action_type,
                 IN_PROGRESS,
                 format!("action {action_id} is being carried out by another invocation right now; retry later"),
                 true,
             ))),
-            Err(err) => Err(Refused::LedgerUnavailable(ledger_failure(action_id, action_type, &err))),
+            Err(err) => Err(Refused::LedgerUnavailable(ledger_failure(
+                &action_id,
+                action_type,
+                &err,
+            ))),
         }
+    }
+
+    /// Writes a change to a record read earlier. When another writer got
+    /// there first, the record is read again and the change decided again
+    /// (`change` returns `false` when the record needs no write any more).
+    /// Returns the record as it now stands, or `None` if it is gone.
+    pub(crate) async fn update_record(
+        &self,
+        record: &LedgerRecord,
+        change: impl Fn(&mut LedgerRecord) -> bool,
+    ) -> Result<Option<LedgerRecord>, LedgerError> {
+        let mut current = record.clone();
+        for _ in 0..5 {
+            let mut changed = current.clone();
+            if !change(&mut changed) {
+                return Ok(Some(current));
+            }
+            changed.updated_at = now_seconds();
+            match self.ledger.save(&mut changed).await {
+                Ok(()) => return Ok(Some(changed)),
+                Err(LedgerError::Conflict(_)) => match self.ledger.get(&record.action_id).await? {
+                    Some(fresh) => current = fresh,
+                    None => return Ok(None),
+                },
+                Err(err) => return Err(err),
+            }
+        }
+        Err(LedgerError::Conflict(record.action_id.clone()))
     }
 }
 
@@ -170,6 +279,65 @@ pub(crate) fn ledger_failure(action_id: &str, action_type: &str, err: &LedgerErr
         LedgerError::Corrupt(..) => {
             ActionResult::failure(action_id, action_type, "LedgerCorrupt", err.to_string(), false)
         }
+        // Someone else changed the record under us: deciding again may pass.
+        LedgerError::Conflict(..) => {
+            ActionResult::failure(action_id, action_type, "LedgerConflict", err.to_string(), true)
+        }
+    }
+}
+
+impl Mirroring {
+    /// Refuses a create whose destination or source this deployment does not
+    /// allow, before anything is claimed or changed.
+    pub(crate) async fn check_allowed(&self, request: &model::CreateRequest) -> Result<(), ActionResult> {
+        let refuse = |message: String| {
+            ActionResult::failure(
+                &request.action_id,
+                crate::contract::CREATE,
+                "MirroringNotAllowed",
+                message,
+                false,
+            )
+        };
+        let destination = request.target.to_string();
+        if let Some(targets) = &self.allowed.targets {
+            if !targets.contains(&destination) {
+                return Err(refuse(format!(
+                    "{destination} is not among the destinations this deployment may mirror to (ALLOWED_TARGETS); \
+                     nothing was created"
+                )));
+            }
+        }
+        let Some(sources) = &self.allowed.sources else {
+            return Ok(());
+        };
+        let source = request.source_eni.as_str();
+        let interface = self.ec2.interface(source).await.map_err(|err| {
+            aws_failure(
+                &request.action_id,
+                crate::contract::CREATE,
+                &format!("looking up {source}"),
+                &err,
+            )
+        })?;
+        let Some(interface) = interface else {
+            return Err(ActionResult::failure(
+                &request.action_id,
+                crate::contract::CREATE,
+                "InvalidNetworkInterfaceID.NotFound",
+                format!("the source network interface {source} does not exist; nothing was created"),
+                false,
+            ));
+        };
+        let places = [interface.subnet_id, interface.vpc_id];
+        if places.iter().flatten().any(|place| sources.contains(place)) {
+            Ok(())
+        } else {
+            Err(refuse(format!(
+                "{source} is not in a VPC or subnet whose traffic this deployment may mirror (ALLOWED_SOURCES); \
+                 nothing was created"
+            )))
+        }
     }
 }
 
@@ -189,8 +357,18 @@ mod tests {
 
     #[test]
     fn ownership_is_read_from_the_managed_by_tag() {
-        assert!(is_ours(&ownership_tags("a", Some("r"))));
-        assert!(!is_ours(&vec![(TAG_MANAGED_BY.into(), "someone-else".into())]));
-        assert!(!is_ours(&Vec::new()));
+        let ours = ownership_tags("table/prod", "a", Some("r"), Some("i-1"));
+        let tagged = |value: &str| vec![(TAG_MANAGED_BY.to_owned(), value.to_owned())];
+        let owner_of = ownership_of;
+        assert_eq!(owner_of("table/prod", &ours), Ownership::Ours);
+        assert_eq!(
+            owner_of("table/staging", &ours),
+            Ownership::Foreign("table/prod".into())
+        );
+        assert_eq!(
+            owner_of("table/prod", &tagged(TAG_MANAGED_BY_LEGACY_VALUE)),
+            Ownership::Legacy
+        );
+        assert_eq!(owner_of("table/prod", &Vec::new()), Ownership::Unmanaged);
     }
 }

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::create::{choose_session_number, pick_target};
 use super::model::{CreateRequest, FilterSpec, TargetSpec};
-use super::{aws_failure, is_ours, ledger_failure, ownership_tags, Mirroring};
+use super::{aws_failure, ledger_failure, Mirroring};
 use crate::contract::{ActionResult, CREATE};
 use crate::ports::{AwsError, CheckedCall, NewSession, SessionQuery, SharedKey};
 
@@ -95,7 +95,11 @@ impl Mirroring {
             unchecked.push(json!({"action": "CreateTrafficMirrorFilterRule",
                                   "reason": "it names the filter this create would make"}));
         }
-        let tags = ownership_tags(action_id, request.reservation_id.as_deref());
+        let tags = self.tags_for(
+            action_id,
+            request.reservation_id.as_deref(),
+            request.instance_id.as_deref(),
+        );
         let answers = futures::future::join_all(checks.iter().map(|call| self.ec2.permitted(call, &tags))).await;
         let mut permitted = Vec::new();
         let mut refusal: Option<(&'static str, AwsError)> = None;
@@ -188,7 +192,7 @@ impl Mirroring {
             return Ok(Step::Use { id, how: "reuse" });
         }
         let targets = self.ec2.targets_of(&request.target).await.map_err(fail)?;
-        let foreign: Vec<_> = targets.into_iter().filter(|t| !is_ours(&t.tags)).collect();
+        let foreign: Vec<_> = targets.into_iter().filter(|t| !self.owns(&t.tags)).collect();
         Ok(match pick_target(&foreign) {
             Some(target) => Step::Use {
                 id: target.id.clone(),

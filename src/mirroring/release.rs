@@ -6,7 +6,7 @@
 
 use tracing::warn;
 
-use super::{is_ours, Mirroring};
+use super::Mirroring;
 use crate::ports::{AwsError, ErrorKind, LedgerError, LedgerRecord, SessionQuery, SharedKey};
 
 /// What an action holds, as far as releasing it goes.
@@ -109,6 +109,16 @@ impl Mirroring {
         created: Option<&str>,
     ) -> Result<Option<(String, Fate)>, LedgerError> {
         let (resource_id, users_left) = self.ledger.leave_shared(key, action_id).await?;
+        if let Some(made) = created.filter(|made| resource_id.as_deref() != Some(*made)) {
+            // Made by this action but never named by the claim item (it
+            // failed before reporting it, or lost its maker's lease to
+            // another): nobody else can know it, so it goes now.
+            let fate = match key {
+                SharedKey::Target(_) => self.delete_target_if_unused(made).await,
+                SharedKey::Filter(_) => self.delete_filter_if_unused(made).await,
+            };
+            return Ok(Some((made.to_owned(), fate)));
+        }
         if users_left > 0 {
             return Ok(None);
         }
@@ -186,6 +196,6 @@ impl Mirroring {
         if created_by_us {
             return true;
         }
-        matches!(self.ec2.target(target_id).await, Ok(Some(target)) if is_ours(&target.tags))
+        matches!(self.ec2.target(target_id).await, Ok(Some(target)) if self.owns(&target.tags))
     }
 }

@@ -12,7 +12,10 @@ use tracing::{info, warn};
 use super::model::RemoveRequest;
 use super::model::TargetSpec;
 use super::release::{Fate, Release, Released};
-use super::{aws_failure, is_ours, ledger_failure, now_seconds, Mirroring, TAG_RESERVATION_ID};
+use super::{
+    aws_failure, ledger_failure, now_seconds, Mirroring, Ownership, TAG_ACTION_ID, TAG_INSTANCE_ID, TAG_MANAGED_BY,
+    TAG_RESERVATION_ID,
+};
 use crate::contract::{ActionResult, REMOVE};
 use crate::ports::{
     ActionKind, AwsError, Deleted, ErrorKind, LedgerError, LedgerQuery, LedgerRecord, MirrorSession, RecordStatus,
@@ -27,8 +30,12 @@ struct Found {
     records: BTreeMap<String, LedgerRecord>,
     /// Sessions named by id that no longer exist.
     already_gone: Vec<String>,
-    /// Sessions on the named target or reservation that we did not create.
+    /// Sessions on the named target or reservation that we did not create:
+    /// someone else's, another deployment's, or an earlier version's that
+    /// our ledger does not know.
     not_ours: Vec<String>,
+    /// Sessions whose create is still being carried out.
+    in_progress: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -57,9 +64,8 @@ impl Mirroring {
             updated_at: now,
             ..LedgerRecord::default()
         };
-        match self.claim(&record, REMOVE).await {
-            Ok(attempt) => record.attempt = attempt,
-            Err(refused) => return refused.answer(),
+        if let Err(refused) = self.claim(&mut record, REMOVE).await {
+            return refused.answer();
         }
         let result = match self.find_for_removal(request).await {
             Ok(found) if found.not_ours.iter().any(|id| Some(id) == request.session_id.as_ref()) => {
@@ -67,7 +73,11 @@ impl Mirroring {
             }
             Ok(found) => {
                 let outcome = self.tear_down(found.records.into_values().collect()).await;
-                removal_result(request, outcome, found.already_gone, &found.not_ours)
+                let mut result = removal_result(request, outcome, found.already_gone, &found.not_ours);
+                if !found.in_progress.is_empty() && result.success {
+                    result = in_progress_failure(request, &found.in_progress, result);
+                }
+                result
             }
             Err(failure) => failure,
         };
@@ -79,12 +89,15 @@ impl Mirroring {
         record.attempt += u32::from(!result.success);
         record.result = Some(result.clone());
         record.updated_at = now_seconds();
-        if let Err(err) = self.ledger.save(&record).await {
+        if let Err(err) = crate::deadline::winding_down(self.ledger.save(&mut record)).await {
             warn!(action_id = %request.action_id, error = %err, "could not record the remove");
         }
         result
     }
 
+    /// Every selector reads the ledger's index and EC2 both. The index lags
+    /// behind writes, so a session EC2 shows is looked up by its action-id
+    /// tag as well, and acted on as its record says.
     async fn find_for_removal(&self, request: &RemoveRequest) -> Result<Found, ActionResult> {
         let fail = |context: &str, err: &AwsError| aws_failure(&request.action_id, REMOVE, context, err);
         let ledger_fail = |err| ledger_failure(&request.action_id, REMOVE, &err);
@@ -109,7 +122,7 @@ impl Mirroring {
                 if sessions.is_empty() {
                     found.already_gone.push(session_id.clone());
                 }
-                found.add_sessions(sessions);
+                self.add_sessions(&mut found, sessions).await.map_err(ledger_fail)?;
             }
         }
         if let Some(eni) = &request.target_eni {
@@ -130,7 +143,7 @@ impl Mirroring {
                     .sessions(&SessionQuery::Target(target.id.clone()))
                     .await
                     .map_err(|e| fail(&format!("listing the sessions of target {}", target.id), &e))?;
-                found.add_sessions(sessions);
+                self.add_sessions(&mut found, sessions).await.map_err(ledger_fail)?;
             }
         }
         if let Some(instance) = &request.instance_id {
@@ -140,6 +153,12 @@ impl Mirroring {
                 .await
                 .map_err(ledger_fail)?;
             found.add_records(records.into_iter().filter(removable).collect());
+            let tagged = self
+                .ec2
+                .sessions(&SessionQuery::Tag(TAG_INSTANCE_ID.to_owned(), instance.clone()))
+                .await
+                .map_err(|e| fail(&format!("listing the sessions of instance {instance}"), &e))?;
+            self.add_sessions(&mut found, tagged).await.map_err(ledger_fail)?;
         }
         if let Some(reservation) = &request.reservation_id {
             let records = self
@@ -153,9 +172,68 @@ impl Mirroring {
                 .sessions(&SessionQuery::Tag(TAG_RESERVATION_ID.to_owned(), reservation.clone()))
                 .await
                 .map_err(|e| fail(&format!("listing the sessions of reservation {reservation}"), &e))?;
-            found.add_sessions(tagged);
+            self.add_sessions(&mut found, tagged).await.map_err(ledger_fail)?;
         }
         Ok(found)
+    }
+
+    /// Sessions seen in EC2 that the index did not name: each is looked up
+    /// by the action id it carries. Ours with a record are removed as the
+    /// record says; ours without one only lose the session (its filter may
+    /// be shared, so it is left to the sweep); an earlier version's are
+    /// taken over when our ledger knows them; the rest are only reported.
+    async fn add_sessions(&self, found: &mut Found, sessions: Vec<MirrorSession>) -> Result<(), LedgerError> {
+        let unseen: Vec<MirrorSession> = sessions
+            .into_iter()
+            .filter(|s| !found.records.contains_key(&s.id))
+            .collect();
+        let lookups = unseen.iter().map(|session| async move {
+            match session.tag(TAG_ACTION_ID) {
+                Some(action) => self.ledger.get(action).await,
+                None => Ok(None),
+            }
+        });
+        let records = join_all(lookups).await;
+        for (session, record) in unseen.into_iter().zip(records) {
+            let record =
+                record?.filter(|r| r.kind == Some(ActionKind::Create) && r.session_id.as_ref() == Some(&session.id));
+            match (self.ownership(&session.tags), record) {
+                (Ownership::Ours | Ownership::Legacy, Some(record)) if record.status == Some(RecordStatus::Pending) => {
+                    found.in_progress.push(session.id);
+                }
+                (Ownership::Ours, Some(record)) if removable(&record) => found.add_records(vec![record]),
+                (Ownership::Legacy, Some(record)) if removable(&record) => {
+                    self.take_over(&record).await;
+                    found.add_records(vec![record]);
+                }
+                (Ownership::Ours, _) => found.add_untracked(session),
+                _ => {
+                    if !found.not_ours.contains(&session.id) {
+                        found.not_ours.push(session.id);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-tags what an earlier version made for a record this ledger holds,
+    /// so that IAM (bound to this deployment's owner) lets us delete it.
+    pub(crate) async fn take_over(&self, record: &LedgerRecord) {
+        let mut ids: Vec<String> = record.session_id.iter().cloned().collect();
+        ids.extend(record.filter_id.clone().filter(|_| record.filter_key.is_some()));
+        ids.extend(record.target_id.clone().filter(|_| record.target_created));
+        let tags = vec![(TAG_MANAGED_BY.to_owned(), self.owner.clone())];
+        // One call each: IAM lets us re-tag only what still carries the
+        // legacy value, and a target shared by several records may be ours already.
+        let outcomes = join_all(ids.iter().map(|id| self.ec2.retag(std::slice::from_ref(id), &tags))).await;
+        for (id, outcome) in ids.iter().zip(outcomes) {
+            match outcome {
+                Ok(()) => info!(action_id = %record.action_id, resource = %id, "taken over from an earlier version"),
+                Err(err) => warn!(action_id = %record.action_id, resource = %id, error = %err,
+                    "could not take over an earlier version's resource"),
+            }
+        }
     }
 
     async fn tear_down(&self, records: Vec<LedgerRecord>) -> Outcome {
@@ -199,7 +277,7 @@ impl Mirroring {
         }
         for target_id in untracked_targets {
             let target = match self.ec2.target(&target_id).await {
-                Ok(Some(target)) if is_ours(&target.tags) => target,
+                Ok(Some(target)) if self.owns(&target.tags) => target,
                 _ => continue,
             };
             let fate = match target.claim_name() {
@@ -221,13 +299,34 @@ impl Mirroring {
     /// Deletes a record's session, releases its claims (its shared filter and
     /// target go with the last user), then marks it removed.
     pub(crate) async fn remove_session(&self, record: &LedgerRecord) -> Result<SessionRemoved, AwsError> {
-        if record.kind.is_some() && record.status != Some(RecordStatus::Removing) {
+        let mut record = record.clone();
+        if record.kind.is_some() {
             // The intent first: if we stop half-way, the record says so.
-            let mut removing = record.clone();
-            removing.status = Some(RecordStatus::Removing);
-            removing.updated_at = now_seconds();
-            self.ledger.save(&removing).await.map_err(ledger_as_aws)?;
+            let marked = self
+                .update_record(&record, |r| {
+                    let holds = r
+                        .status
+                        .is_some_and(|s| s.holds_resources() && s != RecordStatus::Pending);
+                    let change = holds && r.status != Some(RecordStatus::Removing);
+                    if change {
+                        r.status = Some(RecordStatus::Removing);
+                    }
+                    change
+                })
+                .await
+                .map_err(ledger_as_aws)?;
+            match marked {
+                Some(now) if now.status == Some(RecordStatus::Removing) => record = now,
+                // Removed by someone else meanwhile, or gone: nothing left to do.
+                _ => {
+                    return Ok(SessionRemoved {
+                        session: record.session_id.clone().map(|id| (id, Deleted::AlreadyGone)),
+                        released: Released::default(),
+                    })
+                }
+            }
         }
+        let record = &record;
         let session = match &record.session_id {
             Some(id) => Some((id.clone(), self.ec2.delete_session(id).await?)),
             None => None,
@@ -239,10 +338,15 @@ impl Mirroring {
             return Err(err);
         }
         if record.kind.is_some() {
-            let mut removed = record.clone();
-            removed.status = Some(RecordStatus::Removed);
-            removed.updated_at = now_seconds();
-            self.ledger.save(&removed).await.map_err(ledger_as_aws)?;
+            self.update_record(record, |r| {
+                let change = r.status == Some(RecordStatus::Removing);
+                if change {
+                    r.status = Some(RecordStatus::Removed);
+                }
+                change
+            })
+            .await
+            .map_err(ledger_as_aws)?;
         }
         info!(action_id = %record.action_id, session = ?session, "mirroring removed");
         Ok(SessionRemoved { session, released })
@@ -269,25 +373,14 @@ impl Found {
         }
     }
 
-    /// Sessions seen in EC2: ours join the list (unless the ledger already has
-    /// them), the others are only reported.
-    fn add_sessions(&mut self, sessions: Vec<MirrorSession>) {
-        for session in sessions {
-            if !is_ours(&session.tags) {
-                if !self.not_ours.contains(&session.id) {
-                    self.not_ours.push(session.id);
-                }
-                continue;
-            }
-            // Its filter may be shared with sessions the ledger does know, so
-            // it is left to the sweep, which sees every user.
-            self.records.entry(session.id.clone()).or_insert_with(|| LedgerRecord {
-                action_id: session.tag(super::TAG_ACTION_ID).unwrap_or_default().to_owned(),
-                session_id: Some(session.id.clone()),
-                target_id: Some(session.target_id.clone()),
-                ..LedgerRecord::default()
-            });
-        }
+    /// A session of ours that no ledger record names.
+    fn add_untracked(&mut self, session: MirrorSession) {
+        self.records.entry(session.id.clone()).or_insert_with(|| LedgerRecord {
+            action_id: session.tag(super::TAG_ACTION_ID).unwrap_or_default().to_owned(),
+            session_id: Some(session.id.clone()),
+            target_id: Some(session.target_id.clone()),
+            ..LedgerRecord::default()
+        });
     }
 }
 
@@ -305,9 +398,30 @@ fn not_ours_failure(request: &RemoveRequest) -> ActionResult {
         &request.action_id,
         REMOVE,
         "NotManagedByTrafficMirroring",
-        format!("session {session} was not created by traffic-mirroring (no ownership tag); it was left in place"),
+        format!(
+            "session {session} was not created by this deployment of traffic-mirroring (it has another owner, \
+             or none, and this deployment's ledger does not know it); it was left in place"
+        ),
         false,
     )
+}
+
+/// Some sessions belong to creates still being carried out: what could be
+/// removed was, and a retry removes the rest once those creates finish.
+fn in_progress_failure(request: &RemoveRequest, sessions: &[String], done: ActionResult) -> ActionResult {
+    let mut failure = ActionResult::failure(
+        &request.action_id,
+        REMOVE,
+        "SessionBeingCreated",
+        format!(
+            "{} is still being created by another invocation; retry the remove shortly",
+            sessions.join(", ")
+        ),
+        true,
+    );
+    failure.info_message = done.info_message;
+    failure.removed_session_ids = done.removed_session_ids;
+    failure
 }
 
 fn removal_result(

@@ -1,13 +1,24 @@
-//! The reconcile sweep: compares what EC2 holds under our ownership tag with
-//! what the ledger says, and repairs the difference. It finds
+//! The reconcile sweep: compares what EC2 holds under this deployment's
+//! ownership tag with what the ledger says, and repairs the difference. It finds
 //! - creates whose invocation died (pending past their lease) or whose
 //!   rollback did not finish: undone, so the action can simply be retried;
 //! - active mirrors whose session is gone (its ENI was deleted): closed, their
 //!   filter deleted and their claims released;
-//! - sessions and filters of ours that no ledger entry knows: deleted;
-//! - targets and shared filters of ours that no session and no claim uses:
-//!   deleted;
-//! - claims held by actions that no longer hold anything: released.
+//! - sessions of ours that no ledger record holds: adopted (recorded again
+//!   from their tags), never deleted. The intent is written before any EC2
+//!   change, so such a session is no crash leftover: the ledger lost
+//!   something (a restore, a re-created table, an item deleted by hand), and
+//!   deleting a live mirror is the wrong repair;
+//! - filters and targets of ours that no session and no claim uses: deleted,
+//!   at most `sweep_max_deletions` per run (the rest are reported, and logged
+//!   for the alarm);
+//! - claims held by actions that no longer hold anything: released;
+//! - resources an earlier version made (the shared legacy owner value):
+//!   taken over when our ledger knows them, else reported and left alone.
+//!   Other deployments' resources are never listed at all.
+//!
+//! Repairs stop before the invocation's deadline; the next run plans afresh
+//! from what is left, so it resumes where this one stopped.
 //!
 //! EC2 is listed before the ledger is read, so anything made by a create that
 //! started after the listing is not seen at all, and anything it made before
@@ -19,12 +30,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use tracing::{info, warn};
 
+use super::model::SESSIONS_PER_SOURCE_ENI;
 use super::release::{Fate, Release};
-use super::{is_ours, now_seconds, Mirroring, TAG_ACTION_ID, TAG_MANAGED_BY, TAG_MANAGED_BY_VALUE};
+use super::{
+    now_seconds, Mirroring, TAG_ACTION_ID, TAG_INSTANCE_ID, TAG_MANAGED_BY, TAG_MANAGED_BY_LEGACY_VALUE,
+    TAG_RESERVATION_ID, TAG_RULE_SET,
+};
 use crate::contract::{ActionResult, SWEEP};
 use crate::ports::{
-    ActionKind, Claim, LedgerContents, LedgerRecord, MirrorFilter, MirrorSession, MirrorTarget, RecordStatus,
-    SessionQuery, SharedKey,
+    ActionKind, Claim, LedgerContents, LedgerRecord, MirrorFilter, MirrorSession, MirrorTarget, NumberClaim,
+    RecordStatus, SessionQuery, SharedKey, Slot,
 };
 
 /// One thing the sweep found, and what became of it.
@@ -36,7 +51,10 @@ pub struct Finding {
     pub resource: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub action_id: Option<String>,
-    /// `planned` (dry run), `repaired`, `skipped: …` or `failed: …`.
+    /// The rule that applied, in words.
+    pub rule: &'static str,
+    /// `planned` (dry run), `repaired`, `adopted`, `reported: …`,
+    /// `deferred: …`, `skipped: …` or `failed: …`.
     pub outcome: String,
 }
 
@@ -48,9 +66,14 @@ pub struct SweepReport {
     pub filters_seen: usize,
     pub targets_seen: usize,
     pub ledger_entries_seen: usize,
+    pub legacy_seen: usize,
     pub findings: Vec<Finding>,
     pub repaired: usize,
     pub failed: usize,
+    /// Repairs left to the next run: the deletion cap, or the deadline.
+    pub deferred: usize,
+    /// Whether every planned repair was attempted.
+    pub complete: bool,
 }
 
 /// A repair the sweep plans; each names what it found.
@@ -60,7 +83,13 @@ enum Repair {
     Vanished(Box<LedgerRecord>),
     /// A remove that stopped half-way through this mirror.
     HalfRemoved(Box<LedgerRecord>),
-    OrphanSession(MirrorSession),
+    /// A session of ours that no record holds: the record the ledger has for
+    /// its action, if any (finished), so it is recorded again.
+    Adopt(MirrorSession, Option<Box<LedgerRecord>>),
+    /// An earlier version's resources that our ledger knows.
+    TakeOver(Vec<String>),
+    /// An earlier version's resource our ledger does not know.
+    UnknownLegacy(String),
     /// A filter of ours nothing uses: its id, the action that made it, and
     /// the claim item still naming it, if one does.
     OrphanFilter(String, Option<String>, Option<SharedKey>),
@@ -97,7 +126,9 @@ impl Repair {
                 r.session_id.clone().unwrap_or_default(),
                 Some(&r.action_id),
             ),
-            Repair::OrphanSession(s) => ("orphan_session", s.id.clone(), None),
+            Repair::Adopt(s, _) => ("untracked_session", s.id.clone(), None),
+            Repair::TakeOver(ids) => ("legacy_known", ids.join(", "), None),
+            Repair::UnknownLegacy(id) => ("legacy_unknown", id.clone(), None),
             Repair::OrphanFilter(id, ..) => ("orphan_filter", id.clone(), None),
             Repair::StaleNumber {
                 source_eni,
@@ -115,7 +146,7 @@ impl Repair {
             Repair::UnusedTarget { target_id, .. } => ("unused_target", target_id.clone(), None),
         };
         let action_id = action_id.cloned().or_else(|| match self {
-            Repair::OrphanSession(s) => s.tag(TAG_ACTION_ID).map(str::to_owned),
+            Repair::Adopt(s, _) => s.tag(TAG_ACTION_ID).map(str::to_owned),
             Repair::OrphanFilter(_, action, _) => action.clone(),
             _ => None,
         });
@@ -123,16 +154,49 @@ impl Repair {
             kind,
             resource,
             action_id,
+            rule: self.rule(),
             outcome: "planned".into(),
         }
     }
+
+    fn rule(&self) -> &'static str {
+        match self {
+            Repair::Abandoned(_) => {
+                "a create pending past its lease, or whose rollback stopped, is undone so that a retry runs it again"
+            }
+            Repair::Vanished(_) => "an active mirror whose session EC2 no longer has is closed and its claims released",
+            Repair::HalfRemoved(_) => "a remove that stopped half-way is finished",
+            Repair::Adopt(..) => {
+                "a session of ours that no ledger record holds is recorded again from its tags, never deleted"
+            }
+            Repair::TakeOver(_) => "an earlier version's resources that this ledger knows are re-tagged as ours",
+            Repair::UnknownLegacy(_) => {
+                "an earlier version's resource that this ledger does not know is reported and left alone"
+            }
+            Repair::OrphanFilter(..) => "a filter of ours that no session and no claim uses is deleted",
+            Repair::UnusedTarget { .. } => "a target of ours that no session and no claim uses is deleted",
+            Repair::StaleNumber { .. } | Repair::StaleUser { .. } => {
+                "a claim held by an action that holds nothing any more is released"
+            }
+        }
+    }
+
+    /// Deletes something nobody uses: counted against the per-run cap.
+    fn deletes_unused(&self) -> bool {
+        matches!(self, Repair::OrphanFilter(..) | Repair::UnusedTarget { .. })
+    }
 }
+
+/// Time a repair needs at the least; with less left, the rest is deferred.
+const REPAIR_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What EC2 holds under our tag.
 struct Owned {
     sessions: Vec<MirrorSession>,
     filters: Vec<MirrorFilter>,
     targets: Vec<MirrorTarget>,
+    /// Ids of what an earlier version made (the legacy owner value).
+    legacy: Vec<String>,
 }
 
 impl Mirroring {
@@ -147,12 +211,13 @@ impl Mirroring {
                     "sweep finished"
                 );
                 let summary = format!(
-                    "sweep{}: {} finding{}, {} repaired, {} failed",
+                    "sweep{}: {} finding{}, {} repaired, {} failed, {} deferred to the next run",
                     if dry_run { " (dry run)" } else { "" },
                     report.findings.len(),
                     if report.findings.len() == 1 { "" } else { "s" },
                     report.repaired,
-                    report.failed
+                    report.failed,
+                    report.deferred
                 );
                 let mut result = if report.failed == 0 {
                     ActionResult {
@@ -185,16 +250,30 @@ impl Mirroring {
             )
         };
         // EC2 first, then the ledger: see the module comment.
-        let ours = SessionQuery::Tag(TAG_MANAGED_BY.into(), TAG_MANAGED_BY_VALUE.into());
-        let (sessions, filters, targets) = tokio::join!(
-            self.ec2.sessions(&ours),
-            self.ec2.filters_tagged(TAG_MANAGED_BY, TAG_MANAGED_BY_VALUE),
-            self.ec2.targets_tagged(TAG_MANAGED_BY, TAG_MANAGED_BY_VALUE),
+        let owner = self.owner.as_str();
+        let legacy = TAG_MANAGED_BY_LEGACY_VALUE;
+        let tagged = |value: &str| SessionQuery::Tag(TAG_MANAGED_BY.into(), value.into());
+        let (ours_query, legacy_query) = (tagged(owner), tagged(legacy));
+        let (sessions, filters, targets, legacy_sessions, legacy_filters, legacy_targets) = tokio::join!(
+            self.ec2.sessions(&ours_query),
+            self.ec2.filters_tagged(TAG_MANAGED_BY, owner),
+            self.ec2.targets_tagged(TAG_MANAGED_BY, owner),
+            self.ec2.sessions(&legacy_query),
+            self.ec2.filters_tagged(TAG_MANAGED_BY, legacy),
+            self.ec2.targets_tagged(TAG_MANAGED_BY, legacy),
         );
+        let legacy_ids = legacy_sessions
+            .map(|found| found.into_iter().map(|s| s.id).collect::<Vec<_>>())
+            .and_then(|mut ids| {
+                ids.extend(legacy_filters?.into_iter().map(|f| f.id));
+                ids.extend(legacy_targets?.into_iter().map(|t| t.id));
+                Ok(ids)
+            });
         let owned = Owned {
             sessions: sessions.map_err(|e| fail("our sessions", e.to_string()))?,
             filters: filters.map_err(|e| fail("our filters", e.to_string()))?,
             targets: targets.map_err(|e| fail("our targets", e.to_string()))?,
+            legacy: legacy_ids.map_err(|e| fail("an earlier version's resources", e.to_string()))?,
         };
         let contents = self
             .ledger
@@ -207,15 +286,35 @@ impl Mirroring {
             sessions_seen: owned.sessions.len(),
             filters_seen: owned.filters.len(),
             targets_seen: owned.targets.len(),
+            legacy_seen: owned.legacy.len(),
             ledger_entries_seen: contents.records.len() + contents.shared.len() + contents.sources.len(),
+            complete: true,
             ..SweepReport::default()
         };
+        let mut deletions = 0;
+        let mut deletions_deferred = 0;
         for repair in repairs {
             let mut finding = repair.finding();
-            if !dry_run {
+            if let Repair::UnknownLegacy(_) = repair {
+                finding.outcome = "reported: made by an earlier version, unknown to this ledger; left alone".into();
+            } else if dry_run {
+            } else if crate::deadline::budget().is_some_and(|left| left < REPAIR_TIME) {
+                finding.outcome = "deferred: the invocation's deadline is near; the next sweep resumes here".into();
+                report.deferred += 1;
+                report.complete = false;
+            } else if repair.deletes_unused() && deletions >= self.sweep_max_deletions {
+                finding.outcome = format!(
+                    "deferred: a sweep deletes at most {} unused filters and targets (SWEEP_MAX_DELETIONS)",
+                    self.sweep_max_deletions
+                );
+                deletions_deferred += 1;
+                report.deferred += 1;
+            } else {
                 finding.outcome = match self.repair(&repair, &owned, &contents).await {
                     Ok(outcome) => {
-                        report.repaired += usize::from(outcome == "repaired");
+                        let done = outcome == "repaired" || outcome.starts_with("adopted");
+                        report.repaired += usize::from(done);
+                        deletions += usize::from(done && repair.deletes_unused());
                         outcome
                     }
                     Err(err) => {
@@ -226,6 +325,14 @@ impl Mirroring {
                 };
             }
             report.findings.push(finding);
+        }
+        if deletions_deferred > 0 {
+            // An alarm watches this field: more than the cap at once is unusual enough for a person to look.
+            warn!(
+                sweep_deletions_deferred = deletions_deferred,
+                cap = self.sweep_max_deletions,
+                "sweep deletions capped"
+            );
         }
         Ok(report)
     }
@@ -282,12 +389,15 @@ impl Mirroring {
             .filter(|r| matches!(r.status, Some(RecordStatus::Active | RecordStatus::Removing)))
             .filter_map(|r| r.session_id.as_deref())
             .collect();
-        let (orphan_sessions, kept_sessions): (Vec<&MirrorSession>, Vec<&MirrorSession>) =
-            owned.sessions.iter().partition(|session| {
-                let action = session.tag(TAG_ACTION_ID).unwrap_or_default();
-                !known_sessions.contains(session.id.as_str()) && !keeps(action)
-            });
-        repairs.extend(orphan_sessions.into_iter().cloned().map(Repair::OrphanSession));
+        for session in &owned.sessions {
+            let action = session.tag(TAG_ACTION_ID).unwrap_or_default();
+            if !known_sessions.contains(session.id.as_str()) && !keeps(action) {
+                let record = records.get(action).map(|r| Box::new((*r).clone()));
+                repairs.push(Repair::Adopt(session.clone(), record));
+            }
+        }
+        // Every session of ours stays (those without a record are adopted).
+        let kept_sessions: Vec<&MirrorSession> = owned.sessions.iter().collect();
         // Shared resources that a kept action uses or that someone is making.
         let mut claimed = BTreeSet::new();
         let mut claim_of = BTreeMap::new();
@@ -343,13 +453,29 @@ impl Mirroring {
                 c.maker.is_some()
                     && matches!(&c.key, SharedKey::Target(name) if Some(name.as_str()) == target.claim_name())
             });
-            if is_ours(&target.tags) && !used_targets.contains(id) && !claimed.contains(id) && !making {
+            if self.owns(&target.tags) && !used_targets.contains(id) && !claimed.contains(id) && !making {
                 repairs.push(Repair::UnusedTarget {
                     claim_name: target.claim_name().map(str::to_owned),
                     target_id: target.id.clone(),
                 });
             }
         }
+
+        // An earlier version's resources: ours only when this ledger names them.
+        let named: BTreeSet<&str> = contents
+            .records
+            .iter()
+            .filter(|r| r.status.is_some_and(|s| s.holds_resources()))
+            .flat_map(|r| [&r.session_id, &r.filter_id, &r.target_id])
+            .filter_map(|id| id.as_deref())
+            .chain(contents.shared.iter().filter_map(|c| c.resource_id.as_deref()))
+            .collect();
+        let (known, unknown): (Vec<&String>, Vec<&String>) =
+            owned.legacy.iter().partition(|id| named.contains(id.as_str()));
+        for chunk in known.chunks(50) {
+            repairs.push(Repair::TakeOver(chunk.iter().map(|id| (*id).clone()).collect()));
+        }
+        repairs.extend(unknown.into_iter().cloned().map(Repair::UnknownLegacy));
         repairs
     }
 
@@ -361,20 +487,28 @@ impl Mirroring {
                 self.release(&Release::of(record, None))
                     .await
                     .map_err(|e| e.to_string())?;
-                let mut closed = (**record).clone();
-                closed.status = Some(RecordStatus::Removed);
-                closed.updated_at = now_seconds();
-                self.ledger.save(&closed).await.map_err(|e| e.to_string())?;
+                self.update_record(record, |r| {
+                    let change = r.status == Some(RecordStatus::Active) && r.session_id == record.session_id;
+                    if change {
+                        r.status = Some(RecordStatus::Removed);
+                    }
+                    change
+                })
+                .await
+                .map_err(|e| e.to_string())?;
                 Ok("repaired".into())
             }
             Repair::HalfRemoved(record) => {
                 self.remove_session(record).await.map_err(|e| e.to_string())?;
                 Ok("repaired".into())
             }
-            Repair::OrphanSession(session) => {
-                self.ec2.delete_session(&session.id).await.map_err(|e| e.to_string())?;
+            Repair::Adopt(session, record) => self.adopt(session, record.as_deref()).await,
+            Repair::TakeOver(ids) => {
+                let tags = vec![(TAG_MANAGED_BY.to_owned(), self.owner.clone())];
+                self.ec2.retag(ids, &tags).await.map_err(|e| e.to_string())?;
                 Ok("repaired".into())
             }
+            Repair::UnknownLegacy(_) => Ok("reported".into()),
             Repair::OrphanFilter(id, _, claim) => {
                 // A claim item naming it must let go first, so no create joins
                 // a filter that is being deleted.
@@ -439,12 +573,13 @@ impl Mirroring {
         owned: &Owned,
         contents: &LedgerContents,
     ) -> Result<String, String> {
+        let mut version_now = record.version;
         if record.status == Some(RecordStatus::Pending) {
             // Take the action over, so a retry arriving now cannot run beside us.
             let mut takeover = record.clone();
             takeover.updated_at = now_seconds();
             match self.ledger.claim(&takeover, self.lease_seconds).await {
-                Ok(Claim::Granted { .. }) => {}
+                Ok(Claim::Granted { version, .. }) => version_now = version,
                 Ok(_) => return Ok("skipped: the action was taken up again".into()),
                 Err(err) => return Err(err.to_string()),
             }
@@ -492,8 +627,133 @@ impl Mirroring {
         }
         failed.result = Some(result);
         failed.updated_at = now_seconds();
-        self.ledger.save(&failed).await.map_err(|e| e.to_string())?;
+        failed.version = version_now;
+        self.ledger.save(&mut failed).await.map_err(|e| e.to_string())?;
         Ok("repaired".into())
+    }
+
+    /// Records a session of ours again from what EC2 says of it and its
+    /// tags, and counts it among the users of its target, its filter and its
+    /// session number, so that later removes and sweeps treat it like any other.
+    async fn adopt(&self, session: &MirrorSession, finished: Option<&LedgerRecord>) -> Result<String, String> {
+        let Some(action_id) = session.tag(TAG_ACTION_ID) else {
+            return Ok("reported: it carries no action-id tag to record it under; left alone".into());
+        };
+        // The listing is a moment old: a remove may have taken it down since.
+        let still = self
+            .ec2
+            .sessions(&SessionQuery::Id(session.id.clone()))
+            .await
+            .map_err(|e| e.to_string())?;
+        if still.is_empty() {
+            return Ok("skipped: gone since the listing".into());
+        }
+        let (target, filter) = tokio::join!(self.ec2.target(&session.target_id), self.ec2.filter(&session.filter_id));
+        let target = target.map_err(|e| e.to_string())?;
+        let filter = filter.map_err(|e| e.to_string())?;
+        let target_key = target.as_ref().and_then(|t| t.claim_name()).map(str::to_owned);
+        let filter_key = filter
+            .as_ref()
+            .filter(|f| self.owns(&f.tags))
+            .and_then(|f| crate::ports::tag_value(&f.tags, TAG_RULE_SET))
+            .map(str::to_owned);
+        let now = now_seconds();
+        let mut record = LedgerRecord {
+            action_id: action_id.to_owned(),
+            kind: Some(ActionKind::Create),
+            status: Some(RecordStatus::Active),
+            source_eni: Some(session.source_eni.clone()),
+            target_eni: target.as_ref().and_then(|t| t.network_interface_id.clone()),
+            target_key: target_key.clone(),
+            target_id: Some(session.target_id.clone()),
+            target_created: target
+                .as_ref()
+                .is_some_and(|t| self.owns(&t.tags) && t.tag(TAG_ACTION_ID) == Some(action_id)),
+            filter_key: filter_key.clone(),
+            filter_id: Some(session.filter_id.clone()),
+            session_id: Some(session.id.clone()),
+            session_number: Some(session.session_number),
+            virtual_network_id: session.virtual_network_id,
+            reservation_id: session.tag(TAG_RESERVATION_ID).map(str::to_owned),
+            instance_id: session.tag(TAG_INSTANCE_ID).map(str::to_owned),
+            created_at: now,
+            updated_at: now,
+            ..LedgerRecord::default()
+        };
+        record.result = Some(ActionResult {
+            action_id: action_id.to_owned(),
+            action_type: crate::contract::CREATE.to_owned(),
+            success: true,
+            info_message: format!(
+                "session {} (number {}) was found in EC2 without a ledger record and adopted by the sweep",
+                session.id, session.session_number
+            ),
+            session_id: session.id.clone(),
+            traffic_mirror_target_id: Some(session.target_id.clone()),
+            traffic_mirror_filter_id: Some(session.filter_id.clone()),
+            session_number: Some(session.session_number),
+            virtual_network_id: session.virtual_network_id,
+            ..ActionResult::default()
+        });
+        let written = match finished {
+            None => self.ledger.adopt(&record).await.map_err(|e| e.to_string())?,
+            Some(finished) => {
+                let adopted = self
+                    .update_record(finished, |r| {
+                        let change = !r.status.is_some_and(|s| s.holds_resources());
+                        if change {
+                            let version = r.version;
+                            *r = record.clone();
+                            r.version = version;
+                        }
+                        change
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                adopted.is_some_and(|r| r.session_id.as_ref() == Some(&session.id))
+            }
+        };
+        if !written {
+            return Ok("skipped: its action was recorded again meanwhile".into());
+        }
+        let lease = self.lease_seconds;
+        let mut notes = Vec::new();
+        for (key, id) in [
+            (target_key.map(SharedKey::Target), &session.target_id),
+            (filter_key.map(SharedKey::Filter), &session.filter_id),
+        ] {
+            let Some(key) = key else { continue };
+            let joined = match self.ledger.join_shared(&key, action_id, usize::MAX, lease).await {
+                Ok(Slot::Make) => self.ledger.shared_made(&key, action_id, id).await.is_ok(),
+                Ok(Slot::Joined(_)) => true,
+                _ => false,
+            };
+            if !joined {
+                notes.push(format!(
+                    "not yet counted among the users of the {} of {}",
+                    key.noun(),
+                    key.name()
+                ));
+            }
+        }
+        let number = self
+            .ledger
+            .claim_number(
+                &session.source_eni,
+                session.session_number,
+                action_id,
+                SESSIONS_PER_SOURCE_ENI,
+            )
+            .await;
+        if !matches!(number, Ok(NumberClaim::Claimed)) {
+            notes.push(format!("session number {} not claimed", session.session_number));
+        }
+        info!(action_id, session_id = %session.id, "untracked session adopted");
+        Ok(if notes.is_empty() {
+            "adopted: recorded again from its tags".into()
+        } else {
+            format!("adopted: recorded again from its tags ({})", notes.join("; "))
+        })
     }
 }
 

@@ -279,7 +279,7 @@ fn reservation_id(action: &RawAction, params: Option<&Map<String, Value>>) -> Re
     Ok(id)
 }
 
-fn is_aws_id(text: &str, prefix: &str) -> bool {
+pub fn is_aws_id(text: &str, prefix: &str) -> bool {
     text.strip_prefix(prefix)
         .is_some_and(|hex| (hex.len() == 8 || hex.len() == 17) && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }

@@ -214,7 +214,8 @@ async fn persistent_throttling_is_reported_as_retryable_and_rolled_back() {
         .fail_next("CreateTrafficMirrorSession", "RequestLimitExceeded", 503, 40)
         .await;
     // Throttling is outlasted only while the invocation has time left.
-    let deadline = Instant::now() + Duration::from_millis(3500);
+    // Long enough for the SDK's own retries to end in throttling, short of the 40 faults.
+    let deadline = Instant::now() + Duration::from_secs(8);
     let response = within(deadline, world.invoke(&seed_create("throttled-2", &source, &target))).await;
     let result = first_result(&response);
     assert_eq!(result["success"], false);

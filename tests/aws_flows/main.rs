@@ -13,6 +13,7 @@ mod idempotency;
 mod kinds;
 mod remove;
 mod requests;
+mod safety;
 mod sources;
 mod storm;
 mod sweep;

@@ -20,39 +20,45 @@ fn failed_ids(answer: &Value) -> Vec<String> {
 #[tokio::test]
 async fn an_sqs_batch_consumes_what_cannot_succeed_and_returns_what_may() {
     let world = World::start().await;
-    let (a, b, c, target) = (
+    let (a, b, c, d, busy_target, target) = (
+        world.eni().await,
+        world.eni().await,
         world.eni().await,
         world.eni().await,
         world.eni().await,
         world.eni().await,
     );
+    // `target` already has its mirror target; `busy_target` needs one made,
+    // and EC2 throttles that for longer than this invocation lasts.
+    let warm = world.invoke(&create("sqs-0", &d, &target, None)).await;
+    assert_eq!(first_result(&warm)["success"], true, "{warm}");
     world
         .emulator
-        .fail_next("CreateTrafficMirrorSession", "RequestLimitExceeded", 503, 6)
+        .fail_next("CreateTrafficMirrorTarget", "RequestLimitExceeded", 503, 1_000_000)
         .await;
     let batch = json!({"Records": [
-        sqs_record("m-throttled", &create("sqs-1", &a, &target, None)),
+        sqs_record("m-throttled", &create("sqs-1", &a, &busy_target, None)),
         sqs_record("m-invalid", &create("sqs-2", "eni-nope", &target, None)),
         sqs_record("m-ok", &create("sqs-3", &b, &target, None)),
         sqs_record("m-garbage", &json!("this is not json")),
     ]});
 
-    // Throttling is outlasted only while the invocation has time left; this
-    // one has none to spare beyond the SDK's own retries.
-    let deadline = Instant::now() + Duration::from_millis(3050);
+    // Throttling is outlasted only while the invocation has time left.
+    let deadline = Instant::now() + Duration::from_secs(6);
     let answer = within(deadline, world.app.invoke(batch.clone()))
         .await
         .expect("an SQS batch always answers");
 
+    assert!(Instant::now() < deadline, "answered before the deadline");
     assert_eq!(failed_ids(&answer), ["m-throttled"], "{answer}");
     let state = world.mirror_state().await;
     assert_eq!(
         (state.sessions.len(), state.targets.len()),
-        (1, 1),
-        "one session; the target made once"
+        (2, 1),
+        "the warm-up's and m-ok's sessions; the one target, made once"
     );
     let failed: Vec<Value> = world
-        .events(4)
+        .events(5)
         .await
         .into_iter()
         .filter(|e| e["detail-type"] == "TrafficMirroringFailed")
@@ -64,13 +70,14 @@ async fn an_sqs_batch_consumes_what_cannot_succeed_and_returns_what_may() {
     );
 
     // SQS delivers the batch again: the record that passed changes nothing, the throttled one now passes.
-    let c_batch = json!({"Records": [sqs_record("m-throttled", &create("sqs-1", &a, &target, None)),
+    world.emulator.clear_faults().await;
+    let c_batch = json!({"Records": [sqs_record("m-throttled", &create("sqs-1", &a, &busy_target, None)),
                                      sqs_record("m-ok", &create("sqs-3", &b, &target, None)),
                                      sqs_record("m-new", &create("sqs-4", &c, &target, None))]});
     let again = world.app.invoke(c_batch).await.expect("answer");
     assert_eq!(failed_ids(&again), Vec::<String>::new(), "{again}");
     let state = world.mirror_state().await;
-    assert_eq!((state.sessions.len(), state.targets.len()), (3, 1));
+    assert_eq!((state.sessions.len(), state.targets.len()), (4, 2));
 }
 
 #[tokio::test]

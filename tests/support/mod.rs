@@ -186,15 +186,8 @@ impl World {
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let events = aws_sdk_eventbridge::Client::new(&sdk);
-        let config = Config {
-            table_name: unique("ledger"),
-            event_bus_name: unique("bus"),
-            event_source: "traffic-mirroring".into(),
-            default_targets: Default::default(),
-            claim_lease_seconds: traffic_mirroring::mirroring::DEFAULT_LEASE_SECONDS,
-            max_concurrent_actions: traffic_mirroring::handler::MAX_CONCURRENT_LANES,
-            mutating_calls_per_second: None,
-        };
+        let mut config = Config::for_table(&unique("ledger"));
+        config.event_bus_name = unique("bus");
         create_ledger_table(&dynamodb, &config.table_name).await;
         let queue_url = route_events_to_queue(&events, &sqs, &config).await;
         let vpc = ec2.create_vpc().cidr_block("10.0.0.0/16").send().await.expect("vpc");
@@ -229,6 +222,110 @@ impl World {
     /// its own SDK clients and no state shared with `self.app` but AWS's.
     pub fn another_app(&self) -> App {
         traffic_mirroring::aws::build_app(&self.sdk, &self.config)
+    }
+
+    /// An instance of the function with its configuration changed by `change`.
+    pub fn app_with(&self, change: impl FnOnce(&mut Config)) -> App {
+        let mut config = self.config.clone();
+        change(&mut config);
+        traffic_mirroring::aws::build_app(&self.sdk, &config)
+    }
+
+    /// A second deployment of the product in the same account and Region:
+    /// its own ledger table (and so its own owner value), the same EC2.
+    pub async fn second_deployment(&self) -> (App, Config) {
+        let mut config = self.config.clone();
+        config.table_name = unique("ledger-b");
+        config.owner = format!("table/{}", config.table_name);
+        create_ledger_table(&self.dynamodb, &config.table_name).await;
+        (traffic_mirroring::aws::build_app(&self.sdk, &config), config)
+    }
+
+    /// Runs an invocation as Lambda would, with a deadline `seconds` away;
+    /// returns its answer and how long it took.
+    pub async fn invoke_within(&self, app: &App, seconds: u64, payload: Value) -> (Value, Duration) {
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(seconds);
+        let answer = traffic_mirroring::deadline::within(deadline, app.invoke(payload)).await;
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(err) => json!({"invokeError": err.to_string()}),
+        };
+        (answer, started.elapsed())
+    }
+
+    /// Sets a tag on EC2 resources (mirroring ones included), as a person or
+    /// an earlier version of the product would have.
+    pub async fn tag(&self, ids: &[&str], key: &str, value: &str) {
+        let mut call = self
+            .ec2
+            .create_tags()
+            .tags(aws_sdk_ec2::types::Tag::builder().key(key).value(value).build());
+        for id in ids {
+            call = call.resources(*id);
+        }
+        call.send().await.expect("tagged");
+    }
+
+    /// The value of one tag on a mirroring session, filter or target.
+    pub async fn tag_of(&self, id: &str, key: &str) -> Option<String> {
+        let tags: Vec<aws_sdk_ec2::types::Tag> = if id.starts_with("tms-") {
+            let found = self
+                .ec2
+                .describe_traffic_mirror_sessions()
+                .traffic_mirror_session_ids(id)
+                .send()
+                .await
+                .expect("describe");
+            found
+                .traffic_mirror_sessions()
+                .iter()
+                .flat_map(|s| s.tags().to_vec())
+                .collect()
+        } else if id.starts_with("tmf-") {
+            let found = self
+                .ec2
+                .describe_traffic_mirror_filters()
+                .traffic_mirror_filter_ids(id)
+                .send()
+                .await
+                .expect("describe");
+            found
+                .traffic_mirror_filters()
+                .iter()
+                .flat_map(|f| f.tags().to_vec())
+                .collect()
+        } else {
+            let found = self
+                .ec2
+                .describe_traffic_mirror_targets()
+                .traffic_mirror_target_ids(id)
+                .send()
+                .await
+                .expect("describe");
+            found
+                .traffic_mirror_targets()
+                .iter()
+                .flat_map(|t| t.tags().to_vec())
+                .collect()
+        };
+        tags.iter()
+            .find(|t| t.key() == Some(key))
+            .and_then(|t| t.value().map(str::to_owned))
+    }
+
+    /// Deletes every item of the ledger table, as a lost table would.
+    pub async fn empty_ledger(&self) {
+        for item in self.ledger().await {
+            let pk = item["pk"].as_str().expect("pk").to_owned();
+            self.dynamodb
+                .delete_item()
+                .table_name(&self.config.table_name)
+                .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk))
+                .send()
+                .await
+                .expect("deleted");
+        }
     }
 
     /// An instance of the function whose claims expire after `seconds`.
@@ -367,8 +464,13 @@ impl World {
 
     /// Reads completion events until `expected` arrived or 10 s passed.
     pub async fn events(&self, expected: usize) -> Vec<Value> {
+        self.events_within(expected, Duration::from_secs(10)).await
+    }
+
+    /// Reads completion events until `expected` arrived or `wait` passed.
+    pub async fn events_within(&self, expected: usize, wait: Duration) -> Vec<Value> {
         let mut events = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + wait;
         while events.len() < expected && Instant::now() < deadline {
             let received = self
                 .sqs
@@ -509,7 +611,7 @@ impl World {
     pub async fn our_resources(&self) -> MirrorState {
         let ours = aws_sdk_ec2::types::Filter::builder()
             .name("tag:traffic-mirroring:managed-by")
-            .values("traffic-mirroring")
+            .values(&self.config.owner)
             .build();
         self.resources_where(Some(ours)).await
     }
