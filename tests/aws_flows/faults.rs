@@ -293,7 +293,10 @@ async fn dynamodb_throttling_is_retried_by_the_sdk_with_backoff() {
         .emulator
         .fail_next("UpdateItem", "ProvisionedThroughputExceededException", 400, 1)
         .await;
-    world.emulator.fail_next("PutItem", "ThrottlingException", 400, 2).await;
+    // Four throttles: the SDK's full-jitter pauses (up to 0.1, 0.2, 0.4, 0.8 s)
+    // then add up to more than 50 ms but for a chance of about 1 in 25,000
+    // (with two, it was 1 in 16).
+    world.emulator.fail_next("PutItem", "ThrottlingException", 400, 4).await;
     world.emulator.clear_calls().await;
 
     let response = world.invoke(&seed_create("ddb-throttled", &source, &target)).await;
@@ -301,9 +304,9 @@ async fn dynamodb_throttling_is_retried_by_the_sdk_with_backoff() {
     assert_eq!(first_result(&response)["success"], true, "{response}");
     let calls = world.emulator.calls().await;
     let puts: Vec<&serde_json::Value> = calls.iter().filter(|c| c["action"] == "PutItem").collect();
-    assert_eq!(puts.len(), 3, "two throttled writes, then the one that passed");
+    assert_eq!(puts.len(), 5, "four throttled writes, then the one that passed");
     // Backoff: the retries wait, they do not hammer.
-    let gap = puts[2]["start"].as_f64().unwrap_or_default() - puts[0]["end"].as_f64().unwrap_or_default();
+    let gap = puts[4]["start"].as_f64().unwrap_or_default() - puts[0]["end"].as_f64().unwrap_or_default();
     assert!(gap > 0.05, "retries back off ({gap:.3} s)");
     assert_eq!(world.disagreements().await, Vec::<String>::new());
 }
