@@ -27,7 +27,12 @@ impl Announcer {
     }
 
     /// Sends the event; a failure is logged and counted, never returned.
+    /// A delivery that found its action in progress says nothing: the
+    /// delivery carrying it out announces the one outcome.
     pub async fn announce(&self, result: &ActionResult) {
+        if result.error_code.as_deref() == Some(crate::mirroring::IN_PROGRESS) {
+            return;
+        }
         if let Err(err) = self.publisher.publish(result).await {
             let failed = self.unpublished.fetch_add(1, Ordering::Relaxed) + 1;
             warn!(action_id = %result.action_id, error = %err, unpublished_events = failed, "completion event not sent");

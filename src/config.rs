@@ -86,9 +86,8 @@ impl Config {
 
     /// The configuration of a deployment with only its table named: what
     /// tests and tools start from.
-    pub fn for_table(table_name: &str) -> Self {
+    pub fn for_table(table_name: &str) -> Result<Self, ConfigError> {
         Self::from_lookup(|name| (name == TABLE_NAME).then(|| table_name.to_owned()))
-            .unwrap_or_else(|_| unreachable_defaults(table_name))
     }
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
@@ -173,25 +172,6 @@ impl Config {
             event_bus_name: value(EVENT_BUS_NAME).unwrap_or_else(|| DEFAULT_EVENT_BUS.to_owned()),
             event_source: value(EVENT_SOURCE).unwrap_or_else(|| DEFAULT_EVENT_SOURCE.to_owned()),
         })
-    }
-}
-
-/// `for_table` cannot fail (only the table is set and it is not empty); an
-/// empty name still gets a configuration rather than a panic.
-fn unreachable_defaults(table_name: &str) -> Config {
-    Config {
-        table_name: table_name.to_owned(),
-        event_bus_name: DEFAULT_EVENT_BUS.to_owned(),
-        event_source: DEFAULT_EVENT_SOURCE.to_owned(),
-        default_targets: BTreeMap::new(),
-        claim_lease_seconds: DEFAULT_LEASE_SECONDS,
-        max_concurrent_actions: DEFAULT_MAX_CONCURRENT_ACTIONS,
-        mutating_calls_per_second: None,
-        owner: format!("table/{table_name}"),
-        allowed_targets: None,
-        allowed_sources: None,
-        finished_record_days: DEFAULT_FINISHED_RECORD_DAYS,
-        sweep_max_deletions: DEFAULT_SWEEP_MAX_DELETIONS,
     }
 }
 
@@ -284,7 +264,7 @@ mod tests {
         assert_eq!(config.owner, "table/ledger");
         assert_eq!((config.allowed_targets, config.allowed_sources), (None, None));
         assert_eq!((config.finished_record_days, config.sweep_max_deletions), (30, 5));
-        assert_eq!(Config::for_table("ledger").owner, "table/ledger");
+        assert_eq!(Config::for_table("ledger").map(|c| c.owner), Ok("table/ledger".into()));
     }
 
     #[test]

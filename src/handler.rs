@@ -166,11 +166,7 @@ impl App {
             MirrorRequest::Create(create) => self.mirroring.create(create).await,
             MirrorRequest::Remove(remove) => {
                 let result = self.mirroring.remove(remove).await;
-                // One final event per outcome: a duplicate delivery of an
-                // action in progress says nothing; the one carrying it out will.
-                if result.error_code.as_deref() != Some(crate::mirroring::IN_PROGRESS) {
-                    crate::deadline::winding_down(self.publish(&result)).await;
-                }
+                crate::deadline::winding_down(self.publish(&result)).await;
                 result
             }
         };

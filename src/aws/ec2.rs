@@ -122,6 +122,15 @@ fn deleted<T>(outcome: Result<T, AwsError>) -> AwsResult<Deleted> {
     }
 }
 
+/// Lookups treat "not found" as an answer: there is no such thing.
+fn found<T>(outcome: AwsResult<T>) -> AwsResult<Option<T>> {
+    match outcome {
+        Ok(output) => Ok(Some(output)),
+        Err(err) if err.is_not_found() => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
 #[async_trait]
 impl MirrorApi for Ec2Mirroring {
     async fn targets_of(&self, destination: &TargetSpec) -> AwsResult<Vec<MirrorTarget>> {
@@ -253,17 +262,15 @@ impl MirrorApi for Ec2Mirroring {
     }
 
     async fn instance(&self, id: &str) -> AwsResult<Option<InstanceInfo>> {
-        let output = match self
+        let described = self
             .client
             .describe_instances()
             .instance_ids(id)
             .send()
             .within_budget()
-            .await
-        {
-            Ok(output) => output,
-            Err(err) if err.is_not_found() => return Ok(None),
-            Err(err) => return Err(err),
+            .await;
+        let Some(output) = found(described)? else {
+            return Ok(None);
         };
         let Some(instance) = output.reservations().iter().flat_map(|r| r.instances()).next() else {
             return Ok(None);
@@ -349,17 +356,15 @@ impl MirrorApi for Ec2Mirroring {
     }
 
     async fn interface(&self, eni: &str) -> AwsResult<Option<InterfaceInfo>> {
-        let output = match self
+        let described = self
             .client
             .describe_network_interfaces()
             .network_interface_ids(eni)
             .send()
             .within_budget()
-            .await
-        {
-            Ok(output) => output,
-            Err(err) if err.is_not_found() => return Ok(None),
-            Err(err) => return Err(err),
+            .await;
+        let Some(output) = found(described)? else {
+            return Ok(None);
         };
         Ok(output.network_interfaces().first().map(|interface| InterfaceInfo {
             vpc_id: interface.vpc_id().map(str::to_owned),

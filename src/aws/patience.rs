@@ -42,6 +42,8 @@ const BACKOFF: Backoff = Backoff {
     longest: Duration::from_secs(8),
 };
 
+/// The code of a call our own pacer refused, its turn being past the budget.
+const PACED_PAST_DEADLINE: &str = "PacedPastDeadline";
 const THROTTLING: &[&str] = &["RequestLimitExceeded", "Throttling", "ThrottlingException"];
 /// Tries of a call that fails with a 5xx or a dropped connection, as many
 /// as the SDK's own retry policy makes of other calls; throttling is tried
@@ -57,7 +59,7 @@ fn worth_retrying(err: &AwsError, tries: u32) -> bool {
     }
     err.kind == ErrorKind::Transient
         && err.code != deadline::OUT_OF_TIME
-        && err.code != "PacedPastDeadline"
+        && err.code != PACED_PAST_DEADLINE
         && tries < TRIES_OF_OTHER_FAILURES
 }
 
@@ -97,7 +99,7 @@ impl<A> Patient<A> {
         pace.wait(deadline::budget()).await.map_err(|wait| {
             AwsError::new(
                 ErrorKind::Transient,
-                "PacedPastDeadline",
+                PACED_PAST_DEADLINE,
                 format!(
                     "this process's share of EC2's write rate comes round again in {:.1} s, after the \
                      invocation's deadline; the action is left to a retry",

@@ -162,11 +162,7 @@ impl Mirroring {
                         self.undo_join(key, action_id, &refused, slot).await;
                     }
                 }
-                // A delivery that finds its action in progress says nothing
-                // on the bus: the delivery carrying it out will announce the
-                // one outcome.
-                let in_progress = matches!(refused, Refused::InProgress(_));
-                return (refused.answer(), in_progress);
+                return (refused.answer(), false);
             }
         }
         let joined = |slot: &Option<Result<Slot, LedgerError>>| matches!(slot, Some(Ok(Slot::Joined(_) | Slot::Make)));

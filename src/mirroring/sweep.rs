@@ -150,12 +150,17 @@ impl Repair {
             Repair::OrphanFilter(_, action, _) => action.clone(),
             _ => None,
         });
+        let outcome = match self {
+            // Nothing is ever done about it, dry run or not.
+            Repair::UnknownLegacy(_) => "reported: made by an earlier version, unknown to this ledger; left alone",
+            _ => "planned",
+        };
         Finding {
             kind,
             resource,
             action_id,
             rule: self.rule(),
-            outcome: "planned".into(),
+            outcome: outcome.into(),
         }
     }
 
@@ -295,10 +300,11 @@ impl Mirroring {
         let mut deletions_deferred = 0;
         for repair in repairs {
             let mut finding = repair.finding();
-            if let Repair::UnknownLegacy(_) = repair {
-                finding.outcome = "reported: made by an earlier version, unknown to this ledger; left alone".into();
-            } else if dry_run {
-            } else if crate::deadline::budget().is_some_and(|left| left < REPAIR_TIME) {
+            if dry_run || matches!(repair, Repair::UnknownLegacy(_)) {
+                report.findings.push(finding);
+                continue;
+            }
+            if crate::deadline::budget().is_some_and(|left| left < REPAIR_TIME) {
                 finding.outcome = "deferred: the invocation's deadline is near; the next sweep resumes here".into();
                 report.deferred += 1;
                 report.complete = false;

@@ -190,13 +190,7 @@ async fn a_terminated_instance_leaves_no_filter_or_target_of_ours() {
         .await
         .expect("mirrored");
     assert_eq!(world.mirror_state().await.filters.len(), 1);
-    world
-        .ec2
-        .terminate_instances()
-        .instance_ids(&instance)
-        .send()
-        .await
-        .expect("terminate");
+    world.terminate(&instance).await;
 
     let answer = world
         .app

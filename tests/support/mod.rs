@@ -186,7 +186,7 @@ impl World {
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let events = aws_sdk_eventbridge::Client::new(&sdk);
-        let mut config = Config::for_table(&unique("ledger"));
+        let mut config = Config::for_table(&unique("ledger")).expect("a table name is all it needs");
         config.event_bus_name = unique("bus");
         create_ledger_table(&dynamodb, &config.table_name).await;
         let queue_url = route_events_to_queue(&events, &sqs, &config).await;
@@ -411,6 +411,16 @@ impl World {
             .send()
             .await
             .expect("attach");
+    }
+
+    /// Terminates an instance in EC2 (the emulator drops its ENIs' sessions, as AWS does).
+    pub async fn terminate(&self, instance_id: &str) {
+        self.ec2
+            .terminate_instances()
+            .instance_ids(instance_id)
+            .send()
+            .await
+            .expect("terminated");
     }
 
     /// The primary ENI of a new instance of `instance_type`.
