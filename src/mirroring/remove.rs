@@ -187,16 +187,23 @@ impl Mirroring {
             .into_iter()
             .filter(|s| !found.records.contains_key(&s.id))
             .collect();
+        // Only ours (and an earlier version's) can have a record in this ledger.
         let lookups = unseen.iter().map(|session| async move {
+            let ownership = self.ownership(&session.tags);
             match session.tag(TAG_ACTION_ID) {
-                Some(action) => self.ledger.get(action).await,
-                None => Ok(None),
+                Some(action) if matches!(ownership, Ownership::Ours | Ownership::Legacy) => {
+                    self.ledger.get(action).await
+                }
+                _ => Ok(None),
             }
         });
         let records = join_all(lookups).await;
         for (session, record) in unseen.into_iter().zip(records) {
-            let record =
-                record?.filter(|r| r.kind == Some(ActionKind::Create) && r.session_id.as_ref() == Some(&session.id));
+            // A create still pending has not recorded its session yet.
+            let record = record?.filter(|r| {
+                r.kind == Some(ActionKind::Create)
+                    && (r.session_id.as_ref() == Some(&session.id) || r.status == Some(RecordStatus::Pending))
+            });
             match (self.ownership(&session.tags), record) {
                 (Ownership::Ours | Ownership::Legacy, Some(record)) if record.status == Some(RecordStatus::Pending) => {
                     found.in_progress.push(session.id);

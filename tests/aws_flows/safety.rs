@@ -233,13 +233,7 @@ async fn a_remove_right_after_a_create_takes_everything_while_the_index_lags() {
             }
             _ => {
                 let instance = instance.clone().expect("an instance");
-                world
-                    .ec2
-                    .terminate_instances()
-                    .instance_ids(&instance)
-                    .send()
-                    .await
-                    .expect("terminated");
+                world.terminate(&instance).await;
                 let answer = world
                     .app
                     .invoke(state_change(&instance, "terminated"))
@@ -571,4 +565,35 @@ async fn a_sweep_short_of_time_defers_its_repairs_to_the_next_run() {
     let full = world.sweep(false).await;
     assert_eq!(full["sweep"]["sweep"]["repaired"], json!(2), "{full}");
     assert_eq!(world.mirror_state().await, MirrorState::default());
+}
+
+/// A remove that finds in EC2 the session of a create still being carried
+/// out leaves it (the create is about to record it) and asks to be retried.
+#[tokio::test]
+async fn a_remove_during_a_create_leaves_its_session_and_asks_for_a_retry() {
+    let world = World::start().await;
+    // The create's final write (a PutItem) comes 2 s after its session.
+    world.emulator.configure(json!({"latency_ms": {"PutItem": 2000}})).await;
+    let (source, target) = (world.eni().await, world.eni().await);
+    let early_remove = async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        world.invoke(&remove("rm-early", "", &target)).await
+    };
+
+    let create = seed_create("slow", &source, &target);
+    let (created, removed) = tokio::join!(world.invoke(&create), early_remove);
+
+    let (session, _, _) = made(&created);
+    let result = first_result(&removed);
+    assert_eq!(
+        (result["errorCode"].clone(), result["retryable"].clone()),
+        (json!("SessionBeingCreated"), json!(true)),
+        "{removed}"
+    );
+    assert!(
+        world.mirror_state().await.sessions.contains(&session),
+        "the session stays"
+    );
+    assert_eq!(world.ledger_item("slow").await.expect("record")["status"], "active");
+    assert_eq!(world.disagreements().await, Vec::<String>::new());
 }
