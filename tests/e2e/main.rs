@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{World, MANIFEST_DIR};
+use support::{manifest_dir, World};
 
 const TARGET: &str = "eni-05fc8d0b34b762305";
 const INSTANCE: &str = "i-0f1e2d3c4b5a69788";
@@ -60,10 +60,10 @@ impl LambdaServer {
         // cargo-lambda builds with flags of its own; sharing the tests' output
         // directory made each build overwrite the other's artifacts, so every
         // run rebuilt the AWS SDK twice. Its own directory keeps both cached.
-        let target_dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| format!("{MANIFEST_DIR}/target"));
+        let target_dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| format!("{}/target", manifest_dir()));
         let mut command = Command::new("cargo");
         command
-            .current_dir(MANIFEST_DIR)
+            .current_dir(manifest_dir())
             .args(["lambda", "watch", "--ignore-changes", "--invoke-address", "127.0.0.1"])
             .args(["--invoke-port", &port.to_string()])
             .env("CARGO_TARGET_DIR", format!("{target_dir}/cargo-lambda"))
@@ -131,7 +131,7 @@ async fn cast(world: &World) {
 }
 
 fn sample(name: &str) -> String {
-    std::fs::read_to_string(format!("{MANIFEST_DIR}/events/{name}")).expect("sample file")
+    std::fs::read_to_string(format!("{}/events/{name}", manifest_dir())).expect("sample file")
 }
 
 fn results(answer: &Value) -> Vec<Value> {
@@ -143,7 +143,7 @@ fn results(answer: &Value) -> Vec<Value> {
 
 #[tokio::test]
 async fn every_sample_event_through_the_real_binary() {
-    let mut files: Vec<String> = std::fs::read_dir(format!("{MANIFEST_DIR}/events"))
+    let mut files: Vec<String> = std::fs::read_dir(format!("{}/events", manifest_dir()))
         .expect("events/")
         .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
         .filter(|name| name.ends_with(".json"))

@@ -23,7 +23,13 @@ use traffic_mirroring::config::Config;
 use traffic_mirroring::handler::App;
 
 pub const REGION: &str = "us-east-1";
-pub const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
+/// The checkout the tests run in. Read when the test runs (cargo sets it for
+/// every test process), not baked in at compile time: one target dir serves
+/// several clones, and a test binary built in another clone that cargo finds
+/// fresh would otherwise read that clone's emulator and samples.
+pub fn manifest_dir() -> String {
+    std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned())
+}
 
 /// A running emulator process. Dropping it stops the process; the emulator
 /// also exits by itself when this test process dies.
@@ -38,7 +44,7 @@ impl Emulator {
     /// so whole-state snapshots, faults and settings never leak between tests.
     pub fn start() -> Emulator {
         let python = std::env::var("EMULATOR_PYTHON").unwrap_or_else(|_| "python3".to_owned());
-        let script = format!("{MANIFEST_DIR}/tests/emulator/emulator.py");
+        let script = format!("{}/tests/emulator/emulator.py", manifest_dir());
         let mut child = Command::new(&python)
             .args([script.as_str(), "--port", "0"])
             .stdout(Stdio::piped())
@@ -709,7 +715,7 @@ fn item_json(item: &HashMap<String, aws_sdk_dynamodb::types::AttributeValue>) ->
 
 /// Creates the ledger table from its one definition, `infra/template.yaml`.
 pub async fn create_ledger_table(dynamodb: &aws_sdk_dynamodb::Client, name: &str) {
-    let template = std::fs::read_to_string(format!("{MANIFEST_DIR}/infra/template.yaml")).expect("template");
+    let template = std::fs::read_to_string(format!("{}/infra/template.yaml", manifest_dir())).expect("template");
     let template: serde_yaml::Value = serde_yaml::from_str(&template).expect("template is YAML");
     let table = &template["Resources"]["LedgerTable"]["Properties"];
     let key_schema = |schema: &serde_yaml::Value| -> Vec<KeySchemaElement> {
