@@ -14,6 +14,32 @@ pub const REMOVE: &str = "RemoveTrafficMirroring";
 /// The action type of a reconcile sweep's result and completion event.
 pub const SWEEP: &str = "Sweep";
 
+// --- events ------------------------------------------------------------------
+// The EventBridge side of the contract: the detail-types we publish (one
+// completion event per action) and those we accept.
+
+pub const DETAIL_CREATED: &str = "TrafficMirroringCreated";
+pub const DETAIL_REMOVED: &str = "TrafficMirroringRemoved";
+pub const DETAIL_FAILED: &str = "TrafficMirroringFailed";
+pub const DETAIL_SWEPT: &str = "TrafficMirroringSweepCompleted";
+
+/// The completion event's detail-type for this result.
+pub fn detail_type(result: &ActionResult) -> &'static str {
+    match (result.success, result.action_type.as_str()) {
+        (_, SWEEP) => DETAIL_SWEPT,
+        (true, CREATE) => DETAIL_CREATED,
+        (true, _) => DETAIL_REMOVED,
+        (false, _) => DETAIL_FAILED,
+    }
+}
+
+/// Detail-types of EventBridge events that carry a `driverRequest`.
+pub const REQUEST_DETAIL_TYPES: [&str; 3] = [CREATE, REMOVE, "TrafficMirroringRequest"];
+/// EC2's instance state-change events (source `aws.ec2`).
+pub const EC2_STATE_CHANGE: &str = "EC2 Instance State-change Notification";
+/// EventBridge Scheduler and schedule rules (source `aws.events`): a sweep.
+pub const SCHEDULED_EVENT: &str = "Scheduled Event";
+
 /// One action of a `driverRequest`, split off but not yet validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawAction {

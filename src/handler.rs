@@ -1,60 +1,42 @@
-//! One `driverRequest` in, one `driverResponse` out: split, validate, run the
-//! actions (independent ones concurrently), publish a completion event per
-//! action, and answer in request order.
+//! The `App`: one invocation of any source in, its answer out. It recognises
+//! the source (`sources`), turns each payload into actions (split, validate,
+//! or plan an instance's launch), runs them in lanes (`lanes`: independent
+//! ones concurrently), has a completion event published per action, and
+//! answers in request order, in the shape the source expects.
 
 use std::sync::Arc;
 
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use futures::future::join_all;
 use futures::stream::{self, StreamExt};
-use serde_json::Value;
+use serde_json::{json, Value};
 use tracing::{info, warn};
 
 use crate::announce::Announcer;
-use crate::contract::{ActionResult, DriverResponse, MalformedRequest, RawAction};
-use crate::ingress::Work;
-use crate::mirroring::launch::LaunchPolicy;
-use crate::mirroring::model::MirrorRequest;
+use crate::config::DEFAULT_MAX_CONCURRENT_ACTIONS;
+use crate::contract::{split_request, ActionResult, DriverResponse, MalformedRequest, RawAction};
+use crate::lanes::lanes;
+use crate::mirroring::launch::{LaunchPlan, LaunchPolicy, Unconfirmed};
+use crate::mirroring::model::{MirrorRequest, RemoveRequest};
 use crate::mirroring::validate::validate;
 use crate::mirroring::Mirroring;
-use crate::ports::Publisher;
-
-/// Lanes of one invocation running at once, unless configured otherwise
-/// (`MAX_CONCURRENT_ACTIONS`): a whole SQS batch (at most 10 records)
-/// overlaps its AWS latency, and one big request still cannot burst through
-/// EC2's rate limits.
-pub const MAX_CONCURRENT_LANES: usize = 10;
-
-pub const DETAIL_CREATED: &str = "TrafficMirroringCreated";
-pub const DETAIL_REMOVED: &str = "TrafficMirroringRemoved";
-pub const DETAIL_FAILED: &str = "TrafficMirroringFailed";
-pub const DETAIL_SWEPT: &str = "TrafficMirroringSweepCompleted";
-
-/// The event detail-type that reports this result.
-pub fn detail_type(result: &ActionResult) -> &'static str {
-    match (result.success, result.action_type.as_str()) {
-        (_, crate::contract::SWEEP) => DETAIL_SWEPT,
-        (true, crate::contract::CREATE) => DETAIL_CREATED,
-        (true, _) => DETAIL_REMOVED,
-        (false, _) => DETAIL_FAILED,
-    }
-}
+use crate::sources::{self, recognise, retry_if_needed, to_json, Invocation, InvokeError};
 
 pub struct App {
-    pub(crate) mirroring: Mirroring,
-    pub(crate) launch_policy: LaunchPolicy,
+    mirroring: Mirroring,
+    launch_policy: LaunchPolicy,
+    /// The mirroring's own: creates announce themselves, the `App` the rest.
     announcer: Arc<Announcer>,
     max_lanes: usize,
 }
 
 impl App {
-    pub fn new(mut mirroring: Mirroring, publisher: Arc<dyn Publisher>) -> Self {
-        let announcer = Arc::new(Announcer::new(publisher));
-        mirroring.announcer = Some(Arc::clone(&announcer));
+    pub fn new(mirroring: Mirroring) -> Self {
         Self {
+            announcer: mirroring.announcer(),
             mirroring,
             launch_policy: LaunchPolicy::default(),
-            announcer,
-            max_lanes: MAX_CONCURRENT_LANES,
+            max_lanes: DEFAULT_MAX_CONCURRENT_ACTIONS,
         }
     }
 
@@ -71,6 +53,58 @@ impl App {
 
     pub fn unpublished_events(&self) -> u64 {
         self.announcer.unpublished()
+    }
+
+    /// Serves one invocation of any source.
+    pub async fn invoke(&self, payload: Value) -> Result<Value, InvokeError> {
+        let invocation = recognise(payload);
+        info!(source = invocation.source_name(), "invoked");
+        match invocation {
+            Invocation::Direct(payload) => Ok(to_json(&self.handle(&payload).await)),
+            Invocation::Sqs(event) => Ok(to_json(&self.handle_sqs(&event).await)),
+            Invocation::Request(request) => {
+                let response = self.handle(&request).await;
+                retry_if_needed(&response)?;
+                Ok(to_json(&response))
+            }
+            Invocation::InstanceState { instance_id, state } => self.handle_instance_state(&instance_id, &state).await,
+            Invocation::Sweep { dry_run } => {
+                let result = self.mirroring.sweep(dry_run).await;
+                // A dry run changes nothing and so announces nothing.
+                if !dry_run {
+                    self.publish(&result).await;
+                }
+                let retry = !result.success && result.retryable;
+                let answer = json!({ "sweep": result });
+                if retry {
+                    // A scheduled sweep is retried by EventBridge; the report is logged.
+                    warn!(report = %answer, "sweep incomplete");
+                }
+                Ok(answer)
+            }
+            Invocation::Unhandled(what) => {
+                warn!(received = %what, "unhandled event");
+                let message = format!("traffic-mirroring does not handle {what}");
+                Ok(json!({"driverResponse": {"actionResults": [], "errorMessage": message}}))
+            }
+        }
+    }
+
+    /// Each record's body is a `driverRequest` or an EventBridge event (see
+    /// `handle_batch`); the answer names the records worth delivering again
+    /// (`sources::batch_failures`).
+    pub async fn handle_sqs(&self, event: &SqsEvent) -> SqsBatchResponse {
+        let bodies: Vec<Value> = event
+            .records
+            .iter()
+            .map(|record| sources::record_body(record.body.as_deref()))
+            .collect();
+        let responses = self.handle_batch(&bodies).await;
+        let answer = sources::batch_failures(event, &responses);
+        for failure in &answer.batch_item_failures {
+            info!(message_id = %failure.item_identifier, "record handed back to SQS for a retry");
+        }
+        answer
     }
 
     /// Answers a direct invoke. Never fails: every problem is in the response.
@@ -114,6 +148,85 @@ impl App {
             .collect()
     }
 
+    /// Turns one payload (a `driverRequest`, or an EventBridge event as the
+    /// body of an SQS record) into its actions. An instance launch is planned
+    /// here, which asks EC2 about the instance.
+    async fn work_of(&self, payload: &Value) -> Work {
+        match recognise(sources::unwrapped(payload)) {
+            Invocation::Request(request) => self.split(&request),
+            Invocation::InstanceState { instance_id, state } => match self.instance_actions(&instance_id, &state).await
+            {
+                Ok(actions) => Work::Actions(actions),
+                Err(skipped) => {
+                    info!(instance_id, skipped = %skipped, "instance event needs no action");
+                    Work::Actions(Vec::new())
+                }
+            },
+            Invocation::Direct(request) => self.split(&request),
+            Invocation::Sqs(_) | Invocation::Sweep { .. } | Invocation::Unhandled(_) => {
+                Work::Malformed(MalformedRequest(
+                    "a queued message must be a driverRequest or an EC2 instance state-change or request event".into(),
+                ))
+            }
+        }
+    }
+
+    fn split(&self, request: &Value) -> Work {
+        match split_request(request) {
+            Ok(actions) => Work::Actions(actions.iter().map(validated).collect()),
+            Err(err) => Work::Malformed(err),
+        }
+    }
+
+    /// `running`: mirror every ENI the launch policy asks for. `shutting-down`
+    /// and `terminated`: AWS deletes the ENIs' sessions but not their filters
+    /// and targets, so remove what the ledger holds for the instance. `Err`
+    /// says why nothing is to be done.
+    async fn instance_actions(
+        &self,
+        instance_id: &str,
+        state: &str,
+    ) -> Result<Vec<Result<MirrorRequest, ActionResult>>, String> {
+        match state {
+            "running" => match self.mirroring.plan_launch(instance_id, &self.launch_policy).await {
+                Ok(LaunchPlan::Actions(actions)) => Ok(actions),
+                Ok(LaunchPlan::NotRequested(reason)) => Err(reason),
+                Err(failure) => Ok(vec![Err(failure)]),
+            },
+            // Anyone allowed to put an event on the bus or a message on the
+            // queue could forge this one, so EC2 is asked first.
+            "shutting-down" | "terminated" => match self.mirroring.confirm_ended(instance_id).await {
+                Ok(()) => Ok(vec![Ok(MirrorRequest::Remove(RemoveRequest {
+                    action_id: format!("{state}-{instance_id}"),
+                    session_id: None,
+                    target_eni: None,
+                    reservation_id: None,
+                    instance_id: Some(instance_id.to_owned()),
+                }))]),
+                Err(Unconfirmed::Ignored(reason)) => {
+                    warn!(instance_id, state, reason = %reason, "instance event ignored");
+                    Err(reason)
+                }
+                Err(Unconfirmed::Unknown(failure)) => Ok(vec![Err(*failure)]),
+            },
+            _ => Err("state not handled".into()),
+        }
+    }
+
+    /// An EC2 instance state-change event delivered directly.
+    pub async fn handle_instance_state(&self, instance_id: &str, state: &str) -> Result<Value, InvokeError> {
+        let actions = match self.instance_actions(instance_id, state).await {
+            Ok(actions) => actions,
+            Err(reason) => {
+                info!(instance_id, reason = %reason, "instance not mirrored");
+                return Ok(json!({"instanceId": instance_id, "state": state, "skipped": reason}));
+            }
+        };
+        let response = DriverResponse::new(self.run_all(actions).await);
+        retry_if_needed(&response)?;
+        Ok(json!({"instanceId": instance_id, "state": state, "actionResults": response.driver_response.action_results}))
+    }
+
     async fn malformed(&self, err: &MalformedRequest) -> DriverResponse {
         warn!(error = %err, "request is not a driverRequest");
         let result = ActionResult::failure(
@@ -127,7 +240,7 @@ impl App {
         DriverResponse::malformed(err)
     }
 
-    pub(crate) async fn run_all(&self, actions: Vec<Result<MirrorRequest, ActionResult>>) -> Vec<ActionResult> {
+    async fn run_all(&self, actions: Vec<Result<MirrorRequest, ActionResult>>) -> Vec<ActionResult> {
         let mut results: Vec<Option<ActionResult>> = vec![None; actions.len()];
         let mut valid = Vec::new();
         for (index, action) in actions.into_iter().enumerate() {
@@ -174,12 +287,12 @@ impl App {
         result
     }
 
-    pub(crate) async fn publish(&self, result: &ActionResult) {
+    async fn publish(&self, result: &ActionResult) {
         self.announcer.announce(result).await;
     }
 }
 
-pub(crate) fn validated(action: &RawAction) -> Result<MirrorRequest, ActionResult> {
+fn validated(action: &RawAction) -> Result<MirrorRequest, ActionResult> {
     validate(action).map_err(|err| {
         ActionResult::failure(
             &action.action_id,
@@ -203,132 +316,10 @@ fn type_name(action_type: &str) -> &str {
     }
 }
 
-/// Groups actions that touch the same ENIs into lanes, each run in request
-/// order, so that a create and a remove of one ENI in one request happen in
-/// the order asked; different lanes run concurrently. (The ledger's claims
-/// keep concurrent actions from colliding either way; creates sharing a load
-/// balancer target or a filter run side by side.) A remove by session id or
-/// reservation can reach any ENI, so it joins every lane.
-fn lanes(actions: &[(usize, MirrorRequest)]) -> Vec<Vec<usize>> {
-    let mut lane_of: Vec<usize> = (0..actions.len()).collect();
-    fn root(lane_of: &mut [usize], mut i: usize) -> usize {
-        while lane_of[i] != i {
-            lane_of[i] = lane_of[lane_of[i]];
-            i = lane_of[i];
-        }
-        i
-    }
-    for a in 0..actions.len() {
-        for b in (a + 1)..actions.len() {
-            if conflict(&actions[a].1, &actions[b].1) {
-                let (ra, rb) = (root(&mut lane_of, a), root(&mut lane_of, b));
-                lane_of[rb.max(ra)] = rb.min(ra);
-            }
-        }
-    }
-    let mut lanes: Vec<Vec<usize>> = Vec::new();
-    let mut lane_index = std::collections::HashMap::new();
-    for position in 0..actions.len() {
-        let lane = root(&mut lane_of, position);
-        let slot = *lane_index.entry(lane).or_insert_with(|| {
-            lanes.push(Vec::new());
-            lanes.len() - 1
-        });
-        lanes[slot].push(position);
-    }
-    lanes
-}
-
-fn conflict(a: &MirrorRequest, b: &MirrorRequest) -> bool {
-    let enis = |r: &MirrorRequest| match r {
-        MirrorRequest::Create(c) => std::iter::once(c.source_eni.clone())
-            .chain(c.target.eni().cloned())
-            .collect::<Vec<_>>(),
-        MirrorRequest::Remove(r) => r.target_eni.iter().cloned().collect(),
-    };
-    let reaches_anything = |r: &MirrorRequest| matches!(r, MirrorRequest::Remove(r) if r.session_id.is_some() || r.reservation_id.is_some());
-    a.action_id() == b.action_id()
-        || reaches_anything(a)
-        || reaches_anything(b)
-        || enis(a).iter().any(|eni| enis(b).contains(eni))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::mirroring::model::{CreateRequest, EniId, FilterSpec, RemoveRequest, TargetSpec};
-
-    fn eni(n: u32) -> EniId {
-        EniId::parse(&format!("eni-{n:08x}")).expect("valid")
-    }
-
-    fn create(id: &str, source: u32, target: u32) -> MirrorRequest {
-        MirrorRequest::Create(CreateRequest {
-            action_id: id.into(),
-            source_eni: eni(source),
-            target: TargetSpec::Eni(eni(target)),
-            filter: FilterSpec::from_rules(Vec::new()),
-            session_number: None,
-            packet_length: None,
-            virtual_network_id: None,
-            description: None,
-            reservation_id: None,
-            instance_id: None,
-            dry_run: false,
-        })
-    }
-
-    fn remove_target(id: &str, target: u32) -> MirrorRequest {
-        MirrorRequest::Remove(RemoveRequest {
-            action_id: id.into(),
-            session_id: None,
-            target_eni: Some(eni(target)),
-            reservation_id: None,
-            instance_id: None,
-        })
-    }
-
-    fn lanes_of(requests: Vec<MirrorRequest>) -> Vec<Vec<usize>> {
-        let indexed: Vec<_> = requests.into_iter().enumerate().collect();
-        lanes(&indexed)
-    }
-
-    #[test]
-    fn independent_actions_get_their_own_lanes() {
-        assert_eq!(
-            lanes_of(vec![create("a", 1, 2), create("b", 3, 4)]),
-            vec![vec![0], vec![1]]
-        );
-    }
-
-    #[test]
-    fn actions_sharing_an_eni_share_a_lane_in_request_order() {
-        let lanes = lanes_of(vec![
-            create("a", 1, 9),
-            create("b", 3, 4),
-            create("c", 2, 9),
-            remove_target("d", 4),
-        ]);
-        assert_eq!(lanes, vec![vec![0, 2], vec![1, 3]]);
-    }
-
-    #[test]
-    fn a_remove_by_session_id_joins_everything() {
-        let by_session = MirrorRequest::Remove(RemoveRequest {
-            action_id: "r".into(),
-            session_id: Some("tms-00000001".into()),
-            target_eni: None,
-            reservation_id: None,
-            instance_id: None,
-        });
-        assert_eq!(
-            lanes_of(vec![create("a", 1, 2), by_session, create("b", 3, 4)]),
-            vec![vec![0, 1, 2]]
-        );
-    }
-
-    #[test]
-    fn a_repeated_action_id_runs_in_one_lane() {
-        assert_eq!(lanes_of(vec![create("a", 1, 2), create("a", 3, 4)]), vec![vec![0, 1]]);
-    }
+/// What one payload asks for.
+enum Work {
+    /// The actions to run (validation failures included, as results).
+    Actions(Vec<Result<MirrorRequest, ActionResult>>),
+    /// Not something this function handles.
+    Malformed(MalformedRequest),
 }

@@ -1,8 +1,10 @@
 //! An AWS Lambda that sets up and tears down VPC Traffic Mirroring on request.
 //!
-//! `contract` is the wire format callers speak, `mirroring` the logic,
-//! `ports` the traits it needs, `aws` the only code that talks to AWS, and
-//! `handler` ties one request to all of them.
+//! `contract` is the wire format callers speak (requests, answers, event
+//! names), `sources` tells which source invoked us, `mirroring` is the logic,
+//! `ports` the traits it needs, `aws` the adapters (the only code that talks
+//! to AWS), `handler` the `App` that serves one invocation, and `app` the
+//! composition root that puts them together.
 
 // A failed action is answered with an `ActionResult`, so the create and
 // remove steps return one as their error: it is built once per action, off any
@@ -10,11 +12,13 @@
 #![allow(clippy::result_large_err)]
 
 pub mod announce;
+pub mod app;
 pub mod aws;
 pub mod config;
 pub mod contract;
 pub mod deadline;
 pub mod handler;
-pub mod ingress;
+pub mod lanes;
 pub mod mirroring;
 pub mod ports;
+pub mod sources;

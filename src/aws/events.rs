@@ -5,8 +5,7 @@ use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use aws_sdk_eventbridge::Client;
 
 use super::errors::WithinBudget;
-use crate::contract::ActionResult;
-use crate::handler::detail_type;
+use crate::contract::{detail_type, ActionResult};
 use crate::ports::{AwsError, AwsResult, ErrorKind, Publisher};
 
 pub struct EventBridgePublisher {

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::announce::Announcer;
 use crate::contract::ActionResult;
-use crate::ports::{AwsError, Claim, ErrorKind, Ledger, LedgerError, LedgerRecord, MirrorApi, Tags};
+use crate::ports::{AwsError, Claim, ErrorKind, Ledger, LedgerError, LedgerRecord, MirrorApi, Publisher, Tags};
 
 /// Tag keys that mark what we created. The first holds the deployment's
 /// owner value (`Config::owner`); the IAM policy keys creates and deletes on it.
@@ -44,8 +44,9 @@ pub struct Mirroring {
     pub(crate) ec2: Arc<dyn MirrorApi>,
     pub(crate) ledger: Arc<dyn Ledger>,
     pub(crate) lease_seconds: u64,
-    /// Set by the `App`: creates announce themselves (see `announce`).
-    pub(crate) announcer: Option<Arc<Announcer>>,
+    /// Completion events: a create announces itself, overlapping its event
+    /// with its ledger write (see `announce`); the `App` shares it.
+    pub(crate) announcer: Arc<Announcer>,
     /// This deployment's value of `TAG_MANAGED_BY`.
     pub(crate) owner: String,
     pub(crate) allowed: Allowed,
@@ -75,12 +76,17 @@ pub enum Ownership {
 }
 
 impl Mirroring {
-    pub fn new(ec2: Arc<dyn MirrorApi>, ledger: Arc<dyn Ledger>, owner: impl Into<String>) -> Self {
+    pub fn new(
+        ec2: Arc<dyn MirrorApi>,
+        ledger: Arc<dyn Ledger>,
+        publisher: Arc<dyn Publisher>,
+        owner: impl Into<String>,
+    ) -> Self {
         Self {
             ec2,
             ledger,
             lease_seconds: DEFAULT_LEASE_SECONDS,
-            announcer: None,
+            announcer: Arc::new(Announcer::new(publisher)),
             owner: owner.into(),
             allowed: Allowed::default(),
             sweep_max_deletions: crate::config::DEFAULT_SWEEP_MAX_DELETIONS,
@@ -112,9 +118,12 @@ impl Mirroring {
     }
 
     pub(crate) async fn announce(&self, result: &ActionResult) {
-        if let Some(announcer) = &self.announcer {
-            announcer.announce(result).await;
-        }
+        self.announcer.announce(result).await;
+    }
+
+    /// The announcer its completion events go through, for the `App`.
+    pub fn announcer(&self) -> Arc<Announcer> {
+        Arc::clone(&self.announcer)
     }
 
     pub fn with_lease_seconds(mut self, lease_seconds: u64) -> Self {

@@ -231,7 +231,7 @@ async fn a_write_whose_turn_comes_after_the_deadline_is_not_made_and_the_action_
     let mut config = world.config.clone();
     // One write every two seconds: the target takes the only turn at hand.
     config.mutating_calls_per_second = Some(0.5);
-    let app = traffic_mirroring::aws::build_app(&world.sdk, &config);
+    let app = traffic_mirroring::app::build(&world.sdk, &config);
     let request = seed_create("late-1", &source, &target);
     // 3 s are kept to roll back and answer; half a second is left to wait.
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(3500);

@@ -203,7 +203,7 @@ async fn independent_actions_run_concurrently_within_the_bound() {
     let peak = peak_overlap(&world.emulator.calls().await, "DescribeTrafficMirrorTargets");
     assert!(peak > 1, "independent actions must overlap, peak was {peak}");
     assert!(
-        peak <= traffic_mirroring::handler::MAX_CONCURRENT_LANES,
+        peak <= traffic_mirroring::config::DEFAULT_MAX_CONCURRENT_ACTIONS,
         "bounded, peak was {peak}"
     );
 }

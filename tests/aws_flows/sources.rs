@@ -269,7 +269,7 @@ async fn an_unknown_event_is_answered_with_what_was_received() {
 async fn a_default_target_applies_and_an_eni_that_is_a_target_is_skipped() {
     let mut world = World::start().await;
     let target = world.eni().await;
-    world.app = traffic_mirroring::aws::build_app(&world.sdk, &{
+    world.app = traffic_mirroring::app::build(&world.sdk, &{
         let mut config = world.config.clone();
         config.default_targets.insert(world.subnet_id.clone(), target.clone());
         config

@@ -258,7 +258,7 @@ async fn processes_pacing_their_writes_stay_inside_the_bucket() {
         .map(|_| {
             let mut config = world.config.clone();
             config.mutating_calls_per_second = Some(2.0);
-            traffic_mirroring::aws::build_app(&world.sdk, &config)
+            traffic_mirroring::app::build(&world.sdk, &config)
         })
         .collect();
 

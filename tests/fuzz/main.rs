@@ -19,10 +19,10 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 use traffic_mirroring::contract::ActionResult;
 use traffic_mirroring::handler::App;
-use traffic_mirroring::ingress::InvokeError;
 use traffic_mirroring::mirroring::model::{RuleSpec, TargetSpec};
 use traffic_mirroring::mirroring::Mirroring;
 use traffic_mirroring::ports::*;
+use traffic_mirroring::sources::InvokeError;
 
 fn refused() -> AwsError {
     AwsError::new(ErrorKind::Transient, "FuzzNoAws", "no AWS in a fuzz case")
@@ -145,10 +145,12 @@ impl Publisher for NoAws {
 }
 
 fn app() -> App {
-    App::new(
-        Mirroring::new(Arc::new(NoAws), Arc::new(NoAws), "fuzz"),
+    App::new(Mirroring::new(
         Arc::new(NoAws),
-    )
+        Arc::new(NoAws),
+        Arc::new(NoAws),
+        "fuzz",
+    ))
 }
 
 fn runtime() -> tokio::runtime::Runtime {

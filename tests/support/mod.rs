@@ -210,7 +210,7 @@ impl World {
             .and_then(|s| s.subnet_id())
             .expect("subnet id")
             .to_owned();
-        let app = traffic_mirroring::aws::build_app(&sdk, &config);
+        let app = traffic_mirroring::app::build(&sdk, &config);
         World {
             emulator,
             sdk,
@@ -227,14 +227,14 @@ impl World {
     /// Another instance of the function, as a second Lambda sandbox would be:
     /// its own SDK clients and no state shared with `self.app` but AWS's.
     pub fn another_app(&self) -> App {
-        traffic_mirroring::aws::build_app(&self.sdk, &self.config)
+        traffic_mirroring::app::build(&self.sdk, &self.config)
     }
 
     /// An instance of the function with its configuration changed by `change`.
     pub fn app_with(&self, change: impl FnOnce(&mut Config)) -> App {
         let mut config = self.config.clone();
         change(&mut config);
-        traffic_mirroring::aws::build_app(&self.sdk, &config)
+        traffic_mirroring::app::build(&self.sdk, &config)
     }
 
     /// A second deployment of the product in the same account and Region:
@@ -244,7 +244,7 @@ impl World {
         config.table_name = unique("ledger-b");
         config.owner = format!("table/{}", config.table_name);
         create_ledger_table(&self.dynamodb, &config.table_name).await;
-        (traffic_mirroring::aws::build_app(&self.sdk, &config), config)
+        (traffic_mirroring::app::build(&self.sdk, &config), config)
     }
 
     /// Runs an invocation as Lambda would, with a deadline `seconds` away;
@@ -338,7 +338,7 @@ impl World {
     pub fn app_with_lease(&self, seconds: u64) -> App {
         let mut config = self.config.clone();
         config.claim_lease_seconds = seconds;
-        traffic_mirroring::aws::build_app(&self.sdk, &config)
+        traffic_mirroring::app::build(&self.sdk, &config)
     }
 
     /// A new network interface in this world's subnet.

@@ -1,0 +1,56 @@
+//! The composition root: the one place where the AWS clients, their adapters
+//! and the application are put together, from one `SdkConfig` (so the
+//! standard settings, `AWS_ENDPOINT_URL`, region and credentials, apply to
+//! all) and the `Config`. `main` and the tests build the function here.
+
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+
+use crate::aws::{ec2::Ec2Mirroring, events::EventBridgePublisher, ledger::DynamoLedger, patience::Patient};
+use crate::aws::{ec2_retry_policy, retry_policy};
+use crate::config::Config;
+use crate::handler::App;
+use crate::mirroring::launch::LaunchPolicy;
+use crate::mirroring::{Allowed, Mirroring};
+
+pub fn build(sdk: &SdkConfig, config: &Config) -> App {
+    let ec2_config = aws_sdk_ec2::config::Builder::from(sdk)
+        .retry_config(ec2_retry_policy())
+        .build();
+    let ec2 = Patient::new(Ec2Mirroring::new(aws_sdk_ec2::Client::from_conf(ec2_config)))
+        .with_mutating_rate(config.mutating_calls_per_second);
+    let dynamodb_config = aws_sdk_dynamodb::config::Builder::from(sdk)
+        .retry_config(retry_policy())
+        .build();
+    let ledger = DynamoLedger::new(aws_sdk_dynamodb::Client::from_conf(dynamodb_config), &config.table_name)
+        .with_finished_record_days(config.finished_record_days);
+    let events_config = aws_sdk_eventbridge::config::Builder::from(sdk)
+        .retry_config(retry_policy())
+        .build();
+    let publisher = EventBridgePublisher::new(
+        aws_sdk_eventbridge::Client::from_conf(events_config),
+        &config.event_bus_name,
+        &config.event_source,
+    );
+    if config.allowed_targets.is_none() {
+        tracing::warn!(
+            owner = %config.owner,
+            "ALLOWED_TARGETS is not set: any caller that may invoke this function, send to its queue, put an \
+             event on its bus or tag an instance can mirror any ENI's traffic to any destination"
+        );
+    }
+    let allowed = Allowed {
+        targets: config.allowed_targets.clone(),
+        sources: config.allowed_sources.clone(),
+    };
+    let mirroring = Mirroring::new(Arc::new(ec2), Arc::new(ledger), Arc::new(publisher), &config.owner)
+        .with_lease_seconds(config.claim_lease_seconds)
+        .with_allowed(allowed)
+        .with_sweep_max_deletions(config.sweep_max_deletions);
+    App::new(mirroring)
+        .with_launch_policy(LaunchPolicy {
+            default_targets: config.default_targets.clone(),
+        })
+        .with_max_concurrent_actions(config.max_concurrent_actions)
+}
