@@ -34,7 +34,12 @@ pub fn detail_type(result: &ActionResult) -> &'static str {
 }
 
 /// Detail-types of EventBridge events that carry a `driverRequest`.
-pub const REQUEST_DETAIL_TYPES: [&str; 3] = [CREATE, REMOVE, "TrafficMirroringRequest"];
+/// (Spelled out: the template's request rule is checked against these.)
+pub const REQUEST_DETAIL_TYPES: [&str; 3] = [
+    "CreateTrafficMirroring",
+    "RemoveTrafficMirroring",
+    "TrafficMirroringRequest",
+];
 /// EC2's instance state-change events (source `aws.ec2`).
 pub const EC2_STATE_CHANGE: &str = "EC2 Instance State-change Notification";
 /// EventBridge Scheduler and schedule rules (source `aws.events`): a sweep.

@@ -1,5 +1,7 @@
-//! The three things the mirroring logic needs from the outside world, as small
-//! traits with our own types in and out. The AWS adapters in `aws/` implement
+//! What the mirroring logic needs from the outside world, as small traits by
+//! capability (EC2: targets, filters, sessions, instances, preflight,
+//! tagging; the ledger: action records, shared resources, session numbers,
+//! scans; completion events), with our own types in and out. The AWS adapters in `aws/` implement
 //! them; no SDK type crosses this line.
 
 use async_trait::async_trait;
@@ -142,44 +144,76 @@ pub enum Deleted {
     AlreadyGone,
 }
 
-/// The EC2 Traffic Mirroring calls we make. Every create takes a client token
-/// so that a retried call returns the first call's resource instead of a twin.
+/// Mirror targets: the destinations sessions send to.
 #[async_trait]
-pub trait MirrorApi: Send + Sync {
+pub trait Targets: Send + Sync {
     /// The targets EC2 has for a destination (an ENI, a load balancer, or a
     /// target id), every page.
     async fn targets_of(&self, destination: &TargetSpec) -> AwsResult<Vec<MirrorTarget>>;
     /// `None` when no such target exists.
     async fn target(&self, id: &str) -> AwsResult<Option<MirrorTarget>>;
-    async fn sessions(&self, query: &SessionQuery) -> AwsResult<Vec<MirrorSession>>;
+    /// Every target carrying this tag (all pages); the sweep lists ours with it.
+    async fn targets_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorTarget>>;
     /// Creates a target for an ENI or a load balancer (never for `Existing`).
     async fn create_target(&self, destination: &TargetSpec, tags: &Tags, token: &str) -> AwsResult<String>;
+    async fn delete_target(&self, id: &str) -> AwsResult<Deleted>;
+}
+
+/// Mirror filters and their rules.
+#[async_trait]
+pub trait Filters: Send + Sync {
+    /// `None` when no such filter exists.
+    async fn filter(&self, id: &str) -> AwsResult<Option<MirrorFilter>>;
+    /// Every filter carrying this tag (all pages).
+    async fn filters_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorFilter>>;
     async fn create_filter(&self, description: &str, tags: &Tags, token: &str) -> AwsResult<String>;
     async fn create_filter_rule(&self, filter_id: &str, rule: &RuleSpec, token: &str) -> AwsResult<String>;
+    async fn delete_filter(&self, id: &str) -> AwsResult<Deleted>;
+}
+
+/// Mirror sessions: one source ENI to one target through one filter.
+#[async_trait]
+pub trait Sessions: Send + Sync {
+    async fn sessions(&self, query: &SessionQuery) -> AwsResult<Vec<MirrorSession>>;
     async fn create_session(&self, session: &NewSession, tags: &Tags, token: &str) -> AwsResult<MirrorSession>;
     async fn delete_session(&self, id: &str) -> AwsResult<Deleted>;
-    async fn delete_filter(&self, id: &str) -> AwsResult<Deleted>;
-    async fn delete_target(&self, id: &str) -> AwsResult<Deleted>;
+}
+
+/// What EC2 says about instances, instance types and network interfaces (read only).
+#[async_trait]
+pub trait Instances: Send + Sync {
     /// `None` when the instance does not exist (any more).
     async fn instance(&self, id: &str) -> AwsResult<Option<InstanceInfo>>;
     /// The hypervisor of an instance type (`nitro`, `xen`), as EC2 reports it.
     async fn hypervisor(&self, instance_type: &str) -> AwsResult<Option<String>>;
-    /// Every target carrying this tag (all pages); the sweep lists ours with it.
-    async fn targets_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorTarget>>;
-    /// Every filter carrying this tag (all pages).
-    async fn filters_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorFilter>>;
-    /// `None` when no such filter exists.
-    async fn filter(&self, id: &str) -> AwsResult<Option<MirrorFilter>>;
+    /// `None` when no such network interface exists.
+    async fn interface(&self, eni: &str) -> AwsResult<Option<InterfaceInfo>>;
+}
+
+/// Asking EC2 whether a call would be permitted, without making it (a dry run).
+#[async_trait]
+pub trait Preflight: Send + Sync {
     /// Asks EC2 whether a call would be permitted, with `DryRun` and the
     /// tags the real call would carry (IAM decides on them): `Ok` when EC2
     /// answers `DryRunOperation`, else its refusal.
     async fn permitted(&self, call: &CheckedCall, tags: &Tags) -> AwsResult<()>;
+}
+
+/// Writing tags onto existing mirroring resources.
+#[async_trait]
+pub trait Tagging: Send + Sync {
     /// Writes these tags onto existing mirroring resources (taking over what
     /// an earlier version made, once our ledger is known to hold it).
     async fn retag(&self, resource_ids: &[String], tags: &Tags) -> AwsResult<()>;
-    /// `None` when no such network interface exists.
-    async fn interface(&self, eni: &str) -> AwsResult<Option<InterfaceInfo>>;
 }
+
+/// Everything the mirroring logic asks of EC2: the capabilities together.
+/// Implement the small traits; this one comes with them. Every create takes a
+/// client token so that a retried call returns the first call's resource
+/// instead of a twin.
+pub trait MirrorApi: Targets + Filters + Sessions + Instances + Preflight + Tagging {}
+
+impl<T: Targets + Filters + Sessions + Instances + Preflight + Tagging> MirrorApi for T {}
 
 /// A create a dry run asks EC2 about.
 #[derive(Debug, Clone, PartialEq)]
@@ -415,8 +449,9 @@ pub struct SourceClaims {
     pub numbers: Vec<(u16, String)>,
 }
 
+/// One record per action: claimed, saved as it goes, read back.
 #[async_trait]
-pub trait Ledger: Send + Sync {
+pub trait ActionRecords: Send + Sync {
     /// Claims an action id: new, failed before, or pending past its lease.
     async fn claim(&self, record: &LedgerRecord, lease_seconds: u64) -> Result<Claim, LedgerError>;
     /// Replaces the record, if it is still at `record.version` (else
@@ -432,7 +467,11 @@ pub trait Ledger: Send + Sync {
     /// record written a moment ago may be missing: callers that found
     /// something in EC2 look it up by its action-id tag as well.
     async fn find(&self, query: &LedgerQuery) -> Result<Vec<LedgerRecord>, LedgerError>;
+}
 
+/// The claim items of shared targets and filters: who makes each, who uses it.
+#[async_trait]
+pub trait SharedResources: Send + Sync {
     /// Joins the shared resource of `key` as `action_id`, or makes the action
     /// its maker; `limit` users at most. Joining again is harmless.
     async fn join_shared(
@@ -456,6 +495,11 @@ pub trait Ledger: Send + Sync {
     async fn restore_shared(&self, key: &SharedKey, resource_id: &str) -> Result<(), LedgerError>;
     /// Reads a claim item without changing it (for a dry run's plan).
     async fn shared(&self, key: &SharedKey) -> Result<Option<SharedClaims>, LedgerError>;
+}
+
+/// The claim item of each source ENI: which action holds which session number.
+#[async_trait]
+pub trait SessionNumbers: Send + Sync {
     /// Claims a session number on a source ENI for an action: free, fewer
     /// than `limit` numbers claimed there, or already this action's.
     async fn claim_number(
@@ -469,9 +513,20 @@ pub trait Ledger: Send + Sync {
     async fn numbers(&self, source_eni: &str) -> Result<Vec<(u16, String)>, LedgerError>;
     /// Releases a number if this action holds it.
     async fn release_number(&self, source_eni: &str, number: u16, action_id: &str) -> Result<(), LedgerError>;
+}
+
+/// The whole table, as the sweep reads it.
+#[async_trait]
+pub trait Scans: Send + Sync {
     /// The whole table, every page.
     async fn contents(&self) -> Result<LedgerContents, LedgerError>;
 }
+
+/// Everything the mirroring logic asks of the ledger: the capabilities
+/// together. Implement the small traits; this one comes with them.
+pub trait Ledger: ActionRecords + SharedResources + SessionNumbers + Scans {}
+
+impl<T: ActionRecords + SharedResources + SessionNumbers + Scans> Ledger for T {}
 
 /// Completion events: one per action.
 #[async_trait]

@@ -1,5 +1,6 @@
 //! `MirrorApi` over the EC2 SDK. Describe calls page through every result.
 
+use crate::ports::{Filters, Instances, Preflight, Sessions, Tagging, Targets};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{
     Filter, InstanceType, ResourceType, Tag, TagSpecification, TrafficDirection, TrafficMirrorPortRangeRequest,
@@ -10,8 +11,8 @@ use aws_sdk_ec2::Client;
 use super::errors::{next_page, WithinBudget};
 use crate::mirroring::model::{Direction, PortRange, RuleSpec, TargetSpec};
 use crate::ports::{
-    AwsError, AwsResult, CheckedCall, Deleted, InstanceInfo, InterfaceInfo, MirrorApi, MirrorFilter, MirrorSession,
-    MirrorTarget, NewSession, SessionQuery, Tags,
+    AwsError, AwsResult, CheckedCall, Deleted, InstanceInfo, InterfaceInfo, MirrorFilter, MirrorSession, MirrorTarget,
+    NewSession, SessionQuery, Tags,
 };
 
 /// The largest page EC2 allows for the mirroring Describe calls.
@@ -132,7 +133,7 @@ fn found<T>(outcome: AwsResult<T>) -> AwsResult<Option<T>> {
 }
 
 #[async_trait]
-impl MirrorApi for Ec2Mirroring {
+impl Targets for Ec2Mirroring {
     async fn targets_of(&self, destination: &TargetSpec) -> AwsResult<Vec<MirrorTarget>> {
         match destination {
             TargetSpec::Eni(eni) => self.targets_where("network-interface-id", Some(eni.as_str())).await,
@@ -158,25 +159,8 @@ impl MirrorApi for Ec2Mirroring {
             .next())
     }
 
-    async fn sessions(&self, query: &SessionQuery) -> AwsResult<Vec<MirrorSession>> {
-        let filter = match query {
-            SessionQuery::Id(id) => filter("traffic-mirror-session-id", id),
-            SessionQuery::SourceEni(eni) => filter("network-interface-id", eni.as_str()),
-            SessionQuery::Target(id) => filter("traffic-mirror-target-id", id),
-            SessionQuery::Tag(key, value) => filter(&format!("tag:{key}"), value),
-        };
-        let mut pages = self
-            .client
-            .describe_traffic_mirror_sessions()
-            .filters(filter)
-            .max_results(PAGE_SIZE)
-            .into_paginator()
-            .send();
-        let mut sessions = Vec::new();
-        while let Some(page) = next_page("DescribeTrafficMirrorSessions", pages.next()).await? {
-            sessions.extend(page.traffic_mirror_sessions().iter().map(session_from));
-        }
-        Ok(sessions)
+    async fn targets_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorTarget>> {
+        self.targets_where(&format!("tag:{key}"), Some(value)).await
     }
 
     async fn create_target(&self, destination: &TargetSpec, tags: &Tags, token: &str) -> AwsResult<String> {
@@ -192,6 +176,32 @@ impl MirrorApi for Ec2Mirroring {
             .and_then(|t| t.traffic_mirror_target_id())
             .map(str::to_owned)
             .ok_or_else(|| missing("a target id"))
+    }
+
+    async fn delete_target(&self, id: &str) -> AwsResult<Deleted> {
+        deleted(
+            self.client
+                .delete_traffic_mirror_target()
+                .traffic_mirror_target_id(id)
+                .send()
+                .within_budget()
+                .await,
+        )
+    }
+}
+
+#[async_trait]
+impl Filters for Ec2Mirroring {
+    async fn filter(&self, id: &str) -> AwsResult<Option<MirrorFilter>> {
+        Ok(self
+            .filters_where("traffic-mirror-filter-id", id)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn filters_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorFilter>> {
+        self.filters_where(&format!("tag:{key}"), value).await
     }
 
     async fn create_filter(&self, description: &str, tags: &Tags, token: &str) -> AwsResult<String> {
@@ -225,6 +235,41 @@ impl MirrorApi for Ec2Mirroring {
             .ok_or_else(|| missing("a filter rule id"))
     }
 
+    async fn delete_filter(&self, id: &str) -> AwsResult<Deleted> {
+        deleted(
+            self.client
+                .delete_traffic_mirror_filter()
+                .traffic_mirror_filter_id(id)
+                .send()
+                .within_budget()
+                .await,
+        )
+    }
+}
+
+#[async_trait]
+impl Sessions for Ec2Mirroring {
+    async fn sessions(&self, query: &SessionQuery) -> AwsResult<Vec<MirrorSession>> {
+        let filter = match query {
+            SessionQuery::Id(id) => filter("traffic-mirror-session-id", id),
+            SessionQuery::SourceEni(eni) => filter("network-interface-id", eni.as_str()),
+            SessionQuery::Target(id) => filter("traffic-mirror-target-id", id),
+            SessionQuery::Tag(key, value) => filter(&format!("tag:{key}"), value),
+        };
+        let mut pages = self
+            .client
+            .describe_traffic_mirror_sessions()
+            .filters(filter)
+            .max_results(PAGE_SIZE)
+            .into_paginator()
+            .send();
+        let mut sessions = Vec::new();
+        while let Some(page) = next_page("DescribeTrafficMirrorSessions", pages.next()).await? {
+            sessions.extend(page.traffic_mirror_sessions().iter().map(session_from));
+        }
+        Ok(sessions)
+    }
+
     async fn create_session(&self, session: &NewSession, tags: &Tags, token: &str) -> AwsResult<MirrorSession> {
         let output = self
             .session_call(session)
@@ -249,18 +294,10 @@ impl MirrorApi for Ec2Mirroring {
                 .await,
         )
     }
+}
 
-    async fn delete_filter(&self, id: &str) -> AwsResult<Deleted> {
-        deleted(
-            self.client
-                .delete_traffic_mirror_filter()
-                .traffic_mirror_filter_id(id)
-                .send()
-                .within_budget()
-                .await,
-        )
-    }
-
+#[async_trait]
+impl Instances for Ec2Mirroring {
     async fn instance(&self, id: &str) -> AwsResult<Option<InstanceInfo>> {
         let described = self
             .client
@@ -321,40 +358,6 @@ impl MirrorApi for Ec2Mirroring {
             .map(|h| h.as_str().to_owned()))
     }
 
-    async fn delete_target(&self, id: &str) -> AwsResult<Deleted> {
-        deleted(
-            self.client
-                .delete_traffic_mirror_target()
-                .traffic_mirror_target_id(id)
-                .send()
-                .within_budget()
-                .await,
-        )
-    }
-
-    async fn targets_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorTarget>> {
-        self.targets_where(&format!("tag:{key}"), Some(value)).await
-    }
-
-    async fn filters_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorFilter>> {
-        self.filters_where(&format!("tag:{key}"), value).await
-    }
-
-    async fn retag(&self, resource_ids: &[String], tags: &Tags) -> AwsResult<()> {
-        let tags = tags
-            .iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect();
-        self.client
-            .create_tags()
-            .set_resources(Some(resource_ids.to_vec()))
-            .set_tags(Some(tags))
-            .send()
-            .within_budget()
-            .await
-            .map(|_| ())
-    }
-
     async fn interface(&self, eni: &str) -> AwsResult<Option<InterfaceInfo>> {
         let described = self
             .client
@@ -371,15 +374,10 @@ impl MirrorApi for Ec2Mirroring {
             subnet_id: interface.subnet_id().map(str::to_owned),
         }))
     }
+}
 
-    async fn filter(&self, id: &str) -> AwsResult<Option<MirrorFilter>> {
-        Ok(self
-            .filters_where("traffic-mirror-filter-id", id)
-            .await?
-            .into_iter()
-            .next())
-    }
-
+#[async_trait]
+impl Preflight for Ec2Mirroring {
     async fn permitted(&self, call: &CheckedCall, tags: &Tags) -> AwsResult<()> {
         let outcome = match call {
             CheckedCall::Target(destination) => self
@@ -420,6 +418,24 @@ impl MirrorApi for Ec2Mirroring {
             Err(err) if err.code == "DryRunOperation" => Ok(()),
             other => other,
         }
+    }
+}
+
+#[async_trait]
+impl Tagging for Ec2Mirroring {
+    async fn retag(&self, resource_ids: &[String], tags: &Tags) -> AwsResult<()> {
+        let tags = tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect();
+        self.client
+            .create_tags()
+            .set_resources(Some(resource_ids.to_vec()))
+            .set_tags(Some(tags))
+            .send()
+            .within_budget()
+            .await
+            .map(|_| ())
     }
 }
 

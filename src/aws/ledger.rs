@@ -8,6 +8,7 @@
 //! session numbers claimed on a source ENI, `n<number>` = action id). Their attributes key no index. The
 //! table itself is defined once, in `infra/template.yaml`.
 
+use crate::ports::{ActionRecords, Scans, SessionNumbers, SharedResources};
 use std::collections::HashMap;
 
 use async_trait::async_trait;
@@ -19,8 +20,8 @@ use super::errors::{next_page, WithinBudget};
 use crate::contract::ActionResult;
 use crate::mirroring::now_seconds;
 use crate::ports::{
-    ActionKind, AwsError, Claim, ErrorKind, Ledger, LedgerContents, LedgerError, LedgerQuery, LedgerRecord,
-    NumberClaim, RecordStatus, SharedClaims, SharedKey, Slot, SourceClaims,
+    ActionKind, AwsError, Claim, ErrorKind, LedgerContents, LedgerError, LedgerQuery, LedgerRecord, NumberClaim,
+    RecordStatus, SharedClaims, SharedKey, Slot, SourceClaims,
 };
 
 pub const PARTITION_KEY: &str = "pk";
@@ -389,7 +390,7 @@ impl DynamoLedger {
 }
 
 #[async_trait]
-impl Ledger for DynamoLedger {
+impl ActionRecords for DynamoLedger {
     async fn claim(&self, record: &LedgerRecord, lease_seconds: u64) -> Result<Claim, LedgerError> {
         let now = record.updated_at;
         let mut values = Item::new();
@@ -563,7 +564,10 @@ impl Ledger for DynamoLedger {
         }
         Ok(records)
     }
+}
 
+#[async_trait]
+impl SharedResources for DynamoLedger {
     async fn join_shared(
         &self,
         key: &SharedKey,
@@ -611,13 +615,6 @@ impl Ledger for DynamoLedger {
             .within_budget()
             .await?;
         Ok(())
-    }
-
-    async fn shared(&self, key: &SharedKey) -> Result<Option<SharedClaims>, LedgerError> {
-        Ok(self
-            .get_item(shared_key(key))
-            .await?
-            .map(|item| shared_claims_from(key.clone(), &item)))
     }
 
     async fn leave_shared(&self, key: &SharedKey, action_id: &str) -> Result<(Option<String>, usize), LedgerError> {
@@ -700,6 +697,16 @@ impl Ledger for DynamoLedger {
         written(outcome).map(|_| ())
     }
 
+    async fn shared(&self, key: &SharedKey) -> Result<Option<SharedClaims>, LedgerError> {
+        Ok(self
+            .get_item(shared_key(key))
+            .await?
+            .map(|item| shared_claims_from(key.clone(), &item)))
+    }
+}
+
+#[async_trait]
+impl SessionNumbers for DynamoLedger {
     async fn claim_number(
         &self,
         source_eni: &str,
@@ -757,7 +764,10 @@ impl Ledger for DynamoLedger {
         // Refused: not ours (any more), so nothing to release.
         written(outcome).map(|_| ())
     }
+}
 
+#[async_trait]
+impl Scans for DynamoLedger {
     async fn contents(&self) -> Result<LedgerContents, LedgerError> {
         let mut pages = self
             .client

@@ -14,6 +14,7 @@
 //! process paces its mutating calls with a token bucket of its own, so that
 //! processes x rate stays inside the account's budget (the template sizes it).
 
+use crate::ports::{Filters, Instances, Preflight, Sessions, Tagging, Targets};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -233,7 +234,7 @@ where
 }
 
 #[async_trait]
-impl<A: MirrorApi> MirrorApi for Patient<A> {
+impl<A: MirrorApi> Targets for Patient<A> {
     async fn targets_of(&self, destination: &TargetSpec) -> AwsResult<Vec<MirrorTarget>> {
         persist("DescribeTrafficMirrorTargets", || self.inner.targets_of(destination)).await
     }
@@ -242,8 +243,8 @@ impl<A: MirrorApi> MirrorApi for Patient<A> {
         persist("DescribeTrafficMirrorTargets", || self.inner.target(id)).await
     }
 
-    async fn sessions(&self, query: &SessionQuery) -> AwsResult<Vec<MirrorSession>> {
-        persist("DescribeTrafficMirrorSessions", || self.inner.sessions(query)).await
+    async fn targets_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorTarget>> {
+        persist("DescribeTrafficMirrorTargets", || self.inner.targets_tagged(key, value)).await
     }
 
     async fn create_target(&self, destination: &TargetSpec, tags: &Tags, token: &str) -> AwsResult<String> {
@@ -252,6 +253,25 @@ impl<A: MirrorApi> MirrorApi for Patient<A> {
             self.inner.create_target(destination, tags, token).await
         })
         .await
+    }
+
+    async fn delete_target(&self, id: &str) -> AwsResult<Deleted> {
+        persist("DeleteTrafficMirrorTarget", || async {
+            self.turn(Call::Delete).await?;
+            self.inner.delete_target(id).await
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl<A: MirrorApi> Filters for Patient<A> {
+    async fn filter(&self, id: &str) -> AwsResult<Option<MirrorFilter>> {
+        persist("DescribeTrafficMirrorFilters", || self.inner.filter(id)).await
+    }
+
+    async fn filters_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorFilter>> {
+        persist("DescribeTrafficMirrorFilters", || self.inner.filters_tagged(key, value)).await
     }
 
     async fn create_filter(&self, description: &str, tags: &Tags, token: &str) -> AwsResult<String> {
@@ -270,6 +290,21 @@ impl<A: MirrorApi> MirrorApi for Patient<A> {
         .await
     }
 
+    async fn delete_filter(&self, id: &str) -> AwsResult<Deleted> {
+        persist("DeleteTrafficMirrorFilter", || async {
+            self.turn(Call::Delete).await?;
+            self.inner.delete_filter(id).await
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl<A: MirrorApi> Sessions for Patient<A> {
+    async fn sessions(&self, query: &SessionQuery) -> AwsResult<Vec<MirrorSession>> {
+        persist("DescribeTrafficMirrorSessions", || self.inner.sessions(query)).await
+    }
+
     async fn create_session(&self, session: &NewSession, tags: &Tags, token: &str) -> AwsResult<MirrorSession> {
         persist("CreateTrafficMirrorSession", || async {
             self.turn(Call::Create).await?;
@@ -285,23 +320,10 @@ impl<A: MirrorApi> MirrorApi for Patient<A> {
         })
         .await
     }
+}
 
-    async fn delete_filter(&self, id: &str) -> AwsResult<Deleted> {
-        persist("DeleteTrafficMirrorFilter", || async {
-            self.turn(Call::Delete).await?;
-            self.inner.delete_filter(id).await
-        })
-        .await
-    }
-
-    async fn delete_target(&self, id: &str) -> AwsResult<Deleted> {
-        persist("DeleteTrafficMirrorTarget", || async {
-            self.turn(Call::Delete).await?;
-            self.inner.delete_target(id).await
-        })
-        .await
-    }
-
+#[async_trait]
+impl<A: MirrorApi> Instances for Patient<A> {
     async fn instance(&self, id: &str) -> AwsResult<Option<InstanceInfo>> {
         persist("DescribeInstances", || self.inner.instance(id)).await
     }
@@ -310,32 +332,26 @@ impl<A: MirrorApi> MirrorApi for Patient<A> {
         persist("DescribeInstanceTypes", || self.inner.hypervisor(instance_type)).await
     }
 
-    async fn targets_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorTarget>> {
-        persist("DescribeTrafficMirrorTargets", || self.inner.targets_tagged(key, value)).await
+    async fn interface(&self, eni: &str) -> AwsResult<Option<InterfaceInfo>> {
+        persist("DescribeNetworkInterfaces", || self.inner.interface(eni)).await
     }
+}
 
-    async fn filters_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorFilter>> {
-        persist("DescribeTrafficMirrorFilters", || self.inner.filters_tagged(key, value)).await
-    }
-
-    async fn filter(&self, id: &str) -> AwsResult<Option<MirrorFilter>> {
-        persist("DescribeTrafficMirrorFilters", || self.inner.filter(id)).await
-    }
-
+#[async_trait]
+impl<A: MirrorApi> Preflight for Patient<A> {
     async fn permitted(&self, call: &CheckedCall, tags: &Tags) -> AwsResult<()> {
         persist(call.action(), || self.inner.permitted(call, tags)).await
     }
+}
 
+#[async_trait]
+impl<A: MirrorApi> Tagging for Patient<A> {
     async fn retag(&self, resource_ids: &[String], tags: &Tags) -> AwsResult<()> {
         persist("CreateTags", || async {
             self.turn(Call::Create).await?;
             self.inner.retag(resource_ids, tags).await
         })
         .await
-    }
-
-    async fn interface(&self, eni: &str) -> AwsResult<Option<InterfaceInfo>> {
-        persist("DescribeNetworkInterfaces", || self.inner.interface(eni)).await
     }
 }
 

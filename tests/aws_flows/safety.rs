@@ -6,10 +6,11 @@
 
 use std::collections::BTreeSet;
 use std::time::Duration;
+use traffic_mirroring::ports::ActionRecords;
 
 use serde_json::{json, Value};
 use traffic_mirroring::aws::ledger::DynamoLedger;
-use traffic_mirroring::ports::{ActionKind, Claim, Ledger, LedgerError, LedgerRecord, RecordStatus};
+use traffic_mirroring::ports::{ActionKind, Claim, LedgerError, LedgerRecord, RecordStatus};
 
 use crate::support::*;
 use crate::sweep::plant;

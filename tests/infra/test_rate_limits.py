@@ -131,15 +131,17 @@ def test_a_full_batch_fits_in_half_the_default_timeout(template, defaults):
 # ---------------------------------------------------------------- the code's pace
 
 def patient_methods():
-    """{method: body} of the MirrorApi implementation of Patient."""
+    """{method: body} of Patient's EC2 port implementations (one impl block
+    per capability: `impl<A: MirrorApi> Sessions for Patient<A>`, ...)."""
     source = without_comments(read(PATIENCE)).split("#[cfg(test)]", 1)[0]
-    match = re.search(r"\bimpl\s*<[^>]*>\s*MirrorApi\s+for\s+Patient\s*<[^>]*>\s*\{", source)
-    assert match, f"{PATIENCE}: the parser no longer finds `impl<A: MirrorApi> MirrorApi for Patient<A>`"
-    block = source[match.end() - 1: block_end(source, match.end() - 1)]
+    blocks = list(re.finditer(r"\bimpl\s*<[^>]*>\s*(\w+)\s+for\s+Patient\s*<[^>]*>\s*\{", source))
+    assert blocks, f"{PATIENCE}: the parser no longer finds `impl<A: MirrorApi> <capability> for Patient<A>`"
     methods = {}
-    for method in re.finditer(r"\basync\s+fn\s+(\w+)\b[^{;]*\{", block):
-        methods[method.group(1)] = block[method.end() - 1: block_end(block, method.end() - 1)]
-    assert methods, f"{PATIENCE}: the parser finds no method in Patient's MirrorApi implementation"
+    for match in blocks:
+        block = source[match.end() - 1: block_end(source, match.end() - 1)]
+        for method in re.finditer(r"\basync\s+fn\s+(\w+)\b[^{;]*\{", block):
+            methods[method.group(1)] = block[method.end() - 1: block_end(block, method.end() - 1)]
+    assert methods, f"{PATIENCE}: the parser finds no method in Patient's port implementations"
     return methods
 
 
@@ -188,11 +190,11 @@ def test_the_pace_in_the_code_is_the_one_sized_here():
         f"{PATIENCE}: the pace's burst is no longer max(1, rate): update pace_burst here and "
         f"infra/README.md (Rate limits)"
     )
-    build = without_comments(read("src/aws/mod.rs"))
+    build = without_comments(read("src/app.rs"))
     assert re.search(
-        r"Patient::new\(\s*ec2::\w+::new\(.*?\)\s*\)\s*\.with_mutating_rate\(\s*config\.mutating_calls_per_second\s*\)",
+        r"Patient::new\(\s*(?:ec2::)?\w+::new\(.*?\)\s*\)\s*\.with_mutating_rate\(\s*config\.mutating_calls_per_second\s*\)",
         build, re.S,
-    ), "src/aws/mod.rs no longer paces the EC2 adapter with config.mutating_calls_per_second"
+    ), "src/app.rs no longer paces the EC2 adapter with config.mutating_calls_per_second"
     config = without_comments(read("src/config.rs"))
     assert re.search(r"mutating_calls_per_second\s*=\s*match\s+value\(\s*MUTATING_CALLS_PER_SECOND\s*\)", config), (
         "src/config.rs no longer reads mutating_calls_per_second from MUTATING_CALLS_PER_SECOND"

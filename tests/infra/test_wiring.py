@@ -1,5 +1,6 @@
 """The template wires the function the way the code expects to be invoked and
-configured: the events it recognises (src/ingress.rs), the environment it
+configured: the events it recognises (src/sources.rs, src/contract.rs, and the
+states src/handler.rs acts on), the environment it
 reads (src/config.rs), the queue and retry settings the issue asks for, and a
 written reason for every check it skips."""
 
@@ -39,7 +40,10 @@ def function(resources):
 
 @pytest.fixture(scope="module")
 def ingress():
-    return without_comments(read("src/ingress.rs"))
+    """The code that recognises and routes events, without its unit tests:
+    the source recognition, the contract's event names, the App's routing."""
+    files = ("src/sources.rs", "src/contract.rs", "src/handler.rs")
+    return "\n".join(without_comments(read(path)).split("#[cfg(test)]", 1)[0] for path in files)
 
 
 def code_env_vars():
@@ -61,7 +65,7 @@ def code_env_vars():
 
 
 def handled_states(ingress):
-    """The instance states src/ingress.rs matches on: the arms (`"running" =>`,
+    """The instance states the code (src/handler.rs) matches on: the arms (`"running" =>`,
     `"shutting-down" | "terminated" =>`) of the function that matches
     `"running"`, wherever that match lives."""
     ingress = ingress.split("#[cfg(test)]", 1)[0]
@@ -70,7 +74,7 @@ def handled_states(ingress):
         body = ingress[match.end() - 1: block_end(ingress, match.end() - 1)]
         if re.search(r"\"running\"\s*(?:\||=>)", body):
             states |= set(re.findall(r"\"([a-z][a-z-]*)\"\s*(?=\||=>)", body))
-    assert "running" in states, "the parser no longer finds the instance states src/ingress.rs matches on"
+    assert "running" in states, "the parser no longer finds the instance states src/handler.rs matches on"
     return states
 
 
@@ -296,9 +300,9 @@ def test_request_rule_matches_the_detail_types_the_code_accepts(resources, ingre
 def test_completion_events_cannot_trigger_the_request_rule(ingress):
     """By default the request rule listens on the completion bus: a completion
     detail-type that is also a request detail-type would loop."""
-    handler = without_comments(read("src/handler.rs"))
-    completions = set(re.findall(r"\bconst\s+DETAIL_\w+\s*:\s*&str\s*=\s*\"([^\"]+)\"", handler))
-    assert completions, "the parser no longer finds the completion detail-types (DETAIL_*) in src/handler.rs"
+    contract = without_comments(read("src/contract.rs"))
+    completions = set(re.findall(r"\bconst\s+DETAIL_\w+\s*:\s*&str\s*=\s*\"([^\"]+)\"", contract))
+    assert completions, "the parser no longer finds the completion detail-types (DETAIL_*) in src/contract.rs"
     assert not completions & set(rust_str_array(ingress, "REQUEST_DETAIL_TYPES"))
 
 
@@ -309,7 +313,7 @@ def test_the_sweep_rule_sends_the_sweep_input(resources):
 
 
 def test_the_code_recognises_the_sweep_input(ingress):
-    assert re.search(r"\"sweep\"", ingress), "src/ingress.rs no longer mentions the sweep input the rule sends"
+    assert re.search(r"\"sweep\"", ingress), "src/sources.rs no longer mentions the sweep input the rule sends"
 
 
 @pytest.mark.parametrize("name", RULES)
