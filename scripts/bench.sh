@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The benchmark (not part of the tests): builds the arm64 deployment zip (for
-# its size) and the release binary for this machine, runs the binary under
-# the small Lambda Runtime API in scripts/bench.py against the AWS emulator,
-# prints the figures and writes them to BENCHMARKS.md. Release builds take
-# about 20 minutes each from scratch on two cores; later runs reuse them.
+# its size) and the release binary for this machine, runs scripts/bench.py:
+# the binary under the small Lambda Runtime API in scripts/harness.py against
+# the AWS emulator; prints the figures and writes them to BENCHMARKS.md.
+# Release builds take about 20 minutes each from scratch on two cores; later
+# runs reuse them.
 #
 #   bash scripts/bench.sh [--samples N] [--starts N]
 set -euo pipefail

@@ -30,17 +30,20 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests/emulator"))
 
-from bench import (LATENCY_MS, REGION, ROOT, Emulator, RuntimeApi, client,  # noqa: E402
-                   create_table, function_env, machine_description, start_function)
+from harness import (LATENCY_MS, REGION, ROOT, Emulator, RuntimeApi, client,  # noqa: E402
+                     create_table, function_env, machine_description, start_function)
 from emulator import MUTATING_PREFIXES  # noqa: E402  (the emulator's own definition of "mutating")
 
 ACCOUNT = "123456789012"
 NLB_ARN = f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:loadbalancer/net/storm-monitor/50dc6c495c0c9188"
-OWNER_TAG = {"Name": "tag:traffic-mirroring:managed-by", "Values": ["traffic-mirroring"]}
+# The function's owner value: OWNER is not set, so it is table/<TABLE_NAME>
+# (src/config.rs), the ledger table setup() creates.
+LEDGER_TABLE = "storm-ledger"
+OWNER_TAG = {"Name": "tag:traffic-mirroring:managed-by", "Values": [f"table/{LEDGER_TABLE}"]}
 # As the template's RedrivePolicy (SqsMaxReceiveCount): a sixth receive would
 # go to the dead-letter queue, so the harness counts it as lost.
 MAX_RECEIVES = 5
-# Longer than the 300 s deadline bench.RuntimeApi hands out, as the template
+# Longer than the 300 s deadline harness.RuntimeApi hands out, as the template
 # keeps the visibility timeout above the function timeout, so a batch still
 # running is never delivered a second time. Failed records come back sooner,
 # through ChangeMessageVisibility after --retry-delay.
@@ -58,10 +61,10 @@ def setup(emulator, instances):
     """The ledger, the bus with a rule copying every completion event to an
     `events` queue (what callers see), the request queue, and the instances:
     m5.large (Nitro), alternately one and two ENIs."""
-    create_table(emulator, "storm-ledger")
+    create_table(emulator, LEDGER_TABLE)
     events, sqs, ec2 = client(emulator, "events"), client(emulator, "sqs"), client(emulator, "ec2")
     events.create_event_bus(Name="storm-bus")
-    fleet = {"table": "storm-ledger", "bus": "storm-bus"}
+    fleet = {"table": LEDGER_TABLE, "bus": "storm-bus"}
     for name in ("requests", "events"):
         url = sqs.create_queue(QueueName=name)["QueueUrl"]
         fleet[name] = url
