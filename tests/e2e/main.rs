@@ -1,5 +1,5 @@
-//! End to end: the real binary, built and served by `cargo lambda watch`
-//! (a local Lambda Runtime API), invoked over HTTP with every file in
+//! End to end: the real binary (the one cargo built for this test run), served
+//! by `cargo lambda watch` (a local Lambda Runtime API), invoked over HTTP with every file in
 //! `events/`, against the emulator holding exactly the ENIs and instance those
 //! files name. Asserts on each answer and on EC2, the ledger and the
 //! completion events afterwards.
@@ -35,11 +35,21 @@ const STORY: [&str; 7] = [
     "direct-create-load-balancers.json",
 ];
 
-/// `cargo lambda watch` and the function it runs; stopped as a group on drop.
+/// `cargo lambda watch --only-lambda-apis` (the local Lambda Runtime API and
+/// invoke endpoint) and the function binary cargo built for this test run,
+/// polling it: the SDK is compiled once, for the tests, not a second time by
+/// cargo-lambda's own build. Their output goes to one log file, shown only if
+/// the test fails; both are stopped on drop.
 struct LambdaServer {
-    child: Child,
+    runtime: Child,
+    function: Option<Child>,
     url: String,
+    log: std::path::PathBuf,
 }
+
+/// What the Runtime API hands the function: cargo-lambda serves one function,
+/// named `_`, under `/.rt` when it does not start the function itself.
+const FUNCTION_NAME: &str = "_";
 
 impl LambdaServer {
     fn start(world: &World) -> LambdaServer {
@@ -47,69 +57,105 @@ impl LambdaServer {
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        // Passed explicitly: the function must not depend on what the test process happens to have.
-        let environment = [
-            ("AWS_ENDPOINT_URL", world.emulator.endpoint.clone()),
-            ("AWS_REGION", support::REGION.to_owned()),
-            ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
-            ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
-            ("TABLE_NAME", world.config.table_name.clone()),
-            ("EVENT_BUS_NAME", world.config.event_bus_name.clone()),
-            ("RUST_LOG", "info".to_owned()),
-        ];
-        // cargo-lambda builds with flags of its own; sharing the tests' output
-        // directory made each build overwrite the other's artifacts, so every
-        // run rebuilt the AWS SDK twice. Its own directory keeps both cached.
-        let target_dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| format!("{}/target", manifest_dir()));
+        let log = std::env::temp_dir().join(format!("traffic-mirroring-e2e-{}-{port}.log", std::process::id()));
+        let output = || {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .expect("log file");
+            (Stdio::from(file.try_clone().expect("log file")), Stdio::from(file))
+        };
+        let (stdout, stderr) = output();
         let mut command = Command::new("cargo");
         command
             .current_dir(manifest_dir())
-            .args(["lambda", "watch", "--ignore-changes", "--invoke-address", "127.0.0.1"])
+            .args(["lambda", "watch", "--only-lambda-apis", "--invoke-address", "127.0.0.1"])
             .args(["--invoke-port", &port.to_string()])
-            .env("CARGO_TARGET_DIR", format!("{target_dir}/cargo-lambda"))
-            .args(
-                environment
-                    .iter()
-                    .flat_map(|(k, v)| ["--env-var".to_owned(), format!("{k}={v}")]),
-            )
-            .stdout(Stdio::inherit())
-            .stderr(Stdio::inherit());
+            .stdout(stdout)
+            .stderr(stderr);
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let child = command
+        let runtime = command
             .spawn()
             .expect("cargo lambda is installed (scripts/common.sh puts it on PATH)");
-        LambdaServer {
-            child,
-            url: format!("http://127.0.0.1:{port}/2015-03-31/functions/traffic-mirroring/invocations"),
-        }
+        let mut server = LambdaServer {
+            runtime,
+            function: None,
+            url: format!("http://127.0.0.1:{port}/2015-03-31/functions/{FUNCTION_NAME}/invocations"),
+            log: log.clone(),
+        };
+        // The function's first poll must find the Runtime API listening.
+        let listening = (0..300).any(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(
+            listening,
+            "cargo lambda never listened on port {port}:\n{}",
+            server.output()
+        );
+        // Only what the test passes: the function must not depend on what the test process happens to have.
+        let (stdout, stderr) = output();
+        let function = Command::new(env!("CARGO_BIN_EXE_traffic-mirroring"))
+            .env_clear()
+            .envs([
+                ("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{port}/.rt")),
+                ("AWS_LAMBDA_FUNCTION_NAME", FUNCTION_NAME.to_owned()),
+                ("AWS_LAMBDA_FUNCTION_VERSION", "1".to_owned()),
+                ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256".to_owned()),
+                ("AWS_ENDPOINT_URL", world.emulator.endpoint.clone()),
+                ("AWS_REGION", support::REGION.to_owned()),
+                ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+                ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+                ("TABLE_NAME", world.config.table_name.clone()),
+                ("EVENT_BUS_NAME", world.config.event_bus_name.clone()),
+                ("RUST_LOG", "info".to_owned()),
+            ])
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .expect("the function binary cargo built for this test");
+        server.function = Some(function);
+        server
     }
 
-    /// The first invoke also waits for cargo lambda to build the binary.
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     async fn invoke(&self, payload: &str) -> Value {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(900))
+            .timeout(Duration::from_secs(120))
             .build()
             .expect("client");
-        for _ in 0..600 {
-            match http.post(&self.url).body(payload.to_owned()).send().await {
-                Ok(response) => {
-                    let text = response.text().await.expect("answer body");
-                    return serde_json::from_str(&text).unwrap_or(Value::String(text));
-                }
-                // Not listening yet.
-                Err(err) if err.is_connect() => tokio::time::sleep(Duration::from_millis(500)).await,
-                Err(err) => panic!("invoking {}: {err}", self.url),
+        match http.post(&self.url).body(payload.to_owned()).send().await {
+            Ok(response) => {
+                let text = response.text().await.expect("answer body");
+                serde_json::from_str(&text).unwrap_or(Value::String(text))
             }
+            Err(err) => panic!("invoking {}: {err}", self.url),
         }
-        panic!("cargo lambda never listened on {}", self.url)
     }
 }
 
 impl Drop for LambdaServer {
     fn drop(&mut self) {
-        let group = format!("-{}", self.child.id());
+        if let Some(mut function) = self.function.take() {
+            let _ = function.kill();
+            let _ = function.wait();
+        }
+        let group = format!("-{}", self.runtime.id());
         let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
-        let _ = self.child.wait();
+        let _ = self.runtime.wait();
+        // Captured by the test harness: printed only when the test failed.
+        if std::thread::panicking() {
+            eprintln!(
+                "--- cargo lambda and the function ({}):\n{}",
+                self.log.display(),
+                self.output()
+            );
+        }
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 
