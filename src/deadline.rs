@@ -124,7 +124,8 @@ where
         Some(left) if left.is_zero() => Err(out_of_time(call)),
         Some(left) => match tokio::time::timeout(left, work).await {
             Ok(outcome) => outcome,
-            Err(_) => Err(out_of_time(call)),
+            // Sent, and abandoned before its answer: AWS may apply it all the same.
+            Err(_) => Err(out_of_time(call).in_doubt()),
         },
     }
 }

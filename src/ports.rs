@@ -34,6 +34,10 @@ pub struct AwsError {
     pub kind: ErrorKind,
     pub code: String,
     pub message: String,
+    /// The call may have taken effect though no answer said so: it was cut
+    /// off in flight by the deadline, or failed in transit. A create that
+    /// fails this way may have made its resource all the same.
+    pub in_doubt: bool,
 }
 
 impl AwsError {
@@ -42,7 +46,14 @@ impl AwsError {
             kind,
             code: code.into(),
             message: message.into(),
+            in_doubt: false,
         }
+    }
+
+    /// The same error, for a call that may have taken effect (see `in_doubt`).
+    pub fn in_doubt(mut self) -> Self {
+        self.in_doubt = true;
+        self
     }
 
     pub fn is_not_found(&self) -> bool {

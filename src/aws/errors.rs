@@ -29,6 +29,18 @@ const TRANSIENT: &[&str] = &[
     "Unavailable",
 ];
 
+/// The transient codes that say the call was refused before it did anything.
+pub const THROTTLING: &[&str] = &[
+    "RequestLimitExceeded",
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "RequestThrottled",
+    "RequestThrottledException",
+];
+
 const IN_USE: &[&str] = &[
     "TrafficMirrorTargetInUseException",
     "TrafficMirrorFilterInUse",
@@ -65,13 +77,20 @@ where
                 .message()
                 .map(str::to_owned)
                 .unwrap_or_else(|| format!("HTTP {status}"));
-            AwsError::new(kind_of(&code, status), code, message)
+            let error = AwsError::new(kind_of(&code, status), code, message);
+            // A 5xx says the service failed, not that nothing happened.
+            if status >= 500 && !THROTTLING.contains(&error.code.as_str()) {
+                error.in_doubt()
+            } else {
+                error
+            }
         }
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => AwsError::new(
             ErrorKind::Transient,
             "NetworkError",
             DisplayErrorContext(&err).to_string(),
-        ),
+        )
+        .in_doubt(),
         _ => AwsError::new(
             ErrorKind::Rejected,
             "RequestNotSent",

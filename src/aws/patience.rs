@@ -192,11 +192,21 @@ where
     let mut pause_next = backoff.first;
     let mut tries = 1u32;
     let mut last_failure: Option<AwsError> = None;
+    // A try that may have taken effect keeps the call in doubt, whatever
+    // the later tries say (a later success with the same client token
+    // settles it by naming what was made).
+    let mut in_doubt = false;
+    let settle = |err: AwsError, in_doubt: bool| if in_doubt { err.in_doubt() } else { err };
     loop {
-        match call().await {
+        let outcome = call().await;
+        if let Err(err) = &outcome {
+            in_doubt |= err.in_doubt;
+        }
+        match outcome {
             Err(err) if err.code == deadline::OUT_OF_TIME && last_failure.is_some() => {
                 warn!(call = call_name, tries, "still failing and out of time; giving up");
-                return Err(last_failure.unwrap_or(err));
+                // EC2's last word is what the caller is told.
+                return Err(settle(last_failure.unwrap_or(err), in_doubt));
             }
             Err(err) if worth_retrying(&err, tries) => {
                 let pause = pause_next;
@@ -214,7 +224,7 @@ where
                 let wait = Duration::from_millis(u64::from(jitter_millis(call_name, pause))) + pause / 2;
                 if wait >= budget {
                     warn!(call = call_name, tries, "still failing and out of time; giving up");
-                    return Err(err);
+                    return Err(settle(err, in_doubt));
                 }
                 warn!(
                     call = call_name,
@@ -228,7 +238,8 @@ where
                 pause_next = (pause_next * 2).min(backoff.longest);
                 tries += 1;
             }
-            other => return other,
+            Err(err) => return Err(settle(err, in_doubt)),
+            ok => return ok,
         }
     }
 }
@@ -408,6 +419,45 @@ mod tests {
         })
         .await;
         assert_eq!(outcome.map_err(|e| e.code), Err("RequestLimitExceeded".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn a_try_that_may_have_taken_effect_leaves_the_call_in_doubt() {
+        // Throttled, then cut off in flight: throttling is reported, in doubt.
+        let calls = AtomicU32::new(0);
+        let cut_off: AwsResult<()> = persist_with(QUICK, "Call", || async {
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                Err(throttled())
+            } else {
+                Err(deadline::out_of_time("Call").in_doubt())
+            }
+        })
+        .await;
+        let cut_off = cut_off.expect_err("it failed");
+        assert_eq!(
+            (cut_off.code.as_str(), cut_off.in_doubt),
+            ("RequestLimitExceeded", true)
+        );
+        // A 5xx, then throttling until time runs out: still in doubt.
+        let calls = AtomicU32::new(0);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let failed: AwsResult<()> = deadline::within(deadline, async {
+            persist_with(QUICK, "Call", || async {
+                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    Err(AwsError::new(ErrorKind::Transient, "InternalError", "try later").in_doubt())
+                } else {
+                    Err(throttled())
+                }
+            })
+            .await
+        })
+        .await;
+        assert!(failed.is_err_and(|e| e.in_doubt));
+        // Throttled every time: EC2 refused each try, nothing was made.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let refused: AwsResult<()> =
+            deadline::within(deadline, persist_with(QUICK, "Call", || async { Err(throttled()) })).await;
+        assert!(refused.is_err_and(|e| !e.in_doubt));
     }
 
     #[tokio::test]

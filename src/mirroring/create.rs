@@ -282,6 +282,11 @@ impl Mirroring {
             Err(err) => {
                 // Cut off or failed in transit, EC2 may have made it all the same.
                 made.session_outcome_unknown = err.kind == crate::ports::ErrorKind::Transient;
+                let ask_again = async {
+                    let session = self.ec2.create_session(&new_session, &tags, &session_token).await?;
+                    Ok(session.id)
+                };
+                made.session_id = recover_made(&err, "session", ask_again).await;
                 return Err(fail("creating the traffic mirror session", &err));
             }
         };
@@ -538,7 +543,10 @@ impl Mirroring {
                 rule_ids: Vec::new(),
                 outcome: Ok(id),
             },
-            Err(err) => fail(&format!("creating a mirror target for {destination}"), &err),
+            Err(err) => Making {
+                created: recover_made(&err, "target", self.ec2.create_target(destination, &tags, &token)).await,
+                ..fail(&format!("creating a mirror target for {destination}"), &err)
+            },
         }
     }
 
@@ -556,7 +564,7 @@ impl Mirroring {
             Ok(id) => id,
             Err(err) => {
                 return Making {
-                    created: None,
+                    created: recover_made(&err, "filter", self.ec2.create_filter(&description, &tags, &token)).await,
                     rule_ids: Vec::new(),
                     outcome: Err(fail("creating the traffic mirror filter", &err)),
                 }
@@ -670,7 +678,11 @@ impl Mirroring {
             // Sessions are never shared, so every one carrying this action's tag is this action's to undo.
             let tagged = SessionQuery::Tag(TAG_ACTION_ID.to_owned(), record.action_id.clone());
             match self.ec2.sessions(&tagged).await {
-                Ok(found) => sessions.extend(found.into_iter().map(|s| s.id)),
+                Ok(found) => {
+                    sessions.extend(found.into_iter().map(|s| s.id));
+                    sessions.sort();
+                    sessions.dedup();
+                }
                 Err(err) => {
                     warn!(action_id = %record.action_id, error = %err, "rollback: could not look for a session made in transit");
                     return vec![format!("a session of action {} that may exist", record.action_id)];
@@ -711,6 +723,43 @@ impl Mirroring {
                     .cloned()
                     .collect()
             }
+        }
+    }
+}
+
+/// How long a failed create may spend learning what an abandoned call made:
+/// the rest of the winding-down reserve is the rollback's.
+const RECOVERY_TIME: Duration = Duration::from_secs(2);
+
+/// A create that failed in doubt (cut off by the deadline in flight, or lost
+/// in transit) may have made its resource all the same, and nobody but this
+/// action could ever know its id. Asked again with the same client token,
+/// EC2 names the resource it made (or makes it now, and a late original is
+/// then answered with the same one), so that the rollback deletes it. What
+/// stays unknown carries our tags, and the sweep deletes it.
+async fn recover_made(
+    err: &AwsError,
+    noun: &str,
+    ask_again: impl Future<Output = AwsResult<String>>,
+) -> Option<String> {
+    if !err.in_doubt {
+        return None;
+    }
+    let asked = crate::deadline::winding_down(tokio::time::timeout(RECOVERY_TIME, ask_again)).await;
+    match asked {
+        Ok(Ok(id)) => {
+            info!(resource = %id, "a {noun} whose create was cut off is found, and will be rolled back");
+            Some(id)
+        }
+        Ok(Err(again)) => {
+            warn!(error = %again, "a {noun} whose create was cut off could not be looked up; the sweep deletes it if it exists");
+            None
+        }
+        Err(_) => {
+            warn!(
+                "a {noun} whose create was cut off could not be looked up in time; the sweep deletes it if it exists"
+            );
+            None
         }
     }
 }

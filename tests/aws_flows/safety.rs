@@ -192,6 +192,62 @@ async fn throttling_without_end_is_answered_before_the_deadline_with_nothing_lef
     assert_eq!(choked.disagreements().await, Vec::<String>::new());
 }
 
+/// A create cut off by its deadline while EC2 was still making its target
+/// and its filter: EC2 applies both calls after the function gave up on
+/// them, so nobody but this action could know the ids. The rollback asks
+/// again with the same client tokens, learns them and deletes both; a late
+/// original then makes nothing new.
+#[tokio::test]
+async fn a_target_and_filter_whose_creates_were_cut_off_are_rolled_back() {
+    let world = World::start().await;
+    let (source, target) = (world.eni().await, world.eni().await);
+    // 8 s: work stops at 5.2 s (2 s and 0.8 s are kept back), while both
+    // creates are held for 7 s, then applied.
+    world.emulator.hold_next("CreateTrafficMirrorTarget", 7_000).await;
+    world.emulator.hold_next("CreateTrafficMirrorFilter", 7_000).await;
+    let started = tokio::time::Instant::now();
+    let (answer, took) = world
+        .invoke_within(&world.app, 8, seed_create("cut-off", &source, &target))
+        .await;
+    assert!(took < Duration::from_secs(8), "answered in {took:?}");
+    let result = first_result(&answer);
+    assert_eq!(
+        (result["success"].clone(), result["retryable"].clone()),
+        (json!(false), json!(true)),
+        "{answer}"
+    );
+    // Once the held calls have been applied, nothing of them is left.
+    tokio::time::sleep_until(started + Duration::from_millis(7_500)).await;
+    assert_eq!(world.mirror_state().await, MirrorState::default(), "{answer}");
+    assert_eq!(world.disagreements().await, Vec::<String>::new());
+    let retried = world.invoke(&seed_create("cut-off", &source, &target)).await;
+    let (_, filter, mirror_target) = made(&retried);
+    let state = world.mirror_state().await;
+    assert_eq!(
+        (state.filters.len(), state.targets.len()),
+        (1, 1),
+        "the retry made one of each: {state:?}"
+    );
+    assert!(state.filters.contains(&filter) && state.targets.contains(&mirror_target));
+}
+
+/// The same for the session: held past the deadline, applied after the
+/// function gave up on it, and still deleted by the rollback.
+#[tokio::test]
+async fn a_session_whose_create_was_cut_off_is_rolled_back() {
+    let world = World::start().await;
+    let (source, target) = (world.eni().await, world.eni().await);
+    world.emulator.hold_next("CreateTrafficMirrorSession", 7_000).await;
+    let started = tokio::time::Instant::now();
+    let (answer, _) = world
+        .invoke_within(&world.app, 8, seed_create("session-cut-off", &source, &target))
+        .await;
+    assert_eq!(first_result(&answer)["retryable"], json!(true), "{answer}");
+    tokio::time::sleep_until(started + Duration::from_millis(7_500)).await;
+    assert_eq!(world.mirror_state().await, MirrorState::default(), "{answer}");
+    assert_eq!(world.disagreements().await, Vec::<String>::new());
+}
+
 /// With the indexes behind by seconds, a remove right after a create finds
 /// what the create made through EC2 and the record's own key, and takes
 /// down all of it: session, filter, target and record.

@@ -31,12 +31,17 @@ What this module adds, and why:
   does not see items written less than that long ago.
 * **Faults.** "Skip N calls of action X, then fail the next M with code Y",
   over HTTP, so a test can make any step of a flow fail.
+* **Late calls.** "Hold the next M calls of action X for D ms, then serve
+  them": a client that gives up first (at its deadline) has sent a call that
+  AWS still applies, and only its answer is lost.
 * **A call log**, so tests and benchmarks count calls from the server's side.
 
 Control API (JSON over HTTP on the same port, all answering 200):
   POST   /_emulator/reset     moto's state and ours back to empty, defaults restored
   POST   /_emulator/faults    {"action", "code", "status", "count", "after", "message", "service"} or a list
   GET    /_emulator/faults    the rules still armed;  DELETE clears them
+  POST   /_emulator/delays    {"action", "delay_ms", "count", "after", "service"} or a list: those calls are
+                              held that long (outside the lock), then served as usual; GET lists; DELETE clears
   POST   /_emulator/throttle  {"actions": [...] | "mutating" | "all", "service": "optional, e.g. dynamodb",
                                "burst", "refill_per_second"}; GET lists; DELETE clears
   POST   /_emulator/config    {"page_size": 2, "latency_ms": {"default": 0, "<Action>": 40}, "index_lag_ms": 0}
@@ -701,6 +706,7 @@ class State:
     def reset(self):
         self.mirrors = {}
         self.faults = []
+        self.delays = []
         self.buckets = []
         self.calls = []
         self.config = json.loads(json.dumps(DEFAULT_CONFIG))
@@ -733,6 +739,20 @@ class State:
                 self.faults.remove(fault)
             return AwsError(fault["code"], fault.get("message") or f"Injected failure of {action}.", fault["status"])
         return None
+
+    def take_delay(self, service, action):
+        """Seconds the first armed delay rule matching this call holds it."""
+        for rule in self.delays:
+            if rule.get("action") not in (None, action) or rule.get("service") not in (None, service):
+                continue
+            if rule["after"] > 0:
+                rule["after"] -= 1
+                continue
+            rule["count"] -= 1
+            if rule["count"] <= 0:
+                self.delays.remove(rule)
+            return rule["delay_ms"] / 1000.0
+        return 0.0
 
     def take_token(self, service, action):
         """Token buckets: refilled by elapsed time, one token per call. Every
@@ -809,7 +829,11 @@ class Emulator:
 
     def aws(self, environ, body, arrived):
         request = Request(environ, body)
-        time.sleep(STATE.latency_of(request.action))  # outside the lock: latency overlaps, as on AWS
+        with LOCK:
+            held = STATE.take_delay(request.service, request.action)
+        # Outside the lock: latency overlaps, as on AWS; a held call is served
+        # after its client may have given up on it.
+        time.sleep(STATE.latency_of(request.action) + held)
         with LOCK:
             served = time.time()
             try:
@@ -947,6 +971,12 @@ def control_call(method, name, body):
         elif method == "DELETE":
             STATE.faults.clear()
         return {"faults": STATE.faults}
+    if name == "delays":
+        if method == "POST":
+            STATE.delays.extend(delay_rule(d) for d in (body if isinstance(body, list) else [body]))
+        elif method == "DELETE":
+            STATE.delays.clear()
+        return {"delays": STATE.delays}
     if name == "throttle":
         if method == "POST":
             STATE.buckets.append(bucket(body))
@@ -975,6 +1005,16 @@ def fault_rule(body):
             "count": int(body.get("count", 1)), "after": int(body.get("after", 0))}
     if rule["count"] < 1 or rule["after"] < 0:
         raise ValueError("count must be at least 1 and after at least 0")
+    return rule
+
+
+def delay_rule(body):
+    if not isinstance(body, dict) or not body.get("action"):
+        raise ValueError("a delay rule is an object with at least an action")
+    rule = {"action": body["action"], "service": body.get("service"), "delay_ms": float(body.get("delay_ms", 0)),
+            "count": int(body.get("count", 1)), "after": int(body.get("after", 0))}
+    if rule["delay_ms"] <= 0 or rule["count"] < 1 or rule["after"] < 0:
+        raise ValueError("delay_ms must be positive, count at least 1 and after at least 0")
     return rule
 
 

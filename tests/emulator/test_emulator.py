@@ -681,6 +681,24 @@ def test_faults_skip_then_fail_then_pass(endpoint, ec2):
     assert len(ec2.describe_traffic_mirror_filters(MaxResults=5)["TrafficMirrorFilters"]) == 2  # faults changed nothing
 
 
+def test_a_held_call_is_applied_after_its_client_gave_up(endpoint, ec2):
+    control(endpoint, "POST", "delays", {"action": "CreateTrafficMirrorFilter", "delay_ms": 1500, "after": 1})
+    new_filter(ec2)  # skipped by `after`: served at once
+    impatient = client(endpoint, "ec2", read_timeout=0.3, connect_timeout=1)
+    with pytest.raises(Exception):
+        new_filter(impatient, ClientToken="late-one")
+    assert control(endpoint, "GET", "delays") == {"delays": []}
+    time.sleep(1.6)
+    filters = ec2.describe_traffic_mirror_filters(MaxResults=5)["TrafficMirrorFilters"]
+    assert len(filters) == 2, "the abandoned call was applied all the same"
+    # Asked again with its token, EC2 names what the lost call made.
+    again = new_filter(ec2, ClientToken="late-one")
+    assert again in {f["TrafficMirrorFilterId"] for f in filters}
+    assert len(ec2.describe_traffic_mirror_filters(MaxResults=5)["TrafficMirrorFilters"]) == 2, "and makes no other"
+    with pytest.raises(urllib.error.HTTPError):
+        control(endpoint, "POST", "delays", {"action": "CreateTrafficMirrorFilter", "delay_ms": 0})
+
+
 def test_faults_can_be_listed_cleared_and_scoped_to_a_service(endpoint, ec2):
     control(endpoint, "POST", "faults", [{"action": "DescribeVpcs", "code": "InternalError", "service": "dynamodb"},
                                          {"action": "DescribeSubnets", "code": "InternalError"}])
