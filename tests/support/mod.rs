@@ -23,6 +23,23 @@ use traffic_mirroring::config::Config;
 use traffic_mirroring::handler::App;
 
 pub const REGION: &str = "us-east-1";
+
+/// The function's logs during a test go to the test harness's capture, so a
+/// test's logs are shown only when it fails (`RUST_LOG` picks what; the
+/// function's own INFO lines by default). Once per test process.
+pub fn capture_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("traffic_mirroring=info"));
+        // An example (local_demo) may have installed its own first.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .without_time()
+            .try_init();
+    });
+}
 /// The checkout the tests run in. Read when the test runs (cargo sets it for
 /// every test process), not baked in at compile time: one target dir serves
 /// several clones, and a test binary built in another clone that cargo finds
@@ -35,13 +52,53 @@ pub fn manifest_dir() -> String {
 /// also exits by itself when this test process dies.
 pub struct Emulator {
     pub endpoint: String,
-    child: Mutex<Child>,
+    /// `None` once handed on (to the spares) or stopped.
+    child: Mutex<Option<Child>>,
     http: reqwest::Client,
 }
 
+/// Emulators whose test has finished, for the next test of this process to
+/// reset and use: starting one costs about two seconds of CPU (Python and
+/// moto), and the suite's worlds would otherwise pay it seventy times.
+static SPARE_EMULATORS: Mutex<Vec<(Child, String)>> = Mutex::new(Vec::new());
+
 impl Emulator {
-    /// Starts an emulator on a free loopback port. Each test world has its own,
-    /// so whole-state snapshots, faults and settings never leak between tests.
+    /// An emulator for one test world, used by that world alone, so whole-state
+    /// snapshots, faults and settings never leak between tests running at
+    /// once: a spare one, reset (moto's state and ours, every setting back to
+    /// its default), or a new one.
+    pub async fn acquire() -> Emulator {
+        loop {
+            let spare = SPARE_EMULATORS.lock().ok().and_then(|mut spares| spares.pop());
+            let Some((child, endpoint)) = spare else {
+                break;
+            };
+            let emulator = Emulator {
+                endpoint,
+                child: Mutex::new(Some(child)),
+                http: reqwest::Client::new(),
+            };
+            let url = format!("{}/_emulator/reset", emulator.endpoint);
+            match emulator.http.post(&url).send().await {
+                Ok(response) if response.status().is_success() => return emulator,
+                // Dropped below: it goes back to the spares only if it still runs; a
+                // reset that failed on a live one means it is unwell, so it is killed.
+                _ => emulator.discard(),
+            }
+        }
+        tokio::task::spawn_blocking(Emulator::start)
+            .await
+            .expect("emulator started")
+    }
+
+    fn discard(self) {
+        if let Some(mut child) = self.child.lock().ok().and_then(|mut child| child.take()) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts an emulator on a free loopback port.
     pub fn start() -> Emulator {
         let python = std::env::var("EMULATOR_PYTHON").unwrap_or_else(|_| "python3".to_owned());
         let script = format!("{}/tests/emulator/emulator.py", manifest_dir());
@@ -67,7 +124,7 @@ impl Emulator {
         std::thread::spawn(move || for _ in lines {});
         Emulator {
             endpoint: format!("http://127.0.0.1:{port}"),
-            child: Mutex::new(child),
+            child: Mutex::new(Some(child)),
             http: reqwest::Client::new(),
         }
     }
@@ -95,6 +152,13 @@ impl Emulator {
         let fault = json!({"action": action, "code": code, "status": status, "count": 1, "after": after,
                            "message": format!("injected failure of {action}")});
         self.control(reqwest::Method::POST, "faults", Some(fault)).await;
+    }
+
+    /// Holds the next call of `action` for `delay_ms` before serving it: a
+    /// client that gives up sooner has sent a call that is applied anyway.
+    pub async fn hold_next(&self, action: &str, delay_ms: u64) {
+        let rule = json!({"action": action, "delay_ms": delay_ms, "count": 1});
+        self.control(reqwest::Method::POST, "delays", Some(rule)).await;
     }
 
     pub async fn clear_faults(&self) {
@@ -143,10 +207,19 @@ impl Emulator {
 }
 
 impl Drop for Emulator {
+    /// A running emulator becomes a spare for the next test; the spares exit
+    /// by themselves when this test process ends (the emulator watches its parent).
     fn drop(&mut self) {
-        if let Ok(child) = self.child.get_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
+        let Some(mut child) = self.child.get_mut().ok().and_then(Option::take) else {
+            return;
+        };
+        let running = matches!(child.try_wait(), Ok(None));
+        match SPARE_EMULATORS.lock() {
+            Ok(mut spares) if running => spares.push((child, std::mem::take(&mut self.endpoint))),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
     }
 }
@@ -184,9 +257,8 @@ pub struct MirrorState {
 
 impl World {
     pub async fn start() -> World {
-        let emulator = tokio::task::spawn_blocking(Emulator::start)
-            .await
-            .expect("emulator started");
+        capture_logs();
+        let emulator = Emulator::acquire().await;
         let sdk = emulator.sdk_config();
         let ec2 = aws_sdk_ec2::Client::new(&sdk);
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
