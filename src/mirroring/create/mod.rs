@@ -1,0 +1,310 @@
+//! CreateTrafficMirroring: claim the action in the ledger, check the source
+//! ENI's quota, join (or make) the shared target of the destination and the
+//! shared filter of the rule set, pick a session number, create the session,
+//! record everything. If a step fails, undo what this attempt made or joined,
+//! newest first, and only that.
+//!
+//! This module holds the orchestration, the rounds of calls in order; the
+//! protocol of shared targets and filters is in `shared`, session numbers
+//! in `numbers`, and undoing a failed attempt in `rollback`.
+
+mod numbers;
+mod rollback;
+mod shared;
+
+use tracing::info;
+
+pub(super) use numbers::choose_session_number;
+pub(super) use shared::pick_target;
+use shared::{filter_key, recover_made, target_key};
+
+use super::model::{CreateRequest, FilterSpec, TargetSpec};
+use super::{aws_failure, client_token, ledger_failure, now_seconds, Mirroring};
+use crate::contract::{ActionResult, CREATE};
+use crate::ports::{
+    ActionKind, AwsError, AwsResult, LedgerError, LedgerRecord, MirrorSession, NewSession, RecordStatus, SessionQuery,
+    Slot,
+};
+
+/// What this attempt has made, joined or claimed so far: exactly what a
+/// rollback may delete or release.
+#[derive(Debug, Default)]
+struct Made {
+    /// The action counts among the users of its target's claim item.
+    joined_target: bool,
+    /// The target this attempt created (as the claim item's maker).
+    target_created: Option<String>,
+    joined_filter: bool,
+    /// The filter this attempt created (as the maker of its rule set's filter).
+    filter_created: Option<String>,
+    rule_ids: Vec<String>,
+    number: Option<u16>,
+    session_id: Option<String>,
+    /// The session call failed in a way that may have made it anyway.
+    session_outcome_unknown: bool,
+}
+
+/// What round 1 read, before the claim's answer was known.
+struct Reads {
+    sessions: AwsResult<Vec<MirrorSession>>,
+    claimed: Result<Vec<(u16, String)>, LedgerError>,
+    target_slot: Option<Result<Slot, LedgerError>>,
+    filter_slot: Option<Result<Slot, LedgerError>>,
+}
+
+/// Everything a successful create produced, for the record and the answer.
+struct Created {
+    session: MirrorSession,
+    target_id: String,
+    filter_id: String,
+    requested_number_taken: Option<u16>,
+}
+
+impl Mirroring {
+    /// Runs a create and announces its result (a dry run announces nothing).
+    pub async fn create(&self, request: &CreateRequest) -> ActionResult {
+        if let Err(refused) = self.check_allowed(request).await {
+            if !request.dry_run {
+                self.announce(&refused).await;
+            }
+            return refused;
+        }
+        if request.dry_run {
+            return self.plan_create(request).await;
+        }
+        let (result, announced) = self.create_unannounced(request).await;
+        if !announced {
+            crate::deadline::winding_down(self.announce(&result)).await;
+        }
+        result
+    }
+
+    /// The create itself: four rounds of AWS calls on its critical path when
+    /// the target and filter exist (claim and reads; number; session; ledger
+    /// write and event), and one mutating EC2 call. Returns whether it announced.
+    async fn create_unannounced(&self, request: &CreateRequest) -> (ActionResult, bool) {
+        let now = now_seconds();
+        let target_key = target_key(request);
+        let filter_key = filter_key(request);
+        let mut record = LedgerRecord {
+            action_id: request.action_id.clone(),
+            kind: Some(ActionKind::Create),
+            status: Some(RecordStatus::Pending),
+            source_eni: Some(request.source_eni.to_string()),
+            target_eni: request.target.eni().map(ToString::to_string),
+            target_key: target_key.as_ref().map(|k| k.name().to_owned()),
+            target_id: match &request.target {
+                TargetSpec::Existing(id) => Some(id.clone()),
+                _ => None,
+            },
+            filter_key: filter_key.as_ref().map(|k| k.name().to_owned()),
+            filter_id: match &request.filter {
+                FilterSpec::Existing(id) => Some(id.clone()),
+                FilterSpec::Rules { .. } => None,
+            },
+            reservation_id: request.reservation_id.clone(),
+            instance_id: request.instance_id.clone(),
+            created_at: now,
+            updated_at: now,
+            ..LedgerRecord::default()
+        };
+        // Round 1. The pending record is the intent: written before EC2
+        // changes, it names the action whose tags and claims mark everything
+        // made next. The reads and the ledger-only joins of the shared target
+        // and filter do not depend on it, so they go along.
+        let on_source = SessionQuery::SourceEni(request.source_eni.clone());
+        let action_id = request.action_id.as_str();
+        let mut claimed_record = record.clone();
+        let (claim, sessions, claimed, target_slot, filter_slot) = tokio::join!(
+            self.claim(&mut claimed_record, CREATE),
+            self.ec2.sessions(&on_source),
+            self.ledger.numbers(request.source_eni.as_str()),
+            self.join(target_key.as_ref(), action_id, request.target.source_limit()),
+            self.join(filter_key.as_ref(), action_id, usize::MAX),
+        );
+        match claim {
+            Ok(()) => record = claimed_record,
+            Err(refused) => {
+                for (key, slot) in [(&target_key, &target_slot), (&filter_key, &filter_slot)] {
+                    if let (Some(key), Some(slot)) = (key, slot) {
+                        self.undo_join(key, action_id, &refused, slot).await;
+                    }
+                }
+                return (refused.answer(), false);
+            }
+        }
+        let joined = |slot: &Option<Result<Slot, LedgerError>>| matches!(slot, Some(Ok(Slot::Joined(_) | Slot::Make)));
+        let mut made = Made {
+            joined_target: joined(&target_slot),
+            joined_filter: joined(&filter_slot),
+            ..Made::default()
+        };
+        let reads = Reads {
+            sessions,
+            claimed,
+            target_slot,
+            filter_slot,
+        };
+        let outcome = self.create_steps(request, record.attempt, &mut made, reads).await;
+        match outcome {
+            Ok(created) => self.finish(request, record, made, created).await,
+            Err(failure) => (self.roll_back(record, made, failure).await, false),
+        }
+    }
+
+    async fn create_steps(
+        &self,
+        request: &CreateRequest,
+        attempt: u32,
+        made: &mut Made,
+        reads: Reads,
+    ) -> Result<Created, ActionResult> {
+        let fail = |context: &str, err: &AwsError| aws_failure(&request.action_id, CREATE, context, err);
+        let source = request.source_eni.as_str();
+        let sessions = reads
+            .sessions
+            .map_err(|e| fail(&format!("listing the sessions on {source}"), &e))?;
+        let claimed = reads
+            .claimed
+            .map_err(|e| ledger_failure(&request.action_id, CREATE, &e))?;
+        // A full source ENI fails here, before any change in EC2.
+        choose_session_number(request, &sessions, &claimed)?;
+
+        // Round 2: the number, the target and the filter do not depend on
+        // each other; the last two are usually joined already in round 1.
+        let (number, target, filter) = tokio::join!(
+            self.claim_session_number(request, &sessions, claimed),
+            self.resolve_target(request, attempt, reads.target_slot),
+            self.resolve_filter(request, attempt, reads.filter_slot),
+        );
+        made.joined_target = target.joined;
+        made.target_created = target.created;
+        made.joined_filter = filter.joined;
+        made.filter_created = filter.created;
+        made.rule_ids = filter.rule_ids;
+        if let Ok(number) = &number {
+            made.number = Some(number.number);
+        }
+        let session_number = number?;
+        let target_id = target.outcome?;
+        let filter_id = filter.outcome?;
+
+        // Round 3: the session, the one mutating EC2 call most creates make.
+        let tags = self.tags_for(
+            &request.action_id,
+            request.reservation_id.as_deref(),
+            request.instance_id.as_deref(),
+        );
+        let new_session = NewSession {
+            source_eni: request.source_eni.clone(),
+            target_id: target_id.clone(),
+            filter_id: filter_id.clone(),
+            session_number: session_number.number,
+            packet_length: request.packet_length,
+            virtual_network_id: request.virtual_network_id,
+            description: request.description.clone(),
+        };
+        let session_token = client_token(&request.action_id, attempt, "session");
+        let session = match self.ec2.create_session(&new_session, &tags, &session_token).await {
+            Ok(session) => session,
+            Err(err) => {
+                // Cut off or failed in transit, EC2 may have made it all the same.
+                made.session_outcome_unknown = err.kind == crate::ports::ErrorKind::Transient;
+                let ask_again = async {
+                    let session = self.ec2.create_session(&new_session, &tags, &session_token).await?;
+                    Ok(session.id)
+                };
+                made.session_id = recover_made(&err, "session", ask_again).await;
+                return Err(fail("creating the traffic mirror session", &err));
+            }
+        };
+        made.session_id = Some(session.id.clone());
+        Ok(Created {
+            session,
+            target_id,
+            filter_id,
+            requested_number_taken: session_number.requested_was_taken,
+        })
+    }
+
+    async fn finish(
+        &self,
+        request: &CreateRequest,
+        mut record: LedgerRecord,
+        made: Made,
+        created: Created,
+    ) -> (ActionResult, bool) {
+        let session = &created.session;
+        let result = success_result(request, &created, &made);
+        record.status = Some(RecordStatus::Active);
+        record.target_id = Some(created.target_id.clone());
+        record.target_created = made.target_created.is_some();
+        record.filter_id = Some(created.filter_id.clone());
+        record.rule_ids = made.rule_ids.clone();
+        record.session_id = Some(session.id.clone());
+        record.session_number = Some(session.session_number);
+        record.virtual_network_id = session.virtual_network_id;
+        record.result = Some(result.clone());
+        record.updated_at = now_seconds();
+        // Round 4: the record and the event together (see `announce`).
+        let (saved, ()) = crate::deadline::winding_down(async {
+            tokio::join!(self.ledger.save(&mut record), self.announce(&result))
+        })
+        .await;
+        if let Err(err) = saved {
+            // A session the ledger does not know could never be torn down by us.
+            let failure = ledger_failure(&request.action_id, CREATE, &err);
+            let failure = self.roll_back(record, made, failure).await;
+            crate::deadline::winding_down(self.announce(&failure)).await;
+            return (failure, true);
+        }
+        info!(action_id = %request.action_id, session_id = %session.id, "mirroring created");
+        (result, true)
+    }
+}
+
+fn success_result(request: &CreateRequest, created: &Created, made: &Made) -> ActionResult {
+    let session = &created.session;
+    let fate = |made_now: bool, joined: bool| match (made_now, joined) {
+        (true, _) => "created",
+        (false, true) => "shared",
+        (false, false) => "given",
+    };
+    let rules = match &request.filter {
+        FilterSpec::Rules { rules, .. } => {
+            format!(" with {} rule{}", rules.len(), if rules.len() == 1 { "" } else { "s" })
+        }
+        FilterSpec::Existing(_) => String::new(),
+    };
+    let mut info = format!(
+        "mirroring {} to {} ({}): session {} (number {}), filter {}{rules} ({}), target {} ({})",
+        request.source_eni,
+        request.target,
+        request.target.kind(),
+        session.id,
+        session.session_number,
+        created.filter_id,
+        fate(made.filter_created.is_some(), made.joined_filter),
+        created.target_id,
+        fate(made.target_created.is_some(), made.joined_target),
+    );
+    if let Some(taken) = created.requested_number_taken {
+        info.push_str(&format!(
+            "; session number {taken} was already used on {}, so {} was allocated",
+            request.source_eni, session.session_number
+        ));
+    }
+    ActionResult {
+        action_id: request.action_id.clone(),
+        action_type: CREATE.to_owned(),
+        success: true,
+        info_message: info,
+        session_id: session.id.clone(),
+        traffic_mirror_target_id: Some(created.target_id.clone()),
+        traffic_mirror_filter_id: Some(session.filter_id.clone()),
+        session_number: Some(session.session_number),
+        virtual_network_id: session.virtual_network_id,
+        reservation_id: request.reservation_id.clone(),
+        ..ActionResult::default()
+    }
+}
