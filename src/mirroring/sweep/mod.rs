@@ -24,8 +24,13 @@
 //! started after the listing is not seen at all, and anything it made before
 //! is covered by its pending record, which the ledger read then shows.
 //! With `dry_run` it only reports.
+//!
+//! The plan is pure (`plan`); this module lists, carries out and reports.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod plan;
+
+use std::collections::BTreeSet;
+use std::fmt;
 
 use serde::Serialize;
 use tracing::{info, warn};
@@ -38,9 +43,10 @@ use super::{
 };
 use crate::contract::{ActionResult, SWEEP};
 use crate::ports::{
-    ActionKind, Claim, LedgerContents, LedgerRecord, MirrorFilter, MirrorSession, MirrorTarget, NumberClaim,
-    RecordStatus, SessionQuery, SharedKey, Slot,
+    ActionKind, Claim, LedgerContents, LedgerRecord, MirrorSession, NumberClaim, RecordStatus, SessionQuery, SharedKey,
+    Slot,
 };
+use plan::{Owned, Repair, Snapshot};
 
 /// One thing the sweep found, and what became of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -53,9 +59,46 @@ pub struct Finding {
     pub action_id: Option<String>,
     /// The rule that applied, in words.
     pub rule: &'static str,
-    /// `planned` (dry run), `repaired`, `adopted`, `reported: …`,
-    /// `deferred: …`, `skipped: …` or `failed: …`.
-    pub outcome: String,
+    pub outcome: Outcome,
+}
+
+/// What became of a finding; reported as text (`planned`, `repaired`,
+/// `adopted: …`, `reported: …`, `deferred: …`, `skipped: …`, `failed: …`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A dry run: it would be repaired.
+    Planned,
+    Repaired,
+    /// Recorded again from its tags, with what could not be joined or claimed.
+    Adopted(Vec<String>),
+    /// Left alone on purpose, for the reason given.
+    Reported(String),
+    /// Left to the next run: the deletion cap, or the deadline.
+    Deferred(String),
+    /// Nothing to do any more, for the reason given.
+    Skipped(String),
+    Failed(String),
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Planned => f.write_str("planned"),
+            Outcome::Repaired => f.write_str("repaired"),
+            Outcome::Adopted(notes) if notes.is_empty() => f.write_str("adopted: recorded again from its tags"),
+            Outcome::Adopted(notes) => write!(f, "adopted: recorded again from its tags ({})", notes.join("; ")),
+            Outcome::Reported(why) => write!(f, "reported: {why}"),
+            Outcome::Deferred(why) => write!(f, "deferred: {why}"),
+            Outcome::Skipped(why) => write!(f, "skipped: {why}"),
+            Outcome::Failed(why) => write!(f, "failed: {why}"),
+        }
+    }
+}
+
+impl Serialize for Outcome {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
@@ -76,133 +119,8 @@ pub struct SweepReport {
     pub complete: bool,
 }
 
-/// A repair the sweep plans; each names what it found.
-#[derive(Debug, Clone, PartialEq)]
-enum Repair {
-    Abandoned(Box<LedgerRecord>),
-    Vanished(Box<LedgerRecord>),
-    /// A remove that stopped half-way through this mirror.
-    HalfRemoved(Box<LedgerRecord>),
-    /// A session of ours that no record holds: the record the ledger has for
-    /// its action, if any (finished), so it is recorded again.
-    Adopt(MirrorSession, Option<Box<LedgerRecord>>),
-    /// An earlier version's resources that our ledger knows.
-    TakeOver(Vec<String>),
-    /// An earlier version's resource our ledger does not know.
-    UnknownLegacy(String),
-    /// A filter of ours nothing uses: its id, the action that made it, and
-    /// the claim item still naming it, if one does.
-    OrphanFilter(String, Option<String>, Option<SharedKey>),
-    StaleNumber {
-        source_eni: String,
-        number: u16,
-        action_id: String,
-    },
-    StaleUser {
-        key: SharedKey,
-        action_id: String,
-    },
-    UnusedTarget {
-        claim_name: Option<String>,
-        target_id: String,
-    },
-}
-
-impl Repair {
-    fn finding(&self) -> Finding {
-        let (kind, resource, action_id) = match self {
-            Repair::Abandoned(r) => (
-                "abandoned_action",
-                format!("action {}", r.action_id),
-                Some(&r.action_id),
-            ),
-            Repair::Vanished(r) => (
-                "vanished_session",
-                r.session_id.clone().unwrap_or_default(),
-                Some(&r.action_id),
-            ),
-            Repair::HalfRemoved(r) => (
-                "half_removed",
-                r.session_id.clone().unwrap_or_default(),
-                Some(&r.action_id),
-            ),
-            Repair::Adopt(s, _) => ("untracked_session", s.id.clone(), None),
-            Repair::TakeOver(ids) => ("legacy_known", ids.join(", "), None),
-            Repair::UnknownLegacy(id) => ("legacy_unknown", id.clone(), None),
-            Repair::OrphanFilter(id, ..) => ("orphan_filter", id.clone(), None),
-            Repair::StaleNumber {
-                source_eni,
-                number,
-                action_id,
-            } => ("stale_number_claim", format!("{source_eni} #{number}"), Some(action_id)),
-            Repair::StaleUser {
-                key: key @ SharedKey::Target(_),
-                action_id,
-            } => ("stale_target_claim", key.name().to_owned(), Some(action_id)),
-            Repair::StaleUser {
-                key: key @ SharedKey::Filter(_),
-                action_id,
-            } => ("stale_filter_claim", key.name().to_owned(), Some(action_id)),
-            Repair::UnusedTarget { target_id, .. } => ("unused_target", target_id.clone(), None),
-        };
-        let action_id = action_id.cloned().or_else(|| match self {
-            Repair::Adopt(s, _) => s.tag(TAG_ACTION_ID).map(str::to_owned),
-            Repair::OrphanFilter(_, action, _) => action.clone(),
-            _ => None,
-        });
-        let outcome = match self {
-            // Nothing is ever done about it, dry run or not.
-            Repair::UnknownLegacy(_) => "reported: made by an earlier version, unknown to this ledger; left alone",
-            _ => "planned",
-        };
-        Finding {
-            kind,
-            resource,
-            action_id,
-            rule: self.rule(),
-            outcome: outcome.into(),
-        }
-    }
-
-    fn rule(&self) -> &'static str {
-        match self {
-            Repair::Abandoned(_) => {
-                "a create pending past its lease, or whose rollback stopped, is undone so that a retry runs it again"
-            }
-            Repair::Vanished(_) => "an active mirror whose session EC2 no longer has is closed and its claims released",
-            Repair::HalfRemoved(_) => "a remove that stopped half-way is finished",
-            Repair::Adopt(..) => {
-                "a session of ours that no ledger record holds is recorded again from its tags, never deleted"
-            }
-            Repair::TakeOver(_) => "an earlier version's resources that this ledger knows are re-tagged as ours",
-            Repair::UnknownLegacy(_) => {
-                "an earlier version's resource that this ledger does not know is reported and left alone"
-            }
-            Repair::OrphanFilter(..) => "a filter of ours that no session and no claim uses is deleted",
-            Repair::UnusedTarget { .. } => "a target of ours that no session and no claim uses is deleted",
-            Repair::StaleNumber { .. } | Repair::StaleUser { .. } => {
-                "a claim held by an action that holds nothing any more is released"
-            }
-        }
-    }
-
-    /// Deletes something nobody uses: counted against the per-run cap.
-    fn deletes_unused(&self) -> bool {
-        matches!(self, Repair::OrphanFilter(..) | Repair::UnusedTarget { .. })
-    }
-}
-
 /// Time a repair needs at the least; with less left, the rest is deferred.
 const REPAIR_TIME: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// What EC2 holds under our tag.
-struct Owned {
-    sessions: Vec<MirrorSession>,
-    filters: Vec<MirrorFilter>,
-    targets: Vec<MirrorTarget>,
-    /// Ids of what an earlier version made (the legacy owner value).
-    legacy: Vec<String>,
-}
 
 impl Mirroring {
     pub async fn sweep(&self, dry_run: bool) -> ActionResult {
@@ -285,7 +203,15 @@ impl Mirroring {
             .contents()
             .await
             .map_err(|e| fail("the ledger", e.to_string()))?;
-        let repairs = self.plan(&owned, &contents, now_seconds()).await;
+        let gone_sessions = self.sessions_gone(&owned, &contents).await;
+        let repairs = plan::plan(&Snapshot {
+            owned: &owned,
+            contents: &contents,
+            now: now_seconds(),
+            lease_seconds: self.lease_seconds,
+            owner: &self.owner,
+            gone_sessions: &gone_sessions,
+        });
         let mut report = SweepReport {
             dry_run,
             sessions_seen: owned.sessions.len(),
@@ -305,20 +231,21 @@ impl Mirroring {
                 continue;
             }
             if crate::deadline::budget().is_some_and(|left| left < REPAIR_TIME) {
-                finding.outcome = "deferred: the invocation's deadline is near; the next sweep resumes here".into();
+                finding.outcome =
+                    Outcome::Deferred("the invocation's deadline is near; the next sweep resumes here".into());
                 report.deferred += 1;
                 report.complete = false;
             } else if repair.deletes_unused() && deletions >= self.sweep_max_deletions {
-                finding.outcome = format!(
-                    "deferred: a sweep deletes at most {} unused filters and targets (SWEEP_MAX_DELETIONS)",
+                finding.outcome = Outcome::Deferred(format!(
+                    "a sweep deletes at most {} unused filters and targets (SWEEP_MAX_DELETIONS)",
                     self.sweep_max_deletions
-                );
+                ));
                 deletions_deferred += 1;
                 report.deferred += 1;
             } else {
                 finding.outcome = match self.repair(&repair, &owned, &contents).await {
                     Ok(outcome) => {
-                        let done = outcome == "repaired" || outcome.starts_with("adopted");
+                        let done = matches!(outcome, Outcome::Repaired | Outcome::Adopted(_));
                         report.repaired += usize::from(done);
                         deletions += usize::from(done && repair.deletes_unused());
                         outcome
@@ -326,7 +253,7 @@ impl Mirroring {
                     Err(err) => {
                         warn!(kind = finding.kind, resource = %finding.resource, error = %err, "sweep repair failed");
                         report.failed += 1;
-                        format!("failed: {err}")
+                        Outcome::Failed(err)
                     }
                 };
             }
@@ -343,150 +270,28 @@ impl Mirroring {
         Ok(report)
     }
 
-    /// Works out the repairs from one listing of EC2 and one read of the ledger.
-    async fn plan(&self, owned: &Owned, contents: &LedgerContents, now: u64) -> Vec<Repair> {
-        let records: BTreeMap<&str, &LedgerRecord> =
-            contents.records.iter().map(|r| (r.action_id.as_str(), r)).collect();
-        let in_flight = |r: &LedgerRecord| {
-            r.status == Some(RecordStatus::Pending) && r.updated_at.saturating_add(self.lease_seconds) > now
-        };
-        let abandoned = |r: &LedgerRecord| {
-            r.kind == Some(ActionKind::Create)
-                && match r.status {
-                    Some(RecordStatus::Pending) => !in_flight(r),
-                    Some(RecordStatus::RollbackIncomplete) => true,
-                    _ => false,
-                }
-        };
-        // Actions whose claims and resources are theirs to keep (or to undo, for the abandoned).
-        let keeps = |action: &str| {
-            records.get(action).is_some_and(|r| {
-                matches!(r.status, Some(RecordStatus::Active | RecordStatus::Removing)) || in_flight(r) || abandoned(r)
-            })
-        };
-        let mut repairs = Vec::new();
-        for record in contents.records.iter().filter(|r| abandoned(r)) {
-            repairs.push(Repair::Abandoned(Box::new(record.clone())));
-        }
-        // A remove in progress right now would finish these too; both are idempotent.
-        for record in &contents.records {
-            if record.kind == Some(ActionKind::Create) && record.status == Some(RecordStatus::Removing) {
-                repairs.push(Repair::HalfRemoved(Box::new(record.clone())));
-            }
-        }
-
-        let session_ids: BTreeSet<&str> = owned.sessions.iter().map(|s| s.id.as_str()).collect();
+    /// The sessions our active records name that the listing lacks and that
+    /// EC2, asked by id, says are gone: a session made after the listing is
+    /// missing from it, yet exists.
+    async fn sessions_gone(&self, owned: &Owned, contents: &LedgerContents) -> BTreeSet<String> {
+        let listed: BTreeSet<&str> = owned.sessions.iter().map(|s| s.id.as_str()).collect();
+        let mut gone = BTreeSet::new();
         for record in &contents.records {
             let active_create = record.kind == Some(ActionKind::Create) && record.status == Some(RecordStatus::Active);
-            let Some(session_id) = record.session_id.as_deref().filter(|_| active_create) else {
+            let Some(id) = record.session_id.as_deref().filter(|_| active_create) else {
                 continue;
             };
-            // A session created after our listing is not in it: ask for it by id.
-            if !session_ids.contains(session_id)
-                && matches!(self.ec2.sessions(&SessionQuery::Id(session_id.into())).await, Ok(found) if found.is_empty())
+            if !listed.contains(id)
+                && matches!(self.ec2.sessions(&SessionQuery::Id(id.into())).await, Ok(found) if found.is_empty())
             {
-                repairs.push(Repair::Vanished(Box::new(record.clone())));
+                gone.insert(id.to_owned());
             }
         }
-
-        let known_sessions: BTreeSet<&str> = contents
-            .records
-            .iter()
-            .filter(|r| matches!(r.status, Some(RecordStatus::Active | RecordStatus::Removing)))
-            .filter_map(|r| r.session_id.as_deref())
-            .collect();
-        for session in &owned.sessions {
-            let action = session.tag(TAG_ACTION_ID).unwrap_or_default();
-            if !known_sessions.contains(session.id.as_str()) && !keeps(action) {
-                let record = records.get(action).map(|r| Box::new((*r).clone()));
-                repairs.push(Repair::Adopt(session.clone(), record));
-            }
-        }
-        // Every session of ours stays (those without a record are adopted).
-        let kept_sessions: Vec<&MirrorSession> = owned.sessions.iter().collect();
-        // Shared resources that a kept action uses or that someone is making.
-        let mut claimed = BTreeSet::new();
-        let mut claim_of = BTreeMap::new();
-        for shared in &contents.shared {
-            let kept_users = shared.users.iter().filter(|u| keeps(u)).count();
-            for user in shared.users.iter().filter(|u| !keeps(u)) {
-                repairs.push(Repair::StaleUser {
-                    key: shared.key.clone(),
-                    action_id: user.clone(),
-                });
-            }
-            if let Some(id) = &shared.resource_id {
-                claim_of.insert(id.as_str(), &shared.key);
-                if kept_users > 0 || shared.maker.is_some() {
-                    claimed.insert(id.as_str());
-                }
-            }
-        }
-        // Filters and targets used by sessions that stay; an orphan session's go with it.
-        let known_filters: BTreeSet<&str> = contents
-            .records
-            .iter()
-            .filter(|r| matches!(r.status, Some(RecordStatus::Active | RecordStatus::Removing)))
-            .filter_map(|r| r.filter_id.as_deref())
-            .chain(kept_sessions.iter().map(|s| s.filter_id.as_str()))
-            .collect();
-        for filter in &owned.filters {
-            let action = crate::ports::tag_value(&filter.tags, TAG_ACTION_ID).unwrap_or_default();
-            let id = filter.id.as_str();
-            // A filter being made has no claim naming it yet; its maker keeps it.
-            if !known_filters.contains(id) && !claimed.contains(id) && !keeps(action) {
-                let claim = claim_of.get(id).map(|key| (*key).clone());
-                repairs.push(Repair::OrphanFilter(filter.id.clone(), Some(action.to_owned()), claim));
-            }
-        }
-
-        for source in &contents.sources {
-            for (number, action_id) in &source.numbers {
-                if !keeps(action_id) {
-                    repairs.push(Repair::StaleNumber {
-                        source_eni: source.source_eni.clone(),
-                        number: *number,
-                        action_id: action_id.clone(),
-                    });
-                }
-            }
-        }
-        let used_targets: BTreeSet<&str> = kept_sessions.iter().map(|s| s.target_id.as_str()).collect();
-        for target in &owned.targets {
-            let id = target.id.as_str();
-            // A target being made has no session yet; its maker keeps it.
-            let making = contents.shared.iter().any(|c| {
-                c.maker.is_some()
-                    && matches!(&c.key, SharedKey::Target(name) if Some(name.as_str()) == target.claim_name())
-            });
-            if self.owns(&target.tags) && !used_targets.contains(id) && !claimed.contains(id) && !making {
-                repairs.push(Repair::UnusedTarget {
-                    claim_name: target.claim_name().map(str::to_owned),
-                    target_id: target.id.clone(),
-                });
-            }
-        }
-
-        // An earlier version's resources: ours only when this ledger names them.
-        let named: BTreeSet<&str> = contents
-            .records
-            .iter()
-            .filter(|r| r.status.is_some_and(|s| s.holds_resources()))
-            .flat_map(|r| [&r.session_id, &r.filter_id, &r.target_id])
-            .filter_map(|id| id.as_deref())
-            .chain(contents.shared.iter().filter_map(|c| c.resource_id.as_deref()))
-            .collect();
-        let (known, unknown): (Vec<&String>, Vec<&String>) =
-            owned.legacy.iter().partition(|id| named.contains(id.as_str()));
-        for chunk in known.chunks(50) {
-            repairs.push(Repair::TakeOver(chunk.iter().map(|id| (*id).clone()).collect()));
-        }
-        repairs.extend(unknown.into_iter().cloned().map(Repair::UnknownLegacy));
-        repairs
+        gone
     }
 
     /// Carries out one repair; `Ok` holds the outcome to report.
-    async fn repair(&self, repair: &Repair, owned: &Owned, contents: &LedgerContents) -> Result<String, String> {
+    async fn repair(&self, repair: &Repair, owned: &Owned, contents: &LedgerContents) -> Result<Outcome, String> {
         match repair {
             Repair::Abandoned(record) => self.undo_abandoned(record, owned, contents).await,
             Repair::Vanished(record) => {
@@ -502,19 +307,19 @@ impl Mirroring {
                 })
                 .await
                 .map_err(|e| e.to_string())?;
-                Ok("repaired".into())
+                Ok(Outcome::Repaired)
             }
             Repair::HalfRemoved(record) => {
                 self.remove_session(record).await.map_err(|e| e.to_string())?;
-                Ok("repaired".into())
+                Ok(Outcome::Repaired)
             }
             Repair::Adopt(session, record) => self.adopt(session, record.as_deref()).await,
             Repair::TakeOver(ids) => {
                 let tags = vec![(TAG_MANAGED_BY.to_owned(), self.owner.clone())];
                 self.ec2.retag(ids, &tags).await.map_err(|e| e.to_string())?;
-                Ok("repaired".into())
+                Ok(Outcome::Repaired)
             }
-            Repair::UnknownLegacy(_) => Ok("reported".into()),
+            Repair::UnknownLegacy(_) => Ok(Outcome::Reported("left alone".into())),
             Repair::OrphanFilter(id, _, claim) => {
                 // A claim item naming it must let go first, so no create joins
                 // a filter that is being deleted.
@@ -529,7 +334,7 @@ impl Mirroring {
             Repair::StaleNumber { action_id, .. } | Repair::StaleUser { action_id, .. }
                 if self.held(action_id).await =>
             {
-                Ok("skipped: the action holds it now".into())
+                Ok(Outcome::Skipped("the action holds it now".into()))
             }
             Repair::StaleNumber {
                 source_eni,
@@ -540,7 +345,7 @@ impl Mirroring {
                     .release_number(source_eni, *number, action_id)
                     .await
                     .map_err(|e| e.to_string())?;
-                Ok("repaired".into())
+                Ok(Outcome::Repaired)
             }
             Repair::StaleUser { key, action_id } => {
                 let mut hold = Release {
@@ -554,7 +359,7 @@ impl Mirroring {
                 let released = self.release(&hold).await.map_err(|e| e.to_string())?;
                 match released.left().first() {
                     Some(left) => Err(format!("released, but unused {left} could not be deleted")),
-                    None => Ok("repaired".into()),
+                    None => Ok(Outcome::Repaired),
                 }
             }
             Repair::UnusedTarget { claim_name, target_id } => {
@@ -578,7 +383,7 @@ impl Mirroring {
         record: &LedgerRecord,
         owned: &Owned,
         contents: &LedgerContents,
-    ) -> Result<String, String> {
+    ) -> Result<Outcome, String> {
         let mut version_now = record.version;
         if record.status == Some(RecordStatus::Pending) {
             // Take the action over, so a retry arriving now cannot run beside us.
@@ -586,7 +391,7 @@ impl Mirroring {
             takeover.updated_at = now_seconds();
             match self.ledger.claim(&takeover, self.lease_seconds).await {
                 Ok(Claim::Granted { version, .. }) => version_now = version,
-                Ok(_) => return Ok("skipped: the action was taken up again".into()),
+                Ok(_) => return Ok(Outcome::Skipped("the action was taken up again".into())),
                 Err(err) => return Err(err.to_string()),
             }
         }
@@ -635,15 +440,17 @@ impl Mirroring {
         failed.updated_at = now_seconds();
         failed.version = version_now;
         self.ledger.save(&mut failed).await.map_err(|e| e.to_string())?;
-        Ok("repaired".into())
+        Ok(Outcome::Repaired)
     }
 
     /// Records a session of ours again from what EC2 says of it and its
     /// tags, and counts it among the users of its target, its filter and its
     /// session number, so that later removes and sweeps treat it like any other.
-    async fn adopt(&self, session: &MirrorSession, finished: Option<&LedgerRecord>) -> Result<String, String> {
+    async fn adopt(&self, session: &MirrorSession, finished: Option<&LedgerRecord>) -> Result<Outcome, String> {
         let Some(action_id) = session.tag(TAG_ACTION_ID) else {
-            return Ok("reported: it carries no action-id tag to record it under; left alone".into());
+            return Ok(Outcome::Reported(
+                "it carries no action-id tag to record it under; left alone".into(),
+            ));
         };
         // The listing is a moment old: a remove may have taken it down since.
         let still = self
@@ -652,7 +459,7 @@ impl Mirroring {
             .await
             .map_err(|e| e.to_string())?;
         if still.is_empty() {
-            return Ok("skipped: gone since the listing".into());
+            return Ok(Outcome::Skipped("gone since the listing".into()));
         }
         let (target, filter) = tokio::join!(self.ec2.target(&session.target_id), self.ec2.filter(&session.filter_id));
         let target = target.map_err(|e| e.to_string())?;
@@ -720,7 +527,7 @@ impl Mirroring {
             }
         };
         if !written {
-            return Ok("skipped: its action was recorded again meanwhile".into());
+            return Ok(Outcome::Skipped("its action was recorded again meanwhile".into()));
         }
         let lease = self.lease_seconds;
         let mut notes = Vec::new();
@@ -755,19 +562,15 @@ impl Mirroring {
             notes.push(format!("session number {} not claimed", session.session_number));
         }
         info!(action_id, session_id = %session.id, "untracked session adopted");
-        Ok(if notes.is_empty() {
-            "adopted: recorded again from its tags".into()
-        } else {
-            format!("adopted: recorded again from its tags ({})", notes.join("; "))
-        })
+        Ok(Outcome::Adopted(notes))
     }
 }
 
-fn fate_outcome(fate: Fate, id: &str) -> Result<String, String> {
+fn fate_outcome(fate: Fate, id: &str) -> Result<Outcome, String> {
     match fate {
-        Fate::Deleted => Ok("repaired".into()),
-        Fate::InUse => Ok("skipped: in use now".into()),
-        Fate::NotOurs => Ok("skipped: not ours".into()),
+        Fate::Deleted => Ok(Outcome::Repaired),
+        Fate::InUse => Ok(Outcome::Skipped("in use now".into())),
+        Fate::NotOurs => Ok(Outcome::Skipped("not ours".into())),
         Fate::Failed(_) => Err(format!("{id} could not be deleted")),
     }
 }
