@@ -30,7 +30,7 @@ impl Announcer {
     /// A delivery that found its action in progress says nothing: the
     /// delivery carrying it out announces the one outcome.
     pub async fn announce(&self, result: &ActionResult) {
-        if result.error_code.as_deref() == Some(crate::mirroring::IN_PROGRESS) {
+        if result.error_code.as_deref() == Some(crate::contract::IN_PROGRESS) {
             return;
         }
         if let Err(err) = self.publisher.publish(result).await {

@@ -52,10 +52,10 @@ pub const SWEEP_MAX_DELETIONS: &str = "SWEEP_MAX_DELETIONS";
 /// The ownership value every version before per-deployment owners wrote.
 use crate::mirroring::TAG_MANAGED_BY_LEGACY_VALUE as LEGACY_OWNER;
 
-pub const DEFAULT_LEASE_SECONDS: u64 = 15 * 60;
+/// The logic's own defaults (it runs with them when built without a configuration).
+pub use crate::mirroring::{DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_MAX_DELETIONS};
 pub const DEFAULT_MAX_CONCURRENT_ACTIONS: usize = 10;
 pub const DEFAULT_FINISHED_RECORD_DAYS: u64 = 30;
-pub const DEFAULT_SWEEP_MAX_DELETIONS: usize = 5;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {

@@ -13,6 +13,9 @@ pub const CREATE: &str = "CreateTrafficMirroring";
 pub const REMOVE: &str = "RemoveTrafficMirroring";
 /// The action type of a reconcile sweep's result and completion event.
 pub const SWEEP: &str = "Sweep";
+/// The error code of an action another invocation is carrying out right
+/// now: retryable, and announced by nobody but the one carrying it out.
+pub const IN_PROGRESS: &str = "ActionInProgress";
 
 // --- events ------------------------------------------------------------------
 // The EventBridge side of the contract: the detail-types we publish (one

@@ -33,12 +33,13 @@ pub const TAG_INSTANCE_ID: &str = "traffic-mirroring:instance-id";
 /// On a shared filter: the key of the rule set it holds (`model::rule_set_key`).
 pub const TAG_RULE_SET: &str = "traffic-mirroring:rule-set";
 
-/// The error code of an action another invocation is carrying out right now.
-pub const IN_PROGRESS: &str = "ActionInProgress";
-
 /// How long a claimed action may stay pending before another invocation may
-/// take it over (a Lambda runs at most 15 minutes).
-pub const DEFAULT_LEASE_SECONDS: u64 = crate::config::DEFAULT_LEASE_SECONDS;
+/// take it over (a Lambda runs at most 15 minutes). The logic's own default,
+/// for a `Mirroring` built without a configuration; `CLAIM_LEASE_SECONDS`
+/// sets it in the function.
+pub const DEFAULT_LEASE_SECONDS: u64 = 15 * 60;
+/// Unused filters and targets one sweep deletes at most (`SWEEP_MAX_DELETIONS`).
+pub const DEFAULT_SWEEP_MAX_DELETIONS: usize = 5;
 
 pub struct Mirroring {
     pub(crate) ec2: Arc<dyn MirrorApi>,
@@ -89,7 +90,7 @@ impl Mirroring {
             announcer: Arc::new(Announcer::new(publisher)),
             owner: owner.into(),
             allowed: Allowed::default(),
-            sweep_max_deletions: crate::config::DEFAULT_SWEEP_MAX_DELETIONS,
+            sweep_max_deletions: DEFAULT_SWEEP_MAX_DELETIONS,
         }
     }
 
@@ -206,7 +207,7 @@ impl Mirroring {
             Ok(Claim::InProgress) => Err(Refused::InProgress(ActionResult::failure(
                 &action_id,
                 action_type,
-                IN_PROGRESS,
+                crate::contract::IN_PROGRESS,
                 format!("action {action_id} is being carried out by another invocation right now; retry later"),
                 true,
             ))),
