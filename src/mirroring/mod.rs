@@ -2,6 +2,7 @@
 //! against the ports in `crate::ports` only.
 
 pub mod create;
+pub mod failure;
 pub mod launch;
 pub mod model;
 mod plan;
@@ -15,9 +16,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
+pub use failure::Failure;
+pub(crate) use failure::{aws_failure, ledger_failure};
+
 use crate::announce::Announcer;
 use crate::contract::ActionResult;
-use crate::ports::{AwsError, Claim, ErrorKind, Ledger, LedgerError, LedgerRecord, MirrorApi, Publisher, Tags};
+use crate::ports::{Claim, Ledger, LedgerError, LedgerRecord, MirrorApi, Publisher, Tags};
 
 /// Tag keys that mark what we created. The first holds the deployment's
 /// owner value (`Config::owner`); the IAM policy keys creates and deletes on it.
@@ -266,49 +270,11 @@ impl Refused {
     }
 }
 
-/// Turns an AWS error into a failed action result with its code kept.
-pub(crate) fn aws_failure(action_id: &str, action_type: &str, context: &str, err: &AwsError) -> ActionResult {
-    let retryable = err.kind == ErrorKind::Transient;
-    let hint = match err.kind {
-        ErrorKind::Transient => " (temporary; retrying the action may succeed)",
-        ErrorKind::Quota => " (an AWS Traffic Mirroring quota)",
-        _ => "",
-    };
-    ActionResult::failure(
-        action_id,
-        action_type,
-        &err.code,
-        format!("{context}: {}{hint}", err.message),
-        retryable,
-    )
-}
-
-pub(crate) fn ledger_failure(action_id: &str, action_type: &str, err: &LedgerError) -> ActionResult {
-    match err {
-        LedgerError::Aws(aws) => aws_failure(action_id, action_type, "the ledger could not be read or written", aws),
-        LedgerError::Corrupt(..) => {
-            ActionResult::failure(action_id, action_type, "LedgerCorrupt", err.to_string(), false)
-        }
-        // Someone else changed the record under us: deciding again may pass.
-        LedgerError::Conflict(..) => {
-            ActionResult::failure(action_id, action_type, "LedgerConflict", err.to_string(), true)
-        }
-    }
-}
-
 impl Mirroring {
     /// Refuses a create whose destination or source this deployment does not
     /// allow, before anything is claimed or changed.
-    pub(crate) async fn check_allowed(&self, request: &model::CreateRequest) -> Result<(), ActionResult> {
-        let refuse = |message: String| {
-            ActionResult::failure(
-                &request.action_id,
-                crate::contract::CREATE,
-                "MirroringNotAllowed",
-                message,
-                false,
-            )
-        };
+    pub(crate) async fn check_allowed(&self, request: &model::CreateRequest) -> Result<(), Failure> {
+        let refuse = |message: String| Failure::refused("MirroringNotAllowed", message, false);
         let destination = request.target.to_string();
         if let Some(targets) = &self.allowed.targets {
             if !targets.contains(&destination) {
@@ -322,18 +288,13 @@ impl Mirroring {
             return Ok(());
         };
         let source = request.source_eni.as_str();
-        let interface = self.ec2.interface(source).await.map_err(|err| {
-            aws_failure(
-                &request.action_id,
-                crate::contract::CREATE,
-                &format!("looking up {source}"),
-                &err,
-            )
-        })?;
+        let interface = self
+            .ec2
+            .interface(source)
+            .await
+            .map_err(|err| Failure::aws(format!("looking up {source}"), &err))?;
         let Some(interface) = interface else {
-            return Err(ActionResult::failure(
-                &request.action_id,
-                crate::contract::CREATE,
+            return Err(Failure::refused(
                 "InvalidNetworkInterfaceID.NotFound",
                 format!("the source network interface {source} does not exist; nothing was created"),
                 false,

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::create::{choose_session_number, pick_target};
 use super::model::{CreateRequest, FilterSpec, TargetSpec};
-use super::{aws_failure, ledger_failure, Mirroring};
+use super::{aws_failure, Failure, Mirroring};
 use crate::contract::{ActionResult, CREATE};
 use crate::ports::{AwsError, CheckedCall, NewSession, SessionQuery, SharedKey};
 
@@ -48,21 +48,15 @@ impl Mirroring {
             self.plan_filter(request),
         );
         let planned = (|| {
-            let sessions = sessions.map_err(|e| {
-                aws_failure(
-                    action_id,
-                    CREATE,
-                    &format!("listing the sessions on {}", request.source_eni),
-                    &e,
-                )
-            })?;
-            let claimed = claimed.map_err(|e| ledger_failure(action_id, CREATE, &e))?;
-            let number = choose_session_number(request, &sessions, &claimed)?;
-            Ok::<_, ActionResult>((number, target?, filter?))
+            let sessions =
+                sessions.map_err(|e| Failure::aws(format!("listing the sessions on {}", request.source_eni), &e))?;
+            let number = choose_session_number(request, &sessions, &claimed?)?;
+            Ok::<_, Failure>((number, target?, filter?))
         })();
         let (number, target, filter) = match planned {
             Ok(planned) => planned,
-            Err(mut failure) => {
+            Err(failure) => {
+                let mut failure = failure.answer(action_id, CREATE);
                 failure.dry_run = true;
                 failure.info_message = "dry run: nothing was changed".into();
                 return failure;
@@ -146,42 +140,23 @@ impl Mirroring {
         result
     }
 
-    async fn plan_target(&self, request: &CreateRequest) -> Result<Step, ActionResult> {
-        let action_id = request.action_id.as_str();
-        let fail = |err: AwsError| {
-            aws_failure(
-                action_id,
-                CREATE,
-                &format!("looking up the mirror target of {}", request.target),
-                &err,
-            )
-        };
+    async fn plan_target(&self, request: &CreateRequest) -> Result<Step, Failure> {
+        let fail = |err: AwsError| Failure::aws(format!("looking up the mirror target of {}", request.target), &err);
         if let TargetSpec::Existing(id) = &request.target {
             return match self.ec2.target(id).await.map_err(fail)? {
                 Some(_) => Ok(Step::Use {
                     id: id.clone(),
                     how: "given",
                 }),
-                None => Err(not_found(
-                    action_id,
-                    "InvalidTrafficMirrorTargetId.NotFound",
-                    "target",
-                    id,
-                )),
+                None => Err(not_found("InvalidTrafficMirrorTargetId.NotFound", "target", id)),
             };
         }
         let name = request.target.claim_name().unwrap_or_default().to_owned();
-        let claim = self
-            .ledger
-            .shared(&SharedKey::Target(name.clone()))
-            .await
-            .map_err(|e| ledger_failure(action_id, CREATE, &e))?;
+        let claim = self.ledger.shared(&SharedKey::Target(name.clone())).await?;
         if let Some(id) = claim.as_ref().and_then(|c| c.resource_id.clone()) {
             let users = claim.map(|c| c.users.len()).unwrap_or_default();
             if users >= request.target.source_limit() {
-                return Err(ActionResult::failure(
-                    action_id,
-                    CREATE,
+                return Err(Failure::refused(
                     "TrafficMirrorSourcesPerTargetLimitExceeded",
                     format!(
                         "the mirror target of {name} already serves {users} sessions, the AWS limit for an ENI target"
@@ -202,28 +177,18 @@ impl Mirroring {
         })
     }
 
-    async fn plan_filter(&self, request: &CreateRequest) -> Result<Step, ActionResult> {
-        let action_id = request.action_id.as_str();
+    async fn plan_filter(&self, request: &CreateRequest) -> Result<Step, Failure> {
         match &request.filter {
             FilterSpec::Existing(id) => match self.ec2.filter(id).await {
                 Ok(Some(_)) => Ok(Step::Use {
                     id: id.clone(),
                     how: "given",
                 }),
-                Ok(None) => Err(not_found(
-                    action_id,
-                    "InvalidTrafficMirrorFilterId.NotFound",
-                    "filter",
-                    id,
-                )),
-                Err(err) => Err(aws_failure(action_id, CREATE, &format!("looking up filter {id}"), &err)),
+                Ok(None) => Err(not_found("InvalidTrafficMirrorFilterId.NotFound", "filter", id)),
+                Err(err) => Err(Failure::aws(format!("looking up filter {id}"), &err)),
             },
             FilterSpec::Rules { key, .. } => {
-                let claim = self
-                    .ledger
-                    .shared(&SharedKey::Filter(key.clone()))
-                    .await
-                    .map_err(|e| ledger_failure(action_id, CREATE, &e))?;
+                let claim = self.ledger.shared(&SharedKey::Filter(key.clone())).await?;
                 Ok(match claim.and_then(|c| c.resource_id) {
                     Some(id) => Step::Use { id, how: "reuse" },
                     None => Step::Create,
@@ -233,12 +198,6 @@ impl Mirroring {
     }
 }
 
-fn not_found(action_id: &str, code: &str, noun: &str, id: &str) -> ActionResult {
-    ActionResult::failure(
-        action_id,
-        CREATE,
-        code,
-        format!("the traffic mirror {noun} {id} does not exist"),
-        false,
-    )
+fn not_found(code: &'static str, noun: &str, id: &str) -> Failure {
+    Failure::refused(code, format!("the traffic mirror {noun} {id} does not exist"), false)
 }

@@ -13,7 +13,7 @@ use super::model::RemoveRequest;
 use super::model::TargetSpec;
 use super::release::{Fate, Release, Released};
 use super::{
-    aws_failure, ledger_failure, now_seconds, Mirroring, Ownership, TAG_ACTION_ID, TAG_INSTANCE_ID, TAG_MANAGED_BY,
+    aws_failure, now_seconds, Failure, Mirroring, Ownership, TAG_ACTION_ID, TAG_INSTANCE_ID, TAG_MANAGED_BY,
     TAG_RESERVATION_ID,
 };
 use crate::contract::{ActionResult, REMOVE};
@@ -79,7 +79,7 @@ impl Mirroring {
                 }
                 result
             }
-            Err(failure) => failure,
+            Err(failure) => failure.answer(&request.action_id, REMOVE),
         };
         record.status = Some(if result.success {
             RecordStatus::Done
@@ -98,16 +98,11 @@ impl Mirroring {
     /// Every selector reads the ledger's index and EC2 both. The index lags
     /// behind writes, so a session EC2 shows is looked up by its action-id
     /// tag as well, and acted on as its record says.
-    async fn find_for_removal(&self, request: &RemoveRequest) -> Result<Found, ActionResult> {
-        let fail = |context: &str, err: &AwsError| aws_failure(&request.action_id, REMOVE, context, err);
-        let ledger_fail = |err| ledger_failure(&request.action_id, REMOVE, &err);
+    async fn find_for_removal(&self, request: &RemoveRequest) -> Result<Found, Failure> {
+        let fail = |context: &str, err: &AwsError| Failure::aws(context, err);
         let mut found = Found::default();
         if let Some(session_id) = &request.session_id {
-            let records = self
-                .ledger
-                .find(&LedgerQuery::Session(session_id.clone()))
-                .await
-                .map_err(ledger_fail)?;
+            let records = self.ledger.find(&LedgerQuery::Session(session_id.clone())).await?;
             let live: Vec<_> = records.iter().filter(|r| removable(r)).cloned().collect();
             if !live.is_empty() {
                 found.add_records(live);
@@ -122,15 +117,11 @@ impl Mirroring {
                 if sessions.is_empty() {
                     found.already_gone.push(session_id.clone());
                 }
-                self.add_sessions(&mut found, sessions).await.map_err(ledger_fail)?;
+                self.add_sessions(&mut found, sessions).await?;
             }
         }
         if let Some(eni) = &request.target_eni {
-            let records = self
-                .ledger
-                .find(&LedgerQuery::TargetEni(eni.to_string()))
-                .await
-                .map_err(ledger_fail)?;
+            let records = self.ledger.find(&LedgerQuery::TargetEni(eni.to_string())).await?;
             found.add_records(records.into_iter().filter(removable).collect());
             let targets = self
                 .ec2
@@ -143,36 +134,28 @@ impl Mirroring {
                     .sessions(&SessionQuery::Target(target.id.clone()))
                     .await
                     .map_err(|e| fail(&format!("listing the sessions of target {}", target.id), &e))?;
-                self.add_sessions(&mut found, sessions).await.map_err(ledger_fail)?;
+                self.add_sessions(&mut found, sessions).await?;
             }
         }
         if let Some(instance) = &request.instance_id {
-            let records = self
-                .ledger
-                .find(&LedgerQuery::Instance(instance.clone()))
-                .await
-                .map_err(ledger_fail)?;
+            let records = self.ledger.find(&LedgerQuery::Instance(instance.clone())).await?;
             found.add_records(records.into_iter().filter(removable).collect());
             let tagged = self
                 .ec2
                 .sessions(&SessionQuery::Tag(TAG_INSTANCE_ID.to_owned(), instance.clone()))
                 .await
                 .map_err(|e| fail(&format!("listing the sessions of instance {instance}"), &e))?;
-            self.add_sessions(&mut found, tagged).await.map_err(ledger_fail)?;
+            self.add_sessions(&mut found, tagged).await?;
         }
         if let Some(reservation) = &request.reservation_id {
-            let records = self
-                .ledger
-                .find(&LedgerQuery::Reservation(reservation.clone()))
-                .await
-                .map_err(ledger_fail)?;
+            let records = self.ledger.find(&LedgerQuery::Reservation(reservation.clone())).await?;
             found.add_records(records.into_iter().filter(removable).collect());
             let tagged = self
                 .ec2
                 .sessions(&SessionQuery::Tag(TAG_RESERVATION_ID.to_owned(), reservation.clone()))
                 .await
                 .map_err(|e| fail(&format!("listing the sessions of reservation {reservation}"), &e))?;
-            self.add_sessions(&mut found, tagged).await.map_err(ledger_fail)?;
+            self.add_sessions(&mut found, tagged).await?;
         }
         Ok(found)
     }

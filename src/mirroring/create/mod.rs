@@ -19,11 +19,10 @@ pub(super) use shared::pick_target;
 use shared::{filter_key, recover_made, target_key};
 
 use super::model::{CreateRequest, FilterSpec, TargetSpec};
-use super::{aws_failure, client_token, ledger_failure, now_seconds, Mirroring};
+use super::{client_token, now_seconds, Failure, Mirroring};
 use crate::contract::{ActionResult, CREATE};
 use crate::ports::{
-    ActionKind, AwsError, AwsResult, LedgerError, LedgerRecord, MirrorSession, NewSession, RecordStatus, SessionQuery,
-    Slot,
+    ActionKind, AwsResult, LedgerError, LedgerRecord, MirrorSession, NewSession, RecordStatus, SessionQuery, Slot,
 };
 
 /// What this attempt has made, joined or claimed so far: exactly what a
@@ -64,6 +63,7 @@ impl Mirroring {
     /// Runs a create and announces its result (a dry run announces nothing).
     pub async fn create(&self, request: &CreateRequest) -> ActionResult {
         if let Err(refused) = self.check_allowed(request).await {
+            let refused = refused.answer(&request.action_id, CREATE);
             if !request.dry_run {
                 self.announce(&refused).await;
             }
@@ -158,15 +158,12 @@ impl Mirroring {
         attempt: u32,
         made: &mut Made,
         reads: Reads,
-    ) -> Result<Created, ActionResult> {
-        let fail = |context: &str, err: &AwsError| aws_failure(&request.action_id, CREATE, context, err);
+    ) -> Result<Created, Failure> {
         let source = request.source_eni.as_str();
         let sessions = reads
             .sessions
-            .map_err(|e| fail(&format!("listing the sessions on {source}"), &e))?;
-        let claimed = reads
-            .claimed
-            .map_err(|e| ledger_failure(&request.action_id, CREATE, &e))?;
+            .map_err(|e| Failure::aws(format!("listing the sessions on {source}"), &e))?;
+        let claimed = reads.claimed?;
         // A full source ENI fails here, before any change in EC2.
         choose_session_number(request, &sessions, &claimed)?;
 
@@ -215,7 +212,7 @@ impl Mirroring {
                     Ok(session.id)
                 };
                 made.session_id = recover_made(&err, "session", ask_again).await;
-                return Err(fail("creating the traffic mirror session", &err));
+                return Err(Failure::aws("creating the traffic mirror session", &err));
             }
         };
         made.session_id = Some(session.id.clone());
@@ -253,7 +250,7 @@ impl Mirroring {
         .await;
         if let Err(err) = saved {
             // A session the ledger does not know could never be torn down by us.
-            let failure = ledger_failure(&request.action_id, CREATE, &err);
+            let failure = Failure::from(err);
             let failure = self.roll_back(record, made, failure).await;
             crate::deadline::winding_down(self.announce(&failure)).await;
             return (failure, true);

@@ -5,8 +5,7 @@
 use std::collections::HashSet;
 
 use super::super::model::{CreateRequest, MAX_SESSION_NUMBER, SESSIONS_PER_SOURCE_ENI};
-use super::super::{ledger_failure, Mirroring, TAG_ACTION_ID};
-use crate::contract::{ActionResult, CREATE};
+use super::super::{Failure, Mirroring, TAG_ACTION_ID};
 use crate::ports::{MirrorSession, NumberClaim};
 
 /// Rounds of "pick a number, claim it" before contention counts as a failure;
@@ -22,7 +21,7 @@ impl Mirroring {
         request: &CreateRequest,
         sessions: &[MirrorSession],
         mut claimed: Vec<(u16, String)>,
-    ) -> Result<SessionNumber, ActionResult> {
+    ) -> Result<SessionNumber, Failure> {
         let action_id = request.action_id.as_str();
         for _ in 0..NUMBER_ROUNDS {
             let choice = choose_session_number(request, sessions, &claimed)?;
@@ -45,12 +44,10 @@ impl Mirroring {
                         .map(|n| (n, String::from("another action")))
                         .collect();
                 }
-                Err(err) => return Err(ledger_failure(action_id, CREATE, &err)),
+                Err(err) => return Err(Failure::from(err)),
             }
         }
-        Err(ActionResult::failure(
-            action_id,
-            CREATE,
+        Err(Failure::refused(
             "SessionNumberContention",
             format!(
                 "other actions kept taking the free session numbers on {}; nothing was created",
@@ -75,7 +72,7 @@ pub(in crate::mirroring) fn choose_session_number(
     request: &CreateRequest,
     sessions: &[MirrorSession],
     claimed: &[(u16, String)],
-) -> Result<SessionNumber, ActionResult> {
+) -> Result<SessionNumber, Failure> {
     let own_session = sessions
         .iter()
         .find(|s| s.tag(TAG_ACTION_ID) == Some(request.action_id.as_str()))
@@ -102,10 +99,7 @@ pub(in crate::mirroring) fn choose_session_number(
         if pending > 0 {
             detail.push_str(&format!(" and {pending} being created by other actions"));
         }
-        return Err(ActionResult::failure(
-            &request.action_id,
-            CREATE,
-            "TrafficMirrorSessionsPerInterfaceLimitExceeded",
+        return Err(Failure::refused("TrafficMirrorSessionsPerInterfaceLimitExceeded",
             format!(
                 "{} already has {detail}, the AWS limit of {SESSIONS_PER_SOURCE_ENI} per source interface; nothing was created",
                 request.source_eni,
@@ -196,11 +190,17 @@ mod tests {
     fn a_full_source_eni_is_refused_before_any_change() {
         let full = [session(1, None), session(2, None), session(3, None)];
         let failure = choose_session_number(&request(None), &full, &[]).expect_err("full");
-        assert_eq!(
-            failure.error_code.as_deref(),
-            Some("TrafficMirrorSessionsPerInterfaceLimitExceeded")
+        assert!(
+            matches!(
+                failure,
+                Failure::Refused {
+                    code: "TrafficMirrorSessionsPerInterfaceLimitExceeded",
+                    retryable: false,
+                    ..
+                }
+            ),
+            "{failure}"
         );
-        assert!(!failure.retryable);
     }
 
     #[test]
@@ -224,9 +224,8 @@ mod tests {
         let full = vec![(1, "x".to_owned()), (2, "y".to_owned()), (3, "z".to_owned())];
         let failure = choose_session_number(&request(None), &[], &full).expect_err("full");
         assert!(
-            failure.error_message.contains("3 being created by other actions"),
-            "{}",
-            failure.error_message
+            failure.to_string().contains("3 being created by other actions"),
+            "{failure}"
         );
         let mine = vec![(1, "x".to_owned()), (7, "act".to_owned())];
         assert_eq!(

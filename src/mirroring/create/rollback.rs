@@ -6,18 +6,20 @@
 use tracing::warn;
 
 use super::super::release::Release;
-use super::super::{now_seconds, Mirroring, TAG_ACTION_ID};
+use super::super::{now_seconds, Failure, Mirroring, TAG_ACTION_ID};
 use super::Made;
-use crate::contract::ActionResult;
+use crate::contract::{ActionResult, CREATE};
 use crate::ports::{LedgerRecord, RecordStatus, SessionQuery, SharedKey};
 
 impl Mirroring {
     /// Undoes what `made` lists, newest first, then records the outcome;
     /// with the time forward work kept back for it.
-    pub(super) async fn roll_back(&self, record: LedgerRecord, made: Made, failure: ActionResult) -> ActionResult {
-        crate::deadline::winding_down(self.roll_back_now(record, made, failure)).await
+    pub(super) async fn roll_back(&self, record: LedgerRecord, made: Made, failure: Failure) -> ActionResult {
+        let answer = failure.answer(&record.action_id, CREATE);
+        crate::deadline::winding_down(self.roll_back_now(record, made, answer)).await
     }
 
+    /// Undoes, records, and adds to the answer what the rollback did.
     async fn roll_back_now(&self, mut record: LedgerRecord, made: Made, mut failure: ActionResult) -> ActionResult {
         let leftovers = self.undo(&record, &made).await;
         record.status = Some(if leftovers.is_empty() {

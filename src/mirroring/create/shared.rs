@@ -10,10 +10,7 @@ use futures::future::join_all;
 use tracing::{info, warn};
 
 use super::super::model::{CreateRequest, FilterSpec, RuleSpec};
-use super::super::{
-    aws_failure, client_token, jitter_millis, ledger_failure, Mirroring, Refused, TAG_ACTION_ID, TAG_RULE_SET,
-};
-use crate::contract::{ActionResult, CREATE};
+use super::super::{client_token, jitter_millis, Failure, Mirroring, Refused, TAG_ACTION_ID, TAG_RULE_SET};
 use crate::ports::{AwsError, AwsResult, LedgerError, MirrorTarget, RecordStatus, SharedKey, Slot};
 
 /// A shared resource as round 2 left it.
@@ -22,7 +19,7 @@ pub(super) struct Resolved {
     /// What this call created as the maker (its rollback may delete it).
     pub(super) created: Option<String>,
     pub(super) rule_ids: Vec<String>,
-    pub(super) outcome: Result<String, ActionResult>,
+    pub(super) outcome: Result<String, Failure>,
 }
 
 impl Resolved {
@@ -41,7 +38,7 @@ impl Resolved {
 struct Making {
     created: Option<String>,
     rule_ids: Vec<String>,
-    outcome: Result<String, ActionResult>,
+    outcome: Result<String, Failure>,
 }
 
 /// How long a create waits for another invocation that is making the target
@@ -172,7 +169,7 @@ impl Mirroring {
         let waited_since = Instant::now();
         let mut pause = Duration::from_millis(25);
         let mut slot = first;
-        let refuse = |failure: ActionResult| Resolved {
+        let refuse = |failure: Failure| Resolved {
             joined: false,
             created: None,
             rule_ids: Vec::new(),
@@ -182,7 +179,7 @@ impl Mirroring {
         let name = key.name();
         loop {
             match slot {
-                Err(err) => return refuse(ledger_failure(action_id, CREATE, &err)),
+                Err(err) => return refuse(Failure::from(err)),
                 Ok(Slot::Joined(id)) => {
                     return Resolved {
                         joined: true,
@@ -200,9 +197,7 @@ impl Mirroring {
                             // ran out): ours is rolled back, and a retry
                             // joins theirs.
                             Err(LedgerError::Aws(err)) if err.kind == crate::ports::ErrorKind::ConditionFailed => {
-                                Err(ActionResult::failure(
-                                    action_id,
-                                    CREATE,
+                                Err(Failure::refused(
                                     "MakerLeaseLost",
                                     format!(
                                         "making the {noun} of {name} took longer than this action's claim on it, \
@@ -211,7 +206,7 @@ impl Mirroring {
                                     true,
                                 ))
                             }
-                            Err(err) => Err(ledger_failure(action_id, CREATE, &err)),
+                            Err(err) => Err(Failure::from(err)),
                         },
                         Err(failure) => Err(failure),
                     };
@@ -223,9 +218,7 @@ impl Mirroring {
                     };
                 }
                 Ok(Slot::Full(users)) => {
-                    return refuse(ActionResult::failure(
-                        action_id,
-                        CREATE,
+                    return refuse(Failure::refused(
                         "TrafficMirrorSourcesPerTargetLimitExceeded",
                         format!(
                             "the {noun} of {name} already serves {users} sessions, the AWS limit for an ENI \
@@ -238,9 +231,7 @@ impl Mirroring {
                     if waited_since.elapsed() >= MAKER_WAIT
                         || crate::deadline::budget().is_some_and(|left| left < pause * 2) =>
                 {
-                    return refuse(ActionResult::failure(
-                        action_id,
-                        CREATE,
+                    return refuse(Failure::refused(
                         "SharedResourceBeingCreated",
                         format!("another invocation is still creating the {noun} of {name}; retry later"),
                         true,
@@ -268,7 +259,7 @@ impl Mirroring {
         let fail = |context: &str, err: &AwsError| Making {
             created: None,
             rule_ids: Vec::new(),
-            outcome: Err(aws_failure(action_id, CREATE, context, err)),
+            outcome: Err(Failure::aws(context, err)),
         };
         // A target of ours that the claim item does not name is on its way out
         // (a remove retired it and is deleting it) or was left by a maker that
@@ -310,7 +301,7 @@ impl Mirroring {
     /// that mirrors less than it asked for.
     async fn make_filter(&self, request: &CreateRequest, attempt: u32, name: &str, rules: &[RuleSpec]) -> Making {
         let action_id = request.action_id.as_str();
-        let fail = |context: &str, err: &AwsError| aws_failure(action_id, CREATE, context, err);
+        let fail = |context: &str, err: &AwsError| Failure::aws(context, err);
         let mut tags = self.tags_for(action_id, None, None);
         tags.push((TAG_RULE_SET.to_owned(), name.to_owned()));
         let token = client_token(action_id, attempt, "filter");
