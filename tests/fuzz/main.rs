@@ -11,199 +11,25 @@
 //! with `FUZZ_REPORT=<file>` the counts are appended there for the test
 //! command to print.
 
+#[path = "../support/fakes.rs"]
+mod fakes;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use traffic_mirroring::contract::ActionResult;
 use traffic_mirroring::handler::App;
-use traffic_mirroring::mirroring::model::{RuleSpec, TargetSpec};
 use traffic_mirroring::mirroring::Mirroring;
-use traffic_mirroring::ports::*;
 use traffic_mirroring::sources::InvokeError;
 
-fn refused() -> AwsError {
-    AwsError::new(ErrorKind::Transient, "FuzzNoAws", "no AWS in a fuzz case")
-}
-
-struct NoAws;
-
-#[async_trait]
-impl Targets for NoAws {
-    async fn targets_of(&self, _: &TargetSpec) -> AwsResult<Vec<MirrorTarget>> {
-        Err(refused())
-    }
-
-    async fn target(&self, _: &str) -> AwsResult<Option<MirrorTarget>> {
-        Err(refused())
-    }
-
-    async fn targets_tagged(&self, _: &str, _: &str) -> AwsResult<Vec<MirrorTarget>> {
-        Err(refused())
-    }
-
-    async fn create_target(&self, _: &TargetSpec, _: &Tags, _: &str) -> AwsResult<String> {
-        Err(refused())
-    }
-
-    async fn delete_target(&self, _: &str) -> AwsResult<Deleted> {
-        Err(refused())
-    }
-}
-
-#[async_trait]
-impl Filters for NoAws {
-    async fn filter(&self, _: &str) -> AwsResult<Option<MirrorFilter>> {
-        Err(refused())
-    }
-
-    async fn filters_tagged(&self, _: &str, _: &str) -> AwsResult<Vec<MirrorFilter>> {
-        Err(refused())
-    }
-
-    async fn create_filter(&self, _: &str, _: &Tags, _: &str) -> AwsResult<String> {
-        Err(refused())
-    }
-
-    async fn create_filter_rule(&self, _: &str, _: &RuleSpec, _: &str) -> AwsResult<String> {
-        Err(refused())
-    }
-
-    async fn delete_filter(&self, _: &str) -> AwsResult<Deleted> {
-        Err(refused())
-    }
-}
-
-#[async_trait]
-impl Sessions for NoAws {
-    async fn sessions(&self, _: &SessionQuery) -> AwsResult<Vec<MirrorSession>> {
-        Err(refused())
-    }
-
-    async fn create_session(&self, _: &NewSession, _: &Tags, _: &str) -> AwsResult<MirrorSession> {
-        Err(refused())
-    }
-
-    async fn delete_session(&self, _: &str) -> AwsResult<Deleted> {
-        Err(refused())
-    }
-}
-
-#[async_trait]
-impl Instances for NoAws {
-    async fn instance(&self, _: &str) -> AwsResult<Option<InstanceInfo>> {
-        Err(refused())
-    }
-
-    async fn hypervisor(&self, _: &str) -> AwsResult<Option<String>> {
-        Err(refused())
-    }
-
-    async fn interface(&self, _: &str) -> AwsResult<Option<InterfaceInfo>> {
-        Err(refused())
-    }
-}
-
-#[async_trait]
-impl Preflight for NoAws {
-    async fn permitted(&self, _: &CheckedCall, _: &Tags) -> AwsResult<()> {
-        Err(refused())
-    }
-}
-
-#[async_trait]
-impl Tagging for NoAws {
-    async fn retag(&self, _: &[String], _: &Tags) -> AwsResult<()> {
-        Err(refused())
-    }
-}
-
-#[async_trait]
-impl ActionRecords for NoAws {
-    async fn claim(&self, _: &LedgerRecord, _: u64) -> Result<Claim, LedgerError> {
-        Err(refused().into())
-    }
-
-    async fn save(&self, _: &mut LedgerRecord) -> Result<(), LedgerError> {
-        Err(refused().into())
-    }
-
-    async fn adopt(&self, _: &LedgerRecord) -> Result<bool, LedgerError> {
-        Err(refused().into())
-    }
-
-    async fn get(&self, _: &str) -> Result<Option<LedgerRecord>, LedgerError> {
-        Err(refused().into())
-    }
-
-    async fn find(&self, _: &LedgerQuery) -> Result<Vec<LedgerRecord>, LedgerError> {
-        Err(refused().into())
-    }
-}
-
-#[async_trait]
-impl SharedResources for NoAws {
-    async fn join_shared(&self, _: &SharedKey, _: &str, _: usize, _: u64) -> Result<Slot, LedgerError> {
-        Err(refused().into())
-    }
-
-    async fn shared_made(&self, _: &SharedKey, _: &str, _: &str) -> Result<(), LedgerError> {
-        Err(refused().into())
-    }
-
-    async fn leave_shared(&self, _: &SharedKey, _: &str) -> Result<(Option<String>, usize), LedgerError> {
-        Err(refused().into())
-    }
-
-    async fn retire_shared(&self, _: &SharedKey, _: &str) -> Result<bool, LedgerError> {
-        Err(refused().into())
-    }
-
-    async fn restore_shared(&self, _: &SharedKey, _: &str) -> Result<(), LedgerError> {
-        Err(refused().into())
-    }
-
-    async fn shared(&self, _: &SharedKey) -> Result<Option<SharedClaims>, LedgerError> {
-        Err(refused().into())
-    }
-}
-
-#[async_trait]
-impl SessionNumbers for NoAws {
-    async fn claim_number(&self, _: &str, _: u16, _: &str, _: usize) -> Result<NumberClaim, LedgerError> {
-        Err(refused().into())
-    }
-
-    async fn numbers(&self, _: &str) -> Result<Vec<(u16, String)>, LedgerError> {
-        Err(refused().into())
-    }
-
-    async fn release_number(&self, _: &str, _: u16, _: &str) -> Result<(), LedgerError> {
-        Err(refused().into())
-    }
-}
-
-#[async_trait]
-impl Scans for NoAws {
-    async fn contents(&self) -> Result<LedgerContents, LedgerError> {
-        Err(refused().into())
-    }
-}
-
-#[async_trait]
-impl Publisher for NoAws {
-    async fn publish(&self, _: &ActionResult) -> AwsResult<()> {
-        Ok(())
-    }
-}
+use fakes::Unreachable;
 
 fn app() -> App {
     App::new(Mirroring::new(
-        Arc::new(NoAws),
-        Arc::new(NoAws),
-        Arc::new(NoAws),
+        Arc::new(Unreachable),
+        Arc::new(Unreachable),
+        Arc::new(Unreachable),
         "fuzz",
     ))
 }

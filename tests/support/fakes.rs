@@ -1,0 +1,796 @@
+//! In-memory fakes of the ports, for tests of the logic that need no
+//! emulator and run in milliseconds.
+//!
+//! - `Unreachable` refuses every call: a case that must not depend on AWS
+//!   (the fuzzing) still gets an answer for every action.
+//! - `MemoryEc2` and `MemoryLedger` keep their state behind a mutex and hold
+//!   to the rules the logic relies on: EC2's sessions per source ENI, unique
+//!   session numbers, in-use deletes and client tokens; the ledger's
+//!   conditional claims, makers and users of shared resources, and record
+//!   versions. `fail_next` makes the next call of one name fail, as the
+//!   emulator's faults do. They are not the emulator: paging, latency,
+//!   throttling, lagging indexes and atomicity across processes are tested
+//!   against it, over HTTP.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use traffic_mirroring::contract::ActionResult;
+use traffic_mirroring::mirroring::model::{RuleSpec, TargetSpec};
+use traffic_mirroring::ports::*;
+
+fn unreachable_aws() -> AwsError {
+    AwsError::new(ErrorKind::Transient, "NoAws", "no AWS in this test")
+}
+
+/// Every port, refusing every call (as a transient failure); events are dropped.
+pub struct Unreachable;
+
+#[async_trait]
+impl Targets for Unreachable {
+    async fn targets_of(&self, _: &TargetSpec) -> AwsResult<Vec<MirrorTarget>> {
+        Err(unreachable_aws())
+    }
+    async fn target(&self, _: &str) -> AwsResult<Option<MirrorTarget>> {
+        Err(unreachable_aws())
+    }
+    async fn targets_tagged(&self, _: &str, _: &str) -> AwsResult<Vec<MirrorTarget>> {
+        Err(unreachable_aws())
+    }
+    async fn create_target(&self, _: &TargetSpec, _: &Tags, _: &str) -> AwsResult<String> {
+        Err(unreachable_aws())
+    }
+    async fn delete_target(&self, _: &str) -> AwsResult<Deleted> {
+        Err(unreachable_aws())
+    }
+}
+
+#[async_trait]
+impl Filters for Unreachable {
+    async fn filter(&self, _: &str) -> AwsResult<Option<MirrorFilter>> {
+        Err(unreachable_aws())
+    }
+    async fn filters_tagged(&self, _: &str, _: &str) -> AwsResult<Vec<MirrorFilter>> {
+        Err(unreachable_aws())
+    }
+    async fn create_filter(&self, _: &str, _: &Tags, _: &str) -> AwsResult<String> {
+        Err(unreachable_aws())
+    }
+    async fn create_filter_rule(&self, _: &str, _: &RuleSpec, _: &str) -> AwsResult<String> {
+        Err(unreachable_aws())
+    }
+    async fn delete_filter(&self, _: &str) -> AwsResult<Deleted> {
+        Err(unreachable_aws())
+    }
+}
+
+#[async_trait]
+impl Sessions for Unreachable {
+    async fn sessions(&self, _: &SessionQuery) -> AwsResult<Vec<MirrorSession>> {
+        Err(unreachable_aws())
+    }
+    async fn create_session(&self, _: &NewSession, _: &Tags, _: &str) -> AwsResult<MirrorSession> {
+        Err(unreachable_aws())
+    }
+    async fn delete_session(&self, _: &str) -> AwsResult<Deleted> {
+        Err(unreachable_aws())
+    }
+}
+
+#[async_trait]
+impl Instances for Unreachable {
+    async fn instance(&self, _: &str) -> AwsResult<Option<InstanceInfo>> {
+        Err(unreachable_aws())
+    }
+    async fn hypervisor(&self, _: &str) -> AwsResult<Option<String>> {
+        Err(unreachable_aws())
+    }
+    async fn interface(&self, _: &str) -> AwsResult<Option<InterfaceInfo>> {
+        Err(unreachable_aws())
+    }
+}
+
+#[async_trait]
+impl Preflight for Unreachable {
+    async fn permitted(&self, _: &CheckedCall, _: &Tags) -> AwsResult<()> {
+        Err(unreachable_aws())
+    }
+}
+
+#[async_trait]
+impl Tagging for Unreachable {
+    async fn retag(&self, _: &[String], _: &Tags) -> AwsResult<()> {
+        Err(unreachable_aws())
+    }
+}
+
+#[async_trait]
+impl ActionRecords for Unreachable {
+    async fn claim(&self, _: &LedgerRecord, _: u64) -> Result<Claim, LedgerError> {
+        Err(unreachable_aws().into())
+    }
+    async fn save(&self, _: &mut LedgerRecord) -> Result<(), LedgerError> {
+        Err(unreachable_aws().into())
+    }
+    async fn adopt(&self, _: &LedgerRecord) -> Result<bool, LedgerError> {
+        Err(unreachable_aws().into())
+    }
+    async fn get(&self, _: &str) -> Result<Option<LedgerRecord>, LedgerError> {
+        Err(unreachable_aws().into())
+    }
+    async fn find(&self, _: &LedgerQuery) -> Result<Vec<LedgerRecord>, LedgerError> {
+        Err(unreachable_aws().into())
+    }
+}
+
+#[async_trait]
+impl SharedResources for Unreachable {
+    async fn join_shared(&self, _: &SharedKey, _: &str, _: usize, _: u64) -> Result<Slot, LedgerError> {
+        Err(unreachable_aws().into())
+    }
+    async fn shared_made(&self, _: &SharedKey, _: &str, _: &str) -> Result<(), LedgerError> {
+        Err(unreachable_aws().into())
+    }
+    async fn leave_shared(&self, _: &SharedKey, _: &str) -> Result<(Option<String>, usize), LedgerError> {
+        Err(unreachable_aws().into())
+    }
+    async fn retire_shared(&self, _: &SharedKey, _: &str) -> Result<bool, LedgerError> {
+        Err(unreachable_aws().into())
+    }
+    async fn restore_shared(&self, _: &SharedKey, _: &str) -> Result<(), LedgerError> {
+        Err(unreachable_aws().into())
+    }
+    async fn shared(&self, _: &SharedKey) -> Result<Option<SharedClaims>, LedgerError> {
+        Err(unreachable_aws().into())
+    }
+}
+
+#[async_trait]
+impl SessionNumbers for Unreachable {
+    async fn claim_number(&self, _: &str, _: u16, _: &str, _: usize) -> Result<NumberClaim, LedgerError> {
+        Err(unreachable_aws().into())
+    }
+    async fn numbers(&self, _: &str) -> Result<Vec<(u16, String)>, LedgerError> {
+        Err(unreachable_aws().into())
+    }
+    async fn release_number(&self, _: &str, _: u16, _: &str) -> Result<(), LedgerError> {
+        Err(unreachable_aws().into())
+    }
+}
+
+#[async_trait]
+impl Scans for Unreachable {
+    async fn contents(&self) -> Result<LedgerContents, LedgerError> {
+        Err(unreachable_aws().into())
+    }
+}
+
+#[async_trait]
+impl Publisher for Unreachable {
+    async fn publish(&self, _: &ActionResult) -> AwsResult<()> {
+        Ok(())
+    }
+}
+
+/// Armed failures: the next call of a name fails with this error.
+#[derive(Default)]
+struct Faults(Mutex<Vec<(String, AwsError)>>);
+
+impl Faults {
+    fn arm(&self, call: &str, error: AwsError) {
+        if let Ok(mut faults) = self.0.lock() {
+            faults.push((call.to_owned(), error));
+        }
+    }
+
+    fn take(&self, call: &str) -> AwsResult<()> {
+        let mut faults = self.0.lock().expect("faults");
+        match faults.iter().position(|(name, _)| name == call) {
+            Some(at) => Err(faults.remove(at).1),
+            None => Ok(()),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Ec2State {
+    next_id: u64,
+    targets: BTreeMap<String, MirrorTarget>,
+    filters: BTreeMap<String, (MirrorFilter, usize)>,
+    sessions: BTreeMap<String, MirrorSession>,
+    /// (call, client token) -> the id the first call made.
+    tokens: HashMap<(&'static str, String), String>,
+    calls: Vec<&'static str>,
+}
+
+impl Ec2State {
+    fn new_id(&mut self, prefix: &str) -> String {
+        self.next_id += 1;
+        format!("{prefix}-{:017x}", self.next_id)
+    }
+}
+
+/// EC2's mirroring calls, in memory. ENIs and instances are not modelled:
+/// any `eni-` id is an interface, every instance type is Nitro.
+#[derive(Default)]
+pub struct MemoryEc2 {
+    state: Mutex<Ec2State>,
+    faults: Faults,
+}
+
+impl MemoryEc2 {
+    /// The next call named `call` (EC2's action name) fails with `error`.
+    pub fn fail_next(&self, call: &str, error: AwsError) {
+        self.faults.arm(call, error);
+    }
+
+    /// Ids of every session, filter and target, in that order.
+    pub fn resources(&self) -> (Vec<String>, Vec<String>, Vec<String>) {
+        let state = self.state.lock().expect("state");
+        (
+            state.sessions.keys().cloned().collect(),
+            state.filters.keys().cloned().collect(),
+            state.targets.keys().cloned().collect(),
+        )
+    }
+
+    /// How many calls of each name were made.
+    pub fn calls(&self, call: &str) -> usize {
+        self.state
+            .lock()
+            .expect("state")
+            .calls
+            .iter()
+            .filter(|c| **c == call)
+            .count()
+    }
+
+    fn enter(&self, call: &'static str) -> AwsResult<std::sync::MutexGuard<'_, Ec2State>> {
+        let mut state = self.state.lock().expect("state");
+        state.calls.push(call);
+        self.faults.take(call)?;
+        Ok(state)
+    }
+}
+
+fn refused(code: &str, message: &str) -> AwsError {
+    let kind = if code.ends_with(".NotFound") {
+        ErrorKind::NotFound
+    } else if code.ends_with("InUse") {
+        ErrorKind::InUse
+    } else if code.ends_with("LimitExceeded") {
+        ErrorKind::Quota
+    } else {
+        ErrorKind::Rejected
+    };
+    AwsError::new(kind, code, message)
+}
+
+fn tagged(tags: &Tags, key: &str, value: &str) -> bool {
+    tag_value(tags, key) == Some(value)
+}
+
+#[async_trait]
+impl Targets for MemoryEc2 {
+    async fn targets_of(&self, destination: &TargetSpec) -> AwsResult<Vec<MirrorTarget>> {
+        let state = self.enter("DescribeTrafficMirrorTargets")?;
+        let matches = |t: &&MirrorTarget| match destination {
+            TargetSpec::Existing(id) => &t.id == id,
+            other => t.claim_name() == other.claim_name(),
+        };
+        Ok(state.targets.values().filter(matches).cloned().collect())
+    }
+
+    async fn target(&self, id: &str) -> AwsResult<Option<MirrorTarget>> {
+        let state = self.enter("DescribeTrafficMirrorTargets")?;
+        Ok(state.targets.get(id).cloned())
+    }
+
+    async fn targets_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorTarget>> {
+        let state = self.enter("DescribeTrafficMirrorTargets")?;
+        Ok(state
+            .targets
+            .values()
+            .filter(|t| tagged(&t.tags, key, value))
+            .cloned()
+            .collect())
+    }
+
+    async fn create_target(&self, destination: &TargetSpec, tags: &Tags, token: &str) -> AwsResult<String> {
+        let mut state = self.enter("CreateTrafficMirrorTarget")?;
+        if let Some(id) = state.tokens.get(&("CreateTrafficMirrorTarget", token.to_owned())) {
+            return Ok(id.clone());
+        }
+        let id = state.new_id("tmt");
+        let (network_interface_id, load_balancer) = match destination {
+            TargetSpec::Eni(eni) => (Some(eni.to_string()), None),
+            other => (None, other.claim_name().map(str::to_owned)),
+        };
+        let target = MirrorTarget {
+            id: id.clone(),
+            network_interface_id,
+            load_balancer,
+            tags: tags.clone(),
+        };
+        state.targets.insert(id.clone(), target);
+        state
+            .tokens
+            .insert(("CreateTrafficMirrorTarget", token.to_owned()), id.clone());
+        Ok(id)
+    }
+
+    async fn delete_target(&self, id: &str) -> AwsResult<Deleted> {
+        let mut state = self.enter("DeleteTrafficMirrorTarget")?;
+        if state.sessions.values().any(|s| s.target_id == id) {
+            return Err(refused("TrafficMirrorTargetInUseException", "a session uses it"));
+        }
+        Ok(match state.targets.remove(id) {
+            Some(_) => Deleted::Now,
+            None => Deleted::AlreadyGone,
+        })
+    }
+}
+
+#[async_trait]
+impl Filters for MemoryEc2 {
+    async fn filter(&self, id: &str) -> AwsResult<Option<MirrorFilter>> {
+        let state = self.enter("DescribeTrafficMirrorFilters")?;
+        Ok(state.filters.get(id).map(|(f, _)| f.clone()))
+    }
+
+    async fn filters_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorFilter>> {
+        let state = self.enter("DescribeTrafficMirrorFilters")?;
+        Ok(state
+            .filters
+            .values()
+            .filter(|(f, _)| tagged(&f.tags, key, value))
+            .map(|(f, _)| f.clone())
+            .collect())
+    }
+
+    async fn create_filter(&self, _: &str, tags: &Tags, token: &str) -> AwsResult<String> {
+        let mut state = self.enter("CreateTrafficMirrorFilter")?;
+        if let Some(id) = state.tokens.get(&("CreateTrafficMirrorFilter", token.to_owned())) {
+            return Ok(id.clone());
+        }
+        let id = state.new_id("tmf");
+        let filter = MirrorFilter {
+            id: id.clone(),
+            tags: tags.clone(),
+        };
+        state.filters.insert(id.clone(), (filter, 0));
+        state
+            .tokens
+            .insert(("CreateTrafficMirrorFilter", token.to_owned()), id.clone());
+        Ok(id)
+    }
+
+    async fn create_filter_rule(&self, filter_id: &str, _: &RuleSpec, token: &str) -> AwsResult<String> {
+        let mut state = self.enter("CreateTrafficMirrorFilterRule")?;
+        if let Some(id) = state.tokens.get(&("CreateTrafficMirrorFilterRule", token.to_owned())) {
+            return Ok(id.clone());
+        }
+        let id = state.new_id("tmfr");
+        match state.filters.get_mut(filter_id) {
+            Some((_, rules)) => *rules += 1,
+            None => return Err(refused("InvalidTrafficMirrorFilterId.NotFound", filter_id)),
+        }
+        state
+            .tokens
+            .insert(("CreateTrafficMirrorFilterRule", token.to_owned()), id.clone());
+        Ok(id)
+    }
+
+    async fn delete_filter(&self, id: &str) -> AwsResult<Deleted> {
+        let mut state = self.enter("DeleteTrafficMirrorFilter")?;
+        if state.sessions.values().any(|s| s.filter_id == id) {
+            return Err(refused("TrafficMirrorFilterInUse", "a session uses it"));
+        }
+        Ok(match state.filters.remove(id) {
+            Some(_) => Deleted::Now,
+            None => Deleted::AlreadyGone,
+        })
+    }
+}
+
+#[async_trait]
+impl Sessions for MemoryEc2 {
+    async fn sessions(&self, query: &SessionQuery) -> AwsResult<Vec<MirrorSession>> {
+        let state = self.enter("DescribeTrafficMirrorSessions")?;
+        let wanted = |s: &&MirrorSession| match query {
+            SessionQuery::Id(id) => &s.id == id,
+            SessionQuery::SourceEni(eni) => s.source_eni == eni.as_str(),
+            SessionQuery::Target(id) => &s.target_id == id,
+            SessionQuery::Tag(key, value) => tagged(&s.tags, key, value),
+        };
+        Ok(state.sessions.values().filter(wanted).cloned().collect())
+    }
+
+    async fn create_session(&self, new: &NewSession, tags: &Tags, token: &str) -> AwsResult<MirrorSession> {
+        let mut state = self.enter("CreateTrafficMirrorSession")?;
+        if let Some(id) = state.tokens.get(&("CreateTrafficMirrorSession", token.to_owned())) {
+            let id = id.clone();
+            return state
+                .sessions
+                .get(&id)
+                .cloned()
+                .ok_or_else(|| refused("IdempotentParameterMismatch", "the session was deleted"));
+        }
+        if !state.targets.contains_key(&new.target_id) {
+            return Err(refused("InvalidTrafficMirrorTargetId.NotFound", &new.target_id));
+        }
+        if !state.filters.contains_key(&new.filter_id) {
+            return Err(refused("InvalidTrafficMirrorFilterId.NotFound", &new.filter_id));
+        }
+        let on_source: Vec<&MirrorSession> = state
+            .sessions
+            .values()
+            .filter(|s| s.source_eni == new.source_eni.as_str())
+            .collect();
+        if on_source.len() >= 3 {
+            return Err(refused("TrafficMirrorSessionsPerInterfaceLimitExceeded", "3 sessions"));
+        }
+        if on_source.iter().any(|s| s.session_number == new.session_number) {
+            return Err(refused("InvalidParameterValue", "session number in use"));
+        }
+        let id = state.new_id("tms");
+        let session = MirrorSession {
+            id: id.clone(),
+            source_eni: new.source_eni.to_string(),
+            target_id: new.target_id.clone(),
+            filter_id: new.filter_id.clone(),
+            session_number: new.session_number,
+            virtual_network_id: new.virtual_network_id,
+            tags: tags.clone(),
+        };
+        state.sessions.insert(id.clone(), session.clone());
+        state
+            .tokens
+            .insert(("CreateTrafficMirrorSession", token.to_owned()), id);
+        Ok(session)
+    }
+
+    async fn delete_session(&self, id: &str) -> AwsResult<Deleted> {
+        let mut state = self.enter("DeleteTrafficMirrorSession")?;
+        Ok(match state.sessions.remove(id) {
+            Some(_) => Deleted::Now,
+            None => Deleted::AlreadyGone,
+        })
+    }
+}
+
+#[async_trait]
+impl Instances for MemoryEc2 {
+    async fn instance(&self, _: &str) -> AwsResult<Option<InstanceInfo>> {
+        drop(self.enter("DescribeInstances")?);
+        Ok(None)
+    }
+    async fn hypervisor(&self, _: &str) -> AwsResult<Option<String>> {
+        drop(self.enter("DescribeInstanceTypes")?);
+        Ok(Some("nitro".into()))
+    }
+    async fn interface(&self, eni: &str) -> AwsResult<Option<InterfaceInfo>> {
+        drop(self.enter("DescribeNetworkInterfaces")?);
+        Ok(eni.starts_with("eni-").then(InterfaceInfo::default))
+    }
+}
+
+#[async_trait]
+impl Preflight for MemoryEc2 {
+    async fn permitted(&self, call: &CheckedCall, _: &Tags) -> AwsResult<()> {
+        drop(self.enter(call.action())?);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Tagging for MemoryEc2 {
+    async fn retag(&self, ids: &[String], tags: &Tags) -> AwsResult<()> {
+        let mut state = self.enter("CreateTags")?;
+        let set = |on: &mut Tags| {
+            for (key, value) in tags {
+                on.retain(|(k, _)| k != key);
+                on.push((key.clone(), value.clone()));
+            }
+        };
+        for id in ids {
+            if let Some(t) = state.targets.get_mut(id) {
+                set(&mut t.tags);
+            } else if let Some((f, _)) = state.filters.get_mut(id) {
+                set(&mut f.tags);
+            } else if let Some(s) = state.sessions.get_mut(id) {
+                set(&mut s.tags);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct LedgerState {
+    records: BTreeMap<String, (LedgerRecord, u64)>,
+    shared: BTreeMap<SharedKey, SharedClaims>,
+    sources: BTreeMap<String, BTreeMap<u16, String>>,
+}
+
+/// The ledger, in memory: every call is one atomic step, as each DynamoDB
+/// conditional write is. Leases are ignored (nothing here outlives a test).
+#[derive(Default)]
+pub struct MemoryLedger {
+    state: Mutex<LedgerState>,
+    faults: Faults,
+}
+
+impl MemoryLedger {
+    /// The next call named `call` (the port method's name) fails with `error`.
+    pub fn fail_next(&self, call: &str, error: AwsError) {
+        self.faults.arm(call, error);
+    }
+
+    pub fn record(&self, action_id: &str) -> Option<LedgerRecord> {
+        let state = self.state.lock().expect("state");
+        state.records.get(action_id).map(|(r, _)| r.clone())
+    }
+
+    /// Claim items that still name a resource, a maker or a user, and
+    /// session numbers still claimed: what a finished test should not leave.
+    pub fn claims_left(&self) -> Vec<String> {
+        let state = self.state.lock().expect("state");
+        let shared = state
+            .shared
+            .values()
+            .filter(|c| c.resource_id.is_some() || c.maker.is_some() || !c.users.is_empty())
+            .map(|c| format!("{}: {:?}", c.key.name(), c));
+        let numbers = state
+            .sources
+            .iter()
+            .flat_map(|(eni, numbers)| numbers.iter().map(move |(n, a)| format!("{eni} #{n} by {a}")));
+        shared.chain(numbers).collect()
+    }
+
+    fn enter(&self, call: &str) -> Result<std::sync::MutexGuard<'_, LedgerState>, LedgerError> {
+        self.faults.take(call)?;
+        Ok(self.state.lock().expect("state"))
+    }
+}
+
+#[async_trait]
+impl ActionRecords for MemoryLedger {
+    async fn claim(&self, record: &LedgerRecord, _lease_seconds: u64) -> Result<Claim, LedgerError> {
+        let mut state = self.enter("claim")?;
+        let (attempt, version) = match state.records.get(&record.action_id) {
+            None => (0, 0),
+            Some((existing, version)) if existing.status == Some(RecordStatus::Failed) => (existing.attempt, *version),
+            Some((existing, _)) => {
+                return Ok(match (&existing.status, &existing.result) {
+                    (Some(RecordStatus::Pending), _) | (_, None) => Claim::InProgress,
+                    (_, Some(result)) => Claim::Finished(Box::new(result.clone())),
+                });
+            }
+        };
+        let mut claimed = record.clone();
+        claimed.status = Some(RecordStatus::Pending);
+        claimed.attempt = attempt;
+        claimed.version = version + 1;
+        state.records.insert(record.action_id.clone(), (claimed, version + 1));
+        Ok(Claim::Granted {
+            attempt,
+            version: version + 1,
+        })
+    }
+
+    async fn save(&self, record: &mut LedgerRecord) -> Result<(), LedgerError> {
+        let mut state = self.enter("save")?;
+        let stored = state.records.get(&record.action_id).map(|(_, v)| *v).unwrap_or(0);
+        if stored != record.version {
+            return Err(LedgerError::Conflict(record.action_id.clone()));
+        }
+        record.version += 1;
+        state
+            .records
+            .insert(record.action_id.clone(), (record.clone(), record.version));
+        Ok(())
+    }
+
+    async fn adopt(&self, record: &LedgerRecord) -> Result<bool, LedgerError> {
+        let mut state = self.enter("adopt")?;
+        if state.records.contains_key(&record.action_id) {
+            return Ok(false);
+        }
+        let mut adopted = record.clone();
+        adopted.version = 1;
+        state.records.insert(record.action_id.clone(), (adopted, 1));
+        Ok(true)
+    }
+
+    async fn get(&self, action_id: &str) -> Result<Option<LedgerRecord>, LedgerError> {
+        let state = self.enter("get")?;
+        Ok(state.records.get(action_id).map(|(r, _)| r.clone()))
+    }
+
+    async fn find(&self, query: &LedgerQuery) -> Result<Vec<LedgerRecord>, LedgerError> {
+        let state = self.enter("find")?;
+        let wanted = |r: &LedgerRecord| match query {
+            LedgerQuery::Session(id) => r.session_id.as_ref() == Some(id),
+            LedgerQuery::TargetEni(eni) => r.target_eni.as_ref() == Some(eni),
+            LedgerQuery::SourceEni(eni) => r.source_eni.as_ref() == Some(eni),
+            LedgerQuery::Reservation(id) => r.reservation_id.as_ref() == Some(id),
+            LedgerQuery::Instance(id) => r.instance_id.as_ref() == Some(id),
+        };
+        Ok(state
+            .records
+            .values()
+            .map(|(r, _)| r)
+            .filter(|r| wanted(r))
+            .cloned()
+            .collect())
+    }
+}
+
+#[async_trait]
+impl SharedResources for MemoryLedger {
+    async fn join_shared(&self, key: &SharedKey, action_id: &str, limit: usize, _: u64) -> Result<Slot, LedgerError> {
+        let mut state = self.enter("join_shared")?;
+        let claims = state.shared.entry(key.clone()).or_insert_with(|| SharedClaims {
+            key: key.clone(),
+            resource_id: None,
+            maker: None,
+            users: Vec::new(),
+        });
+        let me = action_id.to_owned();
+        if let Some(id) = claims.resource_id.clone() {
+            if claims.users.contains(&me) {
+                return Ok(Slot::Joined(id));
+            }
+            if claims.users.len() >= limit {
+                return Ok(Slot::Full(claims.users.len()));
+            }
+            claims.users.push(me);
+            return Ok(Slot::Joined(id));
+        }
+        match &claims.maker {
+            Some(maker) if *maker != me => Ok(Slot::Busy),
+            _ => {
+                claims.maker = Some(me.clone());
+                if !claims.users.contains(&me) {
+                    claims.users.push(me);
+                }
+                Ok(Slot::Make)
+            }
+        }
+    }
+
+    async fn shared_made(&self, key: &SharedKey, action_id: &str, resource_id: &str) -> Result<(), LedgerError> {
+        let mut state = self.enter("shared_made")?;
+        match state.shared.get_mut(key) {
+            Some(claims) if claims.maker.as_deref() == Some(action_id) => {
+                claims.maker = None;
+                claims.resource_id = Some(resource_id.to_owned());
+                Ok(())
+            }
+            _ => Err(AwsError::new(
+                ErrorKind::ConditionFailed,
+                "ConditionalCheckFailedException",
+                "not the maker",
+            )
+            .into()),
+        }
+    }
+
+    async fn leave_shared(&self, key: &SharedKey, action_id: &str) -> Result<(Option<String>, usize), LedgerError> {
+        let mut state = self.enter("leave_shared")?;
+        let Some(claims) = state.shared.get_mut(key) else {
+            return Ok((None, 0));
+        };
+        claims.users.retain(|u| u != action_id);
+        if claims.maker.as_deref() == Some(action_id) {
+            claims.maker = None;
+        }
+        Ok((claims.resource_id.clone(), claims.users.len()))
+    }
+
+    async fn retire_shared(&self, key: &SharedKey, resource_id: &str) -> Result<bool, LedgerError> {
+        let mut state = self.enter("retire_shared")?;
+        let retire = state
+            .shared
+            .get(key)
+            .is_some_and(|c| c.resource_id.as_deref() == Some(resource_id) && c.users.is_empty() && c.maker.is_none());
+        if retire {
+            state.shared.remove(key);
+        }
+        Ok(retire)
+    }
+
+    async fn restore_shared(&self, key: &SharedKey, resource_id: &str) -> Result<(), LedgerError> {
+        let mut state = self.enter("restore_shared")?;
+        state.shared.entry(key.clone()).or_insert_with(|| SharedClaims {
+            key: key.clone(),
+            resource_id: Some(resource_id.to_owned()),
+            maker: None,
+            users: Vec::new(),
+        });
+        Ok(())
+    }
+
+    async fn shared(&self, key: &SharedKey) -> Result<Option<SharedClaims>, LedgerError> {
+        let state = self.enter("shared")?;
+        Ok(state.shared.get(key).cloned())
+    }
+}
+
+#[async_trait]
+impl SessionNumbers for MemoryLedger {
+    async fn claim_number(
+        &self,
+        source_eni: &str,
+        number: u16,
+        action_id: &str,
+        limit: usize,
+    ) -> Result<NumberClaim, LedgerError> {
+        let mut state = self.enter("claim_number")?;
+        let numbers = state.sources.entry(source_eni.to_owned()).or_default();
+        let free = match numbers.get(&number) {
+            Some(holder) => holder == action_id,
+            None => numbers.len() < limit,
+        };
+        if !free {
+            return Ok(NumberClaim::Refused(numbers.keys().copied().collect()));
+        }
+        numbers.insert(number, action_id.to_owned());
+        Ok(NumberClaim::Claimed)
+    }
+
+    async fn numbers(&self, source_eni: &str) -> Result<Vec<(u16, String)>, LedgerError> {
+        let state = self.enter("numbers")?;
+        Ok(state
+            .sources
+            .get(source_eni)
+            .map(|numbers| numbers.iter().map(|(n, a)| (*n, a.clone())).collect())
+            .unwrap_or_default())
+    }
+
+    async fn release_number(&self, source_eni: &str, number: u16, action_id: &str) -> Result<(), LedgerError> {
+        let mut state = self.enter("release_number")?;
+        if let Some(numbers) = state.sources.get_mut(source_eni) {
+            if numbers.get(&number).map(String::as_str) == Some(action_id) {
+                numbers.remove(&number);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Scans for MemoryLedger {
+    async fn contents(&self) -> Result<LedgerContents, LedgerError> {
+        let state = self.enter("contents")?;
+        Ok(LedgerContents {
+            records: state.records.values().map(|(r, _)| r.clone()).collect(),
+            shared: state.shared.values().cloned().collect(),
+            sources: state
+                .sources
+                .iter()
+                .map(|(eni, numbers)| SourceClaims {
+                    source_eni: eni.clone(),
+                    numbers: numbers.iter().map(|(n, a)| (*n, a.clone())).collect(),
+                })
+                .collect(),
+        })
+    }
+}
+
+/// Completion events, kept in memory.
+#[derive(Default)]
+pub struct MemoryBus {
+    pub events: Mutex<Vec<ActionResult>>,
+}
+
+#[async_trait]
+impl Publisher for MemoryBus {
+    async fn publish(&self, result: &ActionResult) -> AwsResult<()> {
+        self.events.lock().expect("events").push(result.clone());
+        Ok(())
+    }
+}
