@@ -15,7 +15,7 @@ use tracing::{info, warn};
 use crate::announce::Announcer;
 use crate::config::DEFAULT_MAX_CONCURRENT_ACTIONS;
 use crate::contract::{split_request, ActionResult, DriverResponse, MalformedRequest, RawAction};
-use crate::lanes::lanes;
+use crate::lanes::{lanes, Reach};
 use crate::mirroring::launch::{LaunchPlan, LaunchPolicy, Unconfirmed};
 use crate::mirroring::model::{MirrorRequest, RemoveRequest};
 use crate::mirroring::validate::validate;
@@ -252,7 +252,8 @@ impl App {
                 }
             }
         }
-        let lanes = lanes(&valid);
+        let reach = self.reach(&valid).await;
+        let lanes = lanes(&valid, &reach);
         let valid = &valid;
         let done: Vec<Vec<(usize, ActionResult)>> = stream::iter(lanes)
             .map(|lane| async move {
@@ -270,6 +271,33 @@ impl App {
             results[index] = Some(result);
         }
         results.into_iter().flatten().collect()
+    }
+
+    /// Where the removes of a request that name no ENI reach, so that each
+    /// waits only for the actions on those ENIs (one round of ledger reads,
+    /// made only when there is something to order it against).
+    async fn reach(&self, actions: &[(usize, MirrorRequest)]) -> Reach {
+        if actions.len() < 2 {
+            return Reach::new();
+        }
+        let lookups = actions
+            .iter()
+            .enumerate()
+            .filter_map(|(position, (_, request))| match request {
+                MirrorRequest::Remove(remove)
+                    if remove.session_id.is_some()
+                        || remove.reservation_id.is_some()
+                        || remove.instance_id.is_some() =>
+                {
+                    Some(async move { (position, self.mirroring.sources_reached(remove).await) })
+                }
+                _ => None,
+            });
+        join_all(lookups)
+            .await
+            .into_iter()
+            .filter_map(|(position, sources)| Some((position, sources?)))
+            .collect()
     }
 
     async fn run_one(&self, request: &MirrorRequest) -> ActionResult {

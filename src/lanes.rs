@@ -1,17 +1,29 @@
-//! Which actions of one invocation must run one after another: those touching
-//! the same ENIs. Pure; the `App` runs each lane in order, lanes at once.
+//! Which actions of one invocation must run one after another: those whose
+//! order matters to the caller. Pure; the `App` runs each lane in order,
+//! lanes at once. (The ledger's claims keep concurrent actions from
+//! colliding either way: this is about request order, not safety.)
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::mirroring::model::MirrorRequest;
 
-/// Groups actions that touch the same ENIs into lanes, each run in request
-/// order, so that a create and a remove of one ENI in one request happen in
-/// the order asked; different lanes run concurrently. (The ledger's claims
-/// keep concurrent actions from colliding either way; creates sharing a load
-/// balancer target or a filter run side by side.) A remove by session id or
-/// reservation can reach any ENI, so it joins every lane.
-pub fn lanes(actions: &[(usize, MirrorRequest)]) -> Vec<Vec<usize>> {
+/// The source ENIs a remove reaches, when the request alone does not say:
+/// a remove by session id, reservation or instance, looked up in the ledger
+/// before planning. A remove missing from the map reaches every ENI.
+pub type Reach = HashMap<usize, BTreeSet<String>>;
+
+/// Order matters between actions on the same source ENI (a remove that
+/// frees a session number before a create that needs it, two creates
+/// competing for three sessions), and between creates to a target ENI and a
+/// remove by that target (in either order). Creates sharing a target or a
+/// filter run side by side. `reach` (by position in `actions`) says which
+/// source ENIs a remove by session id, reservation or instance touches.
+pub fn lanes(actions: &[(usize, MirrorRequest)], reach: &Reach) -> Vec<Vec<usize>> {
+    let touches: Vec<Touches> = actions
+        .iter()
+        .enumerate()
+        .map(|(position, (_, request))| Touches::of(request, reach.get(&position)))
+        .collect();
     let mut lane_of: Vec<usize> = (0..actions.len()).collect();
     fn root(lane_of: &mut [usize], mut i: usize) -> usize {
         while lane_of[i] != i {
@@ -22,7 +34,7 @@ pub fn lanes(actions: &[(usize, MirrorRequest)]) -> Vec<Vec<usize>> {
     }
     for a in 0..actions.len() {
         for b in (a + 1)..actions.len() {
-            if conflict(&actions[a].1, &actions[b].1) {
+            if actions[a].1.action_id() == actions[b].1.action_id() || touches[a].conflicts(&touches[b]) {
                 let (ra, rb) = (root(&mut lane_of, a), root(&mut lane_of, b));
                 lane_of[rb.max(ra)] = rb.min(ra);
             }
@@ -41,18 +53,48 @@ pub fn lanes(actions: &[(usize, MirrorRequest)]) -> Vec<Vec<usize>> {
     lanes
 }
 
-fn conflict(a: &MirrorRequest, b: &MirrorRequest) -> bool {
-    let enis = |r: &MirrorRequest| match r {
-        MirrorRequest::Create(c) => std::iter::once(c.source_eni.clone())
-            .chain(c.target.eni().cloned())
-            .collect::<Vec<_>>(),
-        MirrorRequest::Remove(r) => r.target_eni.iter().cloned().collect(),
-    };
-    let reaches_anything = |r: &MirrorRequest| matches!(r, MirrorRequest::Remove(r) if r.session_id.is_some() || r.reservation_id.is_some());
-    a.action_id() == b.action_id()
-        || reaches_anything(a)
-        || reaches_anything(b)
-        || enis(a).iter().any(|eni| enis(b).contains(eni))
+/// What one action touches, for ordering.
+struct Touches {
+    /// Source ENIs; `None`: possibly any.
+    sources: Option<BTreeSet<String>>,
+    /// The target ENI a create mirrors to.
+    creates_to: Option<String>,
+    /// The target ENI a remove by target takes sessions from.
+    removes_from: Option<String>,
+}
+
+impl Touches {
+    fn of(request: &MirrorRequest, reach: Option<&BTreeSet<String>>) -> Touches {
+        match request {
+            MirrorRequest::Create(c) => Touches {
+                sources: Some(BTreeSet::from([c.source_eni.to_string()])),
+                creates_to: c.target.eni().map(ToString::to_string),
+                removes_from: None,
+            },
+            MirrorRequest::Remove(r) => {
+                let looked_up = r.session_id.is_some() || r.reservation_id.is_some() || r.instance_id.is_some();
+                Touches {
+                    // By target alone it reaches sessions to that target, whatever their source.
+                    sources: match (looked_up, reach) {
+                        (false, _) => Some(BTreeSet::new()),
+                        (true, Some(sources)) => Some(sources.clone()),
+                        (true, None) => None,
+                    },
+                    creates_to: None,
+                    removes_from: r.target_eni.as_ref().map(ToString::to_string),
+                }
+            }
+        }
+    }
+
+    fn conflicts(&self, other: &Touches) -> bool {
+        let same_source = match (&self.sources, &other.sources) {
+            (Some(a), Some(b)) => !a.is_disjoint(b),
+            _ => true,
+        };
+        let by_target = |a: &Touches, b: &Touches| a.creates_to.is_some() && a.creates_to == b.removes_from;
+        same_source || by_target(self, other) || by_target(other, self)
+    }
 }
 
 #[cfg(test)]
@@ -80,57 +122,110 @@ mod tests {
         })
     }
 
-    fn remove_target(id: &str, target: u32) -> MirrorRequest {
-        MirrorRequest::Remove(RemoveRequest {
+    fn remove(id: &str) -> RemoveRequest {
+        RemoveRequest {
             action_id: id.into(),
             session_id: None,
-            target_eni: Some(eni(target)),
-            reservation_id: None,
-            instance_id: None,
-        })
-    }
-
-    fn lanes_of(requests: Vec<MirrorRequest>) -> Vec<Vec<usize>> {
-        let indexed: Vec<_> = requests.into_iter().enumerate().collect();
-        lanes(&indexed)
-    }
-
-    #[test]
-    fn independent_actions_get_their_own_lanes() {
-        assert_eq!(
-            lanes_of(vec![create("a", 1, 2), create("b", 3, 4)]),
-            vec![vec![0], vec![1]]
-        );
-    }
-
-    #[test]
-    fn actions_sharing_an_eni_share_a_lane_in_request_order() {
-        let lanes = lanes_of(vec![
-            create("a", 1, 9),
-            create("b", 3, 4),
-            create("c", 2, 9),
-            remove_target("d", 4),
-        ]);
-        assert_eq!(lanes, vec![vec![0, 2], vec![1, 3]]);
-    }
-
-    #[test]
-    fn a_remove_by_session_id_joins_everything() {
-        let by_session = MirrorRequest::Remove(RemoveRequest {
-            action_id: "r".into(),
-            session_id: Some("tms-00000001".into()),
             target_eni: None,
             reservation_id: None,
             instance_id: None,
-        });
-        assert_eq!(
-            lanes_of(vec![create("a", 1, 2), by_session, create("b", 3, 4)]),
-            vec![vec![0, 1, 2]]
-        );
+        }
+    }
+
+    fn remove_target(id: &str, target: u32) -> MirrorRequest {
+        MirrorRequest::Remove(RemoveRequest {
+            target_eni: Some(eni(target)),
+            ..remove(id)
+        })
+    }
+
+    fn remove_session(id: &str) -> MirrorRequest {
+        MirrorRequest::Remove(RemoveRequest {
+            session_id: Some("tms-00000001".into()),
+            ..remove(id)
+        })
+    }
+
+    fn lanes_of(requests: Vec<MirrorRequest>, reach: &[(usize, &[u32])]) -> Vec<Vec<usize>> {
+        let indexed: Vec<_> = requests.into_iter().enumerate().collect();
+        let reach: Reach = reach
+            .iter()
+            .map(|(position, sources)| (*position, sources.iter().map(|n| eni(*n).to_string()).collect()))
+            .collect();
+        lanes(&indexed, &reach)
     }
 
     #[test]
-    fn a_repeated_action_id_runs_in_one_lane() {
-        assert_eq!(lanes_of(vec![create("a", 1, 2), create("a", 3, 4)]), vec![vec![0, 1]]);
+    fn the_lanes_of_a_request() {
+        // (what it shows, the actions, each looked-up remove's sources, the lanes)
+        type Case = (
+            &'static str,
+            Vec<MirrorRequest>,
+            Vec<(usize, &'static [u32])>,
+            Vec<Vec<usize>>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "independent actions get their own lanes",
+                vec![create("a", 1, 2), create("b", 3, 4)],
+                vec![],
+                vec![vec![0], vec![1]],
+            ),
+            (
+                "creates sharing a target run side by side",
+                vec![create("a", 1, 9), create("b", 2, 9), create("c", 3, 9)],
+                vec![],
+                vec![vec![0], vec![1], vec![2]],
+            ),
+            (
+                "actions on one source keep request order",
+                vec![create("a", 1, 8), create("b", 1, 9), create("c", 2, 9)],
+                vec![],
+                vec![vec![0, 1], vec![2]],
+            ),
+            (
+                "a remove by target waits for the creates to that target, in either order",
+                vec![
+                    create("a", 1, 9),
+                    remove_target("r", 9),
+                    create("b", 2, 9),
+                    create("c", 3, 4),
+                ],
+                vec![],
+                vec![vec![0, 1, 2], vec![3]],
+            ),
+            (
+                "a remove by session id waits only for actions on the sources it reaches",
+                vec![
+                    create("a", 1, 9),
+                    remove_session("r"),
+                    create("b", 2, 9),
+                    create("c", 3, 4),
+                ],
+                vec![(1, &[2])],
+                vec![vec![0], vec![1, 2], vec![3]],
+            ),
+            (
+                "a remove whose reach is unknown joins every lane",
+                vec![create("a", 1, 2), remove_session("r"), create("b", 3, 4)],
+                vec![],
+                vec![vec![0, 1, 2]],
+            ),
+            (
+                "a remove that reaches nothing runs alone",
+                vec![create("a", 1, 2), remove_session("r")],
+                vec![(1, &[])],
+                vec![vec![0], vec![1]],
+            ),
+            (
+                "a repeated action id runs in one lane",
+                vec![create("a", 1, 2), create("a", 3, 4)],
+                vec![],
+                vec![vec![0, 1]],
+            ),
+        ];
+        for (name, requests, reach, expected) in cases {
+            assert_eq!(lanes_of(requests, &reach), expected, "{name}");
+        }
     }
 }

@@ -95,6 +95,28 @@ impl Mirroring {
         result
     }
 
+    /// The source ENIs a remove by session id, reservation or instance
+    /// reaches, as the ledger's indexes say, for ordering it among the other
+    /// actions of its request. `None` when that cannot be told: a lookup
+    /// failed, or found nothing (an index may not yet show a record written
+    /// a moment ago).
+    pub async fn sources_reached(&self, request: &RemoveRequest) -> Option<BTreeSet<String>> {
+        let queries: Vec<LedgerQuery> = [
+            request.session_id.clone().map(LedgerQuery::Session),
+            request.reservation_id.clone().map(LedgerQuery::Reservation),
+            request.instance_id.clone().map(LedgerQuery::Instance),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let mut sources = BTreeSet::new();
+        for found in join_all(queries.iter().map(|query| self.ledger.find(query))).await {
+            let records = found.ok().filter(|records| !records.is_empty())?;
+            sources.extend(records.into_iter().filter_map(|r| r.source_eni));
+        }
+        Some(sources)
+    }
+
     /// Every selector reads the ledger's index and EC2 both. The index lags
     /// behind writes, so a session EC2 shows is looked up by its action-id
     /// tag as well, and acted on as its record says.

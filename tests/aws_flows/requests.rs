@@ -207,3 +207,88 @@ async fn independent_actions_run_concurrently_within_the_bound() {
         "bounded, peak was {peak}"
     );
 }
+
+/// Calls of `action` naming `eni`, as (start, end).
+fn spans_on(calls: &[Value], action: &str, eni: &str) -> Vec<(f64, f64)> {
+    calls
+        .iter()
+        .filter(|c| c["action"] == action && c["eni"] == eni)
+        .map(|c| {
+            (
+                c["start"].as_f64().unwrap_or_default(),
+                c["end"].as_f64().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// Lanes only where order matters: creates to one target run side by side,
+/// creates on one source keep request order, and a remove by session id
+/// waits for nothing but the actions on its own source ENI.
+#[tokio::test]
+async fn one_request_orders_only_what_touches_the_same_source() {
+    let world = World::start().await;
+    let (target, other_target) = (world.eni().await, world.eni().await);
+    let (s0, s1, s2, s3) = (
+        world.eni().await,
+        world.eni().await,
+        world.eni().await,
+        world.eni().await,
+    );
+    let existing = world.invoke(&create("existing", &s0, &other_target, None)).await;
+    let existing_session = first_result(&existing)["sessionId"]
+        .as_str()
+        .expect("session")
+        .to_owned();
+    // Every session create takes 300 ms, slept outside the emulator's lock.
+    world
+        .emulator
+        .configure(json!({"latency_ms": {"CreateTrafficMirrorSession": 300, "DeleteTrafficMirrorSession": 300}}))
+        .await;
+    world.emulator.clear_calls().await;
+    let remove_existing = json!({"actionId": "rm-existing", "type": "RemoveTrafficMirroring",
+        "actionParams": {"type": "RemoveTrafficMirroringParams", "sessionId": existing_session}});
+    let actions = json!([
+        create_action("a", &s1, &target, None),
+        create_action("b", &s2, &target, None),
+        remove_existing,
+        create_action("c", &s3, &target, None),
+        create_action("d", &s1, &other_target, None),
+    ]);
+    let response = world.invoke(&json!({"driverRequest": {"actions": actions}})).await;
+    let results = response["driverResponse"]["actionResults"].as_array().expect("results");
+    assert!(results.iter().all(|r| r["success"] == true), "{response}");
+
+    let calls = world.emulator.calls().await;
+    assert!(
+        peak_overlap(&calls, "CreateTrafficMirrorSession") >= 3,
+        "a, b and c, to one target, overlap"
+    );
+    let (on_s1, first_end) = (
+        spans_on(&calls, "CreateTrafficMirrorSession", &s1),
+        calls
+            .iter()
+            .filter(|c| c["action"] == "CreateTrafficMirrorSession")
+            .map(|c| c["end"].as_f64().unwrap_or_default())
+            .fold(f64::INFINITY, f64::min),
+    );
+    assert_eq!(on_s1.len(), 2, "{calls:?}");
+    assert!(
+        on_s1[0].1 <= on_s1[1].0,
+        "d waited for a, on the same source: {on_s1:?}"
+    );
+    assert_eq!(
+        (results[0]["sessionNumber"].clone(), results[4]["sessionNumber"].clone()),
+        (json!(1), json!(2)),
+        "in request order"
+    );
+    let delete = calls
+        .iter()
+        .find(|c| c["action"] == "DeleteTrafficMirrorSession")
+        .and_then(|c| c["start"].as_f64())
+        .expect("the remove deleted its session");
+    assert!(
+        delete < first_end,
+        "the remove by session id ran beside the creates, not after them"
+    );
+}

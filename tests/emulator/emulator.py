@@ -46,7 +46,8 @@ Control API (JSON over HTTP on the same port, all answering 200):
                                "burst", "refill_per_second"}; GET lists; DELETE clears
   POST   /_emulator/config    {"page_size": 2, "latency_ms": {"default": 0, "<Action>": 40}, "index_lag_ms": 0}
                               (merged); GET shows
-  GET    /_emulator/calls     {"calls": [{"service", "action", "start", "served", "end", "status", "error"}]};
+  GET    /_emulator/calls     {"calls": [{"service", "action", "start", "served", "end", "status", "error",
+                              "eni" (the NetworkInterfaceId an EC2 call names, or null)}]};
                               DELETE clears
   POST   /_emulator/rename    {"from": "eni-…" | "i-…", "to": "<id>"}: give a resource the id a sample event names
   GET    /_emulator/health    {"ok": true}
@@ -845,7 +846,7 @@ class Emulator:
             # start: arrival (so latency counts); served: lock taken; end: answer complete.
             STATE.calls.append({"service": request.service, "action": request.action, "start": arrived,
                                 "served": served, "end": time.time(), "status": int(status.split()[0]),
-                                "error": error})
+                                "error": error, "eni": request.form.get("NetworkInterfaceId")})
         return status, headers, payload
 
     def serve(self, request):
