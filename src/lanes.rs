@@ -119,6 +119,7 @@ mod tests {
             reservation_id: None,
             instance_id: None,
             dry_run: false,
+            refuse_if_source_is_target: false,
         })
     }
 

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use super::model::{EniId, MirrorRequest, TargetSpec};
+use super::model::{EniId, MirrorRequest};
 use super::validate::{target_field_of, validate};
 use super::{aws_failure, Mirroring};
 use crate::contract::{ActionResult, RawAction, CREATE};
@@ -79,6 +79,24 @@ impl Mirroring {
         }
     }
 
+    /// The hypervisor of an instance type, asked of EC2 once per process:
+    /// an instance type's hypervisor never changes.
+    async fn hypervisor(&self, instance_type: &str) -> Result<Option<String>, AwsError> {
+        if let Some(known) = self
+            .instance_types
+            .lock()
+            .ok()
+            .and_then(|t| t.get(instance_type).cloned())
+        {
+            return Ok(known);
+        }
+        let hypervisor = self.ec2.hypervisor(instance_type).await?;
+        if let Ok(mut known) = self.instance_types.lock() {
+            known.insert(instance_type.to_owned(), hypervisor.clone());
+        }
+        Ok(hypervisor)
+    }
+
     pub async fn plan_launch(&self, instance_id: &str, policy: &LaunchPolicy) -> Result<LaunchPlan, ActionResult> {
         let action_id = format!("launch-{instance_id}");
         let fail = |context: &str, err: &AwsError| aws_failure(&action_id, CREATE, context, err);
@@ -103,7 +121,6 @@ impl Mirroring {
             )));
         };
         let hypervisor = self
-            .ec2
             .hypervisor(&instance.instance_type)
             .await
             .map_err(|e| fail(&format!("describing instance type {}", instance.instance_type), &e))?;
@@ -116,15 +133,14 @@ impl Mirroring {
             let skipped = ActionResult::failure(&action_id, CREATE, "InstanceTypeNotSupported", message, false);
             return Ok(LaunchPlan::Actions(vec![Err(skipped)]));
         }
+        // Whether an ENI is itself a mirror target is asked by its create,
+        // alongside its first reads (`refuse_if_source_is_target`).
         let mut actions = Vec::new();
         for eni in &instance.enis {
-            let Some(eni_id) = EniId::parse(eni) else { continue };
-            let is_target = self
-                .ec2
-                .targets_of(&TargetSpec::Eni(eni_id))
-                .await
-                .map_err(|e| fail(&format!("checking whether {eni} is a mirror target"), &e))?;
-            if !is_target.is_empty() || *eni == target {
+            if EniId::parse(eni).is_none() {
+                continue;
+            }
+            if *eni == target {
                 let message = format!("{eni} of {instance_id} is itself a traffic mirror target; not mirrored");
                 let id = launch_action_id(instance_id, eni);
                 actions.push(Err(ActionResult::failure(
@@ -196,6 +212,7 @@ fn create_for(instance: &InstanceInfo, eni: &str, target: &str) -> Result<Mirror
     match validate(&raw) {
         Ok(MirrorRequest::Create(mut create)) => {
             create.instance_id = Some(instance.id.clone());
+            create.refuse_if_source_is_target = true;
             Ok(MirrorRequest::Create(create))
         }
         Ok(other) => Ok(other),
@@ -212,6 +229,7 @@ fn create_for(instance: &InstanceInfo, eni: &str, target: &str) -> Result<Mirror
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mirroring::model::TargetSpec;
 
     fn instance(tags: &[(&str, &str)]) -> InstanceInfo {
         InstanceInfo {

@@ -56,6 +56,8 @@ pub struct Mirroring {
     pub(crate) owner: String,
     pub(crate) allowed: Allowed,
     pub(crate) sweep_max_deletions: usize,
+    /// Instance type -> hypervisor, as EC2 said (it never changes).
+    pub(crate) instance_types: std::sync::Mutex<std::collections::HashMap<String, Option<String>>>,
 }
 
 /// Where mirrored traffic may come from and go to (`None`: anywhere).
@@ -95,6 +97,7 @@ impl Mirroring {
             owner: owner.into(),
             allowed: Allowed::default(),
             sweep_max_deletions: DEFAULT_SWEEP_MAX_DELETIONS,
+            instance_types: Default::default(),
         }
     }
 

@@ -234,6 +234,10 @@ pub struct CreateRequest {
     pub instance_id: Option<String>,
     /// Work out and check the plan; change nothing.
     pub dry_run: bool,
+    /// Set by the launch path, where the source may be an appliance's own
+    /// ENI (a mirror target): such a create is refused, and EC2 is asked
+    /// alongside the create's first reads instead of in a round of its own.
+    pub refuse_if_source_is_target: bool,
 }
 
 /// What a remove names; at least one field is set. All given = the union.

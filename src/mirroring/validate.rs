@@ -89,6 +89,7 @@ fn validate_create(action: &RawAction) -> Result<CreateRequest> {
         reservation_id: reservation_id(action, Some(params))?,
         instance_id: None,
         dry_run: dry_run(action, params)?,
+        refuse_if_source_is_target: false,
     })
 }
 

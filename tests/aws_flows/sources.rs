@@ -177,6 +177,57 @@ async fn a_launched_instance_is_mirrored_on_every_eni_once() {
     assert_eq!(world.mirror_state().await.sessions.len(), 2, "not mirrored twice");
 }
 
+/// A launch is as fast as the create it is: whether the ENI is itself a
+/// mirror target is asked beside the create's first reads, not in a round of
+/// its own, and an instance type is asked of EC2 once per process.
+#[tokio::test]
+async fn a_launch_asks_ec2_only_what_it_must_and_an_instance_type_once() {
+    let world = World::start().await;
+    let target = world.eni().await;
+    let tags = [("traffic-mirroring:target-eni", target.as_str())];
+    let (first, second) = (
+        world.instance("m5.large", &tags).await,
+        world.instance("m5.large", &tags).await,
+    );
+    world
+        .emulator
+        .configure(json!({"latency_ms": {"DescribeTrafficMirrorSessions": 300, "DescribeTrafficMirrorTargets": 300}}))
+        .await;
+    world.emulator.clear_calls().await;
+    for instance in [&first, &second] {
+        let answer = world
+            .app
+            .invoke(state_change(instance, "running"))
+            .await
+            .expect("answer");
+        assert_eq!(answer["actionResults"][0]["success"], true, "{answer}");
+    }
+    let calls = world.emulator.calls().await;
+    let count = |action: &str| calls.iter().filter(|c| c["action"] == action).count();
+    assert_eq!(count("DescribeInstanceTypes"), 1, "m5.large is asked about once");
+    let spans = |action: &str| -> Vec<(f64, f64)> {
+        calls
+            .iter()
+            .filter(|c| c["action"] == action)
+            .map(|c| {
+                (
+                    c["start"].as_f64().unwrap_or_default(),
+                    c["end"].as_f64().unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    let (sessions, targets) = (
+        spans("DescribeTrafficMirrorSessions"),
+        spans("DescribeTrafficMirrorTargets"),
+    );
+    let beside = |(start, end): (f64, f64)| targets.iter().any(|(s, e)| *s < end && start < *e);
+    assert!(
+        sessions.iter().all(|span| beside(*span)),
+        "each launch's is-target check ran beside its first reads: {sessions:?} {targets:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_terminated_instance_leaves_no_filter_or_target_of_ours() {
     let world = World::start().await;

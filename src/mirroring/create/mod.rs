@@ -46,6 +46,8 @@ struct Made {
 /// What round 1 read, before the claim's answer was known.
 struct Reads {
     sessions: AwsResult<Vec<MirrorSession>>,
+    /// Whether the source ENI is itself a mirror target (asked only by launches).
+    source_is_target: AwsResult<bool>,
     claimed: Result<Vec<(u16, String)>, LedgerError>,
     target_slot: Option<Result<Slot, LedgerError>>,
     filter_slot: Option<Result<Slot, LedgerError>>,
@@ -115,9 +117,10 @@ impl Mirroring {
         let on_source = SessionQuery::SourceEni(request.source_eni.clone());
         let action_id = request.action_id.as_str();
         let mut claimed_record = record.clone();
-        let (claim, sessions, claimed, target_slot, filter_slot) = tokio::join!(
+        let (claim, sessions, source_is_target, claimed, target_slot, filter_slot) = tokio::join!(
             self.claim(&mut claimed_record, CREATE),
             self.ec2.sessions(&on_source),
+            self.source_is_target(request),
             self.ledger.numbers(request.source_eni.as_str()),
             self.join(target_key.as_ref(), action_id, request.target.source_limit()),
             self.join(filter_key.as_ref(), action_id, usize::MAX),
@@ -141,6 +144,7 @@ impl Mirroring {
         };
         let reads = Reads {
             sessions,
+            source_is_target,
             claimed,
             target_slot,
             filter_slot,
@@ -150,6 +154,17 @@ impl Mirroring {
             Ok(created) => self.finish(request, record, made, created).await,
             Err(failure) => (self.roll_back(record, made, failure).await, false),
         }
+    }
+
+    async fn source_is_target(&self, request: &CreateRequest) -> AwsResult<bool> {
+        if !request.refuse_if_source_is_target {
+            return Ok(false);
+        }
+        let targets = self
+            .ec2
+            .targets_of(&TargetSpec::Eni(request.source_eni.clone()))
+            .await?;
+        Ok(!targets.is_empty())
     }
 
     async fn create_steps(
@@ -164,6 +179,16 @@ impl Mirroring {
             .sessions
             .map_err(|e| Failure::aws(format!("listing the sessions on {source}"), &e))?;
         let claimed = reads.claimed?;
+        let source_is_target = reads
+            .source_is_target
+            .map_err(|e| Failure::aws(format!("checking whether {source} is a mirror target"), &e))?;
+        if source_is_target {
+            return Err(Failure::refused(
+                "EniIsMirrorTarget",
+                format!("{source} is itself a traffic mirror target; not mirrored"),
+                false,
+            ));
+        }
         // A full source ENI fails here, before any change in EC2.
         choose_session_number(request, &sessions, &claimed)?;
 
