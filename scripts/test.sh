@@ -35,7 +35,7 @@ echo "== cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
 
 echo "== cargo test"
-PROPTEST_CASES="${PROPTEST_CASES:-1000}" FUZZ_REPORT="$fuzz_report" cargo test --lib --tests 2>&1 | tee -a "$log"
+PROPTEST_CASES="${PROPTEST_CASES:-1000}" FUZZ_REPORT="$fuzz_report" cargo test --quiet --lib --tests 2>&1 | tee -a "$log"
 cat "$fuzz_report"
 
 # pytest: "18 passed in 6.9s"; cargo: "test result: ok. 31 passed; 0 failed; ..."
