@@ -305,11 +305,8 @@ impl App {
         let result = match request {
             // A create announces itself, overlapping its event with its ledger write.
             MirrorRequest::Create(create) => self.mirroring.create(create).await,
-            MirrorRequest::Remove(remove) => {
-                let result = self.mirroring.remove(remove).await;
-                crate::deadline::winding_down(self.publish(&result)).await;
-                result
-            }
+            // So does a remove, beside its last ledger writes.
+            MirrorRequest::Remove(remove) => self.mirroring.remove(remove).await,
         };
         info!(action_id = %result.action_id, success = result.success, code = ?result.error_code, "action finished");
         result

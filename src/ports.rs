@@ -473,9 +473,10 @@ pub trait ActionRecords: Send + Sync {
     async fn adopt(&self, record: &LedgerRecord) -> Result<bool, LedgerError>;
     /// A strongly consistent read.
     async fn get(&self, action_id: &str) -> Result<Option<LedgerRecord>, LedgerError>;
-    /// The records an index names, each re-read with a consistent `get`
-    /// (an index lags behind writes, and may still hold an old version). A
-    /// record written a moment ago may be missing: callers that found
+    /// The records an index names, as the index holds them (whole items). An
+    /// index lags behind writes: a record may be an old version, so every
+    /// write that acts on one is conditional on its version (`save`), and a
+    /// record written a moment ago may be missing, so callers that found
     /// something in EC2 look it up by its action-id tag as well.
     async fn find(&self, query: &LedgerQuery) -> Result<Vec<LedgerRecord>, LedgerError>;
 }

@@ -7,7 +7,7 @@
 use tracing::warn;
 
 use super::Mirroring;
-use crate::ports::{AwsError, ErrorKind, LedgerError, LedgerRecord, SessionQuery, SharedKey};
+use crate::ports::{AwsError, ErrorKind, LedgerError, LedgerRecord, SharedKey};
 
 /// What an action holds, as far as releasing it goes.
 #[derive(Debug, Clone, Default)]
@@ -75,40 +75,92 @@ pub(crate) enum Fate {
     Failed(Option<AwsError>),
 }
 
+/// Where an action stood among the users of its shared resources once it
+/// left them: each claim item's resource and how many users remain.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Left {
+    filter: Option<(Option<String>, usize)>,
+    target: Option<(Option<String>, usize)>,
+}
+
 impl Mirroring {
+    /// Lets go of everything `hold` names: the two steps below, one after
+    /// the other.
     pub(crate) async fn release(&self, hold: &Release<'_>) -> Result<Released, LedgerError> {
-        if let (Some(eni), Some(number)) = (hold.source_eni, hold.number) {
-            self.ledger.release_number(eni, number, hold.action_id).await?;
-        }
-        let mut released = Released::default();
-        if let Some(key) = &hold.filter {
-            match self.let_go(key, hold.action_id, hold.filter_created).await? {
-                Some((id, Fate::Deleted)) => released.filter_deleted = Some(id),
-                Some((id, Fate::Failed(error))) => {
-                    released.filter_left = Some(id);
-                    released.filter_error = error;
-                }
-                _ => {}
-            }
-        }
-        if let Some(key) = &hold.target {
-            match self.let_go(key, hold.action_id, hold.target_created).await? {
-                Some((id, Fate::Deleted)) => released.target_deleted = Some(id),
-                Some((id, Fate::Failed(_))) => released.target_left = Some(id),
-                _ => {}
-            }
-        }
-        Ok(released)
+        let left = self.leave(hold).await?;
+        Ok(self.settle(hold, left).await)
     }
 
-    /// Leaves the users of a shared resource; the last user out retires it.
+    /// The ledger side, all at once: the session number, and the action's
+    /// places among the users of its filter and target. Safe while the
+    /// session still exists: a number counts as taken while EC2 shows its
+    /// session, and nothing is retired here.
+    pub(crate) async fn leave(&self, hold: &Release<'_>) -> Result<Left, LedgerError> {
+        let number = async {
+            match (hold.source_eni, hold.number) {
+                (Some(eni), Some(number)) => self.ledger.release_number(eni, number, hold.action_id).await,
+                _ => Ok(()),
+            }
+        };
+        let leave = |key: &Option<SharedKey>| {
+            let key = key.clone();
+            async move {
+                match key {
+                    Some(key) => self.ledger.leave_shared(&key, hold.action_id).await.map(Some),
+                    None => Ok(None),
+                }
+            }
+        };
+        let (number, filter, target) = tokio::join!(number, leave(&hold.filter), leave(&hold.target));
+        number?;
+        Ok(Left {
+            filter: filter?,
+            target: target?,
+        })
+    }
+
+    /// The EC2 side, once the session is gone: the filter and the target
+    /// this action was the last user of (or made and never named) are
+    /// retired and deleted, side by side.
+    pub(crate) async fn settle(&self, hold: &Release<'_>, left: Left) -> Released {
+        let settle = |key: &Option<SharedKey>, left: Option<(Option<String>, usize)>, created: Option<&str>| {
+            let key = key.clone();
+            let created = created.map(str::to_owned);
+            async move {
+                let (key, (resource_id, users_left)) = (key?, left?);
+                self.let_go(&key, resource_id, users_left, created.as_deref()).await
+            }
+        };
+        let (filter, target) = tokio::join!(
+            settle(&hold.filter, left.filter, hold.filter_created),
+            settle(&hold.target, left.target, hold.target_created),
+        );
+        let mut released = Released::default();
+        match filter {
+            Some((id, Fate::Deleted)) => released.filter_deleted = Some(id),
+            Some((id, Fate::Failed(error))) => {
+                released.filter_left = Some(id);
+                released.filter_error = error;
+            }
+            _ => {}
+        }
+        match target {
+            Some((id, Fate::Deleted)) => released.target_deleted = Some(id),
+            Some((id, Fate::Failed(_))) => released.target_left = Some(id),
+            _ => {}
+        }
+        released
+    }
+
+    /// After leaving the users of a shared resource: the last user out
+    /// retires it.
     async fn let_go(
         &self,
         key: &SharedKey,
-        action_id: &str,
+        resource_id: Option<String>,
+        users_left: usize,
         created: Option<&str>,
-    ) -> Result<Option<(String, Fate)>, LedgerError> {
-        let (resource_id, users_left) = self.ledger.leave_shared(key, action_id).await?;
+    ) -> Option<(String, Fate)> {
         if let Some(made) = created.filter(|made| resource_id.as_deref() != Some(*made)) {
             // Made by this action but never named by the claim item (it
             // failed before reporting it, or lost its maker's lease to
@@ -117,17 +169,15 @@ impl Mirroring {
                 SharedKey::Target(_) => self.delete_target_if_unused(made).await,
                 SharedKey::Filter(_) => self.delete_filter_if_unused(made).await,
             };
-            return Ok(Some((made.to_owned(), fate)));
+            return Some((made.to_owned(), fate));
         }
         if users_left > 0 {
-            return Ok(None);
+            return None;
         }
-        let Some(id) = resource_id.or_else(|| created.map(str::to_owned)) else {
-            return Ok(None);
-        };
+        let id = resource_id.or_else(|| created.map(str::to_owned))?;
         let created_by_us = created == Some(id.as_str());
         let fate = self.retire_shared(key, &id, created_by_us).await;
-        Ok(Some((id, fate)))
+        Some((id, fate))
     }
 
     /// Forgets a shared resource in the ledger when no action uses or is
@@ -159,21 +209,13 @@ impl Mirroring {
         fate
     }
 
-    /// Deletes one of our targets unless a session uses it.
+    /// Deletes one of our targets; EC2 refuses while a session uses it.
     pub(crate) async fn delete_target_if_unused(&self, target_id: &str) -> Fate {
-        match self.ec2.sessions(&SessionQuery::Target(target_id.to_owned())).await {
-            Ok(users) if !users.is_empty() => Fate::InUse,
-            Ok(_) => match self.ec2.delete_target(target_id).await {
-                Ok(_) => Fate::Deleted,
-                // A session arrived between our look and the delete: it keeps the target.
-                Err(err) if err.kind == ErrorKind::InUse => Fate::InUse,
-                Err(err) => {
-                    warn!(target_id, error = %err, "target not deleted");
-                    Fate::Failed(Some(err))
-                }
-            },
+        match self.ec2.delete_target(target_id).await {
+            Ok(_) => Fate::Deleted,
+            Err(err) if err.kind == ErrorKind::InUse => Fate::InUse,
             Err(err) => {
-                warn!(target_id, error = %err, "could not tell whether the target is in use");
+                warn!(target_id, error = %err, "target not deleted");
                 Fate::Failed(Some(err))
             }
         }

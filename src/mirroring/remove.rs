@@ -49,6 +49,9 @@ struct Outcome {
     leftover_targets: Vec<String>,
     errors: Vec<String>,
     first_error: Option<AwsError>,
+    /// Records whose mirror was taken down: their final status is written
+    /// beside the remove's own record and event.
+    to_mark_removed: Vec<LedgerRecord>,
 }
 
 impl Mirroring {
@@ -64,15 +67,23 @@ impl Mirroring {
             updated_at: now,
             ..LedgerRecord::default()
         };
-        if let Err(refused) = self.claim(&mut record, REMOVE).await {
-            return refused.answer();
+        // Round 1: the claim, and the lookups (reads only, so a refused
+        // claim costs nothing but them).
+        let (claimed, found) = tokio::join!(self.claim(&mut record, REMOVE), self.find_for_removal(request));
+        if let Err(refused) = claimed {
+            let answer = refused.answer();
+            crate::deadline::winding_down(self.announce(&answer)).await;
+            return answer;
         }
-        let result = match self.find_for_removal(request).await {
+        let mut to_mark_removed = Vec::new();
+        let result = match found {
             Ok(found) if found.not_ours.iter().any(|id| Some(id) == request.session_id.as_ref()) => {
                 not_ours_failure(request)
             }
             Ok(found) => {
-                let outcome = self.tear_down(found.records.into_values().collect()).await;
+                // Rounds 2 and 3 (and, for a last user, the filter and target).
+                let mut outcome = self.tear_down(found.records.into_values().collect()).await;
+                to_mark_removed = std::mem::take(&mut outcome.to_mark_removed);
                 let mut result = removal_result(request, outcome, found.already_gone, &found.not_ours);
                 if !found.in_progress.is_empty() && result.success {
                     result = in_progress_failure(request, &found.in_progress, result);
@@ -89,7 +100,22 @@ impl Mirroring {
         record.attempt += u32::from(!result.success);
         record.result = Some(result.clone());
         record.updated_at = now_seconds();
-        if let Err(err) = crate::deadline::winding_down(self.ledger.save(&mut record)).await {
+        // The last round: the removed mirrors' records, this remove's own
+        // record and its completion event, together. A mirror whose record
+        // could not be marked removed is gone all the same (its session
+        // deleted, its claims released); its record stays `removing`, which
+        // the sweep finishes, and a retry finds nothing left to do.
+        let marks = join_all(to_mark_removed.iter().map(|r| self.mark_removed(r)));
+        let (marks, saved, ()) = crate::deadline::winding_down(async {
+            tokio::join!(marks, self.ledger.save(&mut record), self.announce(&result))
+        })
+        .await;
+        for (marked, outcome) in to_mark_removed.iter().zip(marks) {
+            if let Err(err) = outcome {
+                warn!(action_id = %marked.action_id, error = %err, "removed, but its record still says removing; the sweep finishes it");
+            }
+        }
+        if let Err(err) = saved {
             warn!(action_id = %request.action_id, error = %err, "could not record the remove");
         }
         result
@@ -257,13 +283,15 @@ impl Mirroring {
             leftover_targets: Vec::new(),
             errors: Vec::new(),
             first_error: None,
+            to_mark_removed: Vec::new(),
         };
         // Targets of sessions the ledger did not know (found by tag in EC2).
         let mut untracked_targets = BTreeSet::new();
-        let results = join_all(records.iter().map(|r| self.remove_session(r))).await;
+        let results = join_all(records.iter().map(|r| self.take_down(r))).await;
         for (record, result) in records.iter().zip(results) {
             match result {
-                Ok(done) => {
+                Ok((done, marked)) => {
+                    outcome.to_mark_removed.extend(marked);
                     match done.session {
                         Some((id, Deleted::Now)) => outcome.removed.push(id),
                         Some((id, Deleted::AlreadyGone)) => outcome.already_gone.push(id),
@@ -311,6 +339,19 @@ impl Mirroring {
     /// Deletes a record's session, releases its claims (its shared filter and
     /// target go with the last user), then marks it removed.
     pub(crate) async fn remove_session(&self, record: &LedgerRecord) -> Result<SessionRemoved, AwsError> {
+        let (removed, marked) = self.take_down(record).await?;
+        if let Some(marked) = marked {
+            self.mark_removed(&marked).await.map_err(ledger_as_aws)?;
+        }
+        Ok(removed)
+    }
+
+    /// All of a remove but the final status: the intent (`removing`) first,
+    /// then the session's delete beside the release of its number and its
+    /// places among the users of its filter and target, then the filter and
+    /// target it was the last user of. Returns the record as marked, for
+    /// the final write (`None`: nothing to mark).
+    async fn take_down(&self, record: &LedgerRecord) -> Result<(SessionRemoved, Option<LedgerRecord>), AwsError> {
         let mut record = record.clone();
         if record.kind.is_some() {
             // The intent first: if we stop half-way, the record says so.
@@ -331,37 +372,52 @@ impl Mirroring {
                 Some(now) if now.status == Some(RecordStatus::Removing) => record = now,
                 // Removed by someone else meanwhile, or gone: nothing left to do.
                 _ => {
-                    return Ok(SessionRemoved {
+                    let removed = SessionRemoved {
                         session: record.session_id.clone().map(|id| (id, Deleted::AlreadyGone)),
                         released: Released::default(),
-                    })
+                    };
+                    return Ok((removed, None));
                 }
             }
         }
         let record = &record;
-        let session = match &record.session_id {
-            Some(id) => Some((id.clone(), self.ec2.delete_session(id).await?)),
-            None => None,
+        let hold = Release::of(record, None);
+        let delete = async {
+            match &record.session_id {
+                Some(id) => Ok(Some((id.clone(), self.ec2.delete_session(id).await?))),
+                None => Ok(None),
+            }
         };
-        let released = self.release(&Release::of(record, None)).await.map_err(ledger_as_aws)?;
+        // Leaving while the delete is in flight is safe: EC2 counts the
+        // session's number and refuses to delete a filter or target in use,
+        // and nothing is retired before the session is gone. If the delete
+        // fails, the record stays `removing`, and a retry (or the sweep)
+        // deletes it and leaves again, which changes nothing twice.
+        let (deleted, left) = tokio::join!(delete, self.leave(&hold));
+        let session: Option<(String, Deleted)> = deleted?;
+        let left = left.map_err(ledger_as_aws)?;
+        let released = self.settle(&hold, left).await;
         if let Some(err) = released.filter_error {
             // The session is gone but its last filter stays: the record stays
             // `removing`, so a retried remove (or the sweep) finishes the job.
             return Err(err);
         }
-        if record.kind.is_some() {
-            self.update_record(record, |r| {
-                let change = r.status == Some(RecordStatus::Removing);
-                if change {
-                    r.status = Some(RecordStatus::Removed);
-                }
-                change
-            })
-            .await
-            .map_err(ledger_as_aws)?;
-        }
         info!(action_id = %record.action_id, session = ?session, "mirroring removed");
-        Ok(SessionRemoved { session, released })
+        let marked = record.kind.is_some().then(|| record.clone());
+        Ok((SessionRemoved { session, released }, marked))
+    }
+
+    /// The final status of a removed mirror's record.
+    async fn mark_removed(&self, record: &LedgerRecord) -> Result<(), LedgerError> {
+        self.update_record(record, |r| {
+            let change = r.status == Some(RecordStatus::Removing);
+            if change {
+                r.status = Some(RecordStatus::Removed);
+            }
+            change
+        })
+        .await
+        .map(|_| ())
     }
 }
 

@@ -3,6 +3,8 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::ReturnValue;
+use std::collections::BTreeMap;
+
 use futures::future::join_all;
 
 use super::codec::*;
@@ -169,23 +171,37 @@ impl ActionRecords for DynamoLedger {
             .expression_attribute_values(":value", s(value))
             .into_paginator()
             .send();
-        let mut action_ids = Vec::new();
-        if let LedgerQuery::Instance(instance) = query {
-            action_ids.extend(self.instance_actions(instance).await?);
-        }
-        while let Some(page) = next_page("Query", pages.next()).await? {
-            for item in page.items() {
-                action_ids.extend(text(item, "actionId"));
+        // The index projects whole items. One of them may be an old version:
+        // every write that acts on a record is conditional on the version it
+        // was read at, and re-reads it when that fails.
+        let instance_read = async {
+            match query {
+                LedgerQuery::Instance(instance) => self.instance_actions(instance).await,
+                _ => Ok(Vec::new()),
+            }
+        };
+        let indexed = async {
+            let mut records: BTreeMap<String, LedgerRecord> = BTreeMap::new();
+            while let Some(page) = next_page("Query", pages.next()).await? {
+                for item in page.items() {
+                    let record = from_item(item)?;
+                    records.insert(record.action_id.clone(), record);
+                }
+            }
+            Ok::<_, LedgerError>(records)
+        };
+        let (instance_actions, indexed) = tokio::join!(instance_read, indexed);
+        let mut records = indexed?;
+        // An instance's item names actions the index may not show yet.
+        let unseen: Vec<String> = instance_actions?
+            .into_iter()
+            .filter(|id| !records.contains_key(id))
+            .collect();
+        for read in join_all(unseen.iter().map(|id| self.get(id))).await {
+            if let Some(record) = read? {
+                records.insert(record.action_id.clone(), record);
             }
         }
-        action_ids.sort();
-        action_ids.dedup();
-        // The index may hold an old version of an item: act on the item as it is.
-        let reads = join_all(action_ids.iter().map(|id| self.get(id))).await;
-        let mut records = Vec::new();
-        for read in reads {
-            records.extend(read?);
-        }
-        Ok(records)
+        Ok(records.into_values().collect())
     }
 }
