@@ -194,13 +194,21 @@ where
     let mut last_failure: Option<AwsError> = None;
     // A try that may have taken effect keeps the call in doubt, whatever
     // the later tries say (a later success with the same client token
-    // settles it by naming what was made).
+    // settles it by naming what was made). A try cut off by the deadline
+    // while EC2 was throttling the call is taken as refused like the tries
+    // before it: asking again to find out would be throttled too, and would
+    // spend the time the rollback needs (the sweep deletes what such a try
+    // made, in the rare case it made something).
     let mut in_doubt = false;
     let settle = |err: AwsError, in_doubt: bool| if in_doubt { err.in_doubt() } else { err };
     loop {
         let outcome = call().await;
         if let Err(err) = &outcome {
-            in_doubt |= err.in_doubt;
+            let cut_off_while_throttled = err.code == deadline::OUT_OF_TIME
+                && last_failure
+                    .as_ref()
+                    .is_some_and(|last| THROTTLING.contains(&last.code.as_str()));
+            in_doubt |= err.in_doubt && !cut_off_while_throttled;
         }
         match outcome {
             Err(err) if err.code == deadline::OUT_OF_TIME && last_failure.is_some() => {
@@ -423,7 +431,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_try_that_may_have_taken_effect_leaves_the_call_in_doubt() {
-        // Throttled, then cut off in flight: throttling is reported, in doubt.
+        // Throttled, then cut off in flight: throttling is reported, and the
+        // cut-off try is taken as throttled too.
         let calls = AtomicU32::new(0);
         let cut_off: AwsResult<()> = persist_with(QUICK, "Call", || async {
             if calls.fetch_add(1, Ordering::SeqCst) == 0 {
@@ -436,8 +445,14 @@ mod tests {
         let cut_off = cut_off.expect_err("it failed");
         assert_eq!(
             (cut_off.code.as_str(), cut_off.in_doubt),
-            ("RequestLimitExceeded", true)
+            ("RequestLimitExceeded", false)
         );
+        // Cut off in flight at the first try: nobody said no.
+        let first: AwsResult<()> = persist_with(QUICK, "Call", || async {
+            Err(deadline::out_of_time("Call").in_doubt())
+        })
+        .await;
+        assert!(first.is_err_and(|e| e.in_doubt));
         // A 5xx, then throttling until time runs out: still in doubt.
         let calls = AtomicU32::new(0);
         let deadline = Instant::now() + Duration::from_secs(2);

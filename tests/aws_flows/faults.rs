@@ -71,6 +71,10 @@ async fn a_failure_at_any_create_call_leaves_ec2_and_ledger_agreeing_and_is_repo
     let calls = calls_made_by(&world, &seed_create("fault-baseline", &source, &target)).await;
     world.events(1).await;
     assert!(calls.len() >= 12, "a create makes many calls: {calls:?}");
+    // One call a create can do without: the claim of its guessed session
+    // number (an UpdateItem beside the first reads; the number is then
+    // claimed in a round of its own). Every other failure fails the create.
+    let mut done_without = Vec::new();
     for (n, (action, after)) in calls.iter().enumerate() {
         let step = format!("{action} #{after}");
         let (source, target) = (world.eni().await, world.eni().await);
@@ -84,6 +88,20 @@ async fn a_failure_at_any_create_call_leaves_ec2_and_ledger_agreeing_and_is_repo
         let response = world.invoke(&request).await;
 
         let result = first_result(&response);
+        if result["success"] == true && action == "UpdateItem" {
+            done_without.push(step.clone());
+            assert_eq!(world.disagreements().await, Vec::<String>::new(), "{step}");
+            let state = world.mirror_state().await;
+            assert_eq!(
+                state.sessions.len(),
+                before.sessions.len() + 1,
+                "{step}: mirrored all the same"
+            );
+            let event = failure_event(&world, &action_id).await;
+            assert_eq!(event["detail-type"], "TrafficMirroringCreated", "{step}");
+            world.emulator.clear_faults().await;
+            continue;
+        }
         assert_eq!(result["success"], false, "{step}: {response}");
         assert_eq!(result["errorCode"], code, "{step}: {response}");
         assert!(
@@ -112,6 +130,12 @@ async fn a_failure_at_any_create_call_leaves_ec2_and_ledger_agreeing_and_is_repo
         assert_eq!(state.filters.len(), before.filters.len() + 1, "{step}: one new filter");
         assert_eq!(world.disagreements().await, Vec::<String>::new(), "{step} retry");
     }
+    // Round 1's writes race, so which of them a fault meets varies from run
+    // to run: any UpdateItem step may be the guess, and a success there is
+    // checked above to have mirrored with EC2 and the ledger agreeing.
+    // `tests/logic` fails the guess itself, deterministically. Every other
+    // kind of call must fail the create.
+    assert!(done_without.len() < calls.len(), "{done_without:?}");
 }
 
 #[tokio::test]

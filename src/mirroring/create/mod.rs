@@ -15,6 +15,7 @@ mod shared;
 use tracing::info;
 
 pub(super) use numbers::choose_session_number;
+use numbers::{guess_holds, SessionNumber};
 pub(super) use shared::pick_target;
 use shared::{filter_key, recover_made, target_key};
 
@@ -45,6 +46,8 @@ struct Made {
 
 /// What round 1 read, before the claim's answer was known.
 struct Reads {
+    /// The session number claimed on a guess beside the reads.
+    guessed: Option<u16>,
     sessions: AwsResult<Vec<MirrorSession>>,
     /// Whether the source ENI is itself a mirror target (asked only by launches).
     source_is_target: AwsResult<bool>,
@@ -81,9 +84,10 @@ impl Mirroring {
         result
     }
 
-    /// The create itself: four rounds of AWS calls on its critical path when
-    /// the target and filter exist (claim and reads; number; session; ledger
-    /// write and event), and one mutating EC2 call. Returns whether it announced.
+    /// The create itself: three rounds of AWS calls on its critical path when
+    /// the target and filter exist and the guessed session number holds
+    /// (claims and reads; session; ledger write and event), and one mutating
+    /// EC2 call. Returns whether it announced.
     async fn create_unannounced(&self, request: &CreateRequest) -> (ActionResult, bool) {
         let now = now_seconds();
         let target_key = target_key(request);
@@ -117,8 +121,9 @@ impl Mirroring {
         let on_source = SessionQuery::SourceEni(request.source_eni.clone());
         let action_id = request.action_id.as_str();
         let mut claimed_record = record.clone();
-        let (claim, sessions, source_is_target, claimed, target_slot, filter_slot) = tokio::join!(
+        let (claim, guessed, sessions, source_is_target, claimed, target_slot, filter_slot) = tokio::join!(
             self.claim(&mut claimed_record, CREATE),
+            self.guess_number(request),
             self.ec2.sessions(&on_source),
             self.source_is_target(request),
             self.ledger.numbers(request.source_eni.as_str()),
@@ -133,6 +138,9 @@ impl Mirroring {
                         self.undo_join(key, action_id, &refused, slot).await;
                     }
                 }
+                if let Some(number) = guessed {
+                    self.undo_guess(request, number).await;
+                }
                 return (refused.answer(), false);
             }
         }
@@ -140,9 +148,12 @@ impl Mirroring {
         let mut made = Made {
             joined_target: joined(&target_slot),
             joined_filter: joined(&filter_slot),
+            // Held from here on: a rollback gives it back.
+            number: guessed,
             ..Made::default()
         };
         let reads = Reads {
+            guessed,
             sessions,
             source_is_target,
             claimed,
@@ -191,11 +202,32 @@ impl Mirroring {
         }
         // A full source ENI fails here, before any change in EC2.
         choose_session_number(request, &sessions, &claimed)?;
+        let mut claimed = claimed;
+        let kept = reads
+            .guessed
+            .filter(|&number| guess_holds(number, request, &sessions, &claimed));
+        if let Some(wrong) = reads.guessed.filter(|_| kept.is_none()) {
+            // The reads show a better number (or room the guess did not
+            // count): give the guess back before choosing again.
+            self.ledger.release_number(source, wrong, &request.action_id).await?;
+            made.number = None;
+            claimed.retain(|(n, holder)| !(*n == wrong && *holder == request.action_id));
+        }
 
-        // Round 2: the number, the target and the filter do not depend on
-        // each other; the last two are usually joined already in round 1.
+        // Round 2, when the guess did not hold: the number, the target and
+        // the filter do not depend on each other; the last two are usually
+        // joined already in round 1, and then cost no call.
+        let number = async {
+            match kept {
+                Some(number) => Ok(SessionNumber {
+                    number,
+                    requested_was_taken: None,
+                }),
+                None => self.claim_session_number(request, &sessions, claimed).await,
+            }
+        };
         let (number, target, filter) = tokio::join!(
-            self.claim_session_number(request, &sessions, claimed),
+            number,
             self.resolve_target(request, attempt, reads.target_slot),
             self.resolve_filter(request, attempt, reads.filter_slot),
         );

@@ -58,6 +58,65 @@ impl Mirroring {
     }
 }
 
+impl Mirroring {
+    /// A guess at the session number, claimed beside a create's first
+    /// reads instead of in a round after them: the requested number, else 1.
+    /// Right for a new ENI (a launch's) and for any ENI without sessions;
+    /// `guess_holds` tells from the reads whether to keep it. `None` when
+    /// the claim was not granted (nothing is then held).
+    pub(super) async fn guess_number(&self, request: &CreateRequest) -> Option<u16> {
+        let number = request.session_number.unwrap_or(1);
+        let claim = self
+            .ledger
+            .claim_number(
+                request.source_eni.as_str(),
+                number,
+                &request.action_id,
+                SESSIONS_PER_SOURCE_ENI,
+            )
+            .await;
+        matches!(claim, Ok(NumberClaim::Claimed)).then_some(number)
+    }
+
+    /// Gives back a guessed number when the action itself was refused:
+    /// unless someone holds the action now (a number claim is keyed by the
+    /// action id, so theirs and ours are one), or it finished holding a
+    /// mirror, whose number this is.
+    pub(super) async fn undo_guess(&self, request: &CreateRequest, number: u16) {
+        if self.held(&request.action_id).await {
+            return;
+        }
+        let released = self
+            .ledger
+            .release_number(request.source_eni.as_str(), number, &request.action_id)
+            .await;
+        if let Err(err) = released {
+            tracing::warn!(action_id = %request.action_id, error = %err, "a guessed session number stays claimed; the sweep releases it");
+        }
+    }
+}
+
+/// Whether a guessed number, claimed before the reads, is the one the
+/// reads would have chosen, with room for it: no session on the ENI without
+/// a claim (the guess's claim could not count those), and no other claim of
+/// this action (an interrupted earlier run's, which is adopted instead).
+pub(super) fn guess_holds(
+    number: u16,
+    request: &CreateRequest,
+    sessions: &[MirrorSession],
+    claimed: &[(u16, String)],
+) -> bool {
+    let me = request.action_id.as_str();
+    let another_of_mine = claimed.iter().any(|(n, holder)| holder == me && *n != number);
+    let unclaimed = sessions
+        .iter()
+        .any(|s| !claimed.iter().any(|(n, _)| *n == s.session_number));
+    let others: Vec<(u16, String)> = claimed.iter().filter(|(_, holder)| holder != me).cloned().collect();
+    !another_of_mine
+        && !unclaimed
+        && matches!(choose_session_number(request, sessions, &others), Ok(choice) if choice.number == number)
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub(in crate::mirroring) struct SessionNumber {
     pub(in crate::mirroring) number: u16,
@@ -185,6 +244,65 @@ mod tests {
         );
         let chosen = choose_session_number(&request(None), &[session(2, None)], &[]).expect("room");
         assert_eq!(chosen.number, 1);
+    }
+
+    #[test]
+    fn a_guessed_number_holds_only_where_the_reads_would_have_chosen_it() {
+        let mine = |n: u16| (n, "act".to_owned());
+        let theirs = |n: u16| (n, "other".to_owned());
+        // (what it shows, the requested number, the guess, EC2's sessions, the claims read, holds)
+        type Case = (
+            &'static str,
+            Option<u16>,
+            u16,
+            Vec<MirrorSession>,
+            Vec<(u16, String)>,
+            bool,
+        );
+        let cases: Vec<Case> = vec![
+            ("a new ENI", None, 1, vec![], vec![mine(1)], true),
+            ("the read did not see the guess yet", None, 1, vec![], vec![], true),
+            ("the requested number, free", Some(5), 5, vec![], vec![mine(5)], true),
+            (
+                "another action's mirror on number 2",
+                None,
+                1,
+                vec![session(2, None)],
+                vec![theirs(2), mine(1)],
+                true,
+            ),
+            (
+                "a session nobody claimed (made by hand)",
+                None,
+                1,
+                vec![session(2, None)],
+                vec![mine(1)],
+                false,
+            ),
+            (
+                "number 1 taken by a session of someone else's",
+                None,
+                1,
+                vec![session(1, None)],
+                vec![],
+                false,
+            ),
+            (
+                "an earlier run of this action claimed another",
+                None,
+                1,
+                vec![],
+                vec![mine(1), mine(3)],
+                false,
+            ),
+        ];
+        for (name, requested, guess, sessions, claimed, holds) in cases {
+            assert_eq!(
+                guess_holds(guess, &request(requested), &sessions, &claimed),
+                holds,
+                "{name}"
+            );
+        }
     }
 
     #[test]
