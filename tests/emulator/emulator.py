@@ -44,7 +44,8 @@ Control API (JSON over HTTP on the same port, all answering 200):
                               held that long (outside the lock), then served as usual; GET lists; DELETE clears
   POST   /_emulator/throttle  {"actions": [...] | "mutating" | "all", "service": "optional, e.g. dynamodb",
                                "burst", "refill_per_second"}; GET lists; DELETE clears
-  POST   /_emulator/config    {"page_size": 2, "latency_ms": {"default": 0, "<Action>": 40}, "index_lag_ms": 0}
+  POST   /_emulator/config    {"page_size": 2, "latency_ms": {"default": 0, "<service>": 10, "<Action>": 40},
+                               "index_lag_ms": 0}: an action's latency, else its service's, else the default
                               (merged); GET shows
   GET    /_emulator/calls     {"calls": [{"service", "action", "start", "served", "end", "status", "error",
                               "eni" (the NetworkInterfaceId an EC2 call names, or null)}]};
@@ -722,9 +723,11 @@ class State:
     def vnis_of(self, account):
         return {s["vni"] for (owner, _), m in self.mirrors.items() if owner == account for s in m.sessions.values()}
 
-    def latency_of(self, action):
+    def latency_of(self, service, action):
+        """An action's own latency, else its service's (`ec2`, `dynamodb`,
+        `sqs`, `events`), else the default."""
         latency = self.config["latency_ms"]
-        return float(latency.get(action, latency.get("default", 0))) / 1000.0
+        return float(latency.get(action, latency.get(service, latency.get("default", 0)))) / 1000.0
 
     def take_fault(self, service, action):
         """The first armed rule matching this call: it either lets the call
@@ -834,7 +837,7 @@ class Emulator:
             held = STATE.take_delay(request.service, request.action)
         # Outside the lock: latency overlaps, as on AWS; a held call is served
         # after its client may have given up on it.
-        time.sleep(STATE.latency_of(request.action) + held)
+        time.sleep(STATE.latency_of(request.service, request.action) + held)
         with LOCK:
             served = time.time()
             try:

@@ -839,6 +839,20 @@ def test_latency_is_slept_per_action(endpoint, ec2):
     assert time.monotonic() - started < 0.1
 
 
+def test_latency_is_an_actions_else_its_services_else_the_default(endpoint, ec2):
+    control(endpoint, "POST", "config", {"latency_ms": {"default": 0, "ec2": 200, "DescribeVpcs": 0}})
+    started = time.perf_counter()
+    ec2.describe_subnets()
+    by_service = time.perf_counter() - started
+    started = time.perf_counter()
+    ec2.describe_vpcs()
+    by_action = time.perf_counter() - started
+    started = time.perf_counter()
+    client(endpoint, "sqs").list_queues()
+    by_default = time.perf_counter() - started
+    assert by_service >= 0.2 and by_action < 0.15 and by_default < 0.15, (by_service, by_action, by_default)
+
+
 def test_latency_is_slept_outside_the_lock(endpoint):
     control(endpoint, "POST", "config", {"latency_ms": {"default": 300}})
     clients = [client(endpoint, "ec2") for _ in range(4)]

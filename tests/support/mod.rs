@@ -36,7 +36,8 @@ pub fn capture_logs() {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_test_writer()
-            .without_time()
+            // Seconds since the test process started: deadlines are easier to follow.
+            .with_timer(tracing_subscriber::fmt::time::uptime())
             .try_init();
     });
 }
