@@ -117,7 +117,8 @@ impl SharedResources for DynamoLedger {
     }
 
     async fn leave_shared(&self, key: &SharedKey, action_id: &str) -> Result<(Option<String>, usize), LedgerError> {
-        // Give up making it first, so nobody waits out our lease.
+        // Giving up making it (so nobody waits out our lease) and leaving
+        // its users change different attributes: both go at once.
         let gave_up = self
             .client
             .update_item()
@@ -127,10 +128,8 @@ impl SharedResources for DynamoLedger {
             .condition_expression("maker = :me")
             .expression_attribute_values(":me", s(action_id))
             .send()
-            .within_budget()
-            .await;
-        written(gave_up)?;
-        let output = self
+            .within_budget();
+        let left = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -141,8 +140,9 @@ impl SharedResources for DynamoLedger {
             .expression_attribute_values(":meSet", string_set(action_id))
             .return_values(ReturnValue::AllNew)
             .send()
-            .within_budget()
-            .await;
+            .within_budget();
+        let (gave_up, output) = tokio::join!(gave_up, left);
+        written(gave_up)?;
         match output {
             Ok(output) => Ok(output
                 .attributes()
