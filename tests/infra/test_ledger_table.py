@@ -1,13 +1,15 @@
 """The ledger table in the template has the key and the indexes that
-src/aws/ledger.rs reads and queries, and keeps its data."""
+the ledger adapter (src/aws/ledger/) reads and queries, and keeps its data."""
 
 import re
 
 import pytest
 
-from infra_support import load_template, read, rust_str_const, without_comments
+import os
 
-LEDGER = "src/aws/ledger.rs"
+from infra_support import ROOT, load_template, read, rust_str_const, without_comments
+
+LEDGER = "src/aws/ledger/"
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +19,10 @@ def table():
 
 @pytest.fixture(scope="module")
 def code():
-    return without_comments(read(LEDGER)).split("#[cfg(test)]", 1)[0]
+    """Every file of the ledger adapter, without their unit tests."""
+    names = sorted(n for n in os.listdir(os.path.join(ROOT, LEDGER)) if n.endswith(".rs"))
+    assert "mod.rs" in names, f"no {LEDGER}mod.rs"
+    return "\n".join(without_comments(read(LEDGER + name)).split("#[cfg(test)]", 1)[0] for name in names)
 
 
 def index_consts(code):

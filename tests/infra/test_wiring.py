@@ -183,11 +183,18 @@ def test_mutating_calls_per_second_comes_from_its_parameter(template, function):
 
 
 def config_default(name):
-    """The number of `const NAME: <type> = <n>;` in src/config.rs."""
+    """The number of `const NAME: <type> = <n>;` in src/config.rs, or in the
+    logic's module when config.rs re-exports the logic's own default."""
+    for path in ("src/config.rs", "src/mirroring/mod.rs"):
+        source = without_comments(read(path))
+        match = re.search(r"\bconst\s+" + name + r"\s*:\s*\w+\s*=\s*(\d+)\s*;", source)
+        if match:
+            return int(match.group(1))
     config = without_comments(read("src/config.rs"))
-    match = re.search(r"\bconst\s+" + name + r"\s*:\s*\w+\s*=\s*(\d+)\s*;", config)
-    assert match, f"no `const {name}: ... = <number>;` in src/config.rs"
-    return int(match.group(1))
+    assert re.search(r"\bpub use crate::mirroring::\{[^}]*\b" + name + r"\b", config), (
+        f"no `const {name}: ... = <number>;` in src/config.rs, nor re-exported from src/mirroring/mod.rs"
+    )
+    raise AssertionError(f"src/config.rs re-exports {name}, but src/mirroring/mod.rs does not define it as a number")
 
 
 @pytest.mark.parametrize(
