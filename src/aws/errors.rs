@@ -8,28 +8,8 @@ use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use crate::deadline;
 use crate::ports::{AwsError, AwsResult, ErrorKind};
 
-/// Codes that mean "try again later", whatever the service.
-const TRANSIENT: &[&str] = &[
-    "RequestLimitExceeded",
-    "Throttling",
-    "ThrottlingException",
-    "ThrottledException",
-    "TooManyRequestsException",
-    "ProvisionedThroughputExceededException",
-    "RequestThrottled",
-    "RequestThrottledException",
-    "LimitExceededException",
-    "TransactionConflictException",
-    "InternalError",
-    "InternalFailure",
-    "InternalServerError",
-    "InternalServerException",
-    "ServiceUnavailable",
-    "ServiceUnavailableException",
-    "Unavailable",
-];
-
-/// The transient codes that say the call was refused before it did anything.
+/// Codes that say the call was refused for its rate, before it did anything:
+/// try again later, whatever the service.
 pub const THROTTLING: &[&str] = &[
     "RequestLimitExceeded",
     "Throttling",
@@ -41,6 +21,20 @@ pub const THROTTLING: &[&str] = &[
     "RequestThrottledException",
 ];
 
+/// The other codes that mean "try again later": a conflict, or a failure of
+/// the service (which may have done the work all the same).
+const TRANSIENT: &[&str] = &[
+    "LimitExceededException",
+    "TransactionConflictException",
+    "InternalError",
+    "InternalFailure",
+    "InternalServerError",
+    "InternalServerException",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "Unavailable",
+];
+
 const IN_USE: &[&str] = &[
     "TrafficMirrorTargetInUseException",
     "TrafficMirrorFilterInUse",
@@ -48,7 +42,7 @@ const IN_USE: &[&str] = &[
 ];
 
 pub fn kind_of(code: &str, http_status: u16) -> ErrorKind {
-    if TRANSIENT.contains(&code) || http_status >= 500 {
+    if THROTTLING.contains(&code) || TRANSIENT.contains(&code) || http_status >= 500 {
         ErrorKind::Transient
     } else if code.ends_with(".NotFound") || code == "ResourceNotFoundException" {
         ErrorKind::NotFound

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tracing::warn;
 
+use crate::aws::errors::THROTTLING;
 use crate::deadline;
 use crate::mirroring::jitter_millis;
 use crate::mirroring::model::{RuleSpec, TargetSpec};
@@ -45,7 +46,6 @@ const BACKOFF: Backoff = Backoff {
 
 /// The code of a call our own pacer refused, its turn being past the budget.
 const PACED_PAST_DEADLINE: &str = "PacedPastDeadline";
-const THROTTLING: &[&str] = &["RequestLimitExceeded", "Throttling", "ThrottlingException"];
 /// Tries of a call that fails with a 5xx or a dropped connection, as many
 /// as the SDK's own retry policy makes of other calls; throttling is tried
 /// for as long as the budget lasts.
