@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
+use aws_sdk_dynamodb::config::retry::RetryPartition;
 
 use crate::aws::{ec2::Ec2Mirroring, events::EventBridgePublisher, ledger::DynamoLedger, patience::Patient};
 use crate::aws::{ec2_retry_policy, retry_policy};
@@ -20,13 +21,20 @@ pub fn build(sdk: &SdkConfig, config: &Config) -> App {
         .build();
     let ec2 = Patient::new(Ec2Mirroring::new(aws_sdk_ec2::Client::from_conf(ec2_config)))
         .with_mutating_rate(config.mutating_calls_per_second);
+    // The SDK shares a retry partition's token bucket and adaptive rate
+    // limiter among every client of that name in the process: each
+    // deployment gets its own, so another served by the same process (the
+    // tests run several, one of them throttled for ever) cannot slow it.
+    let partition = |service: &str| RetryPartition::new(format!("{service}/{}", config.owner));
     let dynamodb_config = aws_sdk_dynamodb::config::Builder::from(sdk)
         .retry_config(retry_policy())
+        .retry_partition(partition("dynamodb"))
         .build();
     let ledger = DynamoLedger::new(aws_sdk_dynamodb::Client::from_conf(dynamodb_config), &config.table_name)
         .with_finished_record_days(config.finished_record_days);
     let events_config = aws_sdk_eventbridge::config::Builder::from(sdk)
         .retry_config(retry_policy())
+        .retry_partition(partition("events"))
         .build();
     let publisher = EventBridgePublisher::new(
         aws_sdk_eventbridge::Client::from_conf(events_config),
