@@ -232,11 +232,15 @@ async fn a_target_and_filter_whose_creates_were_cut_off_are_rolled_back() {
 }
 
 /// The same for the session: held past the deadline, applied after the
-/// function gave up on it, and still deleted by the rollback.
+/// function gave up on it, and still deleted by the rollback. Another mirror
+/// keeps the target and the filter, so the late session would find them.
 #[tokio::test]
 async fn a_session_whose_create_was_cut_off_is_rolled_back() {
     let world = World::start().await;
-    let (source, target) = (world.eni().await, world.eni().await);
+    let (keeper, source, target) = (world.eni().await, world.eni().await, world.eni().await);
+    let kept = world.invoke(&seed_create("keeper", &keeper, &target)).await;
+    assert_eq!(first_result(&kept)["success"], true, "{kept}");
+    let before = world.mirror_state().await;
     world.emulator.hold_next("CreateTrafficMirrorSession", 15_000).await;
     let started = tokio::time::Instant::now();
     let (answer, _) = world
@@ -244,7 +248,7 @@ async fn a_session_whose_create_was_cut_off_is_rolled_back() {
         .await;
     assert_eq!(first_result(&answer)["retryable"], json!(true), "{answer}");
     tokio::time::sleep_until(started + Duration::from_millis(15_500)).await;
-    assert_eq!(world.mirror_state().await, MirrorState::default(), "{answer}");
+    assert_eq!(world.mirror_state().await, before, "only the keeper's mirror: {answer}");
     assert_eq!(world.disagreements().await, Vec::<String>::new());
 }
 
