@@ -16,8 +16,9 @@ use tracing::info;
 
 pub(super) use numbers::choose_session_number;
 use numbers::{guess_holds, SessionNumber};
+use rollback::recover_made;
 pub(super) use shared::pick_target;
-use shared::{filter_key, recover_made, target_key};
+use shared::{filter_key, target_key};
 
 use super::model::{CreateRequest, FilterSpec, TargetSpec};
 use super::{client_token, now_seconds, Failure, Mirroring};

@@ -1,15 +1,19 @@
 //! Undoing a failed create: the session this attempt made, then its hold on
 //! the session number and on the shared target and filter (which deletes
 //! them when it was their last user and we made them), and the record of
-//! what could not be undone, for the sweep.
+//! what could not be undone, for the sweep; and learning what a create cut
+//! off in flight made, so that it can be undone too.
 
-use tracing::warn;
+use std::future::Future;
+use std::time::Duration;
+
+use tracing::{info, warn};
 
 use super::super::release::Release;
 use super::super::{now_seconds, Failure, Mirroring, TAG_ACTION_ID};
 use super::Made;
 use crate::contract::{ActionResult, CREATE};
-use crate::ports::{LedgerRecord, RecordStatus, SessionQuery, SharedKey};
+use crate::ports::{AwsError, AwsResult, LedgerRecord, RecordStatus, SessionQuery, SharedKey};
 
 impl Mirroring {
     /// Undoes what `made` lists, newest first, then records the outcome;
@@ -107,6 +111,43 @@ impl Mirroring {
                     .cloned()
                     .collect()
             }
+        }
+    }
+}
+
+/// How long a failed create may spend learning what an abandoned call made:
+/// the rest of the winding-down reserve is the rollback's.
+const RECOVERY_TIME: Duration = Duration::from_secs(2);
+
+/// A create that failed in doubt (cut off by the deadline in flight, or lost
+/// in transit) may have made its resource all the same, and nobody but this
+/// action could ever know its id. Asked again with the same client token,
+/// EC2 names the resource it made (or makes it now, and a late original is
+/// then answered with the same one), so that the rollback deletes it. What
+/// stays unknown carries our tags, and the sweep deletes it.
+pub(super) async fn recover_made(
+    err: &AwsError,
+    noun: &str,
+    ask_again: impl Future<Output = AwsResult<String>>,
+) -> Option<String> {
+    if !err.in_doubt {
+        return None;
+    }
+    let asked = crate::deadline::winding_down(tokio::time::timeout(RECOVERY_TIME, ask_again)).await;
+    match asked {
+        Ok(Ok(id)) => {
+            info!(resource = %id, "a {noun} whose create was cut off is found, and will be rolled back");
+            Some(id)
+        }
+        Ok(Err(again)) => {
+            warn!(error = %again, "a {noun} whose create was cut off could not be looked up; the sweep deletes it if it exists");
+            None
+        }
+        Err(_) => {
+            warn!(
+                "a {noun} whose create was cut off could not be looked up in time; the sweep deletes it if it exists"
+            );
+            None
         }
     }
 }

@@ -7,11 +7,12 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::super::model::{CreateRequest, FilterSpec, RuleSpec};
 use super::super::{client_token, jitter_millis, Failure, Mirroring, Refused, TAG_ACTION_ID, TAG_RULE_SET};
-use crate::ports::{AwsError, AwsResult, LedgerError, MirrorTarget, RecordStatus, SharedKey, Slot};
+use super::rollback::recover_made;
+use crate::ports::{AwsError, LedgerError, MirrorTarget, RecordStatus, SharedKey, Slot};
 
 /// A shared resource as round 2 left it.
 pub(super) struct Resolved {
@@ -338,43 +339,6 @@ impl Mirroring {
             created: Some(filter_id),
             rule_ids,
             outcome,
-        }
-    }
-}
-
-/// How long a failed create may spend learning what an abandoned call made:
-/// the rest of the winding-down reserve is the rollback's.
-const RECOVERY_TIME: Duration = Duration::from_secs(2);
-
-/// A create that failed in doubt (cut off by the deadline in flight, or lost
-/// in transit) may have made its resource all the same, and nobody but this
-/// action could ever know its id. Asked again with the same client token,
-/// EC2 names the resource it made (or makes it now, and a late original is
-/// then answered with the same one), so that the rollback deletes it. What
-/// stays unknown carries our tags, and the sweep deletes it.
-pub(super) async fn recover_made(
-    err: &AwsError,
-    noun: &str,
-    ask_again: impl Future<Output = AwsResult<String>>,
-) -> Option<String> {
-    if !err.in_doubt {
-        return None;
-    }
-    let asked = crate::deadline::winding_down(tokio::time::timeout(RECOVERY_TIME, ask_again)).await;
-    match asked {
-        Ok(Ok(id)) => {
-            info!(resource = %id, "a {noun} whose create was cut off is found, and will be rolled back");
-            Some(id)
-        }
-        Ok(Err(again)) => {
-            warn!(error = %again, "a {noun} whose create was cut off could not be looked up; the sweep deletes it if it exists");
-            None
-        }
-        Err(_) => {
-            warn!(
-                "a {noun} whose create was cut off could not be looked up in time; the sweep deletes it if it exists"
-            );
-            None
         }
     }
 }
