@@ -4,6 +4,8 @@
 //! scans; completion events), with our own types in and out. The AWS adapters in `aws/` implement
 //! them; no SDK type crosses this line.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -119,6 +121,47 @@ pub struct InstanceInfo {
     pub tags: Tags,
     /// EC2's state name: `pending`, `running`, `shutting-down`, `terminated`, …
     pub state: Option<String>,
+    /// Each network interface's primary private IPv4 address and security
+    /// groups, by ENI id: what a target's ingress rules are checked against.
+    pub endpoints: BTreeMap<String, Endpoint>,
+}
+
+/// Where mirrored packets come from: an ENI's address and security groups.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Endpoint {
+    pub private_ip: Option<String>,
+    pub security_groups: Vec<String>,
+}
+
+/// What admits traffic into a target ENI: its security groups' inbound
+/// rules, and its subnet's network ACL inbound entries when they could be read.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Ingress {
+    pub group_rules: Vec<GroupRule>,
+    /// `None`: the ACL could not be read (it is then not judged).
+    pub acl_entries: Option<Vec<AclEntry>>,
+}
+
+/// One inbound security-group permission.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GroupRule {
+    /// `-1` (all), `udp`, `17`, `tcp`, …
+    pub protocol: String,
+    /// `None`: every port.
+    pub ports: Option<(i32, i32)>,
+    pub cidrs: Vec<String>,
+    /// Security groups whose members are admitted.
+    pub groups: Vec<String>,
+}
+
+/// One inbound network-ACL entry; entries apply in rule-number order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AclEntry {
+    pub rule_number: i32,
+    pub protocol: String,
+    pub allow: bool,
+    pub cidr: Option<String>,
+    pub ports: Option<(i32, i32)>,
 }
 
 /// Where a network interface lives, for the allowed-sources check.
@@ -126,6 +169,7 @@ pub struct InstanceInfo {
 pub struct InterfaceInfo {
     pub vpc_id: Option<String>,
     pub subnet_id: Option<String>,
+    pub endpoint: Endpoint,
 }
 
 /// Which sessions to list; each is one (paged) Describe call with one filter.
@@ -199,6 +243,10 @@ pub trait Instances: Send + Sync {
     async fn hypervisor(&self, instance_type: &str) -> AwsResult<Option<String>>;
     /// `None` when no such network interface exists.
     async fn interface(&self, eni: &str) -> AwsResult<Option<InterfaceInfo>>;
+    /// Every instance that is not shutting down or terminated, all pages.
+    async fn instances(&self) -> AwsResult<Vec<InstanceInfo>>;
+    /// What admits traffic into this ENI; `None` when it does not exist.
+    async fn ingress(&self, eni: &str) -> AwsResult<Option<Ingress>>;
 }
 
 /// Asking EC2 whether a call would be permitted, without making it (a dry run).

@@ -26,8 +26,8 @@ use crate::deadline;
 use crate::mirroring::jitter_millis;
 use crate::mirroring::model::{RuleSpec, TargetSpec};
 use crate::ports::{
-    AwsError, AwsResult, CheckedCall, Deleted, ErrorKind, InstanceInfo, InterfaceInfo, MirrorApi, MirrorFilter,
-    MirrorSession, MirrorTarget, NewSession, SessionQuery, Tags,
+    AwsError, AwsResult, CheckedCall, Deleted, ErrorKind, Ingress, InstanceInfo, InterfaceInfo, MirrorApi,
+    MirrorFilter, MirrorSession, MirrorTarget, NewSession, SessionQuery, Tags,
 };
 
 /// How long to keep trying when the work has no deadline (tests, tools).
@@ -353,6 +353,14 @@ impl<A: MirrorApi> Instances for Patient<A> {
 
     async fn interface(&self, eni: &str) -> AwsResult<Option<InterfaceInfo>> {
         persist("DescribeNetworkInterfaces", || self.inner.interface(eni)).await
+    }
+
+    async fn instances(&self) -> AwsResult<Vec<InstanceInfo>> {
+        persist("DescribeInstances", || self.inner.instances()).await
+    }
+
+    async fn ingress(&self, eni: &str) -> AwsResult<Option<Ingress>> {
+        persist("DescribeSecurityGroups", || self.inner.ingress(eni)).await
     }
 }
 

@@ -867,6 +867,8 @@ class Emulator:
         enis = self.enis_to_unmirror(request)  # before moto changes the instances
         answer = self.moto(request.environ)
         if answer[0].startswith("200"):
+            if request.service == "ec2" and request.action == "CreateVpc":
+                admit_own_members(request.region, answer[2])
             if enis:
                 STATE.mirroring(request.region).drop_sessions_of(enis)
             if request.service == "dynamodb":
@@ -1056,6 +1058,21 @@ def configure(body):
         STATE.config["index_lag_ms"] = float(body["index_lag_ms"])
     for action, ms in body.get("latency_ms", {}).items():
         STATE.config["latency_ms"][action] = float(ms)
+
+
+def admit_own_members(region, payload):
+    """On AWS a new VPC's default security group admits all traffic from its
+    own members; moto's admits nothing. The delivery check (is UDP 4789 let
+    in to a target ENI?) reads these rules, so they must be AWS's."""
+    match = re.search(rb"<vpcId>(vpc-[0-9a-f]+)</vpcId>", payload)
+    if not match:
+        return
+    backend = ec2_backends[DEFAULT_ACCOUNT_ID][region]
+    vpc_id = match.group(1).decode()
+    group = backend.get_default_security_group(vpc_id)
+    if group is not None:
+        backend.authorize_security_group_ingress(group.id, "-1", None, None, [], source_groups=[{"GroupId": group.id}],
+                                                 vpc_id=vpc_id)
 
 
 def rename(region, old, new):

@@ -956,3 +956,16 @@ def test_index_lag_is_off_by_default_and_counts_from_each_write(endpoint):
     control(endpoint, "POST", "config", {"index_lag_ms": 300})
     time.sleep(0.35)
     assert in_index(dynamodb)[1] == [("b", "1")]
+
+
+def test_a_new_vpcs_default_group_admits_its_own_members(ec2):
+    """As on AWS (moto's default group admits nothing): the delivery check
+    reads these rules, so a target in the default group admits VXLAN from a
+    source in it."""
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    groups = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc]},
+                                                   {"Name": "group-name", "Values": ["default"]}])["SecurityGroups"]
+    assert len(groups) == 1
+    permissions = groups[0]["IpPermissions"]
+    assert [p["IpProtocol"] for p in permissions] == ["-1"]
+    assert [pair["GroupId"] for pair in permissions[0]["UserIdGroupPairs"]] == [groups[0]["GroupId"]]

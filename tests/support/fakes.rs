@@ -90,6 +90,12 @@ impl Instances for Unreachable {
     async fn interface(&self, _: &str) -> AwsResult<Option<InterfaceInfo>> {
         Err(unreachable_aws())
     }
+    async fn instances(&self) -> AwsResult<Vec<InstanceInfo>> {
+        Err(unreachable_aws())
+    }
+    async fn ingress(&self, _: &str) -> AwsResult<Option<Ingress>> {
+        Err(unreachable_aws())
+    }
 }
 
 #[async_trait]
@@ -474,6 +480,14 @@ impl Instances for MemoryEc2 {
     async fn interface(&self, eni: &str) -> AwsResult<Option<InterfaceInfo>> {
         drop(self.enter("DescribeNetworkInterfaces")?);
         Ok(eni.starts_with("eni-").then(InterfaceInfo::default))
+    }
+    async fn instances(&self) -> AwsResult<Vec<InstanceInfo>> {
+        drop(self.enter("DescribeInstances")?);
+        Ok(Vec::new())
+    }
+    async fn ingress(&self, _: &str) -> AwsResult<Option<Ingress>> {
+        drop(self.enter("DescribeSecurityGroups")?);
+        Ok(None)
     }
 }
 
