@@ -45,6 +45,10 @@ pub const REQUEST_DETAIL_TYPES: [&str; 3] = [
 ];
 /// EC2's instance state-change events (source `aws.ec2`).
 pub const EC2_STATE_CHANGE: &str = "EC2 Instance State-change Notification";
+/// Tag changes on a resource (source `aws.tag`).
+pub const RESOURCE_TAG_CHANGE: &str = "Tag Change on Resource";
+/// An API call CloudTrail recorded (source `aws.ec2` for EC2's).
+pub const CLOUDTRAIL_API_CALL: &str = "AWS API Call via CloudTrail";
 /// EventBridge Scheduler and schedule rules (source `aws.events`): a sweep.
 pub const SCHEDULED_EVENT: &str = "Scheduled Event";
 

@@ -68,8 +68,11 @@ impl App {
                 Ok(to_json(&response))
             }
             Invocation::InstanceState { instance_id, state } => self.handle_instance_state(&instance_id, &state).await,
+            Invocation::InstanceChanged { instance_id, cause } => {
+                self.handle_instance_changed(&instance_id, cause).await
+            }
             Invocation::Sweep { dry_run } => {
-                let result = self.mirroring.sweep(dry_run).await;
+                let result = self.mirroring.sweep(dry_run, &self.launch_policy).await;
                 // A dry run changes nothing and so announces nothing.
                 if !dry_run {
                     self.publish(&result).await;
@@ -162,6 +165,15 @@ impl App {
                     Work::Actions(Vec::new())
                 }
             },
+            Invocation::InstanceChanged { instance_id, cause } => {
+                match self.mirroring.plan_instance(&instance_id, &self.launch_policy).await {
+                    Ok(actions) => Work::Actions(actions),
+                    Err(skipped) => {
+                        info!(instance_id, cause, skipped = %skipped, "instance event needs no action");
+                        Work::Actions(Vec::new())
+                    }
+                }
+            }
             Invocation::Direct(request) => self.split(&request),
             Invocation::Sqs(_) | Invocation::Sweep { .. } | Invocation::Unhandled(_) => {
                 Work::Malformed(MalformedRequest(
@@ -225,6 +237,20 @@ impl App {
         let response = DriverResponse::new(self.run_all(actions).await);
         retry_if_needed(&response)?;
         Ok(json!({"instanceId": instance_id, "state": state, "actionResults": response.driver_response.action_results}))
+    }
+
+    /// An instance's tags changed or an ENI was attached, delivered directly.
+    pub async fn handle_instance_changed(&self, instance_id: &str, cause: &str) -> Result<Value, InvokeError> {
+        let actions = match self.mirroring.plan_instance(instance_id, &self.launch_policy).await {
+            Ok(actions) => actions,
+            Err(reason) => {
+                info!(instance_id, cause, reason = %reason, "instance needs no change");
+                return Ok(json!({"instanceId": instance_id, "cause": cause, "skipped": reason}));
+            }
+        };
+        let response = DriverResponse::new(self.run_all(actions).await);
+        retry_if_needed(&response)?;
+        Ok(json!({"instanceId": instance_id, "cause": cause, "actionResults": response.driver_response.action_results}))
     }
 
     async fn malformed(&self, err: &MalformedRequest) -> DriverResponse {

@@ -120,6 +120,7 @@ mod tests {
             instance_id: None,
             dry_run: false,
             refuse_if_source_is_target: false,
+            from_policy: false,
         })
     }
 

@@ -7,7 +7,9 @@
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use serde_json::{json, Value};
 
-use crate::contract::{DriverResponse, EC2_STATE_CHANGE, REQUEST_DETAIL_TYPES, SCHEDULED_EVENT};
+use crate::contract::{
+    DriverResponse, CLOUDTRAIL_API_CALL, EC2_STATE_CHANGE, REQUEST_DETAIL_TYPES, RESOURCE_TAG_CHANGE, SCHEDULED_EVENT,
+};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Invocation {
@@ -20,6 +22,14 @@ pub enum Invocation {
     InstanceState {
         instance_id: String,
         state: String,
+    },
+    /// Something about an instance changed that the launch policy reads: its
+    /// tags (`aws.tag` "Tag Change on Resource"), or an ENI attached to it
+    /// (CloudTrail's `AttachNetworkInterface`). Only the instance id is taken
+    /// from the event; EC2 is asked for the rest.
+    InstanceChanged {
+        instance_id: String,
+        cause: &'static str,
     },
     /// A reconcile sweep: `{"sweep": {"dryRun": bool}}` invoked directly or as
     /// a rule's constant input, or an EventBridge `Scheduled Event`.
@@ -37,6 +47,7 @@ impl Invocation {
             Invocation::Sqs(_) => "sqs",
             Invocation::Request(_) => "eventbridge-request",
             Invocation::InstanceState { .. } => "ec2-state-change",
+            Invocation::InstanceChanged { cause, .. } => cause,
             Invocation::Sweep { .. } => "sweep",
             Invocation::Unhandled(_) => "unhandled",
         }
@@ -75,6 +86,9 @@ pub fn recognise(payload: Value) -> Invocation {
             state: field("state"),
         };
     }
+    if let Some(changed) = instance_changed(&payload, source, detail_type, detail) {
+        return changed;
+    }
     if source == "aws.events" && detail_type == SCHEDULED_EVENT {
         return Invocation::Sweep { dry_run: false };
     }
@@ -90,6 +104,43 @@ pub fn recognise(payload: Value) -> Invocation {
     Invocation::Unhandled(format!(
         "an EventBridge event with detail-type {detail_type:?} from source {source:?}"
     ))
+}
+
+/// A tag change on an EC2 instance, or a successful ENI attachment.
+fn instance_changed(payload: &Value, source: &str, detail_type: &str, detail: &Value) -> Option<Invocation> {
+    let text = |value: &Value, name: &str| value.get(name).and_then(Value::as_str).map(str::to_owned);
+    let instance_id = if source == "aws.tag" && detail_type == RESOURCE_TAG_CHANGE {
+        if text(detail, "service").as_deref() != Some("ec2")
+            || text(detail, "resource-type").as_deref() != Some("instance")
+        {
+            return Some(Invocation::Unhandled(
+                "a tag change on a resource other than an EC2 instance".into(),
+            ));
+        }
+        let arn = payload.get("resources").and_then(Value::as_array)?.first()?.as_str()?;
+        arn.rsplit_once("instance/").map(|(_, id)| id.to_owned())
+    } else if source == "aws.ec2"
+        && detail_type == CLOUDTRAIL_API_CALL
+        && text(detail, "eventName").as_deref() == Some("AttachNetworkInterface")
+    {
+        // A call that failed attached nothing.
+        if detail.get("errorCode").is_some() {
+            return Some(Invocation::Unhandled("a failed AttachNetworkInterface call".into()));
+        }
+        detail.get("requestParameters").and_then(|p| text(p, "instanceId"))
+    } else {
+        return None;
+    };
+    let cause = if source == "aws.tag" {
+        "instance-tag-change"
+    } else {
+        "eni-attached"
+    };
+    let plain = |id: &String| id.starts_with("i-") && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    Some(match instance_id.filter(plain) {
+        Some(instance_id) => Invocation::InstanceChanged { instance_id, cause },
+        None => Invocation::Unhandled(format!("a {cause} event that names no instance")),
+    })
 }
 
 fn is_sqs(payload: &Value) -> bool {
@@ -168,6 +219,45 @@ pub fn to_json<T: serde::Serialize>(value: &T) -> Value {
 mod tests {
     use super::*;
     use aws_lambda_events::event::sqs::SqsMessage;
+
+    #[test]
+    fn a_tag_change_or_an_attachment_names_only_its_instance() {
+        let tag = |resource_type: &str, arn: &str| {
+            json!({"source": "aws.tag", "detail-type": "Tag Change on Resource", "resources": [arn],
+                   "detail": {"service": "ec2", "resource-type": resource_type, "changed-tag-keys": ["x"]}})
+        };
+        let arn = "arn:aws:ec2:us-east-1:123456789012:instance/i-0abc";
+        assert_eq!(
+            recognise(tag("instance", arn)),
+            Invocation::InstanceChanged {
+                instance_id: "i-0abc".into(),
+                cause: "instance-tag-change"
+            }
+        );
+        assert!(matches!(recognise(tag("volume", arn)), Invocation::Unhandled(_)));
+        let elsewhere = "arn:aws:ec2:us-east-1:123456789012:instance/../volume/vol-1";
+        assert!(matches!(
+            recognise(tag("instance", elsewhere)),
+            Invocation::Unhandled(_)
+        ));
+        let attach = |extra: Value| {
+            let mut detail = json!({"eventSource": "ec2.amazonaws.com", "eventName": "AttachNetworkInterface",
+                                    "requestParameters": {"instanceId": "i-0def", "networkInterfaceId": "eni-1"}});
+            if let (Some(detail), Some(extra)) = (detail.as_object_mut(), extra.as_object()) {
+                detail.extend(extra.clone());
+            }
+            json!({"source": "aws.ec2", "detail-type": "AWS API Call via CloudTrail", "detail": detail})
+        };
+        assert!(matches!(recognise(attach(json!({}))),
+                         Invocation::InstanceChanged { instance_id, cause: "eni-attached" } if instance_id == "i-0def"));
+        assert!(matches!(
+            recognise(attach(json!({"errorCode": "Client.InvalidParameterValue"}))),
+            Invocation::Unhandled(_)
+        ));
+        let other_call = json!({"source": "aws.ec2", "detail-type": "AWS API Call via CloudTrail",
+                                "detail": {"eventName": "RunInstances"}});
+        assert!(matches!(recognise(other_call), Invocation::Unhandled(_)));
+    }
 
     #[test]
     fn recognises_each_source() {

@@ -81,7 +81,7 @@ impl Mirroring {
 
     /// The hypervisor of an instance type, asked of EC2 once per process:
     /// an instance type's hypervisor never changes.
-    async fn hypervisor(&self, instance_type: &str) -> Result<Option<String>, AwsError> {
+    pub(crate) async fn hypervisor_of(&self, instance_type: &str) -> Result<Option<String>, AwsError> {
         if let Some(known) = self
             .instance_types
             .lock()
@@ -115,13 +115,12 @@ impl Mirroring {
             }
             Err(err) => return Err(fail(&format!("describing instance {instance_id}"), &err)),
         };
-        let Some(target) = target_for(&instance, policy) else {
-            return Ok(LaunchPlan::NotRequested(format!(
-                "{instance_id} has no {TAG_TARGET} or {TAG_TARGET_ENI} tag and no default target is set for its subnet or VPC"
-            )));
+        let target = match super::fleet::policy_target(&instance, policy) {
+            Ok(target) => target,
+            Err(why) => return Ok(LaunchPlan::NotRequested(why)),
         };
         let hypervisor = self
-            .hypervisor(&instance.instance_type)
+            .hypervisor_of(&instance.instance_type)
             .await
             .map_err(|e| fail(&format!("describing instance type {}", instance.instance_type), &e))?;
         if hypervisor.as_deref() != Some("nitro") {
@@ -158,7 +157,7 @@ impl Mirroring {
     }
 }
 
-fn target_for(instance: &InstanceInfo, policy: &LaunchPolicy) -> Option<String> {
+pub(crate) fn target_for(instance: &InstanceInfo, policy: &LaunchPolicy) -> Option<String> {
     let by_key = |key: &Option<String>| key.as_ref().and_then(|k| policy.default_targets.get(k)).cloned();
     tag_value(&instance.tags, TAG_TARGET)
         .or_else(|| tag_value(&instance.tags, TAG_TARGET_ENI))
@@ -169,7 +168,7 @@ fn target_for(instance: &InstanceInfo, policy: &LaunchPolicy) -> Option<String> 
 
 /// Builds the create as a caller would have written it and validates it like
 /// any request, so a bad tag value gets the same clear error as bad JSON.
-fn create_for(instance: &InstanceInfo, eni: &str, target: &str) -> Result<MirrorRequest, ActionResult> {
+pub(crate) fn create_for(instance: &InstanceInfo, eni: &str, target: &str) -> Result<MirrorRequest, ActionResult> {
     let action_id = launch_action_id(&instance.id, eni);
     let tag = |key| tag_value(&instance.tags, key).map(str::to_owned);
     let rules = match tag(TAG_FILTER_PRESET).as_deref() {
@@ -213,6 +212,7 @@ fn create_for(instance: &InstanceInfo, eni: &str, target: &str) -> Result<Mirror
         Ok(MirrorRequest::Create(mut create)) => {
             create.instance_id = Some(instance.id.clone());
             create.refuse_if_source_is_target = true;
+            create.from_policy = true;
             Ok(MirrorRequest::Create(create))
         }
         Ok(other) => Ok(other),
@@ -240,6 +240,7 @@ mod tests {
             enis: vec!["eni-0000000a".into()],
             tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             state: Some("running".into()),
+            endpoints: Default::default(),
         }
     }
 

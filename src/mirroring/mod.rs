@@ -2,7 +2,9 @@
 //! against the ports in `crate::ports` only.
 
 pub mod create;
+pub mod delivery;
 pub mod failure;
+pub mod fleet;
 pub mod launch;
 pub mod model;
 mod plan;

@@ -238,6 +238,10 @@ pub struct CreateRequest {
     /// ENI (a mirror target): such a create is refused, and EC2 is asked
     /// alongside the create's first reads instead of in a round of its own.
     pub refuse_if_source_is_target: bool,
+    /// Made by the launch policy (a launch, a tag change, the sweep): when its
+    /// action finished before but its mirror is gone since, it is made again
+    /// rather than answered with the old success.
+    pub from_policy: bool,
 }
 
 /// What a remove names; at least one field is set. All given = the union.

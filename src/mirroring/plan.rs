@@ -94,7 +94,10 @@ impl Mirroring {
             request.reservation_id.as_deref(),
             request.instance_id.as_deref(),
         );
-        let answers = futures::future::join_all(checks.iter().map(|call| self.ec2.permitted(call, &tags))).await;
+        let (answers, undeliverable) = tokio::join!(
+            futures::future::join_all(checks.iter().map(|call| self.ec2.permitted(call, &tags))),
+            self.delivery_refusal(request)
+        );
         let mut permitted = Vec::new();
         let mut refusal: Option<(&'static str, AwsError)> = None;
         for (call, answer) in checks.iter().zip(answers) {
@@ -112,6 +115,10 @@ impl Mirroring {
             "sessionNumber": number.number,
             "checks": permitted,
             "notChecked": unchecked,
+            "delivery": match &undeliverable {
+                Some(why) => json!({"admitted": false, "reason": why}),
+                None => json!({"admitted": true}),
+            },
         });
         let summary = format!(
             "dry run: would mirror {} to {} with session number {}; nothing was changed",
@@ -135,6 +142,9 @@ impl Mirroring {
                 failure
             }
         };
+        if let Some(why) = &undeliverable {
+            result.info_message = super::create::with_warning(&result.info_message, why);
+        }
         result.dry_run = true;
         result.plan = Some(plan);
         result

@@ -90,6 +90,7 @@ fn validate_create(action: &RawAction) -> Result<CreateRequest> {
         instance_id: None,
         dry_run: dry_run(action, params)?,
         refuse_if_source_is_target: false,
+        from_policy: false,
     })
 }
 

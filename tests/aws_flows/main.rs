@@ -9,6 +9,7 @@ mod crash;
 mod create;
 mod events;
 mod faults;
+mod fleet;
 mod idempotency;
 mod kinds;
 mod remove;

@@ -25,11 +25,13 @@ const PLAIN_ENIS: [&str; 5] = [
 ];
 const INSTANCE_ENIS: [&str; 2] = ["eni-0d1e2f3a4b5c6d7e8", "eni-0e1f2a3b4c5d6e7f8"];
 /// Every file in events/, in the order they make sense as one story.
-const STORY: [&str; 7] = [
+const STORY: [&str; 9] = [
     "direct-create.json",
     "sqs-batch.json",
     "eventbridge-create.json",
     "ec2-running.json",
+    "instance-tag-change.json",
+    "eni-attached.json",
     "ec2-terminated.json",
     "direct-remove.json",
     "direct-create-load-balancers.json",
@@ -228,6 +230,19 @@ async fn every_sample_event_through_the_real_binary() {
         (6, 1),
         "six sources, one shared target"
     );
+
+    // Its tags changed and its second ENI was attached: both already as the
+    // policy says, which the function learns from EC2, not from the events.
+    for name in ["instance-tag-change.json", "eni-attached.json"] {
+        let answer = lambda.invoke(&sample(name)).await;
+        assert!(
+            answer["skipped"]
+                .as_str()
+                .is_some_and(|s| s.contains("mirrored as the policy says")),
+            "{name}: {answer}"
+        );
+    }
+    assert_eq!(world.mirror_state().await.sessions.len(), 6, "nothing changed");
 
     world
         .ec2

@@ -14,11 +14,21 @@ from infra_support import ROOT, TEMPLATE, as_list, block_end, leaves, load_templ
 
 FUNCTION = "TrafficMirroringFunction"
 QUEUE = "RequestQueue"
-# Rules that invoke the function directly, and the one that queues: a launch
-# storm must wait in the request queue, not start an invocation per instance.
+# Rules that invoke the function directly, and the ones that queue: a launch
+# storm (or a mass re-tag) must wait in the request queue, not start an
+# invocation per instance.
 FUNCTION_RULES = ["RequestRule", "SweepRule"]
-QUEUE_RULES = ["InstanceStateRule"]
+QUEUE_RULES = ["InstanceStateRule", "InstanceTagRule", "EniAttachRule"]
 RULES = FUNCTION_RULES + QUEUE_RULES
+
+# The fleet's events beside state changes (issue #17): tag changes of the
+# launch policy's tags, and ENI attachments as CloudTrail records them (only
+# where a trail records management events, hence a parameter to turn off).
+TAG_RULE = "InstanceTagRule"
+ATTACH_RULE = "EniAttachRule"
+ATTACH_PARAMETER = "RouteEniAttachments"
+ATTACH_CONDITION = "RouteEniAttachmentsOn"
+POLICY_TAG_PREFIX = "traffic-mirroring:"
 
 # Read by a library, not by src/config.rs.
 PLATFORM_ENV = {"RUST_LOG": "tracing_subscriber's EnvFilter"}
@@ -349,7 +359,7 @@ def test_direct_rules_invoke_the_function_with_a_permission_limited_to_the_rule(
 
 
 @pytest.mark.parametrize("name", QUEUE_RULES)
-def test_instance_state_changes_go_through_the_request_queue(resources, name):
+def test_instance_events_go_through_the_request_queue(resources, name):
     (target,) = resources[name]["Properties"]["Targets"]
     assert target["Arn"] == {"Fn::GetAtt": [QUEUE, "Arn"]}, f"{name} must deliver to {QUEUE}, not invoke the function"
     assert not invoke_permissions(resources, name), f"{name} no longer invokes the function: drop its lambda:InvokeFunction permission"
@@ -374,7 +384,7 @@ def request_queue_statements(resources):
     return as_list(policy["PolicyDocument"]["Statement"])
 
 
-def test_the_request_queue_admits_only_the_instance_state_rule(resources):
+def test_the_request_queue_admits_only_the_queue_rules(resources):
     admitted = []
     for statement in request_queue_statements(resources):
         sid = statement.get("Sid", statement)
@@ -393,6 +403,141 @@ def test_the_request_queue_admits_only_the_instance_state_rule(resources):
             )
             admitted.append(source["Fn::GetAtt"][0])
     assert sorted(admitted) == sorted(QUEUE_RULES), f"the request queue admits {sorted(admitted)}, expected {QUEUE_RULES}"
+
+
+def admitted_sources(resources):
+    """[aws:SourceArn value] of the request queue's policy, as written (an
+    Fn::If kept whole)."""
+    return [
+        value
+        for statement in request_queue_statements(resources)
+        for value in as_list(statement.get("Condition", {}).get("ArnEquals", {}).get("aws:SourceArn", []))
+    ]
+
+
+def test_the_request_queue_admits_the_tag_and_attach_rules(resources):
+    """EventBridge may deliver the tag rule's events always, and the attach
+    rule's exactly when that rule exists (its condition, else the policy
+    would name a resource that is not there)."""
+    sources = admitted_sources(resources)
+    assert {"Fn::GetAtt": [TAG_RULE, "Arn"]} in sources, f"the request queue's policy does not admit {TAG_RULE}"
+    assert {"Fn::If": [ATTACH_CONDITION, {"Fn::GetAtt": [ATTACH_RULE, "Arn"]}, {"Ref": "AWS::NoValue"}]} in sources, (
+        f"the request queue's policy should admit {ATTACH_RULE} as "
+        f"!If [{ATTACH_CONDITION}, !GetAtt {ATTACH_RULE}.Arn, !Ref AWS::NoValue]"
+    )
+
+
+def queue_rule_target(resources, name):
+    """The one target of a queue rule, checked to be the request queue with
+    bounded retries and the event failure queue as its dead-letter queue."""
+    rule = resources[name]
+    assert rule["Type"] == "AWS::Events::Rule"
+    properties = rule["Properties"]
+    assert properties.get("State", "ENABLED") == "ENABLED", f"{name} is not enabled"
+    assert properties.get("EventBusName", "default") == "default", f"{name}: AWS sends these events to the default bus only"
+    (target,) = properties["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [QUEUE, "Arn"]}, f"{name} must deliver to {QUEUE}"
+    assert set(target["RetryPolicy"]) == {"MaximumRetryAttempts", "MaximumEventAgeInSeconds"}, f"{name}: bounded retries"
+    assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": ["EventFailureQueue", "Arn"]}, (
+        f"{name}: undeliverable events must go to EventFailureQueue"
+    )
+    return target
+
+
+def test_the_tag_rule_queues_tag_changes_of_the_policy_tags_on_instances(resources):
+    """AWS's "Tag Change on Resource" events, for EC2 instances only (not the
+    targets, filters and sessions the function tags itself), when a changed
+    key starts with traffic-mirroring:. Always deployed: no condition."""
+    rule = resources[TAG_RULE]
+    assert "Condition" not in rule, f"{TAG_RULE} is part of every deployment"
+    pattern = rule["Properties"]["EventPattern"]
+    assert pattern == {
+        "source": ["aws.tag"],
+        "detail-type": ["Tag Change on Resource"],
+        "detail": {
+            "service": ["ec2"],
+            "resource-type": ["instance"],
+            "changed-tag-keys": [{"prefix": POLICY_TAG_PREFIX}],
+        },
+    }, f"{TAG_RULE}'s EventPattern is {pattern!r}"
+    queue_rule_target(resources, TAG_RULE)
+
+
+def test_every_tag_key_the_code_reads_changes_through_the_tag_rule():
+    """Every tag key the code names (TAG_* string constants in src/, the
+    launch policy's among them) starts with the prefix the tag rule matches:
+    a policy tag outside it would change nothing until the next sweep."""
+    keys = {}
+    for folder, _, files in os.walk(os.path.join(ROOT, "src")):
+        for name in files:
+            if name.endswith(".rs"):
+                path = os.path.relpath(os.path.join(folder, name), ROOT)
+                source = without_comments(read(path)).split("#[cfg(test)]", 1)[0]
+                for const, value in re.findall(r"\bconst\s+(TAG_\w+)\s*:\s*&str\s*=\s*\"([^\"]*)\"", source):
+                    if not const.endswith("_VALUE"):
+                        keys[f"{path}: {const}"] = value
+    assert {"traffic-mirroring:target", "traffic-mirroring:target-eni"} <= set(keys.values()), (
+        "the parser no longer finds the launch policy's tag keys (TAG_TARGET, TAG_TARGET_ENI) in src/"
+    )
+    outside = {where: key for where, key in keys.items() if not key.startswith(POLICY_TAG_PREFIX)}
+    assert not outside, f"tag keys the tag rule ({POLICY_TAG_PREFIX}*) does not see: {outside}"
+
+
+def test_the_attach_rule_queues_cloudtrail_attachments_under_its_parameter(template, resources):
+    """CloudTrail's AttachNetworkInterface calls, behind RouteEniAttachments
+    ("true" by default): they reach EventBridge only where a trail records
+    management events, which the parameter's description must say."""
+    parameter = template["Parameters"][ATTACH_PARAMETER]
+    assert parameter["Type"] == "String"
+    assert sorted(parameter["AllowedValues"]) == ["false", "true"] and parameter["Default"] == "true"
+    description = " ".join(parameter["Description"].split())
+    for words in ("CloudTrail", "trail records management events", "sweep"):
+        assert words in description, f"{ATTACH_PARAMETER}'s description should mention {words!r}"
+    assert template["Conditions"][ATTACH_CONDITION] == {"Fn::Equals": [{"Ref": ATTACH_PARAMETER}, "true"]}
+
+    rule = resources[ATTACH_RULE]
+    assert rule.get("Condition") == ATTACH_CONDITION, f"{ATTACH_RULE} must exist only under {ATTACH_CONDITION}"
+    pattern = rule["Properties"]["EventPattern"]
+    assert pattern == {
+        "source": ["aws.ec2"],
+        "detail-type": ["AWS API Call via CloudTrail"],
+        "detail": {"eventSource": ["ec2.amazonaws.com"], "eventName": ["AttachNetworkInterface"]},
+    }, f"{ATTACH_RULE}'s EventPattern is {pattern!r}"
+    queue_rule_target(resources, ATTACH_RULE)
+
+
+def test_nothing_names_the_attach_rule_outside_its_condition(template, resources):
+    """With RouteEniAttachments=false the rule does not exist: anything else
+    naming it (a resource or an output) must sit under the same condition
+    (its own, or the true branch of an Fn::If on it), or the deployment
+    fails."""
+    stray = []
+
+    def walk(value, where):
+        if isinstance(value, dict):
+            if "Fn::If" in value and value["Fn::If"][0] == ATTACH_CONDITION:
+                walk(value["Fn::If"][2], f"{where}.Fn::If[false]")
+                return
+            if refers_to({key: v for key, v in value.items() if key in ("Ref", "Fn::GetAtt", "Fn::Sub")}, ATTACH_RULE):
+                stray.append(where)
+                return
+            for key, v in value.items():
+                walk(v, f"{where}.{key}")
+        elif isinstance(value, list):
+            for index, v in enumerate(value):
+                walk(v, f"{where}[{index}]")
+
+    named = False
+    for name, entry in [*resources.items(), *template.get("Outputs", {}).items()]:
+        if name == ATTACH_RULE:
+            continue
+        named = named or refers_to(entry, ATTACH_RULE) or ATTACH_RULE in as_list(entry.get("DependsOn", []))
+        if entry.get("Condition") != ATTACH_CONDITION:
+            if ATTACH_RULE in as_list(entry.get("DependsOn", [])):
+                stray.append(f"{name}.DependsOn")
+            walk(entry, name)
+    assert named, f"nothing names {ATTACH_RULE}: the queue policies must admit it"
+    assert not stray, f"{ATTACH_RULE} named outside {ATTACH_CONDITION}: {stray}"
 
 
 def test_every_rule_target_can_deliver(resources):

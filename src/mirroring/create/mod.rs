@@ -12,7 +12,7 @@ mod numbers;
 mod rollback;
 mod shared;
 
-use tracing::info;
+use tracing::{info, warn};
 
 pub(super) use numbers::choose_session_number;
 use numbers::{guess_holds, SessionNumber};
@@ -21,7 +21,7 @@ pub(super) use shared::pick_target;
 use shared::{filter_key, target_key};
 
 use super::model::{CreateRequest, FilterSpec, TargetSpec};
-use super::{client_token, now_seconds, Failure, Mirroring};
+use super::{client_token, now_seconds, Failure, Mirroring, Refused};
 use crate::contract::{ActionResult, CREATE};
 use crate::ports::{
     ActionKind, AwsResult, LedgerError, LedgerRecord, MirrorSession, NewSession, RecordStatus, SessionQuery, Slot,
@@ -78,18 +78,45 @@ impl Mirroring {
         if request.dry_run {
             return self.plan_create(request).await;
         }
-        let (result, announced) = self.create_unannounced(request).await;
+        // Whether the target admits VXLAN is read beside the create, not before it.
+        let ((mut result, mut announced, replayed), undeliverable) =
+            tokio::join!(self.create_unannounced(request), self.delivery_refusal(request));
+        // A policy mirror whose session went since must not be answered with
+        // its old success: the action is renewed and run again, once.
+        if request.from_policy && replayed && self.renew_if_gone(&request.action_id).await {
+            info!(action_id = %request.action_id, "the policy's mirror was gone: made again");
+            (result, announced, _) = self.create_unannounced(request).await;
+        }
+        if let Some(why) = undeliverable.filter(|_| result.success) {
+            warn!(action_id = %request.action_id, reason = %why, "the mirror may deliver nothing");
+            result.info_message = with_warning(&result.info_message, &why);
+        }
         if !announced {
             crate::deadline::winding_down(self.announce(&result)).await;
         }
         result
     }
 
+    /// For an ENI target: why mirrored traffic from the source would not get
+    /// in (`delivery::refusal`); `None` when it would, or it cannot be read.
+    pub(crate) async fn delivery_refusal(&self, request: &CreateRequest) -> Option<String> {
+        let target = request.target.eni()?;
+        let (ingress, source) = tokio::join!(
+            self.ec2.ingress(target.as_str()),
+            self.ec2.interface(request.source_eni.as_str())
+        );
+        let (Ok(Some(ingress)), Ok(Some(source))) = (ingress, source) else {
+            return None;
+        };
+        super::delivery::refusal(&ingress, &source.endpoint)
+    }
+
     /// The create itself: three rounds of AWS calls on its critical path when
     /// the target and filter exist and the guessed session number holds
     /// (claims and reads; session; ledger write and event), and one mutating
-    /// EC2 call. Returns whether it announced.
-    async fn create_unannounced(&self, request: &CreateRequest) -> (ActionResult, bool) {
+    /// EC2 call. Returns whether it announced, and whether the answer is an
+    /// earlier run's, replayed from the ledger.
+    async fn create_unannounced(&self, request: &CreateRequest) -> (ActionResult, bool, bool) {
         let now = now_seconds();
         let target_key = target_key(request);
         let filter_key = filter_key(request);
@@ -142,7 +169,8 @@ impl Mirroring {
                 if let Some(number) = guessed {
                     self.undo_guess(request, number).await;
                 }
-                return (refused.answer(), false);
+                let replayed = matches!(refused, Refused::Finished(_));
+                return (refused.answer(), false, replayed);
             }
         }
         let joined = |slot: &Option<Result<Slot, LedgerError>>| matches!(slot, Some(Ok(Slot::Joined(_) | Slot::Make)));
@@ -163,8 +191,11 @@ impl Mirroring {
         };
         let outcome = self.create_steps(request, record.attempt, &mut made, reads).await;
         match outcome {
-            Ok(created) => self.finish(request, record, made, created).await,
-            Err(failure) => (self.roll_back(record, made, failure).await, false),
+            Ok(created) => {
+                let (result, announced) = self.finish(request, record, made, created).await;
+                (result, announced, false)
+            }
+            Err(failure) => (self.roll_back(record, made, failure).await, false, false),
         }
     }
 
@@ -361,5 +392,15 @@ fn success_result(request: &CreateRequest, created: &Created, made: &Made) -> Ac
         virtual_network_id: session.virtual_network_id,
         reservation_id: request.reservation_id.clone(),
         ..ActionResult::default()
+    }
+}
+
+/// A result's message with a delivery warning added.
+pub(crate) fn with_warning(message: &str, why: &str) -> String {
+    let warning = format!("warning: the mirror may deliver nothing: {why}");
+    if message.is_empty() {
+        warning
+    } else {
+        format!("{message}; {warning}")
     }
 }

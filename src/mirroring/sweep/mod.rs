@@ -35,6 +35,8 @@ use std::fmt;
 use serde::Serialize;
 use tracing::{info, warn};
 
+use super::fleet::{FleetView, PolicyReport};
+use super::launch::LaunchPolicy;
 use super::model::SESSIONS_PER_SOURCE_ENI;
 use super::release::{Fate, Release};
 use super::{
@@ -117,15 +119,21 @@ pub struct SweepReport {
     pub deferred: usize,
     /// Whether every planned repair was attempted.
     pub complete: bool,
+    /// The launch policy as desired state: what it made and removed, and
+    /// the coverage it leaves.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_error: Option<String>,
 }
 
 /// Time a repair needs at the least; with less left, the rest is deferred.
 const REPAIR_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Mirroring {
-    pub async fn sweep(&self, dry_run: bool) -> ActionResult {
+    pub async fn sweep(&self, dry_run: bool, policy: &LaunchPolicy) -> ActionResult {
         let action_id = format!("sweep-{}", now_seconds());
-        match self.sweep_report(dry_run).await {
+        match self.sweep_report(dry_run, policy).await {
             Ok(report) => {
                 info!(
                     dry_run,
@@ -133,7 +141,7 @@ impl Mirroring {
                     failed = report.failed,
                     "sweep finished"
                 );
-                let summary = format!(
+                let mut summary = format!(
                     "sweep{}: {} finding{}, {} repaired, {} failed, {} deferred to the next run",
                     if dry_run { " (dry run)" } else { "" },
                     report.findings.len(),
@@ -142,6 +150,18 @@ impl Mirroring {
                     report.failed,
                     report.deferred
                 );
+                if let Some(policy) = &report.policy {
+                    let coverage = &policy.coverage;
+                    summary.push_str(&format!(
+                        "; policy: {} ENIs wanted, {} mirrored, {} missing, {} not delivering, {} created, {} removed",
+                        coverage.wanted,
+                        coverage.mirrored,
+                        coverage.missing,
+                        coverage.not_delivering,
+                        policy.created,
+                        policy.removed
+                    ));
+                }
                 let mut result = if report.failed == 0 {
                     ActionResult {
                         action_id,
@@ -162,7 +182,7 @@ impl Mirroring {
         }
     }
 
-    async fn sweep_report(&self, dry_run: bool) -> Result<SweepReport, ActionResult> {
+    async fn sweep_report(&self, dry_run: bool, policy: &LaunchPolicy) -> Result<SweepReport, ActionResult> {
         let fail = |what: &str, err: String| {
             ActionResult::failure(
                 "sweep",
@@ -173,6 +193,7 @@ impl Mirroring {
             )
         };
         // EC2 first, then the ledger: see the module comment.
+        let listed_at = now_seconds();
         let owner = self.owner.as_str();
         let legacy = TAG_MANAGED_BY_LEGACY_VALUE;
         let tagged = |value: &str| SessionQuery::Tag(TAG_MANAGED_BY.into(), value.into());
@@ -258,6 +279,27 @@ impl Mirroring {
                 };
             }
             report.findings.push(finding);
+        }
+        // The policy's turn: from the same listing and ledger read.
+        let view = FleetView {
+            sessions: &owned.sessions,
+            contents: &contents,
+            gone_sessions: &gone_sessions,
+            listed_at,
+        };
+        match self.reconcile_fleet(policy, &view, dry_run).await {
+            Ok(policy) => {
+                report.failed += policy.failed;
+                report.deferred += policy.deferred;
+                report.complete &= policy.complete;
+                report.policy = Some(policy);
+            }
+            Err(err) => {
+                warn!(error = %err, "the policy could not be reconciled");
+                report.failed += 1;
+                report.complete = false;
+                report.policy_error = Some(err);
+            }
         }
         if deletions_deferred > 0 {
             // An alarm watches this field: more than the cap at once is unusual enough for a person to look.
