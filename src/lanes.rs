@@ -121,6 +121,7 @@ mod tests {
             dry_run: false,
             refuse_if_source_is_target: false,
             from_policy: false,
+            check_delivery: true,
         })
     }
 

@@ -15,7 +15,7 @@
 //! counts as coverage but is never removed by the policy.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
@@ -28,8 +28,8 @@ use super::release::Release;
 use super::Mirroring;
 use crate::contract::ActionResult;
 use crate::ports::{
-    tag_value, ActionKind, Endpoint, Ingress, InstanceInfo, LedgerContents, LedgerQuery, LedgerRecord, MirrorSession,
-    RecordStatus, SessionQuery,
+    tag_value, ActionKind, AwsResult, Endpoint, Ingress, InstanceInfo, LedgerContents, LedgerQuery, LedgerRecord,
+    MirrorSession, RecordStatus, SessionQuery,
 };
 
 /// The opt-out tag: `true` keeps an instance unmirrored whatever else says.
@@ -45,6 +45,8 @@ const POLICY_ACTION_TIME: Duration = Duration::from_secs(2);
 /// A record younger than the instance listing by less than this may belong
 /// to an instance launched after the listing: it is not judged unwanted.
 const LISTING_SLACK_SECONDS: u64 = 120;
+/// How long a target ENI's ingress rules are taken as read.
+const INGRESS_FRESH_FOR: Duration = Duration::from_secs(60);
 
 /// Whether the instance opted out.
 pub fn excluded(instance: &InstanceInfo) -> bool {
@@ -378,6 +380,11 @@ impl Mirroring {
                     ))
                 } else {
                     match create_for(instance, eni, &target) {
+                        Ok(MirrorRequest::Create(mut create)) => {
+                            // The sweep judges delivery once per target, from the listing.
+                            create.check_delivery = false;
+                            Step::Create(Box::new(MirrorRequest::Create(create)))
+                        }
                         Ok(request) => Step::Create(Box::new(request)),
                         Err(refused) => Step::Wait(refused.error_message),
                     }
@@ -606,6 +613,24 @@ impl Mirroring {
         matches!(renewed, Ok(Some(r)) if r.status == Some(RecordStatus::Failed))
     }
 
+    /// A target ENI's ingress rules, read at most once a minute per process
+    /// (rules change rarely; a warning a minute late is still a warning).
+    pub(crate) async fn ingress_of(&self, eni: &str) -> AwsResult<Option<Ingress>> {
+        let fresh = self.ingress_read.lock().ok().and_then(|read| {
+            read.get(eni)
+                .filter(|(at, _)| at.elapsed() < INGRESS_FRESH_FOR)
+                .map(|(_, ingress)| ingress.clone())
+        });
+        if let Some(ingress) = fresh {
+            return Ok(ingress);
+        }
+        let ingress = self.ec2.ingress(eni).await?;
+        if let Ok(mut read) = self.ingress_read.lock() {
+            read.insert(eni.to_owned(), (Instant::now(), ingress.clone()));
+        }
+        Ok(ingress)
+    }
+
     /// Runs one policy action (announced like any other).
     async fn run_policy(&self, request: &MirrorRequest) -> ActionResult {
         match request {
@@ -620,7 +645,7 @@ impl Mirroring {
         let enis: BTreeSet<&str> = targets.filter(|t| t.starts_with("eni-")).collect();
         let mut known = HashMap::new();
         for eni in enis {
-            let ingress = match self.ec2.ingress(eni).await {
+            let ingress = match self.ingress_of(eni).await {
                 Ok(ingress) => ingress,
                 Err(err) => {
                     warn!(target_eni = eni, error = %err, "could not read the target's ingress rules");

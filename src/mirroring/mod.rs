@@ -60,7 +60,12 @@ pub struct Mirroring {
     pub(crate) sweep_max_deletions: usize,
     /// Instance type -> hypervisor, as EC2 said (it never changes).
     pub(crate) instance_types: std::sync::Mutex<std::collections::HashMap<String, Option<String>>>,
+    /// Target ENI -> its ingress rules and when they were read: a launch
+    /// storm to one appliance reads them once a minute, not once a create.
+    pub(crate) ingress_read: std::sync::Mutex<IngressCache>,
 }
+
+pub(crate) type IngressCache = std::collections::HashMap<String, (std::time::Instant, Option<crate::ports::Ingress>)>;
 
 /// Where mirrored traffic may come from and go to (`None`: anywhere).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -100,6 +105,7 @@ impl Mirroring {
             allowed: Allowed::default(),
             sweep_max_deletions: DEFAULT_SWEEP_MAX_DELETIONS,
             instance_types: Default::default(),
+            ingress_read: Default::default(),
         }
     }
 

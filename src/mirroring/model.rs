@@ -242,6 +242,9 @@ pub struct CreateRequest {
     /// action finished before but its mirror is gone since, it is made again
     /// rather than answered with the old success.
     pub from_policy: bool,
+    /// Whether the create reads the target's ingress rules and warns when
+    /// they shut out VXLAN (the sweep judges that itself, once per target).
+    pub check_delivery: bool,
 }
 
 /// What a remove names; at least one field is set. All given = the union.

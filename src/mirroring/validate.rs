@@ -91,6 +91,7 @@ fn validate_create(action: &RawAction) -> Result<CreateRequest> {
         dry_run: dry_run(action, params)?,
         refuse_if_source_is_target: false,
         from_policy: false,
+        check_delivery: true,
     })
 }
 

@@ -100,9 +100,9 @@ impl Mirroring {
     /// For an ENI target: why mirrored traffic from the source would not get
     /// in (`delivery::refusal`); `None` when it would, or it cannot be read.
     pub(crate) async fn delivery_refusal(&self, request: &CreateRequest) -> Option<String> {
-        let target = request.target.eni()?;
+        let target = request.target.eni().filter(|_| request.check_delivery)?;
         let (ingress, source) = tokio::join!(
-            self.ec2.ingress(target.as_str()),
+            self.ingress_of(target.as_str()),
             self.ec2.interface(request.source_eni.as_str())
         );
         let (Ok(Some(ingress)), Ok(Some(source))) = (ingress, source) else {
