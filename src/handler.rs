@@ -16,6 +16,7 @@ use crate::announce::Announcer;
 use crate::config::DEFAULT_MAX_CONCURRENT_ACTIONS;
 use crate::contract::{split_request, ActionResult, DriverResponse, MalformedRequest, RawAction};
 use crate::lanes::{lanes, Reach};
+use crate::metrics::{self, InvocationFigures, MetricSink};
 use crate::mirroring::launch::{LaunchPlan, LaunchPolicy, Unconfirmed};
 use crate::mirroring::model::{MirrorRequest, RemoveRequest};
 use crate::mirroring::validate::validate;
@@ -24,6 +25,10 @@ use crate::sources::{self, recognise, retry_if_needed, to_json, Invocation, Invo
 
 pub struct App {
     mirroring: Mirroring,
+    /// Where each invocation's embedded-metric lines go, and the value of
+    /// their `Deployment` dimension.
+    metric_sink: Arc<dyn MetricSink>,
+    deployment: String,
     launch_policy: LaunchPolicy,
     /// The mirroring's own: creates announce themselves, the `App` the rest.
     announcer: Arc<Announcer>,
@@ -34,6 +39,8 @@ impl App {
     pub fn new(mirroring: Mirroring) -> Self {
         Self {
             announcer: mirroring.announcer(),
+            deployment: mirroring.owner.clone(),
+            metric_sink: Arc::new(metrics::Stdout),
             mirroring,
             launch_policy: LaunchPolicy::default(),
             max_lanes: DEFAULT_MAX_CONCURRENT_ACTIONS,
@@ -46,6 +53,11 @@ impl App {
         self
     }
 
+    pub fn with_metric_sink(mut self, sink: Arc<dyn MetricSink>) -> Self {
+        self.metric_sink = sink;
+        self
+    }
+
     pub fn with_launch_policy(mut self, policy: LaunchPolicy) -> Self {
         self.launch_policy = policy;
         self
@@ -55,8 +67,31 @@ impl App {
         self.announcer.unpublished()
     }
 
-    /// Serves one invocation of any source.
+    /// Serves one invocation of any source, and writes its metrics.
     pub async fn invoke(&self, payload: Value) -> Result<Value, InvokeError> {
+        let unpublished_before = self.announcer.unpublished();
+        let started = std::time::SystemTime::now();
+        let (answer, tally) = metrics::tallied(self.serve(payload)).await;
+        let ok = answer.as_ref().ok();
+        let figures = InvocationFigures {
+            actions: tally.actions(),
+            records_handed_back: ok
+                .and_then(|a| a.get("batchItemFailures"))
+                .and_then(Value::as_array)
+                .map_or(0, |failures| failures.len() as u64),
+            unpublished_events: self.announcer.unpublished().saturating_sub(unpublished_before),
+            sweep: ok.and_then(|a| a.pointer("/sweep/sweep")).cloned(),
+        };
+        let at = started
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        for document in metrics::documents(&self.deployment, &figures, &tally.counts(), at) {
+            self.metric_sink.write(&document.to_string());
+        }
+        answer
+    }
+
+    async fn serve(&self, payload: Value) -> Result<Value, InvokeError> {
         let invocation = recognise(payload);
         info!(source = invocation.source_name(), "invoked");
         match invocation {
@@ -72,7 +107,9 @@ impl App {
                 self.handle_instance_changed(&instance_id, cause).await
             }
             Invocation::Sweep { dry_run } => {
+                let started = std::time::Instant::now();
                 let result = self.mirroring.sweep(dry_run, &self.launch_policy).await;
+                metrics::action_done(&result, started.elapsed().as_secs_f64() * 1000.0);
                 // A dry run changes nothing and so announces nothing.
                 if !dry_run {
                     self.publish(&result).await;
@@ -263,6 +300,7 @@ impl App {
             false,
         );
         self.publish(&result).await;
+        metrics::action_done(&result, 0.0);
         DriverResponse::malformed(err)
     }
 
@@ -274,6 +312,7 @@ impl App {
                 Ok(request) => valid.push((index, request)),
                 Err(failure) => {
                     self.publish(&failure).await;
+                    metrics::action_done(&failure, 0.0);
                     results[index] = Some(failure);
                 }
             }
@@ -328,6 +367,7 @@ impl App {
 
     async fn run_one(&self, request: &MirrorRequest) -> ActionResult {
         info!(action_id = request.action_id(), "action started");
+        let started = std::time::Instant::now();
         let result = match request {
             // A create announces itself, overlapping its event with its ledger write.
             MirrorRequest::Create(create) => self.mirroring.create(create).await,
@@ -335,6 +375,7 @@ impl App {
             MirrorRequest::Remove(remove) => self.mirroring.remove(remove).await,
         };
         info!(action_id = %result.action_id, success = result.success, code = ?result.error_code, "action finished");
+        metrics::action_done(&result, started.elapsed().as_secs_f64() * 1000.0);
         result
     }
 

@@ -19,6 +19,7 @@ pub mod contract;
 pub mod deadline;
 pub mod handler;
 pub mod lanes;
+pub mod metrics;
 pub mod mirroring;
 pub mod ports;
 pub mod sources;

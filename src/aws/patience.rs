@@ -23,6 +23,7 @@ use tracing::warn;
 
 use crate::aws::errors::THROTTLING;
 use crate::deadline;
+use crate::metrics::{self, Counter};
 use crate::mirroring::jitter_millis;
 use crate::mirroring::model::{RuleSpec, TargetSpec};
 use crate::ports::{
@@ -241,6 +242,10 @@ where
                     wait_ms = wait.as_millis() as u64,
                     "failed for now; trying again"
                 );
+                if THROTTLING.contains(&err.code.as_str()) {
+                    metrics::add(Counter::ThrottledCalls, 1);
+                    metrics::add(Counter::ThrottleWaitMillis, wait.as_millis() as u64);
+                }
                 last_failure = Some(err);
                 tokio::time::sleep(wait).await;
                 pause_next = (pause_next * 2).min(backoff.longest);
@@ -272,6 +277,7 @@ impl<A: MirrorApi> Targets for Patient<A> {
             self.inner.create_target(destination, tags, token).await
         })
         .await
+        .inspect(|_| metrics::add(Counter::TargetsCreated, 1))
     }
 
     async fn delete_target(&self, id: &str) -> AwsResult<Deleted> {
@@ -280,6 +286,11 @@ impl<A: MirrorApi> Targets for Patient<A> {
             self.inner.delete_target(id).await
         })
         .await
+        .inspect(|gone| {
+            if *gone == Deleted::Now {
+                metrics::add(Counter::TargetsDeleted, 1);
+            }
+        })
     }
 }
 
@@ -299,6 +310,7 @@ impl<A: MirrorApi> Filters for Patient<A> {
             self.inner.create_filter(description, tags, token).await
         })
         .await
+        .inspect(|_| metrics::add(Counter::FiltersCreated, 1))
     }
 
     async fn create_filter_rule(&self, filter_id: &str, rule: &RuleSpec, token: &str) -> AwsResult<String> {
@@ -315,6 +327,11 @@ impl<A: MirrorApi> Filters for Patient<A> {
             self.inner.delete_filter(id).await
         })
         .await
+        .inspect(|gone| {
+            if *gone == Deleted::Now {
+                metrics::add(Counter::FiltersDeleted, 1);
+            }
+        })
     }
 }
 
@@ -330,6 +347,7 @@ impl<A: MirrorApi> Sessions for Patient<A> {
             self.inner.create_session(session, tags, token).await
         })
         .await
+        .inspect(|_| metrics::add(Counter::SessionsCreated, 1))
     }
 
     async fn delete_session(&self, id: &str) -> AwsResult<Deleted> {
@@ -338,6 +356,11 @@ impl<A: MirrorApi> Sessions for Patient<A> {
             self.inner.delete_session(id).await
         })
         .await
+        .inspect(|gone| {
+            if *gone == Deleted::Now {
+                metrics::add(Counter::SessionsDeleted, 1);
+            }
+        })
     }
 }
 

@@ -633,10 +633,13 @@ impl Mirroring {
 
     /// Runs one policy action (announced like any other).
     async fn run_policy(&self, request: &MirrorRequest) -> ActionResult {
-        match request {
+        let started = Instant::now();
+        let result = match request {
             MirrorRequest::Create(create) => self.create(create).await,
             MirrorRequest::Remove(remove) => self.remove(remove).await,
-        }
+        };
+        crate::metrics::action_done(&result, started.elapsed().as_secs_f64() * 1000.0);
+        result
     }
 
     /// The ingress of each ENI target, read once per sweep; `None` for a

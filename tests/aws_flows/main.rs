@@ -12,6 +12,7 @@ mod faults;
 mod fleet;
 mod idempotency;
 mod kinds;
+mod metrics;
 mod remove;
 mod requests;
 mod safety;

@@ -29,6 +29,7 @@ impl Mirroring {
         record.status = Some(if leftovers.is_empty() {
             RecordStatus::Failed
         } else {
+            crate::metrics::add(crate::metrics::Counter::RollbackIncomplete, 1);
             RecordStatus::RollbackIncomplete
         });
         let left = |id: Option<String>| id.filter(|id| leftovers.contains(id));
