@@ -21,6 +21,7 @@ use crate::mirroring::launch::{LaunchPlan, LaunchPolicy, Unconfirmed};
 use crate::mirroring::model::{MirrorRequest, RemoveRequest};
 use crate::mirroring::validate::validate;
 use crate::mirroring::Mirroring;
+use crate::ports::{ActionKind, LedgerError, LedgerRecord};
 use crate::sources::{self, recognise, retry_if_needed, to_json, Invocation, InvokeError};
 
 pub struct App {
@@ -65,6 +66,25 @@ impl App {
 
     pub fn unpublished_events(&self) -> u64 {
         self.announcer.unpublished()
+    }
+
+    /// Runs typed requests as an invocation would (lanes, events), for tools
+    /// that build requests themselves (`mirrorctl`).
+    pub async fn run_requests(&self, requests: Vec<MirrorRequest>) -> Vec<ActionResult> {
+        self.run_all(requests.into_iter().map(Ok).collect()).await
+    }
+
+    /// This deployment's mirrors, as the ledger holds them: every create that
+    /// holds resources (active, pending, removing, rollback incomplete).
+    pub async fn mirrors(&self) -> Result<Vec<LedgerRecord>, LedgerError> {
+        let contents = self.mirroring.ledger.contents().await?;
+        let mut records: Vec<LedgerRecord> = contents
+            .records
+            .into_iter()
+            .filter(|r| r.kind == Some(ActionKind::Create) && r.status.is_some_and(|s| s.holds_resources()))
+            .collect();
+        records.sort_by(|a, b| (a.created_at, &a.action_id).cmp(&(b.created_at, &b.action_id)));
+        Ok(records)
     }
 
     /// Serves one invocation of any source, and writes its metrics.

@@ -14,6 +14,7 @@
 pub mod announce;
 pub mod app;
 pub mod aws;
+pub mod cli;
 pub mod config;
 pub mod contract;
 pub mod deadline;

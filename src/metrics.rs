@@ -149,6 +149,13 @@ impl MetricSink for Stdout {
     }
 }
 
+/// Nowhere: a command-line tool's output is for its reader.
+pub struct Discard;
+
+impl MetricSink for Discard {
+    fn write(&self, _: &str) {}
+}
+
 /// The lines, kept (tests, tools).
 #[derive(Default)]
 pub struct Kept(pub Mutex<Vec<String>>);

@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod cli;
 mod concurrency;
 mod crash;
 mod create;
