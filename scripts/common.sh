@@ -24,6 +24,25 @@ setup_emulator() {
     export PATH="$venv/bin:$PATH"
 }
 
+# Creates (once per requirements content) the virtualenv holding only what
+# deploying needs (cargo-lambda, Zig, the SAM CLI; no emulator), exports
+# DEPLOY_PYTHON and puts its tools on PATH.
+setup_deploy_tools() {
+    local requirements=scripts/requirements-deploy.txt
+    local digest
+    digest=$(sha256sum "$requirements" | cut -c1-12)
+    local venv="$CACHE_DIR/deploy-venv-$digest"
+    if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
+        echo "installing the deploy tools (cargo-lambda, ziglang, aws-sam-cli) into $venv" >&2
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+        touch "$venv/.complete"
+    fi
+    export DEPLOY_PYTHON="$venv/bin/python"
+    export PATH="$venv/bin:$PATH"
+}
+
 # --- infra checks (tests/infra, infra/template.yaml) ---------------------------
 # Creates (once per requirements content) the virtualenv holding cfn-lint,
 # checkov and pytest for the template checks, apart from the emulator's venv

@@ -2,7 +2,7 @@
 # Builds the deployment zip of the function for Lambda on arm64 (Graviton)
 # with cargo-lambda, cross-compiling with Zig, and prints where it is and its
 # size. Works on a fresh machine with rustup and Python 3: cargo-lambda and
-# ziglang come from PyPI (pinned in scripts/requirements-tools.txt) and the
+# ziglang come from PyPI (pinned in scripts/requirements-deploy.txt) and the
 # aarch64 standard library from rustup. A release build from scratch takes
 # about 20 minutes on two cores.
 #
@@ -14,11 +14,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh   # CARGO_TARGET_DIR, shared with the other scripts
-setup_emulator             # the tools venv: cargo-lambda and ziglang, put on PATH
+setup_deploy_tools         # the deploy venv: cargo-lambda, ziglang and the SAM CLI, on PATH (no emulator)
 
 # cargo-lambda (through cargo-zigbuild) runs Zig as `python3 -m ziglang`;
 # name the venv's python so the pinned ziglang is the one used.
-export CARGO_ZIGBUILD_PYTHON_PATH="$EMULATOR_PYTHON"
+export CARGO_ZIGBUILD_PYTHON_PATH="$DEPLOY_PYTHON"
 
 target=aarch64-unknown-linux-gnu
 if command -v rustup >/dev/null; then
