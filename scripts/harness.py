@@ -45,6 +45,8 @@ class RuntimeApi:
         self.answered = threading.Condition()
         self.first_poll = None
         self.handed_at = {}
+        # The function's timeout, as Lambda would give it (the deadline header).
+        self.timeout_seconds = 300
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -69,7 +71,7 @@ class RuntimeApi:
                 pending = api.pending
                 request_id, payload = pending.get()
                 api.handed_at[request_id] = time.perf_counter()
-                deadline = int((time.time() + 300) * 1000)
+                deadline = int((time.time() + api.timeout_seconds) * 1000)
                 self.reply(200, payload, [
                     ("Lambda-Runtime-Aws-Request-Id", request_id),
                     ("Lambda-Runtime-Deadline-Ms", str(deadline)),
@@ -103,8 +105,8 @@ class RuntimeApi:
         request_id = str(uuid.uuid4())
         self.pending.put((request_id, json.dumps(payload).encode()))
         with self.answered:
-            if not self.answered.wait_for(lambda: request_id in self.answers, timeout=300):
-                raise RuntimeError("the function did not answer within 300 s")
+            if not self.answered.wait_for(lambda: request_id in self.answers, timeout=self.timeout_seconds + 30):
+                raise RuntimeError(f"the function did not answer within {self.timeout_seconds + 30} s")
             answered_at, kind, body = self.answers.pop(request_id)
         if kind != "response":
             raise RuntimeError(f"invocation error: {body!r}")

@@ -419,15 +419,16 @@ can beat {max(0.0, (m['accepted'] - args.burst) / args.refill):.1f} s here.
     print(f"\nwritten to the storm section of {args.output}")
 
 
-def write_section(path, section):
+def write_section(path, section, markers=(BEGIN, END)):
     """Replaces what lies between the markers, or appends the markers and the
     section at the end; every other byte of the file stays as it was."""
+    opening, closing = markers
     text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    block = f"{BEGIN}\n{section.strip()}\n{END}"
-    begin = text.find(BEGIN)
-    end = text.find(END, begin) if begin >= 0 else -1
+    block = f"{opening}\n{section.strip()}\n{closing}"
+    begin = text.find(opening)
+    end = text.find(closing, begin) if begin >= 0 else -1
     if begin >= 0 and end >= 0:
-        text = text[:begin] + block + text[end + len(END):]
+        text = text[:begin] + block + text[end + len(closing):]
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     with open(path, "w") as out:
