@@ -128,8 +128,16 @@ pub fn config(cli: &Cli) -> Result<Config, String> {
         EVENT_BUS_NAME if cli.bus.is_some() => cli.bus.clone(),
         other => std::env::var(other).ok(),
     };
-    Config::from_lookup(lookup).map_err(|e| format!("configuration: {e} (pass --table/--bus or set it)"))
+    let mut config =
+        Config::from_lookup(lookup).map_err(|e| format!("configuration: {e} (pass --table/--bus or set it)"))?;
+    // A teardown of thousands from a laptop shares the account's EC2 budget
+    // with everything else in it: paced unless told otherwise.
+    config.mutating_calls_per_second = config.mutating_calls_per_second.or(Some(CLI_PACE));
+    Ok(config)
 }
+
+/// Mutating EC2 calls a second when MUTATING_CALLS_PER_SECOND is not set.
+pub const CLI_PACE: f64 = 5.0;
 
 pub async fn run(cli: Cli, sdk: &aws_config::SdkConfig) -> Exit {
     let config = match config(&cli) {
@@ -386,6 +394,10 @@ async fn remove(app: &App, args: &RemoveArgs, as_json: bool, out: &mut dyn Write
                 }
             );
             return Exit::Done;
+        }
+        if !args.yes && std::io::stdin().is_terminal() {
+            // What will go, before the question.
+            let _ = list(app, None, false, &mut std::io::stderr()).await;
         }
         if !args.yes && !confirm(requests.len()) {
             eprintln!("mirrorctl: not confirmed; nothing was changed");
