@@ -504,7 +504,7 @@ def report(args, fleet, m):
     setup_time = (f"{sum(timing.values()):.1f} s ({timing['instances']:.1f} s launching in batches per type, subnet "
                   f"and tags, {timing['enis']:.1f} s creating and attaching the extra ENIs one by one, "
                   f"{timing['read back']:.1f} s reading them back)")
-    command = os.environ.get("FLEET_COMMAND") or "python " + shlex.join(
+    command = os.environ.get("BENCH_COMMAND") or "python " + shlex.join(
         [f"scripts/{os.path.basename(__file__)}"] + sys.argv[1:])
     built = datetime.datetime.fromtimestamp(os.path.getmtime(args.binary), datetime.timezone.utc)
     pages = "1000 (AWS's largest)" if args.page_size in (0, 1000) else args.page_size

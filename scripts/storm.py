@@ -380,7 +380,7 @@ def report(args, fleet, m):
                 f"(moto's ReceiveMessage grows with the queue)")
     print(delivery)
 
-    command = os.environ.get("STORM_COMMAND") or "python " + shlex.join(["scripts/storm.py"] + sys.argv[1:])
+    command = os.environ.get("BENCH_COMMAND") or "python " + shlex.join(["scripts/storm.py"] + sys.argv[1:])
     built = datetime.datetime.fromtimestamp(os.path.getmtime(args.binary), datetime.timezone.utc)
     pace = (f"each process paces its mutating calls at `MUTATING_CALLS_PER_SECOND={args.refill / args.processes:g}` "
             f"(refill ÷ processes)" if args.pace else "processes unpaced (no `MUTATING_CALLS_PER_SECOND`)")

@@ -15,29 +15,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
 setup_emulator
-
-command="bash scripts/storm.sh"
-build=0
-binary="$CARGO_TARGET_DIR/release/traffic-mirroring"
-args=()
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --build) build=1; command+=" --build" ;;
-        --binary) binary="$2"; command+=" --binary $(printf '%q' "$2")"; shift ;;
-        --binary=*) binary="${1#--binary=}"; command+=" $(printf '%q' "$1")" ;;
-        *) args+=("$1"); command+=" $(printf '%q' "$1")" ;;
-    esac
-    shift
-done
-
-if [ "$build" = 1 ]; then
-    echo "== the release binary for this machine"
-    cargo build --release --bin traffic-mirroring
-fi
-if [ ! -x "$binary" ]; then
-    echo "no binary at $binary: pass --build, or --binary PATH" >&2
-    exit 2
-fi
-
-echo "== launch storm"
-STORM_COMMAND="$command" "$EMULATOR_PYTHON" scripts/storm.py --binary "$binary" ${args[@]+"${args[@]}"}
+run_release_benchmark storm "launch storm" "$@"

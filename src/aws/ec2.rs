@@ -384,29 +384,26 @@ impl Instances for Ec2Mirroring {
     }
 
     async fn ingress(&self, eni: &str) -> AwsResult<Option<Ingress>> {
-        let described = self
-            .client
-            .describe_network_interfaces()
-            .network_interface_ids(eni)
-            .send()
-            .within_budget()
-            .await;
-        let Some(interface) = found(described)?.and_then(|o| o.network_interfaces().first().cloned()) else {
+        let Some(interface) = self.interface(eni).await? else {
             return Ok(None);
         };
-        let group_ids: Vec<String> = interface
-            .groups()
-            .iter()
-            .filter_map(|g| g.group_id().map(str::to_owned))
-            .collect();
-        let groups = self
-            .client
-            .describe_security_groups()
-            .set_group_ids(Some(group_ids))
-            .send()
-            .within_budget();
+        // No group ids would list every group in the account: none admits nothing.
+        let group_ids = interface.endpoint.security_groups.clone();
+        let groups = async {
+            if group_ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let output = self
+                .client
+                .describe_security_groups()
+                .set_group_ids(Some(group_ids))
+                .send()
+                .within_budget()
+                .await?;
+            Ok::<_, AwsError>(output.security_groups().to_vec())
+        };
         let acls = async {
-            match interface.subnet_id() {
+            match interface.subnet_id.as_deref() {
                 Some(subnet) => self
                     .client
                     .describe_network_acls()
@@ -424,7 +421,6 @@ impl Instances for Ec2Mirroring {
             _ => None,
         };
         let group_rules = groups?
-            .security_groups()
             .iter()
             .flat_map(|g| g.ip_permissions())
             .map(|p| GroupRule {
