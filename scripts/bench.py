@@ -422,14 +422,17 @@ def report(args, figures):
     print("\n".join(paths_table))
 
     machine = machine_description()
-    # Keep the launch storm's section (scripts/storm.py writes it between these markers).
+    # Keep the sections other benchmarks write between their markers
+    # (scripts/storm.py, scripts/fleet.py).
     storm = ""
     if os.path.exists(args.output):
         with open(args.output) as previous:
             text = previous.read()
-        begin, end = text.find("<!-- storm:begin -->"), text.find("<!-- storm:end -->")
-        if 0 <= begin < end:
-            storm = "\n" + text[begin:end + len("<!-- storm:end -->")] + "\n"
+        for name in ("storm", "fleet"):
+            opening, closing = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+            begin, end = text.find(opening), text.find(closing)
+            if 0 <= begin < end:
+                storm += "\n" + text[begin:end + len(closing)] + "\n"
     with open(args.output, "w") as out:
         out.write(f"""# Benchmarks
 
