@@ -398,3 +398,91 @@ async fn a_target_whose_security_group_shuts_out_vxlan_is_reported() {
     assert_eq!(coverage["mirrored"], 0, "never counted as covered: {swept}");
     assert_eq!(coverage["notDelivering"][0]["instanceId"], instance.as_str(), "{swept}");
 }
+
+/// A fleet's report can outgrow what EventBridge takes in one event (256 KB,
+/// which the emulator enforces): the completion event still goes out, its
+/// lists shortened and the numbers left out said; the answer keeps it whole.
+#[tokio::test]
+async fn a_sweep_report_too_large_for_an_event_is_shortened_not_lost() {
+    let world = World::start().await;
+    let target = world.eni().await;
+    let tag = aws_sdk_ec2::types::Tag::builder()
+        .key(TARGET_TAG)
+        .value(&target)
+        .build();
+    // Room for them all (the world's own subnet is a /24).
+    let vpc = world
+        .ec2
+        .describe_subnets()
+        .subnet_ids(&world.subnet_id)
+        .send()
+        .await
+        .expect("subnet")
+        .subnets()
+        .first()
+        .and_then(|s| s.vpc_id())
+        .expect("vpc")
+        .to_owned();
+    let large = world
+        .ec2
+        .create_subnet()
+        .vpc_id(&vpc)
+        .cidr_block("10.0.128.0/17")
+        .send()
+        .await
+        .expect("subnet")
+        .subnet()
+        .and_then(|s| s.subnet_id())
+        .expect("subnet id")
+        .to_owned();
+    let mut stopped = Vec::new();
+    while stopped.len() < 1_900 {
+        let run = world
+            .ec2
+            .run_instances()
+            .image_id("ami-12c6146b")
+            .instance_type("m5.large".into())
+            .subnet_id(&large)
+            .min_count(500)
+            .max_count(500)
+            .tag_specifications(
+                aws_sdk_ec2::types::TagSpecification::builder()
+                    .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
+                    .tags(tag.clone())
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("instances");
+        let ids: Vec<String> = run
+            .instances()
+            .iter()
+            .filter_map(|i| i.instance_id().map(str::to_owned))
+            .collect();
+        world
+            .ec2
+            .stop_instances()
+            .set_instance_ids(Some(ids.clone()))
+            .send()
+            .await
+            .expect("stopped");
+        stopped.extend(ids);
+    }
+    let swept = world.sweep(false).await;
+    let coverage = coverage_of(&swept, &target);
+    assert_eq!(
+        coverage["missing"].as_array().map(Vec::len),
+        Some(stopped.len()),
+        "the answer is whole"
+    );
+    let event = world
+        .events(1)
+        .await
+        .into_iter()
+        .find(|e| e["detail"]["type"] == "Sweep")
+        .expect("the sweep's completion event");
+    let sent = &event["detail"]["sweep"]["policy"]["coverage"]["targets"][0];
+    assert_eq!(sent["missing"].as_array().map(Vec::len), Some(20), "{sent}");
+    assert_eq!(sent["missingOmitted"], stopped.len() - 20);
+    assert_eq!(sent["wanted"], stopped.len());
+}

@@ -858,6 +858,8 @@ class Emulator:
         if failure:
             return (*error_answer(failure, request), failure.code)
         try:
+            if request.service == "events" and request.action == "PutEvents":
+                check_event_sizes(request.body)
             if request.service == "ec2" and (request.action in CREATES or request.action in OTHERS):
                 return (*xml_answer(ec2_answer(request.action, self.mirroring_call(request))), None)
             if tags_mirroring_ids(request):
@@ -1058,6 +1060,27 @@ def configure(body):
         STATE.config["index_lag_ms"] = float(body["index_lag_ms"])
     for action, ms in body.get("latency_ms", {}).items():
         STATE.config["latency_ms"][action] = float(ms)
+
+
+# EventBridge refuses a PutEvents request whose entries total 256 KB or more
+# (moto takes any size). An entry's size, as AWS counts it: its Source,
+# DetailType and Detail in UTF-8, its Resources, and 14 bytes for a Time.
+EVENT_ENTRIES_LIMIT = 256 * 1024
+
+
+def check_event_sizes(body):
+    try:
+        entries = json.loads(body or b"{}").get("Entries") or []
+    except ValueError:
+        return  # moto answers what it cannot read
+    total = 0
+    for entry in entries:
+        total += 14 if entry.get("Time") else 0
+        for field in ("Source", "DetailType", "Detail"):
+            total += len((entry.get(field) or "").encode())
+        total += sum(len(r.encode()) for r in entry.get("Resources") or [])
+    if total >= EVENT_ENTRIES_LIMIT:
+        raise AwsError("ValidationException", "Total size of the entries in the request is over the limit.")
 
 
 def admit_own_members(region, payload):

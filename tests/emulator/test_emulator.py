@@ -969,3 +969,13 @@ def test_a_new_vpcs_default_group_admits_its_own_members(ec2):
     permissions = groups[0]["IpPermissions"]
     assert [p["IpProtocol"] for p in permissions] == ["-1"]
     assert [pair["GroupId"] for pair in permissions[0]["UserIdGroupPairs"]] == [groups[0]["GroupId"]]
+
+
+def test_put_events_refuses_entries_of_256_kb_or_more(endpoint):
+    events = client(endpoint, "events")
+    small = {"Source": "traffic-mirroring", "DetailType": "x", "Detail": json.dumps({"a": "b" * 1000})}
+    assert events.put_events(Entries=[small])["FailedEntryCount"] == 0
+    big = dict(small, Detail=json.dumps({"a": "b" * (256 * 1024)}))
+    with pytest.raises(ClientError) as refused:
+        events.put_events(Entries=[big])
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
