@@ -35,6 +35,9 @@ What this module adds, and why:
   them": a client that gives up first (at its deadline) has sent a call that
   AWS still applies, and only its answer is lost.
 * **A call log**, so tests and benchmarks count calls from the server's side.
+* **Security groups and event sizes as AWS has them.** A new VPC's default
+  group admits its own members (moto's admits nothing), and PutEvents refuses
+  entries totalling 256 KB or more (moto takes any size).
 
 Control API (JSON over HTTP on the same port, all answering 200):
   POST   /_emulator/reset     moto's state and ours back to empty, defaults restored
