@@ -296,7 +296,6 @@ impl Mirroring {
             complete: true,
             ..PolicyReport::default()
         };
-        let listed_sessions: BTreeSet<&str> = view.sessions.iter().map(|s| s.id.as_str()).collect();
         let recorded_sessions: BTreeSet<&str> = view
             .contents
             .records
@@ -310,6 +309,12 @@ impl Mirroring {
             .iter()
             .filter(|s| !recorded_sessions.contains(s.id.as_str()))
             .map(|s| s.source_eni.as_str())
+            .collect();
+        let by_action: HashMap<&str, &LedgerRecord> = view
+            .contents
+            .records
+            .iter()
+            .map(|r| (r.action_id.as_str(), r))
             .collect();
         let mut on_eni: BTreeMap<&str, Vec<&LedgerRecord>> = BTreeMap::new();
         for record in &view.contents.records {
@@ -355,11 +360,11 @@ impl Mirroring {
                 wanted.insert((eni.to_owned(), target.clone()));
                 let records = on_eni.get(eni).map(Vec::as_slice).unwrap_or_default();
                 let mirrors_here = |r: &&&LedgerRecord| record_target(r) == Some(target.as_str());
+                // Active and not found gone (a session made after the listing is
+                // missing from it, yet exists: only one EC2 said is gone counts).
                 let live = records.iter().filter(mirrors_here).any(|r| {
                     r.status == Some(RecordStatus::Active)
-                        && r.session_id
-                            .as_deref()
-                            .is_some_and(|s| listed_sessions.contains(s) || !view.gone_sessions.contains(s))
+                        && r.session_id.as_deref().is_some_and(|s| !view.gone_sessions.contains(s))
                 });
                 let step = if live {
                     Step::Covered
@@ -371,7 +376,7 @@ impl Mirroring {
                     .any(|r| r.status != Some(RecordStatus::Active))
                 {
                     Step::Wait("an action on it is in progress".into())
-                } else if let Some(refused) = refused_for_good(view.contents, &instance.id, eni) {
+                } else if let Some(refused) = refused_for_good(&by_action, &instance.id, eni) {
                     Step::Wait(refused)
                 } else if instance.state.as_deref() != Some("running") {
                     Step::Wait(format!(
@@ -663,9 +668,8 @@ impl Mirroring {
 
 /// A policy create refused for a reason only a change of tags or policy
 /// mends (which brings its own event): not tried again on every sweep.
-fn refused_for_good(contents: &LedgerContents, instance_id: &str, eni: &str) -> Option<String> {
-    let action_id = launch_action_id(instance_id, eni);
-    let record = contents.records.iter().find(|r| r.action_id == action_id)?;
+fn refused_for_good(records: &HashMap<&str, &LedgerRecord>, instance_id: &str, eni: &str) -> Option<String> {
+    let record = records.get(launch_action_id(instance_id, eni).as_str())?;
     let result = record
         .result
         .as_ref()
