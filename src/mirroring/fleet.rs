@@ -219,6 +219,8 @@ impl Mirroring {
             Ok(None) => return Err(format!("instance {instance_id} was not found")),
             Err(err) => return fail(format!("describing instance {instance_id}: {err}")),
         };
+        // The ledger finds an instance's actions through its instance item as
+        // well as the index, so a mirror made a moment ago is not missed.
         let records = match records {
             Ok(records) => records,
             Err(err) => return fail(format!("reading the ledger for instance {instance_id}: {err}")),

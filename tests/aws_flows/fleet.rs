@@ -486,3 +486,89 @@ async fn a_sweep_report_too_large_for_an_event_is_shortened_not_lost() {
     assert_eq!(sent["missingOmitted"], stopped.len() - 20);
     assert_eq!(sent["wanted"], stopped.len());
 }
+
+/// The ledger's indexes lag behind writes: a tag change right after a launch
+/// finds the launch's mirror by its own key, so it neither makes a twin nor
+/// misses the mirror it must remove.
+#[tokio::test]
+async fn a_tag_change_right_after_a_launch_holds_while_the_index_lags() {
+    let world = World::start().await;
+    world.emulator.configure(json!({"index_lag_ms": 60_000})).await;
+    let target = world.eni().await;
+    let instance = world.instance("m5.large", &[(TARGET_TAG, &target)]).await;
+    let eni = world.primary_eni(&instance).await;
+    world
+        .app
+        .invoke(state_change(&instance, "running"))
+        .await
+        .expect("launched");
+    let made = sessions_on(&world, &eni).await;
+    assert_eq!(made.len(), 1);
+
+    let again = world
+        .app
+        .invoke(tag_change(&instance, TARGET_TAG))
+        .await
+        .expect("answer");
+    assert!(again["skipped"].is_string(), "nothing to change: {again}");
+    assert_eq!(sessions_on(&world, &eni).await, made, "no twin");
+
+    world
+        .ec2
+        .delete_tags()
+        .resources(&instance)
+        .tags(aws_sdk_ec2::types::Tag::builder().key(TARGET_TAG).build())
+        .send()
+        .await
+        .expect("untag");
+    let removed = world
+        .app
+        .invoke(tag_change(&instance, TARGET_TAG))
+        .await
+        .expect("answer");
+    assert_eq!(removed["actionResults"][0]["success"], true, "{removed}");
+    assert!(sessions_on(&world, &eni).await.is_empty(), "{removed}");
+    assert_eq!(world.disagreements().await, Vec::<String>::new());
+}
+
+/// EC2 throttles session creates for longer than a run lasts: the sweep
+/// answers before its deadline, says which ENIs wait, leaves nothing half
+/// made, and a later run, the throttling over, mirrors each ENI once.
+#[tokio::test]
+async fn a_sweep_throttled_without_end_answers_in_time_and_the_next_one_converges() {
+    let world = World::start().await;
+    let target = world.eni().await;
+    let app = world.app_with(|config| {
+        config.default_targets.insert(world.subnet_id.clone(), target.clone());
+    });
+    let mut enis = Vec::new();
+    for _ in 0..3 {
+        let instance = world.instance("m5.large", &[]).await;
+        enis.push(world.primary_eni(&instance).await);
+    }
+    world
+        .emulator
+        .throttle(json!(["CreateTrafficMirrorSession"]), 0.0, 0.0)
+        .await;
+    let (answer, took) = world.invoke_within(&app, 12, json!({"sweep": {}})).await;
+    assert!(took < std::time::Duration::from_secs(12), "answered in time: {took:?}");
+    let missing = &coverage_of(&answer, &target)["missing"];
+    assert_eq!(missing.as_array().map(Vec::len), Some(3), "{answer}");
+    for entry in missing.as_array().into_iter().flatten() {
+        let reason = entry["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.starts_with("throttled") || reason.starts_with("waiting for the next run"),
+            "{reason}"
+        );
+    }
+    assert!(world.our_resources().await.sessions.is_empty());
+    assert_eq!(world.disagreements().await, Vec::<String>::new(), "nothing half made");
+
+    world.emulator.clear_throttle().await;
+    let (after, _) = world.invoke_within(&app, 30, json!({"sweep": {}})).await;
+    assert_eq!(policy_of(&after)["coverage"]["missing"], 0, "{after}");
+    for eni in &enis {
+        assert_eq!(sessions_on(&world, eni).await.len(), 1, "{eni}: exactly once");
+    }
+    assert_eq!(world.disagreements().await, Vec::<String>::new());
+}
