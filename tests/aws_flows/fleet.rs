@@ -572,3 +572,30 @@ async fn a_sweep_throttled_without_end_answers_in_time_and_the_next_one_converge
     }
     assert_eq!(world.disagreements().await, Vec::<String>::new());
 }
+
+/// Another deployment in the account sweeps too: it never removes a policy
+/// mirror that is ours, even one our policy no longer wants; ours does.
+#[tokio::test]
+async fn another_deployments_sweep_leaves_our_policy_mirrors_alone() {
+    let world = World::start().await;
+    let (other, _) = world.second_deployment().await;
+    let target = world.eni().await;
+    let instance = world.instance("m5.large", &[(TARGET_TAG, &target)]).await;
+    let eni = world.primary_eni(&instance).await;
+    world
+        .app
+        .invoke(state_change(&instance, "running"))
+        .await
+        .expect("launched");
+    let ours = sessions_on(&world, &eni).await;
+    assert_eq!(ours.len(), 1);
+    world.tag(&[&instance], EXCLUDE_TAG, "true").await;
+
+    let theirs = other.invoke(json!({"sweep": {}})).await.expect("answer");
+    assert_eq!(policy_of(&theirs)["removed"], 0, "{theirs}");
+    assert_eq!(sessions_on(&world, &eni).await, ours, "not theirs to remove");
+
+    let swept = world.sweep(false).await;
+    assert_eq!(policy_of(&swept)["removed"], 1, "{swept}");
+    assert!(sessions_on(&world, &eni).await.is_empty());
+}
