@@ -127,9 +127,7 @@ impl App {
                 self.handle_instance_changed(&instance_id, cause).await
             }
             Invocation::Sweep { dry_run } => {
-                let started = std::time::Instant::now();
-                let result = self.mirroring.sweep(dry_run, &self.launch_policy).await;
-                metrics::action_done(&result, started.elapsed().as_secs_f64() * 1000.0);
+                let result = metrics::timed(self.mirroring.sweep(dry_run, &self.launch_policy)).await;
                 // A dry run changes nothing and so announces nothing.
                 if !dry_run {
                     self.publish(&result).await;
@@ -387,15 +385,8 @@ impl App {
 
     async fn run_one(&self, request: &MirrorRequest) -> ActionResult {
         info!(action_id = request.action_id(), "action started");
-        let started = std::time::Instant::now();
-        let result = match request {
-            // A create announces itself, overlapping its event with its ledger write.
-            MirrorRequest::Create(create) => self.mirroring.create(create).await,
-            // So does a remove, beside its last ledger writes.
-            MirrorRequest::Remove(remove) => self.mirroring.remove(remove).await,
-        };
+        let result = self.mirroring.run(request).await;
         info!(action_id = %result.action_id, success = result.success, code = ?result.error_code, "action finished");
-        metrics::action_done(&result, started.elapsed().as_secs_f64() * 1000.0);
         result
     }
 

@@ -129,6 +129,14 @@ pub fn action_done(result: &ActionResult, millis: f64) {
     });
 }
 
+/// Runs one action, and records its figures with its time.
+pub async fn timed(action: impl Future<Output = ActionResult>) -> ActionResult {
+    let started = std::time::Instant::now();
+    let result = action.await;
+    action_done(&result, started.elapsed().as_secs_f64() * 1000.0);
+    result
+}
+
 /// Runs `work` with a tally of its own; returns its output and the tally.
 pub async fn tallied<F: Future>(work: F) -> (F::Output, Arc<Tally>) {
     let tally = Arc::new(Tally::default());

@@ -399,6 +399,21 @@ pub struct LedgerRecord {
     pub updated_at: u64,
 }
 
+impl LedgerRecord {
+    /// Marks the record failed with nothing made, for the action to run
+    /// again: a new attempt number, so that its retry derives fresh client
+    /// tokens (EC2 remembers tokens even of deleted resources).
+    pub fn fail_for_retry(&mut self) {
+        self.status = Some(RecordStatus::Failed);
+        self.attempt += 1;
+        self.session_id = None;
+        self.filter_id = None;
+        self.target_id = None;
+        self.target_created = false;
+        self.rule_ids.clear();
+    }
+}
+
 /// The answer to "may I start this action?".
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claim {

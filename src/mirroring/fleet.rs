@@ -456,7 +456,7 @@ impl Mirroring {
                     unwanted.outcome = "deferred: the next run removes it".into();
                     return (unwanted, Some(None));
                 }
-                let result = self.run_policy(&unwanted_remove(&unwanted.session_id)).await;
+                let result = self.run(&unwanted_remove(&unwanted.session_id)).await;
                 unwanted.outcome = if result.success {
                     "removed".into()
                 } else {
@@ -493,7 +493,7 @@ impl Mirroring {
                         Err(DEFERRED.into())
                     }
                     Step::Create(request) => {
-                        let result = self.run_policy(&request).await;
+                        let result = self.run(&request).await;
                         if result.success {
                             Ok(true)
                         } else {
@@ -604,14 +604,8 @@ impl Mirroring {
                 let same = matches!(r.status, Some(RecordStatus::Removed | RecordStatus::Active))
                     && r.session_id == record.session_id;
                 if same {
-                    r.status = Some(RecordStatus::Failed);
-                    r.attempt += 1;
-                    r.session_id = None;
+                    r.fail_for_retry();
                     r.session_number = None;
-                    r.filter_id = None;
-                    r.target_id = None;
-                    r.target_created = false;
-                    r.rule_ids.clear();
                     r.result = None;
                 }
                 same
@@ -636,17 +630,6 @@ impl Mirroring {
             read.insert(eni.to_owned(), (Instant::now(), ingress.clone()));
         }
         Ok(ingress)
-    }
-
-    /// Runs one policy action (announced like any other).
-    async fn run_policy(&self, request: &MirrorRequest) -> ActionResult {
-        let started = Instant::now();
-        let result = match request {
-            MirrorRequest::Create(create) => self.create(create).await,
-            MirrorRequest::Remove(remove) => self.remove(remove).await,
-        };
-        crate::metrics::action_done(&result, started.elapsed().as_secs_f64() * 1000.0);
-        result
     }
 
     /// The ingress of each ENI target, read once per sweep; `None` for a

@@ -109,6 +109,19 @@ impl Mirroring {
         }
     }
 
+    /// Runs one action, which announces itself (a create overlaps its event
+    /// with its ledger write, a remove with its last writes), and records its
+    /// figures for the invocation's metrics.
+    pub async fn run(&self, request: &model::MirrorRequest) -> ActionResult {
+        // Boxed: a create's future is large, and the sweep runs several at once
+        // inside its own; on the stack they overflow a test thread's.
+        let action: std::pin::Pin<Box<dyn std::future::Future<Output = ActionResult> + Send + '_>> = match request {
+            model::MirrorRequest::Create(create) => Box::pin(self.create(create)),
+            model::MirrorRequest::Remove(remove) => Box::pin(self.remove(remove)),
+        };
+        crate::metrics::timed(action).await
+    }
+
     pub fn with_allowed(mut self, allowed: Allowed) -> Self {
         self.allowed = allowed;
         self

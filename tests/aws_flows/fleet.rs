@@ -336,18 +336,7 @@ async fn a_fleet_converges_over_several_runs_cut_by_their_deadline() {
 #[tokio::test]
 async fn a_target_whose_security_group_shuts_out_vxlan_is_reported() {
     let world = World::start().await;
-    let vpc = world
-        .ec2
-        .describe_subnets()
-        .subnet_ids(&world.subnet_id)
-        .send()
-        .await
-        .expect("subnet")
-        .subnets()
-        .first()
-        .and_then(|s| s.vpc_id())
-        .expect("vpc")
-        .to_owned();
+    let vpc = world.vpc_id().await;
     let closed = world
         .ec2
         .create_security_group()
@@ -411,18 +400,7 @@ async fn a_sweep_report_too_large_for_an_event_is_shortened_not_lost() {
         .value(&target)
         .build();
     // Room for them all (the world's own subnet is a /24).
-    let vpc = world
-        .ec2
-        .describe_subnets()
-        .subnet_ids(&world.subnet_id)
-        .send()
-        .await
-        .expect("subnet")
-        .subnets()
-        .first()
-        .and_then(|s| s.vpc_id())
-        .expect("vpc")
-        .to_owned();
+    let vpc = world.vpc_id().await;
     let large = world
         .ec2
         .create_subnet()

@@ -415,6 +415,23 @@ impl World {
     }
 
     /// A new network interface in this world's subnet.
+    /// The VPC of the world's subnet.
+    pub async fn vpc_id(&self) -> String {
+        let found = self
+            .ec2
+            .describe_subnets()
+            .subnet_ids(&self.subnet_id)
+            .send()
+            .await
+            .expect("subnet");
+        found
+            .subnets()
+            .first()
+            .and_then(|s| s.vpc_id())
+            .expect("vpc")
+            .to_owned()
+    }
+
     pub async fn eni(&self) -> String {
         let eni = self
             .ec2

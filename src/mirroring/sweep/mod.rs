@@ -459,13 +459,7 @@ impl Mirroring {
         hold.filter_created = filter_created;
         let released = self.release(&hold).await.map_err(|e| e.to_string())?;
         let mut failed = record.clone();
-        failed.status = Some(RecordStatus::Failed);
-        failed.attempt += 1;
-        failed.session_id = None;
-        failed.filter_id = None;
-        failed.target_id = None;
-        failed.target_created = false;
-        failed.rule_ids.clear();
+        failed.fail_for_retry();
         let mut result = ActionResult::failure(
             action,
             crate::contract::CREATE,
