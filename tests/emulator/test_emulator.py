@@ -979,3 +979,49 @@ def test_put_events_refuses_entries_of_256_kb_or_more(endpoint):
     with pytest.raises(ClientError) as refused:
         events.put_events(Entries=[big])
     assert refused.value.response["Error"]["Code"] == "ValidationException"
+
+
+# ---------------------------------------------------------------- mirrorctl's view of a deployed stack (moto's own)
+
+def test_a_stacks_function_settings_and_the_callers_identity_are_readable(endpoint):
+    """What `mirrorctl --stack NAME` reads, served by moto as it is: the stack's
+    TrafficMirroringFunction (DescribeStackResource) names the function, whose
+    configuration holds the deployment's settings; GetCallerIdentity names the
+    operator. The function's role must exist, so the template makes it (moto's
+    Lambda refuses a role IAM does not have, as AWS does); AWS::Serverless
+    (SAM) is not expanded by moto, so the function is a plain AWS::Lambda::Function."""
+    settings = {"TABLE_NAME": "ledger", "EVENT_BUS_NAME": "completions", "OWNER": "team-a",
+                "ALLOWED_TARGETS": "eni-0a1b2c3d4e5f60718,tmt-0123456789abcdef0"}
+    template = {"Resources": {
+        "FunctionRole": {"Type": "AWS::IAM::Role", "Properties": {"AssumeRolePolicyDocument": {
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                    "Principal": {"Service": "lambda.amazonaws.com"}}]}}},
+        "TrafficMirroringFunction": {"Type": "AWS::Lambda::Function", "Properties": {
+            "Runtime": "provided.al2023", "Handler": "bootstrap", "Code": {"ZipFile": "#!/bin/sh\n"},
+            "Role": {"Fn::GetAtt": ["FunctionRole", "Arn"]}, "Environment": {"Variables": settings}}}}}
+    cloudformation, awslambda = client(endpoint, "cloudformation"), client(endpoint, "lambda")
+    cloudformation.create_stack(StackName="mirroring", TemplateBody=json.dumps(template),
+                                Capabilities=["CAPABILITY_IAM"])
+    assert cloudformation.describe_stacks(StackName="mirroring")["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
+    resource = cloudformation.describe_stack_resource(
+        StackName="mirroring", LogicalResourceId="TrafficMirroringFunction")["StackResourceDetail"]
+    assert resource["ResourceType"] == "AWS::Lambda::Function"
+    function = resource["PhysicalResourceId"]  # moto names it <stack>-<logical id>-<random>, as AWS does
+    assert function.startswith("mirroring-TrafficMirroringFunction-")
+    assert awslambda.get_function_configuration(FunctionName=function)["Environment"]["Variables"] == settings
+    for stack, logical_id in (("mirroring", "Other"), ("no-such-stack", "TrafficMirroringFunction")):
+        with pytest.raises(ClientError) as missing:
+            cloudformation.describe_stack_resource(StackName=stack, LogicalResourceId=logical_id)
+        assert missing.value.response["Error"]["Code"] == "ValidationError"
+
+    # Any access key is moto's default user; assumed-role credentials are that role's session.
+    sts = client(endpoint, "sts")
+    assert sts.get_caller_identity()["Arn"] == "arn:aws:sts::123456789012:user/moto"
+    assert sts.get_caller_identity()["Account"] == "123456789012"
+    credentials = sts.assume_role(RoleArn="arn:aws:iam::123456789012:role/operator",
+                                  RoleSessionName="alice")["Credentials"]
+    as_alice = boto3.client("sts", endpoint_url=endpoint, region_name="us-east-1",
+                            aws_access_key_id=credentials["AccessKeyId"],
+                            aws_secret_access_key=credentials["SecretAccessKey"],
+                            aws_session_token=credentials["SessionToken"])
+    assert as_alice.get_caller_identity()["Arn"] == "arn:aws:sts::123456789012:assumed-role/operator/alice"
