@@ -187,6 +187,9 @@ def function_env(emulator, runtime, table, bus):
         "AWS_ENDPOINT_URL": emulator.endpoint,
         "TABLE_NAME": table,
         "EVENT_BUS_NAME": bus,
+        # Closed by default: the benchmark's deployment allows any ENI.
+        "ALLOWED_TARGETS": "*",
+        "ALLOWED_SOURCES": "*",
         "RUST_LOG": "warn",
     })
     return env

@@ -98,7 +98,8 @@ def resource_type(resource):
     """The resource type an ARN names: `traffic-mirror-target` for
     arn:...:ec2:...:traffic-mirror-target/*; for another service,
     `<service>:<path>` (`elasticloadbalancing:loadbalancer/net` for
-    arn:...:elasticloadbalancing:...:loadbalancer/net/*); None otherwise."""
+    arn:...:elasticloadbalancing:...:loadbalancer/net/* and for a load
+    balancer's own ARN, .../loadbalancer/net/<name>/<id>); None otherwise."""
     text = arn_text(resource)
     if text is None:
         return None
@@ -108,7 +109,158 @@ def resource_type(resource):
     if not match:
         return None
     service, path = match.groups()
-    return path.split("/")[0] if service == "ec2" else f"{service}:{path}"
+    if service == "ec2":
+        return path.split("/")[0]
+    if service == "elasticloadbalancing":
+        # loadbalancer/<kind>/<name>/<id>: the type is loadbalancer/<kind>.
+        path = "/".join(path.split("/")[:2])
+    return f"{service}:{path}"
+
+
+# ---------------------------------------------------------------- deployed values
+
+# The pseudo parameters as one sample deployment sees them.
+SAMPLE_STACK_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/traffic-mirroring/1c2fa620-0000-4000-8000-000000000000"
+PSEUDO_PARAMETERS = {
+    "AWS::Partition": "aws",
+    "AWS::Region": "us-east-1",
+    "AWS::AccountId": "123456789012",
+    "AWS::StackId": SAMPLE_STACK_ID,
+    "AWS::StackName": "traffic-mirroring",
+    "AWS::URLSuffix": "amazonaws.com",
+}
+
+# What an AWS::NoValue leaves: nothing (dropped from its list or mapping).
+NO_VALUE = object()
+
+
+def parameter_value(template, parameters, name):
+    """A parameter as deployed: given in `parameters`, else its default; a
+    required one (no Default) must be given."""
+    if name in PSEUDO_PARAMETERS:
+        return PSEUDO_PARAMETERS[name]
+    assert name in template["Parameters"], f"no parameter {name}"
+    if name in parameters:
+        return str(parameters[name])
+    declared = template["Parameters"][name]
+    assert "Default" in declared, f"{name} is required (no Default): the deployment must give it"
+    return str(declared["Default"])
+
+
+def holds(condition, template, parameters):
+    """Whether a condition (by name, or a condition function) is true when
+    deployed with `parameters` (the rest at their defaults)."""
+    if isinstance(condition, str):
+        return holds(template["Conditions"][condition], template, parameters)
+    if "Condition" in condition:
+        return holds(condition["Condition"], template, parameters)
+    if "Fn::Not" in condition:
+        return not holds(condition["Fn::Not"][0], template, parameters)
+    if "Fn::And" in condition:
+        return all(holds(c, template, parameters) for c in condition["Fn::And"])
+    if "Fn::Or" in condition:
+        return any(holds(c, template, parameters) for c in condition["Fn::Or"])
+    if "Fn::Equals" in condition:
+        left, right = (deployed(v, template, parameters) for v in condition["Fn::Equals"])
+        return str(left) == str(right)
+    raise AssertionError(f"holds() does not evaluate {condition!r}")
+
+
+def deployed(value, template, parameters):
+    """`value` as CloudFormation deploys it with `parameters` (the rest at
+    their defaults): Ref, Fn::If, Fn::Sub, Fn::Join, Fn::Split, Fn::Select
+    and Fn::FindInMap evaluated, AWS::NoValue dropped. An attribute of a
+    resource stands as "<resource>.<attribute>", a resource's Ref as its
+    name. Fn::Join's and Fn::Split's delimiters and Fn::Sub's string must be
+    literal, as CloudFormation requires."""
+    if isinstance(value, list):
+        return [v for v in (deployed(v, template, parameters) for v in value) if v is not NO_VALUE]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1:
+        ((function, argument),) = value.items()
+        if function == "Ref":
+            if argument == "AWS::NoValue":
+                return NO_VALUE
+            if argument in template["Resources"]:
+                return argument
+            return parameter_value(template, parameters, argument)
+        if function == "Fn::If":
+            condition, yes, no = argument
+            return deployed(yes if holds(condition, template, parameters) else no, template, parameters)
+        if function == "Fn::GetAtt":
+            return ".".join(argument)
+        if function == "Fn::Sub":
+            text, variables = (argument, {}) if isinstance(argument, str) else argument
+            assert isinstance(text, str), f"Fn::Sub's string must be literal: {argument!r}"
+            variables = {k: deployed(v, template, parameters) for k, v in variables.items()}
+
+            def substitute(match):
+                name = match.group(1).strip()
+                if name in variables:
+                    return str(variables[name])
+                if "." in name and name.split(".", 1)[0] in template["Resources"]:
+                    return name
+                return str(deployed({"Ref": name}, template, parameters))
+
+            text = text.replace("${!", "\0")
+            return re.sub(r"\$\{([^}]+)\}", substitute, text).replace("\0", "${")
+        if function == "Fn::Join":
+            delimiter, items = argument
+            assert isinstance(delimiter, str), f"Fn::Join's delimiter must be literal: {delimiter!r}"
+            items = deployed(items, template, parameters)
+            assert isinstance(items, list), f"Fn::Join joins a list, not {items!r}"
+            return delimiter.join(str(item) for item in items)
+        if function == "Fn::Split":
+            delimiter, text = argument
+            assert isinstance(delimiter, str), f"Fn::Split's delimiter must be literal: {delimiter!r}"
+            return str(deployed(text, template, parameters)).split(delimiter)
+        if function == "Fn::Select":
+            index, items = argument
+            return deployed(items, template, parameters)[int(deployed(index, template, parameters))]
+        if function == "Fn::FindInMap":
+            name, key, attribute = (deployed(v, template, parameters) for v in argument)
+            return template["Mappings"][name][str(key)][attribute]
+        assert not function.startswith("Fn::"), f"deployed() does not evaluate {function}"
+    mapping = {key: deployed(v, template, parameters) for key, v in value.items()}
+    return {key: v for key, v in mapping.items() if v is not NO_VALUE}
+
+
+# ---------------------------------------------------------------- EventBridge
+
+def event_matches(pattern, event):
+    """Whether an EventBridge event pattern matches an event: every field of
+    the pattern must be in the event; a list of values matches when the
+    event's value (or, for an array, any of its elements) is one of them
+    ({"prefix": ...}, {"exists": ...} and {"anything-but": ...} included);
+    a nested pattern matches an object, or any element of an array of them."""
+    for key, expected in pattern.items():
+        if isinstance(expected, dict):
+            actual = event.get(key) if isinstance(event, dict) else None
+            candidates = actual if isinstance(actual, list) else [actual]
+            if not any(isinstance(c, dict) and event_matches(expected, c) for c in candidates):
+                return False
+            continue
+        assert isinstance(expected, list), f"pattern field {key}: a list of values or a nested pattern, not {expected!r}"
+        present = isinstance(event, dict) and key in event
+        actual = event.get(key) if present else None
+        values = actual if isinstance(actual, list) else [actual]
+        if not any(_value_matches(rule, v, present) for rule in expected for v in values):
+            return False
+    return True
+
+
+def _value_matches(rule, value, present):
+    if isinstance(rule, dict):
+        ((kind, argument),) = rule.items()
+        if kind == "exists":
+            return present == argument
+        if kind == "prefix":
+            return present and isinstance(value, str) and value.startswith(argument)
+        if kind == "anything-but":
+            return present and value not in as_list(argument)
+        raise AssertionError(f"event_matches() does not know the {kind!r} filter")
+    return present and value == rule
 
 
 # ---------------------------------------------------------------- Rust code

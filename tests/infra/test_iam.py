@@ -4,9 +4,16 @@ ownership tag with this deployment's owner (the Owner parameter, or by default
 the stack id: the function's OWNER), never to the fixed value earlier versions
 wrote, except for the one statement that takes such resources over. The code side is read from
 src/aws/*.rs, so a new SDK call without its permission (or a permission left
-behind by a removed call) fails here, naming the action."""
+behind by a removed call) fails here, naming the action.
+
+The role also backs the allow-lists (AllowedTargets, AllowedSources): with a
+list, targets are created only on its destinations and sessions use only its
+targets (or ours) and mirror only ENIs of its VPCs and subnets; with `*`,
+anything. The last part of this file deploys the role both ways and asks a
+small IAM evaluator what each call may do."""
 
 import fnmatch
+import functools
 import os
 import re
 
@@ -14,8 +21,11 @@ import pytest
 
 from infra_support import (
     ROOT,
+    SAMPLE_STACK_ID,
     as_list,
     code_actions,
+    deployed,
+    holds,
     leaves,
     load_template,
     pascal_to_kebab,
@@ -42,8 +52,8 @@ OWNER_CONDITION = "HasOwner"
 STACK_ID = {"Ref": "AWS::StackId"}
 OWNER = {"Fn::If": [OWNER_CONDITION, {"Ref": OWNER_PARAMETER}, STACK_ID]}
 OWNER_TEXT = "!If [HasOwner, !Ref Owner, !Ref AWS::StackId]"
-# A stack id as CloudFormation passes it, for evaluating the expression.
-SAMPLE_STACK_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/traffic-mirroring/1c2fa620-0000-4000-8000-000000000000"
+# A stack id as CloudFormation passes it (SAMPLE_STACK_ID, infra_support), for
+# evaluating the expression.
 # The fixed value every deployment of earlier versions tagged with. It may
 # appear in the role only where a legacy resource is taken over: re-tagged
 # with the owner (TAKEOVER_ACTION), its ownership key alone.
@@ -71,6 +81,14 @@ PLATFORM_ACTIONS = {
     # its role (XRayPolicy, only under TracingActive: test_observability.py).
     "xray:PutTraceSegments": "X-Ray, Tracing=Active",
     "xray:PutTelemetryRecords": "X-Ray, Tracing=Active",
+}
+
+# Called by the code, but by mirrorctl with the operator's credentials, never
+# by the function: the role must not have them.
+OPERATOR_ACTIONS = {
+    "cloudformation:DescribeStackResource": "mirrorctl --stack: the stack's function",
+    "lambda:GetFunctionConfiguration": "mirrorctl --stack: the function's settings (its environment)",
+    "sts:GetCallerIdentity": "mirrorctl: who the operator is",
 }
 
 # Actions besides EC2's Describe* that may be granted on every resource:
@@ -104,6 +122,11 @@ TARGET_DESTINATIONS = {
 
 OWNERSHIP_KEYS_REQUEST = {"aws:RequestTag"}
 OWNERSHIP_KEYS_RESOURCE = {"aws:ResourceTag", "ec2:ResourceTag"}
+
+
+@functools.lru_cache(maxsize=1)
+def cached_template():
+    return load_template()
 
 
 @pytest.fixture(scope="module")
@@ -156,11 +179,13 @@ def granted_actions(statements):
 
 
 def condition_keys(statement):
-    """{"aws:RequestTag/k": value, ...} over all operators of the statement's Condition."""
+    """{"aws:RequestTag/k": value, ...} over all operators of the statement's
+    Condition (over both branches when it is an Fn::If)."""
     keys = {}
-    for operator, clauses in statement.get("Condition", {}).items():
-        for key, value in clauses.items():
-            keys[key] = value
+    for condition in leaves(statement.get("Condition", {})):
+        for operator, clauses in condition.items():
+            for key, value in clauses.items():
+                keys[key] = value
     return keys
 
 
@@ -170,8 +195,29 @@ def requires_tag(statement, kinds, tag):
     return any(conditions.get(f"{kind}/{key}") in (value, [value]) for kind in kinds)
 
 
+# The two ways the allow-lists deploy, for reading what a computed Resource
+# (the lists turned into ARNs) names: `*`, and a list of every kind.
+ANY_ALLOWED = {"AllowedTargets": "*", "AllowedSources": "*"}
+NLB_ALLOWED = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/mon/50dc6c495c0c9188"
+LISTS_ALLOWED = {
+    "AllowedTargets": f"eni-0a1b2c3d4e5f60718, {NLB_ALLOWED},vpce-0b1b2c3d4e5f60718 ,tmt-0c1b2c3d4e5f60718",
+    "AllowedSources": "vpc-0d1b2c3d4e5f60718, subnet-0e1b2c3d4e5f60718",
+}
+DEPLOYMENTS = {"any": ANY_ALLOWED, "lists": LISTS_ALLOWED}
+
+
 def resources(statement):
-    return [leaf for r in as_list(statement["Resource"]) for leaf in leaves(r)]
+    """The resources a statement may name, over both branches of an Fn::If;
+    a computed list (Fn::Split of the allow-lists) as it deploys with each
+    of DEPLOYMENTS."""
+    found = []
+    for leaf in (leaf for r in as_list(statement["Resource"]) for leaf in leaves(r)):
+        if isinstance(leaf, str) or (isinstance(leaf, dict) and set(leaf) <= {"Fn::Sub", "Fn::GetAtt", "Ref"}):
+            found.append(leaf)
+        else:
+            for parameters in DEPLOYMENTS.values():
+                found.extend(as_list(deployed(leaf, cached_template(), parameters)))
+    return found
 
 
 def is_takeover(statement):
@@ -190,37 +236,9 @@ def values_in(value):
 
 
 def evaluate(value, template, parameters):
-    """The value CloudFormation would deploy for `value` (Ref, Fn::If and the
-    condition functions; other values as they are), with `parameters` given
-    at deployment and the rest at their defaults."""
-    if isinstance(value, list):
-        return [evaluate(v, template, parameters) for v in value]
-    if not isinstance(value, dict):
-        return value
-    if "Ref" in value:
-        name = value["Ref"]
-        if name == "AWS::StackId":
-            return SAMPLE_STACK_ID
-        assert name in template["Parameters"], f"evaluate() knows only parameters and AWS::StackId, not {name}"
-        return str(parameters.get(name, template["Parameters"][name].get("Default", "")))
-    if "Fn::If" in value:
-        condition, yes, no = value["Fn::If"]
-        return evaluate(yes if holds(condition, template, parameters) else no, template, parameters)
-    return {key: evaluate(v, template, parameters) for key, v in value.items()}
-
-
-def holds(condition, template, parameters):
-    """Whether a condition (by name, or a condition function) is true."""
-    if isinstance(condition, str):
-        return holds(template["Conditions"][condition], template, parameters)
-    if "Condition" in condition:
-        return holds(condition["Condition"], template, parameters)
-    if "Fn::Not" in condition:
-        return not holds(condition["Fn::Not"][0], template, parameters)
-    if "Fn::Equals" in condition:
-        left, right = (evaluate(v, template, parameters) for v in condition["Fn::Equals"])
-        return str(left) == str(right)
-    raise AssertionError(f"holds() does not evaluate {condition!r}")
+    """The value CloudFormation would deploy for `value`, with `parameters`
+    given at deployment and the rest at their defaults (infra_support)."""
+    return deployed(value, template, parameters)
 
 
 def ownership_conditions(statements, ownership_key):
@@ -399,7 +417,10 @@ def test_the_parser_sees_the_calls_the_code_makes():
 
 def test_the_role_grants_every_action_the_code_calls(statements):
     granted = granted_actions(statements)
-    missing = {action: files for action, files in code_actions().items() if action not in granted}
+    missing = {
+        action: files for action, files in code_actions().items()
+        if action not in granted and action not in OPERATOR_ACTIONS
+    }
     assert not missing, "the code calls actions the role does not grant: " + "; ".join(
         f"{action} (called in {', '.join(sorted(set(files)))})" for action, files in sorted(missing.items())
     )
@@ -410,6 +431,15 @@ def test_the_role_grants_nothing_the_code_does_not_call(statements):
     assert not extra, (
         "the role grants actions nothing in src/aws calls: " + ", ".join(sorted(extra))
         + " (remove them, or add them to PLATFORM_ACTIONS with the reason the platform needs them)"
+    )
+
+
+def test_the_role_grants_none_of_the_operators_actions(statements):
+    """mirrorctl's own calls are made with the operator's credentials; the
+    function never needs them."""
+    granted = granted_actions(statements) & set(OPERATOR_ACTIONS)
+    assert not granted, "the role grants what only mirrorctl calls: " + ", ".join(
+        f"{action} ({OPERATOR_ACTIONS[action]})" for action in sorted(granted)
     )
 
 
@@ -450,20 +480,28 @@ def test_every_ec2_create_is_bound_to_the_ownership_tag(statements, ownership_ta
                     )
 
 
+@pytest.mark.parametrize("deployment", sorted(DEPLOYMENTS))
 @pytest.mark.parametrize("action, kind", sorted(UNTAGGED_CREATE_RESOURCES))
-def test_resources_of_others_are_usable_without_our_tag(statements, action, kind):
-    """The other side of the exceptions above: each is granted with no
-    condition, or creating on someone else's resource (a caller's filter or
-    target, the appliance's load balancer) fails with UnauthorizedOperation."""
+def test_resources_of_others_are_usable_without_our_tag(template, ownership_key, deployment, action, kind):
+    """The other side of the exceptions above: each is granted, as deployed
+    with the allow-lists `*` or set, by a statement that asks for no tag of
+    ours (at most for an allowed id or place, as the lists say), or creating
+    on someone else's resource (a caller's filter or target, the appliance's
+    load balancer) fails with UnauthorizedOperation."""
     granted = [
-        s for s in statements
-        if action in as_list(s["Action"]) and kind in {resource_type(r) for r in resources(s)}
+        s for s in deployed_statements(template, DEPLOYMENTS[deployment])
+        if action in as_list(s["Action"]) and kind in {resource_type(r) for r in as_list(s["Resource"])}
     ]
     assert granted, f"{action} is not granted on {kind} ({UNTAGGED_CREATE_RESOURCES[(action, kind)]})"
-    assert any(not s.get("Condition") for s in granted), (
-        f"{action} on {kind} is granted only under conditions ({[s.get('Sid') for s in granted]}): "
+    untagged = [s for s in granted if not any(key.endswith("Tag/" + ownership_key) for key in condition_keys(s))]
+    assert untagged, (
+        f"{action} on {kind} is granted only for resources tagged as ours ({[s.get('Sid') for s in granted]}): "
         f"{UNTAGGED_CREATE_RESOURCES[(action, kind)]}, so it carries no tag of ours"
     )
+    if deployment == "any":
+        assert any(not s.get("Condition") for s in untagged), (
+            f"with the allow-lists `*`, {action} on {kind} should be granted without a condition"
+        )
 
 
 def test_the_code_tags_what_the_role_requires_tagged(statements):
@@ -548,9 +586,14 @@ def test_the_role_lets_a_target_point_wherever_the_code_points_it(statements):
     assert not missing, f"the code creates targets on {sorted(missing)}, which ec2:CreateTrafficMirrorTarget is not granted on"
 
 
-def test_every_ec2_delete_needs_the_ownership_tag(statements, ownership_tag):
+def test_every_ec2_delete_needs_the_ownership_tag(template, statements, ownership_tag):
+    """All but the unapproved-session deletes, which exist only with
+    RemoveUnapprovedMirrors (checked below)."""
+    unapproved = [id(s) for s in unapproved_mirror_statements(template)]
     deletes_seen = False
     for statement in statements:
+        if id(statement) in unapproved:
+            continue
         deletes = [a for a in as_list(statement["Action"]) if a.startswith("ec2:Delete")]
         if deletes:
             deletes_seen = True
@@ -691,3 +734,325 @@ def test_the_tag_keys_the_code_writes_fit_the_roles_limit(statements):
                 assert any(fnmatch.fnmatchcase(key, p) for p in as_list(patterns)), (
                     f"{statement.get('Sid')}: the code tags with {key}, which aws:TagKeys {patterns} does not allow"
                 )
+
+
+# ---------------------------------------------------------------- the role as deployed
+
+# RemoveUnapprovedMirrors=true lets the sweep delete sessions that are not
+# ours, and nothing else: a policy of its own under this condition.
+UNAPPROVED_PARAMETER = "RemoveUnapprovedMirrors"
+UNAPPROVED_CONDITION = "RemoveUnapprovedMirrorsOn"
+
+
+def role_policies(template):
+    """[(policy name, its CloudFormation condition or None, document)] of
+    every policy of the function's role."""
+    role = template["Resources"][ROLE]
+    found = [(p["PolicyName"], None, p["PolicyDocument"]) for p in role["Properties"].get("Policies", [])]
+    for kind in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+        for name, policy in resources_of_type(template, kind).items():
+            if refers_to(policy["Properties"].get("Roles", []), ROLE):
+                found.append((name, policy.get("Condition"), policy["Properties"]["PolicyDocument"]))
+    return found
+
+
+def unapproved_mirror_statements(template):
+    return [
+        statement
+        for _, condition, document in role_policies(template) if condition == UNAPPROVED_CONDITION
+        for statement in as_list(document["Statement"])
+    ]
+
+
+def deployed_statements(template, parameters):
+    """The role's statements as CloudFormation deploys them with
+    `parameters`: the policies whose condition holds, every intrinsic
+    function evaluated."""
+    return [
+        deployed(statement, template, parameters)
+        for _, condition, document in role_policies(template)
+        if condition is None or holds(condition, template, parameters)
+        for statement in as_list(document["Statement"])
+    ]
+
+
+# A small IAM evaluator: Allow statements only (the role has no others), the
+# resource matched segment by segment, the condition operators the role uses.
+
+def wildcard(pattern, text):
+    """IAM's * and ? within one string."""
+    return re.fullmatch("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern), text, re.S) is not None
+
+
+def arn_matches(pattern, arn):
+    """Resource (or ArnLike) matching: "*" matches anything; otherwise each
+    of the first five colon-separated segments on its own, the rest (the
+    resource, colons and all) as one."""
+    if pattern == "*":
+        return True
+    patterns, parts = pattern.split(":", 5), arn.split(":", 5)
+    return len(patterns) == len(parts) == 6 and all(wildcard(p, a) for p, a in zip(patterns, parts))
+
+
+OPERATORS = {
+    "StringEquals": lambda expected, actual: expected == actual,
+    "StringLike": wildcard,
+    "ArnEquals": arn_matches,
+    "ArnLike": arn_matches,
+}
+
+
+def condition_holds(condition, context):
+    for operator, clauses in condition.items():
+        qualifier, _, base = operator.rpartition(":")
+        assert base in OPERATORS and qualifier in ("", "ForAllValues", "ForAnyValue"), f"the evaluator does not know {operator}"
+        test = OPERATORS[base]
+        for key, expected in clauses.items():
+            expected = as_list(expected)
+            present = key in context
+            actual = as_list(context.get(key, []))
+            one = lambda value: any(test(e, value) for e in expected)
+            if qualifier == "ForAllValues":
+                ok = all(map(one, actual))
+            elif qualifier == "ForAnyValue":
+                ok = any(map(one, actual))
+            else:
+                ok = present and one(context[key])
+            if not ok:
+                return False
+    return True
+
+
+def allowed(statements, action, arn, context):
+    return any(
+        action in as_list(s["Action"])
+        and any(arn_matches(r, arn) for r in as_list(s["Resource"]))
+        and condition_holds(s.get("Condition", {}), context)
+        for s in statements
+    )
+
+
+def call_allowed(statements, action, authorizations):
+    """A call is allowed when every resource it touches is: [(ARN, context)]."""
+    return all(allowed(statements, action, arn, context) for arn, context in authorizations)
+
+
+ACCOUNT_ARN = "arn:aws:ec2:us-east-1:123456789012"
+
+
+def ec2_arn(kind, ident):
+    return f"{ACCOUNT_ARN}:{kind}/{ident}"
+
+
+# The destinations, targets and places of the scenarios: those LISTS_ALLOWED
+# names, and others.
+ENI, OTHER_ENI = "eni-0a1b2c3d4e5f60718", "eni-0fedcba9876543210"
+NLB, OTHER_NLB = NLB_ALLOWED, "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/other/0123456789abcdef"
+VPCE, OTHER_VPCE = "vpce-0b1b2c3d4e5f60718", "vpce-0fedcba9876543210"
+TMT, OTHER_TMT = "tmt-0c1b2c3d4e5f60718", "tmt-0fedcba9876543210"
+VPC, OTHER_VPC = "vpc-0d1b2c3d4e5f60718", "vpc-0fedcba9876543210"
+SUBNET, OTHER_SUBNET = "subnet-0e1b2c3d4e5f60718", "subnet-0fedcba9876543210"
+
+
+def new_resource(kind, tags):
+    """A resource a create makes, as IAM sees it: a wildcard id, the tags in
+    the request."""
+    return ec2_arn(kind, "*"), {**{f"aws:RequestTag/{k}": v for k, v in tags.items()}, "aws:TagKeys": list(tags)}
+
+
+def create_target(destination, tags):
+    arn = destination if destination.startswith("arn:") else ec2_arn(
+        "network-interface" if destination.startswith("eni-") else "vpc-endpoint", destination
+    )
+    return [new_resource("traffic-mirror-target", tags), (arn, {})]
+
+
+def create_session(source_vpc, source_subnet, target, target_owner, tags, filter_owner=None):
+    target_tags = {} if target_owner is None else {"traffic-mirroring:managed-by": target_owner}
+    filter_tags = {} if filter_owner is None else {"traffic-mirroring:managed-by": filter_owner}
+    return [
+        new_resource("traffic-mirror-session", tags),
+        (ec2_arn("network-interface", "eni-0123456789abcdef0"),
+         {"ec2:Vpc": ec2_arn("vpc", source_vpc), "ec2:Subnet": ec2_arn("subnet", source_subnet)}),
+        (ec2_arn("traffic-mirror-target", target), {f"aws:ResourceTag/{k}": v for k, v in target_tags.items()}),
+        (ec2_arn("traffic-mirror-filter", "tmf-0123456789abcdef0"), {f"aws:ResourceTag/{k}": v for k, v in filter_tags.items()}),
+    ]
+
+
+@pytest.fixture(scope="module")
+def our_tags(ownership_key):
+    """The tags the code writes on what it creates (with the sample owner,
+    the stack id): the ownership key with the owner, and one more of ours."""
+    return {ownership_key: SAMPLE_STACK_ID, "traffic-mirroring:action-id": "a-1"}
+
+
+@pytest.mark.parametrize(
+    "deployment, destination, expected",
+    [
+        ("any", ENI, True), ("any", OTHER_ENI, True), ("any", NLB, True), ("any", OTHER_NLB, True),
+        ("any", VPCE, True), ("any", OTHER_VPCE, True),
+        ("lists", ENI, True), ("lists", OTHER_ENI, False), ("lists", NLB, True), ("lists", OTHER_NLB, False),
+        ("lists", VPCE, True), ("lists", OTHER_VPCE, False),
+    ],
+)
+def test_targets_are_created_only_on_allowed_destinations(template, our_tags, deployment, destination, expected):
+    """AllowedTargets `*`: a target may point at any ENI, NLB or GWLB
+    endpoint; a list: only at those it names."""
+    statements = deployed_statements(template, DEPLOYMENTS[deployment])
+    assert call_allowed(statements, "ec2:CreateTrafficMirrorTarget", create_target(destination, our_tags)) == expected, (
+        f"AllowedTargets={DEPLOYMENTS[deployment]['AllowedTargets']!r}: a target on {destination} should be "
+        f"{'allowed' if expected else 'refused'} by the role"
+    )
+
+
+def test_a_target_is_never_created_untagged(template, ownership_key):
+    for parameters in DEPLOYMENTS.values():
+        statements = deployed_statements(template, parameters)
+        assert not call_allowed(statements, "ec2:CreateTrafficMirrorTarget", create_target(ENI, {})), "untagged"
+        assert not call_allowed(
+            statements, "ec2:CreateTrafficMirrorTarget", create_target(ENI, {ownership_key: "someone-else"})
+        ), "tagged with another owner"
+
+
+@pytest.mark.parametrize(
+    "deployment, target, owner, expected",
+    [
+        ("any", TMT, None, True), ("any", OTHER_TMT, None, True), ("any", OTHER_TMT, "someone-else", True),
+        ("lists", TMT, None, True), ("lists", OTHER_TMT, SAMPLE_STACK_ID, True),
+        ("lists", OTHER_TMT, None, False), ("lists", OTHER_TMT, "someone-else", False),
+        # A listed ENI's id as a target id is not a listed target.
+        ("lists", ENI.replace("eni-", "tmt-"), None, False),
+    ],
+    ids=["any: listed", "any: anyone's", "any: another deployment's", "lists: listed", "lists: ours",
+         "lists: unlisted", "lists: another deployment's", "lists: an ENI's id as a target"],
+)
+def test_sessions_use_only_allowed_or_own_targets(template, our_tags, deployment, target, owner, expected):
+    """AllowedTargets `*`: any target; a list: a tmt- id it names, or a
+    target of ours (which CreateTrafficMirrorTarget made on an allowed
+    destination)."""
+    statements = deployed_statements(template, DEPLOYMENTS[deployment])
+    call = create_session(VPC, SUBNET, target, owner, our_tags)
+    assert call_allowed(statements, "ec2:CreateTrafficMirrorSession", call) == expected, (
+        f"AllowedTargets={DEPLOYMENTS[deployment]['AllowedTargets']!r}: a session to {target} "
+        f"(owner {owner!r}) should be {'allowed' if expected else 'refused'}"
+    )
+
+
+@pytest.mark.parametrize(
+    "deployment, vpc, subnet, expected",
+    [
+        ("any", OTHER_VPC, OTHER_SUBNET, True),
+        ("lists", VPC, OTHER_SUBNET, True), ("lists", OTHER_VPC, SUBNET, True), ("lists", OTHER_VPC, OTHER_SUBNET, False),
+    ],
+    ids=["any: anywhere", "lists: an allowed VPC", "lists: an allowed subnet", "lists: elsewhere"],
+)
+def test_sessions_mirror_only_enis_of_allowed_sources(template, our_tags, deployment, vpc, subnet, expected):
+    """AllowedSources `*`: any ENI; a list: an ENI in one of its VPCs or
+    subnets (ec2:Vpc, ec2:Subnet of the source ENI)."""
+    statements = deployed_statements(template, DEPLOYMENTS[deployment])
+    call = create_session(vpc, subnet, TMT, None, our_tags)
+    assert call_allowed(statements, "ec2:CreateTrafficMirrorSession", call) == expected, (
+        f"AllowedSources={DEPLOYMENTS[deployment]['AllowedSources']!r}: an ENI in {vpc}/{subnet} should be "
+        f"{'allowed' if expected else 'refused'} as a source"
+    )
+
+
+@pytest.mark.parametrize(
+    "targets, allowed_ones, refused_ones",
+    [
+        (NLB, [NLB], [OTHER_NLB, ENI]),
+        (f"{NLB},{ENI}", [NLB, ENI], [OTHER_NLB, VPCE]),
+        (f"{ENI},{OTHER_NLB}, {NLB}", [ENI, OTHER_NLB, NLB], [VPCE, OTHER_ENI]),
+        (f"{VPCE}", [VPCE], [NLB, ENI]),
+        (f"{TMT}", [], [NLB, ENI, VPCE]),
+        ("arn:aws-us-gov:elasticloadbalancing:us-gov-west-1:123456789012:loadbalancer/net/a-b/0123456789abcdef",
+         ["arn:aws-us-gov:elasticloadbalancing:us-gov-west-1:123456789012:loadbalancer/net/a-b/0123456789abcdef"], [NLB]),
+    ],
+    ids=["one NLB", "NLB first", "NLBs after ENIs", "an endpoint", "target ids only", "another partition"],
+)
+def test_every_shape_of_list_limits_target_creates_to_it(template, our_tags, targets, allowed_ones, refused_ones):
+    """The list is turned into ARNs with Fn::Join and Fn::Split alone: an
+    NLB ARN anywhere in it (first, last, several) stays whole."""
+    statements = deployed_statements(template, {**LISTS_ALLOWED, "AllowedTargets": targets})
+    for destination in allowed_ones + refused_ones:
+        expected = destination in allowed_ones
+        assert call_allowed(statements, "ec2:CreateTrafficMirrorTarget", create_target(destination, our_tags)) == expected, (
+            f"AllowedTargets={targets!r}: a target on {destination} should be {'allowed' if expected else 'refused'}"
+        )
+
+
+ARN = re.compile(r"arn:[a-z*-]+:[a-z0-9*-]+:[a-z0-9*-]*:[0-9*]*:\S+")
+
+
+@pytest.mark.parametrize("parameters", [
+    ANY_ALLOWED, LISTS_ALLOWED,
+    {"AllowedTargets": NLB, "AllowedSources": "vpc-0a1b2c3d"},
+    {"AllowedTargets": " eni-0a1b2c3d , eni-0b1b2c3d", "AllowedSources": " subnet-0a1b2c3d "},
+], ids=["any", "lists", "one NLB, one VPC", "spaces"])
+def test_every_resource_and_arn_condition_is_a_valid_arn(template, parameters):
+    """IAM refuses a policy whose Resource (or Arn* condition value) is not
+    an ARN or "*": an item of the wrong kind must still make a valid ARN,
+    and no list may leave an empty entry or a space in one."""
+    for statement in deployed_statements(template, parameters):
+        sid = statement.get("Sid")
+        for resource in as_list(statement["Resource"]):
+            stack_resource = re.match(r"(\w+)\.Arn(/\S*)?$", resource)
+            if stack_resource and stack_resource.group(1) in template["Resources"]:
+                continue  # an ARN of the stack's own (!GetAtt X.Arn)
+            assert resource == "*" or ARN.fullmatch(resource), (
+                f"{sid}: Resource {resource!r} is not an ARN (with {parameters})"
+            )
+        for operator, clauses in statement.get("Condition", {}).items():
+            if operator.endswith(("ArnLike", "ArnEquals")):
+                for key, values in clauses.items():
+                    for value in as_list(values):
+                        assert ARN.fullmatch(value), f"{sid}: {key} value {value!r} is not an ARN (with {parameters})"
+
+
+def test_the_allow_lists_reach_the_role_only_through_their_conditions(template):
+    """AnyTarget and AnySource are `*` said explicitly: true exactly for
+    `*`, so that a list, even one naming a single id, limits the role."""
+    for condition, parameter in (("AnyTarget", "AllowedTargets"), ("AnySource", "AllowedSources")):
+        assert template["Conditions"][condition] == {"Fn::Equals": [{"Ref": parameter}, "*"]}, condition
+        assert holds(condition, template, {**LISTS_ALLOWED, parameter: "*"})
+        assert not holds(condition, template, LISTS_ALLOWED)
+
+
+def test_the_role_can_see_every_session_and_target_in_the_account(template):
+    """Every wiretap in the account is seen: the sweep lists all sessions,
+    targets and filters, whoever made them."""
+    for parameters in (ANY_ALLOWED, LISTS_ALLOWED):
+        statements = deployed_statements(template, parameters)
+        for action in ("ec2:DescribeTrafficMirrorSessions", "ec2:DescribeTrafficMirrorTargets", "ec2:DescribeTrafficMirrorFilters"):
+            assert any(
+                action in as_list(s["Action"]) and as_list(s["Resource"]) == ["*"] and not s.get("Condition")
+                for s in statements
+            ), f"{action} must be granted on every resource without a condition"
+
+
+def test_unapproved_sessions_may_be_deleted_only_with_remove_unapproved_mirrors(template):
+    """The one exception to "deletes need our tag": DeleteTrafficMirrorSession
+    on any session, in a policy of its own that exists only when
+    RemoveUnapprovedMirrors is "true" ("false" by default). Filters and
+    targets of others are never deletable."""
+    parameter = template["Parameters"][UNAPPROVED_PARAMETER]
+    assert parameter["Type"] == "String" and sorted(parameter["AllowedValues"]) == ["false", "true"]
+    assert parameter["Default"] == "false", f"{UNAPPROVED_PARAMETER} is off by default"
+    assert template["Conditions"][UNAPPROVED_CONDITION] == {"Fn::Equals": [{"Ref": UNAPPROVED_PARAMETER}, "true"]}
+    (statement,) = unapproved_mirror_statements(template)
+    assert as_list(statement["Action"]) == ["ec2:DeleteTrafficMirrorSession"], "sessions only"
+    assert {resource_type(r) for r in resources(statement)} == {"traffic-mirror-session"}
+    foreign = {"aws:ResourceTag/traffic-mirroring:managed-by": "someone-else"}
+    untagged = {}
+    for value, expected in (("false", False), ("true", True)):
+        statements = deployed_statements(template, {**LISTS_ALLOWED, UNAPPROVED_PARAMETER: value})
+        for context in (foreign, untagged):
+            assert allowed(statements, "ec2:DeleteTrafficMirrorSession", ec2_arn("traffic-mirror-session", "tms-0123456789abcdef0"), context) == expected, (
+                f"{UNAPPROVED_PARAMETER}={value}: deleting a session not ours should be {'allowed' if expected else 'refused'}"
+            )
+            for action, kind in (("ec2:DeleteTrafficMirrorFilter", "traffic-mirror-filter"), ("ec2:DeleteTrafficMirrorTarget", "traffic-mirror-target")):
+                assert not allowed(statements, action, ec2_arn(kind, "x-0123456789abcdef0"), context), (
+                    f"{UNAPPROVED_PARAMETER}={value}: {action} of a resource not ours must be refused"
+                )
+        ours = {"aws:ResourceTag/traffic-mirroring:managed-by": SAMPLE_STACK_ID}
+        assert allowed(statements, "ec2:DeleteTrafficMirrorSession", ec2_arn("traffic-mirror-session", "tms-0123456789abcdef0"), ours)

@@ -1,5 +1,8 @@
 """The ledger table in the template has the key and the indexes that
-the ledger adapter (src/aws/ledger/) reads and queries, and keeps its data."""
+the ledger adapter (src/aws/ledger/) reads and queries, and keeps its data.
+Two kinds of index: the lookups of INDEXES (a partition key alone, whole
+records projected), and the expiry index byMirrorEnd (a partition and a sort
+key, keys only: the expiry run reads each record again before acting)."""
 
 import re
 
@@ -50,6 +53,26 @@ def code_indexes(code):
     return indexes
 
 
+# The expiry index: its name and its partition and sort key attributes, as
+# src/aws/ledger/mod.rs names them.
+EXPIRY_INDEX = ("INDEX_BY_MIRROR_END", "MIRROR_ENDING", "MIRROR_ENDS_AT")
+
+
+def code_ranged_indexes(code):
+    """{index name: (partition key attribute, sort key attribute)} of the
+    indexes queried by a range (the expiry index)."""
+    index, partition, sort = (rust_str_const(code, name) for name in EXPIRY_INDEX)
+    return {index: (partition, sort)}
+
+
+def written_type(code, const):
+    """"S" or "N": how the codec writes the attribute `const` names
+    (`item.insert(CONST.into(), s(...))` or `n(...)`)."""
+    kinds = set(re.findall(r"\binsert\(\s*" + const + r"\.into\(\)\s*,\s*([sn])\(", code))
+    assert len(kinds) == 1, f"the parser finds {const} written as {sorted(kinds) or 'nothing'} in {LEDGER}"
+    return kinds.pop().upper()
+
+
 def key_schema(schema):
     return {k["KeyType"]: k["AttributeName"] for k in schema}
 
@@ -64,7 +87,10 @@ def test_the_table_key_is_the_ledgers_partition_key(table, code):
 
 
 def test_every_index_the_code_queries_is_in_the_template_and_no_other(table, code):
-    wanted = code_indexes(code)
+    wanted = {name: {"HASH": attribute} for name, attribute in code_indexes(code).items()}
+    ranged = code_ranged_indexes(code)
+    assert not set(ranged) & set(wanted), f"{sorted(set(ranged) & set(wanted))} is both a lookup and the expiry index"
+    wanted.update({name: {"HASH": partition, "RANGE": sort} for name, (partition, sort) in ranged.items()})
     declared = {
         index["IndexName"]: key_schema(index["KeySchema"])
         for index in table["Properties"].get("GlobalSecondaryIndexes", [])
@@ -73,10 +99,8 @@ def test_every_index_the_code_queries_is_in_the_template_and_no_other(table, cod
     extra = sorted(set(declared) - set(wanted))
     assert not missing, f"{LEDGER} queries indexes the template lacks: {missing}"
     assert not extra, f"the template declares indexes {LEDGER} never queries: {extra}"
-    for name, attribute in wanted.items():
-        assert declared[name] == {"HASH": attribute}, (
-            f"index {name}: the code queries it by {attribute!r} alone, the template keys it {declared[name]}"
-        )
+    for name, keys in wanted.items():
+        assert declared[name] == keys, f"index {name}: the code queries it by {keys}, the template keys it {declared[name]}"
 
 
 def test_every_index_constant_is_listed_in_indexes(code):
@@ -88,18 +112,31 @@ def test_every_index_constant_is_listed_in_indexes(code):
             assert index in listed, f"{name} ({index}) is not in INDEXES"
 
 
-def test_the_indexes_project_whole_records(table):
-    """find() rebuilds whole records from index items."""
+def test_the_indexes_project_whole_records(table, code):
+    """find() rebuilds whole records from the lookups' index items; the
+    expiry run reads only action ids (the table's key) from its index, then
+    each record again, consistently, from the table."""
+    lookups, ranged = code_indexes(code), code_ranged_indexes(code)
     for index in table["Properties"]["GlobalSecondaryIndexes"]:
-        assert index["Projection"] == {"ProjectionType": "ALL"}, f"{index['IndexName']} must project ALL"
+        name = index["IndexName"]
+        if name in lookups:
+            assert index["Projection"] == {"ProjectionType": "ALL"}, f"{name} must project ALL"
+        else:
+            assert name in ranged, name
+            assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}, f"{name} needs the keys only"
 
 
-def test_attribute_definitions_are_exactly_the_key_attributes_as_strings(table, code):
+def test_attribute_definitions_are_exactly_the_key_attributes_as_the_code_writes_them(table, code):
     definitions = {a["AttributeName"]: a["AttributeType"] for a in table["Properties"]["AttributeDefinitions"]}
-    keys = {rust_str_const(code, "PARTITION_KEY")} | set(code_indexes(code).values())
+    ranged = {attribute: const for const, attribute in zip(EXPIRY_INDEX[1:], next(iter(code_ranged_indexes(code).values())))}
+    keys = {rust_str_const(code, "PARTITION_KEY")} | set(code_indexes(code).values()) | set(ranged)
     assert set(definitions) == keys, f"attribute definitions {sorted(definitions)} != key attributes {sorted(keys)}"
-    # The code writes every key attribute with AttributeValue::S.
-    assert set(definitions.values()) == {"S"}
+    # The code writes the table's and the lookups' keys with AttributeValue::S;
+    # the expiry index's as its codec does (its end is a number of seconds,
+    # so that "ending before now" is a numeric range).
+    for attribute, kind in definitions.items():
+        expected = written_type(code, ranged[attribute]) if attribute in ranged else "S"
+        assert kind == expected, f"{attribute}: the template declares {kind}, the code writes {expected}"
 
 
 def test_the_table_keeps_its_data(table):
@@ -122,6 +159,7 @@ def test_finished_records_expire_through_the_tables_ttl(table, code):
         f"LedgerTable's TTL reads {ttl.get('AttributeName')!r}; {LEDGER} writes the expiry to {attribute!r}"
     )
     keys = {rust_str_const(code, "PARTITION_KEY")} | set(code_indexes(code).values())
+    keys |= {a for pair in code_ranged_indexes(code).values() for a in pair}
     assert attribute not in keys, f"{attribute} is a key attribute: every record would expire"
 
 

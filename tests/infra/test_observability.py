@@ -32,6 +32,8 @@ DASHBOARD_METRICS = [
     "Actions", "ActionLatency", "ThrottledCalls", "ThrottleWait", "RecordsHandedBack",
     "SessionsCreated", "SessionsDeleted", "FiltersCreated", "FiltersDeleted", "TargetsCreated", "TargetsDeleted",
     "CoverageWanted", "CoverageMirrored", "CoverageMissing", "CoverageNotDelivering", "SweepFindings",
+    # Every wiretap seen, and who touched ours: the oversight alarms' metrics.
+    "UnapprovedMirrors", "TamperedResources", "ExcludeTagChanges",
 ]
 DASHBOARD_QUEUE_METRICS = [
     ("ApproximateAgeOfOldestMessage", "RequestQueue"),
@@ -347,6 +349,11 @@ ALARMS = {
     "RollbackIncompleteAlarm": ("TrafficMirroring", "RollbackIncomplete", None, "Sum", 300, 1, "GreaterThanThreshold", 0, None),
     # The sweep runs hourly: 3 hours in a row.
     "CoverageMissingAlarm": ("TrafficMirroring", "CoverageMissing", None, None, 3600, 3, "GreaterThanThreshold", 0, None),
+    # Any unapproved wiretap a sweep (hourly) finds; the state follows the latest sweep.
+    "UnapprovedMirrorsAlarm": ("TrafficMirroring", "UnapprovedMirrors", None, "Maximum", 3600, 1, "GreaterThanThreshold", 0, None),
+    # Any of ours deleted by someone else, any exclude tag set or removed.
+    "TamperedResourcesAlarm": ("TrafficMirroring", "TamperedResources", None, "Sum", 300, 1, "GreaterThanThreshold", 0, None),
+    "ExcludeTagChangesAlarm": ("TrafficMirroring", "ExcludeTagChanges", None, "Sum", 300, 1, "GreaterThanThreshold", 0, None),
 }
 
 
@@ -409,6 +416,15 @@ def test_the_action_failures_alarm_adds_create_and_remove_failures(template, res
     parameter = template["Parameters"]["FailureAlarmThreshold"]
     assert parameter["Type"] == "Number" and int(parameter["Default"]) == 5
     check_alarm_basics(name, alarm)
+
+
+def test_the_dashboard_shows_the_state_of_every_alarm(template, dashboard):
+    """The alarm widget lists every alarm of the stack."""
+    shown = {
+        alarm for widget in dashboard["widgets"] if widget["type"] == "alarm" for alarm in widget["properties"]["alarms"]
+    }
+    alarms = {f"resource-{name}.Arn" for name in resources_of_type(template, "AWS::CloudWatch::Alarm")}
+    assert shown == alarms, f"{DASHBOARD}'s alarm widget: missing {sorted(alarms - shown)}, extra {sorted(shown - alarms)}"
 
 
 def test_every_alarm_is_explained_in_the_readme(resources):

@@ -10,15 +10,18 @@ import re
 
 import pytest
 
-from infra_support import ROOT, TEMPLATE, as_list, block_end, leaves, load_template, read, refers_to, rust_str_array, rust_str_const, without_comments
+from infra_support import (
+    ROOT, TEMPLATE, as_list, block_end, deployed, event_matches, holds, leaves, load_template, read, refers_to,
+    rust_str_array, rust_str_const, without_comments,
+)
 
 FUNCTION = "TrafficMirroringFunction"
 QUEUE = "RequestQueue"
 # Rules that invoke the function directly, and the ones that queue: a launch
 # storm (or a mass re-tag) must wait in the request queue, not start an
 # invocation per instance.
-FUNCTION_RULES = ["RequestRule", "SweepRule"]
-QUEUE_RULES = ["InstanceStateRule", "InstanceTagRule", "EniAttachRule"]
+FUNCTION_RULES = ["RequestRule", "SweepRule", "ExpiryRule"]
+QUEUE_RULES = ["InstanceStateRule", "InstanceTagRule", "EniAttachRule", "TamperRule", "ExcludeTagRule"]
 RULES = FUNCTION_RULES + QUEUE_RULES
 
 # The fleet's events beside state changes (issue #17): tag changes of the
@@ -29,6 +32,17 @@ ATTACH_RULE = "EniAttachRule"
 ATTACH_PARAMETER = "RouteEniAttachments"
 ATTACH_CONDITION = "RouteEniAttachmentsOn"
 POLICY_TAG_PREFIX = "traffic-mirroring:"
+
+# Accountability (CloudTrail, so a trail too, and a parameter to turn off):
+# someone else deleting our sessions, filters or targets, and someone opting
+# an instance out of mirroring with the exclude tag.
+TAMPER_RULE = "TamperRule"
+EXCLUDE_RULE = "ExcludeTagRule"
+TAMPER_PARAMETER = "WatchTampering"
+TAMPER_CONDITION = "WatchTamperingOn"
+EXCLUDE_TAG = "traffic-mirroring:exclude"
+# Rules that exist only under a condition: whatever names them must too.
+CONDITIONAL_RULES = {ATTACH_RULE: ATTACH_CONDITION, TAMPER_RULE: TAMPER_CONDITION, EXCLUDE_RULE: TAMPER_CONDITION}
 
 # Read by a library, not by src/config.rs.
 PLATFORM_ENV = {"RUST_LOG": "tracing_subscriber's EnvFilter"}
@@ -141,16 +155,40 @@ def test_the_claim_lease_and_visibility_come_from_the_timeout(resources, functio
     assert visibility == {"Fn::FindInMap": ["TimeoutSettings", {"Ref": "FunctionTimeout"}, "QueueVisibilityTimeout"]}
 
 
+def rust_number(text):
+    """A bound as src/ writes it: a literal (86_400), or the path of a
+    numeric constant (crate::mirroring::model::MAX_LIFETIME_MINUTES) found
+    in src/."""
+    text = text.strip()
+    if re.fullmatch(r"[\d_]+", text):
+        return int(text.replace("_", ""))
+    name = text.rsplit("::", 1)[-1]
+    assert re.fullmatch(r"[A-Z][A-Z0-9_]*", name), f"the parser does not read the bound {text!r}"
+    for folder, _, files in os.walk(os.path.join(ROOT, "src")):
+        for file in files:
+            if file.endswith(".rs"):
+                source = without_comments(read(os.path.relpath(os.path.join(folder, file), ROOT)))
+                match = re.search(r"\bconst\s+" + name + r"\s*:\s*\w+\s*=\s*([\d_]+)\s*;", source)
+                if match:
+                    return int(match.group(1).replace("_", ""))
+    raise AssertionError(f"no numeric `const {name}` in src/")
+
+
+BOUND = r"([\d_]+|(?:\w+::)*[A-Z][A-Z0-9_]*)"
+
+
 def config_range(variable):
     """(low, high) of the range src/config.rs accepts for `variable`: its
     `ranged(value(VARIABLE), VARIABLE, low..=high)`, or the
-    `(low..=high).contains` check of its `match value(VARIABLE)`."""
+    `(low..=high).contains` check of its `match value(VARIABLE)`; a bound
+    may be a literal or a numeric constant's path."""
     config = without_comments(read("src/config.rs"))
     ranged = re.search(
-        r"\branged\(\s*value\(\s*" + variable + r"\s*\)\s*,\s*" + variable + r"\s*,\s*(\d+)\s*\.\.=\s*(\d+)\s*\)", config
+        r"\branged\(\s*value\(\s*" + variable + r"\s*\)\s*,\s*" + variable + r"\s*,\s*" + BOUND + r"\s*\.\.=\s*" + BOUND + r"\s*,?\s*\)",
+        config,
     )
     if ranged:
-        return int(ranged.group(1)), int(ranged.group(2))
+        return rust_number(ranged.group(1)), rust_number(ranged.group(2))
     match = re.search(r"match\s+value\(\s*" + variable + r"\s*\)(.*?)\};", config, re.S)
     assert match, f"the parser no longer finds where src/config.rs reads {variable}"
     bounds = re.search(r"\((\d+)\s*\.\.=\s*(\d+)\)\s*\.\s*contains", match.group(1))
@@ -230,33 +268,43 @@ def test_bounded_numbers_come_from_their_parameters_within_the_codes_range(templ
 
 
 # What the allow-list parameters' patterns must accept and refuse, the way
-# src/config.rs reads the lists (comma-separated, items trimmed).
+# src/config.rs reads the lists (comma-separated, items trimmed): `*` alone
+# for anything, said explicitly; never empty (closed by default: the
+# parameters are required).
 NLB = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/mon/50dc6c495c0c9188"
 ALLOW_LISTS = {
     "AllowedTargets": (
-        "ALLOWED_TARGETS",
-        ["", "eni-0000000b", f" eni-0000000b , {NLB},vpce-0123456789abcdef0,tmt-0000000c ",
+        "ALLOWED_TARGETS", "AnyTarget",
+        ["*", "eni-0000000b", f" eni-0000000b , {NLB},vpce-0123456789abcdef0,tmt-0000000c ",
          "arn:aws-us-gov:elasticloadbalancing:us-gov-west-1:123456789012:loadbalancer/net/a-b/0123456789abcdef"],
-        ["eni-0000000b,10.0.0.1", "vpc-0000000a", "eni-123", "eni-0000000b;eni-0000000c",
-         NLB.replace("/net/", "/app/"), "eni-0000000b,,eni-0000000c"],
+        ["", " ", " * ", "*,eni-0000000b", "eni-0000000b,*", "**", "eni-0000000b,10.0.0.1", "vpc-0000000a", "eni-123",
+         "eni-0000000b;eni-0000000c", NLB.replace("/net/", "/app/"), "eni-0000000b,,eni-0000000c", "eni-0000000b,"],
     ),
     "AllowedSources": (
-        "ALLOWED_SOURCES",
-        ["", "vpc-0000000a", "vpc-0000000a, subnet-0123456789abcdef0"],
-        ["vpc-0000000a,sg-0000000b", "eni-0000000b", "subnet-12", "vpc-0000000a subnet-0000000b"],
+        "ALLOWED_SOURCES", "AnySource",
+        ["*", "vpc-0000000a", "vpc-0000000a, subnet-0123456789abcdef0"],
+        ["", " ", " *", "*,vpc-0000000a", "vpc-0000000a,sg-0000000b", "eni-0000000b", "subnet-12", "vpc-0000000a subnet-0000000b"],
     ),
 }
 
 
 @pytest.mark.parametrize("parameter", sorted(ALLOW_LISTS))
-def test_the_allow_lists_come_from_string_parameters_empty_by_default(template, function, parameter):
-    variable, accepted, refused = ALLOW_LISTS[parameter]
+def test_the_allow_lists_are_required_and_star_is_said_explicitly(template, function, parameter):
+    """Closed by default: no Default, so every deployment names what it
+    allows; `*` (alone) allows anything, and nothing else does (an empty
+    value is refused by the pattern, as the code would refuse every create)."""
+    variable, condition, accepted, refused = ALLOW_LISTS[parameter]
     env = function["Properties"]["Environment"]["Variables"]
     assert env.get(variable) == {"Ref": parameter}, f"{variable} must come from the {parameter} parameter"
     declared = template["Parameters"][parameter]
-    # A CommaDelimitedList cannot be empty by default without a Join; the
-    # code splits the list itself.
-    assert declared["Type"] == "String" and declared["Default"] == "", f"{parameter}: Type String, Default \"\""
+    # A CommaDelimitedList would split before the role's Fn::Split could;
+    # the code splits the list itself.
+    assert declared["Type"] == "String", f"{parameter}: Type String"
+    assert "Default" not in declared, f"{parameter} must be required (no Default): closed by default"
+    assert int(declared.get("MinLength", 0)) >= 1, f"{parameter}: MinLength 1, so an empty value is refused"
+    description = " ".join(declared["Description"].split())
+    for words in ("Required", "*", "Empty is not accepted"):
+        assert words in description, f"{parameter}'s description should say {words!r}"
     pattern = declared.get("AllowedPattern")
     assert pattern, f"{parameter} has no AllowedPattern"
     # CloudFormation matches the whole value (Java's String.matches).
@@ -264,6 +312,51 @@ def test_the_allow_lists_come_from_string_parameters_empty_by_default(template, 
         assert re.fullmatch(pattern, value), f"{parameter}'s AllowedPattern refuses {value!r}, which src/config.rs reads"
     for value in refused:
         assert not re.fullmatch(pattern, value), f"{parameter}'s AllowedPattern accepts {value!r}"
+    assert template["Conditions"][condition] == {"Fn::Equals": [{"Ref": parameter}, "*"]}, (
+        f"{condition}: !Equals [!Ref {parameter}, \"*\"]"
+    )
+    assert rust_str_const(without_comments(read("src/config.rs")), "ANY") == "*", "src/config.rs's ANY is not \"*\""
+
+
+# The accountability switches: (parameter, variable, default).
+SWITCHES = [("RequireReason", "REQUIRE_REASON", "false"), ("RemoveUnapprovedMirrors", "REMOVE_UNAPPROVED_MIRRORS", "false")]
+
+
+@pytest.mark.parametrize("parameter, variable, default", SWITCHES)
+def test_the_switches_come_from_true_false_parameters(template, function, parameter, variable, default):
+    declared = template["Parameters"][parameter]
+    assert declared["Type"] == "String" and sorted(declared["AllowedValues"]) == ["false", "true"]
+    assert declared["Default"] == default, f"{parameter} defaults to {default!r}"
+    assert function["Properties"]["Environment"]["Variables"].get(variable) == {"Ref": parameter}
+    assert variable in code_env_vars(), f"src/config.rs does not read {variable}"
+
+
+def test_the_mirror_lifetime_cap_is_passed_only_when_set(template, function):
+    """MaxMirrorMinutes 0 (the default) means no cap: the function then gets
+    MAX_MIRROR_MINUTES empty (src/config.rs reads it as unset), else the
+    number, within the range the code accepts."""
+    declared = template["Parameters"]["MaxMirrorMinutes"]
+    assert declared["Type"] == "Number"
+    assert (int(declared["Default"]), int(declared["MinValue"]), int(declared["MaxValue"])) == (0, 0, 525600)
+    value = function["Properties"]["Environment"]["Variables"].get("MAX_MIRROR_MINUTES")
+    assert deployed(value, template, {}) == "", "MaxMirrorMinutes 0: MAX_MIRROR_MINUTES must be empty"
+    assert deployed(value, template, {"MaxMirrorMinutes": 90}) == "90"
+    low, high = config_range("MAX_MIRROR_MINUTES")
+    assert low <= 1 and int(declared["MaxValue"]) <= high, (
+        f"MaxMirrorMinutes allows 1-{declared['MaxValue']}; src/config.rs refuses to start outside {low}-{high}"
+    )
+
+
+def test_the_audit_trail_is_kept_a_year_by_default(template):
+    """Finished ledger records (who asked, why, when) and the function's logs
+    last a year unless the deployment says otherwise."""
+    assert int(template["Parameters"]["FinishedRecordDays"]["Default"]) == 365
+    retention = template["Parameters"]["LogRetentionDays"]
+    assert int(retention["Default"]) == 365
+    # What CloudWatch Logs accepts as a retention (PutRetentionPolicy).
+    assert [int(v) for v in retention["AllowedValues"]] == [
+        1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653
+    ]
 
 
 def test_async_invocations_have_bounded_retries_and_a_dead_letter_queue(function):
@@ -331,6 +424,28 @@ def test_the_sweep_rule_sends_the_sweep_input(resources):
 
 def test_the_code_recognises_the_sweep_input(ingress):
     assert re.search(r"\"sweep\"", ingress), "src/sources.rs no longer mentions the sweep input the rule sends"
+
+
+def test_the_expiry_rule_sends_the_expire_input_every_five_minutes(template, resources):
+    """Time-boxed: the expiry run removes mirrors past their end within
+    ExpirySchedule (5 minutes by default), always (no condition), retried
+    and dead-lettered like the sweep."""
+    rule = resources["ExpiryRule"]
+    assert "Condition" not in rule, "ExpiryRule is part of every deployment"
+    properties = rule["Properties"]
+    assert properties["ScheduleExpression"] == {"Ref": "ExpirySchedule"}
+    assert template["Parameters"]["ExpirySchedule"]["Default"] == "rate(5 minutes)"
+    (target,) = properties["Targets"]
+    assert json.loads(target["Input"]) == {"expire": {}}
+    (sweep,) = resources["SweepRule"]["Properties"]["Targets"]
+    for setting in ("Arn", "RetryPolicy", "DeadLetterConfig"):
+        assert target[setting] == sweep[setting], f"ExpiryRule's {setting} should be the sweep rule's"
+
+
+def test_the_code_recognises_the_expire_input(ingress):
+    assert re.search(r"\"expire\"", ingress), (
+        "src/sources.rs (or contract.rs, handler.rs) does not mention the expire input ExpiryRule sends"
+    )
 
 
 @pytest.mark.parametrize("name", RULES)
@@ -421,10 +536,11 @@ def test_the_request_queue_admits_the_tag_and_attach_rules(resources):
     would name a resource that is not there)."""
     sources = admitted_sources(resources)
     assert {"Fn::GetAtt": [TAG_RULE, "Arn"]} in sources, f"the request queue's policy does not admit {TAG_RULE}"
-    assert {"Fn::If": [ATTACH_CONDITION, {"Fn::GetAtt": [ATTACH_RULE, "Arn"]}, {"Ref": "AWS::NoValue"}]} in sources, (
-        f"the request queue's policy should admit {ATTACH_RULE} as "
-        f"!If [{ATTACH_CONDITION}, !GetAtt {ATTACH_RULE}.Arn, !Ref AWS::NoValue]"
-    )
+    for rule, condition in CONDITIONAL_RULES.items():
+        assert {"Fn::If": [condition, {"Fn::GetAtt": [rule, "Arn"]}, {"Ref": "AWS::NoValue"}]} in sources, (
+            f"the request queue's policy should admit {rule} as "
+            f"!If [{condition}, !GetAtt {rule}.Arn, !Ref AWS::NoValue]"
+        )
 
 
 def queue_rule_target(resources, name):
@@ -506,19 +622,21 @@ def test_the_attach_rule_queues_cloudtrail_attachments_under_its_parameter(templ
     queue_rule_target(resources, ATTACH_RULE)
 
 
-def test_nothing_names_the_attach_rule_outside_its_condition(template, resources):
-    """With RouteEniAttachments=false the rule does not exist: anything else
-    naming it (a resource or an output) must sit under the same condition
-    (its own, or the true branch of an Fn::If on it), or the deployment
-    fails."""
+@pytest.mark.parametrize("rule, condition", sorted(CONDITIONAL_RULES.items()))
+def test_nothing_names_a_conditional_rule_outside_its_condition(template, resources, rule, condition):
+    """With RouteEniAttachments=false (WatchTampering=false) the rule does
+    not exist: anything else naming it (a resource or an output) must sit
+    under the same condition (its own, or the true branch of an Fn::If on
+    it), or the deployment fails."""
+    assert resources[rule].get("Condition") == condition, f"{rule} must exist only under {condition}"
     stray = []
 
     def walk(value, where):
         if isinstance(value, dict):
-            if "Fn::If" in value and value["Fn::If"][0] == ATTACH_CONDITION:
+            if "Fn::If" in value and value["Fn::If"][0] == condition:
                 walk(value["Fn::If"][2], f"{where}.Fn::If[false]")
                 return
-            if refers_to({key: v for key, v in value.items() if key in ("Ref", "Fn::GetAtt", "Fn::Sub")}, ATTACH_RULE):
+            if refers_to({key: v for key, v in value.items() if key in ("Ref", "Fn::GetAtt", "Fn::Sub")}, rule):
                 stray.append(where)
                 return
             for key, v in value.items():
@@ -529,15 +647,112 @@ def test_nothing_names_the_attach_rule_outside_its_condition(template, resources
 
     named = False
     for name, entry in [*resources.items(), *template.get("Outputs", {}).items()]:
-        if name == ATTACH_RULE:
+        if name == rule:
             continue
-        named = named or refers_to(entry, ATTACH_RULE) or ATTACH_RULE in as_list(entry.get("DependsOn", []))
-        if entry.get("Condition") != ATTACH_CONDITION:
-            if ATTACH_RULE in as_list(entry.get("DependsOn", [])):
+        named = named or refers_to(entry, rule) or rule in as_list(entry.get("DependsOn", []))
+        if entry.get("Condition") != condition:
+            if rule in as_list(entry.get("DependsOn", [])):
                 stray.append(f"{name}.DependsOn")
             walk(entry, name)
-    assert named, f"nothing names {ATTACH_RULE}: the queue policies must admit it"
-    assert not stray, f"{ATTACH_RULE} named outside {ATTACH_CONDITION}: {stray}"
+    assert named, f"nothing names {rule}: the queue policies must admit it"
+    assert not stray, f"{rule} named outside {condition}: {stray}"
+
+
+# CloudTrail's records as EventBridge delivers them (trimmed to what the
+# patterns read): deletes of mirroring resources, and tag calls.
+def cloudtrail_event(event_name, request_parameters, event_source="ec2.amazonaws.com"):
+    return {
+        "version": "0", "id": "6f8a2c1e-0000-4000-8000-000000000000", "source": "aws.ec2",
+        "detail-type": "AWS API Call via CloudTrail", "account": "123456789012", "region": "us-east-1",
+        "detail": {
+            "eventVersion": "1.09", "eventSource": event_source, "eventName": event_name,
+            "userIdentity": {"type": "AssumedRole", "arn": "arn:aws:sts::123456789012:assumed-role/ops/alice"},
+            "requestParameters": request_parameters,
+        },
+    }
+
+
+def tag_call(event_name, keys, resource="i-0123456789abcdef0"):
+    return cloudtrail_event(event_name, {
+        "resourcesSet": {"items": [{"resourceId": resource}]},
+        "tagSet": {"items": [{"key": key, "value": "true"} for key in keys]},
+    })
+
+
+TAMPER_EVENTS = [
+    (cloudtrail_event("DeleteTrafficMirrorSession", {"DeleteTrafficMirrorSessionRequest": {"TrafficMirrorSessionId": "tms-0123456789abcdef0"}}), True),
+    (cloudtrail_event("DeleteTrafficMirrorFilter", {"DeleteTrafficMirrorFilterRequest": {"TrafficMirrorFilterId": "tmf-0123456789abcdef0"}}), True),
+    (cloudtrail_event("DeleteTrafficMirrorTarget", {"DeleteTrafficMirrorTargetRequest": {"TrafficMirrorTargetId": "tmt-0123456789abcdef0"}}), True),
+    (cloudtrail_event("CreateTrafficMirrorSession", {}), False),
+    (cloudtrail_event("DeleteTrafficMirrorFilterRule", {}), False),
+    (cloudtrail_event("DeleteTrafficMirrorSession", {}, event_source="elasticloadbalancing.amazonaws.com"), False),
+]
+EXCLUDE_EVENTS = [
+    (tag_call("CreateTags", [EXCLUDE_TAG]), True),
+    (tag_call("DeleteTags", [EXCLUDE_TAG]), True),
+    (tag_call("CreateTags", ["Name", EXCLUDE_TAG, "team"]), True),
+    (tag_call("CreateTags", ["traffic-mirroring:target"]), False),
+    (tag_call("CreateTags", ["traffic-mirroring:exclude-me"]), False),
+    (tag_call("CreateSnapshot", [EXCLUDE_TAG]), False),
+    (cloudtrail_event("CreateTags", {"resourcesSet": {"items": [{"resourceId": "i-0123456789abcdef0"}]}}), False),
+]
+
+
+def test_the_tamper_rules_queue_cloudtrail_calls_under_their_parameter(template, resources):
+    """TamperRule and ExcludeTagRule, behind WatchTampering ("true" by
+    default): they reach EventBridge only where a trail records management
+    events, which the parameter's description must say."""
+    parameter = template["Parameters"][TAMPER_PARAMETER]
+    assert parameter["Type"] == "String"
+    assert sorted(parameter["AllowedValues"]) == ["false", "true"] and parameter["Default"] == "true"
+    description = " ".join(parameter["Description"].split())
+    for words in ("CloudTrail", "trail records management events", "sweep"):
+        assert words in description, f"{TAMPER_PARAMETER}'s description should mention {words!r}"
+    assert template["Conditions"][TAMPER_CONDITION] == {"Fn::Equals": [{"Ref": TAMPER_PARAMETER}, "true"]}
+    cloudtrail = {"source": ["aws.ec2"], "detail-type": ["AWS API Call via CloudTrail"]}
+    assert resources[TAMPER_RULE]["Properties"]["EventPattern"] == {
+        **cloudtrail,
+        "detail": {
+            "eventSource": ["ec2.amazonaws.com"],
+            "eventName": ["DeleteTrafficMirrorSession", "DeleteTrafficMirrorFilter", "DeleteTrafficMirrorTarget"],
+        },
+    }, f"{TAMPER_RULE}'s EventPattern"
+    assert resources[EXCLUDE_RULE]["Properties"]["EventPattern"] == {
+        **cloudtrail,
+        "detail": {
+            "eventSource": ["ec2.amazonaws.com"],
+            "eventName": ["CreateTags", "DeleteTags"],
+            "requestParameters": {"tagSet": {"items": {"key": [EXCLUDE_TAG]}}},
+        },
+    }, f"{EXCLUDE_RULE}'s EventPattern"
+    for rule in (TAMPER_RULE, EXCLUDE_RULE):
+        assert resources[rule].get("Condition") == TAMPER_CONDITION, f"{rule} must exist only under {TAMPER_CONDITION}"
+        queue_rule_target(resources, rule)
+
+
+@pytest.mark.parametrize(
+    "rule, event, expected",
+    [(TAMPER_RULE, e, m) for e, m in TAMPER_EVENTS] + [(EXCLUDE_RULE, e, m) for e, m in EXCLUDE_EVENTS],
+    ids=[f"tamper: {e['detail']['eventName']}{'' if m else ' (no)'}" for e, m in TAMPER_EVENTS]
+    + [f"exclude {i}: {e['detail']['eventName']}{'' if m else ' (no)'}" for i, (e, m) in enumerate(EXCLUDE_EVENTS)],
+)
+def test_the_tamper_rules_match_what_they_are_for_and_nothing_else(resources, rule, event, expected):
+    """EventBridge matches a pattern's value against each element of an
+    array: one tag among several (tagSet.items) is enough."""
+    assert event_matches(resources[rule]["Properties"]["EventPattern"], event) == expected, (
+        f"{rule} should {'match' if expected else 'not match'} {event['detail']}"
+    )
+
+
+def test_the_tag_key_the_exclude_rule_watches_is_the_codes():
+    """The exclude tag's key as src/ names it (TAG_* constants)."""
+    values = set()
+    for folder, _, files in os.walk(os.path.join(ROOT, "src")):
+        for name in files:
+            if name.endswith(".rs"):
+                source = without_comments(read(os.path.relpath(os.path.join(folder, name), ROOT))).split("#[cfg(test)]", 1)[0]
+                values |= set(re.findall(r"\bconst\s+TAG_\w+\s*:\s*&str\s*=\s*\"([^\"]*)\"", source))
+    assert EXCLUDE_TAG in values, f"no TAG_* constant in src/ is {EXCLUDE_TAG!r}, the key ExcludeTagRule watches"
 
 
 def test_every_rule_target_can_deliver(resources):
@@ -674,15 +889,19 @@ def test_every_ignored_cfn_lint_rule_is_explained():
 
 # ---------------------------------------------------------------- documentation
 
+REQUIRED = object()
+
+
 def readme_parameter_defaults():
     """{parameter: default} from the Parameters table of infra/README.md;
-    "empty" stands for an empty default."""
+    "empty" stands for an empty default, "**required**" for none."""
     with open(os.path.join(ROOT, "infra", "README.md"), encoding="utf-8") as f:
         section = re.search(r"^## Parameters\n(.*?)(?=^## )", f.read(), re.M | re.S)
     assert section, "infra/README.md has no \"## Parameters\" section"
-    rows = re.findall(r"^\| `(\w+)` \| (`[^`]*`|empty) \|", section.group(1), re.M)
+    rows = re.findall(r"^\| `(\w+)` \| (`[^`]*`|empty|\*\*required\*\*) \|", section.group(1), re.M)
     assert rows, "the parser no longer finds the Parameters table in infra/README.md"
-    return {name: "" if value == "empty" else value.strip("`") for name, value in rows}
+    values = {"empty": "", "**required**": REQUIRED}
+    return {name: values.get(value, value.strip("`")) for name, value in rows}
 
 
 def test_the_readme_lists_every_parameter_with_its_default(template):
@@ -693,6 +912,9 @@ def test_the_readme_lists_every_parameter_with_its_default(template):
         f"extra {sorted(set(documented) - set(parameters))}"
     )
     for name, parameter in parameters.items():
-        assert documented[name] == str(parameter.get("Default", "")), (
-            f"infra/README.md gives {name} the default {documented[name]!r}; the template has {parameter.get('Default')!r}"
+        expected = str(parameter["Default"]) if "Default" in parameter else REQUIRED
+        shown = "**required**" if documented[name] is REQUIRED else repr(documented[name])
+        assert documented[name] == expected, (
+            f"infra/README.md gives {name} the default {shown}; the template has "
+            f"{repr(parameter['Default']) if 'Default' in parameter else 'none (required)'}"
         )
