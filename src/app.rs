@@ -13,7 +13,7 @@ use crate::aws::{ec2_retry_policy, retry_policy};
 use crate::config::Config;
 use crate::handler::App;
 use crate::mirroring::launch::LaunchPolicy;
-use crate::mirroring::{Allowed, Mirroring};
+use crate::mirroring::{AllowList, Allowed, Controls, Mirroring};
 
 pub fn build(sdk: &SdkConfig, config: &Config) -> App {
     let ec2_config = aws_sdk_ec2::config::Builder::from(sdk)
@@ -41,20 +41,26 @@ pub fn build(sdk: &SdkConfig, config: &Config) -> App {
         &config.event_bus_name,
         &config.event_source,
     );
-    if config.allowed_targets.is_none() {
+    if config.allowed_targets == AllowList::Nothing || config.allowed_sources == AllowList::Nothing {
         tracing::warn!(
             owner = %config.owner,
-            "ALLOWED_TARGETS is not set: any caller that may invoke this function, send to its queue, put an \
-             event on its bus or tag an instance can mirror any ENI's traffic to any destination"
+            "ALLOWED_TARGETS or ALLOWED_SOURCES is not set: every create is refused until both name what this \
+             deployment may mirror (or * for any)"
         );
     }
     let allowed = Allowed {
         targets: config.allowed_targets.clone(),
         sources: config.allowed_sources.clone(),
     };
+    let controls = Controls {
+        require_reason: config.require_reason,
+        max_mirror_minutes: config.max_mirror_minutes,
+        remove_unapproved_mirrors: config.remove_unapproved_mirrors,
+    };
     let mirroring = Mirroring::new(Arc::new(ec2), Arc::new(ledger), Arc::new(publisher), &config.owner)
         .with_lease_seconds(config.claim_lease_seconds)
         .with_allowed(allowed)
+        .with_controls(controls)
         .with_sweep_max_deletions(config.sweep_max_deletions);
     App::new(mirroring)
         .with_launch_policy(LaunchPolicy {

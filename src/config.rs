@@ -3,9 +3,10 @@
 //! bad deployment stops at start-up instead of misbehaving (or panicking) on
 //! its first request.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use crate::mirroring::validate::{is_aws_id, parse_target, target_field_of};
+use crate::mirroring::AllowList;
 
 pub const TABLE_NAME: &str = "TABLE_NAME";
 pub const EVENT_BUS_NAME: &str = "EVENT_BUS_NAME";
@@ -35,11 +36,27 @@ pub const MUTATING_CALLS_PER_SECOND: &str = "MUTATING_CALLS_PER_SECOND";
 pub const OWNER: &str = "OWNER";
 
 /// Comma-separated destinations a create may mirror to (ENI ids, NLB ARNs,
-/// GWLB endpoint ids, `tmt-` ids). Absent: any destination (warned at start-up).
+/// GWLB endpoint ids, `tmt-` ids), or `*` for any. Unset or empty: none, so
+/// every create is refused (a mirror is a wiretap: closed by default).
 pub const ALLOWED_TARGETS: &str = "ALLOWED_TARGETS";
 
-/// Comma-separated VPC or subnet ids whose ENIs may be mirror sources. Absent: any.
+/// Comma-separated VPC or subnet ids whose ENIs may be mirror sources, or
+/// `*` for any. Unset or empty: none.
 pub const ALLOWED_SOURCES: &str = "ALLOWED_SOURCES";
+
+/// `true`: a create or remove without a `reason` is refused. Default `false`.
+pub const REQUIRE_REASON: &str = "REQUIRE_REASON";
+
+/// The longest a requested mirror may run, in minutes (1-525600); one asked
+/// for without an end gets this as its end. Unset: no cap.
+pub const MAX_MIRROR_MINUTES: &str = "MAX_MIRROR_MINUTES";
+
+/// `true`: the sweep deletes the sessions it reports as unapproved (not made
+/// by this deployment, to a target not allowed). Default `false`: reported only.
+pub const REMOVE_UNAPPROVED_MIRRORS: &str = "REMOVE_UNAPPROVED_MIRRORS";
+
+/// The value of an allow-list that allows anything: said explicitly.
+pub const ANY: &str = "*";
 
 /// Days a finished ledger record (failed, removed, a remove's answer) is
 /// kept before DynamoDB's TTL deletes it (1-3650, default 30).
@@ -55,7 +72,8 @@ use crate::mirroring::TAG_MANAGED_BY_LEGACY_VALUE as LEGACY_OWNER;
 /// The logic's own defaults (it runs with them when built without a configuration).
 pub use crate::mirroring::{DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_MAX_DELETIONS};
 pub const DEFAULT_MAX_CONCURRENT_ACTIONS: usize = 10;
-pub const DEFAULT_FINISHED_RECORD_DAYS: u64 = 30;
+/// A year: a finished record keeps who asked for a mirror and why (the audit trail).
+pub const DEFAULT_FINISHED_RECORD_DAYS: u64 = 365;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -67,12 +85,15 @@ pub struct Config {
     pub max_concurrent_actions: usize,
     pub mutating_calls_per_second: Option<f64>,
     pub owner: String,
-    /// `None`: any destination.
-    pub allowed_targets: Option<BTreeSet<String>>,
-    /// `None`: any source.
-    pub allowed_sources: Option<BTreeSet<String>>,
+    pub allowed_targets: AllowList,
+    /// VPC or subnet ids.
+    pub allowed_sources: AllowList,
     pub finished_record_days: u64,
     pub sweep_max_deletions: usize,
+    pub require_reason: bool,
+    /// `None`: no cap.
+    pub max_mirror_minutes: Option<u64>,
+    pub remove_unapproved_mirrors: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -129,31 +150,26 @@ impl Config {
             Some(owner) => check_owner(owner)?,
             None => format!("table/{table_name}"),
         };
-        let allowed_targets = match value(ALLOWED_TARGETS) {
-            None => None,
-            Some(list) => Some(
-                items(&list)
-                    .map(|target| check_target(ALLOWED_TARGETS, target).map(|()| target.to_owned()))
-                    .collect::<Result<BTreeSet<_>, _>>()?,
-            ),
-        };
-        let allowed_sources = match value(ALLOWED_SOURCES) {
-            None => None,
-            Some(list) => Some(
-                items(&list)
-                    .map(|id| {
-                        if is_aws_id(id, "vpc-") || is_aws_id(id, "subnet-") {
-                            Ok(id.to_owned())
-                        } else {
-                            Err(ConfigError(
-                                ALLOWED_SOURCES,
-                                format!("lists {id:?}, which is not a VPC or subnet id"),
-                            ))
-                        }
-                    })
-                    .collect::<Result<BTreeSet<_>, _>>()?,
-            ),
-        };
+        let allowed_targets = allow_list(value(ALLOWED_TARGETS), ALLOWED_TARGETS, |target| {
+            check_target(ALLOWED_TARGETS, target)
+        })?;
+        let allowed_sources = allow_list(value(ALLOWED_SOURCES), ALLOWED_SOURCES, |id| {
+            if is_aws_id(id, "vpc-") || is_aws_id(id, "subnet-") {
+                Ok(())
+            } else {
+                Err(ConfigError(
+                    ALLOWED_SOURCES,
+                    format!("lists {id:?}, which is not a VPC or subnet id"),
+                ))
+            }
+        })?;
+        let require_reason = flag(value(REQUIRE_REASON), REQUIRE_REASON)?;
+        let remove_unapproved_mirrors = flag(value(REMOVE_UNAPPROVED_MIRRORS), REMOVE_UNAPPROVED_MIRRORS)?;
+        let max_mirror_minutes = ranged(
+            value(MAX_MIRROR_MINUTES),
+            MAX_MIRROR_MINUTES,
+            1..=crate::mirroring::model::MAX_LIFETIME_MINUTES,
+        )?;
         let finished_record_days = ranged(value(FINISHED_RECORD_DAYS), FINISHED_RECORD_DAYS, 1..=3650)?
             .unwrap_or(DEFAULT_FINISHED_RECORD_DAYS);
         let sweep_max_deletions =
@@ -168,6 +184,9 @@ impl Config {
             allowed_sources,
             finished_record_days,
             sweep_max_deletions,
+            require_reason,
+            max_mirror_minutes,
+            remove_unapproved_mirrors,
             table_name,
             event_bus_name: value(EVENT_BUS_NAME).unwrap_or_else(|| DEFAULT_EVENT_BUS.to_owned()),
             event_source: value(EVENT_SOURCE).unwrap_or_else(|| DEFAULT_EVENT_SOURCE.to_owned()),
@@ -177,6 +196,43 @@ impl Config {
 
 fn items(list: &str) -> impl Iterator<Item = &str> {
     list.split(',').map(str::trim).filter(|item| !item.is_empty())
+}
+
+/// Unset or empty: nothing allowed; `*` alone: anything; else the listed
+/// items, each checked. `*` beside other items is refused: it would make
+/// them pointless, and is more likely a mistake than a wish.
+fn allow_list(
+    text: Option<String>,
+    name: &'static str,
+    check: impl Fn(&str) -> Result<(), ConfigError>,
+) -> Result<AllowList, ConfigError> {
+    let Some(text) = text else {
+        return Ok(AllowList::Nothing);
+    };
+    let listed: Vec<&str> = items(&text).collect();
+    match listed.as_slice() {
+        [] => Ok(AllowList::Nothing),
+        [ANY] => Ok(AllowList::Any),
+        many if many.contains(&ANY) => Err(ConfigError(
+            name,
+            format!("lists {ANY} beside other items; {ANY} alone allows anything"),
+        )),
+        many => {
+            for item in many {
+                check(item)?;
+            }
+            Ok(AllowList::Only(many.iter().map(|item| (*item).to_owned()).collect()))
+        }
+    }
+}
+
+/// `true` or `false` (any case); unset: `false`.
+fn flag(text: Option<String>, name: &'static str) -> Result<bool, ConfigError> {
+    match text.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(ConfigError(name, "must be true or false".into())),
+    }
 }
 
 /// A whole number within `range`, by name; `None` when unset.
@@ -262,8 +318,14 @@ mod tests {
         assert_eq!(config.claim_lease_seconds, 900);
         assert_eq!(config.max_concurrent_actions, 10);
         assert_eq!(config.owner, "table/ledger");
-        assert_eq!((config.allowed_targets, config.allowed_sources), (None, None));
-        assert_eq!((config.finished_record_days, config.sweep_max_deletions), (30, 5));
+        assert_eq!(
+            (config.allowed_targets, config.allowed_sources),
+            (AllowList::Nothing, AllowList::Nothing),
+            "closed by default"
+        );
+        assert_eq!((config.finished_record_days, config.sweep_max_deletions), (365, 5));
+        assert!(!config.require_reason && !config.remove_unapproved_mirrors);
+        assert_eq!(config.max_mirror_minutes, None);
         assert_eq!(Config::for_table("ledger").map(|c| c.owner), Ok("table/ledger".into()));
     }
 
@@ -334,11 +396,44 @@ mod tests {
         let nlb = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/mon/50dc6c495c0c9188";
         let listed = Box::leak(format!(" eni-0000000b , {nlb},vpce-0123456789abcdef0,tmt-0000000c ").into_boxed_str());
         let config = with_var(ALLOWED_TARGETS, listed).expect("valid");
-        assert_eq!(config.allowed_targets.map(|set| set.len()), Some(4));
+        assert!(matches!(config.allowed_targets, AllowList::Only(set) if set.len() == 4));
         assert!(refused(ALLOWED_TARGETS, "eni-0000000b,10.0.0.1"));
         let sources = with_var(ALLOWED_SOURCES, "vpc-0000000a, subnet-0123456789abcdef0").expect("valid");
-        assert_eq!(sources.allowed_sources.map(|set| set.len()), Some(2));
+        assert!(matches!(sources.allowed_sources, AllowList::Only(set) if set.len() == 2));
         assert!(refused(ALLOWED_SOURCES, "vpc-0000000a,sg-0000000b"));
+        assert_eq!(
+            with_var(ALLOWED_TARGETS, " * ").map(|c| c.allowed_targets),
+            Ok(AllowList::Any)
+        );
+        assert_eq!(
+            with_var(ALLOWED_SOURCES, "*").map(|c| c.allowed_sources),
+            Ok(AllowList::Any)
+        );
+        assert_eq!(
+            with_var(ALLOWED_TARGETS, " , ").map(|c| c.allowed_targets),
+            Ok(AllowList::Nothing)
+        );
+        assert!(
+            refused(ALLOWED_TARGETS, "*,eni-0000000b"),
+            "* beside items is a mistake"
+        );
+    }
+
+    #[test]
+    fn reason_cap_and_unapproved_removal_are_read_by_name() {
+        assert_eq!(with_var(REQUIRE_REASON, "TRUE").map(|c| c.require_reason), Ok(true));
+        assert!(refused(REQUIRE_REASON, "yes"));
+        assert_eq!(
+            with_var(REMOVE_UNAPPROVED_MIRRORS, "true").map(|c| c.remove_unapproved_mirrors),
+            Ok(true)
+        );
+        assert_eq!(
+            with_var(MAX_MIRROR_MINUTES, "240").map(|c| c.max_mirror_minutes),
+            Ok(Some(240))
+        );
+        for bad in ["0", "525601", "4h"] {
+            assert!(refused(MAX_MIRROR_MINUTES, bad), "{bad}");
+        }
     }
 
     #[test]

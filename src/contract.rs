@@ -13,6 +13,10 @@ pub const CREATE: &str = "CreateTrafficMirroring";
 pub const REMOVE: &str = "RemoveTrafficMirroring";
 /// The action type of a reconcile sweep's result and completion event.
 pub const SWEEP: &str = "Sweep";
+/// The type of the event announcing sessions nobody approved.
+pub const UNAPPROVED: &str = "UnapprovedMirrors";
+/// The type of the event announcing a resource of ours deleted by someone else.
+pub const TAMPERING: &str = "Tampering";
 /// The error code of an action another invocation is carrying out right
 /// now: retryable, and announced by nobody but the one carrying it out.
 pub const IN_PROGRESS: &str = "ActionInProgress";
@@ -25,15 +29,119 @@ pub const DETAIL_CREATED: &str = "TrafficMirroringCreated";
 pub const DETAIL_REMOVED: &str = "TrafficMirroringRemoved";
 pub const DETAIL_FAILED: &str = "TrafficMirroringFailed";
 pub const DETAIL_SWEPT: &str = "TrafficMirroringSweepCompleted";
+/// A mirror removed because its end (`expiresAt`) came.
+pub const DETAIL_EXPIRED: &str = "TrafficMirroringExpired";
+/// The sweep found sessions this deployment did not make whose target is
+/// not allowed: wiretaps nobody approved.
+pub const DETAIL_UNAPPROVED: &str = "TrafficMirroringUnapprovedFound";
+/// A session, filter or target of ours was deleted by someone else.
+pub const DETAIL_TAMPERED: &str = "TrafficMirroringTampered";
 
 /// The completion event's detail-type for this result.
 pub fn detail_type(result: &ActionResult) -> &'static str {
     match (result.success, result.action_type.as_str()) {
         (_, SWEEP) => DETAIL_SWEPT,
+        (_, UNAPPROVED) => DETAIL_UNAPPROVED,
+        (_, TAMPERING) => DETAIL_TAMPERED,
         (true, CREATE) => DETAIL_CREATED,
+        (true, _) if result.expired => DETAIL_EXPIRED,
         (true, _) => DETAIL_REMOVED,
         (false, _) => DETAIL_FAILED,
     }
+}
+
+/// At most this many actions in one request: more is refused whole, so a
+/// request cannot hold one invocation (and the account's EC2 budget) for ever.
+pub const MAX_ACTIONS_PER_REQUEST: usize = 100;
+
+/// Who asked for an action, and how we know it (contract addition: every
+/// mirror is accountable).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requester {
+    pub principal: String,
+    pub basis: RequesterBasis,
+}
+
+/// What vouches for a `Requester`'s principal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RequesterBasis {
+    /// SQS's `SenderId` attribute of the record: set by SQS, not the sender.
+    SqsSender,
+    /// An EventBridge event's `account` and `source`, as EventBridge
+    /// delivered it to the function.
+    EventBridge,
+    /// The caller's ARN from STS `GetCallerIdentity` (`mirrorctl`).
+    StsCaller,
+    /// Said by the payload of a direct invoke: stated, not proven.
+    Stated,
+    /// This deployment's own launch policy (a launch, a tag change, the sweep).
+    Policy,
+    /// This deployment ending a mirror whose time was up.
+    Expiry,
+}
+
+impl RequesterBasis {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SqsSender => "sqs-sender",
+            Self::EventBridge => "eventbridge",
+            Self::StsCaller => "sts-caller",
+            Self::Stated => "stated",
+            Self::Policy => "policy",
+            Self::Expiry => "expiry",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            Self::SqsSender,
+            Self::EventBridge,
+            Self::StsCaller,
+            Self::Stated,
+            Self::Policy,
+            Self::Expiry,
+        ]
+        .into_iter()
+        .find(|b| b.as_str() == text)
+    }
+
+    /// Whether something other than the request itself vouches for it.
+    pub fn proven(self) -> bool {
+        self != Self::Stated
+    }
+}
+
+impl Requester {
+    pub fn new(principal: impl Into<String>, basis: RequesterBasis) -> Self {
+        Self {
+            principal: principal.into(),
+            basis,
+        }
+    }
+
+    /// A direct invoke that named nobody.
+    pub fn unstated() -> Self {
+        Self::new("unstated", RequesterBasis::Stated)
+    }
+
+    pub fn policy() -> Self {
+        Self::new("policy", RequesterBasis::Policy)
+    }
+}
+
+impl Default for Requester {
+    fn default() -> Self {
+        Self::unstated()
+    }
+}
+
+/// Who asked for an action and why: kept in the ledger, tagged on what a
+/// create makes, and carried by the result and its completion event.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Accountability {
+    pub requested_by: Requester,
+    pub reason: Option<String>,
 }
 
 /// Detail-types of EventBridge events that carry a `driverRequest`.
@@ -64,6 +172,8 @@ pub struct RawAction {
     pub request_reservation_id: Option<String>,
     /// `dryRun: true` on the whole request applies to every action.
     pub request_dry_run: bool,
+    /// Who sent it, as its source proves (or the payload states).
+    pub requester: Requester,
 }
 
 /// A payload that is not a `driverRequest` at all.
@@ -110,6 +220,13 @@ pub fn split_request(payload: &Value) -> Result<Vec<RawAction>, MalformedRequest
         .and_then(Value::as_str)
         .filter(|s| !s.trim().is_empty())
         .map(str::to_owned);
+    if actions.len() > MAX_ACTIONS_PER_REQUEST {
+        return Err(MalformedRequest(format!(
+            "driverRequest.actions has {} actions; at most {MAX_ACTIONS_PER_REQUEST} are taken in one request \
+             (nothing was done: split it)",
+            actions.len()
+        )));
+    }
     let request_dry_run = request.get("dryRun").and_then(Value::as_bool).unwrap_or(false);
     Ok(actions
         .iter()
@@ -136,6 +253,7 @@ fn split_action(index: usize, action: &Value, reservation: Option<String>) -> Ra
         body,
         request_reservation_id: reservation,
         request_dry_run: false,
+        requester: Requester::unstated(),
     }
 }
 
@@ -247,6 +365,24 @@ pub struct ActionResult {
     /// What a reconcile sweep found and did (type `Sweep` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep: Option<Value>,
+    /// Who asked for the action (`Requester::principal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+    /// What vouches for `requested_by`: `stated` means only the request said so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by_basis: Option<RequesterBasis>,
+    /// Why, as the request said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When the mirror ends (RFC 3339, UTC); absent: it runs until removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// A remove that ended a mirror because its time was up.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expired: bool,
+    /// What a watch found (types `UnapprovedMirrors` and `Tampering`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
 }
 
 impl ActionResult {
@@ -260,6 +396,17 @@ impl ActionResult {
             retryable,
             ..Self::default()
         }
+    }
+
+    /// The result with who asked and why, unless it already says (a result
+    /// replayed from the ledger keeps its first requester).
+    pub fn accountable(mut self, accountability: &Accountability) -> Self {
+        if self.requested_by.is_none() {
+            self.requested_by = Some(accountability.requested_by.principal.clone());
+            self.requested_by_basis = Some(accountability.requested_by.basis);
+            self.reason.clone_from(&accountability.reason);
+        }
+        self
     }
 }
 
@@ -296,6 +443,49 @@ mod tests {
         assert!(err.0.contains("a list"), "{}", err.0);
         let err = split_request(&json!({"driverRequest": {"actions": 3}})).expect_err("bad");
         assert!(err.0.contains("actions must be a list"), "{}", err.0);
+    }
+
+    #[test]
+    fn more_than_a_hundred_actions_are_refused_whole() {
+        let actions = |n: usize| {
+            let list: Vec<Value> = (0..n)
+                .map(|i| json!({"actionId": format!("a{i}"), "type": REMOVE, "sessionId": "tms-1"}))
+                .collect();
+            json!({"driverRequest": {"actions": list}})
+        };
+        assert_eq!(split_request(&actions(100)).map(|a| a.len()), Ok(100));
+        let err = split_request(&actions(101)).expect_err("too many");
+        assert!(
+            err.0.contains("101 actions") && err.0.contains("at most 100"),
+            "{}",
+            err.0
+        );
+    }
+
+    #[test]
+    fn only_a_stated_requester_is_unproven_and_the_first_requester_stays() {
+        assert!(!RequesterBasis::Stated.proven());
+        assert!(RequesterBasis::SqsSender.proven() && RequesterBasis::EventBridge.proven());
+        for basis in [
+            RequesterBasis::SqsSender,
+            RequesterBasis::Expiry,
+            RequesterBasis::StsCaller,
+        ] {
+            assert_eq!(RequesterBasis::parse(basis.as_str()), Some(basis));
+        }
+        let first = Accountability {
+            requested_by: Requester::new("sqs:AIDA1", RequesterBasis::SqsSender),
+            reason: Some("INC-1".into()),
+        };
+        let later = Accountability {
+            requested_by: Requester::new("someone", RequesterBasis::Stated),
+            reason: None,
+        };
+        let result = ActionResult::default().accountable(&first).accountable(&later);
+        assert_eq!(result.requested_by.as_deref(), Some("sqs:AIDA1"));
+        assert_eq!(result.reason.as_deref(), Some("INC-1"));
+        let json = serde_json::to_value(&result).expect("serializes");
+        assert_eq!(json["requestedByBasis"], "sqs-sender");
     }
 
     #[test]

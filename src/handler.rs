@@ -14,12 +14,15 @@ use tracing::{info, warn};
 
 use crate::announce::Announcer;
 use crate::config::DEFAULT_MAX_CONCURRENT_ACTIONS;
-use crate::contract::{split_request, ActionResult, DriverResponse, MalformedRequest, RawAction};
+use crate::contract::{
+    split_request, Accountability, ActionResult, DriverResponse, MalformedRequest, RawAction, Requester,
+};
 use crate::lanes::{lanes, Reach};
-use crate::metrics::{self, InvocationFigures, MetricSink};
+use crate::metrics::{self, Counter, InvocationFigures, MetricSink};
 use crate::mirroring::launch::{LaunchPlan, LaunchPolicy, Unconfirmed};
 use crate::mirroring::model::{MirrorRequest, RemoveRequest};
 use crate::mirroring::validate::validate;
+use crate::mirroring::watch::{ResourceKind, TamperVerdict};
 use crate::mirroring::Mirroring;
 use crate::ports::{ActionKind, LedgerError, LedgerRecord};
 use crate::sources::{self, recognise, retry_if_needed, to_json, Invocation, InvokeError};
@@ -117,8 +120,8 @@ impl App {
         match invocation {
             Invocation::Direct(payload) => Ok(to_json(&self.handle(&payload).await)),
             Invocation::Sqs(event) => Ok(to_json(&self.handle_sqs(&event).await)),
-            Invocation::Request(request) => {
-                let response = self.handle(&request).await;
+            Invocation::Request(request, requester) => {
+                let response = self.handle_as(&request, requester).await;
                 retry_if_needed(&response)?;
                 Ok(to_json(&response))
             }
@@ -127,7 +130,7 @@ impl App {
                 self.handle_instance_changed(&instance_id, cause).await
             }
             Invocation::Sweep { dry_run } => {
-                let result = metrics::timed(self.mirroring.sweep(dry_run, &self.launch_policy)).await;
+                let result = metrics::timed(Box::pin(self.mirroring.sweep(dry_run, &self.launch_policy))).await;
                 // A dry run changes nothing and so announces nothing.
                 if !dry_run {
                     self.publish(&result).await;
@@ -139,6 +142,25 @@ impl App {
                     warn!(report = %answer, "sweep incomplete");
                 }
                 Ok(answer)
+            }
+            Invocation::Expire { dry_run } => {
+                let report = self.mirroring.expire(dry_run).await;
+                if report.failed > 0 || report.error.is_some() {
+                    // The next scheduled run tries again; the report is logged.
+                    warn!(report = ?report, "expiry incomplete");
+                }
+                Ok(json!({ "expire": report }))
+            }
+            Invocation::Deleted { kind, id, actor } => {
+                let actions = self.after_deletion(kind, &id, &actor).await;
+                let response = DriverResponse::new(self.run_all(actions).await);
+                retry_if_needed(&response)?;
+                Ok(json!({"deleted": {"kind": kind, "id": id, "by": actor},
+                          "actionResults": response.driver_response.action_results}))
+            }
+            Invocation::ExcludeChanged { instances, actor, call } => {
+                exclusion_changed(&instances, &actor, &call);
+                Ok(json!({"excludeChanged": {"instances": instances, "by": actor, "call": call}}))
             }
             Invocation::Unhandled(what) => {
                 warn!(received = %what, "unhandled event");
@@ -152,10 +174,14 @@ impl App {
     /// `handle_batch`); the answer names the records worth delivering again
     /// (`sources::batch_failures`).
     pub async fn handle_sqs(&self, event: &SqsEvent) -> SqsBatchResponse {
-        let bodies: Vec<Value> = event
+        let bodies: Vec<(Value, Requester)> = event
             .records
             .iter()
-            .map(|record| sources::record_body(record.body.as_deref()))
+            .map(|record| {
+                let body = sources::record_body(record.body.as_deref());
+                let requester = sources::record_requester(record, &body);
+                (body, requester)
+            })
             .collect();
         let responses = self.handle_batch(&bodies).await;
         let answer = sources::batch_failures(event, &responses);
@@ -165,9 +191,16 @@ impl App {
         answer
     }
 
-    /// Answers a direct invoke. Never fails: every problem is in the response.
+    /// Answers a direct invoke, whose requester is whoever its payload
+    /// names (stated, not proven). Never fails: every problem is in the response.
     pub async fn handle(&self, payload: &Value) -> DriverResponse {
-        let mut responses = self.handle_batch(std::slice::from_ref(payload)).await;
+        self.handle_as(payload, sources::stated_requester(payload)).await
+    }
+
+    /// Answers a request from a requester its source vouches for (an
+    /// EventBridge event's account, `mirrorctl`'s STS identity).
+    pub async fn handle_as(&self, payload: &Value, requester: Requester) -> DriverResponse {
+        let mut responses = self.handle_batch(&[(payload.clone(), requester)]).await;
         responses.pop().unwrap_or_else(|| DriverResponse::new(Vec::new()))
     }
 
@@ -177,8 +210,13 @@ impl App {
     /// through the queue). Their actions share one lane plan, so two records
     /// touching the same ENI run one after the other, like two actions of one
     /// request.
-    pub async fn handle_batch(&self, payloads: &[Value]) -> Vec<DriverResponse> {
-        let work = join_all(payloads.iter().map(|payload| self.work_of(payload))).await;
+    pub async fn handle_batch(&self, payloads: &[(Value, Requester)]) -> Vec<DriverResponse> {
+        let work = join_all(
+            payloads
+                .iter()
+                .map(|(payload, requester)| self.work_of(payload, requester)),
+        )
+        .await;
         let mut responses = Vec::with_capacity(payloads.len());
         let mut counts = Vec::with_capacity(payloads.len());
         let mut actions = Vec::new();
@@ -209,9 +247,9 @@ impl App {
     /// Turns one payload (a `driverRequest`, or an EventBridge event as the
     /// body of an SQS record) into its actions. An instance launch is planned
     /// here, which asks EC2 about the instance.
-    async fn work_of(&self, payload: &Value) -> Work {
+    async fn work_of(&self, payload: &Value, requester: &Requester) -> Work {
         match recognise(sources::unwrapped(payload)) {
-            Invocation::Request(request) => self.split(&request),
+            Invocation::Request(request, _) => self.split(&request, requester),
             Invocation::InstanceState { instance_id, state } => match self.instance_actions(&instance_id, &state).await
             {
                 Ok(actions) => Work::Actions(actions),
@@ -221,7 +259,11 @@ impl App {
                 }
             },
             Invocation::InstanceChanged { instance_id, cause } => {
-                match self.mirroring.plan_instance(&instance_id, &self.launch_policy).await {
+                match self
+                    .mirroring
+                    .plan_instance(&instance_id, &self.launch_policy, &[])
+                    .await
+                {
                     Ok(actions) => Work::Actions(actions),
                     Err(skipped) => {
                         info!(instance_id, cause, skipped = %skipped, "instance event needs no action");
@@ -229,8 +271,13 @@ impl App {
                     }
                 }
             }
-            Invocation::Direct(request) => self.split(&request),
-            Invocation::Sqs(_) | Invocation::Sweep { .. } | Invocation::Unhandled(_) => {
+            Invocation::Direct(request) => self.split(&request, requester),
+            Invocation::Deleted { kind, id, actor } => Work::Actions(self.after_deletion(kind, &id, &actor).await),
+            Invocation::ExcludeChanged { instances, actor, call } => {
+                exclusion_changed(&instances, &actor, &call);
+                Work::Actions(Vec::new())
+            }
+            Invocation::Sqs(_) | Invocation::Sweep { .. } | Invocation::Expire { .. } | Invocation::Unhandled(_) => {
                 Work::Malformed(MalformedRequest(
                     "a queued message must be a driverRequest or an EC2 instance state-change or request event".into(),
                 ))
@@ -238,9 +285,17 @@ impl App {
         }
     }
 
-    fn split(&self, request: &Value) -> Work {
+    fn split(&self, request: &Value, requester: &Requester) -> Work {
         match split_request(request) {
-            Ok(actions) => Work::Actions(actions.iter().map(validated).collect()),
+            Ok(mut actions) => Work::Actions(
+                actions
+                    .iter_mut()
+                    .map(|action| {
+                        action.requester = requester.clone();
+                        validated(action)
+                    })
+                    .collect(),
+            ),
             Err(err) => Work::Malformed(err),
         }
     }
@@ -269,6 +324,11 @@ impl App {
                     target_eni: None,
                     reservation_id: None,
                     instance_id: Some(instance_id.to_owned()),
+                    accountability: Accountability {
+                        requested_by: Requester::policy(),
+                        reason: Some(format!("instance {instance_id} is {state}: its mirrors end with it")),
+                    },
+                    expired: false,
                 }))]),
                 Err(Unconfirmed::Ignored(reason)) => {
                     warn!(instance_id, state, reason = %reason, "instance event ignored");
@@ -277,6 +337,35 @@ impl App {
                 Err(Unconfirmed::Unknown(failure)) => Ok(vec![Err(*failure)]),
             },
             _ => Err("state not handled".into()),
+        }
+    }
+
+    /// Someone deleted a traffic mirror resource: when it was ours and EC2
+    /// confirms it is gone, it is announced, and the policy mirrors it ended
+    /// are made again at once (their instances planned as a tag change
+    /// would be). A failed check is answered retryable, so the event comes again.
+    async fn after_deletion(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+        actor: &str,
+    ) -> Vec<Result<MirrorRequest, ActionResult>> {
+        match self.mirroring.check_tampering(kind, id, actor).await {
+            TamperVerdict::Tampered { instances } => {
+                let gone = match kind {
+                    ResourceKind::Session => vec![id.to_owned()],
+                    _ => Vec::new(),
+                };
+                let plans = join_all(
+                    instances
+                        .iter()
+                        .map(|instance| self.mirroring.plan_instance(instance, &self.launch_policy, &gone)),
+                )
+                .await;
+                plans.into_iter().filter_map(Result::ok).flatten().collect()
+            }
+            TamperVerdict::Unknown(failure) => vec![Err(*failure)],
+            TamperVerdict::NotOurs | TamperVerdict::StillThere => Vec::new(),
         }
     }
 
@@ -296,7 +385,11 @@ impl App {
 
     /// An instance's tags changed or an ENI was attached, delivered directly.
     pub async fn handle_instance_changed(&self, instance_id: &str, cause: &str) -> Result<Value, InvokeError> {
-        let actions = match self.mirroring.plan_instance(instance_id, &self.launch_policy).await {
+        let actions = match self
+            .mirroring
+            .plan_instance(instance_id, &self.launch_policy, &[])
+            .await
+        {
             Ok(actions) => actions,
             Err(reason) => {
                 info!(instance_id, cause, reason = %reason, "instance needs no change");
@@ -395,8 +488,25 @@ impl App {
     }
 }
 
+/// Setting or removing the exclude tag stops or starts monitoring an
+/// instance: logged with who did it and counted (an alarm watches the count).
+/// The instance itself is brought in line by its tag-change event.
+fn exclusion_changed(instances: &[String], actor: &str, call: &str) {
+    metrics::add(Counter::ExcludeTagChanges, instances.len().max(1) as u64);
+    warn!(
+        instances = ?instances,
+        changed_by = actor,
+        call,
+        "the traffic-mirroring:exclude tag was changed: monitoring of these instances starts or stops"
+    );
+}
+
 fn validated(action: &RawAction) -> Result<MirrorRequest, ActionResult> {
     validate(action).map_err(|err| {
+        let accountability = Accountability {
+            requested_by: action.requester.clone(),
+            reason: None,
+        };
         ActionResult::failure(
             &action.action_id,
             &action.action_type,
@@ -408,6 +518,7 @@ fn validated(action: &RawAction) -> Result<MirrorRequest, ActionResult> {
             ),
             false,
         )
+        .accountable(&accountability)
     })
 }
 

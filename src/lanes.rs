@@ -122,6 +122,8 @@ mod tests {
             refuse_if_source_is_target: false,
             from_policy: false,
             check_delivery: true,
+            accountability: Default::default(),
+            lifetime: None,
         })
     }
 
@@ -132,6 +134,8 @@ mod tests {
             target_eni: None,
             reservation_id: None,
             instance_id: None,
+            accountability: Default::default(),
+            expired: false,
         }
     }
 

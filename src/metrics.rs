@@ -49,10 +49,19 @@ pub enum Counter {
     TargetsCreated,
     TargetsDeleted,
     RollbackIncomplete,
+    /// Sessions in the account not made by this deployment, to a target it
+    /// does not allow (the sweep's finding; an alarm watches it).
+    UnapprovedMirrors,
+    /// Sessions, filters or targets of ours deleted by someone else.
+    TamperedResources,
+    /// Someone set or removed `traffic-mirroring:exclude` on an instance.
+    ExcludeTagChanges,
+    /// Mirrors removed because their end came.
+    MirrorsExpired,
 }
 
 impl Counter {
-    const ALL: [Counter; 9] = [
+    const ALL: [Counter; 13] = [
         Counter::ThrottledCalls,
         Counter::ThrottleWaitMillis,
         Counter::SessionsCreated,
@@ -62,6 +71,10 @@ impl Counter {
         Counter::TargetsCreated,
         Counter::TargetsDeleted,
         Counter::RollbackIncomplete,
+        Counter::UnapprovedMirrors,
+        Counter::TamperedResources,
+        Counter::ExcludeTagChanges,
+        Counter::MirrorsExpired,
     ];
 
     pub fn name(self) -> &'static str {
@@ -75,6 +88,10 @@ impl Counter {
             Counter::TargetsCreated => "TargetsCreated",
             Counter::TargetsDeleted => "TargetsDeleted",
             Counter::RollbackIncomplete => "RollbackIncomplete",
+            Counter::UnapprovedMirrors => "UnapprovedMirrors",
+            Counter::TamperedResources => "TamperedResources",
+            Counter::ExcludeTagChanges => "ExcludeTagChanges",
+            Counter::MirrorsExpired => "MirrorsExpired",
         }
     }
 
@@ -90,7 +107,7 @@ impl Counter {
 /// concurrent invocations in one process (tests, tools) never mix theirs.
 #[derive(Default)]
 pub struct Tally {
-    counts: [AtomicU64; 9],
+    counts: [AtomicU64; 13],
     actions: Mutex<Vec<ActionFigure>>,
 }
 

@@ -179,6 +179,9 @@ pub enum SessionQuery {
     SourceEni(EniId),
     Target(String),
     Tag(String, String),
+    /// Every session in the account, whoever made it (the sweep's watch for
+    /// wiretaps nobody approved).
+    All,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -394,6 +397,12 @@ pub struct LedgerRecord {
     /// Set when the mirror was made for an instance launch.
     pub instance_id: Option<String>,
     pub result: Option<ActionResult>,
+    /// Who asked for the action, and why: kept until the record's TTL.
+    pub requested_by: Option<crate::contract::Requester>,
+    pub reason: Option<String>,
+    /// When a requested mirror ends (Unix seconds); never for policy mirrors.
+    /// Not `expiresAt`, which is DynamoDB's TTL of a finished record.
+    pub ends_at: Option<u64>,
     /// Unix seconds; the adapter also stores ISO-8601 copies for people.
     pub created_at: u64,
     pub updated_at: u64,
@@ -595,6 +604,9 @@ pub trait SessionNumbers: Send + Sync {
 pub trait Scans: Send + Sync {
     /// The whole table, every page.
     async fn contents(&self) -> Result<LedgerContents, LedgerError>;
+    /// The action ids of live mirrors whose end is at or before `at` (Unix
+    /// seconds), from an index that may lag: read each again before acting.
+    async fn ending_by(&self, at: u64) -> Result<Vec<String>, LedgerError>;
 }
 
 /// Everything the mirroring logic asks of the ledger: the capabilities

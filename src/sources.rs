@@ -4,12 +4,15 @@
 //! EventBridge request gets an error only when a retry can help. Pure: the
 //! `App` (in `handler`) calls these on its way in and out.
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use serde_json::{json, Value};
 
 use crate::contract::{
-    DriverResponse, CLOUDTRAIL_API_CALL, EC2_STATE_CHANGE, REQUEST_DETAIL_TYPES, RESOURCE_TAG_CHANGE, SCHEDULED_EVENT,
+    DriverResponse, Requester, RequesterBasis, CLOUDTRAIL_API_CALL, EC2_STATE_CHANGE, REQUEST_DETAIL_TYPES,
+    RESOURCE_TAG_CHANGE, SCHEDULED_EVENT,
 };
+use crate::mirroring::fleet::TAG_EXCLUDE;
+use crate::mirroring::watch::ResourceKind;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Invocation {
@@ -17,8 +20,9 @@ pub enum Invocation {
     /// which then gets a `driverResponse` saying what was wrong).
     Direct(Value),
     Sqs(SqsEvent),
-    /// An EventBridge event whose detail is a `driverRequest`.
-    Request(Value),
+    /// An EventBridge event whose detail is a `driverRequest`, and who sent
+    /// it (the event's `account` and `source`).
+    Request(Value, Requester),
     InstanceState {
         instance_id: String,
         state: String,
@@ -36,6 +40,26 @@ pub enum Invocation {
     Sweep {
         dry_run: bool,
     },
+    /// Requested mirrors whose end has come are removed: `{"expire": {}}`
+    /// (the template's five-minute schedule), `{"expire": {"dryRun": true}}`.
+    Expire {
+        dry_run: bool,
+    },
+    /// CloudTrail's `DeleteTrafficMirrorSession`/`Filter`/`Target`: someone
+    /// deleted a traffic mirror resource. Only the id and who did it are
+    /// read; EC2 and the ledger are asked whether it was ours and is gone.
+    Deleted {
+        kind: ResourceKind,
+        id: String,
+        actor: String,
+    },
+    /// CloudTrail's `CreateTags`/`DeleteTags` touching `traffic-mirroring:exclude`
+    /// on instances: someone started or stopped shielding them from monitoring.
+    ExcludeChanged {
+        instances: Vec<String>,
+        actor: String,
+        call: String,
+    },
     /// An event we recognise as an event but not one we handle.
     Unhandled(String),
 }
@@ -45,10 +69,13 @@ impl Invocation {
         match self {
             Invocation::Direct(_) => "direct",
             Invocation::Sqs(_) => "sqs",
-            Invocation::Request(_) => "eventbridge-request",
+            Invocation::Request(..) => "eventbridge-request",
             Invocation::InstanceState { .. } => "ec2-state-change",
             Invocation::InstanceChanged { cause, .. } => cause,
             Invocation::Sweep { .. } => "sweep",
+            Invocation::Expire { .. } => "expire",
+            Invocation::Deleted { .. } => "resource-deleted",
+            Invocation::ExcludeChanged { .. } => "exclude-tag-change",
             Invocation::Unhandled(_) => "unhandled",
         }
     }
@@ -72,6 +99,10 @@ pub fn recognise(payload: Value) -> Invocation {
         let dry_run = sweep.get("dryRun").and_then(Value::as_bool).unwrap_or(false);
         return Invocation::Sweep { dry_run };
     }
+    if let Some(expire) = payload.get("expire") {
+        let dry_run = expire.get("dryRun").and_then(Value::as_bool).unwrap_or(false);
+        return Invocation::Expire { dry_run };
+    }
     let (Some(detail_type), Some(detail)) = (
         payload.get("detail-type").and_then(Value::as_str),
         payload.get("detail"),
@@ -89,6 +120,11 @@ pub fn recognise(payload: Value) -> Invocation {
     if let Some(changed) = instance_changed(&payload, source, detail_type, detail) {
         return changed;
     }
+    if source == "aws.ec2" && detail_type == CLOUDTRAIL_API_CALL {
+        if let Some(watched) = watched_call(detail) {
+            return watched;
+        }
+    }
     if source == "aws.events" && detail_type == SCHEDULED_EVENT {
         return Invocation::Sweep { dry_run: false };
     }
@@ -99,11 +135,122 @@ pub fn recognise(payload: Value) -> Invocation {
         } else {
             json!({ "driverRequest": detail })
         };
-        return Invocation::Request(request);
+        return Invocation::Request(request, event_requester(&payload, source));
     }
     Invocation::Unhandled(format!(
         "an EventBridge event with detail-type {detail_type:?} from source {source:?}"
     ))
+}
+
+/// The CloudTrail calls the watch reads: deletions of traffic mirror
+/// resources, and changes of the exclude tag on instances.
+fn watched_call(detail: &Value) -> Option<Invocation> {
+    let name = detail.get("eventName").and_then(Value::as_str)?;
+    let kind = match name {
+        "DeleteTrafficMirrorSession" => Some((ResourceKind::Session, "TrafficMirrorSessionId")),
+        "DeleteTrafficMirrorFilter" => Some((ResourceKind::Filter, "TrafficMirrorFilterId")),
+        "DeleteTrafficMirrorTarget" => Some((ResourceKind::Target, "TrafficMirrorTargetId")),
+        "CreateTags" | "DeleteTags" => None,
+        _ => return None,
+    };
+    if detail.get("errorCode").is_some() {
+        return Some(Invocation::Unhandled(format!("a failed {name} call")));
+    }
+    let actor = detail
+        .pointer("/userIdentity/arn")
+        .and_then(Value::as_str)
+        .unwrap_or("an unknown principal")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(512)
+        .collect::<String>();
+    let parameters = detail.get("requestParameters")?;
+    if let Some((kind, field)) = kind {
+        // CloudTrail logs these EC2 calls with the id under `<Call>Request`.
+        let id = parameters
+            .get(format!("{name}Request"))
+            .and_then(|request| request.get(field))
+            .or_else(|| parameters.get(field))
+            .and_then(Value::as_str)
+            .filter(|id| plain_id(id))?;
+        return Some(Invocation::Deleted {
+            kind,
+            id: id.to_owned(),
+            actor,
+        });
+    }
+    let keys = parameters.pointer("/tagSet/items").and_then(Value::as_array);
+    let touches_exclude = keys.is_some_and(|items| {
+        items
+            .iter()
+            .any(|item| item.get("key").and_then(Value::as_str) == Some(TAG_EXCLUDE))
+    });
+    if !touches_exclude {
+        return Some(Invocation::Unhandled(format!(
+            "a {name} call that does not touch {TAG_EXCLUDE}"
+        )));
+    }
+    let instances: Vec<String> = parameters
+        .pointer("/resourcesSet/items")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item.get("resourceId").and_then(Value::as_str))
+        .filter(|id| id.starts_with("i-") && plain_id(id))
+        .map(str::to_owned)
+        .collect();
+    Some(Invocation::ExcludeChanged {
+        instances,
+        actor,
+        call: name.to_owned(),
+    })
+}
+
+/// An AWS resource id as EC2 writes them: a prefix, a dash, letters and digits.
+fn plain_id(id: &str) -> bool {
+    id.len() <= 64 && id.contains('-') && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+/// Who sent an EventBridge event: `events:<account>/<source>`, which
+/// EventBridge sets (a `PutEvents` caller cannot name another account).
+fn event_requester(payload: &Value, source: &str) -> Requester {
+    let account = payload
+        .get("account")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown-account");
+    Requester::new(format!("events:{account}/{source}"), RequesterBasis::EventBridge)
+}
+
+/// Who sent an SQS record: SQS's `SenderId` attribute (the sender's IAM
+/// principal id, set by SQS). A record whose body is an EventBridge event
+/// says which event it carries; the sender is what SQS vouches for.
+pub fn record_requester(record: &SqsMessage, body: &Value) -> Requester {
+    let sender = record
+        .attributes
+        .get("SenderId")
+        .map(String::as_str)
+        .filter(|id| !id.is_empty())
+        .unwrap_or("unknown-sender");
+    let principal = match recognise(unwrapped(body)) {
+        Invocation::Request(_, carried) => format!("{} via sqs:{sender}", carried.principal),
+        _ => format!("sqs:{sender}"),
+    };
+    Requester::new(principal, RequesterBasis::SqsSender)
+}
+
+/// A direct invoke proves nobody: its payload's `driverRequest.requestedBy`
+/// is kept as stated.
+pub fn stated_requester(payload: &Value) -> Requester {
+    unwrapped(payload)
+        .pointer("/driverRequest/requestedBy")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map_or_else(Requester::unstated, |name| {
+            // Printed in logs and terminals and tagged on resources: bounded, no control characters.
+            let name: String = name.chars().filter(|c| !c.is_control()).take(256).collect();
+            Requester::new(name, RequesterBasis::Stated)
+        })
 }
 
 /// A tag change on an EC2 instance, or a successful ENI attachment.
@@ -272,14 +419,107 @@ mod tests {
                 state: "running".into()
             }
         );
-        let request = json!({"source": "ops.tools", "detail-type": "CreateTrafficMirroring",
+        let request = json!({"source": "my.app", "detail-type": "CreateTrafficMirroring", "account": "123456789012",
                              "detail": {"actions": []}});
         assert_eq!(
             recognise(request),
-            Invocation::Request(json!({"driverRequest": {"actions": []}}))
+            Invocation::Request(
+                json!({"driverRequest": {"actions": []}}),
+                Requester::new("events:123456789012/my.app", RequesterBasis::EventBridge)
+            )
         );
         let direct = json!({"driverRequest": {"actions": []}});
         assert_eq!(recognise(direct.clone()), Invocation::Direct(direct));
+    }
+
+    #[test]
+    fn a_requester_is_what_the_source_proves() {
+        let record = |attributes: Value, body: &str| -> SqsMessage {
+            serde_json::from_value(json!({"messageId": "m1", "eventSource": "aws:sqs", "body": body,
+                                          "attributes": attributes}))
+            .expect("record")
+        };
+        let plain = record(json!({"SenderId": "AIDAEXAMPLE"}), "{}");
+        assert_eq!(
+            record_requester(&plain, &json!({})),
+            Requester::new("sqs:AIDAEXAMPLE", RequesterBasis::SqsSender)
+        );
+        let event = json!({"source": "my.app", "detail-type": "CreateTrafficMirroring", "account": "111122223333",
+                           "detail": {"actions": []}});
+        let carried = record(json!({"SenderId": "AROAEVENTS:events"}), "");
+        assert_eq!(
+            record_requester(&carried, &event).principal,
+            "events:111122223333/my.app via sqs:AROAEVENTS:events"
+        );
+        assert_eq!(
+            record_requester(&record(json!({}), "{}"), &json!({})).principal,
+            "sqs:unknown-sender"
+        );
+        let direct = json!({"driverRequest": {"requestedBy": "alice\u{7}@corp", "actions": []}});
+        assert_eq!(
+            stated_requester(&direct),
+            Requester::new("alice@corp", RequesterBasis::Stated),
+            "kept as stated, without control characters"
+        );
+        assert_eq!(stated_requester(&json!({"driverRequest": {}})), Requester::unstated());
+    }
+
+    #[test]
+    fn cloudtrail_deletions_and_exclusions_name_only_the_resource_and_who() {
+        let call = |name: &str, parameters: Value| {
+            json!({"source": "aws.ec2", "detail-type": "AWS API Call via CloudTrail", "account": "123456789012",
+                   "detail": {"eventSource": "ec2.amazonaws.com", "eventName": name,
+                              "userIdentity": {"arn": "arn:aws:iam::123456789012:user/mallory"},
+                              "requestParameters": parameters}})
+        };
+        let deleted = call(
+            "DeleteTrafficMirrorSession",
+            json!({"DeleteTrafficMirrorSessionRequest": {"TrafficMirrorSessionId": "tms-0123456789abcdef0"}}),
+        );
+        assert_eq!(
+            recognise(deleted),
+            Invocation::Deleted {
+                kind: ResourceKind::Session,
+                id: "tms-0123456789abcdef0".into(),
+                actor: "arn:aws:iam::123456789012:user/mallory".into()
+            }
+        );
+        let target = call(
+            "DeleteTrafficMirrorTarget",
+            json!({"DeleteTrafficMirrorTargetRequest": {"TrafficMirrorTargetId": "tmt-0123456789abcdef0"}}),
+        );
+        assert!(matches!(
+            recognise(target),
+            Invocation::Deleted {
+                kind: ResourceKind::Target,
+                ..
+            }
+        ));
+        let sneaky = call(
+            "DeleteTrafficMirrorFilter",
+            json!({"DeleteTrafficMirrorFilterRequest": {"TrafficMirrorFilterId": "tmf-1/../x"}}),
+        );
+        assert!(
+            matches!(recognise(sneaky), Invocation::Unhandled(_)),
+            "an id that is no id is not acted on"
+        );
+        let tags = |key: &str| {
+            call(
+                "CreateTags",
+                json!({"resourcesSet": {"items": [{"resourceId": "i-0abc"}, {"resourceId": "vol-1"}]},
+                       "tagSet": {"items": [{"key": key, "value": "true"}]}}),
+            )
+        };
+        assert_eq!(
+            recognise(tags("traffic-mirroring:exclude")),
+            Invocation::ExcludeChanged {
+                instances: vec!["i-0abc".into()],
+                actor: "arn:aws:iam::123456789012:user/mallory".into(),
+                call: "CreateTags".into()
+            }
+        );
+        assert!(matches!(recognise(tags("Name")), Invocation::Unhandled(_)));
+        assert_eq!(recognise(json!({"expire": {}})), Invocation::Expire { dry_run: false });
     }
 
     #[test]

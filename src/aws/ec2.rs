@@ -251,15 +251,16 @@ impl Filters for Ec2Mirroring {
 impl Sessions for Ec2Mirroring {
     async fn sessions(&self, query: &SessionQuery) -> AwsResult<Vec<MirrorSession>> {
         let filter = match query {
-            SessionQuery::Id(id) => filter("traffic-mirror-session-id", id),
-            SessionQuery::SourceEni(eni) => filter("network-interface-id", eni.as_str()),
-            SessionQuery::Target(id) => filter("traffic-mirror-target-id", id),
-            SessionQuery::Tag(key, value) => filter(&format!("tag:{key}"), value),
+            SessionQuery::Id(id) => Some(filter("traffic-mirror-session-id", id)),
+            SessionQuery::SourceEni(eni) => Some(filter("network-interface-id", eni.as_str())),
+            SessionQuery::Target(id) => Some(filter("traffic-mirror-target-id", id)),
+            SessionQuery::Tag(key, value) => Some(filter(&format!("tag:{key}"), value)),
+            SessionQuery::All => None,
         };
         let mut pages = self
             .client
             .describe_traffic_mirror_sessions()
-            .filters(filter)
+            .set_filters(filter.map(|f| vec![f]))
             .max_results(PAGE_SIZE)
             .into_paginator()
             .send();

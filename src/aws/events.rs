@@ -70,7 +70,10 @@ fn fitted_detail(result: &ActionResult, room: usize) -> serde_json::Result<Strin
         return Ok(whole);
     }
     let mut shortened = result.clone();
-    for report in [&mut shortened.sweep, &mut shortened.plan].into_iter().flatten() {
+    for report in [&mut shortened.sweep, &mut shortened.plan, &mut shortened.details]
+        .into_iter()
+        .flatten()
+    {
         shorten_lists(report);
     }
     let detail = serde_json::to_string(&shortened)?;
@@ -80,7 +83,8 @@ fn fitted_detail(result: &ActionResult, room: usize) -> serde_json::Result<Strin
     let note =
         json!({"omitted": "the report is larger than an event holds; the invocation's answer and its log have it"});
     shortened.sweep = shortened.sweep.map(|_| note.clone());
-    shortened.plan = shortened.plan.map(|_| note);
+    shortened.plan = shortened.plan.map(|_| note.clone());
+    shortened.details = shortened.details.map(|_| note);
     shortened.removed_session_ids.truncate(KEPT_PER_LIST);
     for text in [&mut shortened.info_message, &mut shortened.error_message] {
         if text.len() > room / 4 {

@@ -23,7 +23,7 @@ use tracing::{info, warn};
 
 use super::delivery;
 use super::launch::{create_for, launch_action_id, target_for, LaunchPolicy};
-use super::model::{EniId, MirrorRequest, RemoveRequest};
+use super::model::{Accountability, EniId, MirrorRequest, RemoveRequest, Requester};
 use super::release::Release;
 use super::Mirroring;
 use crate::contract::ActionResult;
@@ -100,6 +100,11 @@ fn unwanted_remove(session_id: &str) -> MirrorRequest {
         target_eni: None,
         reservation_id: None,
         instance_id: None,
+        accountability: Accountability {
+            requested_by: Requester::policy(),
+            reason: Some("launch policy: the instance's tags or DEFAULT_TARGETS no longer ask for this mirror".into()),
+        },
+        expired: false,
     })
 }
 
@@ -201,6 +206,7 @@ impl Mirroring {
         &self,
         instance_id: &str,
         policy: &LaunchPolicy,
+        gone_sessions: &[String],
     ) -> Result<Vec<Result<MirrorRequest, ActionResult>>, String> {
         let action_id = format!("reconcile-{instance_id}");
         let by_instance = LedgerQuery::Instance(instance_id.to_owned());
@@ -248,6 +254,8 @@ impl Mirroring {
         let active: Vec<&LedgerRecord> = records
             .iter()
             .filter(|r| r.status == Some(RecordStatus::Active) && is_policy_mirror(r))
+            // A mirror whose session is known to be gone is wanted again, not had.
+            .filter(|r| !r.session_id.as_ref().is_some_and(|id| gone_sessions.contains(id)))
             .collect();
         let mut actions = Vec::new();
         for record in &active {

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use super::model::{EniId, MirrorRequest};
+use super::model::{Accountability, EniId, MirrorRequest, Requester};
 use super::validate::{target_field_of, validate};
 use super::{aws_failure, Mirroring};
 use crate::contract::{ActionResult, RawAction, CREATE};
@@ -207,9 +207,26 @@ pub(crate) fn create_for(instance: &InstanceInfo, eni: &str, target: &str) -> Re
         body,
         request_reservation_id: None,
         request_dry_run: false,
+        requester: Requester::policy(),
+    };
+    // The policy asked: the tag on the instance, or the deployment's defaults.
+    let reason = if tag(TAG_TARGET).is_some() || tag(TAG_TARGET_ENI).is_some() {
+        format!(
+            "launch policy: instance {} is tagged to be mirrored to {target}",
+            instance.id
+        )
+    } else {
+        format!(
+            "launch policy: DEFAULT_TARGETS names {target} for the subnet or VPC of instance {}",
+            instance.id
+        )
     };
     match validate(&raw) {
         Ok(MirrorRequest::Create(mut create)) => {
+            create.accountability = Accountability {
+                requested_by: Requester::policy(),
+                reason: Some(reason),
+            };
             create.instance_id = Some(instance.id.clone());
             create.refuse_if_source_is_target = true;
             create.from_policy = true;

@@ -3,6 +3,7 @@
 
 pub mod create;
 pub mod delivery;
+pub mod expiry;
 pub mod failure;
 pub mod fleet;
 pub mod launch;
@@ -12,6 +13,7 @@ pub(crate) mod release;
 pub mod remove;
 pub mod sweep;
 pub mod validate;
+pub mod watch;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -38,6 +40,11 @@ pub const TAG_RESERVATION_ID: &str = "traffic-mirroring:reservation-id";
 pub const TAG_INSTANCE_ID: &str = "traffic-mirroring:instance-id";
 /// On a shared filter: the key of the rule set it holds (`model::rule_set_key`).
 pub const TAG_RULE_SET: &str = "traffic-mirroring:rule-set";
+/// Who asked for what a create made, and why (cut to EC2's tag limits).
+pub const TAG_REQUESTED_BY: &str = "traffic-mirroring:requested-by";
+pub const TAG_REASON: &str = "traffic-mirroring:reason";
+/// EC2's longest tag value.
+const TAG_VALUE_CHARS: usize = 256;
 
 /// How long a claimed action may stay pending before another invocation may
 /// take it over (a Lambda runs at most 15 minutes). The logic's own default,
@@ -57,6 +64,7 @@ pub struct Mirroring {
     /// This deployment's value of `TAG_MANAGED_BY`.
     pub(crate) owner: String,
     pub(crate) allowed: Allowed,
+    pub(crate) controls: Controls,
     pub(crate) sweep_max_deletions: usize,
     /// Instance type -> hypervisor, as EC2 said (it never changes).
     pub(crate) instance_types: std::sync::Mutex<std::collections::HashMap<String, Option<String>>>,
@@ -67,12 +75,55 @@ pub struct Mirroring {
 
 pub(crate) type IngressCache = std::collections::HashMap<String, (std::time::Instant, Option<crate::ports::Ingress>)>;
 
-/// Where mirrored traffic may come from and go to (`None`: anywhere).
+/// Where mirrored traffic may come from and go to. Closed by default: a
+/// deployment that says nothing allows nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Allowed {
-    pub targets: Option<std::collections::BTreeSet<String>>,
+    pub targets: AllowList,
     /// VPC or subnet ids.
-    pub sources: Option<std::collections::BTreeSet<String>>,
+    pub sources: AllowList,
+}
+
+impl Allowed {
+    /// Any source to any destination: what `*` in both settings says.
+    pub fn anything() -> Self {
+        Self {
+            targets: AllowList::Any,
+            sources: AllowList::Any,
+        }
+    }
+}
+
+/// One allow-list setting (`ALLOWED_TARGETS`, `ALLOWED_SOURCES`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AllowList {
+    /// Unset or empty.
+    #[default]
+    Nothing,
+    /// `*`, said explicitly.
+    Any,
+    Only(std::collections::BTreeSet<String>),
+}
+
+impl AllowList {
+    pub fn allows(&self, item: &str) -> bool {
+        match self {
+            AllowList::Nothing => false,
+            AllowList::Any => true,
+            AllowList::Only(items) => items.contains(item),
+        }
+    }
+}
+
+/// The deployment's rules for requested mirrors.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Controls {
+    /// A create or remove without a reason is refused.
+    pub require_reason: bool,
+    /// The longest a requested mirror may run, in minutes; `None`: no cap.
+    pub max_mirror_minutes: Option<u64>,
+    /// The sweep deletes unapproved sessions (not ours, to a target not allowed).
+    pub remove_unapproved_mirrors: bool,
 }
 
 /// Whose a resource is, read from its `TAG_MANAGED_BY` tag.
@@ -103,6 +154,7 @@ impl Mirroring {
             announcer: Arc::new(Announcer::new(publisher)),
             owner: owner.into(),
             allowed: Allowed::default(),
+            controls: Controls::default(),
             sweep_max_deletions: DEFAULT_SWEEP_MAX_DELETIONS,
             instance_types: Default::default(),
             ingress_read: Default::default(),
@@ -124,6 +176,11 @@ impl Mirroring {
 
     pub fn with_allowed(mut self, allowed: Allowed) -> Self {
         self.allowed = allowed;
+        self
+    }
+
+    pub fn with_controls(mut self, controls: Controls) -> Self {
+        self.controls = controls;
         self
     }
 
@@ -168,6 +225,32 @@ pub fn ownership_of(owner: &str, tags: &Tags) -> Ownership {
         Some(other) => Ownership::Foreign(other.to_owned()),
         None => Ownership::Unmanaged,
     }
+}
+
+/// Who asked and why, as tags: values cut to 256 characters, and anything
+/// but letters, digits, spaces and `_ . : / = + - @` (what every AWS service
+/// takes in a tag) replaced by `_`.
+pub(crate) fn accountability_tags(accountability: &model::Accountability) -> Tags {
+    let value = |text: &str| -> String {
+        text.chars()
+            .map(|c| {
+                if c.is_alphanumeric() || c == ' ' || "_.:/=+-@".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(TAG_VALUE_CHARS)
+            .collect()
+    };
+    let mut tags = vec![(
+        TAG_REQUESTED_BY.to_owned(),
+        value(&accountability.requested_by.principal),
+    )];
+    if let Some(reason) = &accountability.reason {
+        tags.push((TAG_REASON.to_owned(), value(reason)));
+    }
+    tags
 }
 
 pub(crate) fn ownership_tags(
@@ -294,22 +377,44 @@ impl Refused {
     }
 }
 
+/// The code of a create refused by the allow-lists.
+pub const NOT_ALLOWED: &str = "MirroringNotAllowed";
+/// The code of an action refused for what it says (contract §3.1).
+pub const VALIDATION_ERROR: &str = "ValidationError";
+
 impl Mirroring {
     /// Refuses a create whose destination or source this deployment does not
     /// allow, before anything is claimed or changed.
     pub(crate) async fn check_allowed(&self, request: &model::CreateRequest) -> Result<(), Failure> {
-        let refuse = |message: String| Failure::refused("MirroringNotAllowed", message, false);
+        let refuse = |message: String| Failure::refused(NOT_ALLOWED, message, false);
         let destination = request.target.to_string();
-        if let Some(targets) = &self.allowed.targets {
-            if !targets.contains(&destination) {
+        match &self.allowed.targets {
+            AllowList::Nothing => {
+                return Err(refuse(format!(
+                    "this deployment allows no destination yet, so {destination} is refused: set ALLOWED_TARGETS \
+                     (the AllowedTargets parameter) to the destinations it may mirror to, or * for any; nothing was \
+                     created"
+                )))
+            }
+            AllowList::Only(targets) if !targets.contains(&destination) => {
                 return Err(refuse(format!(
                     "{destination} is not among the destinations this deployment may mirror to (ALLOWED_TARGETS); \
                      nothing was created"
                 )));
             }
+            _ => {}
         }
-        let Some(sources) = &self.allowed.sources else {
-            return Ok(());
+        let sources = match &self.allowed.sources {
+            AllowList::Any => return Ok(()),
+            AllowList::Nothing => {
+                return Err(refuse(format!(
+                    "this deployment allows no source yet, so {} is refused: set ALLOWED_SOURCES (the \
+                     AllowedSources parameter) to the VPCs or subnets whose traffic it may mirror, or * for any; \
+                     nothing was created",
+                    request.source_eni
+                )))
+            }
+            AllowList::Only(sources) => sources,
         };
         let source = request.source_eni.as_str();
         let interface = self
@@ -348,6 +453,30 @@ mod tests {
         assert_ne!(token, client_token("a", 1, "filter"));
         assert_ne!(token, client_token("a", 0, "session"));
         assert_ne!(token, client_token("b", 0, "filter"));
+    }
+
+    #[test]
+    fn accountability_tags_fit_ec2s_limits() {
+        let accountability = model::Accountability {
+            requested_by: model::Requester::new(
+                "arn:aws:iam::123456789012:user/alice",
+                model::RequesterBasis::StsCaller,
+            ),
+            reason: Some(format!("INC-1234 #exfil? {}", "x".repeat(300))),
+        };
+        let tags = accountability_tags(&accountability);
+        assert_eq!(
+            tags[0],
+            (
+                TAG_REQUESTED_BY.to_owned(),
+                "arn:aws:iam::123456789012:user/alice".to_owned()
+            )
+        );
+        assert_eq!(tags[1].0, TAG_REASON);
+        assert!(tags[1].1.starts_with("INC-1234 _exfil_ xxx"), "{}", tags[1].1);
+        assert_eq!(tags[1].1.chars().count(), 256);
+        let no_reason = model::Accountability::default();
+        assert_eq!(accountability_tags(&no_reason).len(), 1);
     }
 
     #[test]

@@ -5,6 +5,8 @@ use std::fmt;
 
 use sha2::{Digest, Sha256};
 
+pub use crate::contract::{Accountability, Requester, RequesterBasis};
+
 /// A network interface id: `eni-` and 8 or 17 lowercase hex digits.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EniId(String);
@@ -245,6 +247,62 @@ pub struct CreateRequest {
     /// Whether the create reads the target's ingress rules and warns when
     /// they shut out VXLAN (the sweep judges that itself, once per target).
     pub check_delivery: bool,
+    /// Who asked for it and why.
+    pub accountability: Accountability,
+    /// When the mirror ends, as asked; `None`: at the deployment's cap, if any.
+    pub lifetime: Option<Lifetime>,
+}
+
+/// How long a requested mirror runs (`actionParams.expiresAt` or `durationMinutes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifetime {
+    /// Until this Unix time (seconds).
+    Until(u64),
+    /// This many minutes from when the create runs.
+    Minutes(u64),
+}
+
+/// The longest a mirror may be asked to run: a year.
+pub const MAX_LIFETIME_MINUTES: u64 = 525_600;
+
+/// Why a mirror's end was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndRefused {
+    #[error("expiresAt is in the past ({seconds_ago} s ago); a mirror must end in the future")]
+    InThePast { seconds_ago: u64 },
+    #[error(
+        "the mirror would run {minutes} minutes, over this deployment's cap of {cap} minutes (MAX_MIRROR_MINUTES); \
+         ask for less"
+    )]
+    OverCap { minutes: u64, cap: u64 },
+}
+
+/// When a mirror ends (Unix seconds), from what was asked, the deployment's
+/// cap in minutes and the time now: a mirror asked for without an end gets
+/// the cap as its end; one asked to run past the cap is refused.
+pub fn mirror_end(lifetime: Option<Lifetime>, cap_minutes: Option<u64>, now: u64) -> Result<Option<u64>, EndRefused> {
+    let end = match lifetime {
+        None => return Ok(cap_minutes.map(|cap| now.saturating_add(cap.saturating_mul(60)))),
+        Some(Lifetime::Until(at)) if at <= now => return Err(EndRefused::InThePast { seconds_ago: now - at }),
+        Some(Lifetime::Until(at)) => at,
+        Some(Lifetime::Minutes(minutes)) => now.saturating_add(minutes.saturating_mul(60)),
+    };
+    match cap_minutes {
+        // Whole minutes, rounded up: an end one second past the cap is over it.
+        Some(cap) if end - now > cap.saturating_mul(60) => Err(EndRefused::OverCap {
+            minutes: (end - now).div_ceil(60),
+            cap,
+        }),
+        _ => Ok(Some(end)),
+    }
+}
+
+/// Unix seconds as RFC 3339 in UTC (`2026-12-05T10:00:00Z`).
+pub fn rfc3339(seconds: u64) -> String {
+    let seconds = i64::try_from(seconds).unwrap_or(i64::MAX);
+    chrono::DateTime::from_timestamp(seconds, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
 }
 
 /// What a remove names; at least one field is set. All given = the union.
@@ -256,6 +314,11 @@ pub struct RemoveRequest {
     pub reservation_id: Option<String>,
     /// Set by the termination path: everything made for this instance.
     pub instance_id: Option<String>,
+    /// Who asked for it and why.
+    pub accountability: Accountability,
+    /// Set by the expiry run: the mirror's time was up (announced as
+    /// `TrafficMirroringExpired`).
+    pub expired: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -281,3 +344,54 @@ pub const RULES_PER_FILTER: usize = 10;
 pub const MAX_SESSION_NUMBER: u16 = 32766;
 pub const MAX_PACKET_LENGTH: i64 = 8500;
 pub const MAX_VIRTUAL_NETWORK_ID: i64 = 16_777_215;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000;
+
+    #[test]
+    fn a_mirror_ends_when_asked_within_the_cap() {
+        assert_eq!(
+            mirror_end(None, None, NOW),
+            Ok(None),
+            "no end, no cap: runs until removed"
+        );
+        assert_eq!(
+            mirror_end(None, Some(60), NOW),
+            Ok(Some(NOW + 3600)),
+            "the cap is the end"
+        );
+        assert_eq!(
+            mirror_end(Some(Lifetime::Minutes(30)), Some(60), NOW),
+            Ok(Some(NOW + 1800))
+        );
+        assert_eq!(
+            mirror_end(Some(Lifetime::Until(NOW + 3600)), Some(60), NOW),
+            Ok(Some(NOW + 3600))
+        );
+        assert_eq!(
+            mirror_end(Some(Lifetime::Until(NOW + 3601)), Some(60), NOW),
+            Err(EndRefused::OverCap { minutes: 61, cap: 60 })
+        );
+        assert_eq!(
+            mirror_end(Some(Lifetime::Minutes(90)), Some(60), NOW),
+            Err(EndRefused::OverCap { minutes: 90, cap: 60 })
+        );
+        assert_eq!(
+            mirror_end(Some(Lifetime::Until(NOW - 5)), None, NOW),
+            Err(EndRefused::InThePast { seconds_ago: 5 })
+        );
+        assert!(
+            mirror_end(Some(Lifetime::Until(NOW)), None, NOW).is_err(),
+            "now is not the future"
+        );
+    }
+
+    #[test]
+    fn ends_read_as_rfc3339_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_800_000_000), "2027-01-15T08:00:00Z");
+    }
+}

@@ -89,11 +89,12 @@ impl Mirroring {
             unchecked.push(json!({"action": "CreateTrafficMirrorFilterRule",
                                   "reason": "it names the filter this create would make"}));
         }
-        let tags = self.tags_for(
+        let mut tags = self.tags_for(
             action_id,
             request.reservation_id.as_deref(),
             request.instance_id.as_deref(),
         );
+        tags.extend(super::accountability_tags(&request.accountability));
         let (answers, undeliverable) = tokio::join!(
             futures::future::join_all(checks.iter().map(|call| self.ec2.permitted(call, &tags))),
             self.delivery_refusal(request)

@@ -13,8 +13,8 @@ use super::model::RemoveRequest;
 use super::model::TargetSpec;
 use super::release::{Fate, Release, Released};
 use super::{
-    aws_failure, now_seconds, Failure, Mirroring, Ownership, TAG_ACTION_ID, TAG_INSTANCE_ID, TAG_MANAGED_BY,
-    TAG_RESERVATION_ID,
+    aws_failure, now_seconds, Failure, Mirroring, Ownership, Refused, TAG_ACTION_ID, TAG_INSTANCE_ID, TAG_MANAGED_BY,
+    TAG_RESERVATION_ID, VALIDATION_ERROR,
 };
 use crate::contract::{ActionResult, REMOVE};
 use crate::ports::{
@@ -56,6 +56,23 @@ struct Outcome {
 
 impl Mirroring {
     pub async fn remove(&self, request: &RemoveRequest) -> ActionResult {
+        let accountable = &request.accountability;
+        if self.controls.require_reason && accountable.reason.is_none() {
+            let refused = ActionResult::failure(
+                &request.action_id,
+                REMOVE,
+                VALIDATION_ERROR,
+                format!(
+                    "invalid {REMOVE} action {:?}: reason: is required by this deployment (REQUIRE_REASON); say why \
+                     the mirror ends",
+                    request.action_id
+                ),
+                false,
+            )
+            .accountable(accountable);
+            crate::deadline::winding_down(self.announce(&refused)).await;
+            return refused;
+        }
         let now = now_seconds();
         let mut record = LedgerRecord {
             action_id: request.action_id.clone(),
@@ -63,6 +80,8 @@ impl Mirroring {
             status: Some(RecordStatus::Pending),
             // No ENIs or reservation here: those attributes key the indexes,
             // which list what creates made.
+            requested_by: Some(accountable.requested_by.clone()),
+            reason: accountable.reason.clone(),
             created_at: now,
             updated_at: now,
             ..LedgerRecord::default()
@@ -71,7 +90,13 @@ impl Mirroring {
         // claim costs nothing but them).
         let (claimed, found) = tokio::join!(self.claim(&mut record, REMOVE), self.find_for_removal(request));
         if let Err(refused) = claimed {
+            let replayed = matches!(refused, Refused::Finished(_));
             let answer = refused.answer();
+            let answer = if replayed {
+                answer
+            } else {
+                answer.accountable(accountable)
+            };
             crate::deadline::winding_down(self.announce(&answer)).await;
             return answer;
         }
@@ -92,6 +117,8 @@ impl Mirroring {
             }
             Err(failure) => failure.answer(&request.action_id, REMOVE),
         };
+        let mut result = result.accountable(accountable);
+        result.expired = request.expired && result.success;
         record.status = Some(if result.success {
             RecordStatus::Done
         } else {

@@ -25,9 +25,29 @@ fn invalid(field: impl Into<String>, problem: impl Into<String>) -> ValidationEr
 
 type Result<T> = std::result::Result<T, ValidationError>;
 
+/// The longest `actionId`: it becomes a ledger key and an EC2 tag value.
+pub const MAX_ACTION_ID_CHARS: usize = 128;
+/// The longest `reason`: kept whole in the ledger (its tag is cut to 256).
+pub const MAX_REASON_CHARS: usize = 512;
+pub const MAX_RESERVATION_ID_CHARS: usize = 256;
+pub const MAX_DESCRIPTION_CHARS: usize = 255;
+
+/// An action id: 1-128 characters of `A-Za-z0-9._:-`, so it is safe as a
+/// key, a tag value and a line of a terminal.
+pub fn is_action_id(text: &str) -> bool {
+    (1..=MAX_ACTION_ID_CHARS).contains(&text.len())
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+}
+
 pub fn validate(action: &RawAction) -> Result<MirrorRequest> {
     if action.action_id.trim().is_empty() {
         return Err(invalid("actionId", "is missing or empty"));
+    }
+    if !is_action_id(&action.action_id) {
+        return Err(invalid(
+            "actionId",
+            format!("must be 1-{MAX_ACTION_ID_CHARS} characters of A-Z a-z 0-9 . _ : -"),
+        ));
     }
     match action.action_type.as_str() {
         CREATE => validate_create(action).map(MirrorRequest::Create),
@@ -73,10 +93,8 @@ fn validate_create(action: &RawAction) -> Result<CreateRequest> {
         .map(|n| in_range(n, 1, MAX_VIRTUAL_NETWORK_ID, "actionParams.virtualNetworkId"))
         .transpose()?
         .map(|n| n as i32);
-    let description = optional_text(params, "description", "actionParams.description")?;
-    if description.as_ref().is_some_and(|d| d.chars().count() > 255) {
-        return Err(invalid("actionParams.description", "is longer than 255 characters"));
-    }
+    let description = free_text(params, "description", "actionParams.description", MAX_DESCRIPTION_CHARS)?;
+    let reason = free_text(params, "reason", "actionParams.reason", MAX_REASON_CHARS)?;
     Ok(CreateRequest {
         action_id: action.action_id.clone(),
         source_eni,
@@ -92,7 +110,62 @@ fn validate_create(action: &RawAction) -> Result<CreateRequest> {
         refuse_if_source_is_target: false,
         from_policy: false,
         check_delivery: true,
+        accountability: Accountability {
+            requested_by: action.requester.clone(),
+            reason,
+        },
+        lifetime: lifetime(params)?,
     })
+}
+
+/// `expiresAt` (RFC 3339) or `durationMinutes` (1 to a year), not both.
+/// Whether the end is in the future and within the deployment's cap is
+/// decided when the create runs (`model::mirror_end`).
+fn lifetime(params: &Map<String, Value>) -> Result<Option<Lifetime>> {
+    let at = optional_text(params, "expiresAt", "actionParams.expiresAt")?;
+    let minutes = optional_int(params, "durationMinutes", "actionParams.durationMinutes")?;
+    match (at, minutes) {
+        (Some(_), Some(_)) => Err(invalid(
+            "actionParams.durationMinutes",
+            "and expiresAt are both given; say when the mirror ends one way",
+        )),
+        (Some(at), None) => {
+            let parsed = chrono::DateTime::parse_from_rfc3339(&at).map_err(|_| {
+                invalid(
+                    "actionParams.expiresAt",
+                    format!("{:?} is not an RFC 3339 time such as 2026-12-05T18:00:00Z", shown(&at)),
+                )
+            })?;
+            let seconds =
+                u64::try_from(parsed.timestamp()).map_err(|_| invalid("actionParams.expiresAt", "is before 1970"))?;
+            Ok(Some(Lifetime::Until(seconds)))
+        }
+        (None, Some(minutes)) => {
+            let minutes = in_range(minutes, 1, MAX_LIFETIME_MINUTES as i64, "actionParams.durationMinutes")?;
+            Ok(Some(Lifetime::Minutes(minutes as u64)))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// Free text that ends up in tags, the ledger and terminals: at most `max`
+/// characters and no control characters.
+fn free_text(object: &Map<String, Value>, key: &str, path: &str, max: usize) -> Result<Option<String>> {
+    let Some(text) = optional_text(object, key, path)? else {
+        return Ok(None);
+    };
+    if text.chars().count() > max {
+        return Err(invalid(path, format!("is longer than {max} characters")));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(invalid(path, "holds control characters"));
+    }
+    Ok(Some(text))
+}
+
+/// At most 64 characters of what a caller sent, to show in a message.
+fn shown(text: &str) -> String {
+    text.chars().take(64).collect()
 }
 
 /// The four ways to name a target; exactly one must be given.
@@ -248,6 +321,12 @@ fn validate_remove(action: &RawAction) -> Result<RemoveRequest> {
         .map(|text| EniId::parse(&text).ok_or_else(|| invalid("targetNicId", bad_eni_problem(&text))))
         .transpose()?;
     let reservation_id = reservation_id(action, params)?;
+    let reason = match free_text(&action.body, "reason", "reason", MAX_REASON_CHARS)? {
+        Some(reason) => Some(reason),
+        None => params.map_or(Ok(None), |p| {
+            free_text(p, "reason", "actionParams.reason", MAX_REASON_CHARS)
+        })?,
+    };
     if session_id.is_none() && target_eni.is_none() && reservation_id.is_none() {
         return Err(invalid(
             "sessionId",
@@ -260,6 +339,11 @@ fn validate_remove(action: &RawAction) -> Result<RemoveRequest> {
         target_eni,
         reservation_id,
         instance_id: None,
+        accountability: Accountability {
+            requested_by: action.requester.clone(),
+            reason,
+        },
+        expired: false,
     })
 }
 
@@ -275,8 +359,14 @@ fn reservation_id(action: &RawAction, params: Option<&Map<String, Value>>) -> Re
     let id = own.or_else(|| action.request_reservation_id.clone());
     if let Some(id) = &id {
         // It becomes an EC2 tag value and a DynamoDB key.
-        if id.chars().count() > 256 {
-            return Err(invalid("reservationId", "is longer than 256 characters"));
+        if id.chars().count() > MAX_RESERVATION_ID_CHARS {
+            return Err(invalid(
+                "reservationId",
+                format!("is longer than {MAX_RESERVATION_ID_CHARS} characters"),
+            ));
+        }
+        if id.chars().any(char::is_control) {
+            return Err(invalid("reservationId", "holds control characters"));
         }
     }
     Ok(id)
@@ -551,6 +641,75 @@ mod tests {
 
     fn rule_error(rule: Value) -> ValidationError {
         create_with(with("filterRules", json!([rule]))).expect_err("rule is invalid")
+    }
+
+    fn validated(action: Value) -> Result<MirrorRequest> {
+        let actions = split_request(&json!({"driverRequest": {"actions": [action]}})).expect("splits");
+        validate(&actions[0])
+    }
+
+    #[test]
+    fn an_action_id_is_short_and_plain() {
+        let create = |id: &str| validated(json!({"actionId": id, "type": CREATE, "actionParams": base()}));
+        assert!(create("41f206a1-a6c0-4603-90f7-6492cd0fb00d").is_ok());
+        assert!(create("ops:INC-1234.retry_2").is_ok());
+        assert!(create(&"a".repeat(128)).is_ok());
+        for bad in [
+            "a".repeat(129),
+            "two words".into(),
+            "tab\there".into(),
+            "semi;colon".into(),
+            "é".into(),
+        ] {
+            assert_eq!(create(&bad).expect_err("refused").field, "actionId", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_reason_and_an_end_are_read_and_checked() {
+        let create = create_with(with("reason", json!("INC-1234 exfiltration"))).expect("valid");
+        assert_eq!(create.accountability.reason.as_deref(), Some("INC-1234 exfiltration"));
+        assert_eq!(create.lifetime, None);
+        let until = create_with(with("expiresAt", json!("2027-01-15T08:00:00Z"))).expect("valid");
+        assert_eq!(until.lifetime, Some(Lifetime::Until(1_800_000_000)));
+        let offset = create_with(with("expiresAt", json!("2027-01-15T09:00:00+01:00"))).expect("valid");
+        assert_eq!(
+            offset.lifetime,
+            Some(Lifetime::Until(1_800_000_000)),
+            "any offset, one instant"
+        );
+        let minutes = create_with(with("durationMinutes", json!("90"))).expect("valid");
+        assert_eq!(minutes.lifetime, Some(Lifetime::Minutes(90)));
+        for (key, bad) in [
+            ("reason", json!("line\nbreak")),
+            ("reason", json!("x".repeat(513))),
+            ("description", json!("bell\u{7}")),
+            ("expiresAt", json!("tomorrow")),
+            ("expiresAt", json!("2027-01-15")),
+            ("durationMinutes", json!(0)),
+            ("durationMinutes", json!(525_601)),
+            ("reservationId", json!("esc\u{1b}[2J")),
+        ] {
+            let err = create_with(with(key, bad.clone())).expect_err("refused");
+            assert!(err.field.ends_with(key), "{key}: {bad} -> {err}");
+        }
+        let mut both = with("expiresAt", json!("2027-01-15T08:00:00Z"));
+        both["durationMinutes"] = json!(5);
+        assert!(create_with(both).is_err(), "one way to say the end");
+    }
+
+    #[test]
+    fn a_remove_carries_its_reason_and_its_requester() {
+        let action = json!({"actionId": "r1", "type": REMOVE, "sessionId": "tms-0123456789abcdef0", "reason": "done"});
+        let actions = split_request(&json!({"driverRequest": {"actions": [action]}})).expect("splits");
+        let mut raw = actions[0].clone();
+        raw.requester = Requester::new("sqs:AIDA1", RequesterBasis::SqsSender);
+        let Ok(MirrorRequest::Remove(remove)) = validate(&raw) else {
+            panic!("a remove");
+        };
+        assert_eq!(remove.accountability.reason.as_deref(), Some("done"));
+        assert_eq!(remove.accountability.requested_by.principal, "sqs:AIDA1");
+        assert!(!remove.expired, "only the expiry run ends a mirror as expired");
     }
 
     #[test]

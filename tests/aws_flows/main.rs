@@ -20,3 +20,4 @@ mod safety;
 mod sources;
 mod storm;
 mod sweep;
+mod wiretap;

@@ -443,7 +443,7 @@ async fn finished_records_expire_and_live_ones_never_do() {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs_f64();
-    let thirty_days = 30.0 * 86_400.0;
+    let kept = world.config.finished_record_days as f64 * 86_400.0;
     let expires = |item: &Value| item["expiresAt"].as_f64();
     made(&world.invoke(&seed_create("ttl-live", &source, &target)).await);
     assert_eq!(expires(&world.ledger_item("ttl-live").await.expect("record")), None);
@@ -459,7 +459,7 @@ async fn finished_records_expire_and_live_ones_never_do() {
     for action in ["ttl-live", "ttl-failed", "ttl-rm"] {
         let item = world.ledger_item(action).await.expect("record");
         let at = expires(&item).unwrap_or_else(|| panic!("{action} has a TTL: {item}"));
-        assert!((at - now - thirty_days).abs() < 120.0, "{action}: {at}");
+        assert!((at - now - kept).abs() < 120.0, "{action}: {at}");
     }
     // Taken up again, a failed action is live and loses its TTL.
     let retried = world.invoke(&seed_create("ttl-failed", &other, &target)).await;
@@ -529,8 +529,8 @@ async fn only_allowed_destinations_and_sources_are_mirrored() {
         .expect("id")
         .to_owned();
     let app = world.app_with(|config| {
-        config.allowed_targets = Some(BTreeSet::from([allowed.clone()]));
-        config.allowed_sources = Some(BTreeSet::from([world.subnet_id.clone()]));
+        config.allowed_targets = AllowList::Only(BTreeSet::from([allowed.clone()]));
+        config.allowed_sources = AllowList::Only(BTreeSet::from([world.subnet_id.clone()]));
     });
     let app = &app;
     let invoke = |request: Value| async move { serde_json::to_value(app.handle(&request).await).expect("json") };

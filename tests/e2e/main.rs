@@ -11,7 +11,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use support::{manifest_dir, World};
 
 const TARGET: &str = "eni-05fc8d0b34b762305";
@@ -25,13 +25,15 @@ const PLAIN_ENIS: [&str; 5] = [
 ];
 const INSTANCE_ENIS: [&str; 2] = ["eni-0d1e2f3a4b5c6d7e8", "eni-0e1f2a3b4c5d6e7f8"];
 /// Every file in events/, in the order they make sense as one story.
-const STORY: [&str; 9] = [
+const STORY: [&str; 11] = [
     "direct-create.json",
     "sqs-batch.json",
     "eventbridge-create.json",
     "ec2-running.json",
     "instance-tag-change.json",
     "eni-attached.json",
+    "expire-schedule.json",
+    "cloudtrail-session-deleted.json",
     "ec2-terminated.json",
     "direct-remove.json",
     "direct-create-load-balancers.json",
@@ -111,6 +113,9 @@ impl LambdaServer {
                 ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
                 ("TABLE_NAME", world.config.table_name.clone()),
                 ("EVENT_BUS_NAME", world.config.event_bus_name.clone()),
+                // Closed by default: the deployment opens what it may mirror.
+                ("ALLOWED_TARGETS", "*".to_owned()),
+                ("ALLOWED_SOURCES", "*".to_owned()),
                 ("RUST_LOG", "info".to_owned()),
             ])
             .stdout(stdout)
@@ -242,6 +247,18 @@ async fn every_sample_event_through_the_real_binary() {
             "{name}: {answer}"
         );
     }
+    assert_eq!(world.mirror_state().await.sessions.len(), 6, "nothing changed");
+
+    // The five-minute expiry run: no mirror here asked for an end.
+    let expired = lambda.invoke(&sample("expire-schedule.json")).await;
+    assert_eq!(expired["expire"]["expired"], json!([]), "{expired}");
+    // Someone deleted a session this deployment never made: seen, nothing done.
+    let deleted = lambda.invoke(&sample("cloudtrail-session-deleted.json")).await;
+    assert_eq!(
+        deleted["deleted"]["by"], "arn:aws:iam::123456789012:user/ops-alice",
+        "{deleted}"
+    );
+    assert_eq!(deleted["actionResults"], json!([]), "{deleted}");
     assert_eq!(world.mirror_state().await.sessions.len(), 6, "nothing changed");
 
     world

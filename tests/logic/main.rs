@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use traffic_mirroring::handler::App;
-use traffic_mirroring::mirroring::Mirroring;
+use traffic_mirroring::mirroring::{Allowed, Controls, Mirroring};
+use traffic_mirroring::ports::ActionRecords;
 use traffic_mirroring::ports::{AwsError, ErrorKind, RecordStatus};
 
 use fakes::{MemoryBus, MemoryEc2, MemoryLedger};
@@ -29,7 +30,8 @@ fn fixture() -> Fixture {
         Arc::new(MemoryLedger::default()),
         Arc::new(MemoryBus::default()),
     );
-    let mirroring = Mirroring::new(ec2.clone(), ledger.clone(), bus.clone(), "table/logic");
+    let mirroring =
+        Mirroring::new(ec2.clone(), ledger.clone(), bus.clone(), "table/logic").with_allowed(Allowed::anything());
     Fixture {
         ec2,
         ledger,
@@ -252,4 +254,90 @@ async fn a_wrong_guess_is_given_back_before_the_number_is_chosen_again() {
         Vec::<String>::new(),
         "the guess of 1 was given back"
     );
+}
+
+/// A deployment's fixture built with its own rules (the default fixture allows anything).
+fn fixture_with(allowed: Allowed, controls: Controls) -> Fixture {
+    let (ec2, ledger, bus) = (
+        Arc::new(MemoryEc2::default()),
+        Arc::new(MemoryLedger::default()),
+        Arc::new(MemoryBus::default()),
+    );
+    let mirroring = Mirroring::new(ec2.clone(), ledger.clone(), bus.clone(), "table/logic")
+        .with_allowed(allowed)
+        .with_controls(controls);
+    Fixture {
+        ec2,
+        ledger,
+        bus,
+        app: App::new(mirroring),
+    }
+}
+
+#[tokio::test]
+async fn a_deployment_that_allows_nothing_makes_nothing_and_asks_ec2_nothing() {
+    let world = fixture_with(Allowed::default(), Controls::default());
+    let refused = world.run(create("c1", 1, 9, 443)).await;
+    assert_eq!(refused["errorCode"], "MirroringNotAllowed", "{refused}");
+    assert_eq!(world.counts(), (0, 0, 0));
+    assert_eq!(
+        world.ec2.calls("CreateTrafficMirrorTarget") + world.ec2.calls("DescribeNetworkInterfaces"),
+        0
+    );
+    assert_eq!(world.ledger.record("c1"), None, "nothing claimed");
+    let events = world.bus.events.lock().expect("events").clone();
+    assert_eq!(events.len(), 1, "the refusal is announced");
+}
+
+#[tokio::test]
+async fn a_required_reason_refuses_a_bare_remove_and_keeps_the_mirror() {
+    let controls = Controls {
+        require_reason: true,
+        ..Controls::default()
+    };
+    let world = fixture_with(Allowed::anything(), controls);
+    let mut explained = create("c1", 1, 9, 443);
+    explained["driverRequest"]["actions"][0]["actionParams"]["reason"] = json!("INC-1");
+    let created = world.run(explained).await;
+    let session = created["sessionId"].as_str().expect("made").to_owned();
+    assert_eq!(created["reason"], "INC-1");
+    assert_eq!(
+        created["requestedBy"], "unstated",
+        "a direct invoke without requestedBy"
+    );
+    assert_eq!(created["requestedByBasis"], "stated");
+    let refused = world.run(remove_session("r1", &session)).await;
+    assert_eq!(refused["errorCode"], "ValidationError", "{refused}");
+    assert_eq!(world.counts(), (1, 1, 1), "the mirror stays");
+}
+
+#[tokio::test]
+async fn a_capped_mirror_ends_when_its_time_is_up_and_only_then() {
+    let controls = Controls {
+        max_mirror_minutes: Some(30),
+        ..Controls::default()
+    };
+    let world = fixture_with(Allowed::anything(), controls);
+    let created = world.run(create("c1", 1, 9, 443)).await;
+    assert!(created["expiresAt"].is_string(), "the cap is its end: {created}");
+    let not_yet = world.app.invoke(json!({"expire": {}})).await.expect("answers");
+    assert_eq!(not_yet["expire"]["expired"], json!([]));
+    assert_eq!(world.counts(), (1, 1, 1));
+
+    // Its end comes: the record says it ended a second ago.
+    let mut record = world.ledger.record("c1").expect("recorded");
+    record.ends_at = Some(1);
+    world.ledger.save(&mut record).await.expect("saved");
+    let expired = world.app.invoke(json!({"expire": {}})).await.expect("answers");
+    assert_eq!(expired["expire"]["removed"], 1, "{expired}");
+    assert_eq!(world.counts(), (0, 0, 0));
+    assert_eq!(world.ledger.claims_left(), Vec::<String>::new());
+    let events = world.bus.events.lock().expect("events").clone();
+    let last = events.last().expect("announced");
+    assert!(
+        last.expired && last.success && last.action_id == "expire-c1",
+        "{last:?}"
+    );
+    let again = world.app.invoke(json!({"expire": {}})).await.expect("answers");
+    assert_eq!(again["expire"]["expired"], json!([]), "ended once");
 }

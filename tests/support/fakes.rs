@@ -171,6 +171,9 @@ impl Scans for Unreachable {
     async fn contents(&self) -> Result<LedgerContents, LedgerError> {
         Err(unreachable_aws().into())
     }
+    async fn ending_by(&self, _: u64) -> Result<Vec<String>, LedgerError> {
+        Err(unreachable_aws().into())
+    }
 }
 
 #[async_trait]
@@ -410,6 +413,7 @@ impl Sessions for MemoryEc2 {
             SessionQuery::SourceEni(eni) => s.source_eni == eni.as_str(),
             SessionQuery::Target(id) => &s.target_id == id,
             SessionQuery::Tag(key, value) => tagged(&s.tags, key, value),
+            SessionQuery::All => true,
         };
         Ok(state.sessions.values().filter(wanted).cloned().collect())
     }
@@ -792,6 +796,16 @@ impl Scans for MemoryLedger {
                 })
                 .collect(),
         })
+    }
+
+    async fn ending_by(&self, at: u64) -> Result<Vec<String>, LedgerError> {
+        let state = self.enter("ending_by")?;
+        Ok(state
+            .records
+            .values()
+            .filter(|(r, _)| r.status.is_some_and(|s| s.holds_resources()) && r.ends_at.is_some_and(|end| end <= at))
+            .map(|(r, _)| r.action_id.clone())
+            .collect())
     }
 }
 

@@ -21,6 +21,7 @@ use aws_sdk_dynamodb::types::{
 use serde_json::{json, Value};
 use traffic_mirroring::config::Config;
 use traffic_mirroring::handler::App;
+pub use traffic_mirroring::mirroring::AllowList;
 
 pub const REGION: &str = "us-east-1";
 
@@ -267,6 +268,9 @@ impl World {
         let events = aws_sdk_eventbridge::Client::new(&sdk);
         let mut config = Config::for_table(&unique("ledger")).expect("a table name is all it needs");
         config.event_bus_name = unique("bus");
+        // Closed by default: the tests open it, as a deployment must.
+        config.allowed_targets = AllowList::Any;
+        config.allowed_sources = AllowList::Any;
         create_ledger_table(&dynamodb, &config.table_name).await;
         let queue_url = route_events_to_queue(&events, &sqs, &config).await;
         let vpc = ec2.create_vpc().cidr_block("10.0.0.0/16").send().await.expect("vpc");

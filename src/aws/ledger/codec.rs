@@ -4,8 +4,8 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::{Item, PARTITION_KEY, TTL_ATTRIBUTE};
-use crate::contract::ActionResult;
+use super::{Item, MIRROR_ENDING, MIRROR_ENDING_VALUE, MIRROR_ENDS_AT, PARTITION_KEY, TTL_ATTRIBUTE};
+use crate::contract::{ActionResult, Requester, RequesterBasis};
 use crate::ports::{ActionKind, LedgerError, LedgerRecord, RecordStatus, SharedClaims, SharedKey};
 
 pub(super) fn key_of(action_id: &str) -> AttributeValue {
@@ -111,6 +111,21 @@ pub(super) fn to_item(record: &LedgerRecord, expires_at: Option<u64>) -> Item {
     if let Some(result) = &record.result {
         item.insert("result".into(), s(&serde_json::to_string(result).unwrap_or_default()));
     }
+    if let Some(requester) = &record.requested_by {
+        item.insert("requestedBy".into(), s(&requester.principal));
+        item.insert("requestedByBasis".into(), s(requester.basis.as_str()));
+    }
+    if let Some(reason) = &record.reason {
+        item.insert("reason".into(), s(reason));
+    }
+    if let Some(ends_at) = record.ends_at {
+        item.insert(MIRROR_ENDS_AT.into(), n(ends_at));
+        item.insert("mirrorEndsAtIso".into(), iso(ends_at));
+        // Only a mirror that may still exist is listed by the end index.
+        if record.status.is_some_and(|status| status.holds_resources()) {
+            item.insert(MIRROR_ENDING.into(), s(MIRROR_ENDING_VALUE));
+        }
+    }
     item.insert("createdAt".into(), n(record.created_at));
     item.insert("updatedAt".into(), n(record.updated_at));
     item.insert("createdAtIso".into(), iso(record.created_at));
@@ -168,6 +183,14 @@ pub(super) fn from_item(item: &Item) -> Result<LedgerRecord, LedgerError> {
         virtual_network_id: number("virtualNetworkId")?.and_then(|v| i32::try_from(v).ok()),
         reservation_id: text(item, "reservationId"),
         instance_id: text(item, "instanceId"),
+        requested_by: text(item, "requestedBy").map(|principal| Requester {
+            principal,
+            basis: text(item, "requestedByBasis")
+                .and_then(|basis| RequesterBasis::parse(&basis))
+                .unwrap_or(RequesterBasis::Stated),
+        }),
+        reason: text(item, "reason"),
+        ends_at: number(MIRROR_ENDS_AT)?.and_then(|v| u64::try_from(v).ok()),
         result,
         created_at: number("createdAt")?
             .and_then(|v| u64::try_from(v).ok())
@@ -241,10 +264,36 @@ mod tests {
                 success: true,
                 ..ActionResult::default()
             }),
+            requested_by: Some(Requester::new("sqs:AIDA1", RequesterBasis::SqsSender)),
+            reason: Some("INC-1234".into()),
+            ends_at: Some(1_700_003_600),
             created_at: 1_700_000_000,
             updated_at: 1_700_000_001,
         };
-        assert_eq!(from_item(&to_item(&record, None)).expect("readable"), record);
+        let item = to_item(&record, None);
+        assert_eq!(
+            item.get(MIRROR_ENDING),
+            Some(&s(MIRROR_ENDING_VALUE)),
+            "a live mirror with an end is listed"
+        );
+        assert_eq!(from_item(&item).expect("readable"), record);
+    }
+
+    #[test]
+    fn only_a_mirror_that_may_still_exist_is_in_the_end_index() {
+        let ended = LedgerRecord {
+            action_id: "a1".into(),
+            status: Some(RecordStatus::Removed),
+            ends_at: Some(1_700_003_600),
+            ..LedgerRecord::default()
+        };
+        let item = to_item(&ended, Some(1_800_000_000));
+        assert_eq!(item.get(MIRROR_ENDING), None);
+        assert_eq!(
+            from_item(&item).expect("readable").ends_at,
+            Some(1_700_003_600),
+            "the end is kept for people"
+        );
     }
 
     #[test]

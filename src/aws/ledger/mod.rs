@@ -43,6 +43,15 @@ pub const INDEXES: [(&str, &str); 5] = [
     INDEX_BY_INSTANCE,
 ];
 
+/// The sparse index of live mirrors with an end: partition `mirrorEnding`
+/// (always `MIRROR_ENDING_VALUE`, set only while the mirror may exist), sort
+/// `mirrorEndsAt` (Unix seconds), so the expiry run asks for those ending
+/// before now in one query.
+pub const INDEX_BY_MIRROR_END: &str = "byMirrorEnd";
+pub const MIRROR_ENDING: &str = "mirrorEnding";
+pub const MIRROR_ENDING_VALUE: &str = "mirror";
+pub const MIRROR_ENDS_AT: &str = "mirrorEndsAt";
+
 /// The attribute DynamoDB's TTL reads (enabled on the table in the template):
 /// set on finished records only, so a live mirror's record never expires.
 pub const TTL_ATTRIBUTE: &str = "expiresAt";

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use super::codec::*;
-use super::{DynamoLedger, PARTITION_KEY};
+use super::{DynamoLedger, INDEX_BY_MIRROR_END, MIRROR_ENDING, MIRROR_ENDING_VALUE, MIRROR_ENDS_AT, PARTITION_KEY};
 use crate::aws::errors::next_page;
 use crate::ports::*;
 
@@ -40,5 +40,31 @@ impl Scans for DynamoLedger {
             }
         }
         Ok(contents)
+    }
+
+    async fn ending_by(&self, at: u64) -> Result<Vec<String>, LedgerError> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(INDEX_BY_MIRROR_END)
+            .key_condition_expression("#ending = :ending AND #at <= :at")
+            .expression_attribute_names("#ending", MIRROR_ENDING)
+            .expression_attribute_names("#at", MIRROR_ENDS_AT)
+            .expression_attribute_values(":ending", s(MIRROR_ENDING_VALUE))
+            .expression_attribute_values(":at", n(at))
+            .into_paginator()
+            .send();
+        let mut ids = Vec::new();
+        while let Some(page) = next_page("Query", pages.next()).await? {
+            // The index projects keys only: the action id is in the key.
+            ids.extend(
+                page.items()
+                    .iter()
+                    .filter_map(|item| text(item, PARTITION_KEY))
+                    .filter_map(|key| key.strip_prefix(ACTION_PREFIX).map(str::to_owned)),
+            );
+        }
+        Ok(ids)
     }
 }

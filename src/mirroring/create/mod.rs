@@ -20,8 +20,8 @@ use rollback::recover_made;
 pub(super) use shared::pick_target;
 use shared::{filter_key, target_key};
 
-use super::model::{CreateRequest, FilterSpec, TargetSpec};
-use super::{client_token, now_seconds, Failure, Mirroring, Refused};
+use super::model::{mirror_end, rfc3339, CreateRequest, FilterSpec, TargetSpec};
+use super::{accountability_tags, client_token, now_seconds, Failure, Mirroring, Refused, VALIDATION_ERROR};
 use crate::contract::{ActionResult, CREATE};
 use crate::ports::{
     ActionKind, AwsResult, LedgerError, LedgerRecord, MirrorSession, NewSession, RecordStatus, SessionQuery, Slot,
@@ -68,24 +68,45 @@ struct Created {
 impl Mirroring {
     /// Runs a create and announces its result (a dry run announces nothing).
     pub async fn create(&self, request: &CreateRequest) -> ActionResult {
-        if let Err(refused) = self.check_allowed(request).await {
-            let refused = refused.answer(&request.action_id, CREATE);
-            if !request.dry_run {
-                self.announce(&refused).await;
+        let accountable = &request.accountability;
+        let checked = match self.mirror_end_of(request) {
+            Ok(ends_at) => self.check_allowed(request).await.map(|()| ends_at),
+            Err(refused) => Err(refused),
+        };
+        let ends_at = match checked {
+            Ok(ends_at) => ends_at,
+            Err(refused) => {
+                let refused = refused.answer(&request.action_id, CREATE).accountable(accountable);
+                if !request.dry_run {
+                    self.announce(&refused).await;
+                }
+                return refused;
             }
-            return refused;
-        }
+        };
         if request.dry_run {
-            return self.plan_create(request).await;
+            let mut plan = self.plan_create(request).await.accountable(accountable);
+            plan.expires_at = ends_at.map(rfc3339);
+            return plan;
         }
         // Whether the target admits VXLAN is read beside the create, not before it.
-        let ((mut result, mut announced, replayed), undeliverable) =
-            tokio::join!(self.create_unannounced(request), self.delivery_refusal(request));
+        // Boxed: the create's future is large, and the sweep and the tamper
+        // watch run creates inside their own (a test thread's stack is 2 MB).
+        let ((result, mut announced, replayed), undeliverable) = tokio::join!(
+            Box::pin(self.create_unannounced(request, ends_at)),
+            self.delivery_refusal(request)
+        );
+        let mut result = if replayed {
+            result
+        } else {
+            result.accountable(accountable)
+        };
         // A policy mirror whose session went since must not be answered with
         // its old success: the action is renewed and run again, once.
         if request.from_policy && replayed && self.renew_if_gone(&request.action_id).await {
             info!(action_id = %request.action_id, "the policy's mirror was gone: made again");
-            (result, announced, _) = self.create_unannounced(request).await;
+            let again;
+            (again, announced, _) = Box::pin(self.create_unannounced(request, ends_at)).await;
+            result = again.accountable(accountable);
         }
         if let Some(why) = undeliverable.filter(|_| result.success) {
             warn!(action_id = %request.action_id, reason = %why, "the mirror may deliver nothing");
@@ -95,6 +116,25 @@ impl Mirroring {
             crate::deadline::winding_down(self.announce(&result)).await;
         }
         result
+    }
+
+    /// When a requested mirror ends (Unix seconds), by the request and the
+    /// deployment's cap; policy mirrors follow the policy and have no end.
+    /// Refuses a create that gives no reason when one is required.
+    fn mirror_end_of(&self, request: &CreateRequest) -> Result<Option<u64>, Failure> {
+        if request.from_policy {
+            return Ok(None);
+        }
+        let invalid = |message: String| Failure::refused(VALIDATION_ERROR, message, false);
+        if self.controls.require_reason && request.accountability.reason.is_none() {
+            return Err(invalid(format!(
+                "invalid {CREATE} action {:?}: actionParams.reason: is required by this deployment \
+                 (REQUIRE_REASON); say why the traffic is mirrored",
+                request.action_id
+            )));
+        }
+        mirror_end(request.lifetime, self.controls.max_mirror_minutes, now_seconds())
+            .map_err(|why| invalid(format!("invalid {CREATE} action {:?}: {why}", request.action_id)))
     }
 
     /// For an ENI target: why mirrored traffic from the source would not get
@@ -116,7 +156,7 @@ impl Mirroring {
     /// (claims and reads; session; ledger write and event), and one mutating
     /// EC2 call. Returns whether it announced, and whether the answer is an
     /// earlier run's, replayed from the ledger.
-    async fn create_unannounced(&self, request: &CreateRequest) -> (ActionResult, bool, bool) {
+    async fn create_unannounced(&self, request: &CreateRequest, ends_at: Option<u64>) -> (ActionResult, bool, bool) {
         let now = now_seconds();
         let target_key = target_key(request);
         let filter_key = filter_key(request);
@@ -138,6 +178,9 @@ impl Mirroring {
             },
             reservation_id: request.reservation_id.clone(),
             instance_id: request.instance_id.clone(),
+            requested_by: Some(request.accountability.requested_by.clone()),
+            reason: request.accountability.reason.clone(),
+            ends_at,
             created_at: now,
             updated_at: now,
             ..LedgerRecord::default()
@@ -276,11 +319,12 @@ impl Mirroring {
         let filter_id = filter.outcome?;
 
         // Round 3: the session, the one mutating EC2 call most creates make.
-        let tags = self.tags_for(
+        let mut tags = self.tags_for(
             &request.action_id,
             request.reservation_id.as_deref(),
             request.instance_id.as_deref(),
         );
+        tags.extend(accountability_tags(&request.accountability));
         let new_session = NewSession {
             source_eni: request.source_eni.clone(),
             target_id: target_id.clone(),
@@ -321,7 +365,8 @@ impl Mirroring {
         created: Created,
     ) -> (ActionResult, bool) {
         let session = &created.session;
-        let result = success_result(request, &created, &made);
+        let mut result = success_result(request, &created, &made).accountable(&request.accountability);
+        result.expires_at = record.ends_at.map(rfc3339);
         record.status = Some(RecordStatus::Active);
         record.target_id = Some(created.target_id.clone());
         record.target_created = made.target_created.is_some();
@@ -340,7 +385,10 @@ impl Mirroring {
         if let Err(err) = saved {
             // A session the ledger does not know could never be torn down by us.
             let failure = Failure::from(err);
-            let failure = self.roll_back(record, made, failure).await;
+            let failure = self
+                .roll_back(record, made, failure)
+                .await
+                .accountable(&request.accountability);
             crate::deadline::winding_down(self.announce(&failure)).await;
             return (failure, true);
         }

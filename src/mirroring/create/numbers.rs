@@ -208,6 +208,8 @@ mod tests {
             refuse_if_source_is_target: false,
             from_policy: false,
             check_delivery: true,
+            accountability: Default::default(),
+            lifetime: None,
         }
     }
 

@@ -10,7 +10,9 @@ use futures::future::join_all;
 use tracing::warn;
 
 use super::super::model::{CreateRequest, FilterSpec, RuleSpec};
-use super::super::{client_token, jitter_millis, Failure, Mirroring, Refused, TAG_ACTION_ID, TAG_RULE_SET};
+use super::super::{
+    accountability_tags, client_token, jitter_millis, Failure, Mirroring, Refused, TAG_ACTION_ID, TAG_RULE_SET,
+};
 use super::rollback::recover_made;
 use crate::ports::{AwsError, LedgerError, MirrorTarget, RecordStatus, SharedKey, Slot};
 
@@ -282,7 +284,8 @@ impl Mirroring {
                 outcome: Ok(id),
             };
         }
-        let tags = self.tags_for(action_id, request.reservation_id.as_deref(), None);
+        let mut tags = self.tags_for(action_id, request.reservation_id.as_deref(), None);
+        tags.extend(accountability_tags(&request.accountability));
         let token = client_token(action_id, attempt, "target");
         match self.ec2.create_target(destination, &tags, &token).await {
             Ok(id) => Making {
@@ -305,6 +308,7 @@ impl Mirroring {
         let fail = |context: &str, err: &AwsError| Failure::aws(context, err);
         let mut tags = self.tags_for(action_id, None, None);
         tags.push((TAG_RULE_SET.to_owned(), name.to_owned()));
+        tags.extend(accountability_tags(&request.accountability));
         let token = client_token(action_id, attempt, "filter");
         let description = format!("traffic-mirroring rule set {name} ({} rules)", rules.len());
         let filter_id = match self.ec2.create_filter(&description, &tags, &token).await {

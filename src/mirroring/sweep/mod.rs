@@ -35,10 +35,12 @@ use std::fmt;
 use serde::Serialize;
 use tracing::{info, warn};
 
+use super::expiry::ExpiryReport;
 use super::fleet::{FleetView, PolicyReport};
 use super::launch::LaunchPolicy;
 use super::model::SESSIONS_PER_SOURCE_ENI;
 use super::release::{Fate, Release};
+use super::watch::Unapproved;
 use super::{
     now_seconds, Mirroring, TAG_ACTION_ID, TAG_INSTANCE_ID, TAG_MANAGED_BY, TAG_MANAGED_BY_LEGACY_VALUE,
     TAG_RESERVATION_ID, TAG_RULE_SET,
@@ -125,6 +127,13 @@ pub struct SweepReport {
     pub policy: Option<PolicyReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_error: Option<String>,
+    /// Requested mirrors whose end had come: removed (every sweep also expires).
+    pub expiry: ExpiryReport,
+    /// Sessions in the account not made by this deployment, to targets it
+    /// does not allow.
+    pub unapproved_mirrors: Vec<Unapproved>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unapproved_error: Option<String>,
 }
 
 /// Time a repair needs at the least; with less left, the rest is deferred.
@@ -160,6 +169,21 @@ impl Mirroring {
                         coverage.not_delivering,
                         policy.created,
                         policy.removed
+                    ));
+                }
+                if !report.expiry.expired.is_empty() {
+                    summary.push_str(&format!(
+                        "; {} expired mirror{} ({} removed)",
+                        report.expiry.expired.len(),
+                        if report.expiry.expired.len() == 1 { "" } else { "s" },
+                        report.expiry.removed
+                    ));
+                }
+                if !report.unapproved_mirrors.is_empty() {
+                    summary.push_str(&format!(
+                        "; {} unapproved session{} in the account",
+                        report.unapproved_mirrors.len(),
+                        if report.unapproved_mirrors.len() == 1 { "" } else { "s" }
                     ));
                 }
                 let mut result = if report.failed == 0 {
@@ -279,6 +303,18 @@ impl Mirroring {
                 };
             }
             report.findings.push(finding);
+        }
+        // Mirrors whose time is up go before the policy counts coverage.
+        report.expiry = Box::pin(self.expire(dry_run)).await;
+        report.failed += report.expiry.failed;
+        report.deferred += report.expiry.deferred;
+        // Every session of the account, ours or not: the wiretaps nobody approved.
+        match Box::pin(self.watch_unapproved(dry_run)).await {
+            Ok(found) => report.unapproved_mirrors = found,
+            Err(err) => {
+                warn!(error = %err, "the account's sessions could not be checked");
+                report.unapproved_error = Some(err);
+            }
         }
         // The policy's turn: from the same listing and ledger read.
         let view = FleetView {
