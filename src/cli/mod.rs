@@ -1,13 +1,18 @@
 //! `mirrorctl`: what a network team asks of a deployment, from a terminal or
 //! a script. It builds the same `App` the function runs (`app::build`), from
 //! the standard AWS settings (profile, Region, `AWS_ENDPOINT_URL`) and the
-//! function's environment variables (or flags), so every create, remove and
-//! sweep goes through the one code path: validation, the ledger's claims,
-//! pacing, rollback and completion events included.
+//! deployment's settings (`--stack`: the deployed function's own; else the
+//! shell's variables as the function names them), so every create, remove
+//! and sweep goes through the one code path: validation, the allow-lists,
+//! the ledger's claims, pacing, rollback and completion events included.
+//! Everything it changes is accountable to the caller's STS identity.
 //!
 //! Exit codes (`Exit`): 0 done; 1 an action failed (its message says why);
 //! 2 bad input, nothing changed; 3 configuration or AWS unavailable, nothing
 //! changed; 4 aborted at the confirmation, nothing changed.
+
+mod deployment;
+mod output;
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -15,13 +20,15 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Map, Value};
 
-use crate::config::{Config, EVENT_BUS_NAME, TABLE_NAME};
-use crate::contract::{ActionResult, CREATE};
+pub use deployment::{Deployment, Operator, CLI_PACE, STACK_FUNCTION};
+use output::{printable, report, write_coverage, write_table};
+
+use crate::contract::{Accountability, ActionResult, Requester, RequesterBasis, CREATE};
 use crate::handler::App;
 use crate::metrics::Discard;
-use crate::mirroring::model::{MirrorRequest, RemoveRequest};
+use crate::mirroring::model::{rfc3339, EniId, MirrorRequest, RemoveRequest, MAX_LIFETIME_MINUTES};
 use crate::mirroring::now_seconds;
-use crate::mirroring::validate::target_field_of;
+use crate::mirroring::validate::{is_aws_id, target_field_of, MAX_REASON_CHARS};
 use crate::ports::LedgerRecord;
 
 #[derive(Parser, Debug)]
@@ -33,22 +40,28 @@ use crate::ports::LedgerRecord;
                   Exit codes: 0 done, 1 an action failed, 2 bad input, 3 configuration or AWS unavailable, 4 aborted."
 )]
 pub struct Cli {
-    /// The deployment's ledger table (default: $TABLE_NAME, as the function has it).
+    /// The deployment's stack: its settings are read from the stack's function, so mirrorctl acts as it would.
+    #[arg(long, global = true, env = "MIRRORCTL_STACK", conflicts_with_all = ["table", "bus"])]
+    pub stack: Option<String>,
+    /// The deployment's ledger table, without --stack (default: $TABLE_NAME, as the function has it).
     #[arg(long, global = true)]
     pub table: Option<String>,
-    /// The event bus completion events go to (default: $EVENT_BUS_NAME).
+    /// The event bus completion events go to, without --stack (default: $EVENT_BUS_NAME).
     #[arg(long, global = true)]
     pub bus: Option<String>,
     /// Print JSON, for scripts, instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Do not ask before `remove --all` or a `sweep` that changes things (needed off a terminal).
+    #[arg(long, global = true)]
+    pub yes: bool,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// This deployment's mirrors: instance, source ENI, target, filter, number, reservation, age, status.
+    /// This deployment's mirrors: instance, source ENI, target, filter, number, age, end, status, who and why.
     List,
     /// The mirrors of one session, instance, ENI (source or target) or target.
     Show { id: String },
@@ -66,6 +79,17 @@ pub enum Command {
     },
     /// The launch policy's coverage: wanted, mirrored and missing ENIs, and why (changes nothing).
     Coverage,
+}
+
+impl Command {
+    /// Whether the command may change EC2 or the ledger.
+    fn changes_things(&self) -> bool {
+        match self {
+            Command::Create(_) | Command::Remove(_) => true,
+            Command::Sweep { dry_run } => !dry_run,
+            Command::List | Command::Show { .. } | Command::Plan(_) | Command::Coverage => false,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -87,6 +111,15 @@ pub struct CreateArgs {
     /// The action id (the same id again is answered from the ledger); default: one of its own.
     #[arg(long)]
     pub action_id: Option<String>,
+    /// Why the traffic is mirrored (a ticket, an investigation); kept, tagged and announced.
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// How long the mirror runs: 90m, 4h, 2d (or minutes); it is removed when the time is up.
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_minutes, conflicts_with = "until")]
+    pub for_minutes: Option<u64>,
+    /// When the mirror ends, RFC 3339 (2026-12-05T18:00:00Z).
+    #[arg(long)]
+    pub until: Option<String>,
 }
 
 #[derive(Args, Debug, Default)]
@@ -106,9 +139,9 @@ pub struct RemoveArgs {
     /// Everything of this deployment (before deleting its stack).
     #[arg(long)]
     pub all: bool,
-    /// Do not ask before removing everything.
+    /// Why the mirrors end; kept and announced.
     #[arg(long)]
-    pub yes: bool,
+    pub reason: Option<String>,
 }
 
 /// How `mirrorctl` ends; the process exit code.
@@ -121,42 +154,131 @@ pub enum Exit {
     Aborted = 4,
 }
 
-/// Builds the deployment's `App` from flags and environment variables.
-pub fn config(cli: &Cli) -> Result<Config, String> {
-    let lookup = |name: &str| match name {
-        TABLE_NAME if cli.table.is_some() => cli.table.clone(),
-        EVENT_BUS_NAME if cli.bus.is_some() => cli.bus.clone(),
-        other => std::env::var(other).ok(),
+/// `90m`, `4h`, `2d`, or a number of minutes, within a year.
+fn parse_minutes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (number, scale) = match text.char_indices().last() {
+        Some((at, 'm')) => (&text[..at], 1),
+        Some((at, 'h')) => (&text[..at], 60),
+        Some((at, 'd')) => (&text[..at], 1440),
+        _ => (text, 1),
     };
-    let mut config =
-        Config::from_lookup(lookup).map_err(|e| format!("configuration: {e} (pass --table/--bus or set it)"))?;
-    // A teardown of thousands from a laptop shares the account's EC2 budget
-    // with everything else in it: paced unless told otherwise.
-    config.mutating_calls_per_second = config.mutating_calls_per_second.or(Some(CLI_PACE));
-    Ok(config)
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .filter(|minutes| (1..=MAX_LIFETIME_MINUTES).contains(minutes))
+        .ok_or_else(|| format!("{text:?} is not a duration of 1 minute to a year, such as 90m, 4h or 2d"))
 }
 
-/// Mutating EC2 calls a second when MUTATING_CALLS_PER_SECOND is not set.
-pub const CLI_PACE: f64 = 5.0;
+/// What a command works with.
+struct Session<'a> {
+    app: App,
+    deployment: Deployment,
+    /// Who runs it, for a command that changes things.
+    operator: Option<Operator>,
+    region: String,
+    as_json: bool,
+    yes: bool,
+    out: &'a mut dyn Write,
+}
 
 pub async fn run(cli: Cli, sdk: &aws_config::SdkConfig) -> Exit {
-    let config = match config(&cli) {
-        Ok(config) => config,
+    let source = deployment::Source {
+        stack: cli.stack.as_deref(),
+        table: cli.table.as_deref(),
+        bus: cli.bus.as_deref(),
+    };
+    let deployment = match deployment::settings(&source, sdk).await {
+        Ok(deployment) => deployment,
         Err(err) => {
-            eprintln!("mirrorctl: {err}");
+            eprintln!("mirrorctl: {}", printable(&err));
             return Exit::Unavailable;
         }
     };
-    let app = crate::app::build(sdk, &config).with_metric_sink(Arc::new(Discard));
-    let mut out = std::io::stdout().lock();
+    let mut operator = None;
+    if cli.command.changes_things() {
+        if !deployment.owner_named {
+            eprintln!(
+                "mirrorctl: the deployment's owner is not known (OWNER is not set{}): what mirrorctl made would not \
+                 be the deployment's, so it changes nothing; pass --stack NAME (or set MIRRORCTL_STACK)",
+                deployment
+                    .stack
+                    .as_deref()
+                    .map(|s| format!(" on stack {s}'s function"))
+                    .unwrap_or_default()
+            );
+            return Exit::Unavailable;
+        }
+        match deployment::operator(sdk).await {
+            Ok(found) => operator = Some(found),
+            Err(err) => {
+                eprintln!("mirrorctl: {}; nothing was changed", printable(&err));
+                return Exit::Unavailable;
+            }
+        }
+    }
+    let app = crate::app::build(sdk, &deployment.config).with_metric_sink(Arc::new(Discard));
+    let mut stdout = std::io::stdout().lock();
+    let mut session = Session {
+        app,
+        deployment,
+        operator,
+        region: sdk
+            .region()
+            .map(ToString::to_string)
+            .unwrap_or_else(|| "an unknown Region".into()),
+        as_json: cli.json,
+        yes: cli.yes,
+        out: &mut stdout,
+    };
     match &cli.command {
-        Command::List => list(&app, None, cli.json, &mut out).await,
-        Command::Show { id } => list(&app, Some(id), cli.json, &mut out).await,
-        Command::Create(args) => create(&app, args, false, cli.json, &mut out).await,
-        Command::Plan(args) => create(&app, args, true, cli.json, &mut out).await,
-        Command::Remove(args) => remove(&app, args, cli.json, &mut out).await,
-        Command::Sweep { dry_run } => sweep(&app, *dry_run, false, cli.json, &mut out).await,
-        Command::Coverage => sweep(&app, true, true, cli.json, &mut out).await,
+        Command::List => list(&mut session, None).await,
+        Command::Show { id } => list(&mut session, Some(id)).await,
+        Command::Create(args) => create(&mut session, args, false).await,
+        Command::Plan(args) => create(&mut session, args, true).await,
+        Command::Remove(args) => remove(&mut session, args).await,
+        Command::Sweep { dry_run } => sweep(&mut session, *dry_run, false).await,
+        Command::Coverage => sweep(&mut session, true, true).await,
+    }
+}
+
+impl Session<'_> {
+    /// Who asked, as STS proved it.
+    fn requester(&self) -> Requester {
+        match &self.operator {
+            Some(operator) => Requester::new(operator.arn.clone(), RequesterBasis::StsCaller),
+            None => Requester::unstated(),
+        }
+    }
+
+    /// Before a change of everything: where it will happen, and a yes.
+    /// Without a terminal, only `--yes` confirms.
+    fn confirm(&self, what: &str) -> bool {
+        if self.yes {
+            return true;
+        }
+        let account = self.operator.as_ref().map_or("?", |o| o.account.as_str());
+        eprintln!(
+            "account {}, Region {}, stack {}, owner {}",
+            printable(account),
+            printable(&self.region),
+            printable(
+                self.deployment
+                    .stack
+                    .as_deref()
+                    .unwrap_or("(none: settings from the environment)")
+            ),
+            printable(&self.deployment.config.owner)
+        );
+        let stdin = std::io::stdin();
+        if !stdin.is_terminal() {
+            eprintln!("mirrorctl: {what} needs --yes when not run on a terminal");
+            return false;
+        }
+        eprint!("{what}? type yes: ");
+        let mut answer = String::new();
+        stdin.read_line(&mut answer).is_ok() && answer.trim() == "yes"
     }
 }
 
@@ -188,19 +310,23 @@ fn row(record: &LedgerRecord, now: u64) -> Value {
         "reservationId": record.reservation_id,
         "actionId": record.action_id,
         "ageSeconds": now.saturating_sub(record.created_at),
+        "expiresAt": record.ends_at.map(rfc3339),
         "status": record.status.map(|s| s.as_str()),
+        "requestedBy": record.requested_by.as_ref().map(|r| &r.principal),
+        "requestedByBasis": record.requested_by.as_ref().map(|r| r.basis.as_str()),
+        "reason": record.reason,
     })
 }
 
 async fn mirrors(app: &App) -> Result<Vec<LedgerRecord>, Exit> {
     app.mirrors().await.map_err(|err| {
-        eprintln!("mirrorctl: could not read the ledger: {err}");
+        eprintln!("mirrorctl: could not read the ledger: {}", printable(&err.to_string()));
         Exit::Unavailable
     })
 }
 
-async fn list(app: &App, only: Option<&String>, as_json: bool, out: &mut dyn Write) -> Exit {
-    let records = match mirrors(app).await {
+async fn list(session: &mut Session<'_>, only: Option<&String>) -> Exit {
+    let records = match mirrors(&session.app).await {
         Ok(records) => records,
         Err(exit) => return exit,
     };
@@ -211,13 +337,16 @@ async fn list(app: &App, only: Option<&String>, as_json: bool, out: &mut dyn Wri
         .map(|r| row(r, now))
         .collect();
     if let Some(id) = only.filter(|_| rows.is_empty()) {
-        eprintln!("mirrorctl: nothing of this deployment's is mirrored for {id}");
+        eprintln!(
+            "mirrorctl: nothing of this deployment's is mirrored for {}",
+            printable(id)
+        );
         return Exit::ActionFailed;
     }
-    let written = if as_json {
-        writeln!(out, "{}", Value::Array(rows))
+    let written = if session.as_json {
+        writeln!(session.out, "{}", Value::Array(rows))
     } else {
-        write_table(out, &rows)
+        write_table(session.out, &rows)
     };
     if written.is_err() {
         return Exit::Unavailable;
@@ -225,61 +354,7 @@ async fn list(app: &App, only: Option<&String>, as_json: bool, out: &mut dyn Wri
     Exit::Done
 }
 
-fn write_table(out: &mut dyn Write, rows: &[Value]) -> std::io::Result<()> {
-    const COLUMNS: [(&str, &str); 9] = [
-        ("SESSION", "sessionId"),
-        ("INSTANCE", "instanceId"),
-        ("SOURCE", "sourceEni"),
-        ("TARGET", "target"),
-        ("FILTER", "filterId"),
-        ("NUMBER", "sessionNumber"),
-        ("RESERVATION", "reservationId"),
-        ("AGE", "ageSeconds"),
-        ("STATUS", "status"),
-    ];
-    let cell = |row: &Value, key: &str| match (&row[key], key) {
-        (Value::Null, _) => "-".to_owned(),
-        (Value::Number(n), "ageSeconds") => age(n.as_u64().unwrap_or_default()),
-        (Value::String(s), _) => s.clone(),
-        (other, _) => other.to_string(),
-    };
-    let widths: Vec<usize> = COLUMNS
-        .iter()
-        .map(|(title, key)| {
-            rows.iter()
-                .map(|r| cell(r, key).len())
-                .chain([title.len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |cells: Vec<String>| {
-        cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_owned()
-    };
-    writeln!(out, "{}", line(COLUMNS.iter().map(|(t, _)| t.to_string()).collect()))?;
-    for row in rows {
-        writeln!(out, "{}", line(COLUMNS.iter().map(|(_, k)| cell(row, k)).collect()))?;
-    }
-    writeln!(out, "{} mirror{}", rows.len(), if rows.len() == 1 { "" } else { "s" })
-}
-
-fn age(seconds: u64) -> String {
-    match seconds {
-        s if s < 120 => format!("{s}s"),
-        s if s < 7200 => format!("{}m", s / 60),
-        s if s < 172_800 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86_400),
-    }
-}
-
-async fn create(app: &App, args: &CreateArgs, dry_run: bool, as_json: bool, out: &mut dyn Write) -> Exit {
+async fn create(session: &mut Session<'_>, args: &CreateArgs, dry_run: bool) -> Exit {
     let mut params = Map::new();
     params.insert("type".into(), json!("CreateTrafficMirroringParams"));
     params.insert("sourceNicId".into(), json!(args.source));
@@ -287,6 +362,9 @@ async fn create(app: &App, args: &CreateArgs, dry_run: bool, as_json: bool, out:
     params.insert("sessionNumber".into(), json!(args.session_number));
     params.insert("trafficMirrorFilterId".into(), json!(args.filter_id));
     params.insert("reservationId".into(), json!(args.reservation_id));
+    params.insert("reason".into(), json!(args.reason));
+    params.insert("durationMinutes".into(), json!(args.for_minutes));
+    params.insert("expiresAt".into(), json!(args.until));
     params.insert("dryRun".into(), json!(dry_run));
     let action_id = args
         .action_id
@@ -295,22 +373,32 @@ async fn create(app: &App, args: &CreateArgs, dry_run: bool, as_json: bool, out:
     let request = json!({"driverRequest": {"actions": [
         {"actionId": action_id, "type": CREATE, "actionParams": Value::Object(params)}
     ]}});
-    let response = app.handle(&request).await;
-    report(&response.driver_response.action_results, as_json, out)
+    let response = session.app.handle_as(&request, session.requester()).await;
+    report(&response.driver_response.action_results, session.as_json, session.out)
+}
+
+/// A flag's value that must be an id of a kind, checked as the function
+/// checks it; `Err` says why, and nothing was changed.
+fn checked_id(value: &Option<String>, flag: &str, valid: impl Fn(&str) -> bool, kind: &str) -> Result<(), Exit> {
+    match value {
+        Some(v) if !valid(v) => {
+            eprintln!(
+                "mirrorctl: --{flag} {:?} is not {kind}; nothing was changed",
+                printable(v)
+            );
+            Err(Exit::BadInput)
+        }
+        _ => Ok(()),
+    }
+}
+
+fn is_instance_id(text: &str) -> bool {
+    text.strip_prefix("i-")
+        .is_some_and(|hex| (hex.len() == 8 || hex.len() == 17) && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// The removes a `remove` names; `Err` is bad input.
-async fn removals(app: &App, args: &RemoveArgs) -> Result<Vec<MirrorRequest>, Exit> {
-    let stamp = format!("{}-{}", now_seconds(), std::process::id());
-    let by_session = |session: &str| {
-        MirrorRequest::Remove(RemoveRequest {
-            action_id: format!("mirrorctl-rm-{session}-{stamp}"),
-            session_id: Some(session.to_owned()),
-            target_eni: None,
-            reservation_id: None,
-            instance_id: None,
-        })
-    };
+async fn removals(session: &Session<'_>, args: &RemoveArgs) -> Result<Vec<MirrorRequest>, Exit> {
     let named = [
         &args.session,
         &args.instance,
@@ -329,46 +417,78 @@ async fn removals(app: &App, args: &RemoveArgs) -> Result<Vec<MirrorRequest>, Ex
         );
         return Err(Exit::BadInput);
     }
-    let id_ok = |value: &str, prefix: &str| {
-        value.starts_with(prefix)
-            && value.len() > prefix.len()
-            && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    checked_id(
+        &args.session,
+        "session",
+        |v| is_aws_id(v, "tms-"),
+        "a traffic mirror session id (tms-…)",
+    )?;
+    checked_id(&args.instance, "instance", is_instance_id, "an instance id (i-…)")?;
+    let eni = |v: &str| EniId::parse(v).is_some();
+    checked_id(&args.eni, "eni", eni, "a network interface id (eni-…)")?;
+    checked_id(&args.target, "target", eni, "a network interface id (eni-…)")?;
+    let printable_text = |v: &str| v.chars().count() <= 256 && !v.chars().any(char::is_control);
+    checked_id(
+        &args.reservation,
+        "reservation",
+        printable_text,
+        "a reservation id (at most 256 characters)",
+    )?;
+    let reason_ok = |v: &str| v.chars().count() <= MAX_REASON_CHARS && !v.chars().any(char::is_control);
+    checked_id(
+        &args.reason,
+        "reason",
+        reason_ok,
+        "a reason (one line, at most 512 characters)",
+    )?;
+    let accountability = Accountability {
+        requested_by: session.requester(),
+        reason: args.reason.clone(),
     };
-    let check = |value: &Option<String>, prefix: &str, flag: &str| match value {
-        Some(v) if !id_ok(v, prefix) => {
-            eprintln!("mirrorctl: --{flag} {v:?} is not a {prefix}… id; nothing was changed");
-            Err(Exit::BadInput)
-        }
-        _ => Ok(()),
-    };
-    check(&args.session, "tms-", "session")?;
-    check(&args.instance, "i-", "instance")?;
-    check(&args.eni, "eni-", "eni")?;
-    check(&args.target, "eni-", "target")?;
-    let request = |session_id, target_eni, reservation_id, instance_id| {
+    let stamp = format!("{}-{}", now_seconds(), std::process::id());
+    let request = |action_id: String, session_id, target_eni, reservation_id, instance_id| {
         MirrorRequest::Remove(RemoveRequest {
-            action_id: format!("mirrorctl-rm-{stamp}"),
+            action_id,
             session_id,
             target_eni,
             reservation_id,
             instance_id,
+            accountability: accountability.clone(),
+            expired: false,
         })
     };
-    if let Some(session) = &args.session {
-        return Ok(vec![by_session(session)]);
+    let by_session = |id: &str| {
+        request(
+            format!("mirrorctl-rm-{id}-{stamp}"),
+            Some(id.to_owned()),
+            None,
+            None,
+            None,
+        )
+    };
+    let one = |session_id, target_eni, reservation_id, instance_id| {
+        request(
+            format!("mirrorctl-rm-{stamp}"),
+            session_id,
+            target_eni,
+            reservation_id,
+            instance_id,
+        )
+    };
+    if let Some(id) = &args.session {
+        return Ok(vec![by_session(id)]);
     }
-    if let Some(target) = &args.target {
-        let eni = crate::mirroring::model::EniId::parse(target).ok_or(Exit::BadInput)?;
-        return Ok(vec![request(None, Some(eni), None, None)]);
+    if let Some(eni) = args.target.as_deref().and_then(EniId::parse) {
+        return Ok(vec![one(None, Some(eni), None, None)]);
     }
     if let Some(reservation) = &args.reservation {
-        return Ok(vec![request(None, None, Some(reservation.clone()), None)]);
+        return Ok(vec![one(None, None, Some(reservation.clone()), None)]);
     }
     if let Some(instance) = &args.instance {
-        return Ok(vec![request(None, None, None, Some(instance.clone()))]);
+        return Ok(vec![one(None, None, None, Some(instance.clone()))]);
     }
     // By source ENI, or everything: each mirror the ledger holds, by its session.
-    let records = mirrors(app).await?;
+    let records = mirrors(&session.app).await?;
     Ok(records
         .iter()
         .filter(|r| args.all || r.source_eni == args.eni)
@@ -377,47 +497,39 @@ async fn removals(app: &App, args: &RemoveArgs) -> Result<Vec<MirrorRequest>, Ex
         .collect())
 }
 
-async fn remove(app: &App, args: &RemoveArgs, as_json: bool, out: &mut dyn Write) -> Exit {
-    let requests = match removals(app, args).await {
+async fn remove(session: &mut Session<'_>, args: &RemoveArgs) -> Exit {
+    let requests = match removals(session, args).await {
         Ok(requests) => requests,
         Err(exit) => return exit,
     };
     if args.all {
         if requests.is_empty() {
-            let _ = writeln!(
-                out,
-                "{}",
-                if as_json {
-                    "[]"
-                } else {
-                    "nothing of this deployment's to remove"
-                }
-            );
+            let nothing = if session.as_json {
+                "[]"
+            } else {
+                "nothing of this deployment's to remove"
+            };
+            let _ = writeln!(session.out, "{nothing}");
             return Exit::Done;
         }
-        if !args.yes && std::io::stdin().is_terminal() {
+        if !session.yes && std::io::stdin().is_terminal() {
             // What will go, before the question.
-            let _ = list(app, None, false, &mut std::io::stderr()).await;
+            let records = mirrors(&session.app).await.unwrap_or_default();
+            let now = now_seconds();
+            let rows: Vec<Value> = records.iter().map(|r| row(r, now)).collect();
+            let _ = write_table(&mut std::io::stderr(), &rows);
         }
-        if !args.yes && !confirm(requests.len()) {
+        let question = format!(
+            "remove all {} mirrors of this deployment, their filters and unused targets",
+            requests.len()
+        );
+        if !session.confirm(&question) {
             eprintln!("mirrorctl: not confirmed; nothing was changed");
             return Exit::Aborted;
         }
     }
-    let results = run_with_progress(app, requests).await;
-    report(&results, as_json, out)
-}
-
-/// Asks on the terminal; without one (a script), only `--yes` confirms.
-fn confirm(count: usize) -> bool {
-    let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
-        eprintln!("mirrorctl: removing everything needs --yes when not run on a terminal");
-        return false;
-    }
-    eprint!("remove all {count} mirrors of this deployment, their filters and unused targets? type yes: ");
-    let mut answer = String::new();
-    stdin.read_line(&mut answer).is_ok() && answer.trim() == "yes"
+    let results = run_with_progress(&session.app, requests).await;
+    report(&results, session.as_json, session.out)
 }
 
 /// Runs the requests in slices (each paced like the function), with a
@@ -447,48 +559,15 @@ async fn run_with_progress(app: &App, requests: Vec<MirrorRequest>) -> Vec<Actio
     results
 }
 
-fn report(results: &[ActionResult], as_json: bool, out: &mut dyn Write) -> Exit {
-    let failed = results.iter().filter(|r| !r.success).count();
-    let written = if as_json {
-        writeln!(
-            out,
-            "{}",
-            serde_json::to_string(results).unwrap_or_else(|_| "[]".into())
-        )
-    } else {
-        results.iter().try_for_each(|r| {
-            if r.success {
-                writeln!(out, "ok      {}: {}", r.action_id, r.info_message)
-            } else {
-                writeln!(
-                    out,
-                    "failed  {}: {} ({})",
-                    r.action_id,
-                    r.error_message,
-                    r.error_code.as_deref().unwrap_or("")
-                )
-            }
-        })
-    };
-    match (written, failed) {
-        (Err(_), _) => Exit::Unavailable,
-        (Ok(()), 0) => Exit::Done,
-        (Ok(()), _)
-            if results
-                .iter()
-                .all(|r| r.error_code.as_deref() == Some("ValidationError")) =>
-        {
-            Exit::BadInput
-        }
-        (Ok(()), _) => Exit::ActionFailed,
+async fn sweep(session: &mut Session<'_>, dry_run: bool, coverage_only: bool) -> Exit {
+    if !dry_run && !session.confirm("sweep: repair drift, apply the launch policy and expire mirrors") {
+        eprintln!("mirrorctl: not confirmed; nothing was changed");
+        return Exit::Aborted;
     }
-}
-
-async fn sweep(app: &App, dry_run: bool, coverage_only: bool, as_json: bool, out: &mut dyn Write) -> Exit {
-    let answer = match app.invoke(json!({"sweep": {"dryRun": dry_run}})).await {
+    let answer = match session.app.invoke(json!({"sweep": {"dryRun": dry_run}})).await {
         Ok(answer) => answer,
         Err(err) => {
-            eprintln!("mirrorctl: {err}");
+            eprintln!("mirrorctl: {}", printable(&err.to_string()));
             return Exit::ActionFailed;
         }
     };
@@ -498,20 +577,17 @@ async fn sweep(app: &App, dry_run: bool, coverage_only: bool, as_json: bool, out
     } else {
         result
     };
-    let written = if as_json {
-        writeln!(out, "{shown}")
+    let written = if session.as_json {
+        writeln!(session.out, "{shown}")
     } else if coverage_only {
-        write_coverage(out, shown)
+        write_coverage(session.out, shown)
     } else {
-        writeln!(
-            out,
-            "{}",
-            result["infoMessage"]
-                .as_str()
-                .filter(|m| !m.is_empty())
-                .or(result["errorMessage"].as_str())
-                .unwrap_or_default()
-        )
+        let message = result["infoMessage"]
+            .as_str()
+            .filter(|m| !m.is_empty())
+            .or(result["errorMessage"].as_str())
+            .unwrap_or_default();
+        writeln!(session.out, "{}", printable(message))
     };
     match (written, result["success"].as_bool()) {
         (Err(_), _) => Exit::Unavailable,
@@ -520,36 +596,25 @@ async fn sweep(app: &App, dry_run: bool, coverage_only: bool, as_json: bool, out
     }
 }
 
-fn write_coverage(out: &mut dyn Write, coverage: &Value) -> std::io::Result<()> {
-    for target in coverage["targets"].as_array().into_iter().flatten() {
-        writeln!(
-            out,
-            "{}: {} wanted, {} mirrored",
-            target["target"].as_str().unwrap_or_default(),
-            target["wanted"],
-            target["mirrored"]
-        )?;
-        for (label, list) in [
-            ("missing", &target["missing"]),
-            ("not delivering", &target["notDelivering"]),
-        ] {
-            for entry in list.as_array().into_iter().flatten() {
-                writeln!(
-                    out,
-                    "  {label:<15} {} {}: {}",
-                    entry["instanceId"].as_str().unwrap_or_default(),
-                    entry["eni"].as_str().unwrap_or_default(),
-                    entry["reason"].as_str().unwrap_or_default()
-                )?;
-            }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_minutes_within_a_year() {
+        assert_eq!(parse_minutes("90m"), Ok(90));
+        assert_eq!(parse_minutes("4h"), Ok(240));
+        assert_eq!(parse_minutes("2d"), Ok(2880));
+        assert_eq!(parse_minutes("45"), Ok(45));
+        for bad in ["0m", "366d", "4 hours", "h", "-5m", ""] {
+            assert!(parse_minutes(bad).is_err(), "{bad}");
         }
     }
-    for instance in coverage["notNitro"].as_array().into_iter().flatten() {
-        writeln!(out, "not a Nitro type: {}", instance.as_str().unwrap_or_default())?;
+
+    #[test]
+    fn only_creates_removes_and_real_sweeps_change_things() {
+        assert!(Command::Sweep { dry_run: false }.changes_things());
+        assert!(!Command::Sweep { dry_run: true }.changes_things());
+        assert!(!Command::Coverage.changes_things() && !Command::List.changes_things());
     }
-    writeln!(
-        out,
-        "{} wanted, {} mirrored, {} missing, {} not delivering",
-        coverage["wanted"], coverage["mirrored"], coverage["missing"], coverage["notDelivering"]
-    )
 }

@@ -7,9 +7,10 @@ use serde_json::Value;
 
 use crate::support::*;
 
-fn mirrorctl(world: &World, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mirrorctl"))
-        .args(args)
+/// `mirrorctl` with AWS's settings only: where the emulator is, who calls.
+fn bare(world: &World) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mirrorctl"));
+    command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("AWS_ENDPOINT_URL", &world.emulator.endpoint)
@@ -17,12 +18,46 @@ fn mirrorctl(world: &World, args: &[&str]) -> Output {
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_EC2_METADATA_DISABLED", "true")
+        // Not a terminal: `remove --all` must be told --yes.
+        .stdin(Stdio::null());
+    command
+}
+
+/// `mirrorctl` with the deployment's settings in the shell, as the function has them.
+fn mirrorctl(world: &World, args: &[&str]) -> Output {
+    bare(world)
+        .args(args)
         .env("TABLE_NAME", &world.config.table_name)
         .env("EVENT_BUS_NAME", &world.config.event_bus_name)
-        // Not a terminal: `remove --all` must be told --yes.
-        .stdin(Stdio::null())
+        .env("OWNER", &world.config.owner)
+        .env("ALLOWED_TARGETS", "*")
+        .env("ALLOWED_SOURCES", "*")
         .output()
         .expect("mirrorctl runs")
+}
+
+/// A stack holding a function named as the template names it, with the
+/// deployment's settings as its environment (moto runs no SAM transform:
+/// a plain function stands in for the template's).
+async fn deployed_stack(world: &World, variables: Value) -> String {
+    let stack = unique("mirroring-stack");
+    let template = serde_json::json!({"Resources": {
+        "FunctionRole": {"Type": "AWS::IAM::Role", "Properties": {"AssumeRolePolicyDocument": {
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                "Principal": {"Service": "lambda.amazonaws.com"}}]}}},
+        "TrafficMirroringFunction": {"Type": "AWS::Lambda::Function", "Properties": {
+            "Runtime": "provided.al2023", "Handler": "bootstrap", "Code": {"ZipFile": "#!/bin/sh\n"},
+            "Role": {"Fn::GetAtt": ["FunctionRole", "Arn"]},
+            "Environment": {"Variables": variables}}}}});
+    aws_sdk_cloudformation::Client::new(&world.sdk)
+        .create_stack()
+        .stack_name(&stack)
+        .template_body(template.to_string())
+        .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityIam)
+        .send()
+        .await
+        .expect("stack");
+    stack
 }
 
 fn json_out(output: &Output) -> Value {
@@ -134,10 +169,11 @@ async fn remove_all_leaves_nothing_of_ours_and_touches_nothing_foreign() {
 async fn bad_input_gets_a_clear_error_and_an_exit_code_and_changes_nothing() {
     let world = World::start().await;
     let target = world.eni().await;
-    let cases: [(&[&str], i32); 6] = [
+    let cases: [(&[&str], i32); 7] = [
         (&["remove"], 2),
         (&["remove", "--session", "tms-1", "--instance", "i-1"], 2),
         (&["remove", "--instance", "not-an-instance"], 2),
+        (&["remove", "--target", "eni-zz"], 2),
         (&["create", "--source", "eni-nope", "--target", &target], 2),
         (&["frobnicate"], 2),
         (&["create", "--source", "eni-0123456789abcdef0"], 2),
@@ -161,4 +197,82 @@ async fn bad_input_gets_a_clear_error_and_an_exit_code_and_changes_nothing() {
     assert_eq!(code(&unconfigured), 3);
     assert!(String::from_utf8_lossy(&unconfigured.stderr).contains("TABLE_NAME"));
     assert_eq!(world.mirror_state().await, MirrorState::default());
+}
+
+#[tokio::test]
+async fn with_a_stack_it_acts_under_the_deployments_own_settings_and_names_who_asked() {
+    let world = World::start().await;
+    let (source, allowed, forbidden) = (world.eni().await, world.eni().await, world.eni().await);
+    let stack = deployed_stack(
+        &world,
+        serde_json::json!({"TABLE_NAME": world.config.table_name, "EVENT_BUS_NAME": world.config.event_bus_name,
+                           "OWNER": world.config.owner, "ALLOWED_TARGETS": allowed, "ALLOWED_SOURCES": "*"}),
+    )
+    .await;
+    let run = |args: &[&str]| bare(&world).args(args).output().expect("mirrorctl runs");
+
+    // The stack's allow-list holds, whatever the shell would say.
+    let refused = run(&[
+        "--stack", &stack, "create", "--source", &source, "--target", &forbidden, "--json",
+    ]);
+    assert_eq!(code(&refused), 1, "{}", String::from_utf8_lossy(&refused.stderr));
+    assert_eq!(json_out(&refused)[0]["errorCode"], "MirroringNotAllowed");
+
+    let made = run(&[
+        "--stack", &stack, "create", "--source", &source, "--target", &allowed, "--reason", "INC-1234", "--for", "4h",
+        "--json",
+    ]);
+    assert_eq!(code(&made), 0, "{}", String::from_utf8_lossy(&made.stderr));
+    let result = &json_out(&made)[0];
+    assert_eq!(
+        result["requestedBy"], "arn:aws:sts::123456789012:user/moto",
+        "STS says who: {result}"
+    );
+    assert_eq!(result["requestedByBasis"], "sts-caller");
+    assert!(result["expiresAt"].is_string(), "{result}");
+
+    let listed = json_out(&run(&["--stack", &stack, "list", "--json"]));
+    assert_eq!(listed[0]["reason"], "INC-1234", "{listed}");
+    assert_eq!(listed[0]["requestedBy"], "arn:aws:sts::123456789012:user/moto");
+    assert_eq!(listed[0]["expiresAt"], result["expiresAt"]);
+
+    // MIRRORCTL_STACK says the same; a sweep that changes things asks first.
+    let sweep = bare(&world)
+        .env("MIRRORCTL_STACK", &stack)
+        .args(["sweep"])
+        .output()
+        .expect("runs");
+    assert_eq!(code(&sweep), 4, "off a terminal a sweep needs --yes");
+    let said = String::from_utf8_lossy(&sweep.stderr);
+    assert!(
+        said.contains("account 123456789012") && said.contains(&world.config.owner),
+        "{said}"
+    );
+}
+
+#[tokio::test]
+async fn without_the_deployments_owner_it_changes_nothing() {
+    let world = World::start().await;
+    let (source, target) = (world.eni().await, world.eni().await);
+    let ownerless = bare(&world)
+        .args(["create", "--source", &source, "--target", &target])
+        .env("TABLE_NAME", &world.config.table_name)
+        .env("ALLOWED_TARGETS", "*")
+        .env("ALLOWED_SOURCES", "*")
+        .output()
+        .expect("runs");
+    assert_eq!(code(&ownerless), 3);
+    assert!(String::from_utf8_lossy(&ownerless.stderr).contains("OWNER"));
+    assert_eq!(world.mirror_state().await, MirrorState::default());
+    let stack = deployed_stack(&world, serde_json::json!({"TABLE_NAME": world.config.table_name})).await;
+    let from_stack = bare(&world)
+        .args(["--stack", &stack, "remove", "--all", "--yes"])
+        .output()
+        .expect("runs");
+    assert_eq!(code(&from_stack), 3, "{}", String::from_utf8_lossy(&from_stack.stderr));
+    // Reading needs no owner.
+    assert_eq!(
+        code(&bare(&world).args(["--stack", &stack, "list"]).output().expect("runs")),
+        0
+    );
 }

@@ -1,0 +1,184 @@
+//! What `mirrorctl` prints: tables and messages for people, with every
+//! string from AWS or the ledger made printable (a tag or an id could hold
+//! control characters that would rewrite the terminal), and JSON for scripts.
+
+use std::io::Write;
+
+use serde_json::Value;
+
+use super::Exit;
+use crate::contract::ActionResult;
+
+/// `text` with control characters escaped (`\u{1b}`, `\n`): what a person
+/// sees is what the string holds.
+pub fn printable(text: &str) -> String {
+    let mut shown = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            shown.extend(c.escape_default());
+        } else {
+            shown.push(c);
+        }
+    }
+    shown
+}
+
+pub fn write_table(out: &mut dyn Write, rows: &[Value]) -> std::io::Result<()> {
+    const COLUMNS: [(&str, &str); 12] = [
+        ("SESSION", "sessionId"),
+        ("INSTANCE", "instanceId"),
+        ("SOURCE", "sourceEni"),
+        ("TARGET", "target"),
+        ("FILTER", "filterId"),
+        ("NUMBER", "sessionNumber"),
+        ("RESERVATION", "reservationId"),
+        ("AGE", "ageSeconds"),
+        ("ENDS", "expiresAt"),
+        ("STATUS", "status"),
+        ("REQUESTED BY", "requestedBy"),
+        ("REASON", "reason"),
+    ];
+    let cell = |row: &Value, key: &str| match (&row[key], key) {
+        (Value::Null, _) => "-".to_owned(),
+        (Value::Number(n), "ageSeconds") => age(n.as_u64().unwrap_or_default()),
+        (Value::String(s), _) => printable(s),
+        (other, _) => other.to_string(),
+    };
+    let widths: Vec<usize> = COLUMNS
+        .iter()
+        .map(|(title, key)| {
+            rows.iter()
+                .map(|r| cell(r, key).len())
+                .chain([title.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    writeln!(out, "{}", line(COLUMNS.iter().map(|(t, _)| t.to_string()).collect()))?;
+    for row in rows {
+        writeln!(out, "{}", line(COLUMNS.iter().map(|(_, k)| cell(row, k)).collect()))?;
+    }
+    writeln!(out, "{} mirror{}", rows.len(), if rows.len() == 1 { "" } else { "s" })
+}
+
+pub fn age(seconds: u64) -> String {
+    match seconds {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+pub fn report(results: &[ActionResult], as_json: bool, out: &mut dyn Write) -> Exit {
+    let failed = results.iter().filter(|r| !r.success).count();
+    let written = if as_json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string(results).unwrap_or_else(|_| "[]".into())
+        )
+    } else {
+        results.iter().try_for_each(|r| {
+            if r.success {
+                writeln!(
+                    out,
+                    "ok      {}: {}",
+                    printable(&r.action_id),
+                    printable(&r.info_message)
+                )
+            } else {
+                writeln!(
+                    out,
+                    "failed  {}: {} ({})",
+                    printable(&r.action_id),
+                    printable(&r.error_message),
+                    printable(r.error_code.as_deref().unwrap_or(""))
+                )
+            }
+        })
+    };
+    match (written, failed) {
+        (Err(_), _) => Exit::Unavailable,
+        (Ok(()), 0) => Exit::Done,
+        (Ok(()), _)
+            if results
+                .iter()
+                .all(|r| r.error_code.as_deref() == Some("ValidationError")) =>
+        {
+            Exit::BadInput
+        }
+        (Ok(()), _) => Exit::ActionFailed,
+    }
+}
+
+pub fn write_coverage(out: &mut dyn Write, coverage: &Value) -> std::io::Result<()> {
+    for target in coverage["targets"].as_array().into_iter().flatten() {
+        writeln!(
+            out,
+            "{}: {} wanted, {} mirrored",
+            printable(target["target"].as_str().unwrap_or_default()),
+            target["wanted"],
+            target["mirrored"]
+        )?;
+        for (label, list) in [
+            ("missing", &target["missing"]),
+            ("not delivering", &target["notDelivering"]),
+        ] {
+            for entry in list.as_array().into_iter().flatten() {
+                writeln!(
+                    out,
+                    "  {label:<15} {} {}: {}",
+                    printable(entry["instanceId"].as_str().unwrap_or_default()),
+                    printable(entry["eni"].as_str().unwrap_or_default()),
+                    printable(entry["reason"].as_str().unwrap_or_default())
+                )?;
+            }
+        }
+    }
+    for instance in coverage["notNitro"].as_array().into_iter().flatten() {
+        writeln!(
+            out,
+            "not a Nitro type: {}",
+            printable(instance.as_str().unwrap_or_default())
+        )?;
+    }
+    writeln!(
+        out,
+        "{} wanted, {} mirrored, {} missing, {} not delivering",
+        coverage["wanted"], coverage["mirrored"], coverage["missing"], coverage["notDelivering"]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_shown_not_obeyed() {
+        assert_eq!(printable("tms-1\u{1b}[2J\nrm"), "tms-1\\u{1b}[2J\\nrm");
+        assert_eq!(printable("plain: é ok"), "plain: é ok");
+    }
+
+    #[test]
+    fn a_table_cell_from_the_ledger_is_printable() {
+        let mut out = Vec::new();
+        let row = serde_json::json!({"sessionId": "tms-1", "reason": "evil\u{1b}]0;title\u{7}"});
+        write_table(&mut out, &[row]).expect("written");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(
+            !text.contains('\u{1b}') && text.contains("\\u{1b}]0;title\\u{7}"),
+            "{text}"
+        );
+    }
+}
