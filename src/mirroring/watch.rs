@@ -44,6 +44,10 @@ pub enum UnapprovedOutcome {
     Reported,
     Removed,
     RemoveFailed(String),
+    /// Made by another deployment of this product (its owner value): left to
+    /// that deployment, whatever this one allows, so that two deployments
+    /// with different allow-lists never delete each other's mirrors.
+    LeftToItsDeployment(String),
 }
 
 /// Which of our resources a CloudTrail event says was deleted.
@@ -113,7 +117,9 @@ impl Mirroring {
             if allowed {
                 continue;
             }
-            let outcome = if dry_run || !self.controls.remove_unapproved_mirrors {
+            let outcome = if let Ownership::Foreign(owner) = self.ownership(&session.tags) {
+                UnapprovedOutcome::LeftToItsDeployment(owner)
+            } else if dry_run || !self.controls.remove_unapproved_mirrors {
                 UnapprovedOutcome::Reported
             } else {
                 match self.ec2.delete_session(&session.id).await {
