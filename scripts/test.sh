@@ -40,10 +40,10 @@ echo "== cargo deny"
 cargo deny --locked check bans licenses sources
 
 echo "== cargo clippy"
-cargo clippy --locked --all-targets --quiet -- -D warnings
+cargo clippy --locked --all-targets --all-features --quiet -- -D warnings
 
 echo "== cargo test"
-PROPTEST_CASES="${PROPTEST_CASES:-1000}" FUZZ_REPORT="$fuzz_report" cargo test --locked --quiet --lib --tests 2>&1 | tee -a "$log"
+PROPTEST_CASES="${PROPTEST_CASES:-1000}" FUZZ_REPORT="$fuzz_report" cargo test --locked --all-features --quiet --lib --tests 2>&1 | tee -a "$log"
 cat "$fuzz_report"
 
 # pytest: "18 passed in 6.9s"; cargo: "test result: ok. 31 passed; 0 failed; ..."

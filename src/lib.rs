@@ -14,6 +14,7 @@
 pub mod announce;
 pub mod app;
 pub mod aws;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod config;
 pub mod contract;

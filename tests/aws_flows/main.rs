@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+#[cfg(feature = "cli")]
 mod cli;
 mod concurrency;
 mod crash;
