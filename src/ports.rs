@@ -65,6 +65,24 @@ impl AwsError {
 
 pub type AwsResult<T> = Result<T, AwsError>;
 
+/// Codes that say a call was refused for its rate, before it did anything:
+/// try again later, whatever the service. The one list: the adapters'
+/// error table and patience classify with it, and so does the logic.
+pub const THROTTLING: &[&str] = &[
+    "RequestLimitExceeded",
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "RequestThrottled",
+    "RequestThrottledException",
+];
+
+pub fn is_throttling(code: &str) -> bool {
+    THROTTLING.contains(&code)
+}
+
 /// Tags we put on everything we create, so ownership can be read from EC2 alone.
 pub type Tags = Vec<(String, String)>;
 

@@ -8,18 +8,7 @@ use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use crate::deadline;
 use crate::ports::{AwsError, AwsResult, ErrorKind};
 
-/// Codes that say the call was refused for its rate, before it did anything:
-/// try again later, whatever the service.
-pub const THROTTLING: &[&str] = &[
-    "RequestLimitExceeded",
-    "Throttling",
-    "ThrottlingException",
-    "ThrottledException",
-    "TooManyRequestsException",
-    "ProvisionedThroughputExceededException",
-    "RequestThrottled",
-    "RequestThrottledException",
-];
+pub use crate::ports::THROTTLING;
 
 /// The other codes that mean "try again later": a conflict, or a failure of
 /// the service (which may have done the work all the same).

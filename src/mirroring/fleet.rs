@@ -15,6 +15,7 @@
 //! counts as coverage but is never removed by the policy.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
@@ -24,12 +25,13 @@ use tracing::{info, warn};
 use super::delivery;
 use super::launch::{create_for, launch_action_id, target_for, LaunchPolicy};
 use super::model::{Accountability, EniId, MirrorRequest, RemoveRequest, Requester};
+use super::model::{SESSIONS_PER_SOURCE_ENI, SOURCES_PER_ENI_TARGET};
 use super::release::Release;
 use super::Mirroring;
 use crate::contract::ActionResult;
 use crate::ports::{
-    tag_value, ActionKind, AwsResult, Endpoint, Ingress, InstanceInfo, LedgerContents, LedgerQuery, LedgerRecord,
-    MirrorSession, RecordStatus, SessionQuery,
+    is_throttling, tag_value, ActionKind, AwsResult, Endpoint, Ingress, InstanceInfo, LedgerContents, LedgerQuery,
+    LedgerRecord, MirrorSession, RecordStatus, SessionQuery,
 };
 
 /// The opt-out tag: `true` keeps an instance unmirrored whatever else says.
@@ -457,31 +459,33 @@ impl Mirroring {
         // Removals first: they free session numbers and target places.
         let removed: Vec<Unwanted> = stream::iter(removals)
             .map(|mut unwanted| async move {
-                if dry_run {
-                    return (unwanted, None);
-                }
-                if crate::deadline::budget().is_some_and(|left| left < POLICY_ACTION_TIME) {
+                let done = if dry_run {
+                    RemovalDone::Planned
+                } else if crate::deadline::budget().is_some_and(|left| left < POLICY_ACTION_TIME) {
                     unwanted.outcome = "deferred: the next run removes it".into();
-                    return (unwanted, Some(None));
-                }
-                let result = self.run(&unwanted_remove(&unwanted.session_id)).await;
-                unwanted.outcome = if result.success {
-                    "removed".into()
+                    RemovalDone::Deferred
                 } else {
-                    format!("failed: {}", result.error_message)
+                    let result = self.run(&unwanted_remove(&unwanted.session_id)).await;
+                    if result.success {
+                        unwanted.outcome = "removed".into();
+                        RemovalDone::Removed
+                    } else {
+                        unwanted.outcome = format!("failed: {}", result.error_message);
+                        RemovalDone::Failed
+                    }
                 };
-                (unwanted, Some(Some(result.success)))
+                (unwanted, done)
             })
             .buffer_unordered(POLICY_CONCURRENCY)
             .map(|(unwanted, done)| {
                 match done {
-                    Some(Some(true)) => report.removed += 1,
-                    Some(Some(false)) => report.failed += 1,
-                    Some(None) => {
+                    RemovalDone::Removed => report.removed += 1,
+                    RemovalDone::Failed => report.failed += 1,
+                    RemovalDone::Deferred => {
                         report.deferred += 1;
                         report.complete = false;
                     }
-                    None => {}
+                    RemovalDone::Planned => {}
                 }
                 unwanted
             })
@@ -491,14 +495,14 @@ impl Mirroring {
 
         // Creates, then coverage, with the delivery check per ENI target.
         // `Ok(true)`: created by this run.
-        let outcomes: Vec<(WantedEni, Result<bool, String>)> = stream::iter(steps)
+        let outcomes: Vec<(WantedEni, Result<bool, Missing>)> = stream::iter(steps)
             .map(|(wanted_eni, step)| async move {
                 let outcome = match step {
                     Step::Covered => Ok(false),
-                    Step::Wait(why) => Err(why),
-                    Step::Create(_) if dry_run => Err("planned: this sweep would create it".into()),
+                    Step::Wait(why) => Err(Missing::Waiting(why)),
+                    Step::Create(_) if dry_run => Err(Missing::Planned),
                     Step::Create(_) if crate::deadline::budget().is_some_and(|left| left < POLICY_ACTION_TIME) => {
-                        Err(DEFERRED.into())
+                        Err(Missing::Deferred)
                     }
                     Step::Create(request) => {
                         let result = self.run(&request).await;
@@ -544,14 +548,16 @@ impl Mirroring {
                         None => entry.mirrored += 1,
                     }
                 }
-                Err(reason) => {
-                    if reason == DEFERRED {
-                        report.deferred += 1;
-                        report.complete = false;
-                    } else if reason.starts_with("failed") || reason.starts_with("throttled") {
-                        report.failed += 1;
+                Err(missing) => {
+                    match missing {
+                        Missing::Deferred => {
+                            report.deferred += 1;
+                            report.complete = false;
+                        }
+                        Missing::Failed { .. } | Missing::Throttled => report.failed += 1,
+                        _ => {}
                     }
-                    entry.missing.push(uncovered(reason));
+                    entry.missing.push(uncovered(missing.to_string()));
                 }
             }
         }
@@ -672,18 +678,64 @@ fn refused_for_good(records: &HashMap<&str, &LedgerRecord>, instance_id: &str, e
         .then(|| format!("its last create was refused ({code}): {}", result.error_message))
 }
 
-const DEFERRED: &str = "waiting for the next run: this one's deadline was near";
+/// What became of a removal the policy wants.
+enum RemovalDone {
+    /// A dry run: it would be removed.
+    Planned,
+    Removed,
+    Failed,
+    /// Left to the next run: the deadline was near.
+    Deferred,
+}
 
-/// Why a policy create did not mirror its ENI, in the coverage report's words.
-fn missing_reason(result: &ActionResult) -> String {
+/// Why a wanted ENI is not mirrored; reported in the coverage report's words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Missing {
+    /// A dry run: this sweep would create it.
+    Planned,
+    /// Left to the next run: the deadline was near.
+    Deferred,
+    /// Not tried now, for the reason given (an action in progress, a refusal
+    /// only a change of tags mends, a session without a record).
+    Waiting(String),
+    SessionsFull,
+    TargetFull,
+    InProgress,
+    Throttled,
+    Failed {
+        code: String,
+        message: String,
+    },
+}
+
+impl fmt::Display for Missing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Missing::Planned => f.write_str("planned: this sweep would create it"),
+            Missing::Deferred => f.write_str("waiting for the next run: this one's deadline was near"),
+            Missing::Waiting(why) => f.write_str(why),
+            Missing::SessionsFull => write!(f, "{SESSIONS_PER_SOURCE_ENI} sessions already on the ENI"),
+            Missing::TargetFull => write!(f, "the target ENI already has {SOURCES_PER_ENI_TARGET} sources"),
+            Missing::InProgress => f.write_str("an action on it is in progress"),
+            Missing::Throttled => f.write_str("throttled: the next run tries again"),
+            Missing::Failed { code, message } => write!(f, "failed: {code}: {message}"),
+        }
+    }
+}
+
+/// Why a policy create did not mirror its ENI.
+fn missing_reason(result: &ActionResult) -> Missing {
     let code = result.error_code.as_deref().unwrap_or_default();
     match code {
-        "TrafficMirrorSessionsPerInterfaceLimitExceeded" => "3 sessions already on the ENI".into(),
-        "TrafficMirrorSourcesPerTargetLimitExceeded" => "the target ENI already has 10 sources".into(),
-        "InvocationDeadlineNear" | "PacedPastDeadline" => DEFERRED.into(),
-        crate::contract::IN_PROGRESS => "an action on it is in progress".into(),
-        _ if code.contains("Throttl") || code == "RequestLimitExceeded" => "throttled: the next run tries again".into(),
-        _ => format!("failed: {code}: {}", result.error_message),
+        "TrafficMirrorSessionsPerInterfaceLimitExceeded" => Missing::SessionsFull,
+        "TrafficMirrorSourcesPerTargetLimitExceeded" => Missing::TargetFull,
+        "InvocationDeadlineNear" | "PacedPastDeadline" => Missing::Deferred,
+        crate::contract::IN_PROGRESS => Missing::InProgress,
+        _ if is_throttling(code) => Missing::Throttled,
+        _ => Missing::Failed {
+            code: code.to_owned(),
+            message: result.error_message.clone(),
+        },
     }
 }
 
@@ -742,13 +794,22 @@ mod tests {
     #[test]
     fn a_failed_create_is_reported_in_the_words_of_its_cause() {
         let failed = |code: &str| ActionResult::failure("a", "CreateTrafficMirroring", code, "m".into(), true);
+        let said = |code: &str| missing_reason(&failed(code)).to_string();
         assert_eq!(
-            missing_reason(&failed("TrafficMirrorSessionsPerInterfaceLimitExceeded")),
+            said("TrafficMirrorSessionsPerInterfaceLimitExceeded"),
             "3 sessions already on the ENI"
         );
-        assert!(missing_reason(&failed("TrafficMirrorSourcesPerTargetLimitExceeded")).contains("10 sources"));
-        assert!(missing_reason(&failed("RequestLimitExceeded")).starts_with("throttled"));
-        assert_eq!(missing_reason(&failed("InvocationDeadlineNear")), DEFERRED);
-        assert!(missing_reason(&failed("InternalError")).starts_with("failed: InternalError"));
+        assert!(said("TrafficMirrorSourcesPerTargetLimitExceeded").contains("10 sources"));
+        assert!(said("RequestLimitExceeded").starts_with("throttled"));
+        assert_eq!(missing_reason(&failed("InvocationDeadlineNear")), Missing::Deferred);
+        assert_eq!(missing_reason(&failed("ThrottlingException")), Missing::Throttled);
+        assert!(
+            matches!(missing_reason(&failed("InternalError")), Missing::Failed { code, .. } if code == "InternalError")
+        );
+        assert_eq!(
+            Missing::Deferred.to_string(),
+            "waiting for the next run: this one's deadline was near",
+            "the report's words stay"
+        );
     }
 }
