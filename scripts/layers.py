@@ -5,6 +5,10 @@
     python3 scripts/layers.py --depth 1    # cycles among the top-level modules (folders whole)
     python3 scripts/layers.py --graph      # every module and what it imports
 
+Besides cycles it checks the layering README's architecture doc states: the
+adapters (`aws`) import no use case (`mirroring`), and the domain (`domain`)
+imports nothing of the application but the wire contract.
+
 A module is a file of src/ (a folder's mod.rs is the folder). An import is
 any `crate::a::b` or `super::b` path in the file's code (comments and unit
 tests left out), counted at the deepest module that exists. A folder's
@@ -141,13 +145,29 @@ def main() -> int:
             print(f"{module}: {', '.join(sorted(edges[module])) or '-'}")
         return 0
     found = cycles(edges)
+    rules = [
+        ("aws", "mirroring", "an adapter imports a use case"),
+        ("domain", "", "the domain imports the application"),
+    ]
+    broken = []
+    for module, targets in sorted(edges.items()):
+        for prefix, forbidden, why in rules:
+            if module == prefix or module.startswith(prefix + "::"):
+                for target in sorted(targets):
+                    top = target.split("::")[0]
+                    bad = top == forbidden if forbidden else top not in ("domain", "contract")
+                    if bad:
+                        broken.append(f"{why}: {module} -> {target}")
+    for line in broken:
+        print(line)
     for component in found:
         print("cycle among: " + ", ".join(component))
         for module in component:
             inside = sorted(t for t in edges[module] if t in component)
             print(f"  {module} -> {', '.join(inside)}")
-    print(f"{len(edges)} modules, {sum(len(v) for v in edges.values())} imports, {len(found)} cycles")
-    return 1 if found else 0
+    print(f"{len(edges)} modules, {sum(len(v) for v in edges.values())} imports, {len(found)} cycles, "
+          f"{len(broken)} layering breaches")
+    return 1 if found or broken else 0
 
 
 if __name__ == "__main__":

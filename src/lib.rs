@@ -19,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod contract;
 pub mod deadline;
+pub mod domain;
 pub mod handler;
 pub mod lanes;
 pub mod metrics;

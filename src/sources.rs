@@ -11,7 +11,7 @@ use crate::contract::{
     DriverResponse, Requester, RequesterBasis, CLOUDTRAIL_API_CALL, EC2_STATE_CHANGE, REQUEST_DETAIL_TYPES,
     RESOURCE_TAG_CHANGE, SCHEDULED_EVENT,
 };
-use crate::mirroring::fleet::TAG_EXCLUDE;
+use crate::domain::tags::TAG_EXCLUDE;
 use crate::mirroring::watch::ResourceKind;
 
 #[derive(Debug, Clone, PartialEq)]

@@ -23,9 +23,9 @@ use tracing::warn;
 
 use crate::aws::errors::THROTTLING;
 use crate::deadline;
+use crate::domain::clock::jitter_millis;
+use crate::domain::model::{RuleSpec, TargetSpec};
 use crate::metrics::{self, Counter};
-use crate::mirroring::jitter_millis;
-use crate::mirroring::model::{RuleSpec, TargetSpec};
 use crate::ports::{
     AwsError, AwsResult, CheckedCall, Deleted, ErrorKind, Ingress, InstanceInfo, InterfaceInfo, MirrorApi,
     MirrorFilter, MirrorSession, MirrorTarget, NewSession, SessionQuery, Tags,

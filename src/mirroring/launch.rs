@@ -14,17 +14,30 @@ use super::model::{Accountability, EniId, MirrorRequest, Requester};
 use super::validate::{target_field_of, validate};
 use super::{aws_failure, Mirroring};
 use crate::contract::{ActionResult, RawAction, CREATE};
+use crate::domain::tags::{
+    TAG_EXCLUDE, TAG_FILTER_ID, TAG_FILTER_PRESET, TAG_PACKET_LENGTH, TAG_RESERVATION_ID, TAG_SESSION_NUMBER,
+    TAG_TARGET, TAG_TARGET_ENI,
+};
 use crate::ports::{tag_value, AwsError, InstanceInfo};
 
-pub const TAG_TARGET_ENI: &str = "traffic-mirroring:target-eni";
-/// Any kind of target: `eni-…`, an NLB ARN, `vpce-…` or `tmt-…`.
-pub const TAG_TARGET: &str = "traffic-mirroring:target";
-/// An existing filter to use instead of a preset.
-pub const TAG_FILTER_ID: &str = "traffic-mirroring:filter-id";
-pub const TAG_SESSION_NUMBER: &str = "traffic-mirroring:session-number";
-pub const TAG_PACKET_LENGTH: &str = "traffic-mirroring:packet-length";
-pub const TAG_FILTER_PRESET: &str = "traffic-mirroring:filter-preset";
-pub const TAG_RESERVATION: &str = "traffic-mirroring:reservation-id";
+/// Whether the instance opted out.
+pub fn excluded(instance: &InstanceInfo) -> bool {
+    tag_value(&instance.tags, TAG_EXCLUDE).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// The target the policy names for an instance, or why it names none.
+pub fn policy_target(instance: &InstanceInfo, policy: &LaunchPolicy) -> Result<String, String> {
+    if excluded(instance) {
+        return Err(format!("{} carries {TAG_EXCLUDE}=true", instance.id));
+    }
+    target_for(instance, policy).ok_or_else(|| {
+        format!(
+            "{} has no traffic-mirroring:target or traffic-mirroring:target-eni tag and no default target is set for \
+             its subnet or VPC",
+            instance.id
+        )
+    })
+}
 
 /// Default targets for instances without a target tag, by subnet or VPC id
 /// (a subnet's entry wins over its VPC's); each value is any kind of target.
@@ -115,7 +128,7 @@ impl Mirroring {
             }
             Err(err) => return Err(fail(&format!("describing instance {instance_id}"), &err)),
         };
-        let target = match super::fleet::policy_target(&instance, policy) {
+        let target = match policy_target(&instance, policy) {
             Ok(target) => target,
             Err(why) => return Ok(LaunchPlan::NotRequested(why)),
         };
@@ -193,7 +206,7 @@ pub(crate) fn create_for(instance: &InstanceInfo, eni: &str, target: &str) -> Re
     params.insert("trafficMirrorFilterId".into(), json!(tag(TAG_FILTER_ID)));
     params.insert("sessionNumber".into(), json!(tag(TAG_SESSION_NUMBER)));
     params.insert("packetLength".into(), json!(tag(TAG_PACKET_LENGTH)));
-    params.insert("reservationId".into(), json!(tag(TAG_RESERVATION)));
+    params.insert("reservationId".into(), json!(tag(TAG_RESERVATION_ID)));
     params.insert("filterRules".into(), rules);
     params.insert(
         "description".into(),
@@ -246,7 +259,7 @@ pub(crate) fn create_for(instance: &InstanceInfo, eni: &str, target: &str) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mirroring::model::TargetSpec;
+    use crate::domain::model::TargetSpec;
 
     fn instance(tags: &[(&str, &str)]) -> InstanceInfo {
         InstanceInfo {
@@ -300,7 +313,7 @@ mod tests {
                 assert_eq!(c.target, TargetSpec::NetworkLoadBalancer(nlb.into()));
                 assert_eq!(
                     c.filter,
-                    crate::mirroring::model::FilterSpec::Existing("tmf-0123456789abcdef0".into())
+                    crate::domain::model::FilterSpec::Existing("tmf-0123456789abcdef0".into())
                 );
             }
             other => panic!("expected a create, got {other:?}"),

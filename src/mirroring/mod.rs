@@ -7,7 +7,7 @@ pub mod expiry;
 pub mod failure;
 pub mod fleet;
 pub mod launch;
-pub mod model;
+pub use crate::domain::model;
 mod plan;
 pub(crate) mod release;
 pub mod remove;
@@ -16,7 +16,6 @@ pub mod validate;
 pub mod watch;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
@@ -27,24 +26,7 @@ use crate::announce::Announcer;
 use crate::contract::ActionResult;
 use crate::ports::{Claim, Ledger, LedgerError, LedgerRecord, MirrorApi, Publisher, Tags};
 
-/// Tag keys that mark what we created. The first holds the deployment's
-/// owner value (`Config::owner`); the IAM policy keys creates and deletes on it.
-pub const TAG_MANAGED_BY: &str = "traffic-mirroring:managed-by";
-/// What every version before per-deployment owners wrote in `TAG_MANAGED_BY`:
-/// such resources are taken over only when this deployment's ledger knows them.
-pub const TAG_MANAGED_BY_LEGACY_VALUE: &str = "traffic-mirroring";
-pub const TAG_ACTION_ID: &str = "traffic-mirroring:action-id";
-pub const TAG_RESERVATION_ID: &str = "traffic-mirroring:reservation-id";
-/// On a session made for an instance launch: the instance, so a remove by
-/// instance finds it in EC2 even before the ledger's index has caught up.
-pub const TAG_INSTANCE_ID: &str = "traffic-mirroring:instance-id";
-/// On a shared filter: the key of the rule set it holds (`model::rule_set_key`).
-pub const TAG_RULE_SET: &str = "traffic-mirroring:rule-set";
-/// Who asked for what a create made, and why (cut to EC2's tag limits).
-pub const TAG_REQUESTED_BY: &str = "traffic-mirroring:requested-by";
-pub const TAG_REASON: &str = "traffic-mirroring:reason";
-/// EC2's longest tag value.
-const TAG_VALUE_CHARS: usize = 256;
+pub use crate::domain::tags::*;
 
 /// How long a claimed action may stay pending before another invocation may
 /// take it over (a Lambda runs at most 15 minutes). The logic's own default,
@@ -94,26 +76,7 @@ impl Allowed {
     }
 }
 
-/// One allow-list setting (`ALLOWED_TARGETS`, `ALLOWED_SOURCES`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum AllowList {
-    /// Unset or empty.
-    #[default]
-    Nothing,
-    /// `*`, said explicitly.
-    Any,
-    Only(std::collections::BTreeSet<String>),
-}
-
-impl AllowList {
-    pub fn allows(&self, item: &str) -> bool {
-        match self {
-            AllowList::Nothing => false,
-            AllowList::Any => true,
-            AllowList::Only(items) => items.contains(item),
-        }
-    }
-}
+pub use crate::domain::AllowList;
 
 /// The deployment's rules for requested mirrors.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -282,25 +245,7 @@ pub(crate) fn client_token(action_id: &str, attempt: u32, step: &str) -> String 
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A pseudo-random pause of up to `scale` milliseconds, different per action
-/// and per call, so that waiting processes do not retry in step. No security
-/// rests on it, so the clock and a hash serve.
-pub(crate) fn jitter_millis(action_id: &str, scale: std::time::Duration) -> u32 {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or_default();
-    let digest = Sha256::digest(format!("{action_id}\n{nanos}").as_bytes());
-    let spread = u32::try_from(scale.as_millis()).unwrap_or(u32::MAX).max(1);
-    u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]) % spread
-}
-
-pub(crate) fn now_seconds() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
-}
+pub use crate::domain::clock::{jitter_millis, now_seconds};
 
 impl Mirroring {
     /// Claims the record's action id, setting the attempt number to work

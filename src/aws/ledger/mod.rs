@@ -24,7 +24,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
 use super::errors::WithinBudget;
-use crate::mirroring::now_seconds;
+use crate::domain::clock::now_seconds;
 use crate::ports::{AwsError, ErrorKind, LedgerError, LedgerRecord};
 use codec::{n, s, string_set, INSTANCE_PREFIX};
 

@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::ReturnValue;
 use super::codec::*;
 use super::{written, DynamoLedger, PARTITION_KEY};
 use crate::aws::errors::WithinBudget;
-use crate::mirroring::now_seconds;
+use crate::domain::clock::now_seconds;
 use crate::ports::*;
 
 impl DynamoLedger {

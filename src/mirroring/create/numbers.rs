@@ -190,7 +190,7 @@ pub(in crate::mirroring) fn choose_session_number(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mirroring::model::{EniId, FilterSpec, TargetSpec};
+    use crate::domain::model::{EniId, FilterSpec, TargetSpec};
 
     fn request(number: Option<u16>) -> CreateRequest {
         CreateRequest {

@@ -15,27 +15,27 @@
 //! counts as coverage but is never removed by the policy.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
-use serde::Serialize;
 use tracing::{info, warn};
 
+mod facts;
+mod report;
+
+use report::{missing_reason, Missing, RemovalDone};
+pub use report::{Coverage, PolicyReport, TargetCoverage, Uncovered, Unwanted};
+
 use super::delivery;
-use super::launch::{create_for, launch_action_id, target_for, LaunchPolicy};
+use super::launch::{create_for, launch_action_id, policy_target, LaunchPolicy};
 use super::model::{Accountability, EniId, MirrorRequest, RemoveRequest, Requester};
-use super::model::{SESSIONS_PER_SOURCE_ENI, SOURCES_PER_ENI_TARGET};
 use super::release::Release;
 use super::Mirroring;
 use crate::contract::ActionResult;
 use crate::ports::{
-    is_throttling, tag_value, ActionKind, AwsResult, Endpoint, Ingress, InstanceInfo, LedgerContents, LedgerQuery,
-    LedgerRecord, MirrorSession, RecordStatus, SessionQuery,
+    ActionKind, AwsResult, Endpoint, Ingress, InstanceInfo, LedgerContents, LedgerQuery, LedgerRecord, MirrorSession,
+    RecordStatus, SessionQuery,
 };
-
-/// The opt-out tag: `true` keeps an instance unmirrored whatever else says.
-pub const TAG_EXCLUDE: &str = "traffic-mirroring:exclude";
 
 /// Creates and removes the sweep runs side by side (each is paced by the
 /// EC2 adapter, so this bounds memory and open calls, not the EC2 rate).
@@ -49,25 +49,6 @@ const POLICY_ACTION_TIME: Duration = Duration::from_secs(2);
 const LISTING_SLACK_SECONDS: u64 = 120;
 /// How long a target ENI's ingress rules are taken as read.
 const INGRESS_FRESH_FOR: Duration = Duration::from_secs(60);
-
-/// Whether the instance opted out.
-pub fn excluded(instance: &InstanceInfo) -> bool {
-    tag_value(&instance.tags, TAG_EXCLUDE).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
-}
-
-/// The target the policy names for an instance, or why it names none.
-pub fn policy_target(instance: &InstanceInfo, policy: &LaunchPolicy) -> Result<String, String> {
-    if excluded(instance) {
-        return Err(format!("{} carries {TAG_EXCLUDE}=true", instance.id));
-    }
-    target_for(instance, policy).ok_or_else(|| {
-        format!(
-            "{} has no traffic-mirroring:target or traffic-mirroring:target-eni tag and no default target is set for \
-             its subnet or VPC",
-            instance.id
-        )
-    })
-}
 
 /// The ENIs of an instance the policy would mirror to `target` (all but the
 /// target itself, when it is one of the instance's own).
@@ -108,69 +89,6 @@ fn unwanted_remove(session_id: &str) -> MirrorRequest {
         },
         expired: false,
     })
-}
-
-/// One ENI the policy wants mirrored and is not (yet), and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Uncovered {
-    pub instance_id: String,
-    pub eni: String,
-    pub reason: String,
-}
-
-/// Coverage of one policy target.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct TargetCoverage {
-    pub target: String,
-    pub wanted: usize,
-    /// Mirrored and, as far as could be read, able to deliver.
-    pub mirrored: usize,
-    pub missing: Vec<Uncovered>,
-    /// Mirrored, but the target would not admit the traffic.
-    pub not_delivering: Vec<Uncovered>,
-}
-
-/// A policy mirror the policy no longer wants, and what became of it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Unwanted {
-    pub session_id: String,
-    pub instance_id: String,
-    pub eni: String,
-    pub target: String,
-    pub reason: String,
-    pub outcome: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct Coverage {
-    pub wanted: usize,
-    pub mirrored: usize,
-    pub missing: usize,
-    pub not_delivering: usize,
-    pub targets: Vec<TargetCoverage>,
-    pub unwanted: Vec<Unwanted>,
-    /// Instances the policy names whose type cannot be a mirror source:
-    /// reported here, never tried.
-    pub not_nitro: Vec<String>,
-}
-
-/// The policy part of a sweep: what it did and the coverage it leaves.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct PolicyReport {
-    pub instances_seen: usize,
-    pub created: usize,
-    pub removed: usize,
-    pub failed: usize,
-    /// Left to the next run: the deadline.
-    pub deferred: usize,
-    /// Whether every create and remove the policy called for was attempted.
-    pub complete: bool,
-    pub coverage: Coverage,
 }
 
 /// What the sweep already knows when the policy's turn comes.
@@ -586,83 +504,6 @@ impl Mirroring {
         }
         Ok(report)
     }
-
-    /// A policy create's action finished before. When its mirror is gone
-    /// since (removed because the policy stopped wanting it, or its session
-    /// deleted by hand or by AWS), its claims are let go and its record set
-    /// back to failed with a new attempt number, so that the claim admits
-    /// the action again with fresh client tokens. `true` when renewed.
-    pub(crate) async fn renew_if_gone(&self, action_id: &str) -> bool {
-        let Ok(Some(record)) = self.ledger.get(action_id).await else {
-            return false;
-        };
-        match record.status {
-            Some(RecordStatus::Removed) => {}
-            Some(RecordStatus::Active) => {
-                let Some(session) = record.session_id.clone() else {
-                    return false;
-                };
-                match self.ec2.sessions(&SessionQuery::Id(session)).await {
-                    Ok(found) if found.is_empty() => {}
-                    _ => return false,
-                }
-                if let Err(err) = self.release(&Release::of(&record, None)).await {
-                    warn!(action_id, error = %err, "could not let go of a gone mirror's claims; not renewed");
-                    return false;
-                }
-            }
-            _ => return false,
-        }
-        let renewed = self
-            .update_record(&record, |r| {
-                let same = matches!(r.status, Some(RecordStatus::Removed | RecordStatus::Active))
-                    && r.session_id == record.session_id;
-                if same {
-                    r.fail_for_retry();
-                    r.session_number = None;
-                    r.result = None;
-                }
-                same
-            })
-            .await;
-        matches!(renewed, Ok(Some(r)) if r.status == Some(RecordStatus::Failed))
-    }
-
-    /// A target ENI's ingress rules, read at most once a minute per process
-    /// (rules change rarely; a warning a minute late is still a warning).
-    pub(crate) async fn ingress_of(&self, eni: &str) -> AwsResult<Option<Ingress>> {
-        let fresh = self.ingress_read.lock().ok().and_then(|read| {
-            read.get(eni)
-                .filter(|(at, _)| at.elapsed() < INGRESS_FRESH_FOR)
-                .map(|(_, ingress)| ingress.clone())
-        });
-        if let Some(ingress) = fresh {
-            return Ok(ingress);
-        }
-        let ingress = self.ec2.ingress(eni).await?;
-        if let Ok(mut read) = self.ingress_read.lock() {
-            read.insert(eni.to_owned(), (Instant::now(), ingress.clone()));
-        }
-        Ok(ingress)
-    }
-
-    /// The ingress of each ENI target, read once per sweep; `None` for a
-    /// target that is not an ENI or could not be read (not judged).
-    async fn ingress_of_targets<'a>(&self, targets: impl Iterator<Item = &'a str>) -> HashMap<String, Option<Ingress>> {
-        let enis: BTreeSet<&str> = targets.filter(|t| t.starts_with("eni-")).collect();
-        let mut known = HashMap::new();
-        for eni in enis {
-            let ingress = match self.ingress_of(eni).await {
-                Ok(ingress) => ingress,
-                Err(err) => {
-                    warn!(target_eni = eni, error = %err, "could not read the target's ingress rules");
-                    None
-                }
-            };
-            known.insert(eni.to_owned(), ingress);
-        }
-        known
-    }
 }
 
 /// A policy create refused for a reason only a change of tags or policy
@@ -678,70 +519,10 @@ fn refused_for_good(records: &HashMap<&str, &LedgerRecord>, instance_id: &str, e
         .then(|| format!("its last create was refused ({code}): {}", result.error_message))
 }
 
-/// What became of a removal the policy wants.
-enum RemovalDone {
-    /// A dry run: it would be removed.
-    Planned,
-    Removed,
-    Failed,
-    /// Left to the next run: the deadline was near.
-    Deferred,
-}
-
-/// Why a wanted ENI is not mirrored; reported in the coverage report's words.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Missing {
-    /// A dry run: this sweep would create it.
-    Planned,
-    /// Left to the next run: the deadline was near.
-    Deferred,
-    /// Not tried now, for the reason given (an action in progress, a refusal
-    /// only a change of tags mends, a session without a record).
-    Waiting(String),
-    SessionsFull,
-    TargetFull,
-    InProgress,
-    Throttled,
-    Failed {
-        code: String,
-        message: String,
-    },
-}
-
-impl fmt::Display for Missing {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Missing::Planned => f.write_str("planned: this sweep would create it"),
-            Missing::Deferred => f.write_str("waiting for the next run: this one's deadline was near"),
-            Missing::Waiting(why) => f.write_str(why),
-            Missing::SessionsFull => write!(f, "{SESSIONS_PER_SOURCE_ENI} sessions already on the ENI"),
-            Missing::TargetFull => write!(f, "the target ENI already has {SOURCES_PER_ENI_TARGET} sources"),
-            Missing::InProgress => f.write_str("an action on it is in progress"),
-            Missing::Throttled => f.write_str("throttled: the next run tries again"),
-            Missing::Failed { code, message } => write!(f, "failed: {code}: {message}"),
-        }
-    }
-}
-
-/// Why a policy create did not mirror its ENI.
-fn missing_reason(result: &ActionResult) -> Missing {
-    let code = result.error_code.as_deref().unwrap_or_default();
-    match code {
-        "TrafficMirrorSessionsPerInterfaceLimitExceeded" => Missing::SessionsFull,
-        "TrafficMirrorSourcesPerTargetLimitExceeded" => Missing::TargetFull,
-        "InvocationDeadlineNear" | "PacedPastDeadline" => Missing::Deferred,
-        crate::contract::IN_PROGRESS => Missing::InProgress,
-        _ if is_throttling(code) => Missing::Throttled,
-        _ => Missing::Failed {
-            code: code.to_owned(),
-            message: result.error_message.clone(),
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::tags::TAG_EXCLUDE;
 
     fn instance(tags: &[(&str, &str)]) -> InstanceInfo {
         InstanceInfo {
