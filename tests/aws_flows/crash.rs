@@ -23,17 +23,32 @@ const CHANGING_CALLS: &[&str] = &[
     "PutItem",
 ];
 
-/// Starts the create and kills it while `call` is in flight; returns once the
-/// in-flight call has landed and the dead invocation's lease has run out.
+/// Starts the create and kills it while `call` is in flight: the emulator
+/// holds the call until the create has been dropped, then lets it land.
+/// Returns once it has, and the dead invocation's lease has run out.
 async fn die_during(world: &World, app: &App, call: &str, request: &Value) {
-    world.emulator.configure(json!({"latency_ms": {call: 1500}})).await;
-    let outcome = tokio::time::timeout(Duration::from_millis(800), app.handle(request)).await;
-    assert!(
-        outcome.is_err(),
-        "{call}: the create must still be running when it dies"
-    );
-    world.emulator.configure(json!({"latency_ms": {call: 0}})).await;
-    tokio::time::sleep(Duration::from_millis(LEASE * 1000 + 800)).await;
+    let served_before = world
+        .emulator
+        .calls()
+        .await
+        .iter()
+        .filter(|c| c["action"] == call)
+        .count();
+    world.emulator.hold_until_released(call).await;
+    {
+        let create = app.handle(request);
+        tokio::pin!(create);
+        tokio::select! {
+            _ = &mut create => panic!("{call}: the create must still be running when it dies"),
+            () = world.emulator.wait_held(call) => {}
+        }
+        // The create is dropped here, its call in flight: the process died.
+    }
+    assert_eq!(world.emulator.release(call).await, 1, "{call}");
+    world.emulator.wait_served(call, served_before + 1).await;
+    // The lease is wall-clock time in the ledger, in whole seconds: only
+    // waiting lets it run out.
+    tokio::time::sleep(Duration::from_millis(LEASE * 1000 + 1_200)).await;
 }
 
 #[tokio::test]

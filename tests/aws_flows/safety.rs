@@ -202,10 +202,9 @@ async fn a_target_and_filter_whose_creates_were_cut_off_are_rolled_back() {
     let world = World::start().await;
     let (source, target) = (world.eni().await, world.eni().await);
     // 20 s: work stops at 13.5 s (5 s and 1.5 s are kept back), while both
-    // creates are held for 15 s, then applied.
-    world.emulator.hold_next("CreateTrafficMirrorTarget", 15_000).await;
-    world.emulator.hold_next("CreateTrafficMirrorFilter", 15_000).await;
-    let started = tokio::time::Instant::now();
+    // creates are held until the function has answered, then applied.
+    world.emulator.hold_until_released("CreateTrafficMirrorTarget").await;
+    world.emulator.hold_until_released("CreateTrafficMirrorFilter").await;
     let (answer, took) = world
         .invoke_within(&world.app, 20, seed_create("cut-off", &source, &target))
         .await;
@@ -217,7 +216,17 @@ async fn a_target_and_filter_whose_creates_were_cut_off_are_rolled_back() {
         "{answer}"
     );
     // Once the held calls have been applied, nothing of them is left.
-    tokio::time::sleep_until(started + Duration::from_millis(15_500)).await;
+    for call in ["CreateTrafficMirrorTarget", "CreateTrafficMirrorFilter"] {
+        let asked = world
+            .emulator
+            .calls()
+            .await
+            .iter()
+            .filter(|c| c["action"] == call)
+            .count();
+        assert_eq!(world.emulator.release(call).await, 1, "{call} was held");
+        world.emulator.wait_served(call, asked + 1).await;
+    }
     assert_eq!(world.mirror_state().await, MirrorState::default(), "{answer}");
     assert_eq!(world.disagreements().await, Vec::<String>::new());
     let retried = world.invoke(&seed_create("cut-off", &source, &target)).await;
@@ -241,13 +250,23 @@ async fn a_session_whose_create_was_cut_off_is_rolled_back() {
     let kept = world.invoke(&seed_create("keeper", &keeper, &target)).await;
     assert_eq!(first_result(&kept)["success"], true, "{kept}");
     let before = world.mirror_state().await;
-    world.emulator.hold_next("CreateTrafficMirrorSession", 15_000).await;
-    let started = tokio::time::Instant::now();
+    world.emulator.hold_until_released("CreateTrafficMirrorSession").await;
     let (answer, _) = world
         .invoke_within(&world.app, 20, seed_create("session-cut-off", &source, &target))
         .await;
     assert_eq!(first_result(&answer)["retryable"], json!(true), "{answer}");
-    tokio::time::sleep_until(started + Duration::from_millis(15_500)).await;
+    let asked = world
+        .emulator
+        .calls()
+        .await
+        .iter()
+        .filter(|c| c["action"] == "CreateTrafficMirrorSession")
+        .count();
+    assert_eq!(world.emulator.release("CreateTrafficMirrorSession").await, 1);
+    world
+        .emulator
+        .wait_served("CreateTrafficMirrorSession", asked + 1)
+        .await;
     assert_eq!(world.mirror_state().await, before, "only the keeper's mirror: {answer}");
     assert_eq!(world.disagreements().await, Vec::<String>::new());
 }
@@ -410,15 +429,15 @@ async fn a_maker_that_loses_its_lease_fails_retryably_and_leaves_one_filter() {
 #[tokio::test]
 async fn a_duplicate_delivery_of_an_action_in_progress_publishes_nothing() {
     let world = World::start().await;
-    world
-        .emulator
-        .configure(json!({"latency_ms": {"CreateTrafficMirrorSession": 1500}}))
-        .await;
+    // The first delivery's session call is held until the duplicate has been answered.
+    world.emulator.hold_until_released("CreateTrafficMirrorSession").await;
     let (source, target) = (world.eni().await, world.eni().await);
     let request = seed_create("once", &source, &target);
     let duplicate = async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        world.invoke(&request).await
+        world.emulator.wait_held("CreateTrafficMirrorSession").await;
+        let answer = world.invoke(&request).await;
+        world.emulator.release("CreateTrafficMirrorSession").await;
+        answer
     };
 
     let (first, second) = tokio::join!(world.invoke(&request), duplicate);
@@ -633,12 +652,15 @@ async fn a_sweep_short_of_time_defers_its_repairs_to_the_next_run() {
 #[tokio::test]
 async fn a_remove_during_a_create_leaves_its_session_and_asks_for_a_retry() {
     let world = World::start().await;
-    // The create's final write (a PutItem) comes 2 s after its session.
-    world.emulator.configure(json!({"latency_ms": {"PutItem": 2000}})).await;
+    // The create's final write (its one PutItem) is held, its session made,
+    // until the remove has been answered.
+    world.emulator.hold_until_released("PutItem").await;
     let (source, target) = (world.eni().await, world.eni().await);
     let early_remove = async {
-        tokio::time::sleep(Duration::from_millis(800)).await;
-        world.invoke(&remove("rm-early", "", &target)).await
+        world.emulator.wait_held("PutItem").await;
+        let removed = world.invoke(&remove("rm-early", "", &target)).await;
+        world.emulator.release("PutItem").await;
+        removed
     };
 
     let create = seed_create("slow", &source, &target);

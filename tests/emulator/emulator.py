@@ -44,7 +44,11 @@ Control API (JSON over HTTP on the same port, all answering 200):
   POST   /_emulator/faults    {"action", "code", "status", "count", "after", "message", "service"} or a list
   GET    /_emulator/faults    the rules still armed;  DELETE clears them
   POST   /_emulator/delays    {"action", "delay_ms", "count", "after", "service"} or a list: those calls are
-                              held that long (outside the lock), then served as usual; GET lists; DELETE clears
+                              held that long (outside the lock), then served as usual; GET lists; DELETE clears.
+                              With "until_released": true a call is held until POST /_emulator/release names
+                              it (delay_ms, default 120000, is then only the longest hold): races ordered, no sleeps
+  GET    /_emulator/release   {"held": [action, ...]}: the calls held right now, in arrival order
+  POST   /_emulator/release   {"action": "optional"}: lets the held calls (of that action) go; {"released": n}
   POST   /_emulator/throttle  {"actions": [...] | "mutating" | "all", "service": "optional, e.g. dynamodb",
                                "burst", "refill_per_second"}; GET lists; DELETE clears
   POST   /_emulator/config    {"page_size": 2, "latency_ms": {"default": 0, "<service>": 10, "<Action>": 40},
@@ -712,6 +716,10 @@ class State:
         self.mirrors = {}
         self.faults = []
         self.delays = []
+        # Calls held until released: (action, threading.Event), in arrival order.
+        for _, event in getattr(self, "held", []):
+            event.set()
+        self.held = []
         self.buckets = []
         self.calls = []
         self.config = json.loads(json.dumps(DEFAULT_CONFIG))
@@ -748,7 +756,8 @@ class State:
         return None
 
     def take_delay(self, service, action):
-        """Seconds the first armed delay rule matching this call holds it."""
+        """How the first armed delay rule matching this call holds it: (the
+        seconds it is held at most, the event that releases it or None)."""
         for rule in self.delays:
             if rule.get("action") not in (None, action) or rule.get("service") not in (None, service):
                 continue
@@ -758,8 +767,12 @@ class State:
             rule["count"] -= 1
             if rule["count"] <= 0:
                 self.delays.remove(rule)
-            return rule["delay_ms"] / 1000.0
-        return 0.0
+            release = None
+            if rule.get("until_released"):
+                release = threading.Event()
+                self.held.append((action, release))
+            return rule["delay_ms"] / 1000.0, release
+        return 0.0, None
 
     def take_token(self, service, action):
         """Token buckets: refilled by elapsed time, one token per call. Every
@@ -837,9 +850,14 @@ class Emulator:
     def aws(self, environ, body, arrived):
         request = Request(environ, body)
         with LOCK:
-            held = STATE.take_delay(request.service, request.action)
+            held, release = STATE.take_delay(request.service, request.action)
         # Outside the lock: latency overlaps, as on AWS; a held call is served
         # after its client may have given up on it.
+        if release is not None:
+            release.wait(held)
+            with LOCK:
+                STATE.held = [(a, e) for a, e in STATE.held if e is not release]
+            held = 0.0
         time.sleep(STATE.latency_of(request.service, request.action) + held)
         with LOCK:
             served = time.time()
@@ -988,6 +1006,15 @@ def control_call(method, name, body):
         elif method == "DELETE":
             STATE.delays.clear()
         return {"delays": STATE.delays}
+    if name == "release":
+        if method == "POST":
+            action = (body or {}).get("action")
+            going = [(a, e) for a, e in STATE.held if action in (None, a)]
+            for _, event in going:
+                event.set()
+            STATE.held = [(a, e) for a, e in STATE.held if (a, e) not in going]
+            return {"released": len(going)}
+        return {"held": [a for a, _ in STATE.held]}
     if name == "throttle":
         if method == "POST":
             STATE.buckets.append(bucket(body))
@@ -1022,8 +1049,11 @@ def fault_rule(body):
 def delay_rule(body):
     if not isinstance(body, dict) or not body.get("action"):
         raise ValueError("a delay rule is an object with at least an action")
-    rule = {"action": body["action"], "service": body.get("service"), "delay_ms": float(body.get("delay_ms", 0)),
-            "count": int(body.get("count", 1)), "after": int(body.get("after", 0))}
+    until_released = bool(body.get("until_released", False))
+    default_ms = 120_000 if until_released else 0
+    rule = {"action": body["action"], "service": body.get("service"),
+            "delay_ms": float(body.get("delay_ms", default_ms)),
+            "count": int(body.get("count", 1)), "after": int(body.get("after", 0)), "until_released": until_released}
     if rule["delay_ms"] <= 0 or rule["count"] < 1 or rule["after"] < 0:
         raise ValueError("delay_ms must be positive, count at least 1 and after at least 0")
     return rule

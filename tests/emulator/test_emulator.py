@@ -699,6 +699,25 @@ def test_a_held_call_is_applied_after_its_client_gave_up(endpoint, ec2):
         control(endpoint, "POST", "delays", {"action": "CreateTrafficMirrorFilter", "delay_ms": 0})
 
 
+def test_a_call_held_until_released_waits_for_the_release_and_no_longer(endpoint, ec2):
+    control(endpoint, "POST", "delays", {"action": "CreateTrafficMirrorFilter", "until_released": True})
+    made = []
+    caller = threading.Thread(target=lambda: made.append(new_filter(ec2)))
+    caller.start()
+    deadline = time.monotonic() + 10
+    while control(endpoint, "GET", "release")["held"] != ["CreateTrafficMirrorFilter"]:
+        assert time.monotonic() < deadline, "the call never arrived"
+        time.sleep(0.02)
+    assert ec2.describe_traffic_mirror_filters(MaxResults=5)["TrafficMirrorFilters"] == [], "not applied while held"
+    assert control(endpoint, "POST", "release", {"action": "DescribeVpcs"}) == {"released": 0}, "only what is named"
+    assert control(endpoint, "POST", "release", {"action": "CreateTrafficMirrorFilter"}) == {"released": 1}
+    caller.join(10)
+    assert not caller.is_alive() and len(made) == 1
+    assert control(endpoint, "GET", "release") == {"held": []}
+    new_filter(ec2)  # the rule was used up: served at once
+    assert len(ec2.describe_traffic_mirror_filters(MaxResults=5)["TrafficMirrorFilters"]) == 2
+
+
 def test_faults_can_be_listed_cleared_and_scoped_to_a_service(endpoint, ec2):
     control(endpoint, "POST", "faults", [{"action": "DescribeVpcs", "code": "InternalError", "service": "dynamodb"},
                                          {"action": "DescribeSubnets", "code": "InternalError"}])

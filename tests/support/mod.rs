@@ -163,6 +163,46 @@ impl Emulator {
         self.control(reqwest::Method::POST, "delays", Some(rule)).await;
     }
 
+    /// Holds the next call of `action` until `release` names it: a race is
+    /// ordered by the test, not by sleeps.
+    pub async fn hold_until_released(&self, action: &str) {
+        let rule = json!({"action": action, "until_released": true, "count": 1});
+        self.control(reqwest::Method::POST, "delays", Some(rule)).await;
+    }
+
+    /// Waits (10 s at most) until a call of `action` has arrived and is held.
+    pub async fn wait_held(&self, action: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let held = self.control(reqwest::Method::GET, "release", None).await;
+            if held["held"]
+                .as_array()
+                .is_some_and(|calls| calls.iter().any(|c| c == action))
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no {action} call arrived to be held");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Lets the held calls of `action` go; how many there were.
+    pub async fn release(&self, action: &str) -> u64 {
+        let released = self
+            .control(reqwest::Method::POST, "release", Some(json!({"action": action})))
+            .await;
+        released["released"].as_u64().unwrap_or_default()
+    }
+
+    /// Waits (10 s at most) until `count` calls of `action` have been served.
+    pub async fn wait_served(&self, action: &str, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.calls().await.iter().filter(|c| c["action"] == action).count() < count {
+            assert!(Instant::now() < deadline, "{action} was not served {count} times");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     pub async fn clear_faults(&self) {
         self.control(reqwest::Method::DELETE, "faults", None).await;
     }
