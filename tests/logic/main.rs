@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use traffic_mirroring::handler::App;
-use traffic_mirroring::mirroring::{Allowed, Controls, Mirroring};
+use traffic_mirroring::mirroring::{AllowList, Allowed, Controls, Mirroring};
 use traffic_mirroring::ports::ActionRecords;
 use traffic_mirroring::ports::{AwsError, ErrorKind, RecordStatus};
 
@@ -340,4 +340,175 @@ async fn a_capped_mirror_ends_when_its_time_is_up_and_only_then() {
     );
     let again = world.app.invoke(json!({"expire": {}})).await.expect("answers");
     assert_eq!(again["expire"]["expired"], json!([]), "ended once");
+}
+
+#[tokio::test]
+async fn who_asked_is_the_sqs_sender_and_a_replay_keeps_the_first_requester() {
+    let world = fixture();
+    let record = |sender: &str| {
+        json!({"messageId": "m-1", "eventSource": "aws:sqs", "attributes": {"SenderId": sender},
+               "body": create("c1", 1, 9, 443).to_string()})
+    };
+    let batch = world
+        .app
+        .invoke(json!({"Records": [record("AIDAFIRST")]}))
+        .await
+        .expect("answers");
+    assert_eq!(batch["batchItemFailures"], json!([]), "{batch}");
+    let stored = world.ledger.record("c1").expect("recorded");
+    let requester = stored.requested_by.expect("a requester");
+    assert_eq!(
+        (requester.principal.as_str(), requester.basis.as_str()),
+        ("sqs:AIDAFIRST", "sqs-sender")
+    );
+    world
+        .app
+        .invoke(json!({"Records": [record("AIDASECOND")]}))
+        .await
+        .expect("answers");
+    let events = world.bus.events.lock().expect("events").clone();
+    assert_eq!(events.len(), 2, "the replay is announced again");
+    assert_eq!(
+        events[1].requested_by.as_deref(),
+        Some("sqs:AIDAFIRST"),
+        "a replay answers with its first requester"
+    );
+}
+
+#[tokio::test]
+async fn an_end_in_the_past_or_over_the_cap_is_refused_before_any_call() {
+    let controls = Controls {
+        max_mirror_minutes: Some(60),
+        ..Controls::default()
+    };
+    let world = fixture_with(Allowed::anything(), controls);
+    for (key, value) in [
+        ("expiresAt", json!("2020-01-01T00:00:00Z")),
+        ("durationMinutes", json!(61)),
+    ] {
+        let mut request = create("c1", 1, 9, 443);
+        request["driverRequest"]["actions"][0]["actionParams"][key] = value;
+        let refused = world.run(request).await;
+        assert_eq!(refused["errorCode"], "ValidationError", "{key}: {refused}");
+    }
+    assert_eq!(world.counts(), (0, 0, 0));
+    assert_eq!(
+        world.ec2.calls("DescribeTrafficMirrorSessions"),
+        0,
+        "refused before any call"
+    );
+    assert_eq!(world.ledger.record("c1"), None);
+}
+
+#[tokio::test]
+async fn a_request_of_more_than_a_hundred_actions_touches_nothing() {
+    let world = fixture();
+    let actions: Vec<Value> = (0..101)
+        .map(|n| create(&format!("c{n}"), n + 1, 9, 443)["driverRequest"]["actions"][0].clone())
+        .collect();
+    let answer = world
+        .app
+        .invoke(json!({"driverRequest": {"actions": actions}}))
+        .await
+        .expect("answers");
+    assert_eq!(answer["driverResponse"]["actionResults"], json!([]), "{answer}");
+    assert!(answer["driverResponse"]["errorMessage"]
+        .as_str()
+        .is_some_and(|m| m.contains("at most 100")));
+    assert_eq!(world.counts(), (0, 0, 0));
+    assert_eq!(world.ledger.record("c0"), None);
+}
+
+#[tokio::test]
+async fn the_sweep_reports_a_session_nobody_approved_and_removes_it_only_when_told() {
+    let allow_only = |remove: bool| {
+        fixture_with(
+            Allowed {
+                targets: AllowList::Only([eni(9)].into_iter().collect()),
+                sources: AllowList::Any,
+            },
+            Controls {
+                remove_unapproved_mirrors: remove,
+                ..Controls::default()
+            },
+        )
+    };
+    for remove in [false, true] {
+        let world = allow_only(remove);
+        let rogue = world.ec2.plant_session(&eni(1), &eni(66), &[("Name", "someone's tap")]);
+        let tolerated = world.ec2.plant_session(&eni(2), &eni(9), &[]);
+        let swept = world.app.invoke(json!({"sweep": {}})).await.expect("answers");
+        let found = &swept["sweep"]["sweep"]["unapprovedMirrors"];
+        assert_eq!(found.as_array().map(Vec::len), Some(1), "{swept}");
+        assert_eq!(found[0]["sessionId"], rogue.as_str());
+        assert_eq!(found[0]["destination"], eni(66).as_str());
+        assert_eq!(found[0]["tags"]["Name"], "someone's tap");
+        let (sessions, _, _) = world.ec2.resources();
+        assert_eq!(sessions.contains(&rogue), !remove, "removed only when told");
+        assert!(
+            sessions.contains(&tolerated),
+            "a session to an allowed target is never touched"
+        );
+        let events = world.bus.events.lock().expect("events").clone();
+        assert!(
+            events.iter().any(|e| e.action_type == "UnapprovedMirrors"),
+            "announced: {events:?}"
+        );
+    }
+}
+
+/// CloudTrail's record of a session deletion by someone.
+fn deletion(session_id: &str) -> Value {
+    json!({"source": "aws.ec2", "detail-type": "AWS API Call via CloudTrail", "account": "123456789012",
+           "detail": {"eventSource": "ec2.amazonaws.com", "eventName": "DeleteTrafficMirrorSession",
+                      "userIdentity": {"arn": "arn:aws:iam::123456789012:user/mallory"},
+                      "requestParameters": {"DeleteTrafficMirrorSessionRequest": {"TrafficMirrorSessionId": session_id}}}})
+}
+
+#[tokio::test]
+async fn a_deletion_is_tampering_only_when_the_session_was_ours_live_and_is_gone() {
+    let world = fixture();
+    let created = world.run(create("c1", 1, 9, 443)).await;
+    let session = created["sessionId"].as_str().expect("made").to_owned();
+    let tampered = |world: &Fixture| {
+        world
+            .bus
+            .events
+            .lock()
+            .expect("events")
+            .iter()
+            .filter(|e| e.action_type == "Tampering")
+            .count()
+    };
+
+    // Forged: EC2 still has it.
+    world.app.invoke(deletion(&session)).await.expect("answers");
+    assert_eq!(tampered(&world), 0);
+    // Not ours at all.
+    world
+        .app
+        .invoke(deletion("tms-0123456789abcdef0"))
+        .await
+        .expect("answers");
+    assert_eq!(tampered(&world), 0);
+    // Ours, removed by us: the record says so, nothing to report.
+    let removed = world.run(remove_session("r1", &session)).await;
+    assert_eq!(removed["success"], true);
+    world.app.invoke(deletion(&session)).await.expect("answers");
+    assert_eq!(tampered(&world), 0, "our own removal is no tampering");
+
+    // Ours and live, deleted behind our back: reported with who did it.
+    let again = world.run(create("c2", 2, 9, 443)).await;
+    let live = again["sessionId"].as_str().expect("made").to_owned();
+    assert!(world.ec2.delete_behind_our_back(&live));
+    world.app.invoke(deletion(&live)).await.expect("answers");
+    let events = world.bus.events.lock().expect("events").clone();
+    let report = events.iter().find(|e| e.action_type == "Tampering").expect("announced");
+    let details = report.details.clone().expect("details");
+    assert_eq!(details["deletedBy"], "arn:aws:iam::123456789012:user/mallory");
+    assert_eq!(details["mirrors"][0]["actionId"], "c2");
+    assert_eq!(
+        details["mirrors"][0]["policyMirror"], false,
+        "a requested mirror: reported, not remade"
+    );
 }

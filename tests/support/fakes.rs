@@ -245,6 +245,52 @@ impl MemoryEc2 {
         )
     }
 
+    /// A session someone else made (a target for `destination` and a filter
+    /// of their own, with `tags` on the session), as if by another tool.
+    pub fn plant_session(&self, source: &str, destination: &str, tags: &[(&str, &str)]) -> String {
+        let mut state = self.state.lock().expect("state");
+        let target_id = state.new_id("tmt");
+        state.targets.insert(
+            target_id.clone(),
+            MirrorTarget {
+                id: target_id.clone(),
+                network_interface_id: Some(destination.to_owned()),
+                load_balancer: None,
+                tags: Vec::new(),
+            },
+        );
+        let filter_id = state.new_id("tmf");
+        state.filters.insert(
+            filter_id.clone(),
+            (
+                MirrorFilter {
+                    id: filter_id.clone(),
+                    tags: Vec::new(),
+                },
+                0,
+            ),
+        );
+        let session_id = state.new_id("tms");
+        state.sessions.insert(
+            session_id.clone(),
+            MirrorSession {
+                id: session_id.clone(),
+                source_eni: source.to_owned(),
+                target_id,
+                filter_id,
+                session_number: 1,
+                virtual_network_id: None,
+                tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            },
+        );
+        session_id
+    }
+
+    /// Deletes a session as someone else would, behind the deployment's back.
+    pub fn delete_behind_our_back(&self, session_id: &str) -> bool {
+        self.state.lock().expect("state").sessions.remove(session_id).is_some()
+    }
+
     /// How many calls of each name were made.
     pub fn calls(&self, call: &str) -> usize {
         self.state
