@@ -21,6 +21,7 @@ use crate::domain::model::{MirrorRequest, RemoveRequest};
 use crate::lanes::{lanes, Reach};
 use crate::metrics::{self, Counter, InvocationFigures, MetricSink};
 use crate::mirroring::launch::{LaunchPlan, LaunchPolicy, Unconfirmed};
+use crate::mirroring::sweep::SweepReport;
 use crate::mirroring::validate::validate;
 use crate::mirroring::watch::{ResourceKind, TamperVerdict};
 use crate::mirroring::Mirroring;
@@ -130,11 +131,7 @@ impl App {
                 self.handle_instance_changed(&instance_id, cause).await
             }
             Invocation::Sweep { dry_run } => {
-                let result = metrics::timed(Box::pin(self.mirroring.sweep(dry_run, &self.launch_policy))).await;
-                // A dry run changes nothing and so announces nothing.
-                if !dry_run {
-                    self.publish(&result).await;
-                }
+                let (result, _) = self.sweep(dry_run).await;
                 let retry = !result.success && result.retryable;
                 let answer = json!({ "sweep": result });
                 if retry {
@@ -168,6 +165,19 @@ impl App {
                 Ok(json!({"driverResponse": {"actionResults": [], "errorMessage": message}}))
             }
         }
+    }
+
+    /// Runs a sweep (as the schedule does) and announces it; returns its
+    /// result and, when it could list everything, its typed report.
+    pub async fn sweep(&self, dry_run: bool) -> (ActionResult, Option<SweepReport>) {
+        let started = std::time::Instant::now();
+        let (result, report) = Box::pin(self.mirroring.sweep(dry_run, &self.launch_policy)).await;
+        metrics::action_done(&result, started.elapsed().as_secs_f64() * 1000.0);
+        // A dry run changes nothing and so announces nothing.
+        if !dry_run {
+            self.publish(&result).await;
+        }
+        (result, report)
     }
 
     /// Each record's body is a `driverRequest` or an EventBridge event (see

@@ -421,35 +421,32 @@ async fn sweep(session: &mut Session<'_>, dry_run: bool, coverage_only: bool) ->
         eprintln!("mirrorctl: not confirmed; nothing was changed");
         return Exit::Aborted;
     }
-    let answer = match session.app.invoke(json!({"sweep": {"dryRun": dry_run}})).await {
-        Ok(answer) => answer,
-        Err(err) => {
-            eprintln!("mirrorctl: {}", printable(&err.to_string()));
+    let (result, report) = session.app.sweep(dry_run).await;
+    let written = if coverage_only {
+        // The coverage, typed; a sweep that could not list anything has none.
+        let Some(coverage) = report.and_then(|r| r.policy).map(|p| p.coverage) else {
+            eprintln!("mirrorctl: {}", printable(&result.error_message));
             return Exit::ActionFailed;
+        };
+        if session.as_json {
+            writeln!(session.out, "{}", serde_json::to_value(&coverage).unwrap_or_default())
+        } else {
+            write_coverage(session.out, &coverage)
         }
-    };
-    let result = &answer["sweep"];
-    let shown = if coverage_only {
-        &result["sweep"]["policy"]["coverage"]
+    } else if session.as_json {
+        writeln!(session.out, "{}", serde_json::to_value(&result).unwrap_or_default())
     } else {
-        result
-    };
-    let written = if session.as_json {
-        writeln!(session.out, "{shown}")
-    } else if coverage_only {
-        write_coverage(session.out, shown)
-    } else {
-        let message = result["infoMessage"]
-            .as_str()
-            .filter(|m| !m.is_empty())
-            .or(result["errorMessage"].as_str())
-            .unwrap_or_default();
+        let message = if result.info_message.is_empty() {
+            &result.error_message
+        } else {
+            &result.info_message
+        };
         writeln!(session.out, "{}", printable(message))
     };
-    match (written, result["success"].as_bool()) {
+    match (written, result.success) {
         (Err(_), _) => Exit::Unavailable,
-        (Ok(()), Some(true)) => Exit::Done,
-        _ => Exit::ActionFailed,
+        (Ok(()), true) => Exit::Done,
+        (Ok(()), false) => Exit::ActionFailed,
     }
 }
 

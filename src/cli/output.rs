@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::Exit;
 use crate::contract::ActionResult;
+use crate::mirroring::fleet::Coverage;
 
 /// `text` with control characters escaped (`\u{1b}`, `\n`): what a person
 /// sees is what the string holds.
@@ -122,41 +123,34 @@ pub fn report(results: &[ActionResult], as_json: bool, out: &mut dyn Write) -> E
     }
 }
 
-pub fn write_coverage(out: &mut dyn Write, coverage: &Value) -> std::io::Result<()> {
-    for target in coverage["targets"].as_array().into_iter().flatten() {
+pub fn write_coverage(out: &mut dyn Write, coverage: &Coverage) -> std::io::Result<()> {
+    for target in &coverage.targets {
         writeln!(
             out,
             "{}: {} wanted, {} mirrored",
-            printable(target["target"].as_str().unwrap_or_default()),
-            target["wanted"],
-            target["mirrored"]
+            printable(&target.target),
+            target.wanted,
+            target.mirrored
         )?;
-        for (label, list) in [
-            ("missing", &target["missing"]),
-            ("not delivering", &target["notDelivering"]),
-        ] {
-            for entry in list.as_array().into_iter().flatten() {
+        for (label, list) in [("missing", &target.missing), ("not delivering", &target.not_delivering)] {
+            for entry in list {
                 writeln!(
                     out,
                     "  {label:<15} {} {}: {}",
-                    printable(entry["instanceId"].as_str().unwrap_or_default()),
-                    printable(entry["eni"].as_str().unwrap_or_default()),
-                    printable(entry["reason"].as_str().unwrap_or_default())
+                    printable(&entry.instance_id),
+                    printable(&entry.eni),
+                    printable(&entry.reason)
                 )?;
             }
         }
     }
-    for instance in coverage["notNitro"].as_array().into_iter().flatten() {
-        writeln!(
-            out,
-            "not a Nitro type: {}",
-            printable(instance.as_str().unwrap_or_default())
-        )?;
+    for instance in &coverage.not_nitro {
+        writeln!(out, "not a Nitro type: {}", printable(instance))?;
     }
     writeln!(
         out,
         "{} wanted, {} mirrored, {} missing, {} not delivering",
-        coverage["wanted"], coverage["mirrored"], coverage["missing"], coverage["notDelivering"]
+        coverage.wanted, coverage.mirrored, coverage.missing, coverage.not_delivering
     )
 }
 

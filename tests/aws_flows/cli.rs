@@ -276,3 +276,29 @@ async fn without_the_deployments_owner_it_changes_nothing() {
         0
     );
 }
+
+#[tokio::test]
+async fn coverage_reads_the_sweeps_typed_report_and_changes_nothing() {
+    let world = World::start().await;
+    let target = world.eni().await;
+    let instance = world
+        .instance("m5.large", &[("traffic-mirroring:target", &target)])
+        .await;
+    let as_json = mirrorctl(&world, &["coverage", "--json"]);
+    assert_eq!(code(&as_json), 0, "{}", String::from_utf8_lossy(&as_json.stderr));
+    let coverage = json_out(&as_json);
+    assert_eq!(
+        (coverage["wanted"].clone(), coverage["mirrored"].clone()),
+        (1.into(), 0.into()),
+        "{coverage}"
+    );
+    assert_eq!(coverage["targets"][0]["missing"][0]["instanceId"], instance.as_str());
+    let text = mirrorctl(&world, &["coverage"]);
+    let said = String::from_utf8_lossy(&text.stdout);
+    assert!(said.contains("1 wanted, 0 mirrored, 1 missing"), "{said}");
+    assert_eq!(
+        world.mirror_state().await,
+        MirrorState::default(),
+        "a dry run makes nothing"
+    );
+}

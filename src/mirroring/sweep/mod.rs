@@ -54,7 +54,9 @@ pub use report::{Finding, Outcome, SweepReport};
 const REPAIR_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Mirroring {
-    pub async fn sweep(&self, dry_run: bool, policy: &LaunchPolicy) -> ActionResult {
+    /// A sweep's answer: its result (with the report as JSON, for the wire)
+    /// and the report itself, typed, for tools that read it (`mirrorctl`).
+    pub async fn sweep(&self, dry_run: bool, policy: &LaunchPolicy) -> (ActionResult, Option<SweepReport>) {
         let action_id = format!("sweep-{}", now_seconds());
         match self.sweep_report(dry_run, policy).await {
             Ok(report) => {
@@ -114,9 +116,9 @@ impl Mirroring {
                     failure
                 };
                 result.sweep = serde_json::to_value(&report).ok();
-                result
+                (result, Some(report))
             }
-            Err(failure) => failure,
+            Err(failure) => (failure, None),
         }
     }
 
