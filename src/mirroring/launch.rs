@@ -92,24 +92,6 @@ impl Mirroring {
         }
     }
 
-    /// The hypervisor of an instance type, asked of EC2 once per process:
-    /// an instance type's hypervisor never changes.
-    pub(crate) async fn hypervisor_of(&self, instance_type: &str) -> Result<Option<String>, AwsError> {
-        if let Some(known) = self
-            .instance_types
-            .lock()
-            .ok()
-            .and_then(|t| t.get(instance_type).cloned())
-        {
-            return Ok(known);
-        }
-        let hypervisor = self.ec2.hypervisor(instance_type).await?;
-        if let Ok(mut known) = self.instance_types.lock() {
-            known.insert(instance_type.to_owned(), hypervisor.clone());
-        }
-        Ok(hypervisor)
-    }
-
     pub async fn plan_launch(&self, instance_id: &str, policy: &LaunchPolicy) -> Result<LaunchPlan, ActionResult> {
         let action_id = format!("launch-{instance_id}");
         let fail = |context: &str, err: &AwsError| aws_failure(&action_id, CREATE, context, err);
@@ -133,6 +115,7 @@ impl Mirroring {
             Err(why) => return Ok(LaunchPlan::NotRequested(why)),
         };
         let hypervisor = self
+            .facts
             .hypervisor_of(&instance.instance_type)
             .await
             .map_err(|e| fail(&format!("describing instance type {}", instance.instance_type), &e))?;

@@ -4,6 +4,7 @@
 pub mod create;
 pub mod delivery;
 pub mod expiry;
+pub mod facts;
 pub mod failure;
 pub mod fleet;
 pub mod launch;
@@ -48,14 +49,9 @@ pub struct Mirroring {
     pub(crate) allowed: Allowed,
     pub(crate) controls: Controls,
     pub(crate) sweep_max_deletions: usize,
-    /// Instance type -> hypervisor, as EC2 said (it never changes).
-    pub(crate) instance_types: std::sync::Mutex<std::collections::HashMap<String, Option<String>>>,
-    /// Target ENI -> its ingress rules and when they were read: a launch
-    /// storm to one appliance reads them once a minute, not once a create.
-    pub(crate) ingress_read: std::sync::Mutex<IngressCache>,
+    /// Instance types' hypervisors and target ENIs' ingress, cached.
+    pub(crate) facts: facts::InstanceFacts,
 }
-
-pub(crate) type IngressCache = std::collections::HashMap<String, (std::time::Instant, Option<crate::ports::Ingress>)>;
 
 /// Where mirrored traffic may come from and go to. Closed by default: a
 /// deployment that says nothing allows nothing.
@@ -111,6 +107,7 @@ impl Mirroring {
         owner: impl Into<String>,
     ) -> Self {
         Self {
+            facts: facts::InstanceFacts::new(ec2.clone()),
             ec2,
             ledger,
             lease_seconds: DEFAULT_LEASE_SECONDS,
@@ -119,8 +116,6 @@ impl Mirroring {
             allowed: Allowed::default(),
             controls: Controls::default(),
             sweep_max_deletions: DEFAULT_SWEEP_MAX_DELETIONS,
-            instance_types: Default::default(),
-            ingress_read: Default::default(),
         }
     }
 

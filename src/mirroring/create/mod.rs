@@ -142,7 +142,7 @@ impl Mirroring {
     pub(crate) async fn delivery_refusal(&self, request: &CreateRequest) -> Option<String> {
         let target = request.target.eni().filter(|_| request.check_delivery)?;
         let (ingress, source) = tokio::join!(
-            self.ingress_of(target.as_str()),
+            self.facts.ingress_of(target.as_str()),
             self.ec2.interface(request.source_eni.as_str())
         );
         let (Ok(Some(ingress)), Ok(Some(source))) = (ingress, source) else {

@@ -20,7 +20,7 @@ use std::time::Duration;
 use futures::stream::{self, StreamExt};
 use tracing::{info, warn};
 
-mod facts;
+mod renewal;
 mod report;
 
 use report::{missing_reason, Missing, RemovalDone};
@@ -33,8 +33,8 @@ use super::release::Release;
 use super::Mirroring;
 use crate::contract::ActionResult;
 use crate::ports::{
-    ActionKind, AwsResult, Endpoint, Ingress, InstanceInfo, LedgerContents, LedgerQuery, LedgerRecord, MirrorSession,
-    RecordStatus, SessionQuery,
+    ActionKind, Endpoint, InstanceInfo, LedgerContents, LedgerQuery, LedgerRecord, MirrorSession, RecordStatus,
+    SessionQuery,
 };
 
 /// Creates and removes the sweep runs side by side (each is paced by the
@@ -47,8 +47,6 @@ const POLICY_ACTION_TIME: Duration = Duration::from_secs(2);
 /// A record younger than the instance listing by less than this may belong
 /// to an instance launched after the listing: it is not judged unwanted.
 const LISTING_SLACK_SECONDS: u64 = 120;
-/// How long a target ENI's ingress rules are taken as read.
-const INGRESS_FRESH_FOR: Duration = Duration::from_secs(60);
 
 /// The ENIs of an instance the policy would mirror to `target` (all but the
 /// target itself, when it is one of the instance's own).
@@ -158,7 +156,7 @@ impl Mirroring {
         }
         let wanted = match policy_target(&instance, policy) {
             Ok(target) => {
-                let type_ok = match self.hypervisor_of(&instance.instance_type).await {
+                let type_ok = match self.facts.hypervisor_of(&instance.instance_type).await {
                     Ok(hypervisor) => hypervisor.as_deref() == Some("nitro"),
                     Err(err) => return fail(format!("describing instance type {}: {err}", instance.instance_type)),
                 };
@@ -262,7 +260,7 @@ impl Mirroring {
             let Ok(target) = policy_target(instance, policy) else {
                 continue;
             };
-            match self.hypervisor_of(&instance.instance_type).await {
+            match self.facts.hypervisor_of(&instance.instance_type).await {
                 Ok(Some(h)) if h == "nitro" => {}
                 Ok(other) => {
                     report.coverage.not_nitro.push(format!(
@@ -437,6 +435,7 @@ impl Mirroring {
             .collect()
             .await;
         let ingress = self
+            .facts
             .ingress_of_targets(outcomes.iter().map(|(w, _)| w.target.as_str()))
             .await;
         for (wanted_eni, outcome) in outcomes {
