@@ -4,6 +4,7 @@
 //! EventBridge request gets an error only when a retry can help. Pure: the
 //! `App` (in `handler`) calls these on its way in and out.
 
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use serde_json::{json, Value};
 
@@ -103,13 +104,15 @@ pub fn recognise(payload: Value) -> Invocation {
         let dry_run = expire.get("dryRun").and_then(Value::as_bool).unwrap_or(false);
         return Invocation::Expire { dry_run };
     }
-    let (Some(detail_type), Some(detail)) = (
-        payload.get("detail-type").and_then(Value::as_str),
-        payload.get("detail"),
-    ) else {
+    if payload.get("detail-type").is_none() || payload.get("detail").is_none() {
         return Invocation::Direct(payload);
+    }
+    // An EventBridge event: its envelope typed, its detail read per kind.
+    let event = match serde_json::from_value::<EventBridgeEvent>(payload) {
+        Ok(event) => event,
+        Err(err) => return Invocation::Unhandled(format!("an EventBridge event that could not be read: {err}")),
     };
-    let source = payload.get("source").and_then(Value::as_str).unwrap_or_default();
+    let (source, detail_type, detail) = (event.source.as_str(), event.detail_type.as_str(), &event.detail);
     if source == "aws.ec2" && detail_type == EC2_STATE_CHANGE {
         let field = |name: &str| detail.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
         return Invocation::InstanceState {
@@ -117,7 +120,7 @@ pub fn recognise(payload: Value) -> Invocation {
             state: field("state"),
         };
     }
-    if let Some(changed) = instance_changed(&payload, source, detail_type, detail) {
+    if let Some(changed) = instance_changed(&event) {
         return changed;
     }
     if source == "aws.ec2" && detail_type == CLOUDTRAIL_API_CALL {
@@ -135,7 +138,7 @@ pub fn recognise(payload: Value) -> Invocation {
         } else {
             json!({ "driverRequest": detail })
         };
-        return Invocation::Request(request, event_requester(&payload, source));
+        return Invocation::Request(request, event_requester(&event));
     }
     Invocation::Unhandled(format!(
         "an EventBridge event with detail-type {detail_type:?} from source {source:?}"
@@ -213,12 +216,12 @@ fn plain_id(id: &str) -> bool {
 
 /// Who sent an EventBridge event: `events:<account>/<source>`, which
 /// EventBridge sets (a `PutEvents` caller cannot name another account).
-fn event_requester(payload: &Value, source: &str) -> Requester {
-    let account = payload
-        .get("account")
-        .and_then(Value::as_str)
-        .unwrap_or("unknown-account");
-    Requester::new(format!("events:{account}/{source}"), RequesterBasis::EventBridge)
+fn event_requester(event: &EventBridgeEvent) -> Requester {
+    let account = event.account.as_deref().unwrap_or("unknown-account");
+    Requester::new(
+        format!("events:{account}/{}", event.source),
+        RequesterBasis::EventBridge,
+    )
 }
 
 /// Who sent an SQS record: SQS's `SenderId` attribute (the sender's IAM
@@ -254,7 +257,8 @@ pub fn stated_requester(payload: &Value) -> Requester {
 }
 
 /// A tag change on an EC2 instance, or a successful ENI attachment.
-fn instance_changed(payload: &Value, source: &str, detail_type: &str, detail: &Value) -> Option<Invocation> {
+fn instance_changed(event: &EventBridgeEvent) -> Option<Invocation> {
+    let (source, detail_type, detail) = (event.source.as_str(), event.detail_type.as_str(), &event.detail);
     let text = |value: &Value, name: &str| value.get(name).and_then(Value::as_str).map(str::to_owned);
     let instance_id = if source == "aws.tag" && detail_type == RESOURCE_TAG_CHANGE {
         if text(detail, "service").as_deref() != Some("ec2")
@@ -264,7 +268,7 @@ fn instance_changed(payload: &Value, source: &str, detail_type: &str, detail: &V
                 "a tag change on a resource other than an EC2 instance".into(),
             ));
         }
-        let arn = payload.get("resources").and_then(Value::as_array)?.first()?.as_str()?;
+        let arn = event.resources.as_ref()?.first()?;
         arn.rsplit_once("instance/").map(|(_, id)| id.to_owned())
     } else if source == "aws.ec2"
         && detail_type == CLOUDTRAIL_API_CALL
@@ -520,6 +524,15 @@ mod tests {
         );
         assert!(matches!(recognise(tags("Name")), Invocation::Unhandled(_)));
         assert_eq!(recognise(json!({"expire": {}})), Invocation::Expire { dry_run: false });
+    }
+
+    #[test]
+    fn an_event_whose_envelope_cannot_be_read_is_named_not_guessed() {
+        let no_source = json!({"detail-type": "CreateTrafficMirroring", "detail": {"actions": []}});
+        assert!(matches!(recognise(no_source), Invocation::Unhandled(why) if why.contains("could not be read")));
+        let bad_time = json!({"source": "my.app", "detail-type": "CreateTrafficMirroring", "time": "yesterday",
+                              "detail": {"actions": []}});
+        assert!(matches!(recognise(bad_time), Invocation::Unhandled(_)));
     }
 
     #[test]
