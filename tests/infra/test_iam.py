@@ -141,7 +141,7 @@ def statements(template):
 
 @pytest.fixture(scope="module")
 def ownership_key():
-    return rust_str_const(read("src/mirroring/mod.rs"), "TAG_MANAGED_BY")
+    return rust_str_const(read("src/domain/tags.rs"), "TAG_MANAGED_BY")
 
 
 @pytest.fixture(scope="module")
@@ -392,7 +392,7 @@ def test_the_legacy_value_is_the_one_the_code_knows():
     """The takeover statement names the value earlier versions wrote; the code
     must still know it (it takes over only resources tagged with it)."""
     found = {}
-    for folder in ("src", os.path.join("src", "mirroring"), os.path.join("src", "aws")):
+    for folder in ("src", os.path.join("src", "domain"), os.path.join("src", "mirroring"), os.path.join("src", "aws")):
         for name in sorted(os.listdir(os.path.join(ROOT, folder))):
             if name.endswith(".rs"):
                 source = without_comments(read(os.path.join(folder, name))).split("#[cfg(test)]", 1)[0]
@@ -714,17 +714,21 @@ def test_completion_events_only_with_our_source(template, statements):
 
 def test_the_tag_keys_the_code_writes_fit_the_roles_limit(statements):
     """The create statements allow only tag keys matching aws:TagKeys; every
-    key ownership_tags() writes must match, or creates fail with
-    UnauthorizedOperation."""
+    key ownership_tags() and accountability_tags() write must match, or
+    creates fail with UnauthorizedOperation. The keys are named once, in
+    src/domain/tags.rs."""
     source = without_comments(read("src/mirroring/mod.rs"))
-    body = re.search(r"fn ownership_tags\b.*?\n}\n", source, re.S)
-    assert body, "ownership_tags() not found in src/mirroring/mod.rs"
-    keys = {
-        rust_str_const(source, name)
-        for name in set(re.findall(r"\b(TAG_[A-Z_]+)\b", body.group(0)))
-        if not name.endswith("_VALUE")
-    }
-    assert keys, "ownership_tags() writes no TAG_ constants"
+    tags = without_comments(read("src/domain/tags.rs"))
+    keys = set()
+    for function in ("ownership_tags", "accountability_tags"):
+        body = re.search(r"fn " + function + r"\b.*?\n}\n", source, re.S)
+        assert body, f"{function}() not found in src/mirroring/mod.rs"
+        keys |= {
+            rust_str_const(tags, name)
+            for name in set(re.findall(r"\b(TAG_[A-Z_]+)\b", body.group(0)))
+            if not name.endswith("_VALUE") and not name.endswith("_CHARS")
+        }
+    assert "traffic-mirroring:requested-by" in keys, f"the parser misses who-asked tags: {keys}"
     for statement in statements:
         if is_takeover(statement):
             continue  # re-tags the ownership key alone (checked above)
