@@ -512,3 +512,141 @@ async fn a_deletion_is_tampering_only_when_the_session_was_ours_live_and_is_gone
         "a requested mirror: reported, not remade"
     );
 }
+
+fn create_numbered(action_id: &str, source: u32, target: u32, number: u16) -> Value {
+    let mut request = create(action_id, source, target, 443);
+    request["driverRequest"]["actions"][0]["actionParams"]["sessionNumber"] = json!(number);
+    request
+}
+
+#[tokio::test]
+async fn a_dry_run_changes_nothing_and_announces_nothing() {
+    let world = fixture();
+    let mut request = create("d1", 1, 9, 443);
+    request["driverRequest"]["dryRun"] = json!(true);
+    let planned = world.run(request).await;
+    assert_eq!(
+        (planned["success"].clone(), planned["dryRun"].clone()),
+        (json!(true), json!(true)),
+        "{planned}"
+    );
+    assert_eq!(planned["plan"]["target"]["plan"]["action"], "create", "{planned}");
+    assert_eq!(world.counts(), (0, 0, 0));
+    assert_eq!(world.ledger.record("d1"), None);
+    assert!(world.bus.events.lock().expect("events").is_empty());
+}
+
+#[tokio::test]
+async fn removing_what_is_already_gone_is_a_success() {
+    let world = fixture();
+    let created = world.run(create("c1", 1, 9, 443)).await;
+    let session = created["sessionId"].as_str().expect("made").to_owned();
+    assert_eq!(world.run(remove_session("r1", &session)).await["success"], true);
+    let again = world.run(remove_session("r2", &session)).await;
+    assert_eq!(again["success"], true, "{again}");
+    assert_eq!(world.counts(), (0, 0, 0));
+}
+
+#[tokio::test]
+async fn an_eleventh_source_on_one_target_eni_is_refused_before_any_change() {
+    let world = fixture();
+    for n in 1..=10 {
+        let made = world.run(create(&format!("c{n}"), n, 99, 443)).await;
+        assert_eq!(made["success"], true, "{made}");
+    }
+    let before = world.ec2.calls("CreateTrafficMirrorSession");
+    let refused = world.run(create("c11", 11, 99, 443)).await;
+    assert_eq!(
+        refused["errorCode"], "TrafficMirrorSourcesPerTargetLimitExceeded",
+        "{refused}"
+    );
+    assert_eq!(
+        world.ec2.calls("CreateTrafficMirrorSession"),
+        before,
+        "no session tried"
+    );
+    assert_eq!(world.counts(), (10, 1, 1));
+    assert_eq!(
+        world.ledger.record("c11").map(|r| r.status),
+        Some(Some(RecordStatus::Failed))
+    );
+}
+
+#[tokio::test]
+async fn a_taken_session_number_gives_the_lowest_free_one_and_says_so() {
+    let world = fixture();
+    let first = world.run(create_numbered("c1", 1, 9, 5)).await;
+    assert_eq!(first["sessionNumber"], 5, "{first}");
+    let second = world.run(create_numbered("c2", 1, 8, 5)).await;
+    assert_eq!(second["sessionNumber"], 1, "{second}");
+    assert!(
+        second["infoMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains("5 was already used")),
+        "{second}"
+    );
+}
+
+#[tokio::test]
+async fn one_bad_action_does_not_stop_the_others_of_its_request() {
+    let world = fixture();
+    let good = create("good", 1, 9, 443)["driverRequest"]["actions"][0].clone();
+    let bad = json!({"actionId": "bad", "type": "CreateTrafficMirroring",
+                     "actionParams": {"sourceNicId": "eni-nope", "targetNicId": eni(9)}});
+    let answer = world
+        .app
+        .invoke(json!({"driverRequest": {"actions": [bad, good]}}))
+        .await
+        .expect("answers");
+    let results = &answer["driverResponse"]["actionResults"];
+    assert_eq!(results[0]["errorCode"], "ValidationError", "{answer}");
+    assert_eq!(results[1]["success"], true, "{answer}");
+    assert_eq!(world.counts(), (1, 1, 1));
+}
+
+#[tokio::test]
+async fn a_remove_by_target_eni_takes_every_session_to_it_and_the_target() {
+    let world = fixture();
+    for n in 1..=3 {
+        world.run(create(&format!("c{n}"), n, 9, 443)).await;
+    }
+    let other = world.run(create("c4", 4, 8, 443)).await;
+    assert_eq!(world.counts(), (4, 1, 2));
+    let removed = world
+        .run(
+            json!({"driverRequest": {"actions": [{"actionId": "r1", "type": "RemoveTrafficMirroring",
+                                                    "targetNicId": eni(9)}]}}),
+        )
+        .await;
+    assert_eq!(removed["success"], true, "{removed}");
+    assert_eq!(
+        removed["removedSessionIds"].as_array().map(Vec::len),
+        Some(3),
+        "{removed}"
+    );
+    let (sessions, _, targets) = world.ec2.resources();
+    assert_eq!(sessions, vec![other["sessionId"].as_str().expect("session").to_owned()]);
+    assert_eq!(targets.len(), 1, "the other target stays");
+}
+
+#[tokio::test]
+async fn a_session_someone_else_made_is_never_removed_by_its_id() {
+    let world = fixture();
+    let theirs = world.ec2.plant_session(&eni(1), &eni(9), &[("owner", "netops")]);
+    let refused = world.run(remove_session("r1", &theirs)).await;
+    assert_eq!(refused["errorCode"], "NotManagedByTrafficMirroring", "{refused}");
+    assert!(world.ec2.resources().0.contains(&theirs), "left in place");
+}
+
+#[tokio::test]
+async fn a_failed_filter_rule_rolls_back_the_filter_and_the_target() {
+    let world = fixture();
+    world.ec2.fail_next(
+        "CreateTrafficMirrorFilterRule",
+        AwsError::new(ErrorKind::Rejected, "TrafficMirrorFilterRuleLimitExceeded", "too many"),
+    );
+    let failed = world.run(create("c1", 1, 9, 443)).await;
+    assert_eq!(failed["errorCode"], "TrafficMirrorFilterRuleLimitExceeded", "{failed}");
+    assert_eq!(world.counts(), (0, 0, 0), "what it made is gone");
+    assert_eq!(world.ledger.claims_left(), Vec::<String>::new());
+}
