@@ -48,6 +48,8 @@ struct Ec2State {
     /// (call, client token) -> the id the first call made.
     tokens: HashMap<(&'static str, String), String>,
     calls: Vec<&'static str>,
+    /// Instances a test planted, by id.
+    instances: BTreeMap<String, InstanceInfo>,
 }
 
 impl Ec2State {
@@ -57,8 +59,8 @@ impl Ec2State {
     }
 }
 
-/// EC2's mirroring calls, in memory. ENIs and instances are not modelled:
-/// any `eni-` id is an interface, every instance type is Nitro.
+/// EC2's mirroring calls, in memory. ENIs are not modelled (any `eni-` id is
+/// an interface); instances are those a test plants, every type Nitro.
 #[derive(Default)]
 pub struct MemoryEc2 {
     state: Mutex<Ec2State>,
@@ -120,6 +122,36 @@ impl MemoryEc2 {
             },
         );
         session_id
+    }
+
+    /// A running instance with these ENIs (the first primary) and tags.
+    pub fn plant_instance(&self, id: &str, enis: &[&str], tags: &[(&str, &str)]) {
+        let instance = InstanceInfo {
+            id: id.to_owned(),
+            instance_type: "m5.large".into(),
+            vpc_id: Some("vpc-0000000a".into()),
+            subnet_id: Some("subnet-0000000a".into()),
+            enis: enis.iter().map(|e| e.to_string()).collect(),
+            tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            state: Some("running".into()),
+            endpoints: Default::default(),
+        };
+        self.state
+            .lock()
+            .expect("state")
+            .instances
+            .insert(id.to_owned(), instance);
+    }
+
+    /// Sets (or, with `None`, removes) one tag of a planted instance.
+    pub fn tag_instance(&self, id: &str, key: &str, value: Option<&str>) {
+        let mut state = self.state.lock().expect("state");
+        if let Some(instance) = state.instances.get_mut(id) {
+            instance.tags.retain(|(k, _)| k != key);
+            if let Some(value) = value {
+                instance.tags.push((key.to_owned(), value.to_owned()));
+            }
+        }
     }
 
     /// Deletes a session as someone else would, behind the deployment's back.
@@ -355,9 +387,9 @@ impl Sessions for MemoryEc2 {
 
 #[async_trait]
 impl Instances for MemoryEc2 {
-    async fn instance(&self, _: &str) -> AwsResult<Option<InstanceInfo>> {
-        drop(self.enter("DescribeInstances")?);
-        Ok(None)
+    async fn instance(&self, id: &str) -> AwsResult<Option<InstanceInfo>> {
+        let state = self.enter("DescribeInstances")?;
+        Ok(state.instances.get(id).cloned())
     }
     async fn hypervisor(&self, _: &str) -> AwsResult<Option<String>> {
         drop(self.enter("DescribeInstanceTypes")?);
@@ -368,8 +400,8 @@ impl Instances for MemoryEc2 {
         Ok(eni.starts_with("eni-").then(InterfaceInfo::default))
     }
     async fn instances(&self) -> AwsResult<Vec<InstanceInfo>> {
-        drop(self.enter("DescribeInstances")?);
-        Ok(Vec::new())
+        let state = self.enter("DescribeInstances")?;
+        Ok(state.instances.values().cloned().collect())
     }
     async fn ingress(&self, _: &str) -> AwsResult<Option<Ingress>> {
         drop(self.enter("DescribeSecurityGroups")?);
