@@ -360,7 +360,7 @@ impl App {
         id: &str,
         actor: &str,
     ) -> Vec<Result<MirrorRequest, ActionResult>> {
-        match self.mirroring.check_tampering(kind, id, actor).await {
+        match self.mirroring.watch().check_tampering(kind, id, actor).await {
             TamperVerdict::Tampered { instances } => {
                 let gone = match kind {
                     ResourceKind::Session => vec![id.to_owned()],

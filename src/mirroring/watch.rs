@@ -9,6 +9,10 @@
 //!   with who did it, after EC2 confirms it is gone: a forged event changes
 //!   nothing. The `App` then makes a policy mirror again; a requested one is
 //!   reported, not remade (the sweep closes its record).
+//!
+//! A service of its own: it holds only the ports it reads and writes
+//! (sessions, targets and filters in EC2; records and the whole-table read
+//! in the ledger; completion events), so a test gives it just those.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,10 +20,50 @@ use serde::Serialize;
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::{now_seconds, Mirroring, Ownership};
+use std::sync::Arc;
+
+use super::{now_seconds, ownership_of, Mirroring, Ownership};
+use crate::announce::Announcer;
 use crate::contract::{ActionResult, TAMPERING, UNAPPROVED};
+use crate::domain::AllowList;
 use crate::metrics::{self, Counter};
-use crate::ports::{ActionKind, Deleted, LedgerQuery, LedgerRecord, MirrorSession, RecordStatus, SessionQuery};
+use crate::ports::{
+    ActionKind, ActionRecords, Deleted, Filters, LedgerQuery, LedgerRecord, MirrorSession, RecordStatus, Scans,
+    SessionQuery, Sessions, Targets,
+};
+
+/// The watch over every session of the account, and over deletions of ours.
+pub struct Watch {
+    pub sessions: Arc<dyn Sessions>,
+    pub targets: Arc<dyn Targets>,
+    pub filters: Arc<dyn Filters>,
+    pub records: Arc<dyn ActionRecords>,
+    pub scans: Arc<dyn Scans>,
+    pub announcer: Arc<Announcer>,
+    /// This deployment's value of `TAG_MANAGED_BY`.
+    pub owner: String,
+    /// The destinations this deployment allows (`ALLOWED_TARGETS`).
+    pub allowed_targets: AllowList,
+    /// `REMOVE_UNAPPROVED_MIRRORS`.
+    pub remove_unapproved: bool,
+}
+
+impl Mirroring {
+    /// The watch, over this deployment's ports and settings.
+    pub fn watch(&self) -> Watch {
+        Watch {
+            sessions: self.ec2.clone(),
+            targets: self.ec2.clone(),
+            filters: self.ec2.clone(),
+            records: self.ledger.clone(),
+            scans: self.ledger.clone(),
+            announcer: self.announcer(),
+            owner: self.owner.clone(),
+            allowed_targets: self.allowed.targets.clone(),
+            remove_unapproved: self.controls.remove_unapproved_mirrors,
+        }
+    }
+}
 
 /// A session in the account that this deployment did not make, to a target
 /// it does not allow.
@@ -84,13 +128,17 @@ pub enum TamperVerdict {
     Unknown(Box<ActionResult>),
 }
 
-impl Mirroring {
+impl Watch {
+    fn ownership(&self, tags: &crate::ports::Tags) -> Ownership {
+        ownership_of(&self.owner, tags)
+    }
+
     /// Every session of the account that this deployment did not make and
     /// whose target it does not allow; deleted when the deployment says so
     /// (never in a dry run), and announced.
-    pub(crate) async fn watch_unapproved(&self, dry_run: bool) -> Result<Vec<Unapproved>, String> {
+    pub async fn unapproved(&self, dry_run: bool) -> Result<Vec<Unapproved>, String> {
         let sessions = self
-            .ec2
+            .sessions
             .sessions(&SessionQuery::All)
             .await
             .map_err(|e| format!("could not list the account's sessions: {e}"))?;
@@ -102,7 +150,7 @@ impl Mirroring {
         let target_ids: BTreeSet<&str> = foreign.iter().map(|s| s.target_id.as_str()).collect();
         let mut destinations = BTreeMap::new();
         for id in target_ids {
-            let destination = match self.ec2.target(id).await {
+            let destination = match self.targets.target(id).await {
                 Ok(Some(target)) => target.claim_name().map(str::to_owned),
                 Ok(None) => None,
                 Err(err) => return Err(format!("could not read traffic mirror target {id}: {err}")),
@@ -112,17 +160,17 @@ impl Mirroring {
         let mut found = Vec::new();
         for session in foreign {
             let destination = destinations.get(&session.target_id).cloned().flatten();
-            let allowed = self.allowed.targets.allows(&session.target_id)
-                || destination.as_deref().is_some_and(|d| self.allowed.targets.allows(d));
+            let allowed = self.allowed_targets.allows(&session.target_id)
+                || destination.as_deref().is_some_and(|d| self.allowed_targets.allows(d));
             if allowed {
                 continue;
             }
             let outcome = if let Ownership::Foreign(owner) = self.ownership(&session.tags) {
                 UnapprovedOutcome::LeftToItsDeployment(owner)
-            } else if dry_run || !self.controls.remove_unapproved_mirrors {
+            } else if dry_run || !self.remove_unapproved {
                 UnapprovedOutcome::Reported
             } else {
-                match self.ec2.delete_session(&session.id).await {
+                match self.sessions.delete_session(&session.id).await {
                     Ok(Deleted::Now | Deleted::AlreadyGone) => UnapprovedOutcome::Removed,
                     Err(err) => UnapprovedOutcome::RemoveFailed(err.to_string()),
                 }
@@ -159,7 +207,7 @@ impl Mirroring {
                 details: Some(json!({ "unapprovedMirrors": found })),
                 ..ActionResult::default()
             };
-            self.announce(&announcement).await;
+            self.announcer.announce(&announcement).await;
         }
         Ok(found)
     }
@@ -190,12 +238,12 @@ impl Mirroring {
         }
         let exists = match kind {
             ResourceKind::Session => self
-                .ec2
+                .sessions
                 .sessions(&SessionQuery::Id(id.to_owned()))
                 .await
                 .map(|found| !found.is_empty()),
-            ResourceKind::Filter => self.ec2.filter(id).await.map(|f| f.is_some()),
-            ResourceKind::Target => self.ec2.target(id).await.map(|t| t.is_some()),
+            ResourceKind::Filter => self.filters.filter(id).await.map(|f| f.is_some()),
+            ResourceKind::Target => self.targets.target(id).await.map(|t| t.is_some()),
         };
         match exists {
             Ok(true) => {
@@ -248,7 +296,7 @@ impl Mirroring {
             details: Some(json!({"resource": {"kind": kind, "id": id}, "deletedBy": actor, "mirrors": mirrors})),
             ..ActionResult::default()
         };
-        self.announce(&announcement).await;
+        self.announcer.announce(&announcement).await;
         TamperVerdict::Tampered { instances }
     }
 
@@ -263,13 +311,13 @@ impl Mirroring {
         };
         if kind == ResourceKind::Session {
             let found = self
-                .ledger
+                .records
                 .find(&LedgerQuery::Session(id.to_owned()))
                 .await
                 .map_err(|e| e.to_string())?;
             let mut holders = Vec::new();
             for record in found {
-                if let Some(fresh) = self.ledger.get(&record.action_id).await.map_err(|e| e.to_string())? {
+                if let Some(fresh) = self.records.get(&record.action_id).await.map_err(|e| e.to_string())? {
                     if live(&fresh) && fresh.session_id.as_deref() == Some(id) {
                         holders.push(fresh);
                     }
@@ -279,7 +327,7 @@ impl Mirroring {
         }
         // Filters and targets are keyed by what they serve, not by id: the
         // whole ledger is read (a rare event, and the sweep reads as much).
-        let contents = self.ledger.contents().await.map_err(|e| e.to_string())?;
+        let contents = self.scans.contents().await.map_err(|e| e.to_string())?;
         let uses = |r: &LedgerRecord| match kind {
             ResourceKind::Filter => r.filter_id.as_deref() == Some(id),
             _ => r.target_id.as_deref() == Some(id),

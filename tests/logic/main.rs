@@ -10,7 +10,9 @@ mod fakes;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
+use traffic_mirroring::announce::Announcer;
 use traffic_mirroring::handler::App;
+use traffic_mirroring::mirroring::watch::{UnapprovedOutcome, Watch};
 use traffic_mirroring::mirroring::{AllowList, Allowed, Controls, Mirroring};
 use traffic_mirroring::ports::ActionRecords;
 use traffic_mirroring::ports::{AwsError, ErrorKind, RecordStatus};
@@ -737,4 +739,36 @@ async fn a_policy_mirror_deleted_behind_our_back_is_made_again_at_once() {
             .map(|d| d["mirrors"][0]["policyMirror"].clone()),
         Some(json!(true))
     );
+}
+
+#[tokio::test]
+async fn the_watch_is_a_service_of_its_own_ports() {
+    let (ec2, ledger, bus) = (
+        Arc::new(MemoryEc2::default()),
+        Arc::new(MemoryLedger::default()),
+        Arc::new(MemoryBus::default()),
+    );
+    let watch = Watch {
+        sessions: ec2.clone(),
+        targets: ec2.clone(),
+        filters: ec2.clone(),
+        records: ledger.clone(),
+        scans: ledger.clone(),
+        announcer: Arc::new(Announcer::new(bus.clone())),
+        owner: "table/logic".into(),
+        allowed_targets: AllowList::Nothing,
+        remove_unapproved: true,
+    };
+    let theirs = ec2.plant_session(&eni(1), &eni(9), &[]);
+    let dry = watch.unapproved(true).await.expect("listed");
+    assert_eq!(dry.len(), 1);
+    assert_eq!(dry[0].outcome, UnapprovedOutcome::Reported, "a dry run removes nothing");
+    assert!(bus.events.lock().expect("events").is_empty(), "and announces nothing");
+    let done = watch.unapproved(false).await.expect("listed");
+    assert_eq!(
+        (done[0].session_id.as_str(), &done[0].outcome),
+        (theirs.as_str(), &UnapprovedOutcome::Removed)
+    );
+    assert!(ec2.resources().0.is_empty());
+    assert_eq!(bus.events.lock().expect("events").len(), 1);
 }

@@ -225,7 +225,7 @@ impl Mirroring {
         report.failed += report.expiry.failed;
         report.deferred += report.expiry.deferred;
         // Every session of the account, ours or not: the wiretaps nobody approved.
-        match Box::pin(self.watch_unapproved(dry_run)).await {
+        match Box::pin(self.watch().unapproved(dry_run)).await {
             Ok(found) => report.unapproved_mirrors = found,
             Err(err) => {
                 warn!(error = %err, "the account's sessions could not be checked");
