@@ -320,14 +320,19 @@ impl App {
         state: &str,
     ) -> Result<Vec<Result<MirrorRequest, ActionResult>>, String> {
         match state {
-            "running" => match self.mirroring.plan_launch(instance_id, &self.launch_policy).await {
+            "running" => match self
+                .mirroring
+                .launches()
+                .plan_launch(instance_id, &self.launch_policy)
+                .await
+            {
                 Ok(LaunchPlan::Actions(actions)) => Ok(actions),
                 Ok(LaunchPlan::NotRequested(reason)) => Err(reason),
                 Err(failure) => Ok(vec![Err(failure)]),
             },
             // Anyone allowed to put an event on the bus or a message on the
             // queue could forge this one, so EC2 is asked first.
-            "shutting-down" | "terminated" => match self.mirroring.confirm_ended(instance_id).await {
+            "shutting-down" | "terminated" => match self.mirroring.launches().confirm_ended(instance_id).await {
                 Ok(()) => Ok(vec![Ok(MirrorRequest::Remove(RemoveRequest {
                     action_id: format!("{state}-{instance_id}"),
                     session_id: None,

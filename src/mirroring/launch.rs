@@ -7,9 +7,11 @@
 //! all (asked of EC2, not read from a list).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
+use super::facts::InstanceFacts;
 use super::model::{Accountability, EniId, MirrorRequest, Requester};
 use super::validate::{target_field_of, validate};
 use super::{aws_failure, Mirroring};
@@ -18,7 +20,7 @@ use crate::domain::tags::{
     TAG_EXCLUDE, TAG_FILTER_ID, TAG_FILTER_PRESET, TAG_PACKET_LENGTH, TAG_RESERVATION_ID, TAG_SESSION_NUMBER,
     TAG_TARGET, TAG_TARGET_ENI,
 };
-use crate::ports::{tag_value, AwsError, InstanceInfo};
+use crate::ports::{tag_value, AwsError, InstanceInfo, Instances};
 
 /// Whether the instance opted out.
 pub fn excluded(instance: &InstanceInfo) -> bool {
@@ -69,11 +71,29 @@ pub enum Unconfirmed {
     Unknown(Box<ActionResult>),
 }
 
+/// Instance launches and ends, as EC2 tells them: what the launch policy asks
+/// of a running instance, and whether an end is true. A service of its own:
+/// it holds only the `Instances` port and the cached instance facts.
+pub struct Launches {
+    pub instances: Arc<dyn Instances>,
+    pub facts: Arc<InstanceFacts>,
+}
+
 impl Mirroring {
+    /// The launch planner, over this deployment's ports.
+    pub fn launches(&self) -> Launches {
+        Launches {
+            instances: self.ec2.clone(),
+            facts: self.facts.clone(),
+        }
+    }
+}
+
+impl Launches {
     /// `Ok` when EC2 confirms that the instance is shutting down, terminated
     /// or gone, so that its mirrors may be removed.
     pub async fn confirm_ended(&self, instance_id: &str) -> Result<(), Unconfirmed> {
-        match self.ec2.instance(instance_id).await {
+        match self.instances.instance(instance_id).await {
             Ok(None) => Ok(()),
             Ok(Some(instance)) => match instance.state.as_deref() {
                 Some("shutting-down" | "terminated") => Ok(()),
@@ -95,7 +115,7 @@ impl Mirroring {
     pub async fn plan_launch(&self, instance_id: &str, policy: &LaunchPolicy) -> Result<LaunchPlan, ActionResult> {
         let action_id = format!("launch-{instance_id}");
         let fail = |context: &str, err: &AwsError| aws_failure(&action_id, CREATE, context, err);
-        let instance = match self.ec2.instance(instance_id).await {
+        let instance = match self.instances.instance(instance_id).await {
             Ok(Some(instance)) => instance,
             Ok(None) => {
                 // Describe calls are eventually consistent just after a launch.

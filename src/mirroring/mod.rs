@@ -50,7 +50,7 @@ pub struct Mirroring {
     pub(crate) controls: Controls,
     pub(crate) sweep_max_deletions: usize,
     /// Instance types' hypervisors and target ENIs' ingress, cached.
-    pub(crate) facts: facts::InstanceFacts,
+    pub(crate) facts: Arc<facts::InstanceFacts>,
 }
 
 /// Where mirrored traffic may come from and go to. Closed by default: a
@@ -107,7 +107,7 @@ impl Mirroring {
         owner: impl Into<String>,
     ) -> Self {
         Self {
-            facts: facts::InstanceFacts::new(ec2.clone()),
+            facts: Arc::new(facts::InstanceFacts::new(ec2.clone())),
             ec2,
             ledger,
             lease_seconds: DEFAULT_LEASE_SECONDS,
