@@ -772,3 +772,90 @@ async fn the_watch_is_a_service_of_its_own_ports() {
     assert!(ec2.resources().0.is_empty());
     assert_eq!(bus.events.lock().expect("events").len(), 1);
 }
+
+fn state_change(instance_id: &str, state: &str) -> Value {
+    json!({"source": "aws.ec2", "detail-type": "EC2 Instance State-change Notification", "account": "123456789012",
+           "detail": {"instance-id": instance_id, "state": state}})
+}
+
+#[tokio::test]
+async fn a_termination_removes_the_instances_mirrors_only_when_ec2_confirms_it() {
+    let world = fixture();
+    world
+        .ec2
+        .plant_instance("i-0000000d", &[&eni(5), &eni(6)], &[(TARGET_TAG, &eni(9))]);
+    let launched = world
+        .app
+        .invoke(state_change("i-0000000d", "running"))
+        .await
+        .expect("answers");
+    assert_eq!(
+        launched["actionResults"].as_array().map(Vec::len),
+        Some(2),
+        "{launched}"
+    );
+    assert_eq!(sessions_on(&world), 2);
+
+    // Forged: EC2 says the instance runs.
+    let forged = world
+        .app
+        .invoke(state_change("i-0000000d", "terminated"))
+        .await
+        .expect("answers");
+    assert!(
+        forged["skipped"].as_str().is_some_and(|s| s.contains("not believed")),
+        "{forged}"
+    );
+    assert_eq!(sessions_on(&world), 2, "nothing removed");
+
+    world.ec2.set_instance_state("i-0000000d", "terminated");
+    let ended = world
+        .app
+        .invoke(state_change("i-0000000d", "terminated"))
+        .await
+        .expect("answers");
+    assert_eq!(ended["actionResults"][0]["success"], true, "{ended}");
+    assert_eq!(world.counts(), (0, 0, 0), "its sessions, filter and target are gone");
+    assert_eq!(world.ledger.claims_left(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_remove_by_reservation_takes_only_that_reservations_mirrors() {
+    let world = fixture();
+    for (id, source, reservation) in [("c1", 1, "res-a"), ("c2", 2, "res-a"), ("c3", 3, "res-b")] {
+        let mut request = create(id, source, 9, 443);
+        request["driverRequest"]["reservationId"] = json!(reservation);
+        assert_eq!(world.run(request).await["success"], true);
+    }
+    let removed = world
+        .run(
+            json!({"driverRequest": {"actions": [{"actionId": "r1", "type": "RemoveTrafficMirroring",
+                                                    "reservationId": "res-a"}]}}),
+        )
+        .await;
+    assert_eq!(
+        removed["removedSessionIds"].as_array().map(Vec::len),
+        Some(2),
+        "{removed}"
+    );
+    assert_eq!(world.counts(), (1, 1, 1), "res-b's mirror, its filter and target stay");
+}
+
+#[tokio::test]
+async fn a_filter_the_caller_named_is_used_and_never_deleted() {
+    let world = fixture();
+    let theirs = world.ec2.plant_session(&eni(1), &eni(2), &[]);
+    let (_, filters, _) = world.ec2.resources();
+    let filter = filters[0].clone();
+    let mut request = create("c1", 3, 9, 443);
+    let params = &mut request["driverRequest"]["actions"][0]["actionParams"];
+    params["filterRules"] = Value::Null;
+    params["trafficMirrorFilterId"] = json!(filter);
+    let made = world.run(request).await;
+    assert_eq!(made["trafficMirrorFilterId"], filter.as_str(), "{made}");
+    let session = made["sessionId"].as_str().expect("made").to_owned();
+    world.run(remove_session("r1", &session)).await;
+    let (sessions, filters, _) = world.ec2.resources();
+    assert!(filters.contains(&filter), "the caller's filter stays");
+    assert_eq!(sessions, vec![theirs]);
+}

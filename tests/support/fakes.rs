@@ -143,6 +143,13 @@ impl MemoryEc2 {
             .insert(id.to_owned(), instance);
     }
 
+    /// Sets a planted instance's state (`shutting-down`, `terminated`, ...).
+    pub fn set_instance_state(&self, id: &str, state: &str) {
+        if let Some(instance) = self.state.lock().expect("state").instances.get_mut(id) {
+            instance.state = Some(state.to_owned());
+        }
+    }
+
     /// Sets (or, with `None`, removes) one tag of a planted instance.
     pub fn tag_instance(&self, id: &str, key: &str, value: Option<&str>) {
         let mut state = self.state.lock().expect("state");
