@@ -27,13 +27,6 @@ const CHANGING_CALLS: &[&str] = &[
 /// holds the call until the create has been dropped, then lets it land.
 /// Returns once it has, and the dead invocation's lease has run out.
 async fn die_during(world: &World, app: &App, call: &str, request: &Value) {
-    let served_before = world
-        .emulator
-        .calls()
-        .await
-        .iter()
-        .filter(|c| c["action"] == call)
-        .count();
     world.emulator.hold_until_released(call).await;
     {
         let create = app.handle(request);
@@ -44,8 +37,7 @@ async fn die_during(world: &World, app: &App, call: &str, request: &Value) {
         }
         // The create is dropped here, its call in flight: the process died.
     }
-    assert_eq!(world.emulator.release(call).await, 1, "{call}");
-    world.emulator.wait_served(call, served_before + 1).await;
+    world.emulator.release_and_wait_applied(call).await;
     // The lease is wall-clock time in the ledger, in whole seconds: only
     // waiting lets it run out.
     tokio::time::sleep(Duration::from_millis(LEASE * 1000 + 1_200)).await;

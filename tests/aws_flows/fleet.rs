@@ -31,27 +31,6 @@ fn attached(instance_id: &str, eni: &str) -> Value {
     })
 }
 
-/// Our sessions on a source ENI, read from EC2.
-async fn sessions_on(world: &World, eni: &str) -> Vec<String> {
-    let found = world
-        .ec2
-        .describe_traffic_mirror_sessions()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("network-interface-id")
-                .values(eni)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("describe sessions");
-    found
-        .traffic_mirror_sessions()
-        .iter()
-        .filter_map(|s| s.traffic_mirror_session_id().map(str::to_owned))
-        .collect()
-}
-
 fn policy_of(sweep: &Value) -> &Value {
     &sweep["sweep"]["sweep"]["policy"]
 }
@@ -95,16 +74,16 @@ async fn the_sweep_backfills_instances_running_before_it_and_a_dry_run_only_repo
     let swept = world.sweep(false).await;
     assert_eq!(policy_of(&swept)["created"], 1, "{swept}");
     assert_eq!(coverage_of(&swept, &target)["mirrored"], 1, "{swept}");
-    assert_eq!(sessions_on(&world, &tagged_eni).await.len(), 1);
+    assert_eq!(world.sessions_on(&tagged_eni).await.len(), 1);
     assert!(
-        sessions_on(&world, &untagged_eni).await.is_empty(),
+        world.sessions_on(&untagged_eni).await.is_empty(),
         "the policy names no target for it"
     );
 
     // Converged: the next sweep changes nothing.
     let again = world.sweep(false).await;
     assert_eq!(policy_of(&again)["created"], 0, "{again}");
-    assert_eq!(sessions_on(&world, &tagged_eni).await.len(), 1, "no duplicate");
+    assert_eq!(world.sessions_on(&tagged_eni).await.len(), 1, "no duplicate");
     assert_eq!(world.disagreements().await, Vec::<String>::new());
 }
 
@@ -121,7 +100,7 @@ async fn a_tag_change_mirrors_an_instance_and_its_removal_unmirrors_it() {
         .await
         .expect("answer");
     assert!(nothing["skipped"].is_string(), "no tag yet: {nothing}");
-    assert!(sessions_on(&world, &eni).await.is_empty());
+    assert!(world.sessions_on(&eni).await.is_empty());
 
     world.tag(&[&instance], TARGET_TAG, &target).await;
     let added = world
@@ -130,7 +109,7 @@ async fn a_tag_change_mirrors_an_instance_and_its_removal_unmirrors_it() {
         .await
         .expect("answer");
     assert_eq!(added["actionResults"][0]["success"], true, "{added}");
-    assert_eq!(sessions_on(&world, &eni).await.len(), 1);
+    assert_eq!(world.sessions_on(&eni).await.len(), 1);
 
     // A redelivered event changes nothing.
     world
@@ -138,7 +117,7 @@ async fn a_tag_change_mirrors_an_instance_and_its_removal_unmirrors_it() {
         .invoke(tag_change(&instance, TARGET_TAG))
         .await
         .expect("answer");
-    assert_eq!(sessions_on(&world, &eni).await.len(), 1);
+    assert_eq!(world.sessions_on(&eni).await.len(), 1);
 
     world
         .ec2
@@ -154,7 +133,7 @@ async fn a_tag_change_mirrors_an_instance_and_its_removal_unmirrors_it() {
         .await
         .expect("answer");
     assert_eq!(removed["actionResults"][0]["success"], true, "{removed}");
-    assert!(sessions_on(&world, &eni).await.is_empty(), "{removed}");
+    assert!(world.sessions_on(&eni).await.is_empty(), "{removed}");
     assert!(
         world.our_resources().await.filters.is_empty(),
         "its filter went with its last user"
@@ -168,7 +147,7 @@ async fn a_tag_change_mirrors_an_instance_and_its_removal_unmirrors_it() {
         .await
         .expect("answer");
     assert_eq!(again["actionResults"][0]["success"], true, "{again}");
-    let now = sessions_on(&world, &eni).await;
+    let now = world.sessions_on(&eni).await;
     assert_eq!(now.len(), 1, "{again}");
     assert_eq!(again["actionResults"][0]["sessionId"], now[0].as_str());
     assert_eq!(world.disagreements().await, Vec::<String>::new());
@@ -196,14 +175,14 @@ async fn the_exclude_tag_wins_over_the_default_target() {
         1,
         "only the included one: {swept}"
     );
-    assert!(sessions_on(&world, &excluded_eni).await.is_empty());
-    assert_eq!(sessions_on(&world, &included_eni).await.len(), 1);
+    assert!(world.sessions_on(&excluded_eni).await.is_empty());
+    assert_eq!(world.sessions_on(&included_eni).await.len(), 1);
 
     // Excluded later: the sweep removes the policy's mirror.
     world.tag(&[&included], EXCLUDE_TAG, "true").await;
     let pruned = sweep_with(&app, false).await;
     assert_eq!(policy_of(&pruned)["removed"], 1, "{pruned}");
-    assert!(sessions_on(&world, &included_eni).await.is_empty());
+    assert!(world.sessions_on(&included_eni).await.is_empty());
     assert_eq!(world.disagreements().await, Vec::<String>::new());
 }
 
@@ -224,13 +203,7 @@ async fn a_policy_mirror_deleted_by_hand_is_made_again_and_never_replayed() {
         .to_owned();
 
     // Deleted by a person: drift.
-    world
-        .ec2
-        .delete_traffic_mirror_session()
-        .traffic_mirror_session_id(&first)
-        .send()
-        .await
-        .expect("deleted by hand");
+    world.delete_session_behind_our_back(&first).await;
     // The instance stops and starts: its `running` event must not replay the old success.
     let relaunched = world
         .app
@@ -239,19 +212,13 @@ async fn a_policy_mirror_deleted_by_hand_is_made_again_and_never_replayed() {
         .expect("answer");
     let second = relaunched["actionResults"][0]["sessionId"].as_str().unwrap_or_default();
     assert!(!second.is_empty() && second != first, "{relaunched}");
-    assert_eq!(sessions_on(&world, &eni).await, vec![second.to_owned()]);
+    assert_eq!(world.sessions_on(&eni).await, vec![second.to_owned()]);
 
     // Deleted by hand again: the next sweep repairs it.
-    world
-        .ec2
-        .delete_traffic_mirror_session()
-        .traffic_mirror_session_id(second)
-        .send()
-        .await
-        .expect("deleted by hand");
+    world.delete_session_behind_our_back(second).await;
     let swept = world.sweep(false).await;
     assert_eq!(policy_of(&swept)["created"], 1, "{swept}");
-    let third = sessions_on(&world, &eni).await;
+    let third = world.sessions_on(&eni).await;
     assert_eq!(third.len(), 1, "{swept}");
     assert!(third[0] != first && third[0] != second);
     assert_eq!(world.disagreements().await, Vec::<String>::new());
@@ -272,13 +239,13 @@ async fn an_attached_eni_is_mirrored_at_once_and_by_the_sweep() {
     world.attach(&instance, &second, 1).await;
     let answer = world.app.invoke(attached(&instance, &second)).await.expect("answer");
     assert_eq!(answer["actionResults"][0]["success"], true, "{answer}");
-    assert_eq!(sessions_on(&world, &second).await.len(), 1);
+    assert_eq!(world.sessions_on(&second).await.len(), 1);
 
     // No event for this one (no trail): the sweep finds it.
     world.attach(&instance, &third, 2).await;
     let swept = world.sweep(false).await;
     assert_eq!(policy_of(&swept)["created"], 1, "{swept}");
-    assert_eq!(sessions_on(&world, &third).await.len(), 1);
+    assert_eq!(world.sessions_on(&third).await.len(), 1);
     assert_eq!(coverage_of(&swept, &target)["wanted"], 3, "{swept}");
     assert_eq!(world.disagreements().await, Vec::<String>::new());
 }
@@ -328,7 +295,7 @@ async fn a_fleet_converges_over_several_runs_cut_by_their_deadline() {
     }
     assert!(runs >= 2, "the pace should have cut the first run short");
     for eni in &enis {
-        assert_eq!(sessions_on(&world, eni).await.len(), 1, "{eni}: exactly once");
+        assert_eq!(world.sessions_on(eni).await.len(), 1, "{eni}: exactly once");
     }
     assert_eq!(world.disagreements().await, Vec::<String>::new());
 }
@@ -480,7 +447,7 @@ async fn a_tag_change_right_after_a_launch_holds_while_the_index_lags() {
         .invoke(state_change(&instance, "running"))
         .await
         .expect("launched");
-    let made = sessions_on(&world, &eni).await;
+    let made = world.sessions_on(&eni).await;
     assert_eq!(made.len(), 1);
 
     let again = world
@@ -489,7 +456,7 @@ async fn a_tag_change_right_after_a_launch_holds_while_the_index_lags() {
         .await
         .expect("answer");
     assert!(again["skipped"].is_string(), "nothing to change: {again}");
-    assert_eq!(sessions_on(&world, &eni).await, made, "no twin");
+    assert_eq!(world.sessions_on(&eni).await, made, "no twin");
 
     world
         .ec2
@@ -505,7 +472,7 @@ async fn a_tag_change_right_after_a_launch_holds_while_the_index_lags() {
         .await
         .expect("answer");
     assert_eq!(removed["actionResults"][0]["success"], true, "{removed}");
-    assert!(sessions_on(&world, &eni).await.is_empty(), "{removed}");
+    assert!(world.sessions_on(&eni).await.is_empty(), "{removed}");
     assert_eq!(world.disagreements().await, Vec::<String>::new());
 }
 
@@ -546,7 +513,7 @@ async fn a_sweep_throttled_without_end_answers_in_time_and_the_next_one_converge
     let (after, _) = world.invoke_within(&app, 30, json!({"sweep": {}})).await;
     assert_eq!(policy_of(&after)["coverage"]["missing"], 0, "{after}");
     for eni in &enis {
-        assert_eq!(sessions_on(&world, eni).await.len(), 1, "{eni}: exactly once");
+        assert_eq!(world.sessions_on(eni).await.len(), 1, "{eni}: exactly once");
     }
     assert_eq!(world.disagreements().await, Vec::<String>::new());
 }
@@ -565,15 +532,15 @@ async fn another_deployments_sweep_leaves_our_policy_mirrors_alone() {
         .invoke(state_change(&instance, "running"))
         .await
         .expect("launched");
-    let ours = sessions_on(&world, &eni).await;
+    let ours = world.sessions_on(&eni).await;
     assert_eq!(ours.len(), 1);
     world.tag(&[&instance], EXCLUDE_TAG, "true").await;
 
     let theirs = other.invoke(json!({"sweep": {}})).await.expect("answer");
     assert_eq!(policy_of(&theirs)["removed"], 0, "{theirs}");
-    assert_eq!(sessions_on(&world, &eni).await, ours, "not theirs to remove");
+    assert_eq!(world.sessions_on(&eni).await, ours, "not theirs to remove");
 
     let swept = world.sweep(false).await;
     assert_eq!(policy_of(&swept)["removed"], 1, "{swept}");
-    assert!(sessions_on(&world, &eni).await.is_empty());
+    assert!(world.sessions_on(&eni).await.is_empty());
 }

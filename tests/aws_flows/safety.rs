@@ -217,15 +217,7 @@ async fn a_target_and_filter_whose_creates_were_cut_off_are_rolled_back() {
     );
     // Once the held calls have been applied, nothing of them is left.
     for call in ["CreateTrafficMirrorTarget", "CreateTrafficMirrorFilter"] {
-        let asked = world
-            .emulator
-            .calls()
-            .await
-            .iter()
-            .filter(|c| c["action"] == call)
-            .count();
-        assert_eq!(world.emulator.release(call).await, 1, "{call} was held");
-        world.emulator.wait_served(call, asked + 1).await;
+        world.emulator.release_and_wait_applied(call).await;
     }
     assert_eq!(world.mirror_state().await, MirrorState::default(), "{answer}");
     assert_eq!(world.disagreements().await, Vec::<String>::new());
@@ -255,17 +247,9 @@ async fn a_session_whose_create_was_cut_off_is_rolled_back() {
         .invoke_within(&world.app, 20, seed_create("session-cut-off", &source, &target))
         .await;
     assert_eq!(first_result(&answer)["retryable"], json!(true), "{answer}");
-    let asked = world
-        .emulator
-        .calls()
-        .await
-        .iter()
-        .filter(|c| c["action"] == "CreateTrafficMirrorSession")
-        .count();
-    assert_eq!(world.emulator.release("CreateTrafficMirrorSession").await, 1);
     world
         .emulator
-        .wait_served("CreateTrafficMirrorSession", asked + 1)
+        .release_and_wait_applied("CreateTrafficMirrorSession")
         .await;
     assert_eq!(world.mirror_state().await, before, "only the keeper's mirror: {answer}");
     assert_eq!(world.disagreements().await, Vec::<String>::new());

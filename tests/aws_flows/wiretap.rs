@@ -38,47 +38,6 @@ fn of_type<'a>(events: &'a [Value], detail_type: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["detail-type"] == detail_type).collect()
 }
 
-async fn session_tags(world: &World, session_id: &str) -> Vec<(String, String)> {
-    let found = world
-        .ec2
-        .describe_traffic_mirror_sessions()
-        .traffic_mirror_session_ids(session_id)
-        .send()
-        .await
-        .expect("describe");
-    found
-        .traffic_mirror_sessions()
-        .iter()
-        .flat_map(|s| s.tags())
-        .map(|t| {
-            (
-                t.key().unwrap_or_default().to_owned(),
-                t.value().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
-}
-
-async fn sessions_on(world: &World, eni: &str) -> Vec<String> {
-    let found = world
-        .ec2
-        .describe_traffic_mirror_sessions()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("network-interface-id")
-                .values(eni)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("describe");
-    found
-        .traffic_mirror_sessions()
-        .iter()
-        .filter_map(|s| s.traffic_mirror_session_id().map(str::to_owned))
-        .collect()
-}
-
 #[tokio::test]
 async fn nothing_is_mirrored_until_the_deployment_allows_it() {
     let world = World::start().await;
@@ -175,17 +134,12 @@ async fn who_asked_is_what_the_source_proves_and_it_is_kept_tagged_and_announced
         assert_eq!(event["detail-type"], "TrafficMirroringCreated");
         assert_eq!(event["detail"]["requestedBy"], requested_by, "{event}");
         let session = item["sessionId"].as_str().expect("a session");
-        let tags = session_tags(&world, session).await;
-        assert!(
-            tags.contains(&("traffic-mirroring:requested-by".into(), requested_by.into())),
-            "{tags:?}"
+        let tag = |key| world.tag_of(session, key);
+        assert_eq!(
+            tag("traffic-mirroring:requested-by").await.as_deref(),
+            Some(requested_by)
         );
-        if let Some(reason) = reason {
-            assert!(
-                tags.contains(&("traffic-mirroring:reason".into(), reason.into())),
-                "{tags:?}"
-            );
-        }
+        assert_eq!(tag("traffic-mirroring:reason").await.as_deref(), reason);
     }
 }
 
@@ -407,24 +361,18 @@ async fn a_policy_mirror_deleted_by_someone_else_is_announced_and_made_again() {
         .await
         .expect("answers");
     assert_eq!(launched["actionResults"][0]["success"], true, "{launched}");
-    let session = sessions_on(&world, &eni).await.pop().expect("mirrored");
+    let session = world.sessions_on(&eni).await.pop().expect("mirrored");
 
     // A forged event for a live session changes nothing.
     let forged = world.app.invoke(deleted_session(&session)).await.expect("answers");
     assert_eq!(forged["actionResults"], json!([]), "{forged}");
-    assert_eq!(sessions_on(&world, &eni).await, vec![session.clone()]);
+    assert_eq!(world.sessions_on(&eni).await, vec![session.clone()]);
     world.events(1).await;
 
-    world
-        .ec2
-        .delete_traffic_mirror_session()
-        .traffic_mirror_session_id(&session)
-        .send()
-        .await
-        .expect("deleted behind our back");
+    world.delete_session_behind_our_back(&session).await;
     let answer = world.app.invoke(deleted_session(&session)).await.expect("answers");
     assert_eq!(answer["actionResults"][0]["success"], true, "{answer}");
-    let now_on = sessions_on(&world, &eni).await;
+    let now_on = world.sessions_on(&eni).await;
     assert_eq!(now_on.len(), 1, "made again at once: {now_on:?}");
     assert_ne!(now_on[0], session);
     let events = world.events(2).await;
@@ -449,16 +397,10 @@ async fn a_requested_mirror_deleted_by_someone_else_is_reported_not_made_again()
     let made = world.invoke(&seed_create("asked", &source, &target)).await;
     let session = first_result(&made)["sessionId"].as_str().expect("made").to_owned();
     world.events(1).await;
-    world
-        .ec2
-        .delete_traffic_mirror_session()
-        .traffic_mirror_session_id(&session)
-        .send()
-        .await
-        .expect("deleted behind our back");
+    world.delete_session_behind_our_back(&session).await;
     let answer = world.app.invoke(deleted_session(&session)).await.expect("answers");
     assert_eq!(answer["actionResults"], json!([]), "nothing made again: {answer}");
-    assert!(sessions_on(&world, &source).await.is_empty());
+    assert!(world.sessions_on(&source).await.is_empty());
     let events = world.events(1).await;
     assert_eq!(of_type(&events, "TrafficMirroringTampered").len(), 1, "{events:?}");
 }

@@ -194,6 +194,14 @@ impl Emulator {
         released["released"].as_u64().unwrap_or_default()
     }
 
+    /// Lets the one held call of `action` go and waits until it has been
+    /// applied (served), so what it did is there to be read.
+    pub async fn release_and_wait_applied(&self, action: &str) {
+        let served = self.calls().await.iter().filter(|c| c["action"] == action).count();
+        assert_eq!(self.release(action).await, 1, "one {action} call was held");
+        self.wait_served(action, served + 1).await;
+    }
+
     /// Waits (10 s at most) until `count` calls of `action` have been served.
     pub async fn wait_served(&self, action: &str, count: usize) {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -605,6 +613,37 @@ impl World {
             .and_then(|s| s.traffic_mirror_session_id())
             .expect("session id")
             .to_owned()
+    }
+
+    /// The ids of the sessions on a source ENI, read from EC2.
+    pub async fn sessions_on(&self, eni: &str) -> Vec<String> {
+        let found = self
+            .ec2
+            .describe_traffic_mirror_sessions()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("network-interface-id")
+                    .values(eni)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("describe sessions");
+        found
+            .traffic_mirror_sessions()
+            .iter()
+            .filter_map(|s| s.traffic_mirror_session_id().map(str::to_owned))
+            .collect()
+    }
+
+    /// Deletes a session as someone else would, behind the function's back.
+    pub async fn delete_session_behind_our_back(&self, session_id: &str) {
+        self.ec2
+            .delete_traffic_mirror_session()
+            .traffic_mirror_session_id(session_id)
+            .send()
+            .await
+            .expect("deleted behind our back");
     }
 
     /// Invokes the handler as a direct Lambda invoke would, JSON in and out.
