@@ -12,6 +12,7 @@ use crate::contract::{
     DriverResponse, Requester, RequesterBasis, CLOUDTRAIL_API_CALL, EC2_STATE_CHANGE, REQUEST_DETAIL_TYPES,
     RESOURCE_TAG_CHANGE, SCHEDULED_EVENT,
 };
+use crate::domain::ids::{is_aws_id, is_instance_id};
 use crate::domain::tags::TAG_EXCLUDE;
 use crate::mirroring::watch::ResourceKind;
 
@@ -150,9 +151,9 @@ pub fn recognise(payload: Value) -> Invocation {
 fn watched_call(detail: &Value) -> Option<Invocation> {
     let name = detail.get("eventName").and_then(Value::as_str)?;
     let kind = match name {
-        "DeleteTrafficMirrorSession" => Some((ResourceKind::Session, "TrafficMirrorSessionId")),
-        "DeleteTrafficMirrorFilter" => Some((ResourceKind::Filter, "TrafficMirrorFilterId")),
-        "DeleteTrafficMirrorTarget" => Some((ResourceKind::Target, "TrafficMirrorTargetId")),
+        "DeleteTrafficMirrorSession" => Some((ResourceKind::Session, "TrafficMirrorSessionId", "tms-")),
+        "DeleteTrafficMirrorFilter" => Some((ResourceKind::Filter, "TrafficMirrorFilterId", "tmf-")),
+        "DeleteTrafficMirrorTarget" => Some((ResourceKind::Target, "TrafficMirrorTargetId", "tmt-")),
         "CreateTags" | "DeleteTags" => None,
         _ => return None,
     };
@@ -168,14 +169,14 @@ fn watched_call(detail: &Value) -> Option<Invocation> {
         .take(512)
         .collect::<String>();
     let parameters = detail.get("requestParameters")?;
-    if let Some((kind, field)) = kind {
+    if let Some((kind, field, prefix)) = kind {
         // CloudTrail logs these EC2 calls with the id under `<Call>Request`.
         let id = parameters
             .get(format!("{name}Request"))
             .and_then(|request| request.get(field))
             .or_else(|| parameters.get(field))
             .and_then(Value::as_str)
-            .filter(|id| plain_id(id))?;
+            .filter(|id| is_aws_id(id, prefix))?;
         return Some(Invocation::Deleted {
             kind,
             id: id.to_owned(),
@@ -199,7 +200,7 @@ fn watched_call(detail: &Value) -> Option<Invocation> {
         .into_iter()
         .flatten()
         .filter_map(|item| item.get("resourceId").and_then(Value::as_str))
-        .filter(|id| id.starts_with("i-") && plain_id(id))
+        .filter(|id| is_instance_id(id))
         .map(str::to_owned)
         .collect();
     Some(Invocation::ExcludeChanged {
@@ -207,11 +208,6 @@ fn watched_call(detail: &Value) -> Option<Invocation> {
         actor,
         call: name.to_owned(),
     })
-}
-
-/// An AWS resource id as EC2 writes them: a prefix, a dash, letters and digits.
-fn plain_id(id: &str) -> bool {
-    id.len() <= 64 && id.contains('-') && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
 /// Who sent an EventBridge event: `events:<account>/<source>`, which
@@ -510,14 +506,14 @@ mod tests {
         let tags = |key: &str| {
             call(
                 "CreateTags",
-                json!({"resourcesSet": {"items": [{"resourceId": "i-0abc"}, {"resourceId": "vol-1"}]},
+                json!({"resourcesSet": {"items": [{"resourceId": "i-0123456789abcdef0"}, {"resourceId": "vol-1"}]},
                        "tagSet": {"items": [{"key": key, "value": "true"}]}}),
             )
         };
         assert_eq!(
             recognise(tags("traffic-mirroring:exclude")),
             Invocation::ExcludeChanged {
-                instances: vec!["i-0abc".into()],
+                instances: vec!["i-0123456789abcdef0".into()],
                 actor: "arn:aws:iam::123456789012:user/mallory".into(),
                 call: "CreateTags".into()
             }

@@ -26,11 +26,12 @@ use output::{printable, report, write_coverage, write_table};
 
 use crate::contract::{Accountability, ActionResult, Requester, RequesterBasis, CREATE};
 use crate::domain::clock::now_seconds;
-use crate::domain::ids::{is_aws_id, is_instance_id, target_field_of};
+use crate::domain::ids::{
+    is_aws_id, is_instance_id, target_field_of, text_problem, MAX_REASON_CHARS, MAX_RESERVATION_ID_CHARS,
+};
 use crate::domain::model::{rfc3339, EniId, MirrorRequest, RemoveRequest};
 use crate::handler::App;
 use crate::metrics::Discard;
-use crate::mirroring::validate::MAX_REASON_CHARS;
 use crate::ports::LedgerRecord;
 
 /// What a command works with.
@@ -284,14 +285,14 @@ async fn removals(session: &Session<'_>, args: &RemoveArgs) -> Result<Vec<Mirror
     let eni = |v: &str| EniId::parse(v).is_some();
     checked_id(&args.eni, "eni", eni, "a network interface id (eni-…)")?;
     checked_id(&args.target, "target", eni, "a network interface id (eni-…)")?;
-    let printable_text = |v: &str| v.chars().count() <= 256 && !v.chars().any(char::is_control);
+    let printable_text = |v: &str| text_problem(v, MAX_RESERVATION_ID_CHARS).is_none();
     checked_id(
         &args.reservation,
         "reservation",
         printable_text,
         "a reservation id (at most 256 characters)",
     )?;
-    let reason_ok = |v: &str| v.chars().count() <= MAX_REASON_CHARS && !v.chars().any(char::is_control);
+    let reason_ok = |v: &str| text_problem(v, MAX_REASON_CHARS).is_none();
     checked_id(
         &args.reason,
         "reason",

@@ -13,6 +13,24 @@ pub fn is_action_id(text: &str) -> bool {
         && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
 }
 
+/// The longest `reason`: kept whole in the ledger (its tag is cut to 256).
+pub const MAX_REASON_CHARS: usize = 512;
+pub const MAX_RESERVATION_ID_CHARS: usize = 256;
+pub const MAX_DESCRIPTION_CHARS: usize = 255;
+
+/// Why free text (a reason, a reservation id, a description) is refused, if
+/// it is: it ends up in tags, the ledger and terminals, so it is bounded and
+/// holds no control characters.
+pub fn text_problem(text: &str, max: usize) -> Option<String> {
+    if text.chars().count() > max {
+        Some(format!("is longer than {max} characters"))
+    } else if text.chars().any(char::is_control) {
+        Some("holds control characters".into())
+    } else {
+        None
+    }
+}
+
 /// An AWS id: the prefix and 8 or 17 hex digits.
 pub fn is_aws_id(text: &str, prefix: &str) -> bool {
     text.strip_prefix(prefix)

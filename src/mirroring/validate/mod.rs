@@ -9,7 +9,8 @@ use serde_json::{Map, Value};
 use super::model::*;
 use crate::contract::{json_kind, RawAction, CREATE, REMOVE};
 pub use crate::domain::ids::{
-    bad_eni_problem, is_action_id, is_aws_id, is_instance_id, parse_target, target_field_of, MAX_ACTION_ID_CHARS,
+    bad_eni_problem, is_action_id, is_aws_id, is_instance_id, parse_target, target_field_of, text_problem,
+    MAX_ACTION_ID_CHARS, MAX_DESCRIPTION_CHARS, MAX_REASON_CHARS, MAX_RESERVATION_ID_CHARS,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,11 +28,6 @@ fn invalid(field: impl Into<String>, problem: impl Into<String>) -> ValidationEr
 }
 
 type Result<T> = std::result::Result<T, ValidationError>;
-
-/// The longest `reason`: kept whole in the ledger (its tag is cut to 256).
-pub const MAX_REASON_CHARS: usize = 512;
-pub const MAX_RESERVATION_ID_CHARS: usize = 256;
-pub const MAX_DESCRIPTION_CHARS: usize = 255;
 
 pub fn validate(action: &RawAction) -> Result<MirrorRequest> {
     if action.action_id.trim().is_empty() {
@@ -148,13 +144,10 @@ fn free_text(object: &Map<String, Value>, key: &str, path: &str, max: usize) -> 
     let Some(text) = optional_text(object, key, path)? else {
         return Ok(None);
     };
-    if text.chars().count() > max {
-        return Err(invalid(path, format!("is longer than {max} characters")));
+    match text_problem(&text, max) {
+        Some(problem) => Err(invalid(path, problem)),
+        None => Ok(Some(text)),
     }
-    if text.chars().any(char::is_control) {
-        return Err(invalid(path, "holds control characters"));
-    }
-    Ok(Some(text))
 }
 
 /// At most 64 characters of what a caller sent, to show in a message.
@@ -294,14 +287,8 @@ fn reservation_id(action: &RawAction, params: Option<&Map<String, Value>>) -> Re
     let id = own.or_else(|| action.request_reservation_id.clone());
     if let Some(id) = &id {
         // It becomes an EC2 tag value and a DynamoDB key.
-        if id.chars().count() > MAX_RESERVATION_ID_CHARS {
-            return Err(invalid(
-                "reservationId",
-                format!("is longer than {MAX_RESERVATION_ID_CHARS} characters"),
-            ));
-        }
-        if id.chars().any(char::is_control) {
-            return Err(invalid("reservationId", "holds control characters"));
+        if let Some(problem) = text_problem(id, MAX_RESERVATION_ID_CHARS) {
+            return Err(invalid("reservationId", problem));
         }
     }
     Ok(id)
