@@ -60,20 +60,40 @@ pub enum ExpiryOutcome {
 }
 
 impl Mirroring {
-    /// Removes every mirror whose end has come (a dry run only lists them).
+    /// Removes every mirror whose end has come (a dry run only lists them),
+    /// found through the ledger's index of ends.
     pub async fn expire(&self, dry_run: bool) -> ExpiryReport {
+        match self.ledger.ending_by(now_seconds()).await {
+            Ok(ids) => self.expire_these(dry_run, ids).await,
+            Err(err) => {
+                warn!(error = %err, "the mirrors' ends could not be read");
+                ExpiryReport {
+                    dry_run,
+                    error: Some(err.to_string()),
+                    ..ExpiryReport::default()
+                }
+            }
+        }
+    }
+
+    /// The sweep's turn: the records it read already name what is due, so
+    /// the index is not asked again.
+    pub(crate) async fn expire_from(&self, dry_run: bool, records: &[LedgerRecord]) -> ExpiryReport {
+        let now = now_seconds();
+        let ids = records
+            .iter()
+            .filter(|r| is_due(r, now))
+            .map(|r| r.action_id.clone())
+            .collect();
+        self.expire_these(dry_run, ids).await
+    }
+
+    /// Removes the mirrors among `ids` whose end has come.
+    async fn expire_these(&self, dry_run: bool, ids: Vec<String>) -> ExpiryReport {
         let now = now_seconds();
         let mut report = ExpiryReport {
             dry_run,
             ..ExpiryReport::default()
-        };
-        let ids = match self.ledger.ending_by(now).await {
-            Ok(ids) => ids,
-            Err(err) => {
-                warn!(error = %err, "the mirrors' ends could not be read");
-                report.error = Some(err.to_string());
-                return report;
-            }
         };
         // The index may lag behind a remove or a renewal: each record is read
         // again, consistently, and only a live mirror whose end has come goes.

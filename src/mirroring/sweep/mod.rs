@@ -221,7 +221,7 @@ impl Mirroring {
             report.findings.push(finding);
         }
         // Mirrors whose time is up go before the policy counts coverage.
-        report.expiry = Box::pin(self.expire(dry_run)).await;
+        report.expiry = Box::pin(self.expire_from(dry_run, &contents.records)).await;
         report.failed += report.expiry.failed;
         report.deferred += report.expiry.deferred;
         // Every session of the account, ours or not: the wiretaps nobody approved.
