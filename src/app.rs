@@ -8,19 +8,20 @@ use std::sync::Arc;
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::config::retry::RetryPartition;
 
-use crate::aws::{ec2::Ec2Mirroring, events::EventBridgePublisher, ledger::DynamoLedger, patience::Patient};
+use crate::aws::{ec2::Ec2, events::EventBridgePublisher, ledger::DynamoLedger, patience::Patience};
 use crate::aws::{ec2_retry_policy, retry_policy};
 use crate::config::Config;
 use crate::handler::App;
 use crate::mirroring::launch::LaunchPolicy;
-use crate::mirroring::{AllowList, Allowed, Controls, Mirroring};
+use crate::mirroring::{AllowList, Allowed, Controls, Mirroring, Ports};
 
 pub fn build(sdk: &SdkConfig, config: &Config) -> App {
     let ec2_config = aws_sdk_ec2::config::Builder::from(sdk)
         .retry_config(ec2_retry_policy())
         .build();
-    let ec2 = Patient::new(Ec2Mirroring::new(aws_sdk_ec2::Client::from_conf(ec2_config)))
-        .with_mutating_rate(config.mutating_calls_per_second);
+    // Every EC2 call goes through one `Patience`: paced and retried there.
+    let patience = Patience::new(config.mutating_calls_per_second);
+    let ec2 = Ec2::new(aws_sdk_ec2::Client::from_conf(ec2_config), patience).ports();
     // The SDK shares a retry partition's token bucket and adaptive rate
     // limiter among every client of that name in the process: each
     // deployment gets its own, so another served by the same process (the
@@ -31,7 +32,8 @@ pub fn build(sdk: &SdkConfig, config: &Config) -> App {
         .retry_partition(partition("dynamodb"))
         .build();
     let ledger = DynamoLedger::new(aws_sdk_dynamodb::Client::from_conf(dynamodb_config), &config.table_name)
-        .with_finished_record_days(config.finished_record_days);
+        .with_finished_record_days(config.finished_record_days)
+        .ports();
     let events_config = aws_sdk_eventbridge::config::Builder::from(sdk)
         .retry_config(retry_policy())
         .retry_partition(partition("events"))
@@ -57,7 +59,20 @@ pub fn build(sdk: &SdkConfig, config: &Config) -> App {
         max_mirror_minutes: config.max_mirror_minutes,
         remove_unapproved_mirrors: config.remove_unapproved_mirrors,
     };
-    let mirroring = Mirroring::new(Arc::new(ec2), Arc::new(ledger), Arc::new(publisher), &config.owner)
+    let ports = Ports {
+        targets: Arc::new(ec2.targets),
+        filters: Arc::new(ec2.filters),
+        sessions: Arc::new(ec2.sessions),
+        instances: Arc::new(ec2.instances),
+        preflight: Arc::new(ec2.preflight),
+        tagging: Arc::new(ec2.tagging),
+        records: Arc::new(ledger.records),
+        claims: Arc::new(ledger.claims),
+        numbers: Arc::new(ledger.numbers),
+        scans: Arc::new(ledger.scans),
+        publisher: Arc::new(publisher),
+    };
+    let mirroring = Mirroring::from_ports(ports, &config.owner)
         .with_lease_seconds(config.claim_lease_seconds)
         .with_allowed(allowed)
         .with_controls(controls)

@@ -8,53 +8,60 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use futures::future::join_all;
-use futures::stream::{self, StreamExt};
+use futures::stream::StreamExt;
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
-use crate::announce::Announcer;
 use crate::config::DEFAULT_MAX_CONCURRENT_ACTIONS;
 use crate::contract::{
     split_request, Accountability, ActionResult, DriverResponse, MalformedRequest, RawAction, Requester,
 };
-use crate::domain::model::{MirrorRequest, RemoveRequest};
-use crate::lanes::{lanes, Reach};
+use crate::domain::model::MirrorRequest;
+use crate::instance_events::InstanceEvents;
 use crate::metrics::{self, Counter, InvocationFigures, MetricSink};
-use crate::mirroring::launch::{LaunchPlan, LaunchPolicy, Unconfirmed};
+use crate::mirroring::launch::LaunchPolicy;
 use crate::mirroring::sweep::SweepReport;
 use crate::mirroring::validate::validate;
-use crate::mirroring::watch::{ResourceKind, TamperVerdict};
 use crate::mirroring::Mirroring;
 use crate::ports::{ActionKind, LedgerError, LedgerRecord};
+use crate::runner::Runner;
 use crate::sources::{self, recognise, retry_if_needed, to_json, Invocation, InvokeError};
 
 pub struct App {
-    mirroring: Mirroring,
+    mirroring: Arc<Mirroring>,
     /// Where each invocation's embedded-metric lines go, and the value of
     /// their `Deployment` dimension.
     metric_sink: Arc<dyn MetricSink>,
     deployment: String,
-    launch_policy: LaunchPolicy,
-    /// The mirroring's own: creates announce themselves, the `App` the rest.
-    announcer: Arc<Announcer>,
-    max_lanes: usize,
+    /// Runs the actions of an invocation, and announces what the use cases
+    /// do not announce themselves.
+    runner: Runner,
+    /// Instance launches, ends, tag changes and deletions of ours.
+    events: InstanceEvents,
 }
 
 impl App {
     pub fn new(mirroring: Mirroring) -> Self {
+        let mirroring = Arc::new(mirroring);
         Self {
-            announcer: mirroring.announcer(),
-            deployment: mirroring.owner.clone(),
+            deployment: mirroring.deployment().owner.clone(),
             metric_sink: Arc::new(metrics::Stdout),
+            runner: Runner {
+                mirroring: mirroring.clone(),
+                announcer: mirroring.deployment().announcer.clone(),
+                max_lanes: DEFAULT_MAX_CONCURRENT_ACTIONS,
+            },
+            events: InstanceEvents {
+                mirroring: mirroring.clone(),
+                launch_policy: LaunchPolicy::default(),
+            },
             mirroring,
-            launch_policy: LaunchPolicy::default(),
-            max_lanes: DEFAULT_MAX_CONCURRENT_ACTIONS,
         }
     }
 
     /// Bounds how many actions of one invocation run at once (at least one).
     pub fn with_max_concurrent_actions(mut self, lanes: usize) -> Self {
-        self.max_lanes = lanes.max(1);
+        self.runner.max_lanes = lanes.max(1);
         self
     }
 
@@ -64,24 +71,24 @@ impl App {
     }
 
     pub fn with_launch_policy(mut self, policy: LaunchPolicy) -> Self {
-        self.launch_policy = policy;
+        self.events.launch_policy = policy;
         self
     }
 
     pub fn unpublished_events(&self) -> u64 {
-        self.announcer.unpublished()
+        self.runner.announcer.unpublished()
     }
 
     /// Runs typed requests as an invocation would (lanes, events), for tools
     /// that build requests themselves (`mirrorctl`).
     pub async fn run_requests(&self, requests: Vec<MirrorRequest>) -> Vec<ActionResult> {
-        self.run_all(requests.into_iter().map(Ok).collect()).await
+        self.runner.run_all(requests.into_iter().map(Ok).collect()).await
     }
 
     /// This deployment's mirrors, as the ledger holds them: every create that
     /// holds resources (active, pending, removing, rollback incomplete).
     pub async fn mirrors(&self) -> Result<Vec<LedgerRecord>, LedgerError> {
-        let contents = self.mirroring.ledger.contents().await?;
+        let contents = self.mirroring.scans().contents().await?;
         let mut records: Vec<LedgerRecord> = contents
             .records
             .into_iter()
@@ -93,7 +100,7 @@ impl App {
 
     /// Serves one invocation of any source, and writes its metrics.
     pub async fn invoke(&self, payload: Value) -> Result<Value, InvokeError> {
-        let unpublished_before = self.announcer.unpublished();
+        let unpublished_before = self.runner.announcer.unpublished();
         let started = std::time::SystemTime::now();
         let (answer, tally) = metrics::tallied(self.serve(payload)).await;
         let ok = answer.as_ref().ok();
@@ -103,7 +110,7 @@ impl App {
                 .and_then(|a| a.get("batchItemFailures"))
                 .and_then(Value::as_array)
                 .map_or(0, |failures| failures.len() as u64),
-            unpublished_events: self.announcer.unpublished().saturating_sub(unpublished_before),
+            unpublished_events: self.runner.announcer.unpublished().saturating_sub(unpublished_before),
             sweep: ok.and_then(|a| a.pointer("/sweep/sweep")).cloned(),
         };
         let at = started
@@ -126,9 +133,15 @@ impl App {
                 retry_if_needed(&response)?;
                 Ok(to_json(&response))
             }
-            Invocation::InstanceState { instance_id, state } => self.handle_instance_state(&instance_id, &state).await,
+            Invocation::InstanceState { instance_id, state } => {
+                self.events
+                    .handle_instance_state(&self.runner, &instance_id, &state)
+                    .await
+            }
             Invocation::InstanceChanged { instance_id, cause } => {
-                self.handle_instance_changed(&instance_id, cause).await
+                self.events
+                    .handle_instance_changed(&self.runner, &instance_id, cause)
+                    .await
             }
             Invocation::Sweep { dry_run } => {
                 let (result, _) = self.sweep(dry_run).await;
@@ -141,7 +154,7 @@ impl App {
                 Ok(answer)
             }
             Invocation::Expire { dry_run } => {
-                let report = self.mirroring.expire(dry_run).await;
+                let report = self.mirroring.expiry().expire(dry_run).await;
                 if report.failed > 0 || report.error.is_some() {
                     // The next scheduled run tries again; the report is logged.
                     warn!(report = ?report, "expiry incomplete");
@@ -149,8 +162,8 @@ impl App {
                 Ok(json!({ "expire": report }))
             }
             Invocation::Deleted { kind, id, actor } => {
-                let actions = self.after_deletion(kind, &id, &actor).await;
-                let response = DriverResponse::new(self.run_all(actions).await);
+                let actions = self.events.after_deletion(kind, &id, &actor).await;
+                let response = DriverResponse::new(self.runner.run_all(actions).await);
                 retry_if_needed(&response)?;
                 Ok(json!({"deleted": {"kind": kind, "id": id, "by": actor},
                           "actionResults": response.driver_response.action_results}))
@@ -171,11 +184,11 @@ impl App {
     /// result and, when it could list everything, its typed report.
     pub async fn sweep(&self, dry_run: bool) -> (ActionResult, Option<SweepReport>) {
         let started = std::time::Instant::now();
-        let (result, report) = Box::pin(self.mirroring.sweep(dry_run, &self.launch_policy)).await;
+        let (result, report) = Box::pin(self.mirroring.sweeper().sweep(dry_run, &self.events.launch_policy)).await;
         metrics::action_done(&result, started.elapsed().as_secs_f64() * 1000.0);
         // A dry run changes nothing and so announces nothing.
         if !dry_run {
-            self.publish(&result).await;
+            self.runner.publish(&result).await;
         }
         (result, report)
     }
@@ -239,11 +252,11 @@ impl App {
                 }
                 Work::Malformed(err) => {
                     counts.push(None);
-                    responses.push(Some(self.malformed(&err).await));
+                    responses.push(Some(self.runner.malformed(&err).await));
                 }
             }
         }
-        let mut results = self.run_all(actions).await.into_iter();
+        let mut results = self.runner.run_all(actions).await.into_iter();
         responses
             .into_iter()
             .zip(counts)
@@ -259,30 +272,27 @@ impl App {
     /// here, which asks EC2 about the instance.
     async fn work_of(&self, payload: &Value, requester: &Requester) -> Work {
         match recognise(sources::unwrapped(payload)) {
-            Invocation::Request(request, _) => self.split(&request, requester),
-            Invocation::InstanceState { instance_id, state } => match self.instance_actions(&instance_id, &state).await
-            {
-                Ok(actions) => Work::Actions(actions),
-                Err(skipped) => {
-                    info!(instance_id, skipped = %skipped, "instance event needs no action");
-                    Work::Actions(Vec::new())
-                }
-            },
-            Invocation::InstanceChanged { instance_id, cause } => {
-                match self
-                    .mirroring
-                    .plan_instance(&instance_id, &self.launch_policy, &[])
-                    .await
-                {
+            Invocation::Request(request, _) => split(&request, requester),
+            Invocation::InstanceState { instance_id, state } => {
+                match self.events.instance_actions(&instance_id, &state).await {
                     Ok(actions) => Work::Actions(actions),
                     Err(skipped) => {
-                        info!(instance_id, cause, skipped = %skipped, "instance event needs no action");
+                        info!(instance_id, skipped = %skipped, "instance event needs no action");
                         Work::Actions(Vec::new())
                     }
                 }
             }
-            Invocation::Direct(request) => self.split(&request, requester),
-            Invocation::Deleted { kind, id, actor } => Work::Actions(self.after_deletion(kind, &id, &actor).await),
+            Invocation::InstanceChanged { instance_id, cause } => match self.events.plan_instance(&instance_id).await {
+                Ok(actions) => Work::Actions(actions),
+                Err(skipped) => {
+                    info!(instance_id, cause, skipped = %skipped, "instance event needs no action");
+                    Work::Actions(Vec::new())
+                }
+            },
+            Invocation::Direct(request) => split(&request, requester),
+            Invocation::Deleted { kind, id, actor } => {
+                Work::Actions(self.events.after_deletion(kind, &id, &actor).await)
+            }
             Invocation::ExcludeChanged { instances, actor, call } => {
                 exclusion_changed(&instances, &actor, &call);
                 Work::Actions(Vec::new())
@@ -293,213 +303,6 @@ impl App {
                 ))
             }
         }
-    }
-
-    fn split(&self, request: &Value, requester: &Requester) -> Work {
-        match split_request(request) {
-            Ok(mut actions) => Work::Actions(
-                actions
-                    .iter_mut()
-                    .map(|action| {
-                        action.requester = requester.clone();
-                        validated(action)
-                    })
-                    .collect(),
-            ),
-            Err(err) => Work::Malformed(err),
-        }
-    }
-
-    /// `running`: mirror every ENI the launch policy asks for. `shutting-down`
-    /// and `terminated`: AWS deletes the ENIs' sessions but not their filters
-    /// and targets, so remove what the ledger holds for the instance. `Err`
-    /// says why nothing is to be done.
-    async fn instance_actions(
-        &self,
-        instance_id: &str,
-        state: &str,
-    ) -> Result<Vec<Result<MirrorRequest, ActionResult>>, String> {
-        match state {
-            "running" => match self
-                .mirroring
-                .launches()
-                .plan_launch(instance_id, &self.launch_policy)
-                .await
-            {
-                Ok(LaunchPlan::Actions(actions)) => Ok(actions),
-                Ok(LaunchPlan::NotRequested(reason)) => Err(reason),
-                Err(failure) => Ok(vec![Err(failure)]),
-            },
-            // Anyone allowed to put an event on the bus or a message on the
-            // queue could forge this one, so EC2 is asked first.
-            "shutting-down" | "terminated" => match self.mirroring.launches().confirm_ended(instance_id).await {
-                Ok(()) => Ok(vec![Ok(MirrorRequest::Remove(RemoveRequest {
-                    action_id: format!("{state}-{instance_id}"),
-                    session_id: None,
-                    target_eni: None,
-                    reservation_id: None,
-                    instance_id: Some(instance_id.to_owned()),
-                    accountability: Accountability {
-                        requested_by: Requester::policy(),
-                        reason: Some(format!("instance {instance_id} is {state}: its mirrors end with it")),
-                    },
-                    expired: false,
-                }))]),
-                Err(Unconfirmed::Ignored(reason)) => {
-                    warn!(instance_id, state, reason = %reason, "instance event ignored");
-                    Err(reason)
-                }
-                Err(Unconfirmed::Unknown(failure)) => Ok(vec![Err(*failure)]),
-            },
-            _ => Err("state not handled".into()),
-        }
-    }
-
-    /// Someone deleted a traffic mirror resource: when it was ours and EC2
-    /// confirms it is gone, it is announced, and the policy mirrors it ended
-    /// are made again at once (their instances planned as a tag change
-    /// would be). A failed check is answered retryable, so the event comes again.
-    async fn after_deletion(
-        &self,
-        kind: ResourceKind,
-        id: &str,
-        actor: &str,
-    ) -> Vec<Result<MirrorRequest, ActionResult>> {
-        match self.mirroring.watch().check_tampering(kind, id, actor).await {
-            TamperVerdict::Tampered { instances } => {
-                let gone = match kind {
-                    ResourceKind::Session => vec![id.to_owned()],
-                    _ => Vec::new(),
-                };
-                let plans = join_all(
-                    instances
-                        .iter()
-                        .map(|instance| self.mirroring.plan_instance(instance, &self.launch_policy, &gone)),
-                )
-                .await;
-                plans.into_iter().filter_map(Result::ok).flatten().collect()
-            }
-            TamperVerdict::Unknown(failure) => vec![Err(*failure)],
-            TamperVerdict::NotOurs | TamperVerdict::StillThere => Vec::new(),
-        }
-    }
-
-    /// An EC2 instance state-change event delivered directly.
-    pub async fn handle_instance_state(&self, instance_id: &str, state: &str) -> Result<Value, InvokeError> {
-        let actions = match self.instance_actions(instance_id, state).await {
-            Ok(actions) => actions,
-            Err(reason) => {
-                info!(instance_id, reason = %reason, "instance not mirrored");
-                return Ok(json!({"instanceId": instance_id, "state": state, "skipped": reason}));
-            }
-        };
-        let response = DriverResponse::new(self.run_all(actions).await);
-        retry_if_needed(&response)?;
-        Ok(json!({"instanceId": instance_id, "state": state, "actionResults": response.driver_response.action_results}))
-    }
-
-    /// An instance's tags changed or an ENI was attached, delivered directly.
-    pub async fn handle_instance_changed(&self, instance_id: &str, cause: &str) -> Result<Value, InvokeError> {
-        let actions = match self
-            .mirroring
-            .plan_instance(instance_id, &self.launch_policy, &[])
-            .await
-        {
-            Ok(actions) => actions,
-            Err(reason) => {
-                info!(instance_id, cause, reason = %reason, "instance needs no change");
-                return Ok(json!({"instanceId": instance_id, "cause": cause, "skipped": reason}));
-            }
-        };
-        let response = DriverResponse::new(self.run_all(actions).await);
-        retry_if_needed(&response)?;
-        Ok(json!({"instanceId": instance_id, "cause": cause, "actionResults": response.driver_response.action_results}))
-    }
-
-    async fn malformed(&self, err: &MalformedRequest) -> DriverResponse {
-        warn!(error = %err, "request is not a driverRequest");
-        let result = ActionResult::failure(
-            "",
-            "",
-            "InvalidRequest",
-            format!("invalid driverRequest: {}", err.0),
-            false,
-        );
-        self.publish(&result).await;
-        metrics::action_done(&result, 0.0);
-        DriverResponse::malformed(err)
-    }
-
-    async fn run_all(&self, actions: Vec<Result<MirrorRequest, ActionResult>>) -> Vec<ActionResult> {
-        let mut results: Vec<Option<ActionResult>> = vec![None; actions.len()];
-        let mut valid = Vec::new();
-        for (index, action) in actions.into_iter().enumerate() {
-            match action {
-                Ok(request) => valid.push((index, request)),
-                Err(failure) => {
-                    self.publish(&failure).await;
-                    metrics::action_done(&failure, 0.0);
-                    results[index] = Some(failure);
-                }
-            }
-        }
-        let reach = self.reach(&valid).await;
-        let lanes = lanes(&valid, &reach);
-        let valid = &valid;
-        let done: Vec<Vec<(usize, ActionResult)>> = stream::iter(lanes)
-            .map(|lane| async move {
-                let mut out = Vec::with_capacity(lane.len());
-                for position in lane {
-                    let (index, request) = &valid[position];
-                    out.push((*index, self.run_one(request).await));
-                }
-                out
-            })
-            .buffer_unordered(self.max_lanes)
-            .collect()
-            .await;
-        for (index, result) in done.into_iter().flatten() {
-            results[index] = Some(result);
-        }
-        results.into_iter().flatten().collect()
-    }
-
-    /// Where the removes of a request that name no ENI reach, so that each
-    /// waits only for the actions on those ENIs (one round of ledger reads,
-    /// made only when there is something to order it against).
-    async fn reach(&self, actions: &[(usize, MirrorRequest)]) -> Reach {
-        if actions.len() < 2 {
-            return Reach::new();
-        }
-        let lookups = actions
-            .iter()
-            .enumerate()
-            .filter_map(|(position, (_, request))| match request {
-                MirrorRequest::Remove(remove)
-                    if remove.session_id.is_some()
-                        || remove.reservation_id.is_some()
-                        || remove.instance_id.is_some() =>
-                {
-                    Some(async move { (position, self.mirroring.sources_reached(remove).await) })
-                }
-                _ => None,
-            });
-        join_all(lookups)
-            .await
-            .into_iter()
-            .filter_map(|(position, sources)| Some((position, sources?)))
-            .collect()
-    }
-
-    async fn run_one(&self, request: &MirrorRequest) -> ActionResult {
-        info!(action_id = request.action_id(), "action started");
-        let result = self.mirroring.run(request).await;
-        info!(action_id = %result.action_id, success = result.success, code = ?result.error_code, "action finished");
-        result
-    }
-
-    async fn publish(&self, result: &ActionResult) {
-        self.announcer.announce(result).await;
     }
 }
 
@@ -514,6 +317,22 @@ fn exclusion_changed(instances: &[String], actor: &str, call: &str) {
         call,
         "the traffic-mirroring:exclude tag was changed: monitoring of these instances starts or stops"
     );
+}
+
+/// A request's actions, each validated and marked with who asked.
+fn split(request: &Value, requester: &Requester) -> Work {
+    match split_request(request) {
+        Ok(mut actions) => Work::Actions(
+            actions
+                .iter_mut()
+                .map(|action| {
+                    action.requester = requester.clone();
+                    validated(action)
+                })
+                .collect(),
+        ),
+        Err(err) => Work::Malformed(err),
+    }
 }
 
 fn validated(action: &RawAction) -> Result<MirrorRequest, ActionResult> {

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 
 use crate::contract::ActionResult;
+use crate::domain::instance::{Hypervisor, InstanceState};
 use crate::domain::model::{EniId, RuleSpec, TargetSpec};
 
 /// What went wrong in a call, classified once by its error code (see `aws::errors`)
@@ -137,7 +138,7 @@ pub struct InstanceInfo {
     pub enis: Vec<String>,
     pub tags: Tags,
     /// EC2's state name: `pending`, `running`, `shutting-down`, `terminated`, …
-    pub state: Option<String>,
+    pub state: Option<InstanceState>,
     /// Each network interface's primary private IPv4 address and security
     /// groups, by ENI id: what a target's ingress rules are checked against.
     pub endpoints: BTreeMap<String, Endpoint>,
@@ -260,7 +261,7 @@ pub trait Instances: Send + Sync {
     /// `None` when the instance does not exist (any more).
     async fn instance(&self, id: &str) -> AwsResult<Option<InstanceInfo>>;
     /// The hypervisor of an instance type (`nitro`, `xen`), as EC2 reports it.
-    async fn hypervisor(&self, instance_type: &str) -> AwsResult<Option<String>>;
+    async fn hypervisor(&self, instance_type: &str) -> AwsResult<Option<Hypervisor>>;
     /// `None` when no such network interface exists.
     async fn interface(&self, eni: &str) -> AwsResult<Option<InterfaceInfo>>;
     /// Every instance that is not shutting down or terminated, all pages.
@@ -285,14 +286,6 @@ pub trait Tagging: Send + Sync {
     /// an earlier version made, once our ledger is known to hold it).
     async fn retag(&self, resource_ids: &[String], tags: &Tags) -> AwsResult<()>;
 }
-
-/// Everything the mirroring logic asks of EC2: the capabilities together.
-/// Implement the small traits; this one comes with them. Every create takes a
-/// client token so that a retried call returns the first call's resource
-/// instead of a twin.
-pub trait MirrorApi: Targets + Filters + Sessions + Instances + Preflight + Tagging {}
-
-impl<T: Targets + Filters + Sessions + Instances + Preflight + Tagging> MirrorApi for T {}
 
 /// A create a dry run asks EC2 about.
 #[derive(Debug, Clone, PartialEq)]
@@ -481,12 +474,6 @@ pub trait Scans: Send + Sync {
     /// seconds), from an index that may lag: read each again before acting.
     async fn ending_by(&self, at: u64) -> Result<Vec<String>, LedgerError>;
 }
-
-/// Everything the mirroring logic asks of the ledger: the capabilities
-/// together. Implement the small traits; this one comes with them.
-pub trait Ledger: ActionRecords + SharedResources + SessionNumbers + Scans {}
-
-impl<T: ActionRecords + SharedResources + SessionNumbers + Scans> Ledger for T {}
 
 /// Completion events: one per action.
 #[async_trait]

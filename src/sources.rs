@@ -4,6 +4,7 @@
 //! EventBridge request gets an error only when a retry can help. Pure: the
 //! `App` (in `handler`) calls these on its way in and out.
 
+use crate::domain::instance::InstanceState;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use serde_json::{json, Value};
@@ -27,7 +28,7 @@ pub enum Invocation {
     Request(Value, Requester),
     InstanceState {
         instance_id: String,
-        state: String,
+        state: InstanceState,
     },
     /// Something about an instance changed that the launch policy reads: its
     /// tags (`aws.tag` "Tag Change on Resource"), or an ENI attached to it
@@ -118,7 +119,7 @@ pub fn recognise(payload: Value) -> Invocation {
         let field = |name: &str| detail.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
         return Invocation::InstanceState {
             instance_id: field("instance-id"),
-            state: field("state"),
+            state: InstanceState::parse(&field("state")),
         };
     }
     if let Some(changed) = instance_changed(&event) {
@@ -416,7 +417,7 @@ mod tests {
             recognise(state),
             Invocation::InstanceState {
                 instance_id: "i-1".into(),
-                state: "running".into()
+                state: InstanceState::Running
             }
         );
         let request = json!({"source": "my.app", "detail-type": "CreateTrafficMirroring", "account": "123456789012",

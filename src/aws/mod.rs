@@ -26,7 +26,7 @@ pub fn retry_policy() -> RetryConfig {
         .with_max_backoff(Duration::from_secs(5))
 }
 
-/// EC2 calls are tried once by the SDK: `patience::Patient` retries them,
+/// EC2 calls are tried once by the SDK: `patience::Patience` retries them,
 /// within the invocation's budget, so that a call cut off by the deadline
 /// still reports what EC2 last answered (throttling, say) rather than a
 /// timeout, and no SDK backoff sleeps past the deadline.

@@ -14,22 +14,16 @@
 //! process paces its mutating calls with a token bucket of its own, so that
 //! processes x rate stays inside the account's budget (the template sizes it).
 
-use crate::ports::{Filters, Instances, Preflight, Sessions, Tagging, Targets};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use tracing::warn;
 
 use crate::aws::errors::THROTTLING;
 use crate::deadline;
 use crate::domain::clock::jitter_millis;
-use crate::domain::model::{RuleSpec, TargetSpec};
 use crate::metrics::{self, Counter};
-use crate::ports::{
-    AwsError, AwsResult, CheckedCall, Deleted, ErrorKind, Ingress, InstanceInfo, InterfaceInfo, MirrorApi,
-    MirrorFilter, MirrorSession, MirrorTarget, NewSession, SessionQuery, Tags,
-};
+use crate::ports::{AwsError, AwsResult, Deleted, ErrorKind};
 
 /// How long to keep trying when the work has no deadline (tests, tools).
 const PATIENCE_WITHOUT_DEADLINE: Duration = Duration::from_secs(60);
@@ -65,22 +59,65 @@ fn worth_retrying(err: &AwsError, tries: u32) -> bool {
         && tries < TRIES_OF_OTHER_FAILURES
 }
 
-/// A `MirrorApi` that paces its mutating calls and retries throttled calls
-/// within the invocation's time.
-pub struct Patient<A> {
-    inner: A,
+/// The one choke point of EC2 calls: every call of the EC2 adapters goes
+/// through `read`, `create` or `delete`, which pace mutating calls and retry
+/// throttled ones within the invocation's time.
+pub struct Patience {
     pace: Option<Pace>,
 }
 
-impl<A> Patient<A> {
-    pub fn new(inner: A) -> Self {
-        Self { inner, pace: None }
+impl Patience {
+    /// Paces mutating calls at `per_second` on average (bursts of one
+    /// second's worth); `None` or zero: no pace of our own.
+    pub fn new(mutating_per_second: Option<f64>) -> Self {
+        Self {
+            pace: mutating_per_second.filter(|r| *r > 0.0).map(Pace::new),
+        }
     }
 
-    /// Paces mutating calls at `per_second` on average (bursts of one second's worth).
-    pub fn with_mutating_rate(mut self, per_second: Option<f64>) -> Self {
-        self.pace = per_second.filter(|r| *r > 0.0).map(Pace::new);
-        self
+    /// A call that changes nothing: retried, never paced.
+    pub async fn read<T, F, Fut>(&self, call_name: &str, call: F) -> AwsResult<T>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = AwsResult<T>>,
+    {
+        persist(call_name, call).await
+    }
+
+    /// A call that makes something: each try waits for its turn; a success
+    /// counts in `made`.
+    pub async fn create<T, F, Fut>(&self, call_name: &str, made: Option<Counter>, call: F) -> AwsResult<T>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = AwsResult<T>>,
+    {
+        let outcome = persist(call_name, || async {
+            self.turn(Call::Create).await?;
+            call().await
+        })
+        .await;
+        if let (Ok(_), Some(counter)) = (&outcome, made) {
+            metrics::add(counter, 1);
+        }
+        outcome
+    }
+
+    /// A delete: each try waits for its turn (but not while winding down);
+    /// a resource deleted now, not found gone, counts in `gone`.
+    pub async fn delete<F, Fut>(&self, call_name: &str, gone: Counter, call: F) -> AwsResult<Deleted>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = AwsResult<Deleted>>,
+    {
+        let outcome = persist(call_name, || async {
+            self.turn(Call::Delete).await?;
+            call().await
+        })
+        .await;
+        if outcome == Ok(Deleted::Now) {
+            metrics::add(gone, 1);
+        }
+        outcome
     }
 
     /// Waits for this process's turn to make a mutating call. A call whose
@@ -254,154 +291,6 @@ where
             Err(err) => return Err(settle(err, in_doubt)),
             ok => return ok,
         }
-    }
-}
-
-#[async_trait]
-impl<A: MirrorApi> Targets for Patient<A> {
-    async fn targets_of(&self, destination: &TargetSpec) -> AwsResult<Vec<MirrorTarget>> {
-        persist("DescribeTrafficMirrorTargets", || self.inner.targets_of(destination)).await
-    }
-
-    async fn target(&self, id: &str) -> AwsResult<Option<MirrorTarget>> {
-        persist("DescribeTrafficMirrorTargets", || self.inner.target(id)).await
-    }
-
-    async fn targets_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorTarget>> {
-        persist("DescribeTrafficMirrorTargets", || self.inner.targets_tagged(key, value)).await
-    }
-
-    async fn create_target(&self, destination: &TargetSpec, tags: &Tags, token: &str) -> AwsResult<String> {
-        persist("CreateTrafficMirrorTarget", || async {
-            self.turn(Call::Create).await?;
-            self.inner.create_target(destination, tags, token).await
-        })
-        .await
-        .inspect(|_| metrics::add(Counter::TargetsCreated, 1))
-    }
-
-    async fn delete_target(&self, id: &str) -> AwsResult<Deleted> {
-        persist("DeleteTrafficMirrorTarget", || async {
-            self.turn(Call::Delete).await?;
-            self.inner.delete_target(id).await
-        })
-        .await
-        .inspect(|gone| {
-            if *gone == Deleted::Now {
-                metrics::add(Counter::TargetsDeleted, 1);
-            }
-        })
-    }
-}
-
-#[async_trait]
-impl<A: MirrorApi> Filters for Patient<A> {
-    async fn filter(&self, id: &str) -> AwsResult<Option<MirrorFilter>> {
-        persist("DescribeTrafficMirrorFilters", || self.inner.filter(id)).await
-    }
-
-    async fn filters_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorFilter>> {
-        persist("DescribeTrafficMirrorFilters", || self.inner.filters_tagged(key, value)).await
-    }
-
-    async fn create_filter(&self, description: &str, tags: &Tags, token: &str) -> AwsResult<String> {
-        persist("CreateTrafficMirrorFilter", || async {
-            self.turn(Call::Create).await?;
-            self.inner.create_filter(description, tags, token).await
-        })
-        .await
-        .inspect(|_| metrics::add(Counter::FiltersCreated, 1))
-    }
-
-    async fn create_filter_rule(&self, filter_id: &str, rule: &RuleSpec, token: &str) -> AwsResult<String> {
-        persist("CreateTrafficMirrorFilterRule", || async {
-            self.turn(Call::Create).await?;
-            self.inner.create_filter_rule(filter_id, rule, token).await
-        })
-        .await
-    }
-
-    async fn delete_filter(&self, id: &str) -> AwsResult<Deleted> {
-        persist("DeleteTrafficMirrorFilter", || async {
-            self.turn(Call::Delete).await?;
-            self.inner.delete_filter(id).await
-        })
-        .await
-        .inspect(|gone| {
-            if *gone == Deleted::Now {
-                metrics::add(Counter::FiltersDeleted, 1);
-            }
-        })
-    }
-}
-
-#[async_trait]
-impl<A: MirrorApi> Sessions for Patient<A> {
-    async fn sessions(&self, query: &SessionQuery) -> AwsResult<Vec<MirrorSession>> {
-        persist("DescribeTrafficMirrorSessions", || self.inner.sessions(query)).await
-    }
-
-    async fn create_session(&self, session: &NewSession, tags: &Tags, token: &str) -> AwsResult<MirrorSession> {
-        persist("CreateTrafficMirrorSession", || async {
-            self.turn(Call::Create).await?;
-            self.inner.create_session(session, tags, token).await
-        })
-        .await
-        .inspect(|_| metrics::add(Counter::SessionsCreated, 1))
-    }
-
-    async fn delete_session(&self, id: &str) -> AwsResult<Deleted> {
-        persist("DeleteTrafficMirrorSession", || async {
-            self.turn(Call::Delete).await?;
-            self.inner.delete_session(id).await
-        })
-        .await
-        .inspect(|gone| {
-            if *gone == Deleted::Now {
-                metrics::add(Counter::SessionsDeleted, 1);
-            }
-        })
-    }
-}
-
-#[async_trait]
-impl<A: MirrorApi> Instances for Patient<A> {
-    async fn instance(&self, id: &str) -> AwsResult<Option<InstanceInfo>> {
-        persist("DescribeInstances", || self.inner.instance(id)).await
-    }
-
-    async fn hypervisor(&self, instance_type: &str) -> AwsResult<Option<String>> {
-        persist("DescribeInstanceTypes", || self.inner.hypervisor(instance_type)).await
-    }
-
-    async fn interface(&self, eni: &str) -> AwsResult<Option<InterfaceInfo>> {
-        persist("DescribeNetworkInterfaces", || self.inner.interface(eni)).await
-    }
-
-    async fn instances(&self) -> AwsResult<Vec<InstanceInfo>> {
-        persist("DescribeInstances", || self.inner.instances()).await
-    }
-
-    async fn ingress(&self, eni: &str) -> AwsResult<Option<Ingress>> {
-        persist("DescribeSecurityGroups", || self.inner.ingress(eni)).await
-    }
-}
-
-#[async_trait]
-impl<A: MirrorApi> Preflight for Patient<A> {
-    async fn permitted(&self, call: &CheckedCall, tags: &Tags) -> AwsResult<()> {
-        persist(call.action(), || self.inner.permitted(call, tags)).await
-    }
-}
-
-#[async_trait]
-impl<A: MirrorApi> Tagging for Patient<A> {
-    async fn retag(&self, resource_ids: &[String], tags: &Tags) -> AwsResult<()> {
-        persist("CreateTags", || async {
-            self.turn(Call::Create).await?;
-            self.inner.retag(resource_ids, tags).await
-        })
-        .await
     }
 }
 

@@ -1,12 +1,14 @@
 //! The domain: what the product talks about, with no behaviour of the
 //! application. Ids and how they are read (`ids`), validated requests and
-//! the resources they name (`model`), every tag name (`tags`), the time
+//! the resources they name (`model`), an instance's state and hypervisor
+//! (`instance`), every tag name (`tags`), the time
 //! (`clock`), the ledger's records and shared keys (`records`) and the
 //! allow-lists. Everything imports it; it imports nothing
 //! of the application but the wire contract's requester types.
 
 pub mod clock;
 pub mod ids;
+pub mod instance;
 pub mod model;
 pub mod records;
 pub mod tags;

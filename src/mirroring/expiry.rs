@@ -10,7 +10,7 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use super::model::{rfc3339, Accountability, MirrorRequest, RemoveRequest, Requester, RequesterBasis};
-use super::{now_seconds, Mirroring};
+use super::now_seconds;
 use crate::ports::{ActionKind, LedgerRecord, RecordStatus};
 
 /// Expired mirrors removed at once: each remove is a few EC2 and ledger
@@ -59,11 +59,18 @@ pub enum ExpiryOutcome {
     },
 }
 
-impl Mirroring {
+/// Time-boxed mirrors ended when their time comes.
+pub struct Expiry {
+    pub(crate) records: std::sync::Arc<dyn crate::ports::ActionRecords>,
+    pub(crate) scans: std::sync::Arc<dyn crate::ports::Scans>,
+    pub(crate) actions: std::sync::Arc<crate::mirroring::Actions>,
+}
+
+impl Expiry {
     /// Removes every mirror whose end has come (a dry run only lists them),
     /// found through the ledger's index of ends.
     pub async fn expire(&self, dry_run: bool) -> ExpiryReport {
-        match self.ledger.ending_by(now_seconds()).await {
+        match self.scans.ending_by(now_seconds()).await {
             Ok(ids) => self.expire_these(dry_run, ids).await,
             Err(err) => {
                 warn!(error = %err, "the mirrors' ends could not be read");
@@ -98,7 +105,7 @@ impl Mirroring {
         // The index may lag behind a remove or a renewal: each record is read
         // again, consistently, and only a live mirror whose end has come goes.
         let records = stream::iter(ids)
-            .map(|id| async move { self.ledger.get(&id).await })
+            .map(|id| async move { self.records.get(&id).await })
             .buffer_unordered(AT_ONCE)
             .collect::<Vec<_>>()
             .await;
@@ -116,7 +123,7 @@ impl Mirroring {
                 if crate::deadline::budget().is_some_and(|left| left < REMOVAL_TIME) {
                     return ExpiryOutcome::Deferred;
                 }
-                let result = self.run(&expiry_remove(record)).await;
+                let result = self.actions.run(&expiry_remove(record)).await;
                 if result.success {
                     crate::metrics::add(crate::metrics::Counter::MirrorsExpired, 1);
                     ExpiryOutcome::Removed

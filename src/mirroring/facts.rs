@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use tracing::warn;
 
+use crate::domain::instance::Hypervisor;
 use crate::ports::{AwsError, AwsResult, Ingress, Instances};
 
 /// How long a target ENI's ingress rules are taken as read.
@@ -18,7 +19,7 @@ const INGRESS_FRESH_FOR: Duration = Duration::from_secs(60);
 pub struct InstanceFacts {
     ec2: Arc<dyn Instances>,
     /// Instance type -> hypervisor, as EC2 said.
-    hypervisors: Mutex<HashMap<String, Option<String>>>,
+    hypervisors: Mutex<HashMap<String, Option<Hypervisor>>>,
     /// Target ENI -> its ingress rules and when they were read.
     ingress_read: Mutex<HashMap<String, (Instant, Option<Ingress>)>>,
 }
@@ -34,7 +35,7 @@ impl InstanceFacts {
 
     /// The hypervisor of an instance type, asked of EC2 once per process:
     /// an instance type's hypervisor never changes.
-    pub async fn hypervisor_of(&self, instance_type: &str) -> Result<Option<String>, AwsError> {
+    pub async fn hypervisor_of(&self, instance_type: &str) -> Result<Option<Hypervisor>, AwsError> {
         if let Some(known) = self.hypervisors.lock().ok().and_then(|t| t.get(instance_type).cloned()) {
             return Ok(known);
         }
@@ -82,5 +83,19 @@ impl InstanceFacts {
             known.insert(eni.to_owned(), ingress);
         }
         known
+    }
+
+    /// For an ENI target: why mirrored traffic from the source would not get
+    /// in (`delivery::refusal`); `None` when it would, or it cannot be read.
+    pub async fn delivery_refusal(&self, request: &crate::domain::model::CreateRequest) -> Option<String> {
+        let target = request.target.eni().filter(|_| request.check_delivery)?;
+        let (ingress, source) = tokio::join!(
+            self.ingress_of(target.as_str()),
+            self.ec2.interface(request.source_eni.as_str())
+        );
+        let (Ok(Some(ingress)), Ok(Some(source))) = (ingress, source) else {
+            return None;
+        };
+        super::delivery::refusal(&ingress, &source.endpoint)
     }
 }

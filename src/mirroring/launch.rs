@@ -11,11 +11,12 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
+use super::aws_failure;
 use super::facts::InstanceFacts;
 use super::model::{Accountability, EniId, MirrorRequest, Requester};
 use super::validate::{target_field_of, validate};
-use super::{aws_failure, Mirroring};
 use crate::contract::{ActionResult, RawAction, CREATE};
+use crate::domain::instance::{Hypervisor, InstanceState};
 use crate::domain::tags::{
     TAG_EXCLUDE, TAG_FILTER_ID, TAG_FILTER_PRESET, TAG_PACKET_LENGTH, TAG_RESERVATION_ID, TAG_SESSION_NUMBER,
     TAG_TARGET, TAG_TARGET_ENI,
@@ -79,28 +80,18 @@ pub struct Launches {
     pub facts: Arc<InstanceFacts>,
 }
 
-impl Mirroring {
-    /// The launch planner, over this deployment's ports.
-    pub fn launches(&self) -> Launches {
-        Launches {
-            instances: self.ec2.clone(),
-            facts: self.facts.clone(),
-        }
-    }
-}
-
 impl Launches {
     /// `Ok` when EC2 confirms that the instance is shutting down, terminated
     /// or gone, so that its mirrors may be removed.
     pub async fn confirm_ended(&self, instance_id: &str) -> Result<(), Unconfirmed> {
         match self.instances.instance(instance_id).await {
             Ok(None) => Ok(()),
-            Ok(Some(instance)) => match instance.state.as_deref() {
-                Some("shutting-down" | "terminated") => Ok(()),
+            Ok(Some(instance)) => match instance.state {
+                Some(state) if state.is_ending() => Ok(()),
                 other => Err(Unconfirmed::Ignored(format!(
                     "ignored: EC2 reports instance {instance_id} as {}, not shutting down or terminated, so the \
                      event is not believed and nothing was removed",
-                    other.unwrap_or("in an unknown state")
+                    other.as_ref().map_or("in an unknown state", InstanceState::name)
                 ))),
             },
             Err(err) => Err(Unconfirmed::Unknown(Box::new(aws_failure(
@@ -139,11 +130,11 @@ impl Launches {
             .hypervisor_of(&instance.instance_type)
             .await
             .map_err(|e| fail(&format!("describing instance type {}", instance.instance_type), &e))?;
-        if hypervisor.as_deref() != Some("nitro") {
+        if hypervisor != Some(Hypervisor::Nitro) {
             let message = format!(
                 "{instance_id} is a {} instance (hypervisor {}), which cannot be a traffic mirror source; not mirrored",
                 instance.instance_type,
-                hypervisor.as_deref().unwrap_or("unknown")
+                hypervisor.as_ref().map_or("unknown", Hypervisor::name)
             );
             let skipped = ActionResult::failure(&action_id, CREATE, "InstanceTypeNotSupported", message, false);
             return Ok(LaunchPlan::Actions(vec![Err(skipped)]));
@@ -272,7 +263,7 @@ mod tests {
             subnet_id: Some("subnet-1".into()),
             enis: vec!["eni-0000000a".into()],
             tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            state: Some("running".into()),
+            state: Some(InstanceState::Running),
             endpoints: Default::default(),
         }
     }

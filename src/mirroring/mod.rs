@@ -9,12 +9,15 @@ pub mod failure;
 pub mod fleet;
 pub mod launch;
 pub use crate::domain::model;
-mod plan;
+pub mod plan;
 pub(crate) mod release;
 pub mod remove;
 pub mod sweep;
 pub mod validate;
 pub mod watch;
+mod wiring;
+
+pub use wiring::{Mirroring, Ports};
 
 use std::sync::Arc;
 
@@ -25,7 +28,7 @@ pub(crate) use failure::{aws_failure, ledger_failure};
 
 use crate::announce::Announcer;
 use crate::contract::ActionResult;
-use crate::ports::{Claim, Ledger, LedgerError, LedgerRecord, MirrorApi, Publisher, Tags};
+use crate::ports::{ActionRecords, Claim, LedgerError, LedgerRecord, Tags};
 
 pub use crate::domain::tags::*;
 
@@ -37,20 +40,61 @@ pub const DEFAULT_LEASE_SECONDS: u64 = 15 * 60;
 /// Unused filters and targets one sweep deletes at most (`SWEEP_MAX_DELETIONS`).
 pub const DEFAULT_SWEEP_MAX_DELETIONS: usize = 5;
 
-pub struct Mirroring {
-    pub(crate) ec2: Arc<dyn MirrorApi>,
-    pub(crate) ledger: Arc<dyn Ledger>,
-    pub(crate) lease_seconds: u64,
+/// What every use case of one deployment shares: whose resources are ours
+/// (`owner`), its settings, how actions are claimed and records updated in
+/// the ledger, and where completion events go.
+pub struct Deployment {
+    pub(crate) records: Arc<dyn ActionRecords>,
     /// Completion events: a create announces itself, overlapping its event
-    /// with its ledger write (see `announce`); the `App` shares it.
+    /// with its ledger write; the `App` shares it.
     pub(crate) announcer: Arc<Announcer>,
     /// This deployment's value of `TAG_MANAGED_BY`.
     pub(crate) owner: String,
+    pub(crate) lease_seconds: u64,
     pub(crate) allowed: Allowed,
     pub(crate) controls: Controls,
     pub(crate) sweep_max_deletions: usize,
-    /// Instance types' hypervisors and target ENIs' ingress, cached.
-    pub(crate) facts: Arc<facts::InstanceFacts>,
+}
+
+impl Deployment {
+    pub fn ownership(&self, tags: &Tags) -> Ownership {
+        ownership_of(&self.owner, tags)
+    }
+
+    /// Made by this deployment (a legacy resource counts only once taken over).
+    pub fn owns(&self, tags: &Tags) -> bool {
+        self.ownership(tags) == Ownership::Ours
+    }
+
+    /// The tags of everything this deployment creates for an action.
+    pub(crate) fn tags_for(&self, action_id: &str, reservation_id: Option<&str>, instance_id: Option<&str>) -> Tags {
+        ownership_tags(&self.owner, action_id, reservation_id, instance_id)
+    }
+
+    pub(crate) async fn announce(&self, result: &ActionResult) {
+        self.announcer.announce(result).await;
+    }
+}
+
+/// Runs one action of either kind: what the fleet policy and expiry ask for.
+pub struct Actions {
+    pub(crate) creates: Arc<create::Creates>,
+    pub(crate) removes: Arc<remove::Removes>,
+}
+
+impl Actions {
+    /// Runs one action, which announces itself (a create overlaps its event
+    /// with its ledger write, a remove with its last writes), and records its
+    /// figures for the invocation's metrics.
+    pub async fn run(&self, request: &model::MirrorRequest) -> ActionResult {
+        // Boxed: a create's future is large, and the sweep runs several at once
+        // inside its own; on the stack they overflow a test thread's.
+        let action: std::pin::Pin<Box<dyn std::future::Future<Output = ActionResult> + Send + '_>> = match request {
+            model::MirrorRequest::Create(create) => Box::pin(self.creates.create(create)),
+            model::MirrorRequest::Remove(remove) => Box::pin(self.removes.remove(remove)),
+        };
+        crate::metrics::timed(action).await
+    }
 }
 
 /// Where mirrored traffic may come from and go to. Closed by default: a
@@ -97,83 +141,6 @@ pub enum Ownership {
     Foreign(String),
     /// Not made by this product at all.
     Unmanaged,
-}
-
-impl Mirroring {
-    pub fn new(
-        ec2: Arc<dyn MirrorApi>,
-        ledger: Arc<dyn Ledger>,
-        publisher: Arc<dyn Publisher>,
-        owner: impl Into<String>,
-    ) -> Self {
-        Self {
-            facts: Arc::new(facts::InstanceFacts::new(ec2.clone())),
-            ec2,
-            ledger,
-            lease_seconds: DEFAULT_LEASE_SECONDS,
-            announcer: Arc::new(Announcer::new(publisher)),
-            owner: owner.into(),
-            allowed: Allowed::default(),
-            controls: Controls::default(),
-            sweep_max_deletions: DEFAULT_SWEEP_MAX_DELETIONS,
-        }
-    }
-
-    /// Runs one action, which announces itself (a create overlaps its event
-    /// with its ledger write, a remove with its last writes), and records its
-    /// figures for the invocation's metrics.
-    pub async fn run(&self, request: &model::MirrorRequest) -> ActionResult {
-        // Boxed: a create's future is large, and the sweep runs several at once
-        // inside its own; on the stack they overflow a test thread's.
-        let action: std::pin::Pin<Box<dyn std::future::Future<Output = ActionResult> + Send + '_>> = match request {
-            model::MirrorRequest::Create(create) => Box::pin(self.create(create)),
-            model::MirrorRequest::Remove(remove) => Box::pin(self.remove(remove)),
-        };
-        crate::metrics::timed(action).await
-    }
-
-    pub fn with_allowed(mut self, allowed: Allowed) -> Self {
-        self.allowed = allowed;
-        self
-    }
-
-    pub fn with_controls(mut self, controls: Controls) -> Self {
-        self.controls = controls;
-        self
-    }
-
-    pub fn with_sweep_max_deletions(mut self, most: usize) -> Self {
-        self.sweep_max_deletions = most;
-        self
-    }
-
-    pub fn ownership(&self, tags: &Tags) -> Ownership {
-        ownership_of(&self.owner, tags)
-    }
-
-    /// Made by this deployment (a legacy resource counts only once taken over).
-    pub fn owns(&self, tags: &Tags) -> bool {
-        self.ownership(tags) == Ownership::Ours
-    }
-
-    /// The tags of everything this deployment creates for an action.
-    pub(crate) fn tags_for(&self, action_id: &str, reservation_id: Option<&str>, instance_id: Option<&str>) -> Tags {
-        ownership_tags(&self.owner, action_id, reservation_id, instance_id)
-    }
-
-    pub(crate) async fn announce(&self, result: &ActionResult) {
-        self.announcer.announce(result).await;
-    }
-
-    /// The announcer its completion events go through, for the `App`.
-    pub fn announcer(&self) -> Arc<Announcer> {
-        Arc::clone(&self.announcer)
-    }
-
-    pub fn with_lease_seconds(mut self, lease_seconds: u64) -> Self {
-        self.lease_seconds = lease_seconds;
-        self
-    }
 }
 
 pub fn ownership_of(owner: &str, tags: &Tags) -> Ownership {
@@ -242,13 +209,13 @@ pub(crate) fn client_token(action_id: &str, attempt: u32, step: &str) -> String 
 
 pub use crate::domain::clock::{jitter_millis, now_seconds};
 
-impl Mirroring {
+impl Deployment {
     /// Claims the record's action id, setting the attempt number to work
     /// under and the record's version; `Err` says why not, with the answer
     /// to give instead.
     pub(crate) async fn claim(&self, record: &mut LedgerRecord, action_type: &str) -> Result<(), Refused> {
         let action_id = record.action_id.clone();
-        match self.ledger.claim(record, self.lease_seconds).await {
+        match self.records.claim(record, self.lease_seconds).await {
             Ok(Claim::Granted { attempt, version }) => {
                 record.attempt = attempt;
                 record.version = version;
@@ -286,9 +253,9 @@ impl Mirroring {
                 return Ok(Some(current));
             }
             changed.updated_at = now_seconds();
-            match self.ledger.save(&mut changed).await {
+            match self.records.save(&mut changed).await {
                 Ok(()) => return Ok(Some(changed)),
-                Err(LedgerError::Conflict(_)) => match self.ledger.get(&record.action_id).await? {
+                Err(LedgerError::Conflict(_)) => match self.records.get(&record.action_id).await? {
                     Some(fresh) => current = fresh,
                     None => return Ok(None),
                 },
@@ -321,65 +288,6 @@ impl Refused {
 pub const NOT_ALLOWED: &str = "MirroringNotAllowed";
 /// The code of an action refused for what it says (contract §3.1).
 pub const VALIDATION_ERROR: &str = "ValidationError";
-
-impl Mirroring {
-    /// Refuses a create whose destination or source this deployment does not
-    /// allow, before anything is claimed or changed.
-    pub(crate) async fn check_allowed(&self, request: &model::CreateRequest) -> Result<(), Failure> {
-        let refuse = |message: String| Failure::refused(NOT_ALLOWED, message, false);
-        let destination = request.target.to_string();
-        match &self.allowed.targets {
-            AllowList::Nothing => {
-                return Err(refuse(format!(
-                    "this deployment allows no destination yet, so {destination} is refused: set ALLOWED_TARGETS \
-                     (the AllowedTargets parameter) to the destinations it may mirror to, or * for any; nothing was \
-                     created"
-                )))
-            }
-            AllowList::Only(targets) if !targets.contains(&destination) => {
-                return Err(refuse(format!(
-                    "{destination} is not among the destinations this deployment may mirror to (ALLOWED_TARGETS); \
-                     nothing was created"
-                )));
-            }
-            _ => {}
-        }
-        let sources = match &self.allowed.sources {
-            AllowList::Any => return Ok(()),
-            AllowList::Nothing => {
-                return Err(refuse(format!(
-                    "this deployment allows no source yet, so {} is refused: set ALLOWED_SOURCES (the \
-                     AllowedSources parameter) to the VPCs or subnets whose traffic it may mirror, or * for any; \
-                     nothing was created",
-                    request.source_eni
-                )))
-            }
-            AllowList::Only(sources) => sources,
-        };
-        let source = request.source_eni.as_str();
-        let interface = self
-            .ec2
-            .interface(source)
-            .await
-            .map_err(|err| Failure::aws(format!("looking up {source}"), &err))?;
-        let Some(interface) = interface else {
-            return Err(Failure::refused(
-                "InvalidNetworkInterfaceID.NotFound",
-                format!("the source network interface {source} does not exist; nothing was created"),
-                false,
-            ));
-        };
-        let places = [interface.subnet_id, interface.vpc_id];
-        if places.iter().flatten().any(|place| sources.contains(place)) {
-            Ok(())
-        } else {
-            Err(refuse(format!(
-                "{source} is not in a VPC or subnet whose traffic this deployment may mirror (ALLOWED_SOURCES); \
-                 nothing was created"
-            )))
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::create::{choose_session_number, pick_target};
 use super::model::{CreateRequest, FilterSpec, TargetSpec};
-use super::{aws_failure, Failure, Mirroring};
+use super::{aws_failure, Failure};
 use crate::contract::{ActionResult, CREATE};
 use crate::ports::{AwsError, CheckedCall, NewSession, SessionQuery, SharedKey};
 
@@ -37,13 +37,25 @@ impl Step {
     }
 }
 
-impl Mirroring {
+/// A create's dry run: only reads, and `DryRun` calls.
+pub struct Planner {
+    pub(crate) claims: std::sync::Arc<dyn crate::ports::SharedResources>,
+    pub(crate) filters: std::sync::Arc<dyn crate::ports::Filters>,
+    pub(crate) numbers: std::sync::Arc<dyn crate::ports::SessionNumbers>,
+    pub(crate) preflight: std::sync::Arc<dyn crate::ports::Preflight>,
+    pub(crate) sessions: std::sync::Arc<dyn crate::ports::Sessions>,
+    pub(crate) targets: std::sync::Arc<dyn crate::ports::Targets>,
+    pub(crate) deployment: std::sync::Arc<crate::mirroring::Deployment>,
+    pub(crate) facts: std::sync::Arc<crate::mirroring::facts::InstanceFacts>,
+}
+
+impl Planner {
     pub(crate) async fn plan_create(&self, request: &CreateRequest) -> ActionResult {
         let action_id = request.action_id.as_str();
         let on_source = SessionQuery::SourceEni(request.source_eni.clone());
         let (sessions, claimed, target, filter) = tokio::join!(
-            self.ec2.sessions(&on_source),
-            self.ledger.numbers(request.source_eni.as_str()),
+            self.sessions.sessions(&on_source),
+            self.numbers.numbers(request.source_eni.as_str()),
             self.plan_target(request),
             self.plan_filter(request),
         );
@@ -89,15 +101,15 @@ impl Mirroring {
             unchecked.push(json!({"action": "CreateTrafficMirrorFilterRule",
                                   "reason": "it names the filter this create would make"}));
         }
-        let mut tags = self.tags_for(
+        let mut tags = self.deployment.tags_for(
             action_id,
             request.reservation_id.as_deref(),
             request.instance_id.as_deref(),
         );
         tags.extend(super::accountability_tags(&request.accountability));
         let (answers, undeliverable) = tokio::join!(
-            futures::future::join_all(checks.iter().map(|call| self.ec2.permitted(call, &tags))),
-            self.delivery_refusal(request)
+            futures::future::join_all(checks.iter().map(|call| self.preflight.permitted(call, &tags))),
+            self.facts.delivery_refusal(request)
         );
         let mut permitted = Vec::new();
         let mut refusal: Option<(&'static str, AwsError)> = None;
@@ -154,7 +166,7 @@ impl Mirroring {
     async fn plan_target(&self, request: &CreateRequest) -> Result<Step, Failure> {
         let fail = |err: AwsError| Failure::aws(format!("looking up the mirror target of {}", request.target), &err);
         if let TargetSpec::Existing(id) = &request.target {
-            return match self.ec2.target(id).await.map_err(fail)? {
+            return match self.targets.target(id).await.map_err(fail)? {
                 Some(_) => Ok(Step::Use {
                     id: id.clone(),
                     how: "given",
@@ -163,7 +175,7 @@ impl Mirroring {
             };
         }
         let name = request.target.claim_name().unwrap_or_default().to_owned();
-        let claim = self.ledger.shared(&SharedKey::Target(name.clone())).await?;
+        let claim = self.claims.shared(&SharedKey::Target(name.clone())).await?;
         if let Some(id) = claim.as_ref().and_then(|c| c.resource_id.clone()) {
             let users = claim.map(|c| c.users.len()).unwrap_or_default();
             if users >= request.target.source_limit() {
@@ -177,8 +189,8 @@ impl Mirroring {
             }
             return Ok(Step::Use { id, how: "reuse" });
         }
-        let targets = self.ec2.targets_of(&request.target).await.map_err(fail)?;
-        let foreign: Vec<_> = targets.into_iter().filter(|t| !self.owns(&t.tags)).collect();
+        let targets = self.targets.targets_of(&request.target).await.map_err(fail)?;
+        let foreign: Vec<_> = targets.into_iter().filter(|t| !self.deployment.owns(&t.tags)).collect();
         Ok(match pick_target(&foreign) {
             Some(target) => Step::Use {
                 id: target.id.clone(),
@@ -190,7 +202,7 @@ impl Mirroring {
 
     async fn plan_filter(&self, request: &CreateRequest) -> Result<Step, Failure> {
         match &request.filter {
-            FilterSpec::Existing(id) => match self.ec2.filter(id).await {
+            FilterSpec::Existing(id) => match self.filters.filter(id).await {
                 Ok(Some(_)) => Ok(Step::Use {
                     id: id.clone(),
                     how: "given",
@@ -199,7 +211,7 @@ impl Mirroring {
                 Err(err) => Err(Failure::aws(format!("looking up filter {id}"), &err)),
             },
             FilterSpec::Rules { key, .. } => {
-                let claim = self.ledger.shared(&SharedKey::Filter(key.clone())).await?;
+                let claim = self.claims.shared(&SharedKey::Filter(key.clone())).await?;
                 Ok(match claim.and_then(|c| c.resource_id) {
                     Some(id) => Step::Use { id, how: "reuse" },
                     None => Step::Create,

@@ -6,7 +6,6 @@
 
 use tracing::warn;
 
-use super::Mirroring;
 use crate::ports::{AwsError, ErrorKind, LedgerError, LedgerRecord, SharedKey};
 
 /// What an action holds, as far as releasing it goes.
@@ -83,7 +82,16 @@ pub(crate) struct Left {
     target: Option<(Option<String>, usize)>,
 }
 
-impl Mirroring {
+/// Letting go of what an action held: its number and its places on shared resources.
+pub struct Sharing {
+    pub(crate) claims: std::sync::Arc<dyn crate::ports::SharedResources>,
+    pub(crate) filters: std::sync::Arc<dyn crate::ports::Filters>,
+    pub(crate) numbers: std::sync::Arc<dyn crate::ports::SessionNumbers>,
+    pub(crate) targets: std::sync::Arc<dyn crate::ports::Targets>,
+    pub(crate) deployment: std::sync::Arc<crate::mirroring::Deployment>,
+}
+
+impl Sharing {
     /// Lets go of everything `hold` names: the two steps below, one after
     /// the other.
     pub(crate) async fn release(&self, hold: &Release<'_>) -> Result<Released, LedgerError> {
@@ -98,7 +106,7 @@ impl Mirroring {
     pub(crate) async fn leave(&self, hold: &Release<'_>) -> Result<Left, LedgerError> {
         let number = async {
             match (hold.source_eni, hold.number) {
-                (Some(eni), Some(number)) => self.ledger.release_number(eni, number, hold.action_id).await,
+                (Some(eni), Some(number)) => self.numbers.release_number(eni, number, hold.action_id).await,
                 _ => Ok(()),
             }
         };
@@ -106,7 +114,7 @@ impl Mirroring {
             let key = key.clone();
             async move {
                 match key {
-                    Some(key) => self.ledger.leave_shared(&key, hold.action_id).await.map(Some),
+                    Some(key) => self.claims.leave_shared(&key, hold.action_id).await.map(Some),
                     None => Ok(None),
                 }
             }
@@ -185,7 +193,7 @@ impl Mirroring {
     /// it. The conditional forget comes first so that no create can join a
     /// resource that is about to be deleted.
     pub(crate) async fn retire_shared(&self, key: &SharedKey, id: &str, created_by_us: bool) -> Fate {
-        match self.ledger.retire_shared(key, id).await {
+        match self.claims.retire_shared(key, id).await {
             Ok(true) => {}
             Ok(false) => return Fate::InUse,
             Err(err) => {
@@ -202,7 +210,7 @@ impl Mirroring {
         if fate != Fate::Deleted {
             // Still in EC2, so the ledger must name it again: for the next
             // create to reuse, or the next remove or sweep to delete.
-            if let Err(err) = self.ledger.restore_shared(key, id).await {
+            if let Err(err) = self.claims.restore_shared(key, id).await {
                 warn!(resource = id, error = %err, "a resource that stays could not be recorded again");
             }
         }
@@ -211,7 +219,7 @@ impl Mirroring {
 
     /// Deletes one of our targets; EC2 refuses while a session uses it.
     pub(crate) async fn delete_target_if_unused(&self, target_id: &str) -> Fate {
-        match self.ec2.delete_target(target_id).await {
+        match self.targets.delete_target(target_id).await {
             Ok(_) => Fate::Deleted,
             Err(err) if err.kind == ErrorKind::InUse => Fate::InUse,
             Err(err) => {
@@ -223,7 +231,7 @@ impl Mirroring {
 
     /// Deletes one of our filters; EC2 refuses while a session uses it.
     pub(crate) async fn delete_filter_if_unused(&self, filter_id: &str) -> Fate {
-        match self.ec2.delete_filter(filter_id).await {
+        match self.filters.delete_filter(filter_id).await {
             Ok(_) => Fate::Deleted,
             Err(err) if err.kind == ErrorKind::InUse => Fate::InUse,
             Err(err) => {
@@ -238,6 +246,6 @@ impl Mirroring {
         if created_by_us {
             return true;
         }
-        matches!(self.ec2.target(target_id).await, Ok(Some(target)) if self.owns(&target.tags))
+        matches!(self.targets.target(target_id).await, Ok(Some(target)) if self.deployment.owns(&target.tags))
     }
 }

@@ -13,7 +13,7 @@ use super::model::RemoveRequest;
 use super::model::TargetSpec;
 use super::release::{Fate, Release, Released};
 use super::{
-    aws_failure, now_seconds, Failure, Mirroring, Ownership, Refused, TAG_ACTION_ID, TAG_INSTANCE_ID, TAG_MANAGED_BY,
+    aws_failure, now_seconds, Failure, Ownership, Refused, TAG_ACTION_ID, TAG_INSTANCE_ID, TAG_MANAGED_BY,
     TAG_RESERVATION_ID, VALIDATION_ERROR,
 };
 use crate::contract::{ActionResult, REMOVE};
@@ -54,10 +54,20 @@ struct Outcome {
     to_mark_removed: Vec<LedgerRecord>,
 }
 
-impl Mirroring {
+/// RemoveTrafficMirroring, and the removal of one session for the others.
+pub struct Removes {
+    pub(crate) records: std::sync::Arc<dyn crate::ports::ActionRecords>,
+    pub(crate) sessions: std::sync::Arc<dyn crate::ports::Sessions>,
+    pub(crate) tagging: std::sync::Arc<dyn crate::ports::Tagging>,
+    pub(crate) targets: std::sync::Arc<dyn crate::ports::Targets>,
+    pub(crate) deployment: std::sync::Arc<crate::mirroring::Deployment>,
+    pub(crate) sharing: std::sync::Arc<crate::mirroring::release::Sharing>,
+}
+
+impl Removes {
     pub async fn remove(&self, request: &RemoveRequest) -> ActionResult {
         let accountable = &request.accountability;
-        if self.controls.require_reason && accountable.reason.is_none() {
+        if self.deployment.controls.require_reason && accountable.reason.is_none() {
             let refused = ActionResult::failure(
                 &request.action_id,
                 REMOVE,
@@ -70,7 +80,7 @@ impl Mirroring {
                 false,
             )
             .accountable(accountable);
-            crate::deadline::winding_down(self.announce(&refused)).await;
+            crate::deadline::winding_down(self.deployment.announce(&refused)).await;
             return refused;
         }
         let now = now_seconds();
@@ -88,7 +98,10 @@ impl Mirroring {
         };
         // Round 1: the claim, and the lookups (reads only, so a refused
         // claim costs nothing but them).
-        let (claimed, found) = tokio::join!(self.claim(&mut record, REMOVE), self.find_for_removal(request));
+        let (claimed, found) = tokio::join!(
+            self.deployment.claim(&mut record, REMOVE),
+            self.find_for_removal(request)
+        );
         if let Err(refused) = claimed {
             let replayed = matches!(refused, Refused::Finished(_));
             let answer = refused.answer();
@@ -97,7 +110,7 @@ impl Mirroring {
             } else {
                 answer.accountable(accountable)
             };
-            crate::deadline::winding_down(self.announce(&answer)).await;
+            crate::deadline::winding_down(self.deployment.announce(&answer)).await;
             return answer;
         }
         let mut to_mark_removed = Vec::new();
@@ -134,7 +147,7 @@ impl Mirroring {
         // the sweep finishes, and a retry finds nothing left to do.
         let marks = join_all(to_mark_removed.iter().map(|r| self.mark_removed(r)));
         let (marks, saved, ()) = crate::deadline::winding_down(async {
-            tokio::join!(marks, self.ledger.save(&mut record), self.announce(&result))
+            tokio::join!(marks, self.records.save(&mut record), self.deployment.announce(&result))
         })
         .await;
         for (marked, outcome) in to_mark_removed.iter().zip(marks) {
@@ -163,7 +176,7 @@ impl Mirroring {
         .flatten()
         .collect();
         let mut sources = BTreeSet::new();
-        for found in join_all(queries.iter().map(|query| self.ledger.find(query))).await {
+        for found in join_all(queries.iter().map(|query| self.records.find(query))).await {
             let records = found.ok().filter(|records| !records.is_empty())?;
             sources.extend(records.into_iter().filter_map(|r| r.source_eni));
         }
@@ -177,7 +190,7 @@ impl Mirroring {
         let fail = |context: &str, err: &AwsError| Failure::aws(context, err);
         let mut found = Found::default();
         if let Some(session_id) = &request.session_id {
-            let records = self.ledger.find(&LedgerQuery::Session(session_id.clone())).await?;
+            let records = self.records.find(&LedgerQuery::Session(session_id.clone())).await?;
             let live: Vec<_> = records.iter().filter(|r| removable(r)).cloned().collect();
             if !live.is_empty() {
                 found.add_records(live);
@@ -185,7 +198,7 @@ impl Mirroring {
                 found.already_gone.push(session_id.clone());
             } else {
                 let sessions = self
-                    .ec2
+                    .sessions
                     .sessions(&SessionQuery::Id(session_id.clone()))
                     .await
                     .map_err(|e| fail(&format!("looking up session {session_id}"), &e))?;
@@ -196,16 +209,16 @@ impl Mirroring {
             }
         }
         if let Some(eni) = &request.target_eni {
-            let records = self.ledger.find(&LedgerQuery::TargetEni(eni.to_string())).await?;
+            let records = self.records.find(&LedgerQuery::TargetEni(eni.to_string())).await?;
             found.add_records(records.into_iter().filter(removable).collect());
             let targets = self
-                .ec2
+                .targets
                 .targets_of(&TargetSpec::Eni(eni.clone()))
                 .await
                 .map_err(|e| fail(&format!("looking up the mirror targets of {eni}"), &e))?;
             for target in targets {
                 let sessions = self
-                    .ec2
+                    .sessions
                     .sessions(&SessionQuery::Target(target.id.clone()))
                     .await
                     .map_err(|e| fail(&format!("listing the sessions of target {}", target.id), &e))?;
@@ -213,20 +226,23 @@ impl Mirroring {
             }
         }
         if let Some(instance) = &request.instance_id {
-            let records = self.ledger.find(&LedgerQuery::Instance(instance.clone())).await?;
+            let records = self.records.find(&LedgerQuery::Instance(instance.clone())).await?;
             found.add_records(records.into_iter().filter(removable).collect());
             let tagged = self
-                .ec2
+                .sessions
                 .sessions(&SessionQuery::Tag(TAG_INSTANCE_ID.to_owned(), instance.clone()))
                 .await
                 .map_err(|e| fail(&format!("listing the sessions of instance {instance}"), &e))?;
             self.add_sessions(&mut found, tagged).await?;
         }
         if let Some(reservation) = &request.reservation_id {
-            let records = self.ledger.find(&LedgerQuery::Reservation(reservation.clone())).await?;
+            let records = self
+                .records
+                .find(&LedgerQuery::Reservation(reservation.clone()))
+                .await?;
             found.add_records(records.into_iter().filter(removable).collect());
             let tagged = self
-                .ec2
+                .sessions
                 .sessions(&SessionQuery::Tag(TAG_RESERVATION_ID.to_owned(), reservation.clone()))
                 .await
                 .map_err(|e| fail(&format!("listing the sessions of reservation {reservation}"), &e))?;
@@ -247,10 +263,10 @@ impl Mirroring {
             .collect();
         // Only ours (and an earlier version's) can have a record in this ledger.
         let lookups = unseen.iter().map(|session| async move {
-            let ownership = self.ownership(&session.tags);
+            let ownership = self.deployment.ownership(&session.tags);
             match session.tag(TAG_ACTION_ID) {
                 Some(action) if matches!(ownership, Ownership::Ours | Ownership::Legacy) => {
-                    self.ledger.get(action).await
+                    self.records.get(action).await
                 }
                 _ => Ok(None),
             }
@@ -262,7 +278,7 @@ impl Mirroring {
                 r.kind == Some(ActionKind::Create)
                     && (r.session_id.as_ref() == Some(&session.id) || r.status == Some(RecordStatus::Pending))
             });
-            match (self.ownership(&session.tags), record) {
+            match (self.deployment.ownership(&session.tags), record) {
                 (Ownership::Ours | Ownership::Legacy, Some(record)) if record.status == Some(RecordStatus::Pending) => {
                     found.in_progress.push(session.id);
                 }
@@ -288,10 +304,10 @@ impl Mirroring {
         let mut ids: Vec<String> = record.session_id.iter().cloned().collect();
         ids.extend(record.filter_id.clone().filter(|_| record.filter_key.is_some()));
         ids.extend(record.target_id.clone().filter(|_| record.target_created));
-        let tags = vec![(TAG_MANAGED_BY.to_owned(), self.owner.clone())];
+        let tags = vec![(TAG_MANAGED_BY.to_owned(), self.deployment.owner.clone())];
         // One call each: IAM lets us re-tag only what still carries the
         // legacy value, and a target shared by several records may be ours already.
-        let outcomes = join_all(ids.iter().map(|id| self.ec2.retag(std::slice::from_ref(id), &tags))).await;
+        let outcomes = join_all(ids.iter().map(|id| self.tagging.retag(std::slice::from_ref(id), &tags))).await;
         for (id, outcome) in ids.iter().zip(outcomes) {
             match outcome {
                 Ok(()) => info!(action_id = %record.action_id, resource = %id, "taken over from an earlier version"),
@@ -343,16 +359,17 @@ impl Mirroring {
             }
         }
         for target_id in untracked_targets {
-            let target = match self.ec2.target(&target_id).await {
-                Ok(Some(target)) if self.owns(&target.tags) => target,
+            let target = match self.targets.target(&target_id).await {
+                Ok(Some(target)) if self.deployment.owns(&target.tags) => target,
                 _ => continue,
             };
             let fate = match target.claim_name() {
                 Some(name) => {
-                    self.retire_shared(&SharedKey::Target(name.to_owned()), &target_id, true)
+                    self.sharing
+                        .retire_shared(&SharedKey::Target(name.to_owned()), &target_id, true)
                         .await
                 }
-                None => self.delete_target_if_unused(&target_id).await,
+                None => self.sharing.delete_target_if_unused(&target_id).await,
             };
             match fate {
                 Fate::Deleted => outcome.targets_deleted.push(target_id),
@@ -383,6 +400,7 @@ impl Mirroring {
         if record.kind.is_some() {
             // The intent first: if we stop half-way, the record says so.
             let marked = self
+                .deployment
                 .update_record(&record, |r| {
                     let holds = r
                         .status
@@ -411,7 +429,7 @@ impl Mirroring {
         let hold = Release::of(record, None);
         let delete = async {
             match &record.session_id {
-                Some(id) => Ok(Some((id.clone(), self.ec2.delete_session(id).await?))),
+                Some(id) => Ok(Some((id.clone(), self.sessions.delete_session(id).await?))),
                 None => Ok(None),
             }
         };
@@ -420,10 +438,10 @@ impl Mirroring {
         // and nothing is retired before the session is gone. If the delete
         // fails, the record stays `removing`, and a retry (or the sweep)
         // deletes it and leaves again, which changes nothing twice.
-        let (deleted, left) = tokio::join!(delete, self.leave(&hold));
+        let (deleted, left) = tokio::join!(delete, self.sharing.leave(&hold));
         let session: Option<(String, Deleted)> = deleted?;
         let left = left.map_err(ledger_as_aws)?;
-        let released = self.settle(&hold, left).await;
+        let released = self.sharing.settle(&hold, left).await;
         if let Some(err) = released.filter_error {
             // The session is gone but its last filter stays: the record stays
             // `removing`, so a retried remove (or the sweep) finishes the job.
@@ -436,15 +454,16 @@ impl Mirroring {
 
     /// The final status of a removed mirror's record.
     async fn mark_removed(&self, record: &LedgerRecord) -> Result<(), LedgerError> {
-        self.update_record(record, |r| {
-            let change = r.status == Some(RecordStatus::Removing);
-            if change {
-                r.status = Some(RecordStatus::Removed);
-            }
-            change
-        })
-        .await
-        .map(|_| ())
+        self.deployment
+            .update_record(record, |r| {
+                let change = r.status == Some(RecordStatus::Removing);
+                if change {
+                    r.status = Some(RecordStatus::Removed);
+                }
+                change
+            })
+            .await
+            .map(|_| ())
     }
 }
 

@@ -22,7 +22,7 @@ use tracing::{info, warn};
 
 use std::sync::Arc;
 
-use super::{now_seconds, ownership_of, Mirroring, Ownership};
+use super::{now_seconds, ownership_of, Ownership};
 use crate::announce::Announcer;
 use crate::contract::{ActionResult, TAMPERING, UNAPPROVED};
 use crate::domain::AllowList;
@@ -46,23 +46,6 @@ pub struct Watch {
     pub allowed_targets: AllowList,
     /// `REMOVE_UNAPPROVED_MIRRORS`.
     pub remove_unapproved: bool,
-}
-
-impl Mirroring {
-    /// The watch, over this deployment's ports and settings.
-    pub fn watch(&self) -> Watch {
-        Watch {
-            sessions: self.ec2.clone(),
-            targets: self.ec2.clone(),
-            filters: self.ec2.clone(),
-            records: self.ledger.clone(),
-            scans: self.ledger.clone(),
-            announcer: self.announcer(),
-            owner: self.owner.clone(),
-            allowed_targets: self.allowed.targets.clone(),
-            remove_unapproved: self.controls.remove_unapproved_mirrors,
-        }
-    }
 }
 
 /// A session in the account that this deployment did not make, to a target

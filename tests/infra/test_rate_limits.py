@@ -130,18 +130,20 @@ def test_a_full_batch_fits_in_half_the_default_timeout(template, defaults):
 
 # ---------------------------------------------------------------- the code's pace
 
-def patient_methods():
-    """{method: body} of Patient's EC2 port implementations (one impl block
-    per capability: `impl<A: MirrorApi> Sessions for Patient<A>`, ...)."""
-    source = without_comments(read(PATIENCE)).split("#[cfg(test)]", 1)[0]
-    blocks = list(re.finditer(r"\bimpl\s*<[^>]*>\s*(\w+)\s+for\s+Patient\s*<[^>]*>\s*\{", source))
-    assert blocks, f"{PATIENCE}: the parser no longer finds `impl<A: MirrorApi> <capability> for Patient<A>`"
+EC2_ADAPTERS = ("src/aws/ec2/mod.rs", "src/aws/ec2/instances.rs")
+
+
+def adapter_methods():
+    """{method: body} of the EC2 port adapters (one impl block per
+    capability: `impl Sessions for Ec2Sessions`, ...)."""
     methods = {}
-    for match in blocks:
-        block = source[match.end() - 1: block_end(source, match.end() - 1)]
-        for method in re.finditer(r"\basync\s+fn\s+(\w+)\b[^{;]*\{", block):
-            methods[method.group(1)] = block[method.end() - 1: block_end(block, method.end() - 1)]
-    assert methods, f"{PATIENCE}: the parser finds no method in Patient's port implementations"
+    for path in EC2_ADAPTERS:
+        source = without_comments(read(path)).split("#[cfg(test)]", 1)[0]
+        for match in re.finditer(r"\bimpl\s+(\w+)\s+for\s+Ec2\w+\s*\{", source):
+            block = source[match.end() - 1: block_end(source, match.end() - 1)]
+            for method in re.finditer(r"\basync\s+fn\s+(\w+)\b[^{;]*\{", block):
+                methods[method.group(1)] = block[method.end() - 1: block_end(block, method.end() - 1)]
+    assert methods, f"{EC2_ADAPTERS}: the parser finds no `impl <capability> for Ec2<capability>` method"
     return methods
 
 
@@ -165,21 +167,25 @@ def adapter_method(action):
 
 def test_every_mutating_call_the_role_allows_is_paced(template):
     """The bound holds only if every mutating call waits for the process's
-    turn: each mutating action the role grants has its Patient method, and
-    that method takes a turn (inside the retried closure, so every try is
-    paced)."""
-    methods = patient_methods()
+    turn: each mutating action the role grants has its adapter method, and
+    that method goes through the choke point's paced path
+    (`self.patience.create(..)` or `.delete(..)`, which take a turn on every
+    try)."""
+    methods = adapter_methods()
+    paced = r"self\s*\.\s*patience\s*\.\s*(create|delete)\s*\("
     for action in sorted(granted_mutating_actions(template)):
         method = adapter_method(action)
         assert method in methods, (
-            f"the role grants {action} but {PATIENCE} has no Patient method {method}(): "
+            f"the role grants {action} but no EC2 adapter has a method {method}(): "
             f"a mutating call that goes around the pace breaks ReservedConcurrency x MutatingCallsPerSecond"
         )
-        assert re.search(r"self\s*\.\s*turn\s*\([^)]*\)\s*\.\s*await", methods[method]), (
-            f"{PATIENCE}: Patient::{method}() makes {action} without waiting for self.turn(..)"
+        assert re.search(paced, methods[method]), (
+            f"{method}() makes {action} without going through self.patience.create/delete"
         )
-    unpaced = [m for m, body in methods.items() if re.match(r"(create|delete)_", m) and "self.turn(" not in body]
-    assert not unpaced, f"{PATIENCE}: mutating methods not paced: {unpaced}"
+    unpaced = [m for m, body in methods.items() if re.match(r"(create|delete)_", m) and not re.search(paced, body)]
+    assert not unpaced, f"mutating adapter methods not paced: {unpaced}"
+    unguarded = [m for m, body in methods.items() if not re.search(r"self\s*\.\s*patience\s*\.", body)]
+    assert not unguarded, f"EC2 adapter methods that go around the choke point: {unguarded}"
 
 
 def test_the_pace_in_the_code_is_the_one_sized_here():
@@ -192,9 +198,8 @@ def test_the_pace_in_the_code_is_the_one_sized_here():
     )
     build = without_comments(read("src/app.rs"))
     assert re.search(
-        r"Patient::new\(\s*(?:ec2::)?\w+::new\(.*?\)\s*\)\s*\.with_mutating_rate\(\s*config\.mutating_calls_per_second\s*\)",
-        build, re.S,
-    ), "src/app.rs no longer paces the EC2 adapter with config.mutating_calls_per_second"
+        r"Patience::new\(\s*config\.mutating_calls_per_second\s*\)", build,
+    ), "src/app.rs no longer paces the EC2 adapters with config.mutating_calls_per_second"
     config = without_comments(read("src/config.rs"))
     assert re.search(r"mutating_calls_per_second\s*=\s*match\s+value\(\s*MUTATING_CALLS_PER_SECOND\s*\)", config), (
         "src/config.rs no longer reads mutating_calls_per_second from MUTATING_CALLS_PER_SECOND"

@@ -1,4 +1,5 @@
-//! `MirrorApi` over the EC2 SDK. Describe calls page through every result.
+//! The EC2 ports over the EC2 SDK, every call through `Patience`. Describe
+//! calls page through every result.
 
 use crate::ports::{Filters, Instances, Preflight, Sessions, Tagging, Targets};
 use async_trait::async_trait;
@@ -7,6 +8,10 @@ use aws_sdk_ec2::types::{
     TrafficMirrorRuleAction, TrafficMirrorSession, TrafficMirrorTarget,
 };
 use aws_sdk_ec2::Client;
+use std::sync::Arc;
+
+use super::patience::Patience;
+use crate::metrics::Counter;
 
 mod instances;
 
@@ -20,13 +25,71 @@ use crate::ports::{
 /// The largest page EC2 allows for the mirroring Describe calls.
 const PAGE_SIZE: i32 = 1000;
 
-pub struct Ec2Mirroring {
+/// The EC2 client and the one place its calls go through (`Patience`:
+/// pacing, retries within the invocation's budget). The ports are
+/// implemented by one small adapter each, over a shared `Ec2`.
+pub struct Ec2 {
     client: Client,
+    patience: Patience,
 }
 
-impl Ec2Mirroring {
-    pub fn new(client: Client) -> Self {
-        Self { client }
+macro_rules! capability {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {$(
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $name(Arc<Ec2>);
+
+        // The adapter is its `Ec2`: the helpers and the client are shared.
+        impl std::ops::Deref for $name {
+            type Target = Ec2;
+            fn deref(&self) -> &Ec2 {
+                &self.0
+            }
+        }
+    )*};
+}
+
+capability!(
+    /// The `Targets` port.
+    Ec2Targets,
+    /// The `Filters` port.
+    Ec2Filters,
+    /// The `Sessions` port.
+    Ec2Sessions,
+    /// The `Instances` port.
+    Ec2Instances,
+    /// The `Preflight` port (dry runs).
+    Ec2Preflight,
+    /// The `Tagging` port.
+    Ec2Tagging,
+);
+
+/// One adapter per EC2 port, over one client.
+pub struct Ec2Ports {
+    pub targets: Ec2Targets,
+    pub filters: Ec2Filters,
+    pub sessions: Ec2Sessions,
+    pub instances: Ec2Instances,
+    pub preflight: Ec2Preflight,
+    pub tagging: Ec2Tagging,
+}
+
+impl Ec2 {
+    pub fn new(client: Client, patience: Patience) -> Self {
+        Self { client, patience }
+    }
+
+    /// The adapters of every EC2 port, sharing this client and its patience.
+    pub fn ports(self) -> Ec2Ports {
+        let ec2 = Arc::new(self);
+        Ec2Ports {
+            targets: Ec2Targets(ec2.clone()),
+            filters: Ec2Filters(ec2.clone()),
+            sessions: Ec2Sessions(ec2.clone()),
+            instances: Ec2Instances(ec2.clone()),
+            preflight: Ec2Preflight(ec2.clone()),
+            tagging: Ec2Tagging(ec2),
+        }
     }
 
     /// Every target matching a Describe filter (all of them for `None`).
@@ -135,234 +198,308 @@ fn found<T>(outcome: AwsResult<T>) -> AwsResult<Option<T>> {
 }
 
 #[async_trait]
-impl Targets for Ec2Mirroring {
+impl Targets for Ec2Targets {
     async fn targets_of(&self, destination: &TargetSpec) -> AwsResult<Vec<MirrorTarget>> {
-        match destination {
-            TargetSpec::Eni(eni) => self.targets_where("network-interface-id", Some(eni.as_str())).await,
-            TargetSpec::NetworkLoadBalancer(arn) => self.targets_where("network-load-balancer-arn", Some(arn)).await,
-            // EC2 has no Describe filter for the endpoint: read them all and
-            // pick. Only the maker of a new endpoint target does this, once.
-            TargetSpec::GatewayLoadBalancerEndpoint(id) => Ok(self
-                .targets_where("", None)
-                .await?
-                .into_iter()
-                .filter(|t| t.load_balancer.as_deref() == Some(id))
-                .collect()),
-            TargetSpec::Existing(id) => self.targets_where("traffic-mirror-target-id", Some(id)).await,
-        }
+        self.patience
+            .read("DescribeTrafficMirrorTargets", || async move {
+                match destination {
+                    TargetSpec::Eni(eni) => self.targets_where("network-interface-id", Some(eni.as_str())).await,
+                    TargetSpec::NetworkLoadBalancer(arn) => {
+                        self.targets_where("network-load-balancer-arn", Some(arn)).await
+                    }
+                    // EC2 has no Describe filter for the endpoint: read them all and
+                    // pick. Only the maker of a new endpoint target does this, once.
+                    TargetSpec::GatewayLoadBalancerEndpoint(id) => Ok(self
+                        .targets_where("", None)
+                        .await?
+                        .into_iter()
+                        .filter(|t| t.load_balancer.as_deref() == Some(id))
+                        .collect()),
+                    TargetSpec::Existing(id) => self.targets_where("traffic-mirror-target-id", Some(id)).await,
+                }
+            })
+            .await
     }
 
     async fn target(&self, id: &str) -> AwsResult<Option<MirrorTarget>> {
-        // A filter, unlike TrafficMirrorTargetIds, answers "none" instead of an error.
-        Ok(self
-            .targets_where("traffic-mirror-target-id", Some(id))
-            .await?
-            .into_iter()
-            .next())
+        self.patience
+            .read("DescribeTrafficMirrorTargets", || async move {
+                // A filter, unlike TrafficMirrorTargetIds, answers "none" instead of an error.
+                Ok(self
+                    .targets_where("traffic-mirror-target-id", Some(id))
+                    .await?
+                    .into_iter()
+                    .next())
+            })
+            .await
     }
 
     async fn targets_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorTarget>> {
-        self.targets_where(&format!("tag:{key}"), Some(value)).await
+        self.patience
+            .read("DescribeTrafficMirrorTargets", || async move {
+                self.targets_where(&format!("tag:{key}"), Some(value)).await
+            })
+            .await
     }
 
     async fn create_target(&self, destination: &TargetSpec, tags: &Tags, token: &str) -> AwsResult<String> {
-        let output = self
-            .target_call(destination)?
-            .tag_specifications(tag_specification(ResourceType::TrafficMirrorTarget, tags))
-            .client_token(token)
-            .send()
-            .within_budget()
-            .await?;
-        output
-            .traffic_mirror_target()
-            .and_then(|t| t.traffic_mirror_target_id())
-            .map(str::to_owned)
-            .ok_or_else(|| missing("a target id"))
+        self.patience
+            .create(
+                "CreateTrafficMirrorTarget",
+                Some(Counter::TargetsCreated),
+                || async move {
+                    let output = self
+                        .target_call(destination)?
+                        .tag_specifications(tag_specification(ResourceType::TrafficMirrorTarget, tags))
+                        .client_token(token)
+                        .send()
+                        .within_budget()
+                        .await?;
+                    output
+                        .traffic_mirror_target()
+                        .and_then(|t| t.traffic_mirror_target_id())
+                        .map(str::to_owned)
+                        .ok_or_else(|| missing("a target id"))
+                },
+            )
+            .await
     }
 
     async fn delete_target(&self, id: &str) -> AwsResult<Deleted> {
-        deleted(
-            self.client
-                .delete_traffic_mirror_target()
-                .traffic_mirror_target_id(id)
-                .send()
-                .within_budget()
-                .await,
-        )
+        self.patience
+            .delete("DeleteTrafficMirrorTarget", Counter::TargetsDeleted, || async move {
+                deleted(
+                    self.client
+                        .delete_traffic_mirror_target()
+                        .traffic_mirror_target_id(id)
+                        .send()
+                        .within_budget()
+                        .await,
+                )
+            })
+            .await
     }
 }
 
 #[async_trait]
-impl Filters for Ec2Mirroring {
+impl Filters for Ec2Filters {
     async fn filter(&self, id: &str) -> AwsResult<Option<MirrorFilter>> {
-        Ok(self
-            .filters_where("traffic-mirror-filter-id", id)
-            .await?
-            .into_iter()
-            .next())
+        self.patience
+            .read("DescribeTrafficMirrorFilters", || async move {
+                Ok(self
+                    .filters_where("traffic-mirror-filter-id", id)
+                    .await?
+                    .into_iter()
+                    .next())
+            })
+            .await
     }
 
     async fn filters_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorFilter>> {
-        self.filters_where(&format!("tag:{key}"), value).await
+        self.patience
+            .read("DescribeTrafficMirrorFilters", || async move {
+                self.filters_where(&format!("tag:{key}"), value).await
+            })
+            .await
     }
 
     async fn create_filter(&self, description: &str, tags: &Tags, token: &str) -> AwsResult<String> {
-        let output = self
-            .client
-            .create_traffic_mirror_filter()
-            .description(description)
-            .tag_specifications(tag_specification(ResourceType::TrafficMirrorFilter, tags))
-            .client_token(token)
-            .send()
-            .within_budget()
-            .await?;
-        output
-            .traffic_mirror_filter()
-            .and_then(|f| f.traffic_mirror_filter_id())
-            .map(str::to_owned)
-            .ok_or_else(|| missing("a filter id"))
+        self.patience
+            .create(
+                "CreateTrafficMirrorFilter",
+                Some(Counter::FiltersCreated),
+                || async move {
+                    let output = self
+                        .client
+                        .create_traffic_mirror_filter()
+                        .description(description)
+                        .tag_specifications(tag_specification(ResourceType::TrafficMirrorFilter, tags))
+                        .client_token(token)
+                        .send()
+                        .within_budget()
+                        .await?;
+                    output
+                        .traffic_mirror_filter()
+                        .and_then(|f| f.traffic_mirror_filter_id())
+                        .map(str::to_owned)
+                        .ok_or_else(|| missing("a filter id"))
+                },
+            )
+            .await
     }
 
     async fn create_filter_rule(&self, filter_id: &str, rule: &RuleSpec, token: &str) -> AwsResult<String> {
-        let output = self
-            .rule_call(filter_id, rule)
-            .client_token(token)
-            .send()
-            .within_budget()
-            .await?;
-        output
-            .traffic_mirror_filter_rule()
-            .and_then(|r| r.traffic_mirror_filter_rule_id())
-            .map(str::to_owned)
-            .ok_or_else(|| missing("a filter rule id"))
+        self.patience
+            .create("CreateTrafficMirrorFilterRule", None, || async move {
+                let output = self
+                    .rule_call(filter_id, rule)
+                    .client_token(token)
+                    .send()
+                    .within_budget()
+                    .await?;
+                output
+                    .traffic_mirror_filter_rule()
+                    .and_then(|r| r.traffic_mirror_filter_rule_id())
+                    .map(str::to_owned)
+                    .ok_or_else(|| missing("a filter rule id"))
+            })
+            .await
     }
 
     async fn delete_filter(&self, id: &str) -> AwsResult<Deleted> {
-        deleted(
-            self.client
-                .delete_traffic_mirror_filter()
-                .traffic_mirror_filter_id(id)
-                .send()
-                .within_budget()
-                .await,
-        )
+        self.patience
+            .delete("DeleteTrafficMirrorFilter", Counter::FiltersDeleted, || async move {
+                deleted(
+                    self.client
+                        .delete_traffic_mirror_filter()
+                        .traffic_mirror_filter_id(id)
+                        .send()
+                        .within_budget()
+                        .await,
+                )
+            })
+            .await
     }
 }
 
 #[async_trait]
-impl Sessions for Ec2Mirroring {
+impl Sessions for Ec2Sessions {
     async fn sessions(&self, query: &SessionQuery) -> AwsResult<Vec<MirrorSession>> {
-        let filter = match query {
-            SessionQuery::Id(id) => Some(filter("traffic-mirror-session-id", id)),
-            SessionQuery::SourceEni(eni) => Some(filter("network-interface-id", eni.as_str())),
-            SessionQuery::Target(id) => Some(filter("traffic-mirror-target-id", id)),
-            SessionQuery::Tag(key, value) => Some(filter(&format!("tag:{key}"), value)),
-            SessionQuery::All => None,
-        };
-        let mut pages = self
-            .client
-            .describe_traffic_mirror_sessions()
-            .set_filters(filter.map(|f| vec![f]))
-            .max_results(PAGE_SIZE)
-            .into_paginator()
-            .send();
-        let mut sessions = Vec::new();
-        while let Some(page) = next_page("DescribeTrafficMirrorSessions", pages.next()).await? {
-            sessions.extend(page.traffic_mirror_sessions().iter().map(session_from));
-        }
-        Ok(sessions)
+        self.patience
+            .read("DescribeTrafficMirrorSessions", || async move {
+                let filter = match query {
+                    SessionQuery::Id(id) => Some(filter("traffic-mirror-session-id", id)),
+                    SessionQuery::SourceEni(eni) => Some(filter("network-interface-id", eni.as_str())),
+                    SessionQuery::Target(id) => Some(filter("traffic-mirror-target-id", id)),
+                    SessionQuery::Tag(key, value) => Some(filter(&format!("tag:{key}"), value)),
+                    SessionQuery::All => None,
+                };
+                let mut pages = self
+                    .client
+                    .describe_traffic_mirror_sessions()
+                    .set_filters(filter.map(|f| vec![f]))
+                    .max_results(PAGE_SIZE)
+                    .into_paginator()
+                    .send();
+                let mut sessions = Vec::new();
+                while let Some(page) = next_page("DescribeTrafficMirrorSessions", pages.next()).await? {
+                    sessions.extend(page.traffic_mirror_sessions().iter().map(session_from));
+                }
+                Ok(sessions)
+            })
+            .await
     }
 
     async fn create_session(&self, session: &NewSession, tags: &Tags, token: &str) -> AwsResult<MirrorSession> {
-        let output = self
-            .session_call(session)
-            .tag_specifications(tag_specification(ResourceType::TrafficMirrorSession, tags))
-            .client_token(token)
-            .send()
-            .within_budget()
-            .await?;
-        output
-            .traffic_mirror_session()
-            .map(session_from)
-            .ok_or_else(|| missing("a session"))
+        self.patience
+            .create(
+                "CreateTrafficMirrorSession",
+                Some(Counter::SessionsCreated),
+                || async move {
+                    let output = self
+                        .session_call(session)
+                        .tag_specifications(tag_specification(ResourceType::TrafficMirrorSession, tags))
+                        .client_token(token)
+                        .send()
+                        .within_budget()
+                        .await?;
+                    output
+                        .traffic_mirror_session()
+                        .map(session_from)
+                        .ok_or_else(|| missing("a session"))
+                },
+            )
+            .await
     }
 
     async fn delete_session(&self, id: &str) -> AwsResult<Deleted> {
-        deleted(
-            self.client
-                .delete_traffic_mirror_session()
-                .traffic_mirror_session_id(id)
-                .send()
-                .within_budget()
-                .await,
-        )
-    }
-}
-
-#[async_trait]
-impl Preflight for Ec2Mirroring {
-    async fn permitted(&self, call: &CheckedCall, tags: &Tags) -> AwsResult<()> {
-        let outcome = match call {
-            CheckedCall::Target(destination) => self
-                .target_call(destination)?
-                .tag_specifications(tag_specification(ResourceType::TrafficMirrorTarget, tags))
-                .dry_run(true)
-                .send()
-                .within_budget()
-                .await
-                .map(|_| ()),
-            CheckedCall::Filter => self
-                .client
-                .create_traffic_mirror_filter()
-                .tag_specifications(tag_specification(ResourceType::TrafficMirrorFilter, tags))
-                .dry_run(true)
-                .send()
-                .within_budget()
-                .await
-                .map(|_| ()),
-            CheckedCall::Rule { filter_id, rule } => self
-                .rule_call(filter_id, rule)
-                .dry_run(true)
-                .send()
-                .within_budget()
-                .await
-                .map(|_| ()),
-            CheckedCall::Session(session) => self
-                .session_call(session)
-                .tag_specifications(tag_specification(ResourceType::TrafficMirrorSession, tags))
-                .dry_run(true)
-                .send()
-                .within_budget()
-                .await
-                .map(|_| ()),
-        };
-        match outcome {
-            // EC2's way of saying yes to a dry run is this error.
-            Err(err) if err.code == "DryRunOperation" => Ok(()),
-            other => other,
-        }
-    }
-}
-
-#[async_trait]
-impl Tagging for Ec2Mirroring {
-    async fn retag(&self, resource_ids: &[String], tags: &Tags) -> AwsResult<()> {
-        let tags = tags
-            .iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect();
-        self.client
-            .create_tags()
-            .set_resources(Some(resource_ids.to_vec()))
-            .set_tags(Some(tags))
-            .send()
-            .within_budget()
+        self.patience
+            .delete("DeleteTrafficMirrorSession", Counter::SessionsDeleted, || async move {
+                deleted(
+                    self.client
+                        .delete_traffic_mirror_session()
+                        .traffic_mirror_session_id(id)
+                        .send()
+                        .within_budget()
+                        .await,
+                )
+            })
             .await
-            .map(|_| ())
     }
 }
 
-impl Ec2Mirroring {
+#[async_trait]
+impl Preflight for Ec2Preflight {
+    async fn permitted(&self, call: &CheckedCall, tags: &Tags) -> AwsResult<()> {
+        self.patience
+            .read(call.action(), || async move {
+                let outcome = match call {
+                    CheckedCall::Target(destination) => self
+                        .target_call(destination)?
+                        .tag_specifications(tag_specification(ResourceType::TrafficMirrorTarget, tags))
+                        .dry_run(true)
+                        .send()
+                        .within_budget()
+                        .await
+                        .map(|_| ()),
+                    CheckedCall::Filter => self
+                        .client
+                        .create_traffic_mirror_filter()
+                        .tag_specifications(tag_specification(ResourceType::TrafficMirrorFilter, tags))
+                        .dry_run(true)
+                        .send()
+                        .within_budget()
+                        .await
+                        .map(|_| ()),
+                    CheckedCall::Rule { filter_id, rule } => self
+                        .rule_call(filter_id, rule)
+                        .dry_run(true)
+                        .send()
+                        .within_budget()
+                        .await
+                        .map(|_| ()),
+                    CheckedCall::Session(session) => self
+                        .session_call(session)
+                        .tag_specifications(tag_specification(ResourceType::TrafficMirrorSession, tags))
+                        .dry_run(true)
+                        .send()
+                        .within_budget()
+                        .await
+                        .map(|_| ()),
+                };
+                match outcome {
+                    // EC2's way of saying yes to a dry run is this error.
+                    Err(err) if err.code == "DryRunOperation" => Ok(()),
+                    other => other,
+                }
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl Tagging for Ec2Tagging {
+    async fn retag(&self, resource_ids: &[String], tags: &Tags) -> AwsResult<()> {
+        self.patience
+            .create("CreateTags", None, || async move {
+                let tags = tags
+                    .iter()
+                    .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                    .collect();
+                self.client
+                    .create_tags()
+                    .set_resources(Some(resource_ids.to_vec()))
+                    .set_tags(Some(tags))
+                    .send()
+                    .within_budget()
+                    .await
+                    .map(|_| ())
+            })
+            .await
+    }
+}
+
+impl Ec2 {
     async fn filters_where(&self, name: &str, value: &str) -> AwsResult<Vec<MirrorFilter>> {
         let mut pages = self
             .client
@@ -382,7 +519,7 @@ impl Ec2Mirroring {
     }
 }
 
-impl Ec2Mirroring {
+impl Ec2 {
     /// The create-target call for a destination, without tags or token, so
     /// the create and its dry run send the same parameters.
     fn target_call(

@@ -1,4 +1,4 @@
-//! `Ledger` over DynamoDB. One item per action, keyed `pk = "action#<actionId>"`;
+//! The ledger's ports over DynamoDB, one small adapter each over one `DynamoLedger`. One item per action, keyed `pk = "action#<actionId>"`;
 //! five sparse global secondary indexes answer the other lookups in one query
 //! each. Two more kinds of item hold the claims that keep processes running at
 //! once from colliding, each changed only by conditional writes:
@@ -84,6 +84,54 @@ impl DynamoLedger {
     fn expiry(&self, record: &LedgerRecord) -> Option<u64> {
         let finished = record.status.is_some_and(|status| !status.holds_resources());
         finished.then(|| now_seconds().saturating_add(self.finished_record_seconds))
+    }
+}
+
+macro_rules! capability {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {$(
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $name(std::sync::Arc<DynamoLedger>);
+
+        // The adapter is its table: the item helpers and the client are shared.
+        impl std::ops::Deref for $name {
+            type Target = DynamoLedger;
+            fn deref(&self) -> &DynamoLedger {
+                &self.0
+            }
+        }
+    )*};
+}
+
+capability!(
+    /// The `ActionRecords` port.
+    DynamoRecords,
+    /// The `SharedResources` port.
+    DynamoClaims,
+    /// The `SessionNumbers` port.
+    DynamoNumbers,
+    /// The `Scans` port.
+    DynamoScans,
+);
+
+/// One adapter per ledger port, over one table.
+pub struct LedgerPorts {
+    pub records: DynamoRecords,
+    pub claims: DynamoClaims,
+    pub numbers: DynamoNumbers,
+    pub scans: DynamoScans,
+}
+
+impl DynamoLedger {
+    /// The adapters of every ledger port, over this table.
+    pub fn ports(self) -> LedgerPorts {
+        let table = std::sync::Arc::new(self);
+        LedgerPorts {
+            records: DynamoRecords(table.clone()),
+            claims: DynamoClaims(table.clone()),
+            numbers: DynamoNumbers(table.clone()),
+            scans: DynamoScans(table),
+        }
     }
 }
 

@@ -4,12 +4,13 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::codec::*;
-use super::{written, DynamoLedger, PARTITION_KEY};
+use super::DynamoNumbers;
+use super::{written, PARTITION_KEY};
 use crate::aws::errors::WithinBudget;
 use crate::ports::*;
 
 #[async_trait]
-impl SessionNumbers for DynamoLedger {
+impl SessionNumbers for DynamoNumbers {
     async fn claim_number(
         &self,
         source_eni: &str,

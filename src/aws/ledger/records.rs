@@ -8,15 +8,16 @@ use std::collections::BTreeMap;
 use futures::future::join_all;
 
 use super::codec::*;
+use super::DynamoRecords;
 use super::{
-    written, DynamoLedger, Item, INDEX_BY_INSTANCE, INDEX_BY_RESERVATION, INDEX_BY_SESSION, INDEX_BY_SOURCE_ENI,
+    written, Item, INDEX_BY_INSTANCE, INDEX_BY_RESERVATION, INDEX_BY_SESSION, INDEX_BY_SOURCE_ENI,
     INDEX_BY_TARGET_ENI, PARTITION_KEY, TTL_ATTRIBUTE,
 };
 use crate::aws::errors::{next_page, WithinBudget};
 use crate::ports::*;
 
 #[async_trait]
-impl ActionRecords for DynamoLedger {
+impl ActionRecords for DynamoRecords {
     async fn claim(&self, record: &LedgerRecord, lease_seconds: u64) -> Result<Claim, LedgerError> {
         let now = record.updated_at;
         let mut values = Item::new();

@@ -3,12 +3,12 @@
 use async_trait::async_trait;
 
 use super::codec::*;
-use super::{DynamoLedger, INDEX_BY_MIRROR_END, MIRROR_ENDING, MIRROR_ENDING_VALUE, MIRROR_ENDS_AT, PARTITION_KEY};
+use super::{DynamoScans, INDEX_BY_MIRROR_END, MIRROR_ENDING, MIRROR_ENDING_VALUE, MIRROR_ENDS_AT, PARTITION_KEY};
 use crate::aws::errors::next_page;
 use crate::ports::*;
 
 #[async_trait]
-impl Scans for DynamoLedger {
+impl Scans for DynamoScans {
     async fn contents(&self) -> Result<LedgerContents, LedgerError> {
         let mut pages = self
             .client

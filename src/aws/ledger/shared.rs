@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::ReturnValue;
 
 use super::codec::*;
+use super::DynamoClaims;
 use super::{written, DynamoLedger, PARTITION_KEY};
 use crate::aws::errors::WithinBudget;
 use crate::domain::clock::now_seconds;
@@ -66,7 +67,7 @@ impl DynamoLedger {
 }
 
 #[async_trait]
-impl SharedResources for DynamoLedger {
+impl SharedResources for DynamoClaims {
     async fn join_shared(
         &self,
         key: &SharedKey,

@@ -8,20 +8,24 @@
 //! protocol of shared targets and filters is in `shared`, session numbers
 //! in `numbers`, and undoing a failed attempt in `rollback`.
 
+mod allowed;
 mod numbers;
+mod renewal;
 mod rollback;
 mod shared;
 
 use tracing::{info, warn};
 
 pub(super) use numbers::choose_session_number;
+pub use numbers::Numbering;
 use numbers::{guess_holds, SessionNumber};
 use rollback::recover_made;
 pub(super) use shared::pick_target;
+pub use shared::Joining;
 use shared::{filter_key, target_key};
 
 use super::model::{mirror_end, rfc3339, CreateRequest, FilterSpec, TargetSpec};
-use super::{accountability_tags, client_token, now_seconds, Failure, Mirroring, Refused, VALIDATION_ERROR};
+use super::{accountability_tags, client_token, now_seconds, Failure, Refused, VALIDATION_ERROR};
 use crate::contract::{ActionResult, CREATE};
 use crate::ports::{
     ActionKind, AwsResult, LedgerError, LedgerRecord, MirrorSession, NewSession, RecordStatus, SessionQuery, Slot,
@@ -65,7 +69,22 @@ struct Created {
     requested_number_taken: Option<u16>,
 }
 
-impl Mirroring {
+/// CreateTrafficMirroring: a create, its rollback, and the renewal of a policy mirror that went.
+pub struct Creates {
+    pub(crate) instances: std::sync::Arc<dyn crate::ports::Instances>,
+    pub(crate) numbers: std::sync::Arc<dyn crate::ports::SessionNumbers>,
+    pub(crate) records: std::sync::Arc<dyn crate::ports::ActionRecords>,
+    pub(crate) sessions: std::sync::Arc<dyn crate::ports::Sessions>,
+    pub(crate) targets: std::sync::Arc<dyn crate::ports::Targets>,
+    pub(crate) deployment: std::sync::Arc<crate::mirroring::Deployment>,
+    pub(crate) facts: std::sync::Arc<crate::mirroring::facts::InstanceFacts>,
+    pub(crate) joining: std::sync::Arc<crate::mirroring::create::Joining>,
+    pub(crate) numbering: std::sync::Arc<crate::mirroring::create::Numbering>,
+    pub(crate) planner: std::sync::Arc<crate::mirroring::plan::Planner>,
+    pub(crate) sharing: std::sync::Arc<crate::mirroring::release::Sharing>,
+}
+
+impl Creates {
     /// Runs a create and announces its result (a dry run announces nothing).
     pub async fn create(&self, request: &CreateRequest) -> ActionResult {
         let accountable = &request.accountability;
@@ -78,13 +97,13 @@ impl Mirroring {
             Err(refused) => {
                 let refused = refused.answer(&request.action_id, CREATE).accountable(accountable);
                 if !request.dry_run {
-                    self.announce(&refused).await;
+                    self.deployment.announce(&refused).await;
                 }
                 return refused;
             }
         };
         if request.dry_run {
-            let mut plan = self.plan_create(request).await.accountable(accountable);
+            let mut plan = self.planner.plan_create(request).await.accountable(accountable);
             plan.expires_at = ends_at.map(rfc3339);
             return plan;
         }
@@ -93,7 +112,7 @@ impl Mirroring {
         // watch run creates inside their own (a test thread's stack is 2 MB).
         let ((result, mut announced, replayed), undeliverable) = tokio::join!(
             Box::pin(self.create_unannounced(request, ends_at)),
-            self.delivery_refusal(request)
+            self.facts.delivery_refusal(request)
         );
         let mut result = if replayed {
             result
@@ -113,7 +132,7 @@ impl Mirroring {
             result.info_message = with_warning(&result.info_message, &why);
         }
         if !announced {
-            crate::deadline::winding_down(self.announce(&result)).await;
+            crate::deadline::winding_down(self.deployment.announce(&result)).await;
         }
         result
     }
@@ -126,29 +145,19 @@ impl Mirroring {
             return Ok(None);
         }
         let invalid = |message: String| Failure::refused(VALIDATION_ERROR, message, false);
-        if self.controls.require_reason && request.accountability.reason.is_none() {
+        if self.deployment.controls.require_reason && request.accountability.reason.is_none() {
             return Err(invalid(format!(
                 "invalid {CREATE} action {:?}: actionParams.reason: is required by this deployment \
                  (REQUIRE_REASON); say why the traffic is mirrored",
                 request.action_id
             )));
         }
-        mirror_end(request.lifetime, self.controls.max_mirror_minutes, now_seconds())
-            .map_err(|why| invalid(format!("invalid {CREATE} action {:?}: {why}", request.action_id)))
-    }
-
-    /// For an ENI target: why mirrored traffic from the source would not get
-    /// in (`delivery::refusal`); `None` when it would, or it cannot be read.
-    pub(crate) async fn delivery_refusal(&self, request: &CreateRequest) -> Option<String> {
-        let target = request.target.eni().filter(|_| request.check_delivery)?;
-        let (ingress, source) = tokio::join!(
-            self.facts.ingress_of(target.as_str()),
-            self.ec2.interface(request.source_eni.as_str())
-        );
-        let (Ok(Some(ingress)), Ok(Some(source))) = (ingress, source) else {
-            return None;
-        };
-        super::delivery::refusal(&ingress, &source.endpoint)
+        mirror_end(
+            request.lifetime,
+            self.deployment.controls.max_mirror_minutes,
+            now_seconds(),
+        )
+        .map_err(|why| invalid(format!("invalid {CREATE} action {:?}: {why}", request.action_id)))
     }
 
     /// The create itself: three rounds of AWS calls on its critical path when
@@ -193,24 +202,25 @@ impl Mirroring {
         let action_id = request.action_id.as_str();
         let mut claimed_record = record.clone();
         let (claim, guessed, sessions, source_is_target, claimed, target_slot, filter_slot) = tokio::join!(
-            self.claim(&mut claimed_record, CREATE),
-            self.guess_number(request),
-            self.ec2.sessions(&on_source),
+            self.deployment.claim(&mut claimed_record, CREATE),
+            self.numbering.guess_number(request),
+            self.sessions.sessions(&on_source),
             self.source_is_target(request),
-            self.ledger.numbers(request.source_eni.as_str()),
-            self.join(target_key.as_ref(), action_id, request.target.source_limit()),
-            self.join(filter_key.as_ref(), action_id, usize::MAX),
+            self.numbers.numbers(request.source_eni.as_str()),
+            self.joining
+                .join(target_key.as_ref(), action_id, request.target.source_limit()),
+            self.joining.join(filter_key.as_ref(), action_id, usize::MAX),
         );
         match claim {
             Ok(()) => record = claimed_record,
             Err(refused) => {
                 for (key, slot) in [(&target_key, &target_slot), (&filter_key, &filter_slot)] {
                     if let (Some(key), Some(slot)) = (key, slot) {
-                        self.undo_join(key, action_id, &refused, slot).await;
+                        self.joining.undo_join(key, action_id, &refused, slot).await;
                     }
                 }
                 if let Some(number) = guessed {
-                    self.undo_guess(request, number).await;
+                    self.numbering.undo_guess(request, number).await;
                 }
                 let replayed = matches!(refused, Refused::Finished(_));
                 return (refused.answer(), false, replayed);
@@ -247,7 +257,7 @@ impl Mirroring {
             return Ok(false);
         }
         let targets = self
-            .ec2
+            .targets
             .targets_of(&TargetSpec::Eni(request.source_eni.clone()))
             .await?;
         Ok(!targets.is_empty())
@@ -284,7 +294,7 @@ impl Mirroring {
         if let Some(wrong) = reads.guessed.filter(|_| kept.is_none()) {
             // The reads show a better number (or room the guess did not
             // count): give the guess back before choosing again.
-            self.ledger.release_number(source, wrong, &request.action_id).await?;
+            self.numbers.release_number(source, wrong, &request.action_id).await?;
             made.number = None;
             claimed.retain(|(n, holder)| !(*n == wrong && *holder == request.action_id));
         }
@@ -298,13 +308,13 @@ impl Mirroring {
                     number,
                     requested_was_taken: None,
                 }),
-                None => self.claim_session_number(request, &sessions, claimed).await,
+                None => self.numbering.claim_session_number(request, &sessions, claimed).await,
             }
         };
         let (number, target, filter) = tokio::join!(
             number,
-            self.resolve_target(request, attempt, reads.target_slot),
-            self.resolve_filter(request, attempt, reads.filter_slot),
+            self.joining.resolve_target(request, attempt, reads.target_slot),
+            self.joining.resolve_filter(request, attempt, reads.filter_slot),
         );
         made.joined_target = target.joined;
         made.target_created = target.created;
@@ -319,7 +329,7 @@ impl Mirroring {
         let filter_id = filter.outcome?;
 
         // Round 3: the session, the one mutating EC2 call most creates make.
-        let mut tags = self.tags_for(
+        let mut tags = self.deployment.tags_for(
             &request.action_id,
             request.reservation_id.as_deref(),
             request.instance_id.as_deref(),
@@ -335,13 +345,16 @@ impl Mirroring {
             description: request.description.clone(),
         };
         let session_token = client_token(&request.action_id, attempt, "session");
-        let session = match self.ec2.create_session(&new_session, &tags, &session_token).await {
+        let session = match self.sessions.create_session(&new_session, &tags, &session_token).await {
             Ok(session) => session,
             Err(err) => {
                 // Cut off or failed in transit, EC2 may have made it all the same.
                 made.session_outcome_unknown = err.kind == crate::ports::ErrorKind::Transient;
                 let ask_again = async {
-                    let session = self.ec2.create_session(&new_session, &tags, &session_token).await?;
+                    let session = self
+                        .sessions
+                        .create_session(&new_session, &tags, &session_token)
+                        .await?;
                     Ok(session.id)
                 };
                 made.session_id = recover_made(&err, "session", ask_again).await;
@@ -379,7 +392,7 @@ impl Mirroring {
         record.updated_at = now_seconds();
         // Round 4: the record and the event together (see `announce`).
         let (saved, ()) = crate::deadline::winding_down(async {
-            tokio::join!(self.ledger.save(&mut record), self.announce(&result))
+            tokio::join!(self.records.save(&mut record), self.deployment.announce(&result))
         })
         .await;
         if let Err(err) = saved {
@@ -389,7 +402,7 @@ impl Mirroring {
                 .roll_back(record, made, failure)
                 .await
                 .accountable(&request.accountability);
-            crate::deadline::winding_down(self.announce(&failure)).await;
+            crate::deadline::winding_down(self.deployment.announce(&failure)).await;
             return (failure, true);
         }
         info!(action_id = %request.action_id, session_id = %session.id, "mirroring created");

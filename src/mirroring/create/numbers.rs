@@ -5,14 +5,20 @@
 use std::collections::HashSet;
 
 use super::super::model::{CreateRequest, MAX_SESSION_NUMBER, SESSIONS_PER_SOURCE_ENI};
-use super::super::{Failure, Mirroring, TAG_ACTION_ID};
+use super::super::{Failure, TAG_ACTION_ID};
 use crate::ports::{MirrorSession, NumberClaim};
 
 /// Rounds of "pick a number, claim it" before contention counts as a failure;
 /// each lost round means another action took a number, and an ENI has three.
 const NUMBER_ROUNDS: usize = 8;
 
-impl Mirroring {
+/// Session numbers on a source ENI, claimed in the ledger.
+pub struct Numbering {
+    pub(crate) numbers: std::sync::Arc<dyn crate::ports::SessionNumbers>,
+    pub(crate) joining: std::sync::Arc<crate::mirroring::create::Joining>,
+}
+
+impl Numbering {
     /// Picks a session number free in EC2 and in our claims, and claims it in
     /// the ledger; a conditional write decides between processes that pick the
     /// same number at once, and the loser picks again.
@@ -32,7 +38,7 @@ impl Mirroring {
                 .count();
             let limit = SESSIONS_PER_SOURCE_ENI.saturating_sub(unclaimed);
             match self
-                .ledger
+                .numbers
                 .claim_number(request.source_eni.as_str(), choice.number, action_id, limit)
                 .await
             {
@@ -58,7 +64,7 @@ impl Mirroring {
     }
 }
 
-impl Mirroring {
+impl Numbering {
     /// A guess at the session number, claimed beside a create's first
     /// reads instead of in a round after them: the requested number, else 1.
     /// Right for a new ENI (a launch's) and for any ENI without sessions;
@@ -67,7 +73,7 @@ impl Mirroring {
     pub(super) async fn guess_number(&self, request: &CreateRequest) -> Option<u16> {
         let number = request.session_number.unwrap_or(1);
         let claim = self
-            .ledger
+            .numbers
             .claim_number(
                 request.source_eni.as_str(),
                 number,
@@ -83,11 +89,11 @@ impl Mirroring {
     /// action id, so theirs and ours are one), or it finished holding a
     /// mirror, whose number this is.
     pub(super) async fn undo_guess(&self, request: &CreateRequest, number: u16) {
-        if self.held(&request.action_id).await {
+        if self.joining.held(&request.action_id).await {
             return;
         }
         let released = self
-            .ledger
+            .numbers
             .release_number(request.source_eni.as_str(), number, &request.action_id)
             .await;
         if let Err(err) = released {

@@ -10,12 +10,13 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use super::super::release::Release;
-use super::super::{now_seconds, Failure, Mirroring, TAG_ACTION_ID};
+use super::super::{now_seconds, Failure, TAG_ACTION_ID};
+use super::Creates;
 use super::Made;
 use crate::contract::{ActionResult, CREATE};
 use crate::ports::{AwsError, AwsResult, LedgerRecord, RecordStatus, SessionQuery, SharedKey};
 
-impl Mirroring {
+impl Creates {
     /// Undoes what `made` lists, newest first, then records the outcome;
     /// with the time forward work kept back for it.
     pub(super) async fn roll_back(&self, record: LedgerRecord, made: Made, failure: Failure) -> ActionResult {
@@ -50,7 +51,7 @@ impl Mirroring {
         }
         record.result = Some(failure.clone());
         record.updated_at = now_seconds();
-        if let Err(err) = self.ledger.save(&mut record).await {
+        if let Err(err) = self.records.save(&mut record).await {
             // Left pending: the sweep takes it over after its lease and undoes what it finds.
             warn!(action_id = %record.action_id, error = %err, "could not record the failed create");
         }
@@ -66,7 +67,7 @@ impl Mirroring {
         if made.session_outcome_unknown {
             // Sessions are never shared, so every one carrying this action's tag is this action's to undo.
             let tagged = SessionQuery::Tag(TAG_ACTION_ID.to_owned(), record.action_id.clone());
-            match self.ec2.sessions(&tagged).await {
+            match self.sessions.sessions(&tagged).await {
                 Ok(found) => {
                     sessions.extend(found.into_iter().map(|s| s.id));
                     sessions.sort();
@@ -79,7 +80,7 @@ impl Mirroring {
             }
         }
         for id in &sessions {
-            if let Err(err) = self.ec2.delete_session(id).await {
+            if let Err(err) = self.sessions.delete_session(id).await {
                 warn!(session_id = %id, error = %err, "rollback: session not deleted");
                 // The session may still stand: keep its claims until the sweep or a retry.
                 return vec![id.clone()];
@@ -102,7 +103,7 @@ impl Mirroring {
                 .map(SharedKey::Filter),
             filter_created: made.filter_created.as_deref(),
         };
-        match self.release(&release).await {
+        match self.sharing.release(&release).await {
             Ok(released) => released.left(),
             Err(err) => {
                 warn!(action_id = %record.action_id, error = %err, "rollback: claims not released");

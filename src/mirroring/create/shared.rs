@@ -10,9 +10,7 @@ use futures::future::join_all;
 use tracing::warn;
 
 use super::super::model::{CreateRequest, FilterSpec, RuleSpec};
-use super::super::{
-    accountability_tags, client_token, jitter_millis, Failure, Mirroring, Refused, TAG_ACTION_ID, TAG_RULE_SET,
-};
+use super::super::{accountability_tags, client_token, jitter_millis, Failure, Refused, TAG_ACTION_ID, TAG_RULE_SET};
 use super::rollback::recover_made;
 use crate::ports::{AwsError, LedgerError, MirrorTarget, RecordStatus, SharedKey, Slot};
 
@@ -48,7 +46,16 @@ struct Making {
 /// or filter it needs, before giving up with a retryable error.
 const MAKER_WAIT: Duration = Duration::from_secs(20);
 
-impl Mirroring {
+/// Joining (or making) the shared target of a destination and the shared filter of a rule set.
+pub struct Joining {
+    pub(crate) claims: std::sync::Arc<dyn crate::ports::SharedResources>,
+    pub(crate) filters: std::sync::Arc<dyn crate::ports::Filters>,
+    pub(crate) records: std::sync::Arc<dyn crate::ports::ActionRecords>,
+    pub(crate) targets: std::sync::Arc<dyn crate::ports::Targets>,
+    pub(crate) deployment: std::sync::Arc<crate::mirroring::Deployment>,
+}
+
+impl Joining {
     pub(super) async fn join(
         &self,
         key: Option<&SharedKey>,
@@ -81,7 +88,7 @@ impl Mirroring {
             }
         };
         if undo {
-            if let Err(err) = self.ledger.leave_shared(key, action_id).await {
+            if let Err(err) = self.claims.leave_shared(key, action_id).await {
                 warn!(action_id, error = %err, "could not leave the users of a shared {}", key.noun());
             }
         }
@@ -89,7 +96,7 @@ impl Mirroring {
 
     /// Whether a ledger record of the action may hold resources or claims.
     pub(crate) async fn held(&self, action_id: &str) -> bool {
-        matches!(self.ledger.get(action_id).await, Ok(Some(record))
+        matches!(self.records.get(action_id).await, Ok(Some(record))
             if record.status.is_some_and(|s| matches!(s, RecordStatus::Pending | RecordStatus::Active | RecordStatus::Removing)))
     }
 
@@ -97,7 +104,7 @@ impl Mirroring {
     /// outlasts any invocation (the template sets it to the function timeout
     /// and a minute), so a maker that is still working keeps its claim.
     fn maker_lease_seconds(&self) -> u64 {
-        self.lease_seconds
+        self.deployment.lease_seconds
     }
 
     pub(super) async fn resolve_target(
@@ -148,7 +155,7 @@ impl Mirroring {
         match first {
             Some(slot) => slot,
             None => {
-                self.ledger
+                self.claims
                     .join_shared(key, action_id, limit.min(i64::MAX as usize), self.maker_lease_seconds())
                     .await
             }
@@ -194,7 +201,7 @@ impl Mirroring {
                 Ok(Slot::Make) => {
                     let making = make().await;
                     let outcome = match making.outcome {
-                        Ok(id) => match self.ledger.shared_made(key, action_id, &id).await {
+                        Ok(id) => match self.claims.shared_made(key, action_id, &id).await {
                             Ok(()) => Ok(id),
                             // Another action took over making it (our lease
                             // ran out): ours is rolled back, and a retry
@@ -246,7 +253,7 @@ impl Mirroring {
                     tokio::time::sleep(pause + jitter).await;
                     pause = (pause * 2).min(Duration::from_millis(800));
                     slot = self
-                        .ledger
+                        .claims
                         .join_shared(key, action_id, limit.min(i64::MAX as usize), self.maker_lease_seconds())
                         .await;
                 }
@@ -269,8 +276,8 @@ impl Mirroring {
         // died (the sweep deletes it): adopting it could race the delete. Only
         // someone else's target, or the one this action itself made in an
         // earlier run, is adopted.
-        let adoptable = |t: &MirrorTarget| !self.owns(&t.tags) || t.tag(TAG_ACTION_ID) == Some(action_id);
-        let existing = match self.ec2.targets_of(destination).await {
+        let adoptable = |t: &MirrorTarget| !self.deployment.owns(&t.tags) || t.tag(TAG_ACTION_ID) == Some(action_id);
+        let existing = match self.targets.targets_of(destination).await {
             Ok(targets) => {
                 let candidates: Vec<MirrorTarget> = targets.into_iter().filter(adoptable).collect();
                 pick_target(&candidates).map(|t| t.id.clone())
@@ -284,17 +291,19 @@ impl Mirroring {
                 outcome: Ok(id),
             };
         }
-        let mut tags = self.tags_for(action_id, request.reservation_id.as_deref(), None);
+        let mut tags = self
+            .deployment
+            .tags_for(action_id, request.reservation_id.as_deref(), None);
         tags.extend(accountability_tags(&request.accountability));
         let token = client_token(action_id, attempt, "target");
-        match self.ec2.create_target(destination, &tags, &token).await {
+        match self.targets.create_target(destination, &tags, &token).await {
             Ok(id) => Making {
                 created: Some(id.clone()),
                 rule_ids: Vec::new(),
                 outcome: Ok(id),
             },
             Err(err) => Making {
-                created: recover_made(&err, "target", self.ec2.create_target(destination, &tags, &token)).await,
+                created: recover_made(&err, "target", self.targets.create_target(destination, &tags, &token)).await,
                 ..fail(&format!("creating a mirror target for {destination}"), &err)
             },
         }
@@ -306,16 +315,17 @@ impl Mirroring {
     async fn make_filter(&self, request: &CreateRequest, attempt: u32, name: &str, rules: &[RuleSpec]) -> Making {
         let action_id = request.action_id.as_str();
         let fail = |context: &str, err: &AwsError| Failure::aws(context, err);
-        let mut tags = self.tags_for(action_id, None, None);
+        let mut tags = self.deployment.tags_for(action_id, None, None);
         tags.push((TAG_RULE_SET.to_owned(), name.to_owned()));
         tags.extend(accountability_tags(&request.accountability));
         let token = client_token(action_id, attempt, "filter");
         let description = format!("traffic-mirroring rule set {name} ({} rules)", rules.len());
-        let filter_id = match self.ec2.create_filter(&description, &tags, &token).await {
+        let filter_id = match self.filters.create_filter(&description, &tags, &token).await {
             Ok(id) => id,
             Err(err) => {
                 return Making {
-                    created: recover_made(&err, "filter", self.ec2.create_filter(&description, &tags, &token)).await,
+                    created: recover_made(&err, "filter", self.filters.create_filter(&description, &tags, &token))
+                        .await,
                     rule_ids: Vec::new(),
                     outcome: Err(fail("creating the traffic mirror filter", &err)),
                 }
@@ -325,7 +335,7 @@ impl Mirroring {
             let step = format!("rule/{}/{}", rule.direction.as_str(), rule.rule_number);
             let token = client_token(action_id, attempt, &step);
             let filter_id = filter_id.clone();
-            async move { self.ec2.create_filter_rule(&filter_id, rule, &token).await }
+            async move { self.filters.create_filter_rule(&filter_id, rule, &token).await }
         });
         let mut rule_ids = Vec::new();
         let mut first_error = None;

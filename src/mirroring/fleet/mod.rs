@@ -20,7 +20,6 @@ use std::time::Duration;
 use futures::stream::{self, StreamExt};
 use tracing::{info, warn};
 
-mod renewal;
 mod report;
 
 use report::{missing_reason, Missing, RemovalDone};
@@ -29,12 +28,11 @@ pub use report::{Coverage, PolicyReport, TargetCoverage, Uncovered, Unwanted};
 use super::delivery;
 use super::launch::{create_for, launch_action_id, policy_target, LaunchPolicy};
 use super::model::{Accountability, EniId, MirrorRequest, RemoveRequest, Requester};
-use super::release::Release;
-use super::Mirroring;
+
 use crate::contract::ActionResult;
+use crate::domain::instance::{Hypervisor, InstanceState};
 use crate::ports::{
     ActionKind, Endpoint, InstanceInfo, LedgerContents, LedgerQuery, LedgerRecord, MirrorSession, RecordStatus,
-    SessionQuery,
 };
 
 /// Creates and removes the sweep runs side by side (each is paced by the
@@ -115,7 +113,15 @@ enum Step {
     Wait(String),
 }
 
-impl Mirroring {
+/// The fleet policy: what each instance should have mirrored, and making it so.
+pub struct FleetPolicy {
+    pub(crate) instances: std::sync::Arc<dyn crate::ports::Instances>,
+    pub(crate) records: std::sync::Arc<dyn crate::ports::ActionRecords>,
+    pub(crate) actions: std::sync::Arc<crate::mirroring::Actions>,
+    pub(crate) facts: std::sync::Arc<crate::mirroring::facts::InstanceFacts>,
+}
+
+impl FleetPolicy {
     /// The creates and removes that bring one instance in line with the
     /// policy, after its tags changed or an ENI was attached. EC2 is asked
     /// for the instance's tags and ENIs (an event's own can be stale or
@@ -128,7 +134,7 @@ impl Mirroring {
     ) -> Result<Vec<Result<MirrorRequest, ActionResult>>, String> {
         let action_id = format!("reconcile-{instance_id}");
         let by_instance = LedgerQuery::Instance(instance_id.to_owned());
-        let (instance, records) = tokio::join!(self.ec2.instance(instance_id), self.ledger.find(&by_instance));
+        let (instance, records) = tokio::join!(self.instances.instance(instance_id), self.records.find(&by_instance));
         let fail = |what: String| {
             Ok(vec![Err(ActionResult::failure(
                 &action_id,
@@ -149,7 +155,7 @@ impl Mirroring {
             Ok(records) => records,
             Err(err) => return fail(format!("reading the ledger for instance {instance_id}: {err}")),
         };
-        if matches!(instance.state.as_deref(), Some("shutting-down" | "terminated")) {
+        if instance.state.as_ref().is_some_and(InstanceState::is_ending) {
             return Err(format!(
                 "instance {instance_id} is ending; its state change removes its mirrors"
             ));
@@ -157,7 +163,7 @@ impl Mirroring {
         let wanted = match policy_target(&instance, policy) {
             Ok(target) => {
                 let type_ok = match self.facts.hypervisor_of(&instance.instance_type).await {
-                    Ok(hypervisor) => hypervisor.as_deref() == Some("nitro"),
+                    Ok(hypervisor) => hypervisor == Some(Hypervisor::Nitro),
                     Err(err) => return fail(format!("describing instance type {}: {err}", instance.instance_type)),
                 };
                 let enis = if type_ok {
@@ -185,7 +191,7 @@ impl Mirroring {
                 actions.push(Ok(unwanted_remove(session)));
             }
         }
-        if instance.state.as_deref() == Some("running") {
+        if instance.state == Some(InstanceState::Running) {
             for (eni, target) in &wanted {
                 let have = active
                     .iter()
@@ -215,7 +221,7 @@ impl Mirroring {
         dry_run: bool,
     ) -> Result<PolicyReport, String> {
         let instances = self
-            .ec2
+            .instances
             .instances()
             .await
             .map_err(|e| format!("could not list instances: {e}"))?;
@@ -261,13 +267,13 @@ impl Mirroring {
                 continue;
             };
             match self.facts.hypervisor_of(&instance.instance_type).await {
-                Ok(Some(h)) if h == "nitro" => {}
+                Ok(Some(Hypervisor::Nitro)) => {}
                 Ok(other) => {
                     report.coverage.not_nitro.push(format!(
                         "{} ({}, hypervisor {})",
                         instance.id,
                         instance.instance_type,
-                        other.as_deref().unwrap_or("unknown")
+                        other.as_ref().map_or("unknown", Hypervisor::name)
                     ));
                     continue;
                 }
@@ -306,10 +312,10 @@ impl Mirroring {
                     Step::Wait("an action on it is in progress".into())
                 } else if let Some(refused) = refused_for_good(&by_action, &instance.id, eni) {
                     Step::Wait(refused)
-                } else if instance.state.as_deref() != Some("running") {
+                } else if instance.state != Some(InstanceState::Running) {
                     Step::Wait(format!(
                         "the instance is {}; it is mirrored when it runs",
-                        instance.state.as_deref().unwrap_or("not running")
+                        instance.state.as_ref().map_or("not running", InstanceState::name)
                     ))
                 } else {
                     match create_for(instance, eni, &target) {
@@ -381,7 +387,7 @@ impl Mirroring {
                     unwanted.outcome = "deferred: the next run removes it".into();
                     RemovalDone::Deferred
                 } else {
-                    let result = self.run(&unwanted_remove(&unwanted.session_id)).await;
+                    let result = self.actions.run(&unwanted_remove(&unwanted.session_id)).await;
                     if result.success {
                         unwanted.outcome = "removed".into();
                         RemovalDone::Removed
@@ -421,7 +427,7 @@ impl Mirroring {
                         Err(Missing::Deferred)
                     }
                     Step::Create(request) => {
-                        let result = self.run(&request).await;
+                        let result = self.actions.run(&request).await;
                         if result.success {
                             Ok(true)
                         } else {

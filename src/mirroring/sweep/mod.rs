@@ -39,8 +39,8 @@ use super::launch::LaunchPolicy;
 use super::model::SESSIONS_PER_SOURCE_ENI;
 use super::release::{Fate, Release};
 use super::{
-    now_seconds, Mirroring, TAG_ACTION_ID, TAG_INSTANCE_ID, TAG_MANAGED_BY, TAG_MANAGED_BY_LEGACY_VALUE,
-    TAG_RESERVATION_ID, TAG_RULE_SET,
+    now_seconds, TAG_ACTION_ID, TAG_INSTANCE_ID, TAG_MANAGED_BY, TAG_MANAGED_BY_LEGACY_VALUE, TAG_RESERVATION_ID,
+    TAG_RULE_SET,
 };
 use crate::contract::{ActionResult, SWEEP};
 use crate::ports::{
@@ -53,7 +53,26 @@ pub use report::{Finding, Outcome, SweepReport};
 /// Time a repair needs at the least; with less left, the rest is deferred.
 const REPAIR_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
-impl Mirroring {
+/// The hourly sweep: repairs, expiry, the fleet policy and the watch, in one pass.
+pub struct Sweep {
+    pub(crate) claims: std::sync::Arc<dyn crate::ports::SharedResources>,
+    pub(crate) filters: std::sync::Arc<dyn crate::ports::Filters>,
+    pub(crate) numbers: std::sync::Arc<dyn crate::ports::SessionNumbers>,
+    pub(crate) records: std::sync::Arc<dyn crate::ports::ActionRecords>,
+    pub(crate) scans: std::sync::Arc<dyn crate::ports::Scans>,
+    pub(crate) sessions: std::sync::Arc<dyn crate::ports::Sessions>,
+    pub(crate) tagging: std::sync::Arc<dyn crate::ports::Tagging>,
+    pub(crate) targets: std::sync::Arc<dyn crate::ports::Targets>,
+    pub(crate) deployment: std::sync::Arc<crate::mirroring::Deployment>,
+    pub(crate) expiry: std::sync::Arc<crate::mirroring::expiry::Expiry>,
+    pub(crate) fleet: std::sync::Arc<crate::mirroring::fleet::FleetPolicy>,
+    pub(crate) joining: std::sync::Arc<crate::mirroring::create::Joining>,
+    pub(crate) removes: std::sync::Arc<crate::mirroring::remove::Removes>,
+    pub(crate) sharing: std::sync::Arc<crate::mirroring::release::Sharing>,
+    pub(crate) watch: std::sync::Arc<crate::mirroring::watch::Watch>,
+}
+
+impl Sweep {
     /// A sweep's answer: its result (with the report as JSON, for the wire)
     /// and the report itself, typed, for tools that read it (`mirrorctl`).
     pub async fn sweep(&self, dry_run: bool, policy: &LaunchPolicy) -> (ActionResult, Option<SweepReport>) {
@@ -134,17 +153,17 @@ impl Mirroring {
         };
         // EC2 first, then the ledger: see the module comment.
         let listed_at = now_seconds();
-        let owner = self.owner.as_str();
+        let owner = self.deployment.owner.as_str();
         let legacy = TAG_MANAGED_BY_LEGACY_VALUE;
         let tagged = |value: &str| SessionQuery::Tag(TAG_MANAGED_BY.into(), value.into());
         let (ours_query, legacy_query) = (tagged(owner), tagged(legacy));
         let (sessions, filters, targets, legacy_sessions, legacy_filters, legacy_targets) = tokio::join!(
-            self.ec2.sessions(&ours_query),
-            self.ec2.filters_tagged(TAG_MANAGED_BY, owner),
-            self.ec2.targets_tagged(TAG_MANAGED_BY, owner),
-            self.ec2.sessions(&legacy_query),
-            self.ec2.filters_tagged(TAG_MANAGED_BY, legacy),
-            self.ec2.targets_tagged(TAG_MANAGED_BY, legacy),
+            self.sessions.sessions(&ours_query),
+            self.filters.filters_tagged(TAG_MANAGED_BY, owner),
+            self.targets.targets_tagged(TAG_MANAGED_BY, owner),
+            self.sessions.sessions(&legacy_query),
+            self.filters.filters_tagged(TAG_MANAGED_BY, legacy),
+            self.targets.targets_tagged(TAG_MANAGED_BY, legacy),
         );
         let legacy_ids = legacy_sessions
             .map(|found| found.into_iter().map(|s| s.id).collect::<Vec<_>>())
@@ -160,7 +179,7 @@ impl Mirroring {
             legacy: legacy_ids.map_err(|e| fail("an earlier version's resources", e.to_string()))?,
         };
         let contents = self
-            .ledger
+            .scans
             .contents()
             .await
             .map_err(|e| fail("the ledger", e.to_string()))?;
@@ -169,8 +188,8 @@ impl Mirroring {
             owned: &owned,
             contents: &contents,
             now: now_seconds(),
-            lease_seconds: self.lease_seconds,
-            owner: &self.owner,
+            lease_seconds: self.deployment.lease_seconds,
+            owner: &self.deployment.owner,
             gone_sessions: &gone_sessions,
         });
         let mut report = SweepReport {
@@ -196,10 +215,10 @@ impl Mirroring {
                     Outcome::Deferred("the invocation's deadline is near; the next sweep resumes here".into());
                 report.deferred += 1;
                 report.complete = false;
-            } else if repair.deletes_unused() && deletions >= self.sweep_max_deletions {
+            } else if repair.deletes_unused() && deletions >= self.deployment.sweep_max_deletions {
                 finding.outcome = Outcome::Deferred(format!(
                     "a sweep deletes at most {} unused filters and targets (SWEEP_MAX_DELETIONS)",
-                    self.sweep_max_deletions
+                    self.deployment.sweep_max_deletions
                 ));
                 deletions_deferred += 1;
                 report.deferred += 1;
@@ -221,11 +240,11 @@ impl Mirroring {
             report.findings.push(finding);
         }
         // Mirrors whose time is up go before the policy counts coverage.
-        report.expiry = Box::pin(self.expire_from(dry_run, &contents.records)).await;
+        report.expiry = Box::pin(self.expiry.expire_from(dry_run, &contents.records)).await;
         report.failed += report.expiry.failed;
         report.deferred += report.expiry.deferred;
         // Every session of the account, ours or not: the wiretaps nobody approved.
-        match Box::pin(self.watch().unapproved(dry_run)).await {
+        match Box::pin(self.watch.unapproved(dry_run)).await {
             Ok(found) => report.unapproved_mirrors = found,
             Err(err) => {
                 warn!(error = %err, "the account's sessions could not be checked");
@@ -239,7 +258,7 @@ impl Mirroring {
             gone_sessions: &gone_sessions,
             listed_at,
         };
-        match self.reconcile_fleet(policy, &view, dry_run).await {
+        match self.fleet.reconcile_fleet(policy, &view, dry_run).await {
             Ok(policy) => {
                 report.failed += policy.failed;
                 report.deferred += policy.deferred;
@@ -257,7 +276,7 @@ impl Mirroring {
             // An alarm watches this field: more than the cap at once is unusual enough for a person to look.
             warn!(
                 sweep_deletions_deferred = deletions_deferred,
-                cap = self.sweep_max_deletions,
+                cap = self.deployment.sweep_max_deletions,
                 "sweep deletions capped"
             );
         }
@@ -276,7 +295,7 @@ impl Mirroring {
                 continue;
             };
             if !listed.contains(id)
-                && matches!(self.ec2.sessions(&SessionQuery::Id(id.into())).await, Ok(found) if found.is_empty())
+                && matches!(self.sessions.sessions(&SessionQuery::Id(id.into())).await, Ok(found) if found.is_empty())
             {
                 gone.insert(id.to_owned());
             }
@@ -289,28 +308,30 @@ impl Mirroring {
         match repair {
             Repair::Abandoned(record) => self.undo_abandoned(record, owned, contents).await,
             Repair::Vanished(record) => {
-                self.release(&Release::of(record, None))
+                self.sharing
+                    .release(&Release::of(record, None))
                     .await
                     .map_err(|e| e.to_string())?;
-                self.update_record(record, |r| {
-                    let change = r.status == Some(RecordStatus::Active) && r.session_id == record.session_id;
-                    if change {
-                        r.status = Some(RecordStatus::Removed);
-                    }
-                    change
-                })
-                .await
-                .map_err(|e| e.to_string())?;
+                self.deployment
+                    .update_record(record, |r| {
+                        let change = r.status == Some(RecordStatus::Active) && r.session_id == record.session_id;
+                        if change {
+                            r.status = Some(RecordStatus::Removed);
+                        }
+                        change
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
                 Ok(Outcome::Repaired)
             }
             Repair::HalfRemoved(record) => {
-                self.remove_session(record).await.map_err(|e| e.to_string())?;
+                self.removes.remove_session(record).await.map_err(|e| e.to_string())?;
                 Ok(Outcome::Repaired)
             }
             Repair::Adopt(session, record) => self.adopt(session, record.as_deref()).await,
             Repair::TakeOver(ids) => {
-                let tags = vec![(TAG_MANAGED_BY.to_owned(), self.owner.clone())];
-                self.ec2.retag(ids, &tags).await.map_err(|e| e.to_string())?;
+                let tags = vec![(TAG_MANAGED_BY.to_owned(), self.deployment.owner.clone())];
+                self.tagging.retag(ids, &tags).await.map_err(|e| e.to_string())?;
                 Ok(Outcome::Repaired)
             }
             Repair::UnknownLegacy(_) => Ok(Outcome::Reported("left alone".into())),
@@ -318,15 +339,15 @@ impl Mirroring {
                 // A claim item naming it must let go first, so no create joins
                 // a filter that is being deleted.
                 let fate = match claim {
-                    Some(key) => self.retire_shared(key, id, true).await,
-                    None => self.delete_filter_if_unused(id).await,
+                    Some(key) => self.sharing.retire_shared(key, id, true).await,
+                    None => self.sharing.delete_filter_if_unused(id).await,
                 };
                 fate_outcome(fate, id)
             }
             // The listing is a moment old: an action that took up its claim
             // since (a create joins its target as it claims itself) keeps it.
             Repair::StaleNumber { action_id, .. } | Repair::StaleUser { action_id, .. }
-                if self.held(action_id).await =>
+                if self.joining.held(action_id).await =>
             {
                 Ok(Outcome::Skipped("the action holds it now".into()))
             }
@@ -335,7 +356,7 @@ impl Mirroring {
                 number,
                 action_id,
             } => {
-                self.ledger
+                self.numbers
                     .release_number(source_eni, *number, action_id)
                     .await
                     .map_err(|e| e.to_string())?;
@@ -350,7 +371,7 @@ impl Mirroring {
                     SharedKey::Target(_) => hold.target = Some(key.clone()),
                     SharedKey::Filter(_) => hold.filter = Some(key.clone()),
                 }
-                let released = self.release(&hold).await.map_err(|e| e.to_string())?;
+                let released = self.sharing.release(&hold).await.map_err(|e| e.to_string())?;
                 match released.left().first() {
                     Some(left) => Err(format!("released, but unused {left} could not be deleted")),
                     None => Ok(Outcome::Repaired),
@@ -359,10 +380,11 @@ impl Mirroring {
             Repair::UnusedTarget { claim_name, target_id } => {
                 let fate = match claim_name {
                     Some(name) => {
-                        self.retire_shared(&SharedKey::Target(name.clone()), target_id, true)
+                        self.sharing
+                            .retire_shared(&SharedKey::Target(name.clone()), target_id, true)
                             .await
                     }
-                    None => self.delete_target_if_unused(target_id).await,
+                    None => self.sharing.delete_target_if_unused(target_id).await,
                 };
                 fate_outcome(fate, target_id)
             }
@@ -383,7 +405,7 @@ impl Mirroring {
             // Take the action over, so a retry arriving now cannot run beside us.
             let mut takeover = record.clone();
             takeover.updated_at = now_seconds();
-            match self.ledger.claim(&takeover, self.lease_seconds).await {
+            match self.records.claim(&takeover, self.deployment.lease_seconds).await {
                 Ok(Claim::Granted { version, .. }) => version_now = version,
                 Ok(_) => return Ok(Outcome::Skipped("the action was taken up again".into())),
                 Err(err) => return Err(err.to_string()),
@@ -392,7 +414,10 @@ impl Mirroring {
         let action = record.action_id.as_str();
         let made_by = |tags: &crate::ports::Tags| crate::ports::tag_value(tags, TAG_ACTION_ID) == Some(action);
         for session in owned.sessions.iter().filter(|s| made_by(&s.tags)) {
-            self.ec2.delete_session(&session.id).await.map_err(|e| e.to_string())?;
+            self.sessions
+                .delete_session(&session.id)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         // Its filter may be shared by now: it goes through the release below,
         // which deletes it only with its last user.
@@ -409,7 +434,7 @@ impl Mirroring {
         let mut hold = Release::of(record, number);
         hold.target_created = created.or(hold.target_created);
         hold.filter_created = filter_created;
-        let released = self.release(&hold).await.map_err(|e| e.to_string())?;
+        let released = self.sharing.release(&hold).await.map_err(|e| e.to_string())?;
         let mut failed = record.clone();
         failed.fail_for_retry();
         let mut result = ActionResult::failure(
@@ -427,7 +452,7 @@ impl Mirroring {
         failed.result = Some(result);
         failed.updated_at = now_seconds();
         failed.version = version_now;
-        self.ledger.save(&mut failed).await.map_err(|e| e.to_string())?;
+        self.records.save(&mut failed).await.map_err(|e| e.to_string())?;
         Ok(Outcome::Repaired)
     }
 
@@ -442,20 +467,23 @@ impl Mirroring {
         };
         // The listing is a moment old: a remove may have taken it down since.
         let still = self
-            .ec2
+            .sessions
             .sessions(&SessionQuery::Id(session.id.clone()))
             .await
             .map_err(|e| e.to_string())?;
         if still.is_empty() {
             return Ok(Outcome::Skipped("gone since the listing".into()));
         }
-        let (target, filter) = tokio::join!(self.ec2.target(&session.target_id), self.ec2.filter(&session.filter_id));
+        let (target, filter) = tokio::join!(
+            self.targets.target(&session.target_id),
+            self.filters.filter(&session.filter_id)
+        );
         let target = target.map_err(|e| e.to_string())?;
         let filter = filter.map_err(|e| e.to_string())?;
         let target_key = target.as_ref().and_then(|t| t.claim_name()).map(str::to_owned);
         let filter_key = filter
             .as_ref()
-            .filter(|f| self.owns(&f.tags))
+            .filter(|f| self.deployment.owns(&f.tags))
             .and_then(|f| crate::ports::tag_value(&f.tags, TAG_RULE_SET))
             .map(str::to_owned);
         let now = now_seconds();
@@ -469,7 +497,7 @@ impl Mirroring {
             target_id: Some(session.target_id.clone()),
             target_created: target
                 .as_ref()
-                .is_some_and(|t| self.owns(&t.tags) && t.tag(TAG_ACTION_ID) == Some(action_id)),
+                .is_some_and(|t| self.deployment.owns(&t.tags) && t.tag(TAG_ACTION_ID) == Some(action_id)),
             filter_key: filter_key.clone(),
             filter_id: Some(session.filter_id.clone()),
             session_id: Some(session.id.clone()),
@@ -497,9 +525,10 @@ impl Mirroring {
             ..ActionResult::default()
         });
         let written = match finished {
-            None => self.ledger.adopt(&record).await.map_err(|e| e.to_string())?,
+            None => self.records.adopt(&record).await.map_err(|e| e.to_string())?,
             Some(finished) => {
                 let adopted = self
+                    .deployment
                     .update_record(finished, |r| {
                         let change = !r.status.is_some_and(|s| s.holds_resources());
                         if change {
@@ -517,15 +546,15 @@ impl Mirroring {
         if !written {
             return Ok(Outcome::Skipped("its action was recorded again meanwhile".into()));
         }
-        let lease = self.lease_seconds;
+        let lease = self.deployment.lease_seconds;
         let mut notes = Vec::new();
         for (key, id) in [
             (target_key.map(SharedKey::Target), &session.target_id),
             (filter_key.map(SharedKey::Filter), &session.filter_id),
         ] {
             let Some(key) = key else { continue };
-            let joined = match self.ledger.join_shared(&key, action_id, usize::MAX, lease).await {
-                Ok(Slot::Make) => self.ledger.shared_made(&key, action_id, id).await.is_ok(),
+            let joined = match self.claims.join_shared(&key, action_id, usize::MAX, lease).await {
+                Ok(Slot::Make) => self.claims.shared_made(&key, action_id, id).await.is_ok(),
                 Ok(Slot::Joined(_)) => true,
                 _ => false,
             };
@@ -538,7 +567,7 @@ impl Mirroring {
             }
         }
         let number = self
-            .ledger
+            .numbers
             .claim_number(
                 &session.source_eni,
                 session.session_number,

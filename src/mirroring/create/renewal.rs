@@ -2,15 +2,16 @@
 //! mirror is gone, so the policy makes it again instead of replaying it.
 
 use super::*;
+use crate::mirroring::release::Release;
 
-impl Mirroring {
+impl Creates {
     /// A policy create's action finished before. When its mirror is gone
     /// since (removed because the policy stopped wanting it, or its session
     /// deleted by hand or by AWS), its claims are let go and its record set
     /// back to failed with a new attempt number, so that the claim admits
     /// the action again with fresh client tokens. `true` when renewed.
     pub(crate) async fn renew_if_gone(&self, action_id: &str) -> bool {
-        let Ok(Some(record)) = self.ledger.get(action_id).await else {
+        let Ok(Some(record)) = self.records.get(action_id).await else {
             return false;
         };
         match record.status {
@@ -19,11 +20,11 @@ impl Mirroring {
                 let Some(session) = record.session_id.clone() else {
                     return false;
                 };
-                match self.ec2.sessions(&SessionQuery::Id(session)).await {
+                match self.sessions.sessions(&SessionQuery::Id(session)).await {
                     Ok(found) if found.is_empty() => {}
                     _ => return false,
                 }
-                if let Err(err) = self.release(&Release::of(&record, None)).await {
+                if let Err(err) = self.sharing.release(&Release::of(&record, None)).await {
                     warn!(action_id, error = %err, "could not let go of a gone mirror's claims; not renewed");
                     return false;
                 }
@@ -31,6 +32,7 @@ impl Mirroring {
             _ => return false,
         }
         let renewed = self
+            .deployment
             .update_record(&record, |r| {
                 let same = matches!(r.status, Some(RecordStatus::Removed | RecordStatus::Active))
                     && r.session_id == record.session_id;
