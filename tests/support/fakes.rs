@@ -11,7 +11,7 @@
 //!   against it, over HTTP.
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -48,8 +48,22 @@ struct Ec2State {
     /// (call, client token) -> the id the first call made.
     tokens: HashMap<(&'static str, String), String>,
     calls: Vec<&'static str>,
+    /// The EC2 actions asked with DryRun (a preflight), oldest first.
+    dry_runs: Vec<&'static str>,
     /// Instances a test planted, by id.
     instances: BTreeMap<String, InstanceInfo>,
+    /// Each filter's rules, as asked for, in order.
+    rules: BTreeMap<String, Vec<RuleSpec>>,
+    /// What each session was made with that `MirrorSession` does not carry
+    /// (packet length, description).
+    session_requests: BTreeMap<String, NewSession>,
+    /// ENIs a test placed (subnet, VPC, address, groups); any other `eni-` id
+    /// is an interface in the default subnet.
+    interfaces: BTreeMap<String, InterfaceInfo>,
+    /// ENIs that do not exist (deleted, or never made).
+    absent_enis: BTreeSet<String>,
+    /// Target ENIs' ingress rules, as a test set them; unset: not readable.
+    ingress: BTreeMap<String, Ingress>,
 }
 
 impl Ec2State {
@@ -59,8 +73,17 @@ impl Ec2State {
     }
 }
 
-/// EC2's mirroring calls, in memory. ENIs are not modelled (any `eni-` id is
-/// an interface); instances are those a test plants, every type Nitro.
+/// The subnet and VPC of every ENI and instance a test does not place elsewhere.
+pub const DEFAULT_SUBNET: &str = "subnet-0000000a";
+pub const DEFAULT_VPC: &str = "vpc-0000000a";
+
+/// Instance families EC2 runs on Xen, not Nitro (AWS's list of instances
+/// built on the Nitro System leaves these out); every other type is Nitro.
+const XEN_FAMILIES: [&str; 4] = ["t2", "m4", "c4", "r4"];
+
+/// EC2's mirroring calls, in memory. Any `eni-` id is an interface in the
+/// default subnet unless a test placed it elsewhere or said it is absent;
+/// instances are those a test plants.
 #[derive(Default)]
 pub struct MemoryEc2 {
     state: Mutex<Ec2State>,
@@ -86,51 +109,158 @@ impl MemoryEc2 {
     /// A session someone else made (a target for `destination` and a filter
     /// of their own, with `tags` on the session), as if by another tool.
     pub fn plant_session(&self, source: &str, destination: &str, tags: &[(&str, &str)]) -> String {
+        let target_id = self.plant_target(destination, &[]);
+        let filter_id = self.plant_filter(&[]);
+        self.plant_session_on(source, &target_id, &filter_id, 1, tags)
+    }
+
+    /// A target for an ENI made by someone else (or, with our tags, by an
+    /// earlier version of the product).
+    pub fn plant_target(&self, destination: &str, tags: &[(&str, &str)]) -> String {
         let mut state = self.state.lock().expect("state");
         let target_id = state.new_id("tmt");
-        state.targets.insert(
-            target_id.clone(),
-            MirrorTarget {
-                id: target_id.clone(),
-                network_interface_id: Some(destination.to_owned()),
-                load_balancer: None,
-                tags: Vec::new(),
-            },
-        );
+        let target = MirrorTarget {
+            id: target_id.clone(),
+            network_interface_id: Some(destination.to_owned()),
+            load_balancer: None,
+            tags: owned_tags(tags),
+        };
+        state.targets.insert(target_id.clone(), target);
+        target_id
+    }
+
+    /// A filter without rules made by someone else.
+    pub fn plant_filter(&self, tags: &[(&str, &str)]) -> String {
+        let mut state = self.state.lock().expect("state");
         let filter_id = state.new_id("tmf");
-        state.filters.insert(
-            filter_id.clone(),
-            (
-                MirrorFilter {
-                    id: filter_id.clone(),
-                    tags: Vec::new(),
-                },
-                0,
-            ),
+        let filter = MirrorFilter {
+            id: filter_id.clone(),
+            tags: owned_tags(tags),
+        };
+        state.filters.insert(filter_id.clone(), (filter, 0));
+        filter_id
+    }
+
+    /// A session made by someone else on a target and filter that exist.
+    pub fn plant_session_on(
+        &self,
+        source: &str,
+        target_id: &str,
+        filter_id: &str,
+        number: u16,
+        tags: &[(&str, &str)],
+    ) -> String {
+        let mut state = self.state.lock().expect("state");
+        assert!(
+            state.targets.contains_key(target_id) && state.filters.contains_key(filter_id),
+            "EC2 refuses a session on a target or filter it does not have"
         );
         let session_id = state.new_id("tms");
-        state.sessions.insert(
-            session_id.clone(),
-            MirrorSession {
-                id: session_id.clone(),
-                source_eni: source.to_owned(),
-                target_id,
-                filter_id,
-                session_number: 1,
-                virtual_network_id: None,
-                tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            },
-        );
+        let session = MirrorSession {
+            id: session_id.clone(),
+            source_eni: source.to_owned(),
+            target_id: target_id.to_owned(),
+            filter_id: filter_id.to_owned(),
+            session_number: number,
+            virtual_network_id: None,
+            tags: owned_tags(tags),
+        };
+        state.sessions.insert(session_id.clone(), session);
         session_id
+    }
+
+    /// A session as EC2 has it now.
+    pub fn session(&self, id: &str) -> Option<MirrorSession> {
+        self.state.lock().expect("state").sessions.get(id).cloned()
+    }
+
+    /// The ids of the sessions whose source is `eni`.
+    pub fn sessions_on(&self, eni: &str) -> Vec<String> {
+        let state = self.state.lock().expect("state");
+        state
+            .sessions
+            .values()
+            .filter(|s| s.source_eni == eni)
+            .map(|s| s.id.clone())
+            .collect()
+    }
+
+    /// The packet length, VNI and description a session was made with.
+    pub fn session_request(&self, id: &str) -> Option<NewSession> {
+        self.state.lock().expect("state").session_requests.get(id).cloned()
+    }
+
+    /// The rules of a filter, in the order they were made.
+    pub fn filter_rules(&self, id: &str) -> Vec<RuleSpec> {
+        let state = self.state.lock().expect("state");
+        state.rules.get(id).cloned().unwrap_or_default()
+    }
+
+    /// A target as EC2 has it now.
+    pub fn target_of(&self, id: &str) -> Option<MirrorTarget> {
+        self.state.lock().expect("state").targets.get(id).cloned()
+    }
+
+    /// The type EC2 gives a target: `network-interface`,
+    /// `network-load-balancer` or `gateway-load-balancer-endpoint`.
+    pub fn target_type(&self, id: &str) -> Option<&'static str> {
+        let target = self.target_of(id)?;
+        Some(match (&target.network_interface_id, target.load_balancer.as_deref()) {
+            (Some(_), _) => "network-interface",
+            (None, Some(endpoint)) if endpoint.starts_with("vpce-") => "gateway-load-balancer-endpoint",
+            (None, _) => "network-load-balancer",
+        })
+    }
+
+    /// The value of one tag on a session, filter or target.
+    pub fn tag_of(&self, id: &str, key: &str) -> Option<String> {
+        let state = self.state.lock().expect("state");
+        let tags = if let Some(session) = state.sessions.get(id) {
+            &session.tags
+        } else if let Some((filter, _)) = state.filters.get(id) {
+            &filter.tags
+        } else {
+            &state.targets.get(id)?.tags
+        };
+        tag_value(tags, key).map(str::to_owned)
+    }
+
+    /// An ENI that does not exist: EC2 answers `InvalidNetworkInterfaceID.NotFound`.
+    pub fn forget_eni(&self, eni: &str) {
+        self.state.lock().expect("state").absent_enis.insert(eni.to_owned());
+    }
+
+    /// Places an ENI in a subnet and VPC, with an address and security groups.
+    pub fn place_eni(&self, eni: &str, subnet: &str, vpc: &str, endpoint: Endpoint) {
+        let interface = InterfaceInfo {
+            vpc_id: Some(vpc.to_owned()),
+            subnet_id: Some(subnet.to_owned()),
+            endpoint,
+        };
+        self.state
+            .lock()
+            .expect("state")
+            .interfaces
+            .insert(eni.to_owned(), interface);
+    }
+
+    /// The inbound rules that admit traffic into a target ENI.
+    pub fn set_ingress(&self, eni: &str, ingress: Ingress) {
+        self.state.lock().expect("state").ingress.insert(eni.to_owned(), ingress);
     }
 
     /// A running instance with these ENIs (the first primary) and tags.
     pub fn plant_instance(&self, id: &str, enis: &[&str], tags: &[(&str, &str)]) {
+        self.plant_instance_of_type(id, "m5.large", enis, tags);
+    }
+
+    /// A running instance of `instance_type` (`t2.micro` runs on Xen).
+    pub fn plant_instance_of_type(&self, id: &str, instance_type: &str, enis: &[&str], tags: &[(&str, &str)]) {
         let instance = InstanceInfo {
             id: id.to_owned(),
-            instance_type: "m5.large".into(),
-            vpc_id: Some("vpc-0000000a".into()),
-            subnet_id: Some("subnet-0000000a".into()),
+            instance_type: instance_type.to_owned(),
+            vpc_id: Some(DEFAULT_VPC.into()),
+            subnet_id: Some(DEFAULT_SUBNET.into()),
             enis: enis.iter().map(|e| e.to_string()).collect(),
             tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             state: Some("running".into()),
@@ -141,6 +271,13 @@ impl MemoryEc2 {
             .expect("state")
             .instances
             .insert(id.to_owned(), instance);
+    }
+
+    /// Attaches an ENI to a planted instance, after the ones it has.
+    pub fn attach_eni(&self, id: &str, eni: &str) {
+        if let Some(instance) = self.state.lock().expect("state").instances.get_mut(id) {
+            instance.enis.push(eni.to_owned());
+        }
     }
 
     /// Sets a planted instance's state (`shutting-down`, `terminated`, ...).
@@ -177,6 +314,11 @@ impl MemoryEc2 {
             .count()
     }
 
+    /// The actions asked with DryRun, oldest first.
+    pub fn dry_runs(&self) -> Vec<&'static str> {
+        self.state.lock().expect("state").dry_runs.clone()
+    }
+
     fn enter(&self, call: &'static str) -> AwsResult<std::sync::MutexGuard<'_, Ec2State>> {
         let mut state = self.state.lock().expect("state");
         state.calls.push(call);
@@ -196,6 +338,17 @@ fn refused(code: &str, message: &str) -> AwsError {
         ErrorKind::Rejected
     };
     AwsError::new(kind, code, message)
+}
+
+fn owned_tags(tags: &[(&str, &str)]) -> Tags {
+    tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn absent_eni(eni: &str) -> AwsError {
+    refused(
+        "InvalidNetworkInterfaceID.NotFound",
+        &format!("The networkInterface ID '{eni}' does not exist"),
+    )
 }
 
 fn tagged(tags: &Tags, key: &str, value: &str) -> bool {
@@ -232,6 +385,11 @@ impl Targets for MemoryEc2 {
         let mut state = self.enter("CreateTrafficMirrorTarget")?;
         if let Some(id) = state.tokens.get(&("CreateTrafficMirrorTarget", token.to_owned())) {
             return Ok(id.clone());
+        }
+        if let TargetSpec::Eni(eni) = destination {
+            if state.absent_enis.contains(eni.as_str()) {
+                return Err(absent_eni(eni.as_str()));
+            }
         }
         let id = state.new_id("tmt");
         let (network_interface_id, load_balancer) = match destination {
@@ -297,7 +455,7 @@ impl Filters for MemoryEc2 {
         Ok(id)
     }
 
-    async fn create_filter_rule(&self, filter_id: &str, _: &RuleSpec, token: &str) -> AwsResult<String> {
+    async fn create_filter_rule(&self, filter_id: &str, rule: &RuleSpec, token: &str) -> AwsResult<String> {
         let mut state = self.enter("CreateTrafficMirrorFilterRule")?;
         if let Some(id) = state.tokens.get(&("CreateTrafficMirrorFilterRule", token.to_owned())) {
             return Ok(id.clone());
@@ -307,6 +465,7 @@ impl Filters for MemoryEc2 {
             Some((_, rules)) => *rules += 1,
             None => return Err(refused("InvalidTrafficMirrorFilterId.NotFound", filter_id)),
         }
+        state.rules.entry(filter_id.to_owned()).or_default().push(rule.clone());
         state
             .tokens
             .insert(("CreateTrafficMirrorFilterRule", token.to_owned()), id.clone());
@@ -318,6 +477,7 @@ impl Filters for MemoryEc2 {
         if state.sessions.values().any(|s| s.filter_id == id) {
             return Err(refused("TrafficMirrorFilterInUse", "a session uses it"));
         }
+        state.rules.remove(id);
         Ok(match state.filters.remove(id) {
             Some(_) => Deleted::Now,
             None => Deleted::AlreadyGone,
@@ -349,6 +509,9 @@ impl Sessions for MemoryEc2 {
                 .cloned()
                 .ok_or_else(|| refused("IdempotentParameterMismatch", "the session was deleted"));
         }
+        if state.absent_enis.contains(new.source_eni.as_str()) {
+            return Err(absent_eni(new.source_eni.as_str()));
+        }
         if !state.targets.contains_key(&new.target_id) {
             return Err(refused("InvalidTrafficMirrorTargetId.NotFound", &new.target_id));
         }
@@ -377,6 +540,7 @@ impl Sessions for MemoryEc2 {
             tags: tags.clone(),
         };
         state.sessions.insert(id.clone(), session.clone());
+        state.session_requests.insert(id.clone(), new.clone());
         state
             .tokens
             .insert(("CreateTrafficMirrorSession", token.to_owned()), id);
@@ -396,31 +560,55 @@ impl Sessions for MemoryEc2 {
 impl Instances for MemoryEc2 {
     async fn instance(&self, id: &str) -> AwsResult<Option<InstanceInfo>> {
         let state = self.enter("DescribeInstances")?;
-        Ok(state.instances.get(id).cloned())
+        Ok(state.instances.get(id).map(|i| described(&state, i)))
     }
-    async fn hypervisor(&self, _: &str) -> AwsResult<Option<String>> {
+    async fn hypervisor(&self, instance_type: &str) -> AwsResult<Option<String>> {
         drop(self.enter("DescribeInstanceTypes")?);
-        Ok(Some("nitro".into()))
+        let family = instance_type.split('.').next().unwrap_or_default();
+        let hypervisor = if XEN_FAMILIES.contains(&family) { "xen" } else { "nitro" };
+        Ok(Some(hypervisor.into()))
     }
     async fn interface(&self, eni: &str) -> AwsResult<Option<InterfaceInfo>> {
-        drop(self.enter("DescribeNetworkInterfaces")?);
-        Ok(eni.starts_with("eni-").then(InterfaceInfo::default))
+        let state = self.enter("DescribeNetworkInterfaces")?;
+        if !eni.starts_with("eni-") || state.absent_enis.contains(eni) {
+            return Ok(None);
+        }
+        Ok(Some(state.interfaces.get(eni).cloned().unwrap_or_else(|| InterfaceInfo {
+            vpc_id: Some(DEFAULT_VPC.into()),
+            subnet_id: Some(DEFAULT_SUBNET.into()),
+            endpoint: Endpoint::default(),
+        })))
     }
     async fn instances(&self) -> AwsResult<Vec<InstanceInfo>> {
         let state = self.enter("DescribeInstances")?;
-        Ok(state.instances.values().cloned().collect())
+        Ok(state.instances.values().map(|i| described(&state, i)).collect())
     }
-    async fn ingress(&self, _: &str) -> AwsResult<Option<Ingress>> {
-        drop(self.enter("DescribeSecurityGroups")?);
-        Ok(None)
+    async fn ingress(&self, eni: &str) -> AwsResult<Option<Ingress>> {
+        let state = self.enter("DescribeSecurityGroups")?;
+        Ok(state.ingress.get(eni).cloned())
     }
+}
+
+/// An instance as DescribeInstances tells it: with the address and groups
+/// of each of its ENIs that a test placed.
+fn described(state: &Ec2State, instance: &InstanceInfo) -> InstanceInfo {
+    let mut described = instance.clone();
+    for eni in &instance.enis {
+        if let Some(interface) = state.interfaces.get(eni) {
+            described.endpoints.insert(eni.clone(), interface.endpoint.clone());
+        }
+    }
+    described
 }
 
 #[async_trait]
 impl Preflight for MemoryEc2 {
+    /// A DryRun call: counted apart from the real calls, and refused by a
+    /// fault armed for the action itself, as IAM refuses both alike.
     async fn permitted(&self, call: &CheckedCall, _: &Tags) -> AwsResult<()> {
-        drop(self.enter(call.action())?);
-        Ok(())
+        let mut state = self.state.lock().expect("state");
+        state.dry_runs.push(call.action());
+        self.faults.take(call.action())
     }
 }
 
@@ -471,6 +659,12 @@ impl MemoryLedger {
     pub fn record(&self, action_id: &str) -> Option<LedgerRecord> {
         let state = self.state.lock().expect("state");
         state.records.get(action_id).map(|(r, _)| r.clone())
+    }
+
+    /// Deletes every item, as a lost table would.
+    pub fn empty(&self) {
+        let mut state = self.state.lock().expect("state");
+        *state = LedgerState::default();
     }
 
     /// Claim items that still name a resource, a maker or a user, and
