@@ -8,7 +8,6 @@ mod support;
 mod cli;
 mod concurrency;
 mod crash;
-mod create;
 mod events;
 mod faults;
 mod fleet;

@@ -20,6 +20,12 @@ async fn a_fourth_session_on_one_source_is_refused_before_any_change() {
         "{refused}"
     );
     assert_ne!(refused["retryable"], true, "a full ENI stays full: {refused}");
+    assert!(
+        refused["errorMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains(&eni(1)) && m.contains("nothing was created")),
+        "{refused}"
+    );
     assert_eq!(world.ec2.resources(), before, "nothing was made for it");
     assert_eq!(world.ec2.calls("CreateTrafficMirrorSession"), 3);
 }
@@ -135,4 +141,6 @@ async fn a_taken_session_number_gives_the_lowest_free_one_and_says_so() {
             .is_some_and(|m| m.contains("5 was already used")),
         "{second}"
     );
+    let third = world.run(create("c3", 1, 7, 443)).await;
+    assert_eq!(third["sessionNumber"], 2, "the lowest free one: {third}");
 }
