@@ -2,6 +2,7 @@
 //! and what is not ours, never touched.
 
 use serde_json::json;
+use traffic_mirroring::ports::RecordStatus;
 
 use crate::world::*;
 
@@ -13,6 +14,10 @@ async fn removing_what_is_already_gone_is_a_success() {
     assert_eq!(world.run(remove_session("r1", &session)).await["success"], true);
     let again = world.run(remove_session("r2", &session)).await;
     assert_eq!(again["success"], true, "{again}");
+    assert!(
+        again["infoMessage"].as_str().is_some_and(|m| m.contains("already gone")),
+        "{again}"
+    );
     assert_eq!(world.counts(), (0, 0, 0));
 }
 
@@ -70,4 +75,114 @@ async fn a_remove_by_reservation_takes_only_that_reservations_mirrors() {
         "{removed}"
     );
     assert_eq!(world.counts(), (1, 1, 1), "res-b's mirror, its filter and target stay");
+}
+
+/// A create with no rules to `target`; its session id.
+async fn mirrored(world: &Fixture, action_id: &str, source: &str, target: &str) -> String {
+    let response = world.handle(&create_bare(action_id, source, target, None)).await;
+    session_of(first_result(&response))
+}
+
+#[tokio::test]
+async fn a_remove_of_what_never_existed_succeeds_and_says_so() {
+    let world = fixture();
+    let target = eni(9);
+    mirrored(&world, "rr-1", &eni(1), &target).await;
+
+    let unknown = world.handle(&remove("rr-rm-3", "tms-0123456789abcdef0", "")).await;
+    assert_eq!(first_result(&unknown)["success"], true, "{unknown}");
+    let nothing = world.handle(&remove("rr-rm-4", "", &eni(8))).await;
+    assert_eq!(first_result(&nothing)["success"], true, "{nothing}");
+    assert!(
+        first_result(&nothing)["infoMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains("nothing to remove")),
+        "{nothing}"
+    );
+    assert_eq!(world.counts(), (1, 1, 1), "the live mirror is not touched");
+}
+
+#[tokio::test]
+async fn remove_by_session_id_deletes_session_filter_and_our_unused_target() {
+    let world = fixture();
+    let session = mirrored(&world, "rs-1", &eni(1), &eni(2)).await;
+
+    let response = world.handle(&remove("rm-1", &session, "")).await;
+
+    let result = first_result(&response);
+    assert_eq!(result["success"], true, "{response}");
+    assert_eq!(result["removedSessionIds"], json!([session]));
+    assert!(result["infoMessage"]
+        .as_str()
+        .is_some_and(|m| m.contains("deleted unused target")));
+    assert_eq!(world.counts(), (0, 0, 0), "session, filter and our target are gone");
+    assert_eq!(
+        world.ledger.record("rs-1").expect("record").status,
+        Some(RecordStatus::Removed)
+    );
+}
+
+#[tokio::test]
+async fn remove_by_session_and_target_removes_the_union() {
+    let world = fixture();
+    let (t1, t2) = (eni(11), eni(12));
+    let on_t1 = mirrored(&world, "ru-1", &eni(1), &t1).await;
+    let on_t2 = mirrored(&world, "ru-2", &eni(2), &t2).await;
+
+    let response = world.handle(&remove("rm-u", &on_t1, &t2)).await;
+
+    let result = first_result(&response);
+    assert_eq!(result["success"], true, "{response}");
+    let removed = result["removedSessionIds"].as_array().expect("ids");
+    assert!(
+        removed.contains(&json!(on_t1)) && removed.contains(&json!(on_t2)),
+        "{response}"
+    );
+    assert_eq!(world.counts(), (0, 0, 0));
+}
+
+#[tokio::test]
+async fn our_target_goes_with_our_last_session_and_a_foreign_target_stays() {
+    let world = fixture();
+    let ours_eni = eni(9);
+    let s1 = mirrored(&world, "lt-1", &eni(1), &ours_eni).await;
+    let s2 = mirrored(&world, "lt-2", &eni(2), &ours_eni).await;
+    world.handle(&remove("lt-rm-1", &s1, "")).await;
+    assert_eq!(world.counts().2, 1, "still used by the second session");
+    world.handle(&remove("lt-rm-2", &s2, "")).await;
+    assert_eq!(world.counts().2, 0, "our target goes with our last session");
+
+    let foreign_eni = eni(8);
+    let foreign_id = world.ec2.plant_target(&foreign_eni, &[]);
+    let s3 = mirrored(&world, "lt-3", &eni(3), &foreign_eni).await;
+    let response = world.handle(&remove("lt-rm-3", &s3, "")).await;
+    assert_eq!(first_result(&response)["success"], true);
+    let (sessions, _, targets) = world.ec2.resources();
+    assert!(
+        targets.contains(&foreign_id),
+        "a target we did not create is never deleted"
+    );
+    assert!(sessions.is_empty());
+}
+
+#[tokio::test]
+async fn sessions_we_did_not_create_are_left_alone() {
+    let world = fixture();
+    let target_eni = eni(9);
+    let target_id = world.ec2.plant_target(&target_eni, &[]);
+    let their_filter = world.ec2.plant_filter(&[]);
+    let foreign_id = world.ec2.plant_session_on(&eni(1), &target_id, &their_filter, 1, &[]);
+    let ours = mirrored(&world, "fo-1", &eni(2), &target_eni).await;
+
+    let by_id = world.handle(&remove("fo-rm-1", &foreign_id, "")).await;
+    assert_eq!(first_result(&by_id)["success"], false);
+    assert_eq!(first_result(&by_id)["errorCode"], "NotManagedByTrafficMirroring");
+
+    let by_target = world.handle(&remove("fo-rm-2", "", &target_eni)).await;
+    let result = first_result(&by_target);
+    assert_eq!(result["success"], true, "{by_target}");
+    assert_eq!(result["removedSessionIds"], json!([ours]));
+    assert!(result["infoMessage"].as_str().is_some_and(|m| m.contains(&foreign_id)));
+    let (sessions, _, targets) = world.ec2.resources();
+    assert!(sessions.contains(&foreign_id) && targets.contains(&target_id));
 }
