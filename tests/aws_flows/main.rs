@@ -15,7 +15,6 @@ mod idempotency;
 mod kinds;
 mod metrics;
 mod remove;
-mod requests;
 mod safety;
 mod sources;
 mod storm;

@@ -12,6 +12,7 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -88,6 +89,31 @@ const XEN_FAMILIES: [&str; 4] = ["t2", "m4", "c4", "r4"];
 pub struct MemoryEc2 {
     state: Mutex<Ec2State>,
     faults: Faults,
+    /// Calls that take this many turns of the scheduler: latency without a
+    /// clock, so calls of actions run at once overlap as over the wire.
+    turns: Mutex<HashMap<&'static str, usize>>,
+    /// A logical clock: each call's start and end take one tick each.
+    clock: AtomicU64,
+    spans: Mutex<Vec<Span>>,
+}
+
+/// One call, from its start to its answer, on `MemoryEc2`'s logical clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Span {
+    pub call: &'static str,
+    /// The source ENI of a session create.
+    pub subject: Option<String>,
+    pub start: u64,
+    pub end: u64,
+}
+
+/// The most spans of `call` open at one tick.
+pub fn peak_overlap(spans: &[Span], call: &str) -> usize {
+    let mine: Vec<&Span> = spans.iter().filter(|s| s.call == call).collect();
+    mine.iter()
+        .map(|s| mine.iter().filter(|o| o.start <= s.start && s.start < o.end).count())
+        .max()
+        .unwrap_or(0)
 }
 
 impl MemoryEc2 {
@@ -314,6 +340,32 @@ impl MemoryEc2 {
             .count()
     }
 
+    /// Every later call of `call` takes `turns` turns of the scheduler.
+    pub fn slow_down(&self, call: &'static str, turns: usize) {
+        self.turns.lock().expect("turns").insert(call, turns);
+    }
+
+    /// Every call made so far, as spans on the logical clock.
+    pub fn spans(&self) -> Vec<Span> {
+        self.spans.lock().expect("spans").clone()
+    }
+
+    async fn pace(&self, call: &'static str, subject: Option<&str>) {
+        let turns = self.turns.lock().expect("turns").get(call).copied().unwrap_or(0);
+        let start = self.clock.fetch_add(1, Ordering::SeqCst);
+        for _ in 0..turns {
+            tokio::task::yield_now().await;
+        }
+        let end = self.clock.fetch_add(1, Ordering::SeqCst);
+        let span = Span {
+            call,
+            subject: subject.map(str::to_owned),
+            start,
+            end,
+        };
+        self.spans.lock().expect("spans").push(span);
+    }
+
     /// The actions asked with DryRun, oldest first.
     pub fn dry_runs(&self) -> Vec<&'static str> {
         self.state.lock().expect("state").dry_runs.clone()
@@ -358,6 +410,7 @@ fn tagged(tags: &Tags, key: &str, value: &str) -> bool {
 #[async_trait]
 impl Targets for MemoryEc2 {
     async fn targets_of(&self, destination: &TargetSpec) -> AwsResult<Vec<MirrorTarget>> {
+        self.pace("DescribeTrafficMirrorTargets", None).await;
         let state = self.enter("DescribeTrafficMirrorTargets")?;
         let matches = |t: &&MirrorTarget| match destination {
             TargetSpec::Existing(id) => &t.id == id,
@@ -367,11 +420,13 @@ impl Targets for MemoryEc2 {
     }
 
     async fn target(&self, id: &str) -> AwsResult<Option<MirrorTarget>> {
+        self.pace("DescribeTrafficMirrorTargets", None).await;
         let state = self.enter("DescribeTrafficMirrorTargets")?;
         Ok(state.targets.get(id).cloned())
     }
 
     async fn targets_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorTarget>> {
+        self.pace("DescribeTrafficMirrorTargets", None).await;
         let state = self.enter("DescribeTrafficMirrorTargets")?;
         Ok(state
             .targets
@@ -382,6 +437,7 @@ impl Targets for MemoryEc2 {
     }
 
     async fn create_target(&self, destination: &TargetSpec, tags: &Tags, token: &str) -> AwsResult<String> {
+        self.pace("CreateTrafficMirrorTarget", None).await;
         let mut state = self.enter("CreateTrafficMirrorTarget")?;
         if let Some(id) = state.tokens.get(&("CreateTrafficMirrorTarget", token.to_owned())) {
             return Ok(id.clone());
@@ -410,6 +466,7 @@ impl Targets for MemoryEc2 {
     }
 
     async fn delete_target(&self, id: &str) -> AwsResult<Deleted> {
+        self.pace("DeleteTrafficMirrorTarget", None).await;
         let mut state = self.enter("DeleteTrafficMirrorTarget")?;
         if state.sessions.values().any(|s| s.target_id == id) {
             return Err(refused("TrafficMirrorTargetInUseException", "a session uses it"));
@@ -424,11 +481,13 @@ impl Targets for MemoryEc2 {
 #[async_trait]
 impl Filters for MemoryEc2 {
     async fn filter(&self, id: &str) -> AwsResult<Option<MirrorFilter>> {
+        self.pace("DescribeTrafficMirrorFilters", None).await;
         let state = self.enter("DescribeTrafficMirrorFilters")?;
         Ok(state.filters.get(id).map(|(f, _)| f.clone()))
     }
 
     async fn filters_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorFilter>> {
+        self.pace("DescribeTrafficMirrorFilters", None).await;
         let state = self.enter("DescribeTrafficMirrorFilters")?;
         Ok(state
             .filters
@@ -439,6 +498,7 @@ impl Filters for MemoryEc2 {
     }
 
     async fn create_filter(&self, _: &str, tags: &Tags, token: &str) -> AwsResult<String> {
+        self.pace("CreateTrafficMirrorFilter", None).await;
         let mut state = self.enter("CreateTrafficMirrorFilter")?;
         if let Some(id) = state.tokens.get(&("CreateTrafficMirrorFilter", token.to_owned())) {
             return Ok(id.clone());
@@ -456,6 +516,7 @@ impl Filters for MemoryEc2 {
     }
 
     async fn create_filter_rule(&self, filter_id: &str, rule: &RuleSpec, token: &str) -> AwsResult<String> {
+        self.pace("CreateTrafficMirrorFilterRule", None).await;
         let mut state = self.enter("CreateTrafficMirrorFilterRule")?;
         if let Some(id) = state.tokens.get(&("CreateTrafficMirrorFilterRule", token.to_owned())) {
             return Ok(id.clone());
@@ -473,6 +534,7 @@ impl Filters for MemoryEc2 {
     }
 
     async fn delete_filter(&self, id: &str) -> AwsResult<Deleted> {
+        self.pace("DeleteTrafficMirrorFilter", None).await;
         let mut state = self.enter("DeleteTrafficMirrorFilter")?;
         if state.sessions.values().any(|s| s.filter_id == id) {
             return Err(refused("TrafficMirrorFilterInUse", "a session uses it"));
@@ -488,6 +550,7 @@ impl Filters for MemoryEc2 {
 #[async_trait]
 impl Sessions for MemoryEc2 {
     async fn sessions(&self, query: &SessionQuery) -> AwsResult<Vec<MirrorSession>> {
+        self.pace("DescribeTrafficMirrorSessions", None).await;
         let state = self.enter("DescribeTrafficMirrorSessions")?;
         let wanted = |s: &&MirrorSession| match query {
             SessionQuery::Id(id) => &s.id == id,
@@ -500,6 +563,7 @@ impl Sessions for MemoryEc2 {
     }
 
     async fn create_session(&self, new: &NewSession, tags: &Tags, token: &str) -> AwsResult<MirrorSession> {
+        self.pace("CreateTrafficMirrorSession", Some(new.source_eni.as_str())).await;
         let mut state = self.enter("CreateTrafficMirrorSession")?;
         if let Some(id) = state.tokens.get(&("CreateTrafficMirrorSession", token.to_owned())) {
             let id = id.clone();
@@ -548,6 +612,7 @@ impl Sessions for MemoryEc2 {
     }
 
     async fn delete_session(&self, id: &str) -> AwsResult<Deleted> {
+        self.pace("DeleteTrafficMirrorSession", None).await;
         let mut state = self.enter("DeleteTrafficMirrorSession")?;
         Ok(match state.sessions.remove(id) {
             Some(_) => Deleted::Now,
@@ -559,16 +624,19 @@ impl Sessions for MemoryEc2 {
 #[async_trait]
 impl Instances for MemoryEc2 {
     async fn instance(&self, id: &str) -> AwsResult<Option<InstanceInfo>> {
+        self.pace("DescribeInstances", None).await;
         let state = self.enter("DescribeInstances")?;
         Ok(state.instances.get(id).map(|i| described(&state, i)))
     }
     async fn hypervisor(&self, instance_type: &str) -> AwsResult<Option<String>> {
+        self.pace("DescribeInstanceTypes", None).await;
         drop(self.enter("DescribeInstanceTypes")?);
         let family = instance_type.split('.').next().unwrap_or_default();
         let hypervisor = if XEN_FAMILIES.contains(&family) { "xen" } else { "nitro" };
         Ok(Some(hypervisor.into()))
     }
     async fn interface(&self, eni: &str) -> AwsResult<Option<InterfaceInfo>> {
+        self.pace("DescribeNetworkInterfaces", None).await;
         let state = self.enter("DescribeNetworkInterfaces")?;
         if !eni.starts_with("eni-") || state.absent_enis.contains(eni) {
             return Ok(None);
@@ -580,10 +648,12 @@ impl Instances for MemoryEc2 {
         })))
     }
     async fn instances(&self) -> AwsResult<Vec<InstanceInfo>> {
+        self.pace("DescribeInstances", None).await;
         let state = self.enter("DescribeInstances")?;
         Ok(state.instances.values().map(|i| described(&state, i)).collect())
     }
     async fn ingress(&self, eni: &str) -> AwsResult<Option<Ingress>> {
+        self.pace("DescribeSecurityGroups", None).await;
         let state = self.enter("DescribeSecurityGroups")?;
         Ok(state.ingress.get(eni).cloned())
     }
@@ -615,6 +685,7 @@ impl Preflight for MemoryEc2 {
 #[async_trait]
 impl Tagging for MemoryEc2 {
     async fn retag(&self, ids: &[String], tags: &Tags) -> AwsResult<()> {
+        self.pace("CreateTags", None).await;
         let mut state = self.enter("CreateTags")?;
         let set = |on: &mut Tags| {
             for (key, value) in tags {
