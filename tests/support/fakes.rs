@@ -732,6 +732,12 @@ impl MemoryLedger {
         state.records.get(action_id).map(|(r, _)| r.clone())
     }
 
+    /// Whether no item was ever written (or all were lost).
+    pub fn is_empty(&self) -> bool {
+        let state = self.state.lock().expect("state");
+        state.records.is_empty() && state.shared.is_empty() && state.sources.is_empty()
+    }
+
     /// Deletes every item, as a lost table would.
     pub fn empty(&self) {
         let mut state = self.state.lock().expect("state");
