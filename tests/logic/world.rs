@@ -11,7 +11,7 @@ use traffic_mirroring::handler::App;
 use traffic_mirroring::mirroring::launch::LaunchPolicy;
 use traffic_mirroring::mirroring::{Allowed, Controls, Mirroring};
 
-pub(crate) use crate::fakes::{MemoryBus, MemoryEc2, MemoryLedger, DEFAULT_SUBNET};
+pub(crate) use crate::fakes::{MemoryBus, MemoryEc2, MemoryLedger, DEFAULT_SUBNET, DEFAULT_VPC};
 
 /// The owner value of the default deployment (its table's name).
 pub(crate) const OWNER: &str = "table/logic";
