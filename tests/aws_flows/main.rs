@@ -19,4 +19,3 @@ mod safety;
 mod sources;
 mod storm;
 mod sweep;
-mod wiretap;

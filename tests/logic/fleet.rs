@@ -63,6 +63,11 @@ async fn a_policy_mirror_deleted_behind_our_back_is_made_again_at_once() {
         .plant_instance("i-0000000c", &[&eni(4)], &[(TARGET_TAG, &eni(9))]);
     world.app.invoke(tag_change("i-0000000c", TARGET_TAG)).await.expect("answers");
     let session = world.ec2.resources().0.pop().expect("mirrored");
+    // A forged event for a live session changes nothing.
+    let forged = world.invoke(deletion(&session)).await;
+    assert_eq!(forged["actionResults"], json!([]), "{forged}");
+    assert_eq!(world.ec2.sessions_on(&eni(4)), vec![session.clone()]);
+
     assert!(world.ec2.delete_behind_our_back(&session));
     let answer = world.app.invoke(deletion(&session)).await.expect("answers");
     assert_eq!(answer["actionResults"][0]["success"], true, "{answer}");
@@ -78,6 +83,10 @@ async fn a_policy_mirror_deleted_behind_our_back_is_made_again_at_once() {
             .map(|d| d["mirrors"][0]["policyMirror"].clone()),
         Some(json!(true))
     );
+    let details = tampered.details.clone().expect("details");
+    assert_eq!(details["deletedBy"], "arn:aws:iam::123456789012:user/mallory");
+    assert_eq!(details["resource"]["id"], session.as_str());
+    assert_eq!(world.events_of_type("TrafficMirroringTampered").len(), 1);
 }
 
 #[tokio::test]

@@ -20,9 +20,21 @@ async fn a_request_of_more_than_a_hundred_actions_touches_nothing() {
     assert_eq!(answer["driverResponse"]["actionResults"], json!([]), "{answer}");
     assert!(answer["driverResponse"]["errorMessage"]
         .as_str()
-        .is_some_and(|m| m.contains("at most 100")));
+        .is_some_and(|m| m.contains("101 actions") && m.contains("at most 100")));
     assert_eq!(world.counts(), (0, 0, 0));
     assert_eq!(world.ledger.record("c0"), None);
+    assert!(world.ledger.is_empty(), "nothing claimed");
+}
+
+#[tokio::test]
+async fn an_action_id_too_long_or_with_a_control_character_is_refused() {
+    let world = fixture();
+    let bad_id = world.handle(&create_bare(&"x".repeat(129), &eni(1), &eni(2), None)).await;
+    assert_eq!(first_result(&bad_id)["errorCode"], "ValidationError", "{bad_id}");
+    let control = world.handle(&create_bare("tab\tid", &eni(1), &eni(2), None)).await;
+    assert_eq!(first_result(&control)["errorCode"], "ValidationError", "{control}");
+    assert_eq!(world.counts(), (0, 0, 0));
+    assert!(world.ledger.is_empty(), "nothing claimed");
 }
 
 #[tokio::test]
