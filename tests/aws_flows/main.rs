@@ -16,6 +16,5 @@ mod kinds;
 mod metrics;
 mod remove;
 mod safety;
-mod sources;
 mod storm;
 mod sweep;

@@ -128,6 +128,8 @@ async fn a_termination_removes_the_instances_mirrors_only_when_ec2_confirms_it()
     assert_eq!(ended["actionResults"][0]["success"], true, "{ended}");
     assert_eq!(world.counts(), (0, 0, 0), "its sessions, filter and target are gone");
     assert_eq!(world.ledger.claims_left(), Vec::<String>::new());
+    let again = world.invoke(state_change("i-0000000d", "terminated")).await;
+    assert_eq!(again["actionResults"][0]["success"], true, "idempotent: {again}");
 }
 
 #[tokio::test]

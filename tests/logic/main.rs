@@ -15,4 +15,5 @@ mod kinds;
 mod numbers;
 mod remove;
 mod requests;
+mod sources;
 mod wiretap;
