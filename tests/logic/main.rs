@@ -15,5 +15,6 @@ mod kinds;
 mod numbers;
 mod remove;
 mod requests;
+mod safety;
 mod sources;
 mod wiretap;

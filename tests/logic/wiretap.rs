@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use traffic_mirroring::announce::Announcer;
 use traffic_mirroring::mirroring::watch::{UnapprovedOutcome, Watch};
 use traffic_mirroring::mirroring::{AllowList, Allowed, Controls};
