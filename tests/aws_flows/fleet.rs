@@ -228,4 +228,3 @@ async fn a_sweep_throttled_without_end_answers_in_time_and_the_next_one_converge
     }
     assert_eq!(world.disagreements().await, Vec::<String>::new());
 }
-

@@ -165,8 +165,14 @@ async fn no_rules_mirrors_everything_in_both_directions() {
         .to_owned();
     let rules = world.ec2.filter_rules(&filter_id);
     let of = |direction: Direction| rules.iter().filter(move |r| r.direction == direction);
-    assert!(of(Direction::Ingress).count() > 0 && of(Direction::Egress).count() > 0, "{rules:?}");
-    assert!(of(Direction::Ingress).all(|r| r.protocol.number().is_none()), "{rules:?}");
+    assert!(
+        of(Direction::Ingress).count() > 0 && of(Direction::Egress).count() > 0,
+        "{rules:?}"
+    );
+    assert!(
+        of(Direction::Ingress).all(|r| r.protocol.number().is_none()),
+        "{rules:?}"
+    );
 }
 
 #[tokio::test]

@@ -36,7 +36,11 @@ async fn the_sweep_backfills_a_tagged_instance_once_and_the_exclude_tag_takes_it
 async fn a_tag_change_mirrors_at_once_from_ec2s_own_tags_and_a_removed_tag_unmirrors() {
     let world = fixture();
     world.ec2.plant_instance("i-0000000b", &[&eni(3)], &[]);
-    let nothing = world.app.invoke(tag_change("i-0000000b", TARGET_TAG)).await.expect("answers");
+    let nothing = world
+        .app
+        .invoke(tag_change("i-0000000b", TARGET_TAG))
+        .await
+        .expect("answers");
     assert!(
         nothing["skipped"].is_string(),
         "untagged in EC2, whatever the event says: {nothing}"
@@ -44,13 +48,21 @@ async fn a_tag_change_mirrors_at_once_from_ec2s_own_tags_and_a_removed_tag_unmir
     assert_eq!(world.counts().0, 0);
 
     world.ec2.tag_instance("i-0000000b", TARGET_TAG, Some(&eni(9)));
-    let mirrored = world.app.invoke(tag_change("i-0000000b", TARGET_TAG)).await.expect("answers");
+    let mirrored = world
+        .app
+        .invoke(tag_change("i-0000000b", TARGET_TAG))
+        .await
+        .expect("answers");
     assert_eq!(mirrored["actionResults"][0]["success"], true, "{mirrored}");
     assert_eq!(mirrored["actionResults"][0]["requestedByBasis"], "policy");
     assert_eq!(world.counts().0, 1);
 
     world.ec2.tag_instance("i-0000000b", TARGET_TAG, None);
-    let unmirrored = world.app.invoke(tag_change("i-0000000b", TARGET_TAG)).await.expect("answers");
+    let unmirrored = world
+        .app
+        .invoke(tag_change("i-0000000b", TARGET_TAG))
+        .await
+        .expect("answers");
     assert_eq!(unmirrored["actionResults"][0]["success"], true, "{unmirrored}");
     assert_eq!(world.counts(), (0, 0, 0));
 }
@@ -61,7 +73,11 @@ async fn a_policy_mirror_deleted_behind_our_back_is_made_again_at_once() {
     world
         .ec2
         .plant_instance("i-0000000c", &[&eni(4)], &[(TARGET_TAG, &eni(9))]);
-    world.app.invoke(tag_change("i-0000000c", TARGET_TAG)).await.expect("answers");
+    world
+        .app
+        .invoke(tag_change("i-0000000c", TARGET_TAG))
+        .await
+        .expect("answers");
     let session = world.ec2.resources().0.pop().expect("mirrored");
     // A forged event for a live session changes nothing.
     let forged = world.invoke(deletion(&session)).await;
@@ -137,7 +153,9 @@ async fn the_sweep_backfills_instances_running_before_it_and_a_dry_run_only_repo
     let world = fixture();
     let target = eni(9);
     let (tagged_eni, untagged_eni) = (eni(1), eni(2));
-    world.ec2.plant_instance("i-0000000a", &[&tagged_eni], &[(TARGET_TAG, &target)]);
+    world
+        .ec2
+        .plant_instance("i-0000000a", &[&tagged_eni], &[(TARGET_TAG, &target)]);
     world.ec2.plant_instance("i-0000000b", &[&untagged_eni], &[]);
 
     let dry = world.sweep(true).await;
@@ -210,7 +228,9 @@ async fn the_exclude_tag_wins_over_the_default_target() {
         ..Setup::default()
     });
     let (excluded_eni, included_eni) = (eni(1), eni(2));
-    world.ec2.plant_instance("i-0000000a", &[&excluded_eni], &[(EXCLUDE_TAG, "true")]);
+    world
+        .ec2
+        .plant_instance("i-0000000a", &[&excluded_eni], &[(EXCLUDE_TAG, "true")]);
     world.ec2.plant_instance("i-0000000b", &[&included_eni], &[]);
 
     let launch = world.invoke(state_change("i-0000000a", "running")).await;
@@ -219,7 +239,11 @@ async fn the_exclude_tag_wins_over_the_default_target() {
         "{launch}"
     );
     let swept = world.sweep(false).await;
-    assert_eq!(coverage_of(&swept, &target)["wanted"], 1, "only the included one: {swept}");
+    assert_eq!(
+        coverage_of(&swept, &target)["wanted"],
+        1,
+        "only the included one: {swept}"
+    );
     assert!(world.ec2.sessions_on(&excluded_eni).is_empty());
     assert_eq!(world.ec2.sessions_on(&included_eni).len(), 1);
 
@@ -234,7 +258,9 @@ async fn the_exclude_tag_wins_over_the_default_target() {
 async fn a_policy_mirror_deleted_by_hand_is_made_again_and_never_replayed() {
     let world = fixture();
     let source = eni(1);
-    world.ec2.plant_instance("i-0000000a", &[&source], &[(TARGET_TAG, &eni(9))]);
+    world
+        .ec2
+        .plant_instance("i-0000000a", &[&source], &[(TARGET_TAG, &eni(9))]);
     let launched = world.invoke(state_change("i-0000000a", "running")).await;
     let first = launched["actionResults"][0]["sessionId"]
         .as_str()
@@ -337,7 +363,9 @@ async fn a_target_whose_security_group_shuts_out_vxlan_is_reported() {
         "{fine}"
     );
 
-    world.ec2.plant_instance("i-0000000a", &[&instance_eni], &[(TARGET_TAG, &shut)]);
+    world
+        .ec2
+        .plant_instance("i-0000000a", &[&instance_eni], &[(TARGET_TAG, &shut)]);
     let swept = world.sweep(false).await;
     let coverage = coverage_of(&swept, &shut);
     assert_eq!(coverage["wanted"], 1, "{swept}");
@@ -358,7 +386,9 @@ async fn another_deployments_sweep_leaves_our_policy_mirrors_alone() {
         },
     );
     let source = eni(1);
-    world.ec2.plant_instance("i-0000000a", &[&source], &[(TARGET_TAG, &eni(9))]);
+    world
+        .ec2
+        .plant_instance("i-0000000a", &[&source], &[(TARGET_TAG, &eni(9))]);
     world.invoke(state_change("i-0000000a", "running")).await;
     let ours = world.ec2.sessions_on(&source);
     assert_eq!(ours.len(), 1);

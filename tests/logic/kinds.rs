@@ -46,7 +46,11 @@ async fn a_filter_the_caller_named_is_used_and_never_deleted() {
 async fn load_balancer_targets_are_shared_without_a_source_limit_and_go_with_their_last_session() {
     let world = fixture();
     let kinds = [
-        ("targetNetworkLoadBalancerArn", nlb_arn("monitor"), "network-load-balancer"),
+        (
+            "targetNetworkLoadBalancerArn",
+            nlb_arn("monitor"),
+            "network-load-balancer",
+        ),
         (
             "targetGatewayLoadBalancerEndpointId",
             "vpce-0123456789abcdef0".to_owned(),
@@ -89,7 +93,13 @@ async fn an_existing_target_and_filter_are_used_and_never_deleted() {
     let filter_id = world.ec2.plant_filter(&[]);
     let source = eni(1);
 
-    let request = create_to("given-1", &source, "trafficMirrorTargetId", &target_id, Some(&filter_id));
+    let request = create_to(
+        "given-1",
+        &source,
+        "trafficMirrorTargetId",
+        &target_id,
+        Some(&filter_id),
+    );
     let response = world.handle(&request).await;
 
     let result = first_result(&response);
@@ -109,7 +119,13 @@ async fn an_existing_target_and_filter_are_used_and_never_deleted() {
     assert_eq!(world.ledger.claims_left(), Vec::<String>::new());
 
     // A target that does not exist is EC2's clear error, and nothing is left.
-    let missing = create_to("given-2", &source, "trafficMirrorTargetId", "tmt-0123456789abcdef0", None);
+    let missing = create_to(
+        "given-2",
+        &source,
+        "trafficMirrorTargetId",
+        "tmt-0123456789abcdef0",
+        None,
+    );
     let response = world.handle(&missing).await;
     assert_eq!(
         first_result(&response)["errorCode"],

@@ -5,7 +5,7 @@
 //! tested in `aws_flows` against the emulator. One module per behaviour
 //! family, as in `aws_flows`; `world` holds the fixture and the payloads.
 
-#[path = "../support/fakes.rs"]
+#[path = "../support/fakes/mod.rs"]
 mod fakes;
 mod world;
 

@@ -15,7 +15,9 @@ async fn removing_what_is_already_gone_is_a_success() {
     let again = world.run(remove_session("r2", &session)).await;
     assert_eq!(again["success"], true, "{again}");
     assert!(
-        again["infoMessage"].as_str().is_some_and(|m| m.contains("already gone")),
+        again["infoMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains("already gone")),
         "{again}"
     );
     assert_eq!(world.counts(), (0, 0, 0));

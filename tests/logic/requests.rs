@@ -29,7 +29,9 @@ async fn a_request_of_more_than_a_hundred_actions_touches_nothing() {
 #[tokio::test]
 async fn an_action_id_too_long_or_with_a_control_character_is_refused() {
     let world = fixture();
-    let bad_id = world.handle(&create_bare(&"x".repeat(129), &eni(1), &eni(2), None)).await;
+    let bad_id = world
+        .handle(&create_bare(&"x".repeat(129), &eni(1), &eni(2), None))
+        .await;
     assert_eq!(first_result(&bad_id)["errorCode"], "ValidationError", "{bad_id}");
     let control = world.handle(&create_bare("tab\tid", &eni(1), &eni(2), None)).await;
     assert_eq!(first_result(&control)["errorCode"], "ValidationError", "{control}");
@@ -79,16 +81,36 @@ async fn every_validation_error_is_per_action_and_changes_nothing() {
     };
     let rule = |r: Value| json!([r]);
     let bad = vec![
-        (with("bad-eni", "sourceNicId", json!("eni-zz")), "actionParams.sourceNicId"),
-        (with("bad-same", "targetNicId", json!(source)), "actionParams.targetNicId"),
-        (with("bad-num", "sessionNumber", json!("40000")), "actionParams.sessionNumber"),
-        (with("bad-int", "sessionNumber", json!("1.5")), "actionParams.sessionNumber"),
         (
-            with("bad-dir", "filterRules", rule(json!({"direction": "up", "protocol": "tcp"}))),
+            with("bad-eni", "sourceNicId", json!("eni-zz")),
+            "actionParams.sourceNicId",
+        ),
+        (
+            with("bad-same", "targetNicId", json!(source)),
+            "actionParams.targetNicId",
+        ),
+        (
+            with("bad-num", "sessionNumber", json!("40000")),
+            "actionParams.sessionNumber",
+        ),
+        (
+            with("bad-int", "sessionNumber", json!("1.5")),
+            "actionParams.sessionNumber",
+        ),
+        (
+            with(
+                "bad-dir",
+                "filterRules",
+                rule(json!({"direction": "up", "protocol": "tcp"})),
+            ),
             "direction",
         ),
         (
-            with("bad-proto", "filterRules", rule(json!({"direction": "ingress", "protocol": "xyz"}))),
+            with(
+                "bad-proto",
+                "filterRules",
+                rule(json!({"direction": "ingress", "protocol": "xyz"})),
+            ),
             "protocol",
         ),
         (
@@ -243,9 +265,14 @@ async fn one_request_orders_only_what_touches_the_same_source() {
         "a, b and c, to one target, overlap: {spans:?}"
     );
     let creates = || spans.iter().filter(|s| s.call == "CreateTrafficMirrorSession");
-    let on_s1: Vec<_> = creates().filter(|s| s.subject.as_deref() == Some(s1.as_str())).collect();
+    let on_s1: Vec<_> = creates()
+        .filter(|s| s.subject.as_deref() == Some(s1.as_str()))
+        .collect();
     assert_eq!(on_s1.len(), 2, "{spans:?}");
-    assert!(on_s1[0].end <= on_s1[1].start, "d waited for a, on the same source: {on_s1:?}");
+    assert!(
+        on_s1[0].end <= on_s1[1].start,
+        "d waited for a, on the same source: {on_s1:?}"
+    );
     assert_eq!(
         (results[0]["sessionNumber"].clone(), results[4]["sessionNumber"].clone()),
         (json!(1), json!(2)),

@@ -25,7 +25,9 @@ fn made(response: &Value) -> (String, String, String) {
 /// Whether EC2 still has a session, filter or target of this id.
 fn exists(world: &Fixture, id: &str) -> bool {
     let (sessions, filters, targets) = world.ec2.resources();
-    [sessions, filters, targets].iter().any(|ids| ids.iter().any(|i| i == id))
+    [sessions, filters, targets]
+        .iter()
+        .any(|ids| ids.iter().any(|i| i == id))
 }
 
 #[tokio::test]
@@ -174,7 +176,9 @@ async fn only_allowed_destinations_and_sources_are_mirrored() {
         .place_eni(&elsewhere_eni, "subnet-0000000b", DEFAULT_VPC, Default::default());
 
     let to_forbidden = world.handle(&seed_create("to-forbidden", &source, &forbidden)).await;
-    let from_elsewhere = world.handle(&seed_create("from-elsewhere", &elsewhere_eni, &allowed)).await;
+    let from_elsewhere = world
+        .handle(&seed_create("from-elsewhere", &elsewhere_eni, &allowed))
+        .await;
 
     for (answer, field) in [(&to_forbidden, "ALLOWED_TARGETS"), (&from_elsewhere, "ALLOWED_SOURCES")] {
         let result = first_result(answer);
@@ -202,7 +206,10 @@ async fn an_earlier_versions_resources_are_taken_over_only_when_the_ledger_knows
     let legacy_tag = vec![(MANAGED_BY.to_owned(), legacy.to_owned())];
     world.ec2.retag(&known_ids, &legacy_tag).await.expect("tagged");
     // What the earlier version made and no ledger entry knows.
-    let lost = [(MANAGED_BY, legacy), ("traffic-mirroring:action-id", "lost-old-unknown")];
+    let lost = [
+        (MANAGED_BY, legacy),
+        ("traffic-mirroring:action-id", "lost-old-unknown"),
+    ];
     let unknown_target = world.ec2.plant_target(&eni(4), &lost);
     let unknown_filter = world.ec2.plant_filter(&lost);
     let unknown_session = world

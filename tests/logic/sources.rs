@@ -92,7 +92,10 @@ async fn an_eventbridge_request_event_runs_and_asks_for_a_retry_only_when_it_may
         "CreateTrafficMirrorFilter",
         AwsError::new(ErrorKind::Transient, "InternalError", "An internal error has occurred"),
     );
-    let failed = world.app.invoke(event(create_bare("eb-1", &source, &target, None))).await;
+    let failed = world
+        .app
+        .invoke(event(create_bare("eb-1", &source, &target, None)))
+        .await;
     assert!(
         failed.is_err(),
         "a 5xx failure is worth EventBridge's retry: {failed:?}"
@@ -106,7 +109,10 @@ async fn an_eventbridge_request_event_runs_and_asks_for_a_retry_only_when_it_may
         .expect("passes now");
     assert_eq!(first_result(&retried)["success"], true, "{retried}");
 
-    let invalid = world.app.invoke(event(create_bare("eb-2", &source, &source, None))).await;
+    let invalid = world
+        .app
+        .invoke(event(create_bare("eb-2", &source, &source, None)))
+        .await;
     assert!(invalid.is_ok(), "an invalid request is answered, not retried forever");
 }
 

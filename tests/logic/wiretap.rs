@@ -360,7 +360,10 @@ async fn who_asked_is_what_the_source_proves_and_it_is_kept_tagged_and_announced
             world.ec2.tag_of(&session, "traffic-mirroring:requested-by").as_deref(),
             Some(requested_by)
         );
-        assert_eq!(world.ec2.tag_of(&session, "traffic-mirroring:reason").as_deref(), reason);
+        assert_eq!(
+            world.ec2.tag_of(&session, "traffic-mirroring:reason").as_deref(),
+            reason
+        );
     }
 }
 
@@ -383,7 +386,12 @@ async fn a_deployment_that_requires_a_reason_refuses_creates_and_removes_without
     assert_eq!(world.counts(), (0, 0, 0), "nothing made");
 
     let made = world
-        .handle(&create_with("with-reason", &source, &target, json!({"reason": "INC-7"})))
+        .handle(&create_with(
+            "with-reason",
+            &source,
+            &target,
+            json!({"reason": "INC-7"}),
+        ))
         .await;
     let session = session_of(first_result(&made));
 
@@ -489,7 +497,12 @@ async fn the_cap_refuses_a_longer_mirror_and_ends_one_that_asked_for_none() {
     );
     let (source, target) = (eni(1), eni(2));
     let over = world
-        .handle(&create_with("too-long", &source, &target, json!({"durationMinutes": 120})))
+        .handle(&create_with(
+            "too-long",
+            &source,
+            &target,
+            json!({"durationMinutes": 120}),
+        ))
         .await;
     assert_eq!(first_result(&over)["errorCode"], "ValidationError", "{over}");
     assert!(first_result(&over)["errorMessage"]
