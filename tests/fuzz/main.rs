@@ -13,7 +13,7 @@
 //! with `FUZZ_REPORT=<file>` each property appends its count there when it
 //! has run them all, for the test command to print.
 
-#[path = "../support/fakes.rs"]
+#[path = "../support/fakes/mod.rs"]
 mod fakes;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,24 +1,77 @@
-//! Requests as callers send them: bad input, mixed actions, order of results.
+//! Requests as callers send them: bad input, mixed actions, order of
+//! results, and their bounds.
 
 use serde_json::{json, Value};
 
-use crate::support::*;
+use crate::fakes::peak_overlap;
+use crate::world::*;
+
+#[tokio::test]
+async fn a_request_of_more_than_a_hundred_actions_touches_nothing() {
+    let world = fixture();
+    let actions: Vec<Value> = (0..101)
+        .map(|n| create(&format!("c{n}"), n + 1, 9, 443)["driverRequest"]["actions"][0].clone())
+        .collect();
+    let answer = world
+        .app
+        .invoke(json!({"driverRequest": {"actions": actions}}))
+        .await
+        .expect("answers");
+    assert_eq!(answer["driverResponse"]["actionResults"], json!([]), "{answer}");
+    assert!(answer["driverResponse"]["errorMessage"]
+        .as_str()
+        .is_some_and(|m| m.contains("101 actions") && m.contains("at most 100")));
+    assert_eq!(world.counts(), (0, 0, 0));
+    assert_eq!(world.ledger.record("c0"), None);
+    assert!(world.ledger.is_empty(), "nothing claimed");
+}
+
+#[tokio::test]
+async fn an_action_id_too_long_or_with_a_control_character_is_refused() {
+    let world = fixture();
+    let bad_id = world
+        .handle(&create_bare(&"x".repeat(129), &eni(1), &eni(2), None))
+        .await;
+    assert_eq!(first_result(&bad_id)["errorCode"], "ValidationError", "{bad_id}");
+    let control = world.handle(&create_bare("tab\tid", &eni(1), &eni(2), None)).await;
+    assert_eq!(first_result(&control)["errorCode"], "ValidationError", "{control}");
+    assert_eq!(world.counts(), (0, 0, 0));
+    assert!(world.ledger.is_empty(), "nothing claimed");
+}
+
+#[tokio::test]
+async fn one_bad_action_does_not_stop_the_others_of_its_request() {
+    let world = fixture();
+    let good = create("good", 1, 9, 443)["driverRequest"]["actions"][0].clone();
+    let bad = json!({"actionId": "bad", "type": "CreateTrafficMirroring",
+                     "actionParams": {"sourceNicId": "eni-nope", "targetNicId": eni(9)}});
+    let answer = world
+        .app
+        .invoke(json!({"driverRequest": {"actions": [bad, good]}}))
+        .await
+        .expect("answers");
+    let results = &answer["driverResponse"]["actionResults"];
+    assert_eq!(results[0]["errorCode"], "ValidationError", "{answer}");
+    assert_eq!(results[1]["success"], true, "{answer}");
+    assert_eq!(world.counts(), (1, 1, 1));
+}
 
 #[tokio::test]
 async fn a_payload_that_is_not_a_request_gets_a_driver_response_error() {
-    let world = World::start().await;
+    let world = fixture();
     for payload in [json!({"hello": "world"}), json!([1, 2]), json!("not json"), Value::Null] {
-        let response = world.invoke(&payload).await;
+        let response = world.handle(&payload).await;
         let message = response["driverResponse"]["errorMessage"].as_str().unwrap_or_default();
         assert!(message.starts_with("invalid driverRequest"), "{payload}: {response}");
         assert_eq!(response["driverResponse"]["actionResults"], json!([]));
     }
+    assert_eq!(world.counts(), (0, 0, 0));
 }
 
 #[tokio::test]
 async fn every_validation_error_is_per_action_and_changes_nothing() {
-    let world = World::start().await;
-    let (source, target) = (world.eni().await, world.eni().await);
+    let world = fixture();
+    let (source, target) = (eni(1), eni(2));
     let base = create_action("ok-1", &source, &target, None);
     let with = |id: &str, path: &str, value: Value| {
         let mut action = base.clone();
@@ -65,7 +118,7 @@ async fn every_validation_error_is_per_action_and_changes_nothing() {
                 "bad-ports",
                 "filterRules",
                 rule(json!({"direction": "ingress", "protocol": "icmp",
-            "sourcePortRange": {"fromPort": "1", "toPort": "2"}})),
+                            "sourcePortRange": {"fromPort": "1", "toPort": "2"}})),
             ),
             "protocol",
         ),
@@ -74,7 +127,7 @@ async fn every_validation_error_is_per_action_and_changes_nothing() {
                 "bad-range",
                 "filterRules",
                 rule(json!({"direction": "ingress", "protocol": "tcp",
-            "sourcePortRange": {"fromPort": "9", "toPort": "1"}})),
+                            "sourcePortRange": {"fromPort": "9", "toPort": "1"}})),
             ),
             "sourcePortRange",
         ),
@@ -82,8 +135,7 @@ async fn every_validation_error_is_per_action_and_changes_nothing() {
             with(
                 "bad-cidr",
                 "filterRules",
-                rule(json!({"direction": "ingress", "protocol": "tcp",
-            "sourceCidr": "10.0.0.0/40"})),
+                rule(json!({"direction": "ingress", "protocol": "tcp", "sourceCidr": "10.0.0.0/40"})),
             ),
             "sourceCidr",
         ),
@@ -98,7 +150,7 @@ async fn every_validation_error_is_per_action_and_changes_nothing() {
     ];
     let mut actions: Vec<Value> = bad.iter().map(|(a, _)| a.clone()).collect();
     actions.push(base.clone());
-    let response = world.invoke(&json!({"driverRequest": {"actions": actions}})).await;
+    let response = world.handle(&json!({"driverRequest": {"actions": actions}})).await;
 
     let results = response["driverResponse"]["actionResults"].as_array().expect("results");
     assert_eq!(results.len(), bad.len() + 1, "one result per action");
@@ -118,22 +170,16 @@ async fn every_validation_error_is_per_action_and_changes_nothing() {
         Some(json!(true)),
         "the valid action still runs"
     );
-    assert_eq!(
-        world.mirror_state().await.sessions.len(),
-        1,
-        "only the valid action changed EC2"
-    );
+    assert_eq!(world.counts().0, 1, "only the valid action changed EC2");
 }
 
 #[tokio::test]
 async fn independent_actions_of_one_request_all_succeed_in_order() {
-    let world = World::start().await;
-    let mut actions = Vec::new();
-    for n in 0..4 {
-        let (source, target) = (world.eni().await, world.eni().await);
-        actions.push(create_action(&format!("multi-{n}"), &source, &target, None));
-    }
-    let response = world.invoke(&json!({"driverRequest": {"actions": actions}})).await;
+    let world = fixture();
+    let actions: Vec<Value> = (0..4)
+        .map(|n| create_action(&format!("multi-{n}"), &eni(n + 1), &eni(n + 11), None))
+        .collect();
+    let response = world.handle(&json!({"driverRequest": {"actions": actions}})).await;
     let ids: Vec<&str> = response["driverResponse"]["actionResults"]
         .as_array()
         .expect("results")
@@ -144,63 +190,42 @@ async fn independent_actions_of_one_request_all_succeed_in_order() {
         })
         .collect();
     assert_eq!(ids, ["multi-0", "multi-1", "multi-2", "multi-3"]);
-    assert_eq!(world.mirror_state().await.sessions.len(), 4);
+    assert_eq!(world.counts().0, 4);
 }
 
 #[tokio::test]
 async fn creates_sharing_a_target_in_one_request_make_one_target() {
-    let world = World::start().await;
-    let target = world.eni().await;
-    let mut actions = Vec::new();
-    for n in 0..3 {
-        actions.push(create_action(&format!("share-{n}"), &world.eni().await, &target, None));
-    }
-    let response = world.invoke(&json!({"driverRequest": {"actions": actions}})).await;
-    assert!(response["driverResponse"]["actionResults"]
-        .as_array()
-        .expect("r")
-        .iter()
-        .all(|r| r["success"] == true));
-    assert_eq!(world.mirror_state().await.targets.len(), 1);
-}
-
-/// The most calls of `action` the emulator was serving at one moment.
-fn peak_overlap(calls: &[Value], action: &str) -> usize {
-    let mut edges: Vec<(f64, i32)> = Vec::new();
-    for call in calls.iter().filter(|c| c["action"] == action) {
-        edges.push((call["start"].as_f64().unwrap_or_default(), 1));
-        edges.push((call["end"].as_f64().unwrap_or_default(), -1));
-    }
-    // Ends sort before starts at the same instant: touching is not overlapping.
-    edges.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-    let (mut now, mut peak) = (0i32, 0i32);
-    for (_, step) in edges {
-        now += step;
-        peak = peak.max(now);
-    }
-    peak as usize
+    let world = fixture();
+    let target = eni(9);
+    let actions: Vec<Value> = (0..3)
+        .map(|n| create_action(&format!("share-{n}"), &eni(n + 1), &target, None))
+        .collect();
+    let response = world.handle(&json!({"driverRequest": {"actions": actions}})).await;
+    assert!(
+        response["driverResponse"]["actionResults"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .all(|r| r["success"] == true),
+        "{response}"
+    );
+    assert_eq!(world.counts(), (3, 1, 1), "one target (and one filter) for all three");
 }
 
 #[tokio::test]
 async fn independent_actions_run_concurrently_within_the_bound() {
-    let world = World::start().await;
-    let mut actions = Vec::new();
-    for n in 0..20 {
-        let (source, target) = (world.eni().await, world.eni().await);
-        actions.push(create_action(&format!("par-{n}"), &source, &target, None));
-    }
-    // Every target lookup takes 100 ms, slept outside the emulator's lock, as AWS's latency would be.
-    world
-        .emulator
-        .configure(json!({"latency_ms": {"DescribeTrafficMirrorTargets": 100}}))
-        .await;
-    world.emulator.clear_calls().await;
+    let world = fixture();
+    let actions: Vec<Value> = (0..20)
+        .map(|n| create_action(&format!("par-{n}"), &eni(n + 1), &eni(n + 101), None))
+        .collect();
+    // Every target lookup takes a while, as AWS's latency would.
+    world.ec2.slow_down("DescribeTrafficMirrorTargets", 50);
 
-    let response = world.invoke(&json!({"driverRequest": {"actions": actions}})).await;
+    let response = world.handle(&json!({"driverRequest": {"actions": actions}})).await;
 
     let results = response["driverResponse"]["actionResults"].as_array().expect("results");
     assert!(results.iter().all(|r| r["success"] == true), "{response}");
-    let peak = peak_overlap(&world.emulator.calls().await, "DescribeTrafficMirrorTargets");
+    let peak = peak_overlap(&world.ec2.spans(), "DescribeTrafficMirrorTargets");
     assert!(peak > 1, "independent actions must overlap, peak was {peak}");
     assert!(
         peak <= traffic_mirroring::config::DEFAULT_MAX_CONCURRENT_ACTIONS,
@@ -208,44 +233,19 @@ async fn independent_actions_run_concurrently_within_the_bound() {
     );
 }
 
-/// Calls of `action` naming `eni`, as (start, end).
-fn spans_on(calls: &[Value], action: &str, eni: &str) -> Vec<(f64, f64)> {
-    calls
-        .iter()
-        .filter(|c| c["action"] == action && c["eni"] == eni)
-        .map(|c| {
-            (
-                c["start"].as_f64().unwrap_or_default(),
-                c["end"].as_f64().unwrap_or_default(),
-            )
-        })
-        .collect()
-}
-
 /// Lanes only where order matters: creates to one target run side by side,
 /// creates on one source keep request order, and a remove by session id
 /// waits for nothing but the actions on its own source ENI.
 #[tokio::test]
 async fn one_request_orders_only_what_touches_the_same_source() {
-    let world = World::start().await;
-    let (target, other_target) = (world.eni().await, world.eni().await);
-    let (s0, s1, s2, s3) = (
-        world.eni().await,
-        world.eni().await,
-        world.eni().await,
-        world.eni().await,
-    );
-    let existing = world.invoke(&create("existing", &s0, &other_target, None)).await;
-    let existing_session = first_result(&existing)["sessionId"]
-        .as_str()
-        .expect("session")
-        .to_owned();
-    // Every session create takes 300 ms, slept outside the emulator's lock.
-    world
-        .emulator
-        .configure(json!({"latency_ms": {"CreateTrafficMirrorSession": 300, "DeleteTrafficMirrorSession": 300}}))
-        .await;
-    world.emulator.clear_calls().await;
+    let world = fixture();
+    let (target, other_target) = (eni(50), eni(51));
+    let (s0, s1, s2, s3) = (eni(1), eni(2), eni(3), eni(4));
+    let existing = world.handle(&create_bare("existing", &s0, &other_target, None)).await;
+    let existing_session = session_of(first_result(&existing));
+    world.ec2.slow_down("CreateTrafficMirrorSession", 50);
+    world.ec2.slow_down("DeleteTrafficMirrorSession", 50);
+    let calls_before = world.ec2.spans().len();
     let remove_existing = json!({"actionId": "rm-existing", "type": "RemoveTrafficMirroring",
         "actionParams": {"type": "RemoveTrafficMirroringParams", "sessionId": existing_session}});
     let actions = json!([
@@ -255,26 +255,22 @@ async fn one_request_orders_only_what_touches_the_same_source() {
         create_action("c", &s3, &target, None),
         create_action("d", &s1, &other_target, None),
     ]);
-    let response = world.invoke(&json!({"driverRequest": {"actions": actions}})).await;
+    let response = world.handle(&json!({"driverRequest": {"actions": actions}})).await;
     let results = response["driverResponse"]["actionResults"].as_array().expect("results");
     assert!(results.iter().all(|r| r["success"] == true), "{response}");
 
-    let calls = world.emulator.calls().await;
+    let spans = world.ec2.spans().split_off(calls_before);
     assert!(
-        peak_overlap(&calls, "CreateTrafficMirrorSession") >= 3,
-        "a, b and c, to one target, overlap"
+        peak_overlap(&spans, "CreateTrafficMirrorSession") >= 3,
+        "a, b and c, to one target, overlap: {spans:?}"
     );
-    let (on_s1, first_end) = (
-        spans_on(&calls, "CreateTrafficMirrorSession", &s1),
-        calls
-            .iter()
-            .filter(|c| c["action"] == "CreateTrafficMirrorSession")
-            .map(|c| c["end"].as_f64().unwrap_or_default())
-            .fold(f64::INFINITY, f64::min),
-    );
-    assert_eq!(on_s1.len(), 2, "{calls:?}");
+    let creates = || spans.iter().filter(|s| s.call == "CreateTrafficMirrorSession");
+    let on_s1: Vec<_> = creates()
+        .filter(|s| s.subject.as_deref() == Some(s1.as_str()))
+        .collect();
+    assert_eq!(on_s1.len(), 2, "{spans:?}");
     assert!(
-        on_s1[0].1 <= on_s1[1].0,
+        on_s1[0].end <= on_s1[1].start,
         "d waited for a, on the same source: {on_s1:?}"
     );
     assert_eq!(
@@ -282,13 +278,13 @@ async fn one_request_orders_only_what_touches_the_same_source() {
         (json!(1), json!(2)),
         "in request order"
     );
-    let delete = calls
+    let first_end = creates().map(|s| s.end).min().expect("creates");
+    let delete = spans
         .iter()
-        .find(|c| c["action"] == "DeleteTrafficMirrorSession")
-        .and_then(|c| c["start"].as_f64())
+        .find(|s| s.call == "DeleteTrafficMirrorSession")
         .expect("the remove deleted its session");
     assert!(
-        delete < first_end,
+        delete.start < first_end,
         "the remove by session id ran beside the creates, not after them"
     );
 }

@@ -1,0 +1,404 @@
+//! The launch policy as desired state: launches, tag changes and the sweep
+//! mirror what the policy names; terminations and exclusions unmirror it.
+
+use serde_json::json;
+use traffic_mirroring::ports::{Endpoint, GroupRule, Ingress};
+
+use crate::world::*;
+
+#[tokio::test]
+async fn the_sweep_backfills_a_tagged_instance_once_and_the_exclude_tag_takes_it_back() {
+    let world = fixture();
+    world
+        .ec2
+        .plant_instance("i-0000000a", &[&eni(1), &eni(2)], &[(TARGET_TAG, &eni(9))]);
+    let swept = world.app.invoke(json!({"sweep": {}})).await.expect("answers");
+    let policy = &swept["sweep"]["sweep"]["policy"];
+    assert_eq!(policy["created"], 2, "{swept}");
+    assert_eq!(policy["coverage"]["mirrored"], 2);
+    assert_eq!(world.counts().0, 2);
+    let again = world.app.invoke(json!({"sweep": {}})).await.expect("answers");
+    assert_eq!(
+        again["sweep"]["sweep"]["policy"]["created"], 0,
+        "a second sweep changes nothing"
+    );
+    assert_eq!(world.counts().0, 2);
+
+    world
+        .ec2
+        .tag_instance("i-0000000a", "traffic-mirroring:exclude", Some("true"));
+    let excluded = world.app.invoke(json!({"sweep": {}})).await.expect("answers");
+    assert_eq!(excluded["sweep"]["sweep"]["policy"]["removed"], 2, "{excluded}");
+    assert_eq!(world.counts(), (0, 0, 0));
+}
+
+#[tokio::test]
+async fn a_tag_change_mirrors_at_once_from_ec2s_own_tags_and_a_removed_tag_unmirrors() {
+    let world = fixture();
+    world.ec2.plant_instance("i-0000000b", &[&eni(3)], &[]);
+    let nothing = world
+        .app
+        .invoke(tag_change("i-0000000b", TARGET_TAG))
+        .await
+        .expect("answers");
+    assert!(
+        nothing["skipped"].is_string(),
+        "untagged in EC2, whatever the event says: {nothing}"
+    );
+    assert_eq!(world.counts().0, 0);
+
+    world.ec2.tag_instance("i-0000000b", TARGET_TAG, Some(&eni(9)));
+    let mirrored = world
+        .app
+        .invoke(tag_change("i-0000000b", TARGET_TAG))
+        .await
+        .expect("answers");
+    assert_eq!(mirrored["actionResults"][0]["success"], true, "{mirrored}");
+    assert_eq!(mirrored["actionResults"][0]["requestedByBasis"], "policy");
+    assert_eq!(world.counts().0, 1);
+
+    world.ec2.tag_instance("i-0000000b", TARGET_TAG, None);
+    let unmirrored = world
+        .app
+        .invoke(tag_change("i-0000000b", TARGET_TAG))
+        .await
+        .expect("answers");
+    assert_eq!(unmirrored["actionResults"][0]["success"], true, "{unmirrored}");
+    assert_eq!(world.counts(), (0, 0, 0));
+}
+
+#[tokio::test]
+async fn a_policy_mirror_deleted_behind_our_back_is_made_again_at_once() {
+    let world = fixture();
+    world
+        .ec2
+        .plant_instance("i-0000000c", &[&eni(4)], &[(TARGET_TAG, &eni(9))]);
+    world
+        .app
+        .invoke(tag_change("i-0000000c", TARGET_TAG))
+        .await
+        .expect("answers");
+    let session = world.ec2.resources().0.pop().expect("mirrored");
+    // A forged event for a live session changes nothing.
+    let forged = world.invoke(deletion(&session)).await;
+    assert_eq!(forged["actionResults"], json!([]), "{forged}");
+    assert_eq!(world.ec2.sessions_on(&eni(4)), vec![session.clone()]);
+
+    assert!(world.ec2.delete_behind_our_back(&session));
+    let answer = world.app.invoke(deletion(&session)).await.expect("answers");
+    assert_eq!(answer["actionResults"][0]["success"], true, "{answer}");
+    let (sessions, _, _) = world.ec2.resources();
+    assert_eq!(sessions.len(), 1, "made again");
+    assert_ne!(sessions[0], session);
+    let events = world.bus.events.lock().expect("events").clone();
+    let tampered = events.iter().find(|e| e.action_type == "Tampering").expect("announced");
+    assert_eq!(
+        tampered
+            .details
+            .as_ref()
+            .map(|d| d["mirrors"][0]["policyMirror"].clone()),
+        Some(json!(true))
+    );
+    let details = tampered.details.clone().expect("details");
+    assert_eq!(details["deletedBy"], "arn:aws:iam::123456789012:user/mallory");
+    assert_eq!(details["resource"]["id"], session.as_str());
+    assert_eq!(world.events_of_type("TrafficMirroringTampered").len(), 1);
+}
+
+#[tokio::test]
+async fn a_termination_removes_the_instances_mirrors_only_when_ec2_confirms_it() {
+    let world = fixture();
+    world
+        .ec2
+        .plant_instance("i-0000000d", &[&eni(5), &eni(6)], &[(TARGET_TAG, &eni(9))]);
+    let launched = world
+        .app
+        .invoke(state_change("i-0000000d", "running"))
+        .await
+        .expect("answers");
+    assert_eq!(
+        launched["actionResults"].as_array().map(Vec::len),
+        Some(2),
+        "{launched}"
+    );
+    assert_eq!(world.counts().0, 2);
+
+    // Forged: EC2 says the instance runs.
+    let forged = world
+        .app
+        .invoke(state_change("i-0000000d", "terminated"))
+        .await
+        .expect("answers");
+    assert!(
+        forged["skipped"].as_str().is_some_and(|s| s.contains("not believed")),
+        "{forged}"
+    );
+    assert_eq!(world.counts().0, 2, "nothing removed");
+
+    world.ec2.set_instance_state("i-0000000d", "terminated");
+    let ended = world
+        .app
+        .invoke(state_change("i-0000000d", "terminated"))
+        .await
+        .expect("answers");
+    assert_eq!(ended["actionResults"][0]["success"], true, "{ended}");
+    assert_eq!(world.counts(), (0, 0, 0), "its sessions, filter and target are gone");
+    assert_eq!(world.ledger.claims_left(), Vec::<String>::new());
+    let again = world.invoke(state_change("i-0000000d", "terminated")).await;
+    assert_eq!(again["actionResults"][0]["success"], true, "idempotent: {again}");
+}
+
+#[tokio::test]
+async fn the_sweep_backfills_instances_running_before_it_and_a_dry_run_only_reports() {
+    let world = fixture();
+    let target = eni(9);
+    let (tagged_eni, untagged_eni) = (eni(1), eni(2));
+    world
+        .ec2
+        .plant_instance("i-0000000a", &[&tagged_eni], &[(TARGET_TAG, &target)]);
+    world.ec2.plant_instance("i-0000000b", &[&untagged_eni], &[]);
+
+    let dry = world.sweep(true).await;
+    let planned = coverage_of(&dry, &target);
+    assert_eq!(planned["wanted"], 1, "{dry}");
+    assert_eq!(planned["mirrored"], 0, "{dry}");
+    assert!(
+        planned["missing"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("planned")),
+        "{dry}"
+    );
+    assert_eq!(world.counts().0, 0, "a dry run changes nothing");
+
+    let swept = world.sweep(false).await;
+    assert_eq!(policy_of(&swept)["created"], 1, "{swept}");
+    assert_eq!(coverage_of(&swept, &target)["mirrored"], 1, "{swept}");
+    assert_eq!(world.ec2.sessions_on(&tagged_eni).len(), 1);
+    assert!(
+        world.ec2.sessions_on(&untagged_eni).is_empty(),
+        "the policy names no target for it"
+    );
+
+    // Converged: the next sweep changes nothing.
+    let again = world.sweep(false).await;
+    assert_eq!(policy_of(&again)["created"], 0, "{again}");
+    assert_eq!(world.ec2.sessions_on(&tagged_eni).len(), 1, "no duplicate");
+}
+
+#[tokio::test]
+async fn a_tag_change_mirrors_an_instance_and_its_removal_unmirrors_it() {
+    let world = fixture();
+    let (target, source) = (eni(9), eni(1));
+    let instance = "i-0000000e";
+    world.ec2.plant_instance(instance, &[&source], &[]);
+
+    let nothing = world.invoke(tag_change(instance, TARGET_TAG)).await;
+    assert!(nothing["skipped"].is_string(), "no tag yet: {nothing}");
+    assert!(world.ec2.sessions_on(&source).is_empty());
+
+    world.ec2.tag_instance(instance, TARGET_TAG, Some(&target));
+    let added = world.invoke(tag_change(instance, TARGET_TAG)).await;
+    assert_eq!(added["actionResults"][0]["success"], true, "{added}");
+    assert_eq!(world.ec2.sessions_on(&source).len(), 1);
+
+    // A redelivered event changes nothing.
+    world.invoke(tag_change(instance, TARGET_TAG)).await;
+    assert_eq!(world.ec2.sessions_on(&source).len(), 1);
+
+    world.ec2.tag_instance(instance, TARGET_TAG, None);
+    let removed = world.invoke(tag_change(instance, TARGET_TAG)).await;
+    assert_eq!(removed["actionResults"][0]["success"], true, "{removed}");
+    assert!(world.ec2.sessions_on(&source).is_empty(), "{removed}");
+    assert_eq!(world.counts().1, 0, "its filter went with its last user");
+
+    // Tagged again: mirrored again, under the same action id, not a replay of the old success.
+    world.ec2.tag_instance(instance, TARGET_TAG, Some(&target));
+    let again = world.invoke(tag_change(instance, TARGET_TAG)).await;
+    assert_eq!(again["actionResults"][0]["success"], true, "{again}");
+    let now = world.ec2.sessions_on(&source);
+    assert_eq!(now.len(), 1, "{again}");
+    assert_eq!(again["actionResults"][0]["sessionId"], now[0].as_str());
+}
+
+#[tokio::test]
+async fn the_exclude_tag_wins_over_the_default_target() {
+    let target = eni(9);
+    let world = fixture_set_up(Setup {
+        default_targets: [(DEFAULT_SUBNET.to_owned(), target.clone())].into(),
+        ..Setup::default()
+    });
+    let (excluded_eni, included_eni) = (eni(1), eni(2));
+    world
+        .ec2
+        .plant_instance("i-0000000a", &[&excluded_eni], &[(EXCLUDE_TAG, "true")]);
+    world.ec2.plant_instance("i-0000000b", &[&included_eni], &[]);
+
+    let launch = world.invoke(state_change("i-0000000a", "running")).await;
+    assert!(
+        launch["skipped"].as_str().is_some_and(|s| s.contains(EXCLUDE_TAG)),
+        "{launch}"
+    );
+    let swept = world.sweep(false).await;
+    assert_eq!(
+        coverage_of(&swept, &target)["wanted"],
+        1,
+        "only the included one: {swept}"
+    );
+    assert!(world.ec2.sessions_on(&excluded_eni).is_empty());
+    assert_eq!(world.ec2.sessions_on(&included_eni).len(), 1);
+
+    // Excluded later: the sweep removes the policy's mirror.
+    world.ec2.tag_instance("i-0000000b", EXCLUDE_TAG, Some("true"));
+    let pruned = world.sweep(false).await;
+    assert_eq!(policy_of(&pruned)["removed"], 1, "{pruned}");
+    assert!(world.ec2.sessions_on(&included_eni).is_empty());
+}
+
+#[tokio::test]
+async fn a_policy_mirror_deleted_by_hand_is_made_again_and_never_replayed() {
+    let world = fixture();
+    let source = eni(1);
+    world
+        .ec2
+        .plant_instance("i-0000000a", &[&source], &[(TARGET_TAG, &eni(9))]);
+    let launched = world.invoke(state_change("i-0000000a", "running")).await;
+    let first = launched["actionResults"][0]["sessionId"]
+        .as_str()
+        .expect("a session")
+        .to_owned();
+
+    // Deleted by a person: drift.
+    assert!(world.ec2.delete_behind_our_back(&first));
+    // The instance stops and starts: its `running` event must not replay the old success.
+    let relaunched = world.invoke(state_change("i-0000000a", "running")).await;
+    let second = relaunched["actionResults"][0]["sessionId"].as_str().unwrap_or_default();
+    assert!(!second.is_empty() && second != first, "{relaunched}");
+    assert_eq!(world.ec2.sessions_on(&source), vec![second.to_owned()]);
+
+    // Deleted by hand again: the next sweep repairs it.
+    assert!(world.ec2.delete_behind_our_back(second));
+    let swept = world.sweep(false).await;
+    assert_eq!(policy_of(&swept)["created"], 1, "{swept}");
+    let third = world.ec2.sessions_on(&source);
+    assert_eq!(third.len(), 1, "{swept}");
+    assert!(third[0] != first && third[0] != second);
+}
+
+#[tokio::test]
+async fn an_attached_eni_is_mirrored_at_once_and_by_the_sweep() {
+    let world = fixture();
+    let target = eni(9);
+    let instance = "i-0000000a";
+    world.ec2.plant_instance(instance, &[&eni(1)], &[(TARGET_TAG, &target)]);
+    world.invoke(state_change(instance, "running")).await;
+    let (second, third) = (eni(2), eni(3));
+
+    world.ec2.attach_eni(instance, &second);
+    let answer = world.invoke(attached(instance, &second)).await;
+    assert_eq!(answer["actionResults"][0]["success"], true, "{answer}");
+    assert_eq!(world.ec2.sessions_on(&second).len(), 1);
+
+    // No event for this one (no trail): the sweep finds it.
+    world.ec2.attach_eni(instance, &third);
+    let swept = world.sweep(false).await;
+    assert_eq!(policy_of(&swept)["created"], 1, "{swept}");
+    assert_eq!(world.ec2.sessions_on(&third).len(), 1);
+    assert_eq!(coverage_of(&swept, &target)["wanted"], 3, "{swept}");
+}
+
+#[tokio::test]
+async fn a_non_nitro_instance_is_reported_not_tried() {
+    let world = fixture();
+    world
+        .ec2
+        .plant_instance_of_type("i-0000000a", "t2.micro", &[&eni(1)], &[(TARGET_TAG, &eni(9))]);
+    let swept = world.sweep(false).await;
+    let not_nitro = &policy_of(&swept)["coverage"]["notNitro"];
+    assert_eq!(not_nitro.as_array().map(Vec::len), Some(1), "{swept}");
+    assert_eq!(world.ec2.calls("CreateTrafficMirrorSession"), 0, "never tried");
+    assert_eq!(world.counts().0, 0);
+}
+
+#[tokio::test]
+async fn a_target_whose_security_group_shuts_out_vxlan_is_reported() {
+    let world = fixture();
+    // Every source in the VPC's default group, which admits its own members.
+    let member = |n: u32| {
+        let endpoint = Endpoint {
+            private_ip: Some(format!("10.0.1.{n}")),
+            security_groups: vec!["sg-0000default".into()],
+        };
+        world.ec2.place_eni(&eni(n), DEFAULT_SUBNET, DEFAULT_VPC, endpoint);
+        eni(n)
+    };
+    let (source, other, instance_eni) = (member(1), member(2), member(3));
+    let (shut, open_target) = (eni(8), eni(9));
+    world.ec2.set_ingress(&shut, Ingress::default());
+    let default_group = GroupRule {
+        protocol: "-1".into(),
+        groups: vec!["sg-0000default".into()],
+        ..GroupRule::default()
+    };
+    world.ec2.set_ingress(
+        &open_target,
+        Ingress {
+            group_rules: vec![default_group],
+            acl_entries: None,
+        },
+    );
+
+    let created = world.handle(&seed_create("vx-shut", &source, &shut)).await;
+    let result = first_result(&created);
+    assert_eq!(result["success"], true, "{created}");
+    assert!(
+        result["infoMessage"].as_str().is_some_and(|m| m.contains("UDP 4789")),
+        "{created}"
+    );
+    let fine = world.handle(&seed_create("vx-open", &other, &open_target)).await;
+    assert!(
+        !first_result(&fine)["infoMessage"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("4789"),
+        "{fine}"
+    );
+
+    world
+        .ec2
+        .plant_instance("i-0000000a", &[&instance_eni], &[(TARGET_TAG, &shut)]);
+    let swept = world.sweep(false).await;
+    let coverage = coverage_of(&swept, &shut);
+    assert_eq!(coverage["wanted"], 1, "{swept}");
+    assert_eq!(coverage["mirrored"], 0, "never counted as covered: {swept}");
+    assert_eq!(coverage["notDelivering"][0]["instanceId"], "i-0000000a", "{swept}");
+}
+
+/// Another deployment in the account sweeps too: it never removes a policy
+/// mirror that is ours, even one our policy no longer wants; ours does.
+#[tokio::test]
+async fn another_deployments_sweep_leaves_our_policy_mirrors_alone() {
+    let world = fixture();
+    let other = deployment_on(
+        world.ec2.clone(),
+        Setup {
+            owner: "table/other".into(),
+            ..Setup::default()
+        },
+    );
+    let source = eni(1);
+    world
+        .ec2
+        .plant_instance("i-0000000a", &[&source], &[(TARGET_TAG, &eni(9))]);
+    world.invoke(state_change("i-0000000a", "running")).await;
+    let ours = world.ec2.sessions_on(&source);
+    assert_eq!(ours.len(), 1);
+    world.ec2.tag_instance("i-0000000a", EXCLUDE_TAG, Some("true"));
+
+    let theirs = other.sweep(false).await;
+    assert_eq!(policy_of(&theirs)["removed"], 0, "{theirs}");
+    assert_eq!(world.ec2.sessions_on(&source), ours, "not theirs to remove");
+
+    let swept = world.sweep(false).await;
+    assert_eq!(policy_of(&swept)["removed"], 1, "{swept}");
+    assert!(world.ec2.sessions_on(&source).is_empty());
+}
