@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use futures::future::join_all;
-use futures::stream::StreamExt;
 use serde_json::{json, Value};
 use tracing::{info, warn};
 

@@ -335,7 +335,9 @@ async fn finished_records_expire_and_live_ones_never_do() {
 #[tokio::test]
 async fn a_record_is_replaced_only_from_the_version_it_was_read_at() {
     let world = World::start().await;
-    let ledger = DynamoLedger::new(aws_sdk_dynamodb::Client::new(&world.sdk), &world.config.table_name);
+    let ledger = DynamoLedger::new(aws_sdk_dynamodb::Client::new(&world.sdk), &world.config.table_name)
+        .ports()
+        .records;
     let mut record = LedgerRecord {
         action_id: "versioned".into(),
         kind: Some(ActionKind::Create),

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use traffic_mirroring::mirroring::model::RuleSpec;
+use traffic_mirroring::domain::instance::InstanceState;
 use traffic_mirroring::ports::*;
 
 use super::Faults;
@@ -264,7 +265,7 @@ impl MemoryEc2 {
             subnet_id: Some(DEFAULT_SUBNET.into()),
             enis: enis.iter().map(|e| e.to_string()).collect(),
             tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            state: Some("running".into()),
+            state: Some(InstanceState::Running),
             endpoints: Default::default(),
         };
         self.state
@@ -284,7 +285,7 @@ impl MemoryEc2 {
     /// Sets a planted instance's state (`shutting-down`, `terminated`, ...).
     pub fn set_instance_state(&self, id: &str, state: &str) {
         if let Some(instance) = self.state.lock().expect("state").instances.get_mut(id) {
-            instance.state = Some(state.to_owned());
+            instance.state = Some(InstanceState::parse(state));
         }
     }
 

@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use traffic_mirroring::mirroring::model::{RuleSpec, TargetSpec};
+use traffic_mirroring::domain::instance::Hypervisor;
 use traffic_mirroring::ports::*;
 
 use super::{absent_eni, Ec2State, MemoryEc2, DEFAULT_SUBNET, DEFAULT_VPC, XEN_FAMILIES};
@@ -246,12 +247,16 @@ impl Instances for MemoryEc2 {
         let state = self.enter("DescribeInstances")?;
         Ok(state.instances.get(id).map(|i| described(&state, i)))
     }
-    async fn hypervisor(&self, instance_type: &str) -> AwsResult<Option<String>> {
+    async fn hypervisor(&self, instance_type: &str) -> AwsResult<Option<Hypervisor>> {
         self.pace("DescribeInstanceTypes", None).await;
         drop(self.enter("DescribeInstanceTypes")?);
         let family = instance_type.split('.').next().unwrap_or_default();
-        let hypervisor = if XEN_FAMILIES.contains(&family) { "xen" } else { "nitro" };
-        Ok(Some(hypervisor.into()))
+        let hypervisor = if XEN_FAMILIES.contains(&family) {
+            Hypervisor::Xen
+        } else {
+            Hypervisor::Nitro
+        };
+        Ok(Some(hypervisor))
     }
     async fn interface(&self, eni: &str) -> AwsResult<Option<InterfaceInfo>> {
         self.pace("DescribeNetworkInterfaces", None).await;
