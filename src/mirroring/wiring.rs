@@ -111,29 +111,20 @@ impl Mirroring {
         }
     }
 
-    /// Changes the settings, and builds the services again with them.
-    fn configured(mut self, change: impl FnOnce(&mut Deployment)) -> Self {
-        let mut deployment = deployment_copy(&self.deployment);
-        change(&mut deployment);
-        self.deployment = Arc::new(deployment);
-        self.services = assemble(&self.ports, &self.deployment, &self.facts);
-        self
-    }
-
     pub fn with_allowed(self, allowed: Allowed) -> Self {
-        self.configured(|d| d.allowed = allowed)
+        reconfigured(self, |d| d.allowed = allowed)
     }
 
     pub fn with_controls(self, controls: Controls) -> Self {
-        self.configured(|d| d.controls = controls)
+        reconfigured(self, |d| d.controls = controls)
     }
 
     pub fn with_sweep_max_deletions(self, most: usize) -> Self {
-        self.configured(|d| d.sweep_max_deletions = most)
+        reconfigured(self, |d| d.sweep_max_deletions = most)
     }
 
     pub fn with_lease_seconds(self, lease_seconds: u64) -> Self {
-        self.configured(|d| d.lease_seconds = lease_seconds)
+        reconfigured(self, |d| d.lease_seconds = lease_seconds)
     }
 
     /// Creates and removes, one action at a time.
@@ -178,6 +169,15 @@ impl Mirroring {
     pub fn scans(&self) -> Arc<dyn Scans> {
         self.ports.scans.clone()
     }
+}
+
+/// The same use cases under changed settings, built again.
+fn reconfigured(mut mirroring: Mirroring, change: impl FnOnce(&mut Deployment)) -> Mirroring {
+    let mut deployment = deployment_copy(&mirroring.deployment);
+    change(&mut deployment);
+    mirroring.deployment = Arc::new(deployment);
+    mirroring.services = assemble(&mirroring.ports, &mirroring.deployment, &mirroring.facts);
+    mirroring
 }
 
 fn deployment_copy(deployment: &Deployment) -> Deployment {

@@ -10,8 +10,8 @@ use futures::future::join_all;
 use super::codec::*;
 use super::DynamoRecords;
 use super::{
-    written, Item, INDEX_BY_INSTANCE, INDEX_BY_RESERVATION, INDEX_BY_SESSION, INDEX_BY_SOURCE_ENI,
-    INDEX_BY_TARGET_ENI, PARTITION_KEY, TTL_ATTRIBUTE,
+    written, Item, INDEX_BY_INSTANCE, INDEX_BY_RESERVATION, INDEX_BY_SESSION, INDEX_BY_SOURCE_ENI, INDEX_BY_TARGET_ENI,
+    PARTITION_KEY, TTL_ATTRIBUTE,
 };
 use crate::aws::errors::{next_page, WithinBudget};
 use crate::ports::*;

@@ -14,18 +14,18 @@
 //! removed when the policy stops wanting them; a mirror a caller asked for
 //! counts as coverage but is never removed by the policy.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
-use tracing::{info, warn};
+use tracing::info;
 
 mod report;
+mod steps;
 
 use report::{missing_reason, Missing, RemovalDone};
 pub use report::{Coverage, PolicyReport, TargetCoverage, Uncovered, Unwanted};
 
-use super::delivery;
 use super::launch::{create_for, launch_action_id, policy_target, LaunchPolicy};
 use super::model::{Accountability, EniId, MirrorRequest, RemoveRequest, Requester};
 
@@ -213,7 +213,8 @@ impl FleetPolicy {
     }
 
     /// Brings the fleet in line with the policy (see the module comment);
-    /// with `dry_run`, only reports.
+    /// with `dry_run`, only reports. Reads, then the pure steps (`steps`),
+    /// then the removals and creates they call for.
     pub(crate) async fn reconcile_fleet(
         &self,
         policy: &LaunchPolicy,
@@ -230,153 +231,15 @@ impl FleetPolicy {
             complete: true,
             ..PolicyReport::default()
         };
-        let recorded_sessions: BTreeSet<&str> = view
-            .contents
-            .records
-            .iter()
-            .filter_map(|r| r.session_id.as_deref())
-            .collect();
-        // A session of ours that no record holds is adopted by the sweep: until
-        // then, its ENI is not judged (a create now could make a twin).
-        let untracked_on: BTreeSet<&str> = view
-            .sessions
-            .iter()
-            .filter(|s| !recorded_sessions.contains(s.id.as_str()))
-            .map(|s| s.source_eni.as_str())
-            .collect();
-        let by_action: HashMap<&str, &LedgerRecord> = view
-            .contents
-            .records
-            .iter()
-            .map(|r| (r.action_id.as_str(), r))
-            .collect();
-        let mut on_eni: BTreeMap<&str, Vec<&LedgerRecord>> = BTreeMap::new();
-        for record in &view.contents.records {
-            let holds = record.kind == Some(ActionKind::Create) && record.status.is_some_and(|s| s.holds_resources());
-            if let (true, Some(eni)) = (holds, record.source_eni.as_deref()) {
-                on_eni.entry(eni).or_default().push(record);
-            }
-        }
-
-        // What the policy wants, instance by instance.
-        let mut wanted: BTreeSet<(String, String)> = BTreeSet::new();
-        let mut steps: Vec<(WantedEni, Step)> = Vec::new();
-        let mut coverage: BTreeMap<String, TargetCoverage> = BTreeMap::new();
-        for instance in &instances {
-            let Ok(target) = policy_target(instance, policy) else {
-                continue;
-            };
-            match self.facts.hypervisor_of(&instance.instance_type).await {
-                Ok(Some(Hypervisor::Nitro)) => {}
-                Ok(other) => {
-                    report.coverage.not_nitro.push(format!(
-                        "{} ({}, hypervisor {})",
-                        instance.id,
-                        instance.instance_type,
-                        other.as_ref().map_or("unknown", Hypervisor::name)
-                    ));
-                    continue;
-                }
-                Err(err) => {
-                    for eni in eligible_enis(instance, &target) {
-                        let entry = coverage.entry(target.clone()).or_default();
-                        entry.wanted += 1;
-                        entry.missing.push(Uncovered {
-                            instance_id: instance.id.clone(),
-                            eni: eni.to_owned(),
-                            reason: format!("its instance type could not be checked: {err}"),
-                        });
-                    }
-                    continue;
-                }
-            }
-            for eni in eligible_enis(instance, &target) {
-                wanted.insert((eni.to_owned(), target.clone()));
-                let records = on_eni.get(eni).map(Vec::as_slice).unwrap_or_default();
-                let mirrors_here = |r: &&&LedgerRecord| record_target(r) == Some(target.as_str());
-                // Active and not found gone (a session made after the listing is
-                // missing from it, yet exists: only one EC2 said is gone counts).
-                let live = records.iter().filter(mirrors_here).any(|r| {
-                    r.status == Some(RecordStatus::Active)
-                        && r.session_id.as_deref().is_some_and(|s| !view.gone_sessions.contains(s))
-                });
-                let step = if live {
-                    Step::Covered
-                } else if untracked_on.contains(eni) {
-                    Step::Wait("a session of ours on it has no record yet; the sweep adopts it first".into())
-                } else if records
-                    .iter()
-                    .filter(mirrors_here)
-                    .any(|r| r.status != Some(RecordStatus::Active))
-                {
-                    Step::Wait("an action on it is in progress".into())
-                } else if let Some(refused) = refused_for_good(&by_action, &instance.id, eni) {
-                    Step::Wait(refused)
-                } else if instance.state != Some(InstanceState::Running) {
-                    Step::Wait(format!(
-                        "the instance is {}; it is mirrored when it runs",
-                        instance.state.as_ref().map_or("not running", InstanceState::name)
-                    ))
-                } else {
-                    match create_for(instance, eni, &target) {
-                        Ok(MirrorRequest::Create(mut create)) => {
-                            // The sweep judges delivery once per target, from the listing.
-                            create.check_delivery = false;
-                            Step::Create(Box::new(MirrorRequest::Create(create)))
-                        }
-                        Ok(request) => Step::Create(Box::new(request)),
-                        Err(refused) => Step::Wait(refused.error_message),
-                    }
-                };
-                let wanted_eni = WantedEni {
-                    instance_id: instance.id.clone(),
-                    eni: eni.to_owned(),
-                    target: target.clone(),
-                    endpoint: instance.endpoints.get(eni).cloned(),
-                };
-                steps.push((wanted_eni, step));
-            }
-        }
-
-        // Policy mirrors the policy no longer wants.
-        let present: HashMap<&str, &InstanceInfo> = instances.iter().map(|i| (i.id.as_str(), i)).collect();
-        let mut removals = Vec::new();
-        for record in &view.contents.records {
-            if record.status != Some(RecordStatus::Active) || !is_policy_mirror(record) {
-                continue;
-            }
-            let (Some(session), Some(eni), Some(instance_id)) = (
-                record.session_id.as_deref(),
-                record.source_eni.as_deref(),
-                record.instance_id.as_deref(),
-            ) else {
-                continue;
-            };
-            let target = record_target(record).unwrap_or_default();
-            if wanted.contains(&(eni.to_owned(), target.to_owned())) || view.gone_sessions.contains(session) {
-                continue;
-            }
-            let reason = match present.get(instance_id) {
-                None if record.updated_at + LISTING_SLACK_SECONDS > view.listed_at => continue,
-                None => "its instance is gone".to_owned(),
-                Some(instance) if !instance.enis.iter().any(|e| e == eni) => {
-                    "the ENI is no longer attached to the instance".to_owned()
-                }
-                Some(instance) => match policy_target(instance, policy) {
-                    Err(why) => format!("the policy no longer names it: {why}"),
-                    Ok(now) if now != target => format!("the policy now names {now}"),
-                    Ok(_) => "its instance type cannot be a mirror source".to_owned(),
-                },
-            };
-            removals.push(Unwanted {
-                session_id: session.to_owned(),
-                instance_id: instance_id.to_owned(),
-                eni: eni.to_owned(),
-                target: target.to_owned(),
-                reason,
-                outcome: "planned".into(),
-            });
-        }
+        let hypervisors = self.hypervisors_of(&instances, policy).await;
+        let steps::Desired {
+            wanted,
+            steps,
+            coverage,
+            not_nitro,
+        } = steps::desired(&instances, &hypervisors, policy, view);
+        report.coverage.not_nitro = not_nitro;
+        let removals = steps::unwanted(&instances, &wanted, policy, view);
 
         // Removals first: they free session numbers and target places.
         let removed: Vec<Unwanted> = stream::iter(removals)
@@ -444,70 +307,31 @@ impl FleetPolicy {
             .facts
             .ingress_of_targets(outcomes.iter().map(|(w, _)| w.target.as_str()))
             .await;
-        for (wanted_eni, outcome) in outcomes {
-            let WantedEni {
-                instance_id,
-                eni,
-                target,
-                endpoint,
-            } = wanted_eni;
-            let entry = coverage.entry(target.clone()).or_default();
-            entry.wanted += 1;
-            let uncovered = |reason: String| Uncovered {
-                instance_id: instance_id.clone(),
-                eni: eni.clone(),
-                reason,
-            };
-            match outcome {
-                Ok(created) => {
-                    report.created += usize::from(created);
-                    let refusal = ingress
-                        .get(&target)
-                        .and_then(Option::as_ref)
-                        .zip(endpoint.as_ref())
-                        .and_then(|(ingress, source)| delivery::refusal(ingress, source));
-                    match refusal {
-                        Some(why) => entry.not_delivering.push(uncovered(why)),
-                        None => entry.mirrored += 1,
-                    }
-                }
-                Err(missing) => {
-                    match missing {
-                        Missing::Deferred => {
-                            report.deferred += 1;
-                            report.complete = false;
-                        }
-                        Missing::Failed { .. } | Missing::Throttled => report.failed += 1,
-                        _ => {}
-                    }
-                    entry.missing.push(uncovered(missing.to_string()));
-                }
-            }
-        }
-        for (target, mut entry) in coverage {
-            entry.target = target;
-            entry
-                .missing
-                .sort_by(|a, b| (&a.instance_id, &a.eni).cmp(&(&b.instance_id, &b.eni)));
-            entry
-                .not_delivering
-                .sort_by(|a, b| (&a.instance_id, &a.eni).cmp(&(&b.instance_id, &b.eni)));
-            report.coverage.wanted += entry.wanted;
-            report.coverage.mirrored += entry.mirrored;
-            report.coverage.missing += entry.missing.len();
-            report.coverage.not_delivering += entry.not_delivering.len();
-            report.coverage.targets.push(entry);
-        }
-        if report.coverage.missing > 0 || report.coverage.not_delivering > 0 {
-            warn!(
-                wanted = report.coverage.wanted,
-                mirrored = report.coverage.mirrored,
-                missing = report.coverage.missing,
-                not_delivering = report.coverage.not_delivering,
-                "policy coverage incomplete"
-            );
-        }
+        steps::tally(&mut report, coverage, outcomes, &ingress);
         Ok(report)
+    }
+
+    /// What EC2 says of each instance type the policy names (once per type).
+    async fn hypervisors_of(
+        &self,
+        instances: &[InstanceInfo],
+        policy: &LaunchPolicy,
+    ) -> HashMap<String, Result<Option<Hypervisor>, String>> {
+        let types: BTreeSet<&str> = instances
+            .iter()
+            .filter(|instance| policy_target(instance, policy).is_ok())
+            .map(|instance| instance.instance_type.as_str())
+            .collect();
+        let mut hypervisors = HashMap::new();
+        for instance_type in types {
+            let said = self
+                .facts
+                .hypervisor_of(instance_type)
+                .await
+                .map_err(|err| err.to_string());
+            hypervisors.insert(instance_type.to_owned(), said);
+        }
+        hypervisors
     }
 }
 
@@ -525,77 +349,4 @@ fn refused_for_good(records: &HashMap<&str, &LedgerRecord>, instance_id: &str, e
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::tags::TAG_EXCLUDE;
-
-    fn instance(tags: &[(&str, &str)]) -> InstanceInfo {
-        InstanceInfo {
-            id: "i-1".into(),
-            instance_type: "m5.large".into(),
-            subnet_id: Some("subnet-1".into()),
-            enis: vec!["eni-0000000a".into(), "eni-0000000b".into()],
-            tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            ..InstanceInfo::default()
-        }
-    }
-
-    #[test]
-    fn the_exclude_tag_wins_over_every_target() {
-        let mut policy = LaunchPolicy::default();
-        policy.default_targets.insert("subnet-1".into(), "eni-000000c1".into());
-        assert_eq!(policy_target(&instance(&[]), &policy).as_deref(), Ok("eni-000000c1"));
-        for value in ["true", "TRUE", " True "] {
-            let opted_out = instance(&[(TAG_EXCLUDE, value), ("traffic-mirroring:target", "eni-000000d1")]);
-            assert!(policy_target(&opted_out, &policy).is_err_and(|why| why.contains(TAG_EXCLUDE)));
-        }
-        let not_really = instance(&[(TAG_EXCLUDE, "no")]);
-        assert!(policy_target(&not_really, &policy).is_ok());
-        assert!(policy_target(&instance(&[]), &LaunchPolicy::default()).is_err());
-    }
-
-    #[test]
-    fn the_target_itself_is_not_mirrored_to_itself() {
-        assert_eq!(eligible_enis(&instance(&[]), "eni-0000000b"), vec!["eni-0000000a"]);
-        assert_eq!(eligible_enis(&instance(&[]), "eni-000000c1").len(), 2);
-    }
-
-    #[test]
-    fn only_launch_actions_of_their_own_instance_and_eni_are_policy_mirrors() {
-        let record = |action: &str| LedgerRecord {
-            action_id: action.into(),
-            kind: Some(ActionKind::Create),
-            instance_id: Some("i-1".into()),
-            source_eni: Some("eni-0000000a".into()),
-            ..LedgerRecord::default()
-        };
-        assert!(is_policy_mirror(&record("launch-i-1-eni-0000000a")));
-        assert!(!is_policy_mirror(&record("launch-i-2-eni-0000000a")));
-        assert!(!is_policy_mirror(&record("a-callers-own-id")));
-        let mut asked = record("launch-i-1-eni-0000000a");
-        asked.instance_id = None;
-        assert!(!is_policy_mirror(&asked));
-    }
-
-    #[test]
-    fn a_failed_create_is_reported_in_the_words_of_its_cause() {
-        let failed = |code: &str| ActionResult::failure("a", "CreateTrafficMirroring", code, "m".into(), true);
-        let said = |code: &str| missing_reason(&failed(code)).to_string();
-        assert_eq!(
-            said("TrafficMirrorSessionsPerInterfaceLimitExceeded"),
-            "3 sessions already on the ENI"
-        );
-        assert!(said("TrafficMirrorSourcesPerTargetLimitExceeded").contains("10 sources"));
-        assert!(said("RequestLimitExceeded").starts_with("throttled"));
-        assert_eq!(missing_reason(&failed("InvocationDeadlineNear")), Missing::Deferred);
-        assert_eq!(missing_reason(&failed("ThrottlingException")), Missing::Throttled);
-        assert!(
-            matches!(missing_reason(&failed("InternalError")), Missing::Failed { code, .. } if code == "InternalError")
-        );
-        assert_eq!(
-            Missing::Deferred.to_string(),
-            "waiting for the next run: this one's deadline was near",
-            "the report's words stay"
-        );
-    }
-}
+mod tests;

@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use traffic_mirroring::mirroring::model::RuleSpec;
 use traffic_mirroring::domain::instance::InstanceState;
+use traffic_mirroring::mirroring::model::RuleSpec;
 use traffic_mirroring::ports::*;
 
 use super::Faults;

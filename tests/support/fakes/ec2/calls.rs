@@ -2,8 +2,8 @@
 //! rules (quotas, in-use deletes, client tokens, missing ENIs).
 
 use async_trait::async_trait;
-use traffic_mirroring::mirroring::model::{RuleSpec, TargetSpec};
 use traffic_mirroring::domain::instance::Hypervisor;
+use traffic_mirroring::mirroring::model::{RuleSpec, TargetSpec};
 use traffic_mirroring::ports::*;
 
 use super::{absent_eni, Ec2State, MemoryEc2, DEFAULT_SUBNET, DEFAULT_VPC, XEN_FAMILIES};
