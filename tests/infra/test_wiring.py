@@ -89,16 +89,20 @@ def code_env_vars():
 
 
 def handled_states(ingress):
-    """The instance states the code (src/handler.rs) matches on: the arms (`"running" =>`,
-    `"shutting-down" | "terminated" =>`) of the function that matches
-    `"running"`, wherever that match lives."""
-    ingress = ingress.split("#[cfg(test)]", 1)[0]
-    states = set()
-    for match in re.finditer(r"\bfn\s+\w+\b[^{;]*\{", ingress):
-        body = ingress[match.end() - 1: block_end(ingress, match.end() - 1)]
-        if re.search(r"\"running\"\s*(?:\||=>)", body):
-            states |= set(re.findall(r"\"([a-z][a-z-]*)\"\s*(?=\||=>)", body))
-    assert "running" in states, "the parser no longer finds the instance states src/handler.rs matches on"
+    """The instance states the code acts on, in EC2's names: the
+    `InstanceState::<Variant> =>` arms of src/instance_events.rs, and the
+    variants `is_ending()` names when an arm asks it; the names are read from
+    `InstanceState::parse` in src/domain/instance.rs."""
+    events = without_comments(read("src/instance_events.rs")).split("#[cfg(test)]", 1)[0]
+    domain = without_comments(read("src/domain/instance.rs")).split("#[cfg(test)]", 1)[0]
+    names = dict((variant, name) for name, variant in re.findall(r"\"([a-z][a-z-]*)\"\s*=>\s*Self::(\w+)", domain))
+    variants = set(re.findall(r"\bInstanceState::(\w+)\s*=>", events))
+    if re.search(r"\bis_ending\(\)", events):
+        ending = re.search(r"fn\s+is_ending\b[^{]*\{(.*?)\n    \}", domain, re.S)
+        assert ending, "the parser no longer finds InstanceState::is_ending in src/domain/instance.rs"
+        variants |= set(re.findall(r"Self::(\w+)", ending.group(1)))
+    states = {names[v] for v in variants if v in names}
+    assert "running" in states, "the parser no longer finds the instance states src/instance_events.rs acts on"
     return states
 
 
