@@ -9,7 +9,7 @@ pub mod failure;
 pub mod fleet;
 pub mod launch;
 pub use crate::domain::model;
-pub mod plan;
+
 pub(crate) mod release;
 pub mod remove;
 pub mod sweep;

@@ -7,12 +7,12 @@
 
 use std::sync::Arc;
 
+use super::create::plan::Planner;
 use super::create::{Creates, Joining, Numbering};
 use super::expiry::Expiry;
 use super::facts::InstanceFacts;
 use super::fleet::FleetPolicy;
 use super::launch::Launches;
-use super::plan::Planner;
 use super::release::Sharing;
 use super::remove::Removes;
 use super::sweep::Sweep;

@@ -10,6 +10,7 @@
 
 mod allowed;
 mod numbers;
+pub mod plan;
 mod renewal;
 mod rollback;
 mod shared;
@@ -80,7 +81,7 @@ pub struct Creates {
     pub(crate) facts: std::sync::Arc<crate::mirroring::facts::InstanceFacts>,
     pub(crate) joining: std::sync::Arc<crate::mirroring::create::Joining>,
     pub(crate) numbering: std::sync::Arc<crate::mirroring::create::Numbering>,
-    pub(crate) planner: std::sync::Arc<crate::mirroring::plan::Planner>,
+    pub(crate) planner: std::sync::Arc<plan::Planner>,
     pub(crate) sharing: std::sync::Arc<crate::mirroring::release::Sharing>,
 }
 

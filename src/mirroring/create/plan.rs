@@ -5,9 +5,9 @@
 
 use serde_json::{json, Value};
 
-use super::create::{choose_session_number, pick_target};
-use super::model::{CreateRequest, FilterSpec, TargetSpec};
-use super::{aws_failure, Failure};
+use super::super::model::{CreateRequest, FilterSpec, TargetSpec};
+use super::super::{aws_failure, Failure};
+use super::{choose_session_number, pick_target};
 use crate::contract::{ActionResult, CREATE};
 use crate::ports::{AwsError, CheckedCall, NewSession, SessionQuery, SharedKey};
 
