@@ -156,7 +156,7 @@ impl Planner {
             }
         };
         if let Some(why) = &undeliverable {
-            result.info_message = super::create::with_warning(&result.info_message, why);
+            result.info_message = super::with_warning(&result.info_message, why);
         }
         result.dry_run = true;
         result.plan = Some(plan);
