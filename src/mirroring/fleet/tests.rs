@@ -95,14 +95,15 @@ fn each_wanted_eni_gets_the_step_its_state_and_records_call_for() {
         NotNitro,
         Unchecked,
     }
-    let rows: Vec<(
-        &str,
+    type Row = (
+        &'static str,
         InstanceState,
         Result<Option<Hypervisor>, String>,
         Vec<LedgerRecord>,
-        &[&str],
+        &'static [&'static str],
         Expect,
-    )> = vec![
+    );
+    let rows: Vec<Row> = vec![
         (
             "nothing yet",
             InstanceState::Running,
