@@ -43,6 +43,7 @@ pub const DEFAULT_SWEEP_MAX_DELETIONS: usize = 5;
 /// What every use case of one deployment shares: whose resources are ours
 /// (`owner`), its settings, how actions are claimed and records updated in
 /// the ledger, and where completion events go.
+#[derive(Clone)]
 pub struct Deployment {
     pub(crate) records: Arc<dyn ActionRecords>,
     /// Completion events: a create announces itself, overlapping its event

@@ -173,23 +173,11 @@ impl Mirroring {
 
 /// The same use cases under changed settings, built again.
 fn reconfigured(mut mirroring: Mirroring, change: impl FnOnce(&mut Deployment)) -> Mirroring {
-    let mut deployment = deployment_copy(&mirroring.deployment);
+    let mut deployment = Deployment::clone(&mirroring.deployment);
     change(&mut deployment);
     mirroring.deployment = Arc::new(deployment);
     mirroring.services = assemble(&mirroring.ports, &mirroring.deployment, &mirroring.facts);
     mirroring
-}
-
-fn deployment_copy(deployment: &Deployment) -> Deployment {
-    Deployment {
-        records: deployment.records.clone(),
-        announcer: deployment.announcer.clone(),
-        owner: deployment.owner.clone(),
-        lease_seconds: deployment.lease_seconds,
-        allowed: deployment.allowed.clone(),
-        controls: deployment.controls,
-        sweep_max_deletions: deployment.sweep_max_deletions,
-    }
 }
 
 /// Builds every service from the ports, leaves first.

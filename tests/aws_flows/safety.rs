@@ -18,18 +18,6 @@ use traffic_mirroring::ports::{ActionKind, Claim, LedgerError, LedgerRecord, Rec
 use crate::support::*;
 use crate::sweep::plant;
 
-/// A create's session, filter and target ids, from its answer.
-fn made(response: &Value) -> (String, String, String) {
-    let result = first_result(response);
-    assert_eq!(result["success"], true, "{response}");
-    let id = |field: &str| result[field].as_str().expect(field).to_owned();
-    (
-        id("sessionId"),
-        id("trafficMirrorFilterId"),
-        id("trafficMirrorTargetId"),
-    )
-}
-
 /// Every create and its rollback, throttled for ever at the one step a
 /// create cannot do without, and a whole account whose EC2 and DynamoDB
 /// throttle every call: each invocation answers inside its 30 s, says

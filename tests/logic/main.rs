@@ -7,6 +7,8 @@
 
 #[path = "../support/fakes/mod.rs"]
 mod fakes;
+#[path = "../support/payloads.rs"]
+mod payloads;
 mod world;
 
 mod create;

@@ -4,23 +4,11 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use traffic_mirroring::mirroring::{AllowList, Allowed, Controls};
 use traffic_mirroring::ports::{ActionKind, ActionRecords, LedgerQuery, RecordStatus, Tagging};
 
 use crate::world::*;
-
-/// A create's session, filter and target ids, from its whole answer.
-fn made(response: &Value) -> (String, String, String) {
-    let result = first_result(response);
-    assert_eq!(result["success"], true, "{response}");
-    let id = |field: &str| result[field].as_str().expect(field).to_owned();
-    (
-        id("sessionId"),
-        id("trafficMirrorFilterId"),
-        id("trafficMirrorTargetId"),
-    )
-}
 
 /// Whether EC2 still has a session, filter or target of this id.
 fn exists(world: &Fixture, id: &str) -> bool {

@@ -6,6 +6,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
+
+pub(crate) use crate::payloads::{
+    create as create_bare, create_action, create_to, first_result, made, nlb_arn, remove, seed_create, sqs_record,
+    state_change,
+};
 use traffic_mirroring::contract::{detail_type, ActionResult};
 use traffic_mirroring::handler::App;
 use traffic_mirroring::mirroring::launch::LaunchPolicy;
@@ -146,40 +151,6 @@ pub(crate) fn create_numbered(action_id: &str, source: u32, target: u32, number:
     request
 }
 
-/// The seed document's create request (session number 5, one ingress rule
-/// from 192.168.0.124/24, source ports 50000-65535), as `support::seed_create`.
-pub(crate) fn seed_create(action_id: &str, source: &str, target: &str) -> Value {
-    json!({"driverRequest": {"actions": [{
-        "actionId": action_id, "type": "CreateTrafficMirroring",
-        "actionParams": {"type": "CreateTrafficMirroringParams",
-            "sourceNicId": source, "targetNicId": target, "sessionNumber": "5",
-            "filterRules": [{"type": "TrafficFilterRule", "direction": "ingress", "protocol": "tcp",
-                "sourcePortRange": {"type": "PortRange", "fromPort": "50000", "toPort": "65535"},
-                "sourceCidr": "192.168.0.124/24"}]}}]}})
-}
-
-/// A create with no rules (mirror everything) and an optional session number.
-pub(crate) fn create_bare(action_id: &str, source: &str, target: &str, session_number: Option<&str>) -> Value {
-    json!({"driverRequest": {"actions": [create_action(action_id, source, target, session_number)]}})
-}
-
-pub(crate) fn create_action(action_id: &str, source: &str, target: &str, session_number: Option<&str>) -> Value {
-    json!({"actionId": action_id, "type": "CreateTrafficMirroring",
-           "actionParams": {"type": "CreateTrafficMirroringParams", "sourceNicId": source,
-                            "targetNicId": target, "sessionNumber": session_number.unwrap_or("")}})
-}
-
-/// A create naming its target by any field and, optionally, an existing filter.
-pub(crate) fn create_to(action_id: &str, source: &str, field: &str, target: &str, filter_id: Option<&str>) -> Value {
-    let mut params = json!({"sourceNicId": source});
-    params[field] = json!(target);
-    if let Some(filter_id) = filter_id {
-        params["trafficMirrorFilterId"] = json!(filter_id);
-    }
-    json!({"driverRequest": {"actions": [{"actionId": action_id, "type": "CreateTrafficMirroring",
-        "actionParams": params}]}})
-}
-
 /// A create with its params extended by `extra` (reason, expiresAt, ...).
 pub(crate) fn create_with(action_id: &str, source: &str, target: &str, extra: Value) -> Value {
     let mut request = create_bare(action_id, source, target, None);
@@ -196,35 +167,10 @@ pub(crate) fn remove_session(action_id: &str, session_id: &str) -> Value {
         "actionParams": {"type": "RemoveTrafficMirroringParams", "sessionId": session_id}}]}})
 }
 
-/// A remove as existing callers send it: both fields present, unused ones empty.
-pub(crate) fn remove(action_id: &str, session_id: &str, target_nic: &str) -> Value {
-    json!({"driverRequest": {"actions": [{"actionId": action_id, "type": "RemoveTrafficMirroring",
-        "sessionId": session_id, "targetNicId": target_nic, "actionTarget": null}]}})
-}
-
-/// The first action result of a whole driver response.
-pub(crate) fn first_result(response: &Value) -> &Value {
-    &response["driverResponse"]["actionResults"][0]
-}
-
 /// The session id of a successful create's result.
 pub(crate) fn session_of(result: &Value) -> String {
     assert_eq!(result["success"], true, "{result}");
     result["sessionId"].as_str().expect("a session id").to_owned()
-}
-
-/// A Network Load Balancer ARN; EC2 takes it as given.
-pub(crate) fn nlb_arn(name: &str) -> String {
-    format!("arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/{name}/50dc6c495c0c9188")
-}
-
-/// An EventBridge EC2 instance state-change event.
-pub(crate) fn state_change(instance_id: &str, state: &str) -> Value {
-    json!({"version": "0", "id": "7bf73129-1428-4cd3-a780-95db273d1602",
-           "detail-type": "EC2 Instance State-change Notification", "source": "aws.ec2",
-           "account": "123456789012", "time": "2026-11-23T08:00:00Z", "region": "us-east-1",
-           "resources": [format!("arn:aws:ec2:us-east-1:123456789012:instance/{instance_id}")],
-           "detail": {"instance-id": instance_id, "state": state}})
 }
 
 /// The EventBridge event for a tag change on an instance.
@@ -249,17 +195,6 @@ pub(crate) fn deletion(session_id: &str) -> Value {
            "detail": {"eventSource": "ec2.amazonaws.com", "eventName": "DeleteTrafficMirrorSession",
                       "userIdentity": {"arn": "arn:aws:iam::123456789012:user/mallory"},
                       "requestParameters": {"DeleteTrafficMirrorSessionRequest": {"TrafficMirrorSessionId": session_id}}}})
-}
-
-/// One SQS record of the Lambda event, with `body` as its message.
-pub(crate) fn sqs_record(message_id: &str, body: &Value) -> Value {
-    let body = match body {
-        Value::String(text) => text.clone(),
-        other => other.to_string(),
-    };
-    json!({"messageId": message_id, "receiptHandle": "handle", "body": body, "attributes": {},
-           "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
-           "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:requests", "awsRegion": "us-east-1"})
 }
 
 /// The ids of an SQS batch answer's failed records.
