@@ -413,7 +413,7 @@ def figures(args, fleet, runs, counts, elapsed):
         "over_quota": max(0, over), "over_quota_reported": reported_over,
         "missing_reasons": collections.Counter(re.sub(r"\b(i|eni)-[0-9a-f]+", "…", str(m.get("reason", "")))[:80]
                                                for m in missing_of(policy)),
-        "not_nitro_reported": len((policy.get("coverage") or {}).get("notNitro") or []),
+        "not_nitro_reported": len((policy.get("coverage") or {}).get("unsupportedInstanceType") or []),
         "counts": counts, "bound": len(served) / args.refill,
     }
 
@@ -438,7 +438,7 @@ def report(args, fleet, m):
     coverage = m["policy"].get("coverage") or {}
     inside = (f"the function's last report: complete {m['policy'].get('complete')}, wanted {coverage.get('wanted')}, "
               f"mirrored {coverage.get('mirrored')}, missing {coverage.get('missing')} ({listing(m['missing_reasons'])}), "
-              f"{m['not_nitro_reported']} instances listed as not Nitro") if m["policy"] else \
+              f"{m['not_nitro_reported']} instances listed as unsupported sources") if m["policy"] else \
         "the function's last answer has no policy report"
     sample = (state["wrong_target"] + state["unwanted"] + state["unused_targets"] + state["unused_filters"])[:4]
     rows = [

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 
 use crate::contract::ActionResult;
-use crate::domain::instance::{Hypervisor, InstanceState};
+use crate::domain::instance::{InstanceState, InstanceTypeFacts};
 use crate::domain::model::{EniId, RuleSpec, TargetSpec};
 
 /// What went wrong in a call, classified once by its error code (see `aws::errors`)
@@ -185,6 +185,8 @@ pub struct AclEntry {
 /// Where a network interface lives, for the allowed-sources check.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct InterfaceInfo {
+    /// The instance it is attached to, if any.
+    pub instance_id: Option<String>,
     pub vpc_id: Option<String>,
     pub subnet_id: Option<String>,
     pub endpoint: Endpoint,
@@ -260,8 +262,9 @@ pub trait Sessions: Send + Sync {
 pub trait Instances: Send + Sync {
     /// `None` when the instance does not exist (any more).
     async fn instance(&self, id: &str) -> AwsResult<Option<InstanceInfo>>;
-    /// The hypervisor of an instance type (`nitro`, `xen`), as EC2 reports it.
-    async fn hypervisor(&self, instance_type: &str) -> AwsResult<Option<Hypervisor>>;
+    /// What EC2 says of an instance type (hypervisor, bare metal); `None`
+    /// for a type EC2 does not know.
+    async fn instance_type(&self, instance_type: &str) -> AwsResult<Option<InstanceTypeFacts>>;
     /// `None` when no such network interface exists.
     async fn interface(&self, eni: &str) -> AwsResult<Option<InterfaceInfo>>;
     /// Every instance that is not shutting down or terminated, all pages.

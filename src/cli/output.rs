@@ -144,8 +144,15 @@ pub fn write_coverage(out: &mut dyn Write, coverage: &Coverage) -> std::io::Resu
             }
         }
     }
-    for instance in &coverage.not_nitro {
-        writeln!(out, "not a Nitro type: {}", printable(instance))?;
+    for unsupported in &coverage.unsupported_instance_type {
+        writeln!(
+            out,
+            "  {:<15} {} ({}): {}",
+            "not a source",
+            printable(&unsupported.instance_id),
+            printable(&unsupported.instance_type),
+            printable(&unsupported.why)
+        )?;
     }
     writeln!(
         out,

@@ -338,7 +338,8 @@ impl MirrorRequest {
 
 /// AWS's limits from contract §4 that we check before changing anything.
 pub const SESSIONS_PER_SOURCE_ENI: usize = 3;
-/// Sources per ENI target (contract §4; 100 on the largest sizes, which we do not assume).
+/// Sources per ENI target on most instance sizes (contract §4; the largest
+/// sizes take 100: `instance::sources_per_eni_target`).
 pub const SOURCES_PER_ENI_TARGET: usize = 10;
 pub const RULES_PER_FILTER: usize = 10;
 pub const MAX_SESSION_NUMBER: u16 = 32766;

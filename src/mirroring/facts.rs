@@ -1,5 +1,7 @@
 //! What EC2 says of instances that never (or rarely) changes, cached per
-//! process: an instance type's hypervisor (asked once: it never changes) and
+//! process: whether an instance type can be a mirror source (asked once: a
+//! type never changes; a type EC2 refused as a source is remembered), how
+//! many sources a target ENI takes (by its instance's type), and
 //! a target ENI's ingress rules (read at most once a minute: a launch storm
 //! to one appliance reads them once, not once a create). Holds only the
 //! `Instances` port.
@@ -10,16 +12,21 @@ use std::time::{Duration, Instant};
 
 use tracing::warn;
 
-use crate::domain::instance::Hypervisor;
-use crate::ports::{AwsError, AwsResult, Ingress, Instances};
+use crate::domain::instance::{source_refusal, sources_per_eni_target, InstanceTypeFacts};
+use crate::ports::{AwsError, AwsResult, Ingress, Instances, InterfaceInfo};
 
 /// How long a target ENI's ingress rules are taken as read.
 const INGRESS_FRESH_FOR: Duration = Duration::from_secs(60);
 
 pub struct InstanceFacts {
     ec2: Arc<dyn Instances>,
-    /// Instance type -> hypervisor, as EC2 said.
-    hypervisors: Mutex<HashMap<String, Option<Hypervisor>>>,
+    /// Instance type -> what EC2 said of it (`None`: EC2 does not know it).
+    types: Mutex<HashMap<String, Option<InstanceTypeFacts>>>,
+    /// Instance types EC2 refused as a source (`NetworkInterfaceNotSupported`)
+    /// though the documented rules allow them: not tried again.
+    refused_types: Mutex<HashMap<String, String>>,
+    /// Target ENI -> how many sources it takes.
+    target_capacity: Mutex<HashMap<String, usize>>,
     /// Target ENI -> its ingress rules and when they were read.
     ingress_read: Mutex<HashMap<String, (Instant, Option<Ingress>)>>,
 }
@@ -28,22 +35,79 @@ impl InstanceFacts {
     pub fn new(ec2: Arc<dyn Instances>) -> Self {
         Self {
             ec2,
-            hypervisors: Mutex::default(),
+            types: Mutex::default(),
+            refused_types: Mutex::default(),
+            target_capacity: Mutex::default(),
             ingress_read: Mutex::default(),
         }
     }
 
-    /// The hypervisor of an instance type, asked of EC2 once per process:
-    /// an instance type's hypervisor never changes.
-    pub async fn hypervisor_of(&self, instance_type: &str) -> Result<Option<Hypervisor>, AwsError> {
-        if let Some(known) = self.hypervisors.lock().ok().and_then(|t| t.get(instance_type).cloned()) {
-            return Ok(known);
+    /// Why an instance of this type cannot be a mirror source (AWS's
+    /// documented rules, or EC2's own refusal earlier in this process);
+    /// `None`: it can. EC2 is asked about a type once per process.
+    pub async fn source_refusal(&self, instance_type: &str) -> Result<Option<String>, AwsError> {
+        if let Some(why) = self
+            .refused_types
+            .lock()
+            .ok()
+            .and_then(|r| r.get(instance_type).cloned())
+        {
+            return Ok(Some(why));
         }
-        let hypervisor = self.ec2.hypervisor(instance_type).await?;
-        if let Ok(mut known) = self.hypervisors.lock() {
-            known.insert(instance_type.to_owned(), hypervisor.clone());
+        let known = self.types.lock().ok().and_then(|t| t.get(instance_type).cloned());
+        let facts = match known {
+            Some(facts) => facts,
+            None => {
+                let facts = self.ec2.instance_type(instance_type).await?;
+                if let Ok(mut types) = self.types.lock() {
+                    types.insert(instance_type.to_owned(), facts.clone());
+                }
+                facts
+            }
+        };
+        Ok(match facts {
+            Some(facts) => source_refusal(instance_type, &facts),
+            None => Some(format!("EC2 does not know the instance type {instance_type}")),
+        })
+    }
+
+    /// EC2 refused an ENI of this type as a source: the rest of the process
+    /// does not try the type again.
+    pub fn mark_refused(&self, instance_type: &str, why: &str) {
+        if let Ok(mut refused) = self.refused_types.lock() {
+            refused.insert(instance_type.to_owned(), format!("EC2 refused it as a source: {why}"));
         }
-        Ok(hypervisor)
+    }
+
+    /// How many sources a target ENI takes: 100 when it is attached to an
+    /// instance of one of the largest sizes, else 10 (also when EC2 cannot
+    /// say: the smaller limit is never wrong to keep). Read once per process.
+    pub async fn sources_per_target(&self, eni: &str) -> usize {
+        if let Some(known) = self.target_capacity.lock().ok().and_then(|c| c.get(eni).copied()) {
+            return known;
+        }
+        let instance_type = match self.ec2.interface(eni).await {
+            Ok(Some(InterfaceInfo {
+                instance_id: Some(instance),
+                ..
+            })) => match self.ec2.instance(&instance).await {
+                Ok(found) => found.map(|i| i.instance_type),
+                Err(err) => {
+                    warn!(target_eni = eni, error = %err, "could not read the target's instance; 10 sources assumed");
+                    return sources_per_eni_target(None);
+                }
+            },
+            Ok(_) => None,
+            Err(err) => {
+                warn!(target_eni = eni, error = %err, "could not read the target ENI; 10 sources assumed");
+                return sources_per_eni_target(None);
+            }
+        };
+        let capacity = sources_per_eni_target(instance_type.as_deref());
+        if let Ok(mut known) = self.target_capacity.lock() {
+            known.insert(eni.to_owned(), capacity);
+        }
+        capacity
     }
 
     /// A target ENI's ingress rules, read at most once a minute per process

@@ -16,7 +16,7 @@ use super::facts::InstanceFacts;
 use super::model::{Accountability, EniId, MirrorRequest, Requester};
 use super::validate::{target_field_of, validate};
 use crate::contract::{ActionResult, RawAction, CREATE};
-use crate::domain::instance::{Hypervisor, InstanceState};
+use crate::domain::instance::InstanceState;
 use crate::domain::tags::{
     TAG_EXCLUDE, TAG_FILTER_ID, TAG_FILTER_PRESET, TAG_PACKET_LENGTH, TAG_RESERVATION_ID, TAG_SESSION_NUMBER,
     TAG_TARGET, TAG_TARGET_ENI,
@@ -125,16 +125,15 @@ impl Launches {
             Ok(target) => target,
             Err(why) => return Ok(LaunchPlan::NotRequested(why)),
         };
-        let hypervisor = self
+        let refusal = self
             .facts
-            .hypervisor_of(&instance.instance_type)
+            .source_refusal(&instance.instance_type)
             .await
             .map_err(|e| fail(&format!("describing instance type {}", instance.instance_type), &e))?;
-        if hypervisor != Some(Hypervisor::Nitro) {
+        if let Some(why) = refusal {
             let message = format!(
-                "{instance_id} is a {} instance (hypervisor {}), which cannot be a traffic mirror source; not mirrored",
-                instance.instance_type,
-                hypervisor.as_ref().map_or("unknown", Hypervisor::name)
+                "{instance_id} is a {} instance, which cannot be a traffic mirror source ({why}); not mirrored",
+                instance.instance_type
             );
             let skipped = ActionResult::failure(&action_id, CREATE, "InstanceTypeNotSupported", message, false);
             return Ok(LaunchPlan::Actions(vec![Err(skipped)]));

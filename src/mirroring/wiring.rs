@@ -195,6 +195,7 @@ fn assemble(ports: &Ports, deployment: &Arc<Deployment>, facts: &Arc<InstanceFac
         records: ports.records.clone(),
         targets: ports.targets.clone(),
         deployment: deployment.clone(),
+        facts: facts.clone(),
     });
     let numbering = Arc::new(Numbering {
         numbers: ports.numbers.clone(),

@@ -15,6 +15,7 @@ mod idempotency;
 mod kinds;
 mod metrics;
 mod remove;
+mod rules;
 mod safety;
 mod storm;
 mod sweep;

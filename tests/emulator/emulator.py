@@ -97,11 +97,27 @@ MUTATING_PREFIXES = (
     "Create", "Delete", "Modify", "Associate", "Disassociate", "Attach", "Detach",
     "Run", "Terminate", "Start", "Stop", "Reboot",
 )
-# Xen-based families: absent from AWS's list of instance types that can be a
-# Traffic Mirroring source (Nitro types and a few named Xen ones are on it).
-UNSUPPORTED_FAMILIES = {"t1", "t2", "m1", "m2", "m3", "c1", "c3", "r3", "i2", "hs1", "cc2", "cr1", "g2"}
+# Which instances can be Traffic Mirroring sources, as AWS's limitations page
+# says (https://docs.aws.amazon.com/vpc/latest/mirroring/traffic-mirroring-limitations.html,
+# read 2026-12-04): not these virtualized Nitro families, not bare metal, and
+# of the Xen families only the named ones. The hypervisor and bare-metal flag
+# come from moto's instance type data (AWS's own).
+NITRO_FAMILIES_NOT_SOURCES = {
+    "m6a", "m6i", "m6id", "m6idn", "m6in", "m7a", "m7g", "m7gd", "m7i", "m7i-flex", "m8g",
+    "c6a", "c6gd", "c6gn", "c6i", "c6id", "c6in", "c7a", "c7g", "c7gd", "c7gn", "c7i", "c8g",
+    "r6a", "r6i", "r6id", "r6idn", "r6in", "r7a", "r7g", "r7gd", "r7i", "r7iz", "r8g",
+    "x2idn", "x2iedn", "x2iezn", "x8g", "i4g", "i4i", "im4gn", "is4gen",
+    "inf2", "p5", "trn1", "trn1n", "hpc6a", "hpc6id", "hpc7a", "hpc7g",
+}
+XEN_FAMILIES_THAT_ARE_SOURCES = {"c4", "d2", "g3", "g3s", "h1", "i3", "m4", "p2", "p3", "r4", "x1", "x1e"}
 SESSIONS_PER_ENI = 3
 SOURCES_PER_ENI_TARGET = 10
+# The quotas page: target ENIs on the largest sizes of these families take 100 sources.
+TYPES_WITH_100_SOURCES_PER_TARGET = {
+    "m5.24xlarge", "m5d.24xlarge", "m5dn.24xlarge", "m5n.24xlarge",
+    "c5.18xlarge", "c5d.18xlarge", "c5n.18xlarge",
+    "r5.24xlarge", "r5d.24xlarge", "r5dn.24xlarge", "r5n.24xlarge",
+}
 RULES_PER_FILTER = 10
 MAX_VNI = 16777215  # VXLAN ids are 24 bits
 DEFAULT_CONFIG = {"page_size": 2, "latency_ms": {"default": 0}, "index_lag_ms": 0}
@@ -121,6 +137,16 @@ class AwsError(Exception):
     def __init__(self, code, message, status=400):
         super().__init__(message)
         self.code, self.message, self.status = code, message, status
+
+
+def can_be_source(instance_type):
+    """AWS's documented rule, from the type's hypervisor and bare-metal flag."""
+    from moto.ec2.models.instance_types import INSTANCE_TYPES
+    facts = INSTANCE_TYPES.get(instance_type) or {}
+    family = instance_type.split(".")[0]
+    if facts.get("BareMetal") or "metal" in instance_type or family in NITRO_FAMILIES_NOT_SOURCES:
+        return False
+    return facts.get("Hypervisor") == "nitro" or family in XEN_FAMILIES_THAT_ARE_SOURCES
 
 
 def not_found(kind, resource_id):
@@ -429,9 +455,10 @@ class Mirroring:
         if target["type"] == "network-interface":
             # The quota counts distinct source ENIs; NLB and GWLB endpoint targets have none.
             sources = {s["eni"] for s in self.sessions.values() if s["target"] == target["id"]}
-            if eni_id not in sources and len(sources) >= SOURCES_PER_ENI_TARGET:
+            limit = self.sources_per_target(target)
+            if eni_id not in sources and len(sources) >= limit:
                 raise AwsError("TrafficMirrorSourcesPerTargetLimitExceeded",
-                               f"The target {target['id']} already has {SOURCES_PER_ENI_TARGET} sources.")
+                               f"The target {target['id']} already has {limit} sources.")
         if truthy(p, "DryRun"):
             raise dry_run()
         if vni is None:
@@ -457,10 +484,20 @@ class Mirroring:
             raise invalid(f"The network interface {eni.id} is a traffic mirror target and cannot be a mirror source.")
         instance = getattr(eni, "instance", None)  # moto sets it on attach; None when unattached
         instance_type = getattr(instance, "instance_type", "") or ""
-        if instance_type.split(".")[0] in UNSUPPORTED_FAMILIES:
+        if instance_type and not can_be_source(instance_type):
             raise AwsError("NetworkInterfaceNotSupported",
                            f"The network interface {eni.id} is attached to a {instance_type} instance, "
                            "which is not supported as a traffic mirror source.")
+
+    def sources_per_target(self, target):
+        """10 sources, or 100 when the target ENI's instance is one of the largest sizes."""
+        try:
+            eni = self.eni(target["eni"]) if target.get("eni") else None
+        except AwsError:
+            eni = None  # the target's ENI is gone: its sessions fail anyway
+        instance = getattr(eni, "instance", None)
+        instance_type = getattr(instance, "instance_type", "") or ""
+        return 100 if instance_type in TYPES_WITH_100_SOURCES_PER_TARGET else SOURCES_PER_ENI_TARGET
 
     # -- deletes
 

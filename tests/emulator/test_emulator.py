@@ -323,14 +323,29 @@ def test_a_target_eni_cannot_be_a_source(ec2, subnet):
     assert response["Error"]["Code"] == "InvalidParameterValue" and "target" in response["Error"]["Message"]
 
 
-def test_xen_instances_cannot_be_sources(ec2, subnet):
+def test_only_the_types_aws_documents_can_be_sources(ec2, subnet):
+    """The limitations page: not t2 and other Xen types but C4, D2, G3, G3s,
+    H1, I3, M4, P2, P3, R4, X1 and X1e; not the virtualized Nitro families it
+    names; not bare metal; every other Nitro type."""
     t, f = target(ec2, eni(ec2, subnet)), new_filter(ec2)
-    for instance_type in ("t2.micro", "m3.medium", "c3.large"):
+    for instance_type in ("t2.micro", "m3.medium", "c3.large", "m7i.large", "c7g.large", "m6i.large", "m5.metal"):
         _, primary = instance(ec2, subnet, instance_type)
         assert error_code(session, ec2, primary, t, f, 1) == "NetworkInterfaceNotSupported", instance_type
-    _, nitro = instance(ec2, subnet, "m5.large")
-    assert session(ec2, nitro, t, f, 1)["SessionNumber"] == 1
+    for instance_type in ("m5.large", "t3.micro", "m4.large", "c4.large"):
+        _, source = instance(ec2, subnet, instance_type)
+        assert session(ec2, source, t, f, 1)["SessionNumber"] == 1, instance_type
     assert session(ec2, eni(ec2, subnet), t, f, 1)["SessionNumber"] == 1  # unattached: supported
+
+
+def test_a_target_eni_on_one_of_the_largest_sizes_takes_a_hundred_sources(ec2, subnet):
+    f = new_filter(ec2)
+    _, large = instance(ec2, subnet, "m5.24xlarge")
+    _, small = instance(ec2, subnet, "m5.large")
+    for appliance, limit in ((large, 100), (small, 10)):
+        t = target(ec2, appliance)
+        for _ in range(limit):
+            session(ec2, eni(ec2, subnet), t, f, 1)
+        assert error_code(session, ec2, eni(ec2, subnet), t, f, 1) == "TrafficMirrorSourcesPerTargetLimitExceeded"
 
 
 def test_filter_rule_limits_and_duplicates(ec2):

@@ -2,7 +2,7 @@
 //! mirror what the policy names; terminations and exclusions unmirror it.
 
 use serde_json::json;
-use traffic_mirroring::ports::{Endpoint, GroupRule, Ingress};
+use traffic_mirroring::ports::{AwsError, Endpoint, ErrorKind, GroupRule, Ingress};
 
 use crate::world::*;
 
@@ -307,16 +307,51 @@ async fn an_attached_eni_is_mirrored_at_once_and_by_the_sweep() {
 }
 
 #[tokio::test]
-async fn a_non_nitro_instance_is_reported_not_tried() {
+async fn only_types_aws_documents_as_sources_are_mirrored_and_the_rest_are_reported_never_tried() {
     let world = fixture();
-    world
-        .ec2
-        .plant_instance_of_type("i-0000000a", "t2.micro", &[&eni(1)], &[(TARGET_TAG, &eni(9))]);
-    let swept = world.sweep(false).await;
-    let not_nitro = &policy_of(&swept)["coverage"]["notNitro"];
-    assert_eq!(not_nitro.as_array().map(Vec::len), Some(1), "{swept}");
-    assert_eq!(world.ec2.calls("CreateTrafficMirrorSession"), 0, "never tried");
-    assert_eq!(world.counts().0, 0);
+    let kinds = [
+        ("i-0000000a", "t2.micro", false),
+        ("i-0000000b", "m7i.large", false),
+        ("i-0000000c", "m5.metal", false),
+        ("i-0000000d", "m4.large", true),
+        ("i-0000000e", "m5.large", true),
+    ];
+    for (n, (id, kind, _)) in kinds.iter().enumerate() {
+        world
+            .ec2
+            .plant_instance_of_type(id, kind, &[&eni(n as u32 + 1)], &[(TARGET_TAG, &eni(9))]);
+    }
+    // Twice: the second sweep tries nothing either.
+    for run in 0..2 {
+        let swept = world.sweep(false).await;
+        let unsupported: Vec<(String, String)> = policy_of(&swept)["coverage"]["unsupportedInstanceType"]
+            .as_array()
+            .expect("listed")
+            .iter()
+            .map(|u| {
+                (
+                    u["instanceId"].as_str().unwrap_or_default().to_owned(),
+                    u["instanceType"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        let expected: Vec<(String, String)> = kinds
+            .iter()
+            .filter(|(_, _, can)| !can)
+            .map(|(id, kind, _)| (id.to_string(), kind.to_string()))
+            .collect();
+        assert_eq!(unsupported, expected, "run {run}: {swept}");
+        assert_eq!(
+            world.ec2.calls("CreateTrafficMirrorSession"),
+            2,
+            "run {run}: only m4 and m5 were tried, once"
+        );
+        assert_eq!(world.counts().0, 2, "run {run}");
+    }
+    for (n, (_, kind, can)) in kinds.iter().enumerate() {
+        let on_it = world.ec2.sessions_on(&eni(n as u32 + 1)).len();
+        assert_eq!(on_it, usize::from(*can), "{kind}");
+    }
 }
 
 #[tokio::test]
@@ -401,4 +436,23 @@ async fn another_deployments_sweep_leaves_our_policy_mirrors_alone() {
     let swept = world.sweep(false).await;
     assert_eq!(policy_of(&swept)["removed"], 1, "{swept}");
     assert!(world.ec2.sessions_on(&source).is_empty());
+}
+
+#[tokio::test]
+async fn a_type_ec2_refuses_as_a_source_is_reported_and_not_tried_again() {
+    let world = fixture();
+    world
+        .ec2
+        .plant_instance_of_type("i-0000000a", "z9.large", &[&eni(1)], &[(TARGET_TAG, &eni(9))]);
+    world.ec2.fail_next(
+        "CreateTrafficMirrorSession",
+        AwsError::new(ErrorKind::Rejected, "NetworkInterfaceNotSupported", "not a source"),
+    );
+    for run in 0..2 {
+        let swept = world.sweep(false).await;
+        let unsupported = &policy_of(&swept)["coverage"]["unsupportedInstanceType"];
+        assert_eq!(unsupported[0]["instanceType"], "z9.large", "run {run}: {swept}");
+        assert_eq!(policy_of(&swept)["coverage"]["missing"], 0, "run {run}: not counted as missing");
+    }
+    assert_eq!(world.ec2.calls("CreateTrafficMirrorSession"), 1, "tried once, in the first sweep");
 }

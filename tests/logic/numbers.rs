@@ -129,6 +129,29 @@ async fn an_eleventh_source_on_one_target_eni_is_refused_before_any_change() {
 }
 
 #[tokio::test]
+async fn a_target_eni_on_one_of_the_largest_sizes_takes_more_than_ten_sources_and_a_small_one_does_not() {
+    for (kind, eleventh_accepted) in [("m5.24xlarge", true), ("m5.large", false)] {
+        let world = fixture();
+        world
+            .ec2
+            .plant_instance_of_type("i-00000appliance", kind, &[&eni(99)], &[]);
+        for n in 1..=10 {
+            let made = world.run(create(&format!("c{n}"), n, 99, 443)).await;
+            assert_eq!(made["success"], true, "{kind}: {made}");
+        }
+        let eleventh = world.run(create("c11", 11, 99, 443)).await;
+        assert_eq!(eleventh["success"], eleventh_accepted, "{kind}: {eleventh}");
+        if !eleventh_accepted {
+            assert_eq!(
+                eleventh["errorCode"], "TrafficMirrorSourcesPerTargetLimitExceeded",
+                "{kind}"
+            );
+        }
+        assert_eq!(world.counts().0, 10 + usize::from(eleventh_accepted), "{kind}");
+    }
+}
+
+#[tokio::test]
 async fn a_taken_session_number_gives_the_lowest_free_one_and_says_so() {
     let world = fixture();
     let first = world.run(create_numbered("c1", 1, 9, 5)).await;

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use aws_sdk_ec2::types::InstanceType;
 
 use super::*;
-use crate::domain::instance::{Hypervisor, InstanceState};
+use crate::domain::instance::{Hypervisor, InstanceState, InstanceTypeFacts};
 
 #[async_trait]
 impl Instances for Ec2Instances {
@@ -30,7 +30,7 @@ impl Instances for Ec2Instances {
             .await
     }
 
-    async fn hypervisor(&self, instance_type: &str) -> AwsResult<Option<Hypervisor>> {
+    async fn instance_type(&self, instance_type: &str) -> AwsResult<Option<InstanceTypeFacts>> {
         self.patience
             .read("DescribeInstanceTypes", || async move {
                 let output = self
@@ -40,11 +40,10 @@ impl Instances for Ec2Instances {
                     .send()
                     .within_budget()
                     .await?;
-                Ok(output
-                    .instance_types()
-                    .first()
-                    .and_then(|t| t.hypervisor())
-                    .map(|h| Hypervisor::parse(h.as_str())))
+                Ok(output.instance_types().first().map(|t| InstanceTypeFacts {
+                    hypervisor: t.hypervisor().map(|h| Hypervisor::parse(h.as_str())),
+                    bare_metal: t.bare_metal().unwrap_or(false),
+                }))
             })
             .await
     }
@@ -63,6 +62,7 @@ impl Instances for Ec2Instances {
                     return Ok(None);
                 };
                 Ok(output.network_interfaces().first().map(|interface| InterfaceInfo {
+                    instance_id: interface.attachment().and_then(|a| a.instance_id()).map(str::to_owned),
                     vpc_id: interface.vpc_id().map(str::to_owned),
                     subnet_id: interface.subnet_id().map(str::to_owned),
                     endpoint: Endpoint {

@@ -178,11 +178,18 @@ impl Planner {
         let claim = self.claims.shared(&SharedKey::Target(name.clone())).await?;
         if let Some(id) = claim.as_ref().and_then(|c| c.resource_id.clone()) {
             let users = claim.map(|c| c.users.len()).unwrap_or_default();
-            if users >= request.target.source_limit() {
+            let limit = match request.target.eni() {
+                Some(eni) if users >= request.target.source_limit() => {
+                    self.facts.sources_per_target(eni.as_str()).await
+                }
+                _ => request.target.source_limit(),
+            };
+            if users >= limit {
                 return Err(Failure::refused(
                     "TrafficMirrorSourcesPerTargetLimitExceeded",
                     format!(
-                        "the mirror target of {name} already serves {users} sessions, the AWS limit for an ENI target"
+                        "the mirror target of {name} already serves {users} sessions, the AWS limit for this ENI \
+                         target"
                     ),
                     false,
                 ));

@@ -53,6 +53,8 @@ pub struct Joining {
     pub(crate) records: std::sync::Arc<dyn crate::ports::ActionRecords>,
     pub(crate) targets: std::sync::Arc<dyn crate::ports::Targets>,
     pub(crate) deployment: std::sync::Arc<crate::mirroring::Deployment>,
+    /// How many sources a target ENI takes (10, or 100 on the largest sizes).
+    pub(crate) facts: std::sync::Arc<crate::mirroring::facts::InstanceFacts>,
 }
 
 impl Joining {
@@ -117,8 +119,17 @@ impl Joining {
             // The caller's own target: used as it is, never joined or deleted.
             return Resolved::given(request.target.to_string());
         };
-        let limit = request.target.source_limit();
-        let first = self.first_join(&key, &request.action_id, limit, first).await;
+        let mut limit = request.target.source_limit();
+        let mut first = self.first_join(&key, &request.action_id, limit, first).await;
+        // Most target ENIs take 10 sources; only when that is reached is the
+        // target's instance read, which may take 100 (the largest sizes).
+        if let (Ok(Slot::Full(_)), Some(eni)) = (&first, request.target.eni()) {
+            let capacity = self.facts.sources_per_target(eni.as_str()).await;
+            if capacity > limit {
+                limit = capacity;
+                first = self.first_join(&key, &request.action_id, limit, None).await;
+            }
+        }
         self.resolve_shared(&request.action_id, &key, limit, first, || {
             self.make_target(request, attempt)
         })
@@ -231,8 +242,9 @@ impl Joining {
                     return refuse(Failure::refused(
                         "TrafficMirrorSourcesPerTargetLimitExceeded",
                         format!(
-                            "the {noun} of {name} already serves {users} sessions, the AWS limit for an ENI \
-                             target; nothing was created (use another target ENI, or a Network Load Balancer)"
+                            "the {noun} of {name} already serves {users} sessions, the AWS limit for this ENI \
+                             target (10, or 100 on the largest instance sizes); nothing was created (use another \
+                             target ENI, or a Network Load Balancer)"
                         ),
                         false,
                     ))

@@ -24,13 +24,13 @@ mod report;
 mod steps;
 
 use report::{missing_reason, Missing, RemovalDone};
-pub use report::{Coverage, PolicyReport, TargetCoverage, Uncovered, Unwanted};
+pub use report::{Coverage, PolicyReport, TargetCoverage, Uncovered, UnsupportedSource, Unwanted};
 
 use super::launch::{create_for, launch_action_id, policy_target, LaunchPolicy};
 use super::model::{Accountability, EniId, MirrorRequest, RemoveRequest, Requester};
 
 use crate::contract::ActionResult;
-use crate::domain::instance::{Hypervisor, InstanceState};
+use crate::domain::instance::InstanceState;
 use crate::ports::{
     ActionKind, Endpoint, InstanceInfo, LedgerContents, LedgerQuery, LedgerRecord, MirrorSession, RecordStatus,
 };
@@ -100,6 +100,7 @@ pub(crate) struct FleetView<'a> {
 /// One ENI the policy wants mirrored.
 struct WantedEni {
     instance_id: String,
+    instance_type: String,
     eni: String,
     target: String,
     /// Its address and groups, for the delivery check.
@@ -162,8 +163,8 @@ impl FleetPolicy {
         }
         let wanted = match policy_target(&instance, policy) {
             Ok(target) => {
-                let type_ok = match self.facts.hypervisor_of(&instance.instance_type).await {
-                    Ok(hypervisor) => hypervisor == Some(Hypervisor::Nitro),
+                let type_ok = match self.facts.source_refusal(&instance.instance_type).await {
+                    Ok(refusal) => refusal.is_none(),
                     Err(err) => return fail(format!("describing instance type {}: {err}", instance.instance_type)),
                 };
                 let enis = if type_ok {
@@ -231,14 +232,14 @@ impl FleetPolicy {
             complete: true,
             ..PolicyReport::default()
         };
-        let hypervisors = self.hypervisors_of(&instances, policy).await;
+        let refusals = self.source_refusals(&instances, policy).await;
         let steps::Desired {
             wanted,
             steps,
             coverage,
-            not_nitro,
-        } = steps::desired(&instances, &hypervisors, policy, view);
-        report.coverage.not_nitro = not_nitro;
+            unsupported,
+        } = steps::desired(&instances, &refusals, policy, view);
+        report.coverage.unsupported_instance_type = unsupported;
         let removals = steps::unwanted(&instances, &wanted, policy, view);
 
         // Removals first: they free session numbers and target places.
@@ -307,31 +308,39 @@ impl FleetPolicy {
             .facts
             .ingress_of_targets(outcomes.iter().map(|(w, _)| w.target.as_str()))
             .await;
+        // EC2's word outranks the documented list: a type it refused is not
+        // tried again by this process.
+        for (wanted, outcome) in &outcomes {
+            if let Err(Missing::UnsupportedSource(why)) = outcome {
+                self.facts.mark_refused(&wanted.instance_type, why);
+            }
+        }
         steps::tally(&mut report, coverage, outcomes, &ingress);
         Ok(report)
     }
 
-    /// What EC2 says of each instance type the policy names (once per type).
-    async fn hypervisors_of(
+    /// Whether each instance type the policy names can be a source (once
+    /// per type): `Ok(None)` yes, `Ok(Some(why))` no, `Err` EC2 could not say.
+    async fn source_refusals(
         &self,
         instances: &[InstanceInfo],
         policy: &LaunchPolicy,
-    ) -> HashMap<String, Result<Option<Hypervisor>, String>> {
+    ) -> HashMap<String, Result<Option<String>, String>> {
         let types: BTreeSet<&str> = instances
             .iter()
             .filter(|instance| policy_target(instance, policy).is_ok())
             .map(|instance| instance.instance_type.as_str())
             .collect();
-        let mut hypervisors = HashMap::new();
+        let mut refusals = HashMap::new();
         for instance_type in types {
             let said = self
                 .facts
-                .hypervisor_of(instance_type)
+                .source_refusal(instance_type)
                 .await
                 .map_err(|err| err.to_string());
-            hypervisors.insert(instance_type.to_owned(), said);
+            refusals.insert(instance_type.to_owned(), said);
         }
-        hypervisors
+        refusals
     }
 }
 
@@ -344,8 +353,11 @@ fn refused_for_good(records: &HashMap<&str, &LedgerRecord>, instance_id: &str, e
         .as_ref()
         .filter(|_| record.status == Some(RecordStatus::Failed))?;
     let code = result.error_code.as_deref()?;
-    matches!(code, "EniIsMirrorTarget" | "ValidationError" | "MirroringNotAllowed")
-        .then(|| format!("its last create was refused ({code}): {}", result.error_message))
+    matches!(
+        code,
+        "EniIsMirrorTarget" | "ValidationError" | "MirroringNotAllowed" | "NetworkInterfaceNotSupported"
+    )
+    .then(|| format!("its last create was refused ({code}): {}", result.error_message))
 }
 
 #[cfg(test)]

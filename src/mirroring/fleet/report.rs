@@ -53,9 +53,18 @@ pub struct Coverage {
     pub not_delivering: usize,
     pub targets: Vec<TargetCoverage>,
     pub unwanted: Vec<Unwanted>,
-    /// Instances the policy names whose type cannot be a mirror source:
-    /// reported here, never tried.
-    pub not_nitro: Vec<String>,
+    /// Instances the policy names whose type cannot be a mirror source
+    /// (AWS's documented rules, or EC2's refusal): reported here, never tried.
+    pub unsupported_instance_type: Vec<UnsupportedSource>,
+}
+
+/// An instance the policy names that cannot be a mirror source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnsupportedSource {
+    pub instance_id: String,
+    pub instance_type: String,
+    pub why: String,
 }
 
 /// The policy part of a sweep: what it did and the coverage it leaves.
@@ -95,6 +104,8 @@ pub(super) enum Missing {
     Waiting(String),
     SessionsFull,
     TargetFull,
+    /// EC2 refused the source ENI (`NetworkInterfaceNotSupported`).
+    UnsupportedSource(String),
     InProgress,
     Throttled,
     Failed {
@@ -110,7 +121,11 @@ impl fmt::Display for Missing {
             Missing::Deferred => f.write_str("waiting for the next run: this one's deadline was near"),
             Missing::Waiting(why) => f.write_str(why),
             Missing::SessionsFull => write!(f, "{SESSIONS_PER_SOURCE_ENI} sessions already on the ENI"),
-            Missing::TargetFull => write!(f, "the target ENI already has {SOURCES_PER_ENI_TARGET} sources"),
+            Missing::TargetFull => write!(
+                f,
+                "the target ENI has no room for another source ({SOURCES_PER_ENI_TARGET}, or 100 on the largest sizes)"
+            ),
+            Missing::UnsupportedSource(why) => write!(f, "EC2 refused it as a source: {why}"),
             Missing::InProgress => f.write_str("an action on it is in progress"),
             Missing::Throttled => f.write_str("throttled: the next run tries again"),
             Missing::Failed { code, message } => write!(f, "failed: {code}: {message}"),
@@ -124,6 +139,7 @@ pub(super) fn missing_reason(result: &ActionResult) -> Missing {
     match code {
         "TrafficMirrorSessionsPerInterfaceLimitExceeded" => Missing::SessionsFull,
         "TrafficMirrorSourcesPerTargetLimitExceeded" => Missing::TargetFull,
+        "NetworkInterfaceNotSupported" => Missing::UnsupportedSource(result.error_message.clone()),
         "InvocationDeadlineNear" | "PacedPastDeadline" => Missing::Deferred,
         crate::contract::IN_PROGRESS => Missing::InProgress,
         _ if is_throttling(code) => Missing::Throttled,

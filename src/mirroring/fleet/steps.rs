@@ -7,11 +7,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use tracing::warn;
 
-use super::report::{Missing, PolicyReport, TargetCoverage, Uncovered, Unwanted};
+use super::report::{Missing, PolicyReport, TargetCoverage, Uncovered, UnsupportedSource, Unwanted};
 use super::{
     eligible_enis, is_policy_mirror, record_target, refused_for_good, FleetView, Step, WantedEni, LISTING_SLACK_SECONDS,
 };
-use crate::domain::instance::{Hypervisor, InstanceState};
+use crate::domain::instance::InstanceState;
 use crate::mirroring::delivery;
 use crate::mirroring::launch::{create_for, policy_target, LaunchPolicy};
 use crate::mirroring::model::MirrorRequest;
@@ -27,15 +27,16 @@ pub(super) struct Desired {
     /// ENIs already known to stay unmirrored (their type could not be checked).
     pub coverage: BTreeMap<String, TargetCoverage>,
     /// Instances the policy names whose type cannot be a mirror source.
-    pub not_nitro: Vec<String>,
+    pub unsupported: Vec<UnsupportedSource>,
 }
 
 /// Each instance the policy names: its ENIs, and for each whether it is
-/// covered, waits (and why), or needs a create. `hypervisors` holds what
-/// EC2 said of each instance type (or why it could not be asked).
+/// covered, waits (and why), or needs a create. `refusals` holds, for each
+/// instance type, why it cannot be a source (`Ok(None)`: it can), or why
+/// that could not be told.
 pub(super) fn desired(
     instances: &[InstanceInfo],
-    hypervisors: &HashMap<String, Result<Option<Hypervisor>, String>>,
+    refusals: &HashMap<String, Result<Option<String>, String>>,
     policy: &LaunchPolicy,
     view: &FleetView<'_>,
 ) -> Desired {
@@ -72,15 +73,14 @@ pub(super) fn desired(
         let Ok(target) = policy_target(instance, policy) else {
             continue;
         };
-        match hypervisors.get(&instance.instance_type) {
-            Some(Ok(Some(Hypervisor::Nitro))) => {}
-            Some(Ok(other)) => {
-                desired.not_nitro.push(format!(
-                    "{} ({}, hypervisor {})",
-                    instance.id,
-                    instance.instance_type,
-                    other.as_ref().map_or("unknown", Hypervisor::name)
-                ));
+        match refusals.get(&instance.instance_type) {
+            Some(Ok(None)) => {}
+            Some(Ok(Some(why))) => {
+                desired.unsupported.push(UnsupportedSource {
+                    instance_id: instance.id.clone(),
+                    instance_type: instance.instance_type.clone(),
+                    why: why.clone(),
+                });
                 continue;
             }
             said @ (Some(Err(_)) | None) => {
@@ -140,6 +140,7 @@ pub(super) fn desired(
             };
             let wanted_eni = WantedEni {
                 instance_id: instance.id.clone(),
+                instance_type: instance.instance_type.clone(),
                 eni: eni.to_owned(),
                 target: target.clone(),
                 endpoint: instance.endpoints.get(eni).cloned(),
@@ -211,10 +212,20 @@ pub(super) fn tally(
     for (wanted_eni, outcome) in outcomes {
         let WantedEni {
             instance_id,
+            instance_type,
             eni,
             target,
             endpoint,
         } = wanted_eni;
+        if let Err(Missing::UnsupportedSource(why)) = &outcome {
+            // Not a source after all: listed as unsupported, not as missing.
+            report.coverage.unsupported_instance_type.push(UnsupportedSource {
+                instance_id,
+                instance_type,
+                why: format!("EC2 refused it as a source: {why}"),
+            });
+            continue;
+        }
         let entry = coverage.entry(target.clone()).or_default();
         entry.wanted += 1;
         let uncovered = |reason: String| Uncovered {

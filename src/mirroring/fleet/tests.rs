@@ -58,7 +58,11 @@ fn a_failed_create_is_reported_in_the_words_of_its_cause() {
         said("TrafficMirrorSessionsPerInterfaceLimitExceeded"),
         "3 sessions already on the ENI"
     );
-    assert!(said("TrafficMirrorSourcesPerTargetLimitExceeded").contains("10 sources"));
+    assert!(said("TrafficMirrorSourcesPerTargetLimitExceeded").contains("no room for another source"));
+    assert!(matches!(
+        missing_reason(&failed("NetworkInterfaceNotSupported")),
+        Missing::UnsupportedSource(why) if why == "m"
+    ));
     assert!(said("RequestLimitExceeded").starts_with("throttled"));
     assert_eq!(missing_reason(&failed("InvocationDeadlineNear")), Missing::Deferred);
     assert_eq!(missing_reason(&failed("ThrottlingException")), Missing::Throttled);
@@ -72,7 +76,7 @@ fn a_failed_create_is_reported_in_the_words_of_its_cause() {
     );
 }
 
-/// One row: an instance's state and hypervisor, and what the ledger holds
+/// One row: an instance's state and whether its type can be a source, and what the ledger holds
 /// for its first ENI; the step `desired` picks for that ENI.
 #[test]
 fn each_wanted_eni_gets_the_step_its_state_and_records_call_for() {
@@ -92,13 +96,13 @@ fn each_wanted_eni_gets_the_step_its_state_and_records_call_for() {
         Covered,
         Create,
         Wait(&'static str),
-        NotNitro,
+        Unsupported,
         Unchecked,
     }
     type Row = (
         &'static str,
         InstanceState,
-        Result<Option<Hypervisor>, String>,
+        Result<Option<String>, String>,
         Vec<LedgerRecord>,
         &'static [&'static str],
         Expect,
@@ -107,7 +111,7 @@ fn each_wanted_eni_gets_the_step_its_state_and_records_call_for() {
         (
             "nothing yet",
             InstanceState::Running,
-            Ok(Some(Hypervisor::Nitro)),
+            Ok(None),
             vec![],
             &[],
             Expect::Create,
@@ -115,7 +119,7 @@ fn each_wanted_eni_gets_the_step_its_state_and_records_call_for() {
         (
             "mirrored",
             InstanceState::Running,
-            Ok(Some(Hypervisor::Nitro)),
+            Ok(None),
             vec![live(RecordStatus::Active, Some("tms-1"))],
             &[],
             Expect::Covered,
@@ -123,7 +127,7 @@ fn each_wanted_eni_gets_the_step_its_state_and_records_call_for() {
         (
             "its session is gone",
             InstanceState::Running,
-            Ok(Some(Hypervisor::Nitro)),
+            Ok(None),
             vec![live(RecordStatus::Active, Some("tms-1"))],
             &["tms-1"],
             Expect::Create,
@@ -131,7 +135,7 @@ fn each_wanted_eni_gets_the_step_its_state_and_records_call_for() {
         (
             "a create in progress",
             InstanceState::Running,
-            Ok(Some(Hypervisor::Nitro)),
+            Ok(None),
             vec![live(RecordStatus::Pending, None)],
             &[],
             Expect::Wait("in progress"),
@@ -139,7 +143,7 @@ fn each_wanted_eni_gets_the_step_its_state_and_records_call_for() {
         (
             "stopped",
             InstanceState::Stopped,
-            Ok(Some(Hypervisor::Nitro)),
+            Ok(None),
             vec![],
             &[],
             Expect::Wait("stopped"),
@@ -147,10 +151,12 @@ fn each_wanted_eni_gets_the_step_its_state_and_records_call_for() {
         (
             "a Xen type",
             InstanceState::Running,
-            Ok(Some(Hypervisor::Xen)),
+            Ok(Some(
+                "the m7i family is among the virtualized Nitro families AWS does not mirror".into(),
+            )),
             vec![],
             &[],
-            Expect::NotNitro,
+            Expect::Unsupported,
         ),
         (
             "EC2 could not say",
@@ -163,10 +169,10 @@ fn each_wanted_eni_gets_the_step_its_state_and_records_call_for() {
     ];
     let mut policy = LaunchPolicy::default();
     policy.default_targets.insert("subnet-1".into(), target.into());
-    for (name, state, hypervisor, records, gone, expect) in rows {
+    for (name, state, refusal, records, gone, expect) in rows {
         let mut one = instance(&[]);
         one.state = Some(state);
-        let hypervisors = HashMap::from([(one.instance_type.clone(), hypervisor)]);
+        let refusals = HashMap::from([(one.instance_type.clone(), refusal)]);
         let contents = LedgerContents {
             records,
             ..LedgerContents::default()
@@ -178,9 +184,9 @@ fn each_wanted_eni_gets_the_step_its_state_and_records_call_for() {
             gone_sessions: &gone,
             listed_at: 0,
         };
-        let desired = steps::desired(std::slice::from_ref(&one), &hypervisors, &policy, &view);
-        let got = if !desired.not_nitro.is_empty() {
-            Expect::NotNitro
+        let desired = steps::desired(std::slice::from_ref(&one), &refusals, &policy, &view);
+        let got = if !desired.unsupported.is_empty() {
+            Expect::Unsupported
         } else if desired.coverage.values().any(|c| !c.missing.is_empty()) {
             Expect::Unchecked
         } else {

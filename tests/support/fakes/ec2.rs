@@ -231,6 +231,7 @@ impl MemoryEc2 {
     /// Places an ENI in a subnet and VPC, with an address and security groups.
     pub fn place_eni(&self, eni: &str, subnet: &str, vpc: &str, endpoint: Endpoint) {
         let interface = InterfaceInfo {
+            instance_id: None,
             vpc_id: Some(vpc.to_owned()),
             subnet_id: Some(subnet.to_owned()),
             endpoint,

@@ -2,7 +2,7 @@
 //! rules (quotas, in-use deletes, client tokens, missing ENIs).
 
 use async_trait::async_trait;
-use traffic_mirroring::domain::instance::Hypervisor;
+use traffic_mirroring::domain::instance::{Hypervisor, InstanceTypeFacts};
 use traffic_mirroring::mirroring::model::{RuleSpec, TargetSpec};
 use traffic_mirroring::ports::*;
 
@@ -247,16 +247,20 @@ impl Instances for MemoryEc2 {
         let state = self.enter("DescribeInstances")?;
         Ok(state.instances.get(id).map(|i| described(&state, i)))
     }
-    async fn hypervisor(&self, instance_type: &str) -> AwsResult<Option<Hypervisor>> {
+    async fn instance_type(&self, instance_type: &str) -> AwsResult<Option<InstanceTypeFacts>> {
         self.pace("DescribeInstanceTypes", None).await;
         drop(self.enter("DescribeInstanceTypes")?);
         let family = instance_type.split('.').next().unwrap_or_default();
-        let hypervisor = if XEN_FAMILIES.contains(&family) {
-            Hypervisor::Xen
+        // As EC2 says: bare metal has no hypervisor.
+        let bare_metal = instance_type.ends_with(".metal");
+        let hypervisor = if bare_metal {
+            None
+        } else if XEN_FAMILIES.contains(&family) {
+            Some(Hypervisor::Xen)
         } else {
-            Hypervisor::Nitro
+            Some(Hypervisor::Nitro)
         };
-        Ok(Some(hypervisor))
+        Ok(Some(InstanceTypeFacts { hypervisor, bare_metal }))
     }
     async fn interface(&self, eni: &str) -> AwsResult<Option<InterfaceInfo>> {
         self.pace("DescribeNetworkInterfaces", None).await;
@@ -264,13 +268,19 @@ impl Instances for MemoryEc2 {
         if !eni.starts_with("eni-") || state.absent_enis.contains(eni) {
             return Ok(None);
         }
-        Ok(Some(state.interfaces.get(eni).cloned().unwrap_or_else(|| {
-            InterfaceInfo {
-                vpc_id: Some(DEFAULT_VPC.into()),
-                subnet_id: Some(DEFAULT_SUBNET.into()),
-                endpoint: Endpoint::default(),
-            }
-        })))
+        let attached_to = state
+            .instances
+            .values()
+            .find(|i| i.enis.iter().any(|e| e == eni))
+            .map(|i| i.id.clone());
+        let mut interface = state.interfaces.get(eni).cloned().unwrap_or_else(|| InterfaceInfo {
+            instance_id: None,
+            vpc_id: Some(DEFAULT_VPC.into()),
+            subnet_id: Some(DEFAULT_SUBNET.into()),
+            endpoint: Endpoint::default(),
+        });
+        interface.instance_id = attached_to;
+        Ok(Some(interface))
     }
     async fn instances(&self) -> AwsResult<Vec<InstanceInfo>> {
         self.pace("DescribeInstances", None).await;

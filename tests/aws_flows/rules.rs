@@ -1,0 +1,73 @@
+//! AWS's documented rules over the wire (#24): which instance types can be
+//! sources (the limitations page, which the emulator enforces with
+//! `NetworkInterfaceNotSupported`), and how many sources a target ENI takes
+//! (10, or 100 on the largest sizes of the quotas page). The types' facts
+//! come from EC2's own `DescribeInstanceTypes` (hypervisor, bare metal).
+
+use serde_json::Value;
+
+use crate::support::*;
+
+const TARGET_TAG: &str = "traffic-mirroring:target";
+
+fn session_creates(calls: &[Value]) -> usize {
+    calls
+        .iter()
+        .filter(|call| call["action"] == "CreateTrafficMirrorSession")
+        .count()
+}
+
+#[tokio::test]
+async fn unsupported_types_are_reported_and_never_tried_and_an_m4_is_mirrored() {
+    let world = World::start().await;
+    let target = world.eni().await;
+    let m7i = world.instance("m7i.large", &[(TARGET_TAG, &target)]).await;
+    let metal = world.instance("m5.metal", &[(TARGET_TAG, &target)]).await;
+    let m4 = world.instance("m4.large", &[(TARGET_TAG, &target)]).await;
+    world.emulator.clear_calls().await;
+    for run in 0..2 {
+        let swept = world.sweep(false).await;
+        let mut unsupported: Vec<String> = swept["sweep"]["sweep"]["policy"]["coverage"]["unsupportedInstanceType"]
+            .as_array()
+            .expect("listed")
+            .iter()
+            .filter_map(|u| u["instanceId"].as_str().map(str::to_owned))
+            .collect();
+        unsupported.sort();
+        let mut expected = vec![m7i.clone(), metal.clone()];
+        expected.sort();
+        assert_eq!(unsupported, expected, "run {run}: {swept}");
+    }
+    // One session in two sweeps: the m4's, in the first.
+    assert_eq!(session_creates(&world.emulator.calls().await), 1);
+    let m4_eni = world.primary_eni(&m4).await;
+    assert_eq!(world.sessions_on(&m4_eni).await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_eleventh_source_fits_a_target_on_the_largest_size_only() {
+    let world = World::start().await;
+    for (kind, fits) in [("m5.24xlarge", true), ("m5.large", false)] {
+        let target = world.instance_eni(kind).await;
+        for n in 0..10 {
+            let source = world.eni().await;
+            let made = world
+                .invoke(&create(&format!("{kind}-{n}"), &source, &target, None))
+                .await;
+            assert_eq!(first_result(&made)["success"], true, "{kind}: {made}");
+        }
+        let source = world.eni().await;
+        let eleventh = world
+            .invoke(&create(&format!("{kind}-10"), &source, &target, None))
+            .await;
+        let result = first_result(&eleventh);
+        assert_eq!(result["success"], fits, "{kind}: {eleventh}");
+        if !fits {
+            assert_eq!(
+                result["errorCode"], "TrafficMirrorSourcesPerTargetLimitExceeded",
+                "{kind}"
+            );
+            assert_eq!(world.sessions_on(&source).await.len(), 0, "{kind}: nothing made");
+        }
+    }
+}
