@@ -452,7 +452,15 @@ async fn a_type_ec2_refuses_as_a_source_is_reported_and_not_tried_again() {
         let swept = world.sweep(false).await;
         let unsupported = &policy_of(&swept)["coverage"]["unsupportedInstanceType"];
         assert_eq!(unsupported[0]["instanceType"], "z9.large", "run {run}: {swept}");
-        assert_eq!(policy_of(&swept)["coverage"]["missing"], 0, "run {run}: not counted as missing");
+        assert_eq!(
+            policy_of(&swept)["coverage"]["missing"],
+            0,
+            "run {run}: not counted as missing"
+        );
     }
-    assert_eq!(world.ec2.calls("CreateTrafficMirrorSession"), 1, "tried once, in the first sweep");
+    assert_eq!(
+        world.ec2.calls("CreateTrafficMirrorSession"),
+        1,
+        "tried once, in the first sweep"
+    );
 }
