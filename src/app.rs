@@ -76,7 +76,8 @@ pub fn build(sdk: &SdkConfig, config: &Config) -> App {
         .with_lease_seconds(config.claim_lease_seconds)
         .with_allowed(allowed)
         .with_controls(controls)
-        .with_sweep_max_deletions(config.sweep_max_deletions);
+        .with_sweep_max_deletions(config.sweep_max_deletions)
+        .with_pools(config.target_pools.clone());
     App::new(mirroring)
         .with_launch_policy(LaunchPolicy {
             default_targets: config.default_targets.clone(),

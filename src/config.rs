@@ -5,8 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::domain::ids::{is_aws_id, parse_target, target_field_of};
-use crate::domain::AllowList;
+use crate::domain::ids::{is_aws_id, parse_target, pool_name, target_field_of};
+use crate::domain::model::{TargetSpec, POOL_PREFIX};
+use crate::domain::{AllowList, Pools};
 
 pub const TABLE_NAME: &str = "TABLE_NAME";
 pub const EVENT_BUS_NAME: &str = "EVENT_BUS_NAME";
@@ -16,6 +17,8 @@ pub const DEFAULT_EVENT_BUS: &str = "default";
 /// JSON object of subnet or VPC id -> target, for instances launched
 /// without a `traffic-mirroring:target` tag.
 pub const DEFAULT_TARGETS: &str = "DEFAULT_TARGETS";
+/// JSON: pool name -> list of destinations (`pool:<name>` names one).
+pub const TARGET_POOLS: &str = "TARGET_POOLS";
 /// Seconds a claimed action may stay pending before another invocation (or
 /// the sweep) takes it over; set it above the function timeout. The maker of
 /// a shared target or filter holds its claim for as long.
@@ -81,6 +84,7 @@ pub struct Config {
     pub event_bus_name: String,
     pub event_source: String,
     pub default_targets: BTreeMap<String, String>,
+    pub target_pools: Pools,
     pub claim_lease_seconds: u64,
     pub max_concurrent_actions: usize,
     pub mutating_calls_per_second: Option<f64>,
@@ -132,6 +136,17 @@ impl Config {
                 ));
             }
         }
+        let target_pools = pools(value(TARGET_POOLS))?;
+        for target in default_targets.values() {
+            if let Some(name) = target.strip_prefix(POOL_PREFIX) {
+                if !target_pools.contains_key(name) {
+                    return Err(ConfigError(
+                        DEFAULT_TARGETS,
+                        format!("names {target}, which TARGET_POOLS does not define"),
+                    ));
+                }
+            }
+        }
         let claim_lease_seconds =
             ranged(value(CLAIM_LEASE_SECONDS), CLAIM_LEASE_SECONDS, 1..=86_400)?.unwrap_or(DEFAULT_LEASE_SECONDS);
         let max_concurrent_actions = ranged(value(MAX_CONCURRENT_ACTIONS), MAX_CONCURRENT_ACTIONS, 1..=100)?
@@ -179,6 +194,7 @@ impl Config {
             claim_lease_seconds,
             max_concurrent_actions,
             default_targets,
+            target_pools,
             owner,
             allowed_targets,
             allowed_sources,
@@ -262,6 +278,42 @@ where
                 )
             }),
     }
+}
+
+/// `TARGET_POOLS`: a JSON object of pool name to a non-empty list of
+/// destinations (ENIs, Network Load Balancers, Gateway Load Balancer endpoints).
+fn pools(text: Option<String>) -> Result<Pools, ConfigError> {
+    let Some(text) = text else {
+        return Ok(Pools::new());
+    };
+    let shape = || {
+        ConfigError(
+            TARGET_POOLS,
+            "must be a JSON object of pool name to a list of destinations".into(),
+        )
+    };
+    let raw: BTreeMap<String, Vec<String>> = serde_json::from_str(&text).map_err(|_| shape())?;
+    let mut pools = Pools::new();
+    for (name, members) in raw {
+        pool_name(&name).map_err(|problem| ConfigError(TARGET_POOLS, problem))?;
+        if members.is_empty() {
+            return Err(ConfigError(TARGET_POOLS, format!("pool {name:?} has no member")));
+        }
+        let mut parsed = Vec::new();
+        for member in members {
+            let target = parse_target(target_field_of(&member), &member)
+                .map_err(|problem| ConfigError(TARGET_POOLS, format!("pool {name:?}: {problem}")))?;
+            if matches!(target, TargetSpec::Existing(_) | TargetSpec::Pool(_)) {
+                return Err(ConfigError(
+                    TARGET_POOLS,
+                    format!("pool {name:?} lists {member}: a member is an ENI, an NLB or a GWLB endpoint"),
+                ));
+            }
+            parsed.push(target);
+        }
+        pools.insert(name, parsed);
+    }
+    Ok(pools)
 }
 
 fn check_target(name: &'static str, target: &str) -> Result<(), ConfigError> {

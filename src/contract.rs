@@ -383,6 +383,18 @@ pub struct ActionResult {
     /// What a watch found (types `UnapprovedMirrors` and `Tampering`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<Value>,
+    /// For a create to a pool: which member it was placed on, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
+}
+
+/// Where a create to a pool (`pool:<name>`) was placed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Placement {
+    pub pool: String,
+    pub member: String,
+    pub why: String,
 }
 
 impl ActionResult {

@@ -87,7 +87,7 @@ impl App {
     /// This deployment's mirrors, as the ledger holds them: every create that
     /// holds resources (active, pending, removing, rollback incomplete).
     pub async fn mirrors(&self) -> Result<Vec<LedgerRecord>, LedgerError> {
-        let contents = self.mirroring.scans().contents().await?;
+        let contents = self.mirroring.sweeper().scans.contents().await?;
         let mut records: Vec<LedgerRecord> = contents
             .records
             .into_iter()

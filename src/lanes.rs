@@ -124,6 +124,7 @@ mod tests {
             check_delivery: true,
             accountability: Default::default(),
             lifetime: None,
+            placement: None,
         })
     }
 

@@ -187,6 +187,7 @@ pub struct AclEntry {
 pub struct InterfaceInfo {
     /// The instance it is attached to, if any.
     pub instance_id: Option<String>,
+    pub availability_zone: Option<String>,
     pub vpc_id: Option<String>,
     pub subnet_id: Option<String>,
     pub endpoint: Endpoint,

@@ -70,7 +70,7 @@ pub struct CreateArgs {
     /// The ENI whose traffic is copied.
     #[arg(long)]
     pub source: String,
-    /// Where it goes: eni-…, a Network Load Balancer ARN, vpce-… or tmt-….
+    /// Where it goes: eni-…, a Network Load Balancer ARN, vpce-…, tmt-… or pool:NAME (TARGET_POOLS).
     #[arg(long)]
     pub target: String,
     /// 1-32767; the lowest free one when not given.

@@ -1,7 +1,7 @@
 //! Ids as AWS and callers write them, and the one reading of each: what
 //! validation, the event sources, the configuration and the CLI all use.
 
-use super::model::{EniId, TargetSpec};
+use super::model::{EniId, TargetSpec, POOL_PREFIX};
 
 /// The longest `actionId`: it becomes a ledger key and an EC2 tag value.
 pub const MAX_ACTION_ID_CHARS: usize = 128;
@@ -51,6 +51,7 @@ pub fn parse_target(key: &str, value: &str) -> std::result::Result<TargetSpec, S
         "targetGatewayLoadBalancerEndpointId" => Err(format!(
             "{value:?} is not a Gateway Load Balancer endpoint id (vpce- and 8 or 17 hex digits)"
         )),
+        "targetPool" => pool_name(value.strip_prefix(POOL_PREFIX).unwrap_or(value)).map(TargetSpec::Pool),
         _ if is_aws_id(value, "tmt-") => Ok(TargetSpec::Existing(value.to_owned())),
         _ => Err(format!(
             "{value:?} is not a traffic mirror target id (tmt- and 8 or 17 hex digits)"
@@ -67,6 +68,8 @@ pub fn target_field_of(value: &str) -> &'static str {
         "targetGatewayLoadBalancerEndpointId"
     } else if value.starts_with("tmt-") {
         "trafficMirrorTargetId"
+    } else if value.starts_with(POOL_PREFIX) {
+        "targetPool"
     } else {
         "targetNicId"
     }
@@ -93,6 +96,21 @@ fn network_load_balancer(arn: &str) -> std::result::Result<String, String> {
             "{arn:?} is a load balancer of type {kind:?}; only a Network Load Balancer (net) can be a mirror target"
         )),
         _ => Err(format!("{arn:?} is not a load balancer ARN")),
+    }
+}
+
+/// A pool's name: 1 to 64 letters, digits, `-` and `_`.
+pub fn pool_name(name: &str) -> std::result::Result<String, String> {
+    let fits = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if fits {
+        Ok(name.to_owned())
+    } else {
+        Err(format!(
+            "{name:?} is not a pool name (1 to 64 letters, digits, - and _)"
+        ))
     }
 }
 

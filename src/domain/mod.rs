@@ -13,6 +13,12 @@ pub mod model;
 pub mod records;
 pub mod tags;
 
+/// Named pools of destinations (`TARGET_POOLS`): a create to `pool:<name>`
+/// is placed on one of its members. Each member is an ENI, a Network Load
+/// Balancer or a Gateway Load Balancer endpoint (not a pool, not an
+/// existing `tmt-` target, whose destination the pool could not weigh).
+pub type Pools = std::collections::BTreeMap<String, Vec<model::TargetSpec>>;
+
 /// One allow-list setting (`ALLOWED_TARGETS`, `ALLOWED_SOURCES`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum AllowList {

@@ -141,7 +141,13 @@ pub enum TargetSpec {
     GatewayLoadBalancerEndpoint(String),
     /// A traffic mirror target that already exists: used, never deleted.
     Existing(String),
+    /// A pool of destinations (`TARGET_POOLS`), by name: the create places
+    /// the source on one of its members (`pool:<name>` as one string).
+    Pool(String),
 }
+
+/// How a pool is written where one string names a destination.
+pub const POOL_PREFIX: &str = "pool:";
 
 /// The source limit of targets that have none, as a number DynamoDB can compare.
 pub const UNLIMITED_SOURCES: usize = 1_000_000_000;
@@ -154,7 +160,7 @@ impl TargetSpec {
             TargetSpec::Eni(eni) => Some(eni.as_str()),
             TargetSpec::NetworkLoadBalancer(arn) => Some(arn),
             TargetSpec::GatewayLoadBalancerEndpoint(id) => Some(id),
-            TargetSpec::Existing(_) => None,
+            TargetSpec::Existing(_) | TargetSpec::Pool(_) => None,
         }
     }
 
@@ -180,6 +186,7 @@ impl TargetSpec {
             TargetSpec::NetworkLoadBalancer(_) => "network-load-balancer",
             TargetSpec::GatewayLoadBalancerEndpoint(_) => "gateway-load-balancer-endpoint",
             TargetSpec::Existing(_) => "existing-target",
+            TargetSpec::Pool(_) => "pool",
         }
     }
 }
@@ -191,6 +198,7 @@ impl fmt::Display for TargetSpec {
             TargetSpec::NetworkLoadBalancer(id)
             | TargetSpec::GatewayLoadBalancerEndpoint(id)
             | TargetSpec::Existing(id) => f.write_str(id),
+            TargetSpec::Pool(name) => write!(f, "{POOL_PREFIX}{name}"),
         }
     }
 }
@@ -251,6 +259,8 @@ pub struct CreateRequest {
     pub accountability: Accountability,
     /// When the mirror ends, as asked; `None`: at the deployment's cap, if any.
     pub lifetime: Option<Lifetime>,
+    /// Set once a create to a pool is placed: `target` is then the member.
+    pub placement: Option<crate::contract::Placement>,
 }
 
 /// How long a requested mirror runs (`actionParams.expiresAt` or `durationMinutes`).

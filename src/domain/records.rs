@@ -84,6 +84,10 @@ pub struct LedgerRecord {
     /// The claim item the action joined for its target (an ENI, an NLB ARN or
     /// a GWLB endpoint id); `None` for a target the caller named by id.
     pub target_key: Option<String>,
+    /// For a create to a pool: the pool (`pool:<name>`), and why its member
+    /// (`target_key`) was chosen.
+    pub pool: Option<String>,
+    pub placed_because: Option<String>,
     pub target_id: Option<String>,
     pub target_created: bool,
     /// The claim item of the shared filter the action uses (its rule set's

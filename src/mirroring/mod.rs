@@ -55,6 +55,8 @@ pub struct Deployment {
     pub(crate) allowed: Allowed,
     pub(crate) controls: Controls,
     pub(crate) sweep_max_deletions: usize,
+    /// `TARGET_POOLS`: where a create to `pool:<name>` may be placed.
+    pub(crate) pools: crate::domain::Pools,
 }
 
 impl Deployment {

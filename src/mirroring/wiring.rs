@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use super::create::placement::Placement;
 use super::create::plan::Planner;
 use super::create::{Creates, Joining, Numbering};
 use super::expiry::Expiry;
@@ -19,6 +20,7 @@ use super::sweep::Sweep;
 use super::watch::Watch;
 use super::{Actions, Allowed, Controls, Deployment, DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_MAX_DELETIONS};
 use crate::announce::Announcer;
+use crate::domain::Pools;
 use crate::ports::{
     ActionRecords, Filters, Instances, Preflight, Publisher, Scans, SessionNumbers, Sessions, SharedResources, Tagging,
     Targets,
@@ -99,6 +101,7 @@ impl Mirroring {
             allowed: Allowed::default(),
             controls: Controls::default(),
             sweep_max_deletions: DEFAULT_SWEEP_MAX_DELETIONS,
+            pools: Pools::new(),
         };
         let deployment = Arc::new(deployment);
         let facts = Arc::new(InstanceFacts::new(ports.instances.clone()));
@@ -125,6 +128,10 @@ impl Mirroring {
 
     pub fn with_lease_seconds(self, lease_seconds: u64) -> Self {
         reconfigured(self, |d| d.lease_seconds = lease_seconds)
+    }
+
+    pub fn with_pools(self, pools: Pools) -> Self {
+        reconfigured(self, |d| d.pools = pools)
     }
 
     /// Creates and removes, one action at a time.
@@ -163,11 +170,6 @@ impl Mirroring {
     /// The deployment's settings, owner and announcer.
     pub fn deployment(&self) -> &Deployment {
         &self.deployment
-    }
-
-    /// The whole ledger, as operators list it.
-    pub fn scans(&self) -> Arc<dyn Scans> {
-        self.ports.scans.clone()
     }
 }
 
@@ -211,6 +213,13 @@ fn assemble(ports: &Ports, deployment: &Arc<Deployment>, facts: &Arc<InstanceFac
         deployment: deployment.clone(),
         facts: facts.clone(),
     });
+    let placement = Arc::new(Placement {
+        claims: ports.claims.clone(),
+        records: ports.records.clone(),
+        instances: ports.instances.clone(),
+        facts: facts.clone(),
+        deployment: deployment.clone(),
+    });
     let creates = Arc::new(Creates {
         instances: ports.instances.clone(),
         numbers: ports.numbers.clone(),
@@ -222,6 +231,7 @@ fn assemble(ports: &Ports, deployment: &Arc<Deployment>, facts: &Arc<InstanceFac
         joining: joining.clone(),
         numbering,
         planner,
+        placement,
         sharing: sharing.clone(),
     });
     let removes = Arc::new(Removes {

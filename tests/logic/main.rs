@@ -15,6 +15,7 @@ mod create;
 mod fleet;
 mod kinds;
 mod numbers;
+mod pools;
 mod remove;
 mod requests;
 mod safety;

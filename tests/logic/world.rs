@@ -12,6 +12,7 @@ pub(crate) use crate::payloads::{
     state_change,
 };
 use traffic_mirroring::contract::{detail_type, ActionResult};
+use traffic_mirroring::domain::Pools;
 use traffic_mirroring::handler::App;
 use traffic_mirroring::mirroring::launch::LaunchPolicy;
 use traffic_mirroring::mirroring::{Allowed, Controls, Mirroring};
@@ -39,6 +40,8 @@ pub(crate) struct Setup {
     /// Default targets by subnet or VPC id.
     pub(crate) default_targets: BTreeMap<String, String>,
     pub(crate) owner: String,
+    /// `TARGET_POOLS`.
+    pub(crate) pools: Pools,
 }
 
 impl Default for Setup {
@@ -48,6 +51,7 @@ impl Default for Setup {
             controls: Controls::default(),
             default_targets: BTreeMap::new(),
             owner: OWNER.into(),
+            pools: Pools::new(),
         }
     }
 }
@@ -75,7 +79,8 @@ pub(crate) fn deployment_on(ec2: Arc<MemoryEc2>, setup: Setup) -> Fixture {
     let (ledger, bus) = (Arc::new(MemoryLedger::default()), Arc::new(MemoryBus::default()));
     let mirroring = Mirroring::new(ec2.clone(), ledger.clone(), bus.clone(), setup.owner)
         .with_allowed(setup.allowed)
-        .with_controls(setup.controls);
+        .with_controls(setup.controls)
+        .with_pools(setup.pools);
     let app = App::new(mirroring).with_launch_policy(LaunchPolicy {
         default_targets: setup.default_targets,
     });
@@ -94,7 +99,8 @@ impl Fixture {
     pub(crate) fn app_with(&self, setup: Setup) -> App {
         let mirroring = Mirroring::new(self.ec2.clone(), self.ledger.clone(), self.bus.clone(), setup.owner)
             .with_allowed(setup.allowed)
-            .with_controls(setup.controls);
+            .with_controls(setup.controls)
+            .with_pools(setup.pools);
         App::new(mirroring).with_launch_policy(LaunchPolicy {
             default_targets: setup.default_targets,
         })

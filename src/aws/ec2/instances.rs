@@ -62,6 +62,7 @@ impl Instances for Ec2Instances {
                     return Ok(None);
                 };
                 Ok(output.network_interfaces().first().map(|interface| InterfaceInfo {
+                    availability_zone: interface.availability_zone().map(str::to_owned),
                     instance_id: interface.attachment().and_then(|a| a.instance_id()).map(str::to_owned),
                     vpc_id: interface.vpc_id().map(str::to_owned),
                     subnet_id: interface.subnet_id().map(str::to_owned),

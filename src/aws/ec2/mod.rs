@@ -216,6 +216,8 @@ impl Targets for Ec2Targets {
                         .filter(|t| t.load_balancer.as_deref() == Some(id))
                         .collect()),
                     TargetSpec::Existing(id) => self.targets_where("traffic-mirror-target-id", Some(id)).await,
+                    // A pool is placed on a member before anything asks EC2.
+                    TargetSpec::Pool(_) => Ok(Vec::new()),
                 }
             })
             .await
@@ -540,6 +542,13 @@ impl Ec2 {
                     crate::ports::ErrorKind::Rejected,
                     "TargetExists",
                     format!("{id} is an existing target; it is used, not created"),
+                ))
+            }
+            TargetSpec::Pool(name) => {
+                return Err(AwsError::new(
+                    crate::ports::ErrorKind::Rejected,
+                    "TargetIsPool",
+                    format!("pool:{name} is placed on one of its members before a target is made"),
                 ))
             }
         })

@@ -6,6 +6,16 @@ use super::super::{AllowList, Failure, NOT_ALLOWED};
 use super::Creates;
 
 impl Creates {
+    fn every_member_allowed(&self, target: &model::TargetSpec, allowed: &std::collections::BTreeSet<String>) -> bool {
+        let model::TargetSpec::Pool(pool) = target else {
+            return false;
+        };
+        self.deployment
+            .pools
+            .get(pool)
+            .is_some_and(|members| members.iter().all(|m| allowed.contains(&m.to_string())))
+    }
+
     /// Refuses a create whose destination or source this deployment does not
     /// allow, before anything is claimed or changed.
     pub(crate) async fn check_allowed(&self, request: &model::CreateRequest) -> Result<(), Failure> {
@@ -19,7 +29,10 @@ impl Creates {
                      created"
                 )))
             }
-            AllowList::Only(targets) if !targets.contains(&destination) => {
+            // A pool is allowed when named, or when every member is.
+            AllowList::Only(targets)
+                if !targets.contains(&destination) && !self.every_member_allowed(&request.target, targets) =>
+            {
                 return Err(refuse(format!(
                     "{destination} is not among the destinations this deployment may mirror to (ALLOWED_TARGETS); \
                      nothing was created"

@@ -10,6 +10,7 @@
 
 mod allowed;
 mod numbers;
+pub mod placement;
 pub mod plan;
 mod renewal;
 mod rollback;
@@ -23,6 +24,7 @@ use numbers::{guess_holds, SessionNumber};
 use rollback::recover_made;
 pub(super) use shared::pick_target;
 pub use shared::Joining;
+use shared::MAKER_WAIT;
 use shared::{filter_key, target_key};
 
 use super::model::{mirror_end, rfc3339, CreateRequest, FilterSpec, TargetSpec};
@@ -82,6 +84,7 @@ pub struct Creates {
     pub(crate) joining: std::sync::Arc<crate::mirroring::create::Joining>,
     pub(crate) numbering: std::sync::Arc<crate::mirroring::create::Numbering>,
     pub(crate) planner: std::sync::Arc<plan::Planner>,
+    pub(crate) placement: std::sync::Arc<placement::Placement>,
     pub(crate) sharing: std::sync::Arc<crate::mirroring::release::Sharing>,
 }
 
@@ -92,6 +95,27 @@ impl Creates {
         let checked = match self.mirror_end_of(request) {
             Ok(ends_at) => self.check_allowed(request).await.map(|()| ends_at),
             Err(refused) => Err(refused),
+        };
+        // A create to a pool goes on as a create to the member it is placed on.
+        let placed;
+        let (checked, request) = match (checked, &request.target) {
+            (Ok(ends_at), TargetSpec::Pool(pool)) => {
+                match self.placement.place(request, pool, !request.dry_run).await {
+                    Ok(on) => {
+                        let mut onto = request.clone();
+                        onto.placement = Some(crate::contract::Placement {
+                            pool: request.target.to_string(),
+                            member: on.member.to_string(),
+                            why: on.why,
+                        });
+                        onto.target = on.member;
+                        placed = onto;
+                        (Ok(ends_at), &placed)
+                    }
+                    Err(refused) => (Err(refused), request),
+                }
+            }
+            (checked, _) => (checked, request),
         };
         let ends_at = match checked {
             Ok(ends_at) => ends_at,
@@ -106,6 +130,7 @@ impl Creates {
         if request.dry_run {
             let mut plan = self.planner.plan_create(request).await.accountable(accountable);
             plan.expires_at = ends_at.map(rfc3339);
+            plan.placement = request.placement.clone();
             return plan;
         }
         // Whether the target admits VXLAN is read beside the create, not before it.
@@ -188,6 +213,8 @@ impl Creates {
             },
             reservation_id: request.reservation_id.clone(),
             instance_id: request.instance_id.clone(),
+            pool: request.placement.as_ref().map(|p| p.pool.clone()),
+            placed_because: request.placement.as_ref().map(|p| p.why.clone()),
             requested_by: Some(request.accountability.requested_by.clone()),
             reason: request.accountability.reason.clone(),
             ends_at,
@@ -381,6 +408,7 @@ impl Creates {
         let session = &created.session;
         let mut result = success_result(request, &created, &made).accountable(&request.accountability);
         result.expires_at = record.ends_at.map(rfc3339);
+        result.placement = request.placement.clone();
         record.status = Some(RecordStatus::Active);
         record.target_id = Some(created.target_id.clone());
         record.target_created = made.target_created.is_some();

@@ -216,6 +216,7 @@ mod tests {
             check_delivery: true,
             accountability: Default::default(),
             lifetime: None,
+            placement: None,
         }
     }
 

@@ -44,7 +44,7 @@ struct Making {
 
 /// How long a create waits for another invocation that is making the target
 /// or filter it needs, before giving up with a retryable error.
-const MAKER_WAIT: Duration = Duration::from_secs(20);
+pub(super) const MAKER_WAIT: Duration = Duration::from_secs(20);
 
 /// Joining (or making) the shared target of a destination and the shared filter of a rule set.
 pub struct Joining {

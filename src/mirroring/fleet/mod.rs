@@ -68,8 +68,14 @@ pub fn is_policy_mirror(record: &LedgerRecord) -> bool {
 }
 
 /// The target a record mirrors to, as the policy would name it.
+/// The destination a record's mirror was asked for, as the policy names
+/// destinations: its pool when it was placed in one, else its target.
 fn record_target(record: &LedgerRecord) -> Option<&str> {
-    record.target_key.as_deref().or(record.target_id.as_deref())
+    record
+        .pool
+        .as_deref()
+        .or(record.target_key.as_deref())
+        .or(record.target_id.as_deref())
 }
 
 fn unwanted_remove(session_id: &str) -> MirrorRequest {

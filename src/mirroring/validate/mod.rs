@@ -105,6 +105,7 @@ fn validate_create(action: &RawAction) -> Result<CreateRequest> {
             reason,
         },
         lifetime: lifetime(params)?,
+        placement: None,
     })
 }
 
@@ -155,12 +156,13 @@ fn shown(text: &str) -> String {
     text.chars().take(64).collect()
 }
 
-/// The four ways to name a target; exactly one must be given.
-const TARGET_FIELDS: [&str; 4] = [
+/// The ways to name a target (or a pool of them); exactly one must be given.
+const TARGET_FIELDS: [&str; 5] = [
     "targetNicId",
     "targetNetworkLoadBalancerArn",
     "targetGatewayLoadBalancerEndpointId",
     "trafficMirrorTargetId",
+    "targetPool",
 ];
 
 fn target(params: &Map<String, Value>) -> Result<TargetSpec> {

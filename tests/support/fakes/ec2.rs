@@ -232,6 +232,7 @@ impl MemoryEc2 {
     pub fn place_eni(&self, eni: &str, subnet: &str, vpc: &str, endpoint: Endpoint) {
         let interface = InterfaceInfo {
             instance_id: None,
+            availability_zone: None,
             vpc_id: Some(vpc.to_owned()),
             subnet_id: Some(subnet.to_owned()),
             endpoint,
@@ -241,6 +242,19 @@ impl MemoryEc2 {
             .expect("state")
             .interfaces
             .insert(eni.to_owned(), interface);
+    }
+
+    /// Puts an ENI in an Availability Zone (unplaced ENIs have none).
+    pub fn set_zone(&self, eni: &str, zone: &str) {
+        let mut state = self.state.lock().expect("state");
+        let interface = state.interfaces.entry(eni.to_owned()).or_insert_with(|| InterfaceInfo {
+            instance_id: None,
+            availability_zone: None,
+            vpc_id: Some(DEFAULT_VPC.into()),
+            subnet_id: Some(DEFAULT_SUBNET.into()),
+            endpoint: Endpoint::default(),
+        });
+        interface.availability_zone = Some(zone.to_owned());
     }
 
     /// The inbound rules that admit traffic into a target ENI.

@@ -275,6 +275,7 @@ impl Instances for MemoryEc2 {
             .map(|i| i.id.clone());
         let mut interface = state.interfaces.get(eni).cloned().unwrap_or_else(|| InterfaceInfo {
             instance_id: None,
+            availability_zone: None,
             vpc_id: Some(DEFAULT_VPC.into()),
             subnet_id: Some(DEFAULT_SUBNET.into()),
             endpoint: Endpoint::default(),

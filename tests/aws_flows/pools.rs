@@ -1,0 +1,74 @@
+//! Target pools over the wire (#24): placement holds under concurrency,
+//! because a place is taken with the ledger's conditional write, and a
+//! target on the emulator's m5.large appliances takes AWS's 10 sources.
+
+use std::collections::BTreeSet;
+
+use futures::future::join_all;
+use serde_json::{json, Value};
+use traffic_mirroring::domain::ids::parse_target;
+
+use crate::support::*;
+
+fn create_in_pool(action_id: &str, source: &str) -> Value {
+    json!({"driverRequest": {"actions": [{"actionId": action_id, "type": "CreateTrafficMirroring",
+        "actionParams": {"type": "CreateTrafficMirroringParams", "sourceNicId": source,
+                         "targetPool": "appliances"}}]}})
+}
+
+#[tokio::test]
+async fn twenty_creates_at_once_fill_two_appliances_exactly_and_the_next_is_told_the_pool_is_full() {
+    let world = World::start().await;
+    let members = [
+        world.instance_eni("m5.large").await,
+        world.instance_eni("m5.large").await,
+    ];
+    let app = world.app_with(|config| {
+        let targets = members
+            .iter()
+            .map(|m| parse_target("targetNicId", m).expect("an ENI"))
+            .collect();
+        config.target_pools.insert("appliances".into(), targets);
+    });
+    let mut sources = Vec::new();
+    for _ in 0..21 {
+        sources.push(world.eni().await);
+    }
+    let answers = join_all(
+        sources[..20]
+            .iter()
+            .enumerate()
+            .map(|(n, source)| app.invoke(create_in_pool(&format!("c{n}"), source))),
+    )
+    .await;
+    for answer in &answers {
+        let answer = answer.as_ref().expect("answers");
+        assert_eq!(first_result(answer)["success"], true, "{answer}");
+    }
+    // Each answer names its member and target; EC2 holds each session.
+    let mut per_member: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
+    for (answer, source) in answers.iter().zip(&sources) {
+        let result = first_result(answer.as_ref().expect("answers"));
+        let member = result["placement"]["member"].as_str().expect("placed").to_owned();
+        let target = result["trafficMirrorTargetId"].as_str().expect("a target").to_owned();
+        per_member.entry(member).or_default().insert(target);
+        assert_eq!(world.sessions_on(source).await.len(), 1, "{source}");
+    }
+    let counts: Vec<usize> = members
+        .iter()
+        .map(|m| {
+            answers
+                .iter()
+                .filter(|a| first_result(a.as_ref().expect("answers"))["placement"]["member"] == m.as_str())
+                .count()
+        })
+        .collect();
+    assert_eq!(counts, [10, 10], "each appliance holds ten sources");
+    assert!(
+        per_member.values().all(|targets| targets.len() == 1),
+        "one target per member: {per_member:?}"
+    );
+    let full = app.invoke(create_in_pool("c20", &sources[20])).await.expect("answers");
+    assert_eq!(first_result(&full)["errorCode"], "TrafficMirrorPoolExhausted", "{full}");
+    assert!(world.disagreements().await.is_empty());
+}
