@@ -13,7 +13,7 @@ use crate::aws::{ec2_retry_policy, retry_policy};
 use crate::config::Config;
 use crate::handler::App;
 use crate::mirroring::launch::LaunchPolicy;
-use crate::mirroring::{AllowList, Allowed, Controls, Mirroring, Ports};
+use crate::mirroring::{AllowList, Allowed, Controls, FleetSettings, Mirroring, Ports};
 
 pub fn build(sdk: &SdkConfig, config: &Config) -> App {
     let ec2_config = aws_sdk_ec2::config::Builder::from(sdk)
@@ -77,7 +77,10 @@ pub fn build(sdk: &SdkConfig, config: &Config) -> App {
         .with_allowed(allowed)
         .with_controls(controls)
         .with_sweep_max_deletions(config.sweep_max_deletions)
-        .with_pools(config.target_pools.clone());
+        .with_fleet(FleetSettings {
+            pools: config.target_pools.clone(),
+            price_per_eni_hour: config.price_per_eni_hour,
+        });
     App::new(mirroring)
         .with_launch_policy(LaunchPolicy {
             default_targets: config.default_targets.clone(),

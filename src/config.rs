@@ -19,6 +19,8 @@ pub const DEFAULT_EVENT_BUS: &str = "default";
 pub const DEFAULT_TARGETS: &str = "DEFAULT_TARGETS";
 /// JSON: pool name -> list of destinations (`pool:<name>` names one).
 pub const TARGET_POOLS: &str = "TARGET_POOLS";
+/// US dollars per ENI-hour with sessions, for the coverage report's cost.
+pub const PRICE_PER_ENI_HOUR: &str = "PRICE_PER_ENI_HOUR";
 /// Seconds a claimed action may stay pending before another invocation (or
 /// the sweep) takes it over; set it above the function timeout. The maker of
 /// a shared target or filter holds its claim for as long.
@@ -85,6 +87,7 @@ pub struct Config {
     pub event_source: String,
     pub default_targets: BTreeMap<String, String>,
     pub target_pools: Pools,
+    pub price_per_eni_hour: f64,
     pub claim_lease_seconds: u64,
     pub max_concurrent_actions: usize,
     pub mutating_calls_per_second: Option<f64>,
@@ -137,6 +140,17 @@ impl Config {
             }
         }
         let target_pools = pools(value(TARGET_POOLS))?;
+        let price_per_eni_hour = match value(PRICE_PER_ENI_HOUR) {
+            None => crate::mirroring::DEFAULT_PRICE_PER_ENI_HOUR,
+            Some(text) => text
+                .parse::<f64>()
+                .ok()
+                .filter(|p| (0.0..=100.0).contains(p))
+                .ok_or(ConfigError(
+                    PRICE_PER_ENI_HOUR,
+                    "must be a price in US dollars from 0 to 100".into(),
+                ))?,
+        };
         for target in default_targets.values() {
             if let Some(name) = target.strip_prefix(POOL_PREFIX) {
                 if !target_pools.contains_key(name) {
@@ -195,6 +209,7 @@ impl Config {
             max_concurrent_actions,
             default_targets,
             target_pools,
+            price_per_eni_hour,
             owner,
             allowed_targets,
             allowed_sources,

@@ -137,6 +137,7 @@ pub struct InstanceInfo {
     /// Every network interface, primary first.
     pub enis: Vec<String>,
     pub tags: Tags,
+    pub availability_zone: Option<String>,
     /// EC2's state name: `pending`, `running`, `shutting-down`, `terminated`, …
     pub state: Option<InstanceState>,
     /// Each network interface's primary private IPv4 address and security
@@ -231,8 +232,8 @@ pub trait Targets: Send + Sync {
     async fn targets_of(&self, destination: &TargetSpec) -> AwsResult<Vec<MirrorTarget>>;
     /// `None` when no such target exists.
     async fn target(&self, id: &str) -> AwsResult<Option<MirrorTarget>>;
-    /// Every target carrying this tag (all pages); the sweep lists ours with it.
-    async fn targets_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorTarget>>;
+    /// Every target of the account (all pages): the sweep's one listing.
+    async fn all_targets(&self) -> AwsResult<Vec<MirrorTarget>>;
     /// Creates a target for an ENI or a load balancer (never for `Existing`).
     async fn create_target(&self, destination: &TargetSpec, tags: &Tags, token: &str) -> AwsResult<String>;
     async fn delete_target(&self, id: &str) -> AwsResult<Deleted>;
@@ -243,8 +244,8 @@ pub trait Targets: Send + Sync {
 pub trait Filters: Send + Sync {
     /// `None` when no such filter exists.
     async fn filter(&self, id: &str) -> AwsResult<Option<MirrorFilter>>;
-    /// Every filter carrying this tag (all pages).
-    async fn filters_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorFilter>>;
+    /// Every filter of the account (all pages): the sweep's one listing.
+    async fn all_filters(&self) -> AwsResult<Vec<MirrorFilter>>;
     async fn create_filter(&self, description: &str, tags: &Tags, token: &str) -> AwsResult<String>;
     async fn create_filter_rule(&self, filter_id: &str, rule: &RuleSpec, token: &str) -> AwsResult<String>;
     async fn delete_filter(&self, id: &str) -> AwsResult<Deleted>;

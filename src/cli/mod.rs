@@ -209,7 +209,14 @@ async fn list(session: &mut Session<'_>, only: Option<&String>) -> Exit {
     let written = if session.as_json {
         writeln!(session.out, "{}", Value::Array(rows))
     } else {
-        write_table(session.out, &rows)
+        // Every ENI with a session of ours is billed, requested or policy.
+        let mirrored_enis: std::collections::BTreeSet<&str> = records
+            .iter()
+            .filter(|r| only.is_none_or(|id| matches(r, id)))
+            .filter_map(|r| r.source_eni.as_deref())
+            .collect();
+        let hourly = mirrored_enis.len() as f64 * session.deployment.config.price_per_eni_hour;
+        write_table(session.out, &rows).and_then(|()| output::write_cost(session.out, mirrored_enis.len(), hourly))
     };
     if written.is_err() {
         return Exit::Unavailable;

@@ -154,10 +154,29 @@ pub fn write_coverage(out: &mut dyn Write, coverage: &Coverage) -> std::io::Resu
             printable(&unsupported.why)
         )?;
     }
+    for crossing in &coverage.cost.cross_zone_sessions {
+        writeln!(
+            out,
+            "  {:<15} {}: {} -> {}",
+            "cross-zone",
+            printable(&crossing.session_id),
+            printable(&crossing.source_zone),
+            printable(&crossing.target_zone)
+        )?;
+    }
     writeln!(
         out,
         "{} wanted, {} mirrored, {} missing, {} not delivering",
         coverage.wanted, coverage.mirrored, coverage.missing, coverage.not_delivering
+    )?;
+    write_cost(out, coverage.cost.mirrored_enis, coverage.cost.estimated_hourly_cost)
+}
+
+/// What the ENIs with sessions cost an hour, as the bill counts them.
+pub fn write_cost(out: &mut dyn Write, mirrored_enis: usize, hourly: f64) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{mirrored_enis} ENIs with sessions: about {hourly:.3} USD an hour (plus cross-zone transfer)"
     )
 }
 

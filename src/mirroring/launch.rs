@@ -260,6 +260,7 @@ mod tests {
             instance_type: "m5.large".into(),
             vpc_id: Some("vpc-1".into()),
             subnet_id: Some("subnet-1".into()),
+            availability_zone: None,
             enis: vec!["eni-0000000a".into()],
             tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             state: Some(InstanceState::Running),

@@ -55,8 +55,29 @@ pub struct Deployment {
     pub(crate) allowed: Allowed,
     pub(crate) controls: Controls,
     pub(crate) sweep_max_deletions: usize,
+    /// Pools and the price the coverage report counts with.
+    pub(crate) fleet: FleetSettings,
+}
+
+/// What a deployment knows of its fleet beyond the allow-lists.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetSettings {
     /// `TARGET_POOLS`: where a create to `pool:<name>` may be placed.
-    pub(crate) pools: crate::domain::Pools,
+    pub pools: crate::domain::Pools,
+    /// `PRICE_PER_ENI_HOUR`: US dollars an ENI with sessions costs an hour.
+    pub price_per_eni_hour: f64,
+}
+
+/// About what AWS charges per ENI-hour with sessions (us-east-2, contract §4).
+pub const DEFAULT_PRICE_PER_ENI_HOUR: f64 = 0.015;
+
+impl Default for FleetSettings {
+    fn default() -> Self {
+        Self {
+            pools: crate::domain::Pools::new(),
+            price_per_eni_hour: DEFAULT_PRICE_PER_ENI_HOUR,
+        }
+    }
 }
 
 impl Deployment {

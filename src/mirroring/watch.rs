@@ -28,9 +28,16 @@ use crate::contract::{ActionResult, TAMPERING, UNAPPROVED};
 use crate::domain::AllowList;
 use crate::metrics::{self, Counter};
 use crate::ports::{
-    ActionKind, ActionRecords, Deleted, Filters, LedgerQuery, LedgerRecord, MirrorSession, RecordStatus, Scans,
-    SessionQuery, Sessions, Targets,
+    ActionKind, ActionRecords, Deleted, Filters, LedgerQuery, LedgerRecord, MirrorSession, MirrorTarget, RecordStatus,
+    Scans, SessionQuery, Sessions, Targets,
 };
+
+/// The account's sessions and targets, as one listing: the sweep's, which
+/// the watch judges the ones not ours from.
+pub struct Account {
+    pub sessions: Vec<MirrorSession>,
+    pub targets: Vec<MirrorTarget>,
+}
 
 /// The watch over every session of the account, and over deletions of ours.
 pub struct Watch {
@@ -120,19 +127,44 @@ impl Watch {
     /// whose target it does not allow; deleted when the deployment says so
     /// (never in a dry run), and announced.
     pub async fn unapproved(&self, dry_run: bool) -> Result<Vec<Unapproved>, String> {
-        let sessions = self
+        let (sessions, targets) = tokio::join!(self.sessions.sessions(&SessionQuery::All), self.targets.all_targets());
+        let account = Account {
+            sessions: sessions.map_err(|e| format!("could not list the account's sessions: {e}"))?,
+            targets: targets.map_err(|e| format!("could not list the account's targets: {e}"))?,
+        };
+        let recorded = self.recorded_sessions().await?;
+        let recorded: BTreeSet<&str> = recorded.iter().map(String::as_str).collect();
+        self.unapproved_in(&account, &recorded, dry_run).await
+    }
+
+    /// The same, judged from a listing the caller already made (the sweep's).
+    /// `recorded`: the sessions our ledger holds, which are ours even when an
+    /// earlier version tagged them.
+    pub async fn unapproved_in(
+        &self,
+        account: &Account,
+        recorded: &BTreeSet<&str>,
+        dry_run: bool,
+    ) -> Result<Vec<Unapproved>, String> {
+        let foreign: Vec<&MirrorSession> = account
             .sessions
-            .sessions(&SessionQuery::All)
-            .await
-            .map_err(|e| format!("could not list the account's sessions: {e}"))?;
-        let foreign: Vec<&MirrorSession> = sessions
             .iter()
-            .filter(|s| self.ownership(&s.tags) != Ownership::Ours)
+            .filter(|s| match self.ownership(&s.tags) {
+                Ownership::Ours => false,
+                Ownership::Legacy => !recorded.contains(s.id.as_str()),
+                _ => true,
+            })
             .collect();
-        // One read per target, however many sessions use it.
+        let listed: BTreeMap<&str, &MirrorTarget> = account.targets.iter().map(|t| (t.id.as_str(), t)).collect();
+        // A target the listing lacks (another account's, shared with this
+        // one) is read once, however many sessions use it.
         let target_ids: BTreeSet<&str> = foreign.iter().map(|s| s.target_id.as_str()).collect();
         let mut destinations = BTreeMap::new();
         for id in target_ids {
+            if let Some(target) = listed.get(id) {
+                destinations.insert(id.to_owned(), target.claim_name().map(str::to_owned));
+                continue;
+            }
             let destination = match self.targets.target(id).await {
                 Ok(Some(target)) => target.claim_name().map(str::to_owned),
                 Ok(None) => None,
@@ -286,6 +318,16 @@ impl Watch {
     /// The live records that hold a resource: for a session, the creates
     /// that made it (found by the index, read again consistently); for a
     /// filter or target, the creates that use it or the claim that names it.
+    /// The session ids our ledger holds, read once.
+    async fn recorded_sessions(&self) -> Result<Vec<String>, String> {
+        let contents = self
+            .scans
+            .contents()
+            .await
+            .map_err(|e| format!("could not read the ledger: {e}"))?;
+        Ok(contents.records.into_iter().filter_map(|r| r.session_id).collect())
+    }
+
     async fn holders_of(&self, kind: ResourceKind, id: &str) -> Result<Vec<LedgerRecord>, String> {
         let live = |r: &LedgerRecord| {
             r.kind == Some(ActionKind::Create)

@@ -18,9 +18,10 @@ use super::release::Sharing;
 use super::remove::Removes;
 use super::sweep::Sweep;
 use super::watch::Watch;
-use super::{Actions, Allowed, Controls, Deployment, DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_MAX_DELETIONS};
+use super::{
+    Actions, Allowed, Controls, Deployment, FleetSettings, DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_MAX_DELETIONS,
+};
 use crate::announce::Announcer;
-use crate::domain::Pools;
 use crate::ports::{
     ActionRecords, Filters, Instances, Preflight, Publisher, Scans, SessionNumbers, Sessions, SharedResources, Tagging,
     Targets,
@@ -101,7 +102,7 @@ impl Mirroring {
             allowed: Allowed::default(),
             controls: Controls::default(),
             sweep_max_deletions: DEFAULT_SWEEP_MAX_DELETIONS,
-            pools: Pools::new(),
+            fleet: FleetSettings::default(),
         };
         let deployment = Arc::new(deployment);
         let facts = Arc::new(InstanceFacts::new(ports.instances.clone()));
@@ -130,8 +131,8 @@ impl Mirroring {
         reconfigured(self, |d| d.lease_seconds = lease_seconds)
     }
 
-    pub fn with_pools(self, pools: Pools) -> Self {
-        reconfigured(self, |d| d.pools = pools)
+    pub fn with_fleet(self, fleet: FleetSettings) -> Self {
+        reconfigured(self, |d| d.fleet = fleet)
     }
 
     /// Creates and removes, one action at a time.
@@ -256,6 +257,7 @@ fn assemble(ports: &Ports, deployment: &Arc<Deployment>, facts: &Arc<InstanceFac
         records: ports.records.clone(),
         actions: actions.clone(),
         facts: facts.clone(),
+        price_per_eni_hour: deployment.fleet.price_per_eni_hour,
     });
     let watch = Arc::new(Watch {
         sessions: ports.sessions.clone(),

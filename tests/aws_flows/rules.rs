@@ -71,3 +71,39 @@ async fn an_eleventh_source_fits_a_target_on_the_largest_size_only() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_sweep_that_finds_nothing_to_do_reads_each_listing_once_and_nothing_per_instance() {
+    let world = World::start().await;
+    // AWS's largest page: the listings take one call each.
+    world.emulator.configure(serde_json::json!({"page_size": 0})).await;
+    let target = world.eni().await;
+    for _ in 0..6 {
+        world.instance("m5.large", &[(TARGET_TAG, &target)]).await;
+    }
+    let first = world.sweep(false).await;
+    assert_eq!(first["sweep"]["sweep"]["policy"]["created"], 6, "{first}");
+    world.sweep(false).await;
+    world.emulator.clear_calls().await;
+    let steady = world.sweep(false).await;
+    assert_eq!(steady["sweep"]["sweep"]["policy"]["created"], 0, "{steady}");
+    let mut ec2_calls: Vec<String> = world
+        .emulator
+        .calls()
+        .await
+        .iter()
+        .filter(|call| call["service"] == "ec2")
+        .filter_map(|call| call["action"].as_str().map(str::to_owned))
+        .collect();
+    ec2_calls.sort();
+    assert_eq!(
+        ec2_calls,
+        [
+            "DescribeInstances",
+            "DescribeTrafficMirrorFilters",
+            "DescribeTrafficMirrorSessions",
+            "DescribeTrafficMirrorTargets",
+        ],
+        "one listing each, nothing per instance or ENI"
+    );
+}

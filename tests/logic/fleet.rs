@@ -464,3 +464,45 @@ async fn a_type_ec2_refuses_as_a_source_is_reported_and_not_tried_again() {
         "tried once, in the first sweep"
     );
 }
+
+#[tokio::test]
+async fn the_coverage_report_says_what_the_sessions_cost_and_which_cross_zones() {
+    let world = fixture();
+    // An appliance in zone a; two tagged instances, one in a and one in b.
+    world.ec2.plant_instance("i-000000ff", &[&eni(9)], &[]);
+    world.ec2.set_instance_zone("i-000000ff", "us-east-1a");
+    world
+        .ec2
+        .plant_instance("i-0000000a", &[&eni(1), &eni(2)], &[(TARGET_TAG, &eni(9))]);
+    world.ec2.set_instance_zone("i-0000000a", "us-east-1a");
+    world
+        .ec2
+        .plant_instance("i-0000000b", &[&eni(3)], &[(TARGET_TAG, &eni(9))]);
+    world.ec2.set_instance_zone("i-0000000b", "us-east-1b");
+    world.sweep(false).await;
+    // The report of the sweep after the mirrors are made counts them.
+    let swept = world.sweep(false).await;
+    let coverage = &policy_of(&swept)["coverage"];
+    assert_eq!(coverage["mirroredEnis"], 3, "{swept}");
+    let cost = coverage["estimatedHourlyCost"].as_f64().expect("a cost");
+    assert!((cost - 3.0 * 0.015).abs() < 1e-9, "{cost}");
+    let crossing = coverage["crossZoneSessions"].as_array().expect("listed");
+    assert_eq!(crossing.len(), 1, "{swept}");
+    assert_eq!(
+        (crossing[0]["sourceZone"].as_str(), crossing[0]["targetZone"].as_str()),
+        (Some("us-east-1b"), Some("us-east-1a"))
+    );
+    assert_eq!(
+        crossing[0]["sessionId"].as_str().map(str::to_owned),
+        world.ec2.sessions_on(&eni(3)).first().cloned()
+    );
+    // A dry run's plan says what a create would add.
+    let plan = world
+        .run(create_with("p1", &eni(4), &eni(9), json!({"dryRun": true})))
+        .await;
+    assert_eq!(plan["plan"]["cost"]["addsMirroredEni"], true, "{plan}");
+    let again = world
+        .run(create_with("p2", &eni(1), &eni(9), json!({"dryRun": true})))
+        .await;
+    assert_eq!(again["plan"]["cost"]["estimatedHourlyCostAdded"], 0.0, "{again}");
+}

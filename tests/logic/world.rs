@@ -15,7 +15,7 @@ use traffic_mirroring::contract::{detail_type, ActionResult};
 use traffic_mirroring::domain::Pools;
 use traffic_mirroring::handler::App;
 use traffic_mirroring::mirroring::launch::LaunchPolicy;
-use traffic_mirroring::mirroring::{Allowed, Controls, Mirroring};
+use traffic_mirroring::mirroring::{Allowed, Controls, FleetSettings, Mirroring};
 
 pub(crate) use crate::fakes::{MemoryBus, MemoryEc2, MemoryLedger, DEFAULT_SUBNET, DEFAULT_VPC};
 
@@ -80,7 +80,10 @@ pub(crate) fn deployment_on(ec2: Arc<MemoryEc2>, setup: Setup) -> Fixture {
     let mirroring = Mirroring::new(ec2.clone(), ledger.clone(), bus.clone(), setup.owner)
         .with_allowed(setup.allowed)
         .with_controls(setup.controls)
-        .with_pools(setup.pools);
+        .with_fleet(FleetSettings {
+            pools: setup.pools,
+            ..FleetSettings::default()
+        });
     let app = App::new(mirroring).with_launch_policy(LaunchPolicy {
         default_targets: setup.default_targets,
     });
@@ -100,7 +103,10 @@ impl Fixture {
         let mirroring = Mirroring::new(self.ec2.clone(), self.ledger.clone(), self.bus.clone(), setup.owner)
             .with_allowed(setup.allowed)
             .with_controls(setup.controls)
-            .with_pools(setup.pools);
+            .with_fleet(FleetSettings {
+                pools: setup.pools,
+                ..FleetSettings::default()
+            });
         App::new(mirroring).with_launch_policy(LaunchPolicy {
             default_targets: setup.default_targets,
         })

@@ -223,6 +223,10 @@ fn instance_from(instance: &aws_sdk_ec2::types::Instance, asked_for: &str) -> In
             .unwrap_or_default(),
         vpc_id: instance.vpc_id().map(str::to_owned),
         subnet_id: instance.subnet_id().map(str::to_owned),
+        availability_zone: instance
+            .placement()
+            .and_then(|p| p.availability_zone())
+            .map(str::to_owned),
         enis: interfaces
             .iter()
             .filter_map(|(_, n)| n.network_interface_id().map(str::to_owned))

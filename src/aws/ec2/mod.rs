@@ -236,10 +236,10 @@ impl Targets for Ec2Targets {
             .await
     }
 
-    async fn targets_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorTarget>> {
+    async fn all_targets(&self) -> AwsResult<Vec<MirrorTarget>> {
         self.patience
             .read("DescribeTrafficMirrorTargets", || async move {
-                self.targets_where(&format!("tag:{key}"), Some(value)).await
+                self.targets_where("", None).await
             })
             .await
     }
@@ -289,7 +289,7 @@ impl Filters for Ec2Filters {
         self.patience
             .read("DescribeTrafficMirrorFilters", || async move {
                 Ok(self
-                    .filters_where("traffic-mirror-filter-id", id)
+                    .filters_where("traffic-mirror-filter-id", Some(id))
                     .await?
                     .into_iter()
                     .next())
@@ -297,10 +297,10 @@ impl Filters for Ec2Filters {
             .await
     }
 
-    async fn filters_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorFilter>> {
+    async fn all_filters(&self) -> AwsResult<Vec<MirrorFilter>> {
         self.patience
             .read("DescribeTrafficMirrorFilters", || async move {
-                self.filters_where(&format!("tag:{key}"), value).await
+                self.filters_where("", None).await
             })
             .await
     }
@@ -502,11 +502,12 @@ impl Tagging for Ec2Tagging {
 }
 
 impl Ec2 {
-    async fn filters_where(&self, name: &str, value: &str) -> AwsResult<Vec<MirrorFilter>> {
+    /// Every filter matching a Describe filter (all of them for `None`).
+    async fn filters_where(&self, name: &str, value: Option<&str>) -> AwsResult<Vec<MirrorFilter>> {
         let mut pages = self
             .client
             .describe_traffic_mirror_filters()
-            .filters(filter(name, value))
+            .set_filters(value.map(|value| vec![filter(name, value)]))
             .max_results(PAGE_SIZE)
             .into_paginator()
             .send();

@@ -11,6 +11,7 @@ impl Creates {
             return false;
         };
         self.deployment
+            .fleet
             .pools
             .get(pool)
             .is_some_and(|members| members.iter().all(|m| allowed.contains(&m.to_string())))

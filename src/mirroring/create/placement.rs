@@ -54,7 +54,7 @@ impl Placement {
     /// place is taken in the ledger (the create joins it again, which is a
     /// no-op); a dry run only chooses.
     pub async fn place(&self, request: &CreateRequest, pool: &str, reserve: bool) -> Result<Placed, Failure> {
-        let Some(members) = self.deployment.pools.get(pool) else {
+        let Some(members) = self.deployment.fleet.pools.get(pool) else {
             return Err(Failure::refused(
                 VALIDATION_ERROR,
                 format!("{POOL_PREFIX}{pool} is not a pool of this deployment (TARGET_POOLS); nothing was created"),

@@ -63,9 +63,11 @@ impl Planner {
             let sessions =
                 sessions.map_err(|e| Failure::aws(format!("listing the sessions on {}", request.source_eni), &e))?;
             let number = choose_session_number(request, &sessions, &claimed?)?;
-            Ok::<_, Failure>((number, target?, filter?))
+            // An ENI with a session already is billed already.
+            let adds_eni_hours = sessions.is_empty();
+            Ok::<_, Failure>((number, target?, filter?, adds_eni_hours))
         })();
-        let (number, target, filter) = match planned {
+        let (number, target, filter, adds_eni_hours) = match planned {
             Ok(planned) => planned,
             Err(failure) => {
                 let mut failure = failure.answer(action_id, CREATE);
@@ -131,6 +133,10 @@ impl Planner {
             "delivery": match &undeliverable {
                 Some(why) => json!({"admitted": false, "reason": why}),
                 None => json!({"admitted": true}),
+            },
+            "cost": {
+                "addsMirroredEni": adds_eni_hours,
+                "estimatedHourlyCostAdded": if adds_eni_hours { self.deployment.fleet.price_per_eni_hour } else { 0.0 },
             },
         });
         let summary = format!(

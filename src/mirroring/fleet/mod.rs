@@ -32,7 +32,8 @@ use super::model::{Accountability, EniId, MirrorRequest, RemoveRequest, Requeste
 use crate::contract::ActionResult;
 use crate::domain::instance::InstanceState;
 use crate::ports::{
-    ActionKind, Endpoint, InstanceInfo, LedgerContents, LedgerQuery, LedgerRecord, MirrorSession, RecordStatus,
+    ActionKind, Endpoint, InstanceInfo, LedgerContents, LedgerQuery, LedgerRecord, MirrorSession, MirrorTarget,
+    RecordStatus,
 };
 
 /// Creates and removes the sweep runs side by side (each is paced by the
@@ -96,6 +97,8 @@ fn unwanted_remove(session_id: &str) -> MirrorRequest {
 /// What the sweep already knows when the policy's turn comes.
 pub(crate) struct FleetView<'a> {
     pub sessions: &'a [MirrorSession],
+    /// Our targets, as listed: where each session's copy goes.
+    pub targets: &'a [MirrorTarget],
     pub contents: &'a LedgerContents,
     /// Active sessions EC2, asked by id, no longer has (closed by the sweep).
     pub gone_sessions: &'a BTreeSet<String>,
@@ -126,6 +129,8 @@ pub struct FleetPolicy {
     pub(crate) records: std::sync::Arc<dyn crate::ports::ActionRecords>,
     pub(crate) actions: std::sync::Arc<crate::mirroring::Actions>,
     pub(crate) facts: std::sync::Arc<crate::mirroring::facts::InstanceFacts>,
+    /// `PRICE_PER_ENI_HOUR`, in US dollars.
+    pub(crate) price_per_eni_hour: f64,
 }
 
 impl FleetPolicy {
@@ -322,6 +327,7 @@ impl FleetPolicy {
             }
         }
         steps::tally(&mut report, coverage, outcomes, &ingress);
+        report.coverage.cost = steps::cost(view, &instances, self.price_per_eni_hour);
         Ok(report)
     }
 

@@ -44,7 +44,7 @@ pub struct Unwanted {
     pub outcome: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Coverage {
     pub wanted: usize,
@@ -56,6 +56,32 @@ pub struct Coverage {
     /// Instances the policy names whose type cannot be a mirror source
     /// (AWS's documented rules, or EC2's refusal): reported here, never tried.
     pub unsupported_instance_type: Vec<UnsupportedSource>,
+    /// What this deployment's sessions cost (all of them, requested ones too).
+    #[serde(flatten)]
+    pub cost: Cost,
+}
+
+/// Traffic Mirroring is billed per hour for each ENI with sessions, whether
+/// or not the copy is delivered, plus transfer across zones.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Cost {
+    /// Source ENIs with at least one session of this deployment.
+    pub mirrored_enis: usize,
+    /// `mirroredEnis` x `PRICE_PER_ENI_HOUR`, in US dollars.
+    pub estimated_hourly_cost: f64,
+    /// Sessions whose source and target ENI are in different zones (their
+    /// mirrored traffic is billed as cross-zone transfer).
+    pub cross_zone_sessions: Vec<CrossZone>,
+}
+
+/// A session whose copy crosses from one Availability Zone to another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CrossZone {
+    pub session_id: String,
+    pub source_zone: String,
+    pub target_zone: String,
 }
 
 /// An instance the policy names that cannot be a mirror source.
@@ -68,7 +94,7 @@ pub struct UnsupportedSource {
 }
 
 /// The policy part of a sweep: what it did and the coverage it leaves.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyReport {
     pub instances_seen: usize,

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use tracing::warn;
 
-use super::report::{Missing, PolicyReport, TargetCoverage, Uncovered, UnsupportedSource, Unwanted};
+use super::report::{Cost, CrossZone, Missing, PolicyReport, TargetCoverage, Uncovered, UnsupportedSource, Unwanted};
 use super::{
     eligible_enis, is_policy_mirror, record_target, refused_for_good, FleetView, Step, WantedEni, LISTING_SLACK_SECONDS,
 };
@@ -281,5 +281,40 @@ pub(super) fn tally(
             not_delivering = report.coverage.not_delivering,
             "policy coverage incomplete"
         );
+    }
+}
+
+/// What this deployment's sessions cost: the ENIs billed per hour, and the
+/// sessions whose copy crosses zones (zones from the instance listing:
+/// an ENI of an instance not listed is not judged).
+pub(super) fn cost(view: &FleetView<'_>, instances: &[InstanceInfo], price_per_eni_hour: f64) -> Cost {
+    let zone_of: HashMap<&str, &str> = instances
+        .iter()
+        .filter_map(|i| i.availability_zone.as_deref().map(|zone| (i, zone)))
+        .flat_map(|(i, zone)| i.enis.iter().map(move |eni| (eni.as_str(), zone)))
+        .collect();
+    let target_eni: HashMap<&str, &str> = view
+        .targets
+        .iter()
+        .filter_map(|t| t.network_interface_id.as_deref().map(|eni| (t.id.as_str(), eni)))
+        .collect();
+    let mirrored: BTreeSet<&str> = view.sessions.iter().map(|s| s.source_eni.as_str()).collect();
+    let cross_zone_sessions = view
+        .sessions
+        .iter()
+        .filter_map(|s| {
+            let source_zone = zone_of.get(s.source_eni.as_str())?;
+            let target_zone = zone_of.get(target_eni.get(s.target_id.as_str())?)?;
+            (source_zone != target_zone).then(|| CrossZone {
+                session_id: s.id.clone(),
+                source_zone: (*source_zone).to_owned(),
+                target_zone: (*target_zone).to_owned(),
+            })
+        })
+        .collect();
+    Cost {
+        mirrored_enis: mirrored.len(),
+        estimated_hourly_cost: mirrored.len() as f64 * price_per_eni_hour,
+        cross_zone_sessions,
     }
 }

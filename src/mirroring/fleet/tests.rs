@@ -180,6 +180,7 @@ fn each_wanted_eni_gets_the_step_its_state_and_records_call_for() {
         let gone: BTreeSet<String> = gone.iter().map(|s| s.to_string()).collect();
         let view = FleetView {
             sessions: &[],
+            targets: &[],
             contents: &contents,
             gone_sessions: &gone,
             listed_at: 0,
@@ -243,6 +244,7 @@ fn only_our_policy_mirrors_the_policy_stopped_wanting_are_unwanted() {
     };
     let view = FleetView {
         sessions: &[],
+        targets: &[],
         contents: &contents,
         gone_sessions: &BTreeSet::new(),
         listed_at: 1_000,

@@ -38,10 +38,8 @@ use super::fleet::FleetView;
 use super::launch::LaunchPolicy;
 use super::model::SESSIONS_PER_SOURCE_ENI;
 use super::release::{Fate, Release};
-use super::{
-    now_seconds, TAG_ACTION_ID, TAG_INSTANCE_ID, TAG_MANAGED_BY, TAG_MANAGED_BY_LEGACY_VALUE, TAG_RESERVATION_ID,
-    TAG_RULE_SET,
-};
+use super::watch::Account;
+use super::{now_seconds, TAG_ACTION_ID, TAG_INSTANCE_ID, TAG_MANAGED_BY, TAG_RESERVATION_ID, TAG_RULE_SET};
 use crate::contract::{ActionResult, SWEEP};
 use crate::ports::{
     ActionKind, Claim, LedgerContents, LedgerRecord, MirrorSession, NumberClaim, RecordStatus, SessionQuery, SharedKey,
@@ -153,31 +151,21 @@ impl Sweep {
         };
         // EC2 first, then the ledger: see the module comment.
         let listed_at = now_seconds();
-        let owner = self.deployment.owner.as_str();
-        let legacy = TAG_MANAGED_BY_LEGACY_VALUE;
-        let tagged = |value: &str| SessionQuery::Tag(TAG_MANAGED_BY.into(), value.into());
-        let (ours_query, legacy_query) = (tagged(owner), tagged(legacy));
-        let (sessions, filters, targets, legacy_sessions, legacy_filters, legacy_targets) = tokio::join!(
-            self.sessions.sessions(&ours_query),
-            self.filters.filters_tagged(TAG_MANAGED_BY, owner),
-            self.targets.targets_tagged(TAG_MANAGED_BY, owner),
-            self.sessions.sessions(&legacy_query),
-            self.filters.filters_tagged(TAG_MANAGED_BY, legacy),
-            self.targets.targets_tagged(TAG_MANAGED_BY, legacy),
+        // One listing of each kind, at AWS's largest page, for everything
+        // the sweep and the watch judge: ours, an earlier version's, and
+        // everyone else's (read at one moment, so each resource is judged
+        // by one view of its tags).
+        let (sessions, filters, targets) = tokio::join!(
+            self.sessions.sessions(&SessionQuery::All),
+            self.filters.all_filters(),
+            self.targets.all_targets(),
         );
-        let legacy_ids = legacy_sessions
-            .map(|found| found.into_iter().map(|s| s.id).collect::<Vec<_>>())
-            .and_then(|mut ids| {
-                ids.extend(legacy_filters?.into_iter().map(|f| f.id));
-                ids.extend(legacy_targets?.into_iter().map(|t| t.id));
-                Ok(ids)
-            });
-        let owned = Owned {
-            sessions: sessions.map_err(|e| fail("our sessions", e.to_string()))?,
-            filters: filters.map_err(|e| fail("our filters", e.to_string()))?,
-            targets: targets.map_err(|e| fail("our targets", e.to_string()))?,
-            legacy: legacy_ids.map_err(|e| fail("an earlier version's resources", e.to_string()))?,
+        let account = Account {
+            sessions: sessions.map_err(|e| fail("the account's sessions", e.to_string()))?,
+            targets: targets.map_err(|e| fail("the account's targets", e.to_string()))?,
         };
+        let filters = filters.map_err(|e| fail("the account's filters", e.to_string()))?;
+        let owned = plan::owned_in(&self.deployment.owner, &account, filters);
         let contents = self
             .scans
             .contents()
@@ -244,7 +232,13 @@ impl Sweep {
         report.failed += report.expiry.failed;
         report.deferred += report.expiry.deferred;
         // Every session of the account, ours or not: the wiretaps nobody approved.
-        match Box::pin(self.watch.unapproved(dry_run)).await {
+        // A session of an earlier version that our ledger holds is ours.
+        let recorded: BTreeSet<&str> = contents
+            .records
+            .iter()
+            .filter_map(|r| r.session_id.as_deref())
+            .collect();
+        match Box::pin(self.watch.unapproved_in(&account, &recorded, dry_run)).await {
             Ok(found) => report.unapproved_mirrors = found,
             Err(err) => {
                 warn!(error = %err, "the account's sessions could not be checked");
@@ -254,6 +248,7 @@ impl Sweep {
         // The policy's turn: from the same listing and ledger read.
         let view = FleetView {
             sessions: &owned.sessions,
+            targets: &owned.targets,
             contents: &contents,
             gone_sessions: &gone_sessions,
             listed_at,

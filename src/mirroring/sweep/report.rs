@@ -62,7 +62,7 @@ impl Serialize for Outcome {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct SweepReport {
     pub dry_run: bool,

@@ -278,6 +278,7 @@ impl MemoryEc2 {
             instance_type: instance_type.to_owned(),
             vpc_id: Some(DEFAULT_VPC.into()),
             subnet_id: Some(DEFAULT_SUBNET.into()),
+            availability_zone: None,
             enis: enis.iter().map(|e| e.to_string()).collect(),
             tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             state: Some(InstanceState::Running),
@@ -288,6 +289,13 @@ impl MemoryEc2 {
             .expect("state")
             .instances
             .insert(id.to_owned(), instance);
+    }
+
+    /// Puts a planted instance in an Availability Zone.
+    pub fn set_instance_zone(&self, id: &str, zone: &str) {
+        if let Some(instance) = self.state.lock().expect("state").instances.get_mut(id) {
+            instance.availability_zone = Some(zone.to_owned());
+        }
     }
 
     /// Attaches an ENI to a planted instance, after the ones it has.

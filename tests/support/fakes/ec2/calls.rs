@@ -43,15 +43,10 @@ impl Targets for MemoryEc2 {
         Ok(state.targets.get(id).cloned())
     }
 
-    async fn targets_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorTarget>> {
+    async fn all_targets(&self) -> AwsResult<Vec<MirrorTarget>> {
         self.pace("DescribeTrafficMirrorTargets", None).await;
         let state = self.enter("DescribeTrafficMirrorTargets")?;
-        Ok(state
-            .targets
-            .values()
-            .filter(|t| tagged(&t.tags, key, value))
-            .cloned()
-            .collect())
+        Ok(state.targets.values().cloned().collect())
     }
 
     async fn create_target(&self, destination: &TargetSpec, tags: &Tags, token: &str) -> AwsResult<String> {
@@ -104,15 +99,10 @@ impl Filters for MemoryEc2 {
         Ok(state.filters.get(id).map(|(f, _)| f.clone()))
     }
 
-    async fn filters_tagged(&self, key: &str, value: &str) -> AwsResult<Vec<MirrorFilter>> {
+    async fn all_filters(&self) -> AwsResult<Vec<MirrorFilter>> {
         self.pace("DescribeTrafficMirrorFilters", None).await;
         let state = self.enter("DescribeTrafficMirrorFilters")?;
-        Ok(state
-            .filters
-            .values()
-            .filter(|(f, _)| tagged(&f.tags, key, value))
-            .map(|(f, _)| f.clone())
-            .collect())
+        Ok(state.filters.values().map(|(f, _)| f.clone()).collect())
     }
 
     async fn create_filter(&self, _: &str, tags: &Tags, token: &str) -> AwsResult<String> {
