@@ -72,3 +72,58 @@ async fn twenty_creates_at_once_fill_two_appliances_exactly_and_the_next_is_told
     assert_eq!(first_result(&full)["errorCode"], "TrafficMirrorPoolExhausted", "{full}");
     assert!(world.disagreements().await.is_empty());
 }
+
+#[tokio::test]
+async fn a_source_is_placed_in_its_own_zone_first_and_elsewhere_only_when_its_zone_has_no_member() {
+    let world = World::start().await;
+    let zone_a = world.subnet_in("us-east-1a", "10.0.2.0/24").await;
+    let zone_b = world.subnet_in("us-east-1b", "10.0.3.0/24").await;
+    let appliance = |subnet: String| {
+        let world = &world;
+        async move {
+            let id = world.instance_in(&subnet, "m5.large", &[]).await;
+            world.primary_eni(&id).await
+        }
+    };
+    let (in_a, other_in_a, in_b) = (
+        appliance(zone_a.clone()).await,
+        appliance(zone_a.clone()).await,
+        appliance(zone_b.clone()).await,
+    );
+    let app = world.app_with(|config| {
+        let targets = [&in_b, &in_a, &other_in_a]
+            .iter()
+            .map(|m| parse_target("targetNicId", m).expect("an ENI"))
+            .collect();
+        config.target_pools.insert("appliances".into(), targets);
+    });
+    let mut placed_in_a = Vec::new();
+    for n in 0..4 {
+        let source = world.eni_in(&zone_a).await;
+        let answer = app
+            .invoke(create_in_pool(&format!("a{n}"), &source))
+            .await
+            .expect("answers");
+        let result = first_result(&answer);
+        assert_eq!(result["success"], true, "{answer}");
+        placed_in_a.push(result["placement"]["member"].as_str().expect("placed").to_owned());
+        assert!(
+            result["placement"]["why"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("us-east-1a"),
+            "{answer}"
+        );
+    }
+    // Both zone-a appliances, two sources each: by load; never zone b's.
+    for member in [&in_a, &other_in_a] {
+        assert_eq!(
+            placed_in_a.iter().filter(|m| *m == member).count(),
+            2,
+            "{placed_in_a:?}"
+        );
+    }
+    let from_b = world.eni_in(&zone_b).await;
+    let answer = app.invoke(create_in_pool("b0", &from_b)).await.expect("answers");
+    assert_eq!(first_result(&answer)["placement"]["member"], in_b.as_str(), "{answer}");
+}

@@ -107,3 +107,28 @@ async fn a_sweep_that_finds_nothing_to_do_reads_each_listing_once_and_nothing_pe
         "one listing each, nothing per instance or ENI"
     );
 }
+
+#[tokio::test]
+async fn the_coverage_report_counts_the_billed_enis_and_the_sessions_that_cross_zones() {
+    let world = World::start().await;
+    let zone_a = world.subnet_in("us-east-1a", "10.0.2.0/24").await;
+    let zone_b = world.subnet_in("us-east-1b", "10.0.3.0/24").await;
+    let appliance = world.instance_in(&zone_a, "m5.large", &[]).await;
+    let target = world.primary_eni(&appliance).await;
+    world.instance_in(&zone_a, "m5.large", &[(TARGET_TAG, &target)]).await;
+    let far = world.instance_in(&zone_b, "m5.large", &[(TARGET_TAG, &target)]).await;
+    world.sweep(false).await;
+    let swept = world.sweep(false).await;
+    let coverage = &swept["sweep"]["sweep"]["policy"]["coverage"];
+    assert_eq!(coverage["mirroredEnis"], 2, "{swept}");
+    let cost = coverage["estimatedHourlyCost"].as_f64().expect("a cost");
+    assert!((cost - 0.03).abs() < 1e-9, "{cost}");
+    let crossing = coverage["crossZoneSessions"].as_array().expect("listed");
+    let far_eni = world.primary_eni(&far).await;
+    assert_eq!(crossing.len(), 1, "{swept}");
+    assert_eq!(
+        crossing[0]["sessionId"].as_str().map(str::to_owned),
+        world.sessions_on(&far_eni).await.first().cloned()
+    );
+    assert_eq!(crossing[0]["sourceZone"], "us-east-1b");
+}

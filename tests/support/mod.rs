@@ -490,10 +490,33 @@ impl World {
     }
 
     pub async fn eni(&self) -> String {
+        self.eni_in(&self.subnet_id).await
+    }
+
+    /// A new subnet of this world's VPC in an Availability Zone.
+    pub async fn subnet_in(&self, zone: &str, cidr: &str) -> String {
+        let subnet = self
+            .ec2
+            .create_subnet()
+            .vpc_id(self.vpc_id().await)
+            .cidr_block(cidr)
+            .availability_zone(zone)
+            .send()
+            .await
+            .expect("subnet");
+        subnet
+            .subnet()
+            .and_then(|s| s.subnet_id())
+            .expect("subnet id")
+            .to_owned()
+    }
+
+    /// A new network interface in a subnet.
+    pub async fn eni_in(&self, subnet: &str) -> String {
         let eni = self
             .ec2
             .create_network_interface()
-            .subnet_id(&self.subnet_id)
+            .subnet_id(subnet)
             .send()
             .await
             .expect("eni");
@@ -505,6 +528,11 @@ impl World {
 
     /// A new running instance with these tags; returns its id.
     pub async fn instance(&self, instance_type: &str, tags: &[(&str, &str)]) -> String {
+        self.instance_in(&self.subnet_id, instance_type, tags).await
+    }
+
+    /// A new running instance in a subnet.
+    pub async fn instance_in(&self, subnet: &str, instance_type: &str, tags: &[(&str, &str)]) -> String {
         let tags: Vec<_> = tags
             .iter()
             .map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(*k).value(*v).build())
@@ -514,7 +542,7 @@ impl World {
             .run_instances()
             .image_id("ami-12c6146b")
             .instance_type(instance_type.into())
-            .subnet_id(&self.subnet_id)
+            .subnet_id(subnet)
             .min_count(1)
             .max_count(1);
         if !tags.is_empty() {
