@@ -463,6 +463,20 @@ async fn a_type_ec2_refuses_as_a_source_is_reported_and_not_tried_again() {
         1,
         "tried once, in the first sweep"
     );
+    // Another process knows nothing of the refusal but the ledger's record.
+    let fresh = world.app_with(Setup::default());
+    let swept = fresh.invoke(json!({"sweep": {}})).await.expect("answers");
+    let coverage = &policy_of(&swept)["coverage"];
+    assert_eq!(
+        coverage["unsupportedInstanceType"][0]["instanceType"], "z9.large",
+        "{swept}"
+    );
+    assert_eq!(coverage["missing"], 0, "{swept}");
+    assert_eq!(
+        world.ec2.calls("CreateTrafficMirrorSession"),
+        1,
+        "not tried by the fresh process either"
+    );
 }
 
 #[tokio::test]

@@ -358,18 +358,29 @@ impl FleetPolicy {
 
 /// A policy create refused for a reason only a change of tags or policy
 /// mends (which brings its own event): not tried again on every sweep.
-fn refused_for_good(records: &HashMap<&str, &LedgerRecord>, instance_id: &str, eni: &str) -> Option<String> {
+fn refused_for_good(records: &HashMap<&str, &LedgerRecord>, instance_id: &str, eni: &str) -> Option<Refusal> {
     let record = records.get(launch_action_id(instance_id, eni).as_str())?;
     let result = record
         .result
         .as_ref()
         .filter(|_| record.status == Some(RecordStatus::Failed))?;
-    let code = result.error_code.as_deref()?;
-    matches!(
-        code,
-        "EniIsMirrorTarget" | "ValidationError" | "MirroringNotAllowed" | "NetworkInterfaceNotSupported"
-    )
-    .then(|| format!("its last create was refused ({code}): {}", result.error_message))
+    // The recorded answer's code, as the contract names it.
+    match result.error_code.as_deref()? {
+        "NetworkInterfaceNotSupported" => Some(Refusal::UnsupportedSource(result.error_message.clone())),
+        code @ ("EniIsMirrorTarget" | "ValidationError" | "MirroringNotAllowed") => Some(Refusal::ForGood(format!(
+            "its last create was refused ({code}): {}",
+            result.error_message
+        ))),
+        _ => None,
+    }
+}
+
+/// Why a policy create is not tried again until tags or policy change.
+#[derive(Debug, PartialEq, Eq)]
+enum Refusal {
+    /// EC2 refused the source ENI: the instance is listed as unsupported.
+    UnsupportedSource(String),
+    ForGood(String),
 }
 
 #[cfg(test)]

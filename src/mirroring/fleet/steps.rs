@@ -9,7 +9,8 @@ use tracing::warn;
 
 use super::report::{Cost, CrossZone, Missing, PolicyReport, TargetCoverage, Uncovered, UnsupportedSource, Unwanted};
 use super::{
-    eligible_enis, is_policy_mirror, record_target, refused_for_good, FleetView, Step, WantedEni, LISTING_SLACK_SECONDS,
+    eligible_enis, is_policy_mirror, record_target, refused_for_good, FleetView, Refusal, Step, WantedEni,
+    LISTING_SLACK_SECONDS,
 };
 use crate::domain::instance::InstanceState;
 use crate::mirroring::delivery;
@@ -101,6 +102,16 @@ pub(super) fn desired(
             }
         }
         for eni in eligible_enis(instance, &target) {
+            // EC2 refused this ENI as a source before (in another process,
+            // or before the type was known to be unsupported).
+            if let Some(Refusal::UnsupportedSource(why)) = refused_for_good(&by_action, &instance.id, eni) {
+                desired.unsupported.push(UnsupportedSource {
+                    instance_id: instance.id.clone(),
+                    instance_type: instance.instance_type.clone(),
+                    why: format!("EC2 refused it as a source: {why}"),
+                });
+                continue;
+            }
             desired.wanted.insert((eni.to_owned(), target.clone()));
             let records = on_eni.get(eni).map(Vec::as_slice).unwrap_or_default();
             let mirrors_here = |r: &&&LedgerRecord| record_target(r) == Some(target.as_str());
@@ -120,7 +131,7 @@ pub(super) fn desired(
                 .any(|r| r.status != Some(RecordStatus::Active))
             {
                 Step::Wait("an action on it is in progress".into())
-            } else if let Some(refused) = refused_for_good(&by_action, &instance.id, eni) {
+            } else if let Some(Refusal::ForGood(refused)) = refused_for_good(&by_action, &instance.id, eni) {
                 Step::Wait(refused)
             } else if instance.state != Some(InstanceState::Running) {
                 Step::Wait(format!(
