@@ -111,10 +111,15 @@ impl Actions {
     /// with its ledger write, a remove with its last writes), and records its
     /// figures for the invocation's metrics.
     pub async fn run(&self, request: &model::MirrorRequest) -> ActionResult {
+        self.run_listed(request, None).await
+    }
+
+    /// The same, for a caller that listed the create's source already.
+    pub async fn run_listed(&self, request: &model::MirrorRequest, listed: Option<&create::Listed>) -> ActionResult {
         // Boxed: a create's future is large, and the sweep runs several at once
         // inside its own; on the stack they overflow a test thread's.
         let action: std::pin::Pin<Box<dyn std::future::Future<Output = ActionResult> + Send + '_>> = match request {
-            model::MirrorRequest::Create(create) => Box::pin(self.creates.create(create)),
+            model::MirrorRequest::Create(create) => Box::pin(self.creates.create(create, listed)),
             model::MirrorRequest::Remove(remove) => Box::pin(self.removes.remove(remove)),
         };
         crate::metrics::timed(action).await

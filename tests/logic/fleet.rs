@@ -520,3 +520,23 @@ async fn the_coverage_report_says_what_the_sessions_cost_and_which_cross_zones()
         .await;
     assert_eq!(again["plan"]["cost"]["estimatedHourlyCostAdded"], 0.0, "{again}");
 }
+
+#[tokio::test]
+async fn the_sweeps_creates_take_their_sources_from_the_sweeps_own_listing() {
+    let world = fixture();
+    for n in 1..=6 {
+        world
+            .ec2
+            .plant_instance(&format!("i-0000000{n}"), &[&eni(n)], &[(TARGET_TAG, &eni(9))]);
+    }
+    let swept = world.sweep(false).await;
+    assert_eq!(policy_of(&swept)["created"], 6, "{swept}");
+    // The account's listing, once: no create read its source's sessions or
+    // asked whether its source is a target.
+    assert_eq!(world.ec2.calls("DescribeTrafficMirrorSessions"), 1);
+    assert_eq!(
+        world.ec2.calls("DescribeTrafficMirrorTargets"),
+        2,
+        "the listing, and the one maker of the shared target looking for one to adopt"
+    );
+}

@@ -72,6 +72,17 @@ struct Created {
     requested_number_taken: Option<u16>,
 }
 
+/// What a caller that listed EC2 already knows of a create's source (the
+/// sweep: every session of the account, every target): the create then
+/// does not read them again.
+#[derive(Debug, Clone, Default)]
+pub struct Listed {
+    /// Every session on the source ENI, anyone's.
+    pub sessions_on_source: Vec<MirrorSession>,
+    /// Whether the source ENI is itself a mirror target.
+    pub source_is_target: bool,
+}
+
 /// CreateTrafficMirroring: a create, its rollback, and the renewal of a policy mirror that went.
 pub struct Creates {
     pub(crate) instances: std::sync::Arc<dyn crate::ports::Instances>,
@@ -90,7 +101,7 @@ pub struct Creates {
 
 impl Creates {
     /// Runs a create and announces its result (a dry run announces nothing).
-    pub async fn create(&self, request: &CreateRequest) -> ActionResult {
+    pub async fn create(&self, request: &CreateRequest, listed: Option<&Listed>) -> ActionResult {
         let accountable = &request.accountability;
         let checked = match self.mirror_end_of(request) {
             Ok(ends_at) => self.check_allowed(request).await.map(|()| ends_at),
@@ -137,7 +148,7 @@ impl Creates {
         // Boxed: the create's future is large, and the sweep and the tamper
         // watch run creates inside their own (a test thread's stack is 2 MB).
         let ((result, mut announced, replayed), undeliverable) = tokio::join!(
-            Box::pin(self.create_unannounced(request, ends_at)),
+            Box::pin(self.create_unannounced(request, ends_at, listed)),
             self.facts.delivery_refusal(request)
         );
         let mut result = if replayed {
@@ -150,7 +161,7 @@ impl Creates {
         if request.from_policy && replayed && self.renew_if_gone(&request.action_id).await {
             info!(action_id = %request.action_id, "the policy's mirror was gone: made again");
             let again;
-            (again, announced, _) = Box::pin(self.create_unannounced(request, ends_at)).await;
+            (again, announced, _) = Box::pin(self.create_unannounced(request, ends_at, None)).await;
             result = again.accountable(accountable);
         }
         if let Some(why) = undeliverable.filter(|_| result.success) {
@@ -191,7 +202,12 @@ impl Creates {
     /// (claims and reads; session; ledger write and event), and one mutating
     /// EC2 call. Returns whether it announced, and whether the answer is an
     /// earlier run's, replayed from the ledger.
-    async fn create_unannounced(&self, request: &CreateRequest, ends_at: Option<u64>) -> (ActionResult, bool, bool) {
+    async fn create_unannounced(
+        &self,
+        request: &CreateRequest,
+        ends_at: Option<u64>,
+        listed: Option<&Listed>,
+    ) -> (ActionResult, bool, bool) {
         let now = now_seconds();
         let target_key = target_key(request);
         let filter_key = filter_key(request);
@@ -232,8 +248,18 @@ impl Creates {
         let (claim, guessed, sessions, source_is_target, claimed, target_slot, filter_slot) = tokio::join!(
             self.deployment.claim(&mut claimed_record, CREATE),
             self.numbering.guess_number(request),
-            self.sessions.sessions(&on_source),
-            self.source_is_target(request),
+            async {
+                match listed {
+                    Some(listed) => Ok(listed.sessions_on_source.clone()),
+                    None => self.sessions.sessions(&on_source).await,
+                }
+            },
+            async {
+                match listed {
+                    Some(listed) => Ok(listed.source_is_target && request.refuse_if_source_is_target),
+                    None => self.source_is_target(request).await,
+                }
+            },
             self.numbers.numbers(request.source_eni.as_str()),
             self.joining
                 .join(target_key.as_ref(), action_id, request.target.source_limit()),

@@ -26,8 +26,10 @@ mod steps;
 use report::{missing_reason, Missing, RemovalDone};
 pub use report::{Coverage, PolicyReport, TargetCoverage, Uncovered, UnsupportedSource, Unwanted};
 
+use super::create::Listed;
 use super::launch::{create_for, launch_action_id, policy_target, LaunchPolicy};
 use super::model::{Accountability, EniId, MirrorRequest, RemoveRequest, Requester};
+use super::watch::Account;
 
 use crate::contract::ActionResult;
 use crate::domain::instance::InstanceState;
@@ -99,6 +101,9 @@ pub(crate) struct FleetView<'a> {
     pub sessions: &'a [MirrorSession],
     /// Our targets, as listed: where each session's copy goes.
     pub targets: &'a [MirrorTarget],
+    /// The account's sessions and targets, anyone's: what the sweep's
+    /// creates know of their sources without reading them again.
+    pub account: &'a Account,
     pub contents: &'a LedgerContents,
     /// Active sessions EC2, asked by id, no longer has (closed by the sweep).
     pub gone_sessions: &'a BTreeSet<String>,
@@ -254,6 +259,7 @@ impl FleetPolicy {
         let removals = steps::unwanted(&instances, &wanted, policy, view);
 
         // Removals first: they free session numbers and target places.
+        let mut removed_sessions: BTreeSet<String> = BTreeSet::new();
         let removed: Vec<Unwanted> = stream::iter(removals)
             .map(|mut unwanted| async move {
                 let done = if dry_run {
@@ -276,7 +282,10 @@ impl FleetPolicy {
             .buffer_unordered(POLICY_CONCURRENCY)
             .map(|(unwanted, done)| {
                 match done {
-                    RemovalDone::Removed => report.removed += 1,
+                    RemovalDone::Removed => {
+                        report.removed += 1;
+                        removed_sessions.insert(unwanted.session_id.clone());
+                    }
                     RemovalDone::Failed => report.failed += 1,
                     RemovalDone::Deferred => {
                         report.deferred += 1;
@@ -288,7 +297,7 @@ impl FleetPolicy {
             })
             .collect()
             .await;
-        report.coverage.unwanted = removed;
+        let removed_sessions = &removed_sessions;
 
         // Creates, then coverage, with the delivery check per ENI target.
         // `Ok(true)`: created by this run.
@@ -302,7 +311,23 @@ impl FleetPolicy {
                         Err(Missing::Deferred)
                     }
                     Step::Create(request) => {
-                        let result = self.actions.run(&request).await;
+                        // The source as the sweep listed it, less what it removed since.
+                        let eni = wanted_eni.eni.as_str();
+                        let listed = Listed {
+                            sessions_on_source: view
+                                .account
+                                .sessions
+                                .iter()
+                                .filter(|s| s.source_eni == eni && !removed_sessions.contains(&s.id))
+                                .cloned()
+                                .collect(),
+                            source_is_target: view
+                                .account
+                                .targets
+                                .iter()
+                                .any(|t| t.network_interface_id.as_deref() == Some(eni)),
+                        };
+                        let result = self.actions.run_listed(&request, Some(&listed)).await;
                         if result.success {
                             Ok(true)
                         } else {
@@ -319,6 +344,7 @@ impl FleetPolicy {
             .facts
             .ingress_of_targets(outcomes.iter().map(|(w, _)| w.target.as_str()))
             .await;
+        report.coverage.unwanted = removed;
         // EC2's word outranks the documented list: a type it refused is not
         // tried again by this process.
         for (wanted, outcome) in &outcomes {

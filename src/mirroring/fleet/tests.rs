@@ -1,6 +1,7 @@
 //! The fleet policy's pure steps, table-tested.
 use super::*;
 use crate::domain::tags::TAG_EXCLUDE;
+use crate::mirroring::watch::Account;
 
 fn instance(tags: &[(&str, &str)]) -> InstanceInfo {
     InstanceInfo {
@@ -181,6 +182,10 @@ fn each_wanted_eni_gets_the_step_its_state_and_records_call_for() {
         let view = FleetView {
             sessions: &[],
             targets: &[],
+            account: &Account {
+                sessions: Vec::new(),
+                targets: Vec::new(),
+            },
             contents: &contents,
             gone_sessions: &gone,
             listed_at: 0,
@@ -245,6 +250,10 @@ fn only_our_policy_mirrors_the_policy_stopped_wanting_are_unwanted() {
     let view = FleetView {
         sessions: &[],
         targets: &[],
+        account: &Account {
+            sessions: Vec::new(),
+            targets: Vec::new(),
+        },
         contents: &contents,
         gone_sessions: &BTreeSet::new(),
         listed_at: 1_000,

@@ -249,6 +249,7 @@ impl Sweep {
         let view = FleetView {
             sessions: &owned.sessions,
             targets: &owned.targets,
+            account: &account,
             contents: &contents,
             gone_sessions: &gone_sessions,
             listed_at,
