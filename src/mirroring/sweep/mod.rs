@@ -27,6 +27,7 @@
 //!
 //! The plan is pure (`plan`); this module lists, carries out and reports.
 
+mod owned;
 mod plan;
 mod report;
 
@@ -45,7 +46,8 @@ use crate::ports::{
     ActionKind, Claim, LedgerContents, LedgerRecord, MirrorSession, NumberClaim, RecordStatus, SessionQuery, SharedKey,
     Slot,
 };
-use plan::{Owned, Repair, Snapshot};
+use owned::Owned;
+use plan::{Repair, Snapshot};
 pub use report::{Finding, Outcome, SweepReport};
 
 /// Time a repair needs at the least; with less left, the rest is deferred.
@@ -165,7 +167,7 @@ impl Sweep {
             targets: targets.map_err(|e| fail("the account's targets", e.to_string()))?,
         };
         let filters = filters.map_err(|e| fail("the account's filters", e.to_string()))?;
-        let owned = plan::owned_in(&self.deployment.owner, &account, filters);
+        let owned = owned::owned_in(&self.deployment.owner, &account, filters);
         let contents = self
             .scans
             .contents()

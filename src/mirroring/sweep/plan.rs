@@ -5,11 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::super::{ownership_of, Ownership, TAG_ACTION_ID};
+use super::owned::Owned;
 use super::{Finding, Outcome};
-use crate::mirroring::watch::Account;
-use crate::ports::{
-    ActionKind, LedgerContents, LedgerRecord, MirrorFilter, MirrorSession, MirrorTarget, RecordStatus, SharedKey,
-};
+use crate::ports::{ActionKind, LedgerContents, LedgerRecord, MirrorSession, RecordStatus, SharedKey};
 
 /// A repair the sweep plans; each names what it found.
 #[derive(Debug, Clone, PartialEq)]
@@ -127,48 +125,6 @@ impl Repair {
     pub(super) fn deletes_unused(&self) -> bool {
         matches!(self, Repair::OrphanFilter(..) | Repair::UnusedTarget { .. })
     }
-}
-
-/// What EC2 holds under our tag.
-pub(super) struct Owned {
-    pub(super) sessions: Vec<MirrorSession>,
-    pub(super) filters: Vec<MirrorFilter>,
-    pub(super) targets: Vec<MirrorTarget>,
-    /// Ids of what an earlier version made (the legacy owner value).
-    pub(super) legacy: Vec<String>,
-}
-
-/// What of the account's listing is this deployment's, and an earlier
-/// version's (by the ownership tag), read once.
-pub(super) fn owned_in(owner: &str, account: &Account, filters: Vec<MirrorFilter>) -> Owned {
-    let mut owned = Owned {
-        sessions: Vec::new(),
-        filters: Vec::new(),
-        targets: Vec::new(),
-        legacy: Vec::new(),
-    };
-    for session in &account.sessions {
-        match ownership_of(owner, &session.tags) {
-            Ownership::Ours => owned.sessions.push(session.clone()),
-            Ownership::Legacy => owned.legacy.push(session.id.clone()),
-            _ => {}
-        }
-    }
-    for filter in filters {
-        match ownership_of(owner, &filter.tags) {
-            Ownership::Ours => owned.filters.push(filter),
-            Ownership::Legacy => owned.legacy.push(filter.id),
-            _ => {}
-        }
-    }
-    for target in &account.targets {
-        match ownership_of(owner, &target.tags) {
-            Ownership::Ours => owned.targets.push(target.clone()),
-            Ownership::Legacy => owned.legacy.push(target.id.clone()),
-            _ => {}
-        }
-    }
-    owned
 }
 
 /// Everything the plan depends on.
@@ -333,7 +289,7 @@ pub(super) fn plan(view: &Snapshot<'_>) -> Vec<Repair> {
 mod tests {
     use super::*;
     use crate::mirroring::TAG_MANAGED_BY;
-    use crate::ports::{SharedClaims, SourceClaims, Tags};
+    use crate::ports::{MirrorFilter, MirrorTarget, SharedClaims, SourceClaims, Tags};
 
     const OWNER: &str = "table/prod";
     const NOW: u64 = 1_800_000_000;
