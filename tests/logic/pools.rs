@@ -153,3 +153,28 @@ async fn the_policy_mirrors_to_a_pool_and_a_second_sweep_leaves_it_where_it_is()
     );
     assert_eq!(world.counts().0, 2);
 }
+
+#[tokio::test]
+async fn a_replayed_create_to_a_pool_takes_no_place_and_a_retry_stays_on_its_member() {
+    let world = pooled(&[eni(90)]);
+    let made = world.run(create_in_pool("c1", &eni(1))).await;
+    let member = made["placement"]["member"].clone();
+    let session = session_of(&made);
+    // Another source keeps the member's target in use.
+    let other = world.run(create_in_pool("c2", &eni(2))).await;
+    assert_eq!(other["success"], true, "{other}");
+    // Answered again from the ledger: the same member, nothing new made.
+    let again = world.run(create_in_pool("c1", &eni(1))).await;
+    assert_eq!(again["placement"]["member"], member, "{again}");
+    assert_eq!(world.counts().0, 2);
+    // Removed, then replayed: the finished action takes no place again.
+    let removed = world.run(remove_session("r1", &session)).await;
+    assert_eq!(removed["success"], true, "{removed}");
+    let users_before = world.ledger.claims_left();
+    world.run(create_in_pool("c1", &eni(1))).await;
+    assert_eq!(world.ledger.claims_left(), users_before, "the replay took no place");
+    assert!(
+        !users_before.iter().any(|claim| claim.contains("\"c1\"")),
+        "{users_before:?}"
+    );
+}

@@ -18,7 +18,7 @@ use super::super::{jitter_millis, Deployment, Failure, VALIDATION_ERROR};
 use super::MAKER_WAIT;
 use crate::deadline;
 use crate::mirroring::facts::InstanceFacts;
-use crate::ports::{ActionRecords, Instances, SharedKey, SharedResources, Slot};
+use crate::ports::{ActionRecords, Instances, RecordStatus, SharedKey, SharedResources, Slot};
 
 /// The code of a create to a pool none of whose members has room.
 pub const POOL_EXHAUSTED: &str = "TrafficMirrorPoolExhausted";
@@ -61,13 +61,24 @@ impl Placement {
                 false,
             ));
         };
-        // A retry of an action placed before stays where it was: its claim
-        // (or its rollback's release of it) names that member.
+        // An action placed before that still holds its place (in progress,
+        // or finished and replayed) stays where it was; one that was rolled
+        // back is placed again.
+        let mut reserve = reserve;
         if let Ok(Some(record)) = self.records.get(&request.action_id).await {
+            // A finished action is answered from the ledger, not run again:
+            // taking a place for it would leave that place taken.
+            if record
+                .status
+                .is_some_and(|s| !s.holds_resources() && s != RecordStatus::Failed)
+            {
+                reserve = false;
+            }
+            let holds_place = record.status.is_some_and(|status| status.holds_resources());
             let earlier = record
                 .target_key
                 .as_deref()
-                .filter(|_| record.pool.as_deref() == Some(format!("{POOL_PREFIX}{pool}").as_str()))
+                .filter(|_| holds_place && record.pool.as_deref() == Some(format!("{POOL_PREFIX}{pool}").as_str()))
                 .and_then(|key| members.iter().find(|m| m.claim_name() == Some(key)));
             if let Some(member) = earlier {
                 return Ok(Placed {

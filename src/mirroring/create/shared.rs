@@ -84,7 +84,11 @@ impl Joining {
     ) {
         let undo = match refused {
             Refused::InProgress(_) => false,
-            Refused::Finished(_) => matches!(slot, Ok(Slot::Make)),
+            // A finished action that holds nothing (removed since) is
+            // answered from the ledger: a place it took again is let go.
+            Refused::Finished(_) => {
+                matches!(slot, Ok(Slot::Make)) || (matches!(slot, Ok(Slot::Joined(_))) && !self.held(action_id).await)
+            }
             Refused::LedgerUnavailable(_) => {
                 matches!(slot, Ok(Slot::Make | Slot::Joined(_))) && !self.held(action_id).await
             }
