@@ -145,6 +145,18 @@ impl Launches {
             if EniId::parse(eni).is_none() {
                 continue;
             }
+            if ipv6_only(&instance, eni) {
+                let id = launch_action_id(instance_id, eni);
+                let message = format!("{}; not mirrored", ipv6_only_reason(eni));
+                actions.push(Err(ActionResult::failure(
+                    &id,
+                    CREATE,
+                    "Ipv6OnlySubnet",
+                    message,
+                    false,
+                )));
+                continue;
+            }
             if *eni == target {
                 let message = format!("{eni} of {instance_id} is itself a traffic mirror target; not mirrored");
                 let id = launch_action_id(instance_id, eni);
@@ -161,6 +173,20 @@ impl Launches {
         }
         Ok(LaunchPlan::Actions(actions))
     }
+}
+
+/// An ENI EC2 describes without a private IPv4 address is in an IPv6-only
+/// subnet, which Traffic Mirroring does not support as a source.
+pub(crate) fn ipv6_only(instance: &InstanceInfo, eni: &str) -> bool {
+    instance
+        .endpoints
+        .get(eni)
+        .is_some_and(|endpoint| endpoint.private_ip.is_none())
+}
+
+/// Why an IPv6-only ENI is not mirrored, for the report and the log.
+pub(crate) fn ipv6_only_reason(eni: &str) -> String {
+    format!("{eni} has no IPv4 address: it is in an IPv6-only subnet, which Traffic Mirroring does not support")
 }
 
 pub(crate) fn target_for(instance: &InstanceInfo, policy: &LaunchPolicy) -> Option<String> {

@@ -540,3 +540,32 @@ async fn the_sweeps_creates_take_their_sources_from_the_sweeps_own_listing() {
         "the listing, and the one maker of the shared target looking for one to adopt"
     );
 }
+
+#[tokio::test]
+async fn an_eni_in_an_ipv6_only_subnet_is_reported_and_never_tried() {
+    let world = fixture();
+    world
+        .ec2
+        .plant_instance("i-0000000a", &[&eni(1), &eni(2)], &[(TARGET_TAG, &eni(9))]);
+    // EC2 describes an ENI of an IPv6-only subnet without an IPv4 address.
+    let with_ipv4 = Endpoint {
+        private_ip: Some("10.0.1.5".into()),
+        security_groups: Vec::new(),
+    };
+    world.ec2.place_eni(&eni(1), DEFAULT_SUBNET, DEFAULT_VPC, with_ipv4);
+    world
+        .ec2
+        .place_eni(&eni(2), "subnet-0000v6only", DEFAULT_VPC, Endpoint::default());
+    for run in 0..2 {
+        let swept = world.sweep(false).await;
+        let unsupported = &policy_of(&swept)["coverage"]["unsupportedInstanceType"];
+        assert_eq!(unsupported.as_array().map(Vec::len), Some(1), "run {run}: {swept}");
+        assert!(
+            unsupported[0]["why"].as_str().unwrap_or_default().contains("IPv6-only"),
+            "{swept}"
+        );
+    }
+    assert_eq!(world.ec2.sessions_on(&eni(1)).len(), 1);
+    assert_eq!(world.ec2.sessions_on(&eni(2)).len(), 0);
+    assert_eq!(world.ec2.calls("CreateTrafficMirrorSession"), 1);
+}

@@ -27,7 +27,8 @@ use report::{missing_reason, Missing, RemovalDone};
 pub use report::{Coverage, PolicyReport, TargetCoverage, Uncovered, UnsupportedSource, Unwanted};
 
 use super::create::Listed;
-use super::launch::{create_for, launch_action_id, policy_target, LaunchPolicy};
+pub(crate) use super::launch::ipv6_only_reason;
+use super::launch::{create_for, ipv6_only, launch_action_id, policy_target, LaunchPolicy};
 use super::model::{Accountability, EniId, MirrorRequest, RemoveRequest, Requester};
 use super::watch::Account;
 
@@ -56,7 +57,7 @@ fn eligible_enis<'a>(instance: &'a InstanceInfo, target: &str) -> Vec<&'a str> {
         .enis
         .iter()
         .map(String::as_str)
-        .filter(|eni| EniId::parse(eni).is_some() && *eni != target)
+        .filter(|eni| EniId::parse(eni).is_some() && *eni != target && !ipv6_only(instance, eni))
         .collect()
 }
 

@@ -9,8 +9,8 @@ use tracing::warn;
 
 use super::report::{Cost, CrossZone, Missing, PolicyReport, TargetCoverage, Uncovered, UnsupportedSource, Unwanted};
 use super::{
-    eligible_enis, is_policy_mirror, record_target, refused_for_good, FleetView, Refusal, Step, WantedEni,
-    LISTING_SLACK_SECONDS,
+    eligible_enis, ipv6_only, ipv6_only_reason, is_policy_mirror, record_target, refused_for_good, FleetView, Refusal,
+    Step, WantedEni, LISTING_SLACK_SECONDS,
 };
 use crate::domain::instance::InstanceState;
 use crate::mirroring::delivery;
@@ -100,6 +100,13 @@ pub(super) fn desired(
                 }
                 continue;
             }
+        }
+        for eni in instance.enis.iter().filter(|eni| ipv6_only(instance, eni)) {
+            desired.unsupported.push(UnsupportedSource {
+                instance_id: instance.id.clone(),
+                instance_type: instance.instance_type.clone(),
+                why: ipv6_only_reason(eni),
+            });
         }
         for eni in eligible_enis(instance, &target) {
             // EC2 refused this ENI as a source before (in another process,
