@@ -550,7 +550,7 @@ def report(args, fleet, m):
     section = f"""## Fleet sweep
 
 Latest figures, from `{command.strip()}` (the command that reproduces them;
-issue #17's "Measured").
+issues #17 and #24, "Measured"; #24's pool of appliances is not in this fleet: placement is shown by the tests).
 
 - Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}
 - Machine: {machine_description()}
