@@ -10,19 +10,34 @@ use std::sync::Arc;
 use tracing::warn;
 
 use crate::contract::ActionResult;
+use crate::domain::account::AccountId;
 use crate::ports::Publisher;
 
 pub struct Announcer {
     publisher: Arc<dyn Publisher>,
-    /// Completion events that could not be sent (the action's result stands).
-    unpublished: AtomicU64,
+    /// Completion events that could not be sent (the action's result stands),
+    /// counted once for every account of the deployment.
+    unpublished: Arc<AtomicU64>,
+    /// The member account whose actions this announcer tells of: its id goes
+    /// on each event.
+    account: Option<AccountId>,
 }
 
 impl Announcer {
     pub fn new(publisher: Arc<dyn Publisher>) -> Self {
         Self {
             publisher,
-            unpublished: AtomicU64::new(0),
+            unpublished: Arc::new(AtomicU64::new(0)),
+            account: None,
+        }
+    }
+
+    /// The announcer of a member account's actions: the same bus and count.
+    pub fn for_account(&self, account: AccountId) -> Self {
+        Self {
+            publisher: self.publisher.clone(),
+            unpublished: self.unpublished.clone(),
+            account: Some(account),
         }
     }
 
@@ -33,6 +48,17 @@ impl Announcer {
         if result.error_code.as_deref() == Some(crate::contract::IN_PROGRESS) {
             return;
         }
+        let stamped;
+        let result = match &self.account {
+            Some(account) if result.account.is_none() => {
+                stamped = ActionResult {
+                    account: Some(account.to_string()),
+                    ..result.clone()
+                };
+                &stamped
+            }
+            _ => result,
+        };
         if let Err(err) = self.publisher.publish(result).await {
             let failed = self.unpublished.fetch_add(1, Ordering::Relaxed) + 1;
             warn!(action_id = %result.action_id, error = %err, unpublished_events = failed, "completion event not sent");

@@ -10,10 +10,12 @@ use aws_sdk_dynamodb::config::retry::RetryPartition;
 
 use crate::aws::{ec2::Ec2, events::EventBridgePublisher, ledger::DynamoLedger, patience::Patience};
 use crate::aws::{ec2_retry_policy, retry_policy};
+use crate::aws::{members::StsMembers, ram::RamShares};
 use crate::config::Config;
 use crate::handler::App;
 use crate::mirroring::launch::LaunchPolicy;
 use crate::mirroring::{AllowList, Allowed, Controls, FleetSettings, Mirroring, Ports};
+use crate::organization::{HubParts, Organization};
 
 pub fn build(sdk: &SdkConfig, config: &Config) -> App {
     let ec2_config = aws_sdk_ec2::config::Builder::from(sdk)
@@ -72,6 +74,41 @@ pub fn build(sdk: &SdkConfig, config: &Config) -> App {
         scans: Arc::new(ledger.scans),
         publisher: Arc::new(publisher),
     };
+    // A hub: the members' EC2 on their roles' credentials, the hub's
+    // targets shared with them through RAM, one ledger seen per account.
+    let hub = match (&config.accounts.home, config.accounts.spans_members()) {
+        (Some(home), true) => {
+            let ram_config = aws_sdk_ram::config::Builder::from(sdk)
+                .retry_config(retry_policy())
+                .retry_partition(partition("ram"))
+                .build();
+            let region = sdk.region().map_or_else(|| "us-east-1".to_owned(), ToString::to_string);
+            let shares = RamShares::new(
+                aws_sdk_ram::Client::from_conf(ram_config),
+                &config.owner,
+                region,
+                home.clone(),
+            );
+            let parts = HubParts {
+                records: ports.records.clone(),
+                claims: ports.claims.clone(),
+                numbers: ports.numbers.clone(),
+                scans: ports.scans.clone(),
+                targets: ports.targets.clone(),
+                instances: ports.instances.clone(),
+                preflight: ports.preflight.clone(),
+                publisher: ports.publisher.clone(),
+                shares: Arc::new(shares),
+            };
+            let access = StsMembers::new(sdk, &config.member_role_name, config.mutating_calls_per_second);
+            Some((parts, Arc::new(access)))
+        }
+        _ => None,
+    };
+    let ports = match &hub {
+        Some((parts, _)) => parts.home_ports(ports),
+        None => ports,
+    };
     let mirroring = Mirroring::from_ports(ports, &config.owner)
         .with_lease_seconds(config.claim_lease_seconds)
         .with_allowed(allowed)
@@ -81,7 +118,12 @@ pub fn build(sdk: &SdkConfig, config: &Config) -> App {
             pools: config.target_pools.clone(),
             price_per_eni_hour: config.price_per_eni_hour,
         });
-    App::new(mirroring)
+    let home = Arc::new(mirroring);
+    let organization = match hub {
+        Some((parts, access)) => Organization::hub(home, config.accounts.clone(), parts, access),
+        None => Organization::single(home, config.accounts.clone()),
+    };
+    App::new(organization)
         .with_launch_policy(LaunchPolicy {
             default_targets: config.default_targets.clone(),
         })

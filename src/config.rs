@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::domain::account::{AccountId, AccountSet};
 use crate::domain::ids::{is_aws_id, parse_target, pool_name, target_field_of};
 use crate::domain::model::{TargetSpec, POOL_PREFIX};
 use crate::domain::{AllowList, Pools};
@@ -71,6 +72,17 @@ pub const FINISHED_RECORD_DAYS: &str = "FINISHED_RECORD_DAYS";
 /// default 5); the rest are reported, and an alarm watches for them.
 pub const SWEEP_MAX_DELETIONS: &str = "SWEEP_MAX_DELETIONS";
 
+/// Comma-separated 12-digit ids of the member accounts this deployment (the
+/// hub) acts in besides its own. Unset: its own account only.
+pub const MEMBER_ACCOUNTS: &str = "MEMBER_ACCOUNTS";
+/// The role the hub assumes in each member account (default
+/// `TrafficMirroringMember`, as `infra/member.yaml` names it).
+pub const MEMBER_ROLE_NAME: &str = "MEMBER_ROLE_NAME";
+pub const DEFAULT_MEMBER_ROLE_NAME: &str = "TrafficMirroringMember";
+/// The deployment's own account id (the template passes it): a request or
+/// event naming it acts in the hub itself. Needed with `MEMBER_ACCOUNTS`.
+pub const DEPLOYMENT_ACCOUNT_ID: &str = "DEPLOYMENT_ACCOUNT_ID";
+
 /// The ownership value every version before per-deployment owners wrote.
 use crate::domain::tags::TAG_MANAGED_BY_LEGACY_VALUE as LEGACY_OWNER;
 
@@ -101,6 +113,9 @@ pub struct Config {
     /// `None`: no cap.
     pub max_mirror_minutes: Option<u64>,
     pub remove_unapproved_mirrors: bool,
+    /// The hub's own account and the members it may act in.
+    pub accounts: AccountSet,
+    pub member_role_name: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -132,10 +147,15 @@ impl Config {
         };
         for (key, target) in &default_targets {
             check_target(DEFAULT_TARGETS, target)?;
-            if !is_aws_id(key, "subnet-") && !is_aws_id(key, "vpc-") {
+            // `<account>:<vpc-or-subnet>` limits an entry to one account.
+            let place = match key.split_once(':') {
+                Some((account, place)) if AccountId::parse(account).is_some() => place,
+                _ => key.as_str(),
+            };
+            if !is_aws_id(place, "subnet-") && !is_aws_id(place, "vpc-") {
                 return Err(ConfigError(
                     DEFAULT_TARGETS,
-                    format!("has key {key:?}, which is not a subnet or VPC id"),
+                    format!("has key {key:?}, which is not a subnet or VPC id (or <account>:<id>)"),
                 ));
             }
         }
@@ -203,7 +223,20 @@ impl Config {
             .unwrap_or(DEFAULT_FINISHED_RECORD_DAYS);
         let sweep_max_deletions =
             ranged(value(SWEEP_MAX_DELETIONS), SWEEP_MAX_DELETIONS, 0..=1000)?.unwrap_or(DEFAULT_SWEEP_MAX_DELETIONS);
+        let accounts = accounts(value(DEPLOYMENT_ACCOUNT_ID), value(MEMBER_ACCOUNTS))?;
+        let member_role_name = match value(MEMBER_ROLE_NAME) {
+            None => DEFAULT_MEMBER_ROLE_NAME.to_owned(),
+            Some(name) if is_role_name(&name) => name,
+            Some(_) => {
+                return Err(ConfigError(
+                    MEMBER_ROLE_NAME,
+                    "must be an IAM role name (1-64 of A-Z a-z 0-9 + = , . @ _ -)".into(),
+                ))
+            }
+        };
         Ok(Self {
+            accounts,
+            member_role_name,
             mutating_calls_per_second,
             claim_lease_seconds,
             max_concurrent_actions,
@@ -223,6 +256,42 @@ impl Config {
             event_source: value(EVENT_SOURCE).unwrap_or_else(|| DEFAULT_EVENT_SOURCE.to_owned()),
         })
     }
+}
+
+/// The hub's own account and its members; a member list needs the hub's id
+/// (a request naming the hub's account must not be refused), and the hub is
+/// never its own member.
+fn accounts(home: Option<String>, members: Option<String>) -> Result<AccountSet, ConfigError> {
+    let home = home
+        .map(|id| {
+            AccountId::parse(&id).ok_or(ConfigError(
+                DEPLOYMENT_ACCOUNT_ID,
+                format!("{id:?} is not an AWS account id (12 digits)"),
+            ))
+        })
+        .transpose()?;
+    let mut listed = std::collections::BTreeSet::new();
+    for id in items(members.as_deref().unwrap_or_default()) {
+        let account = AccountId::parse(id).ok_or(ConfigError(
+            MEMBER_ACCOUNTS,
+            format!("lists {id:?}, which is not an AWS account id (12 digits)"),
+        ))?;
+        if home.as_ref() == Some(&account) {
+            continue; // its own account is always allowed, and is no member
+        }
+        listed.insert(account);
+    }
+    if !listed.is_empty() && home.is_none() {
+        return Err(ConfigError(
+            DEPLOYMENT_ACCOUNT_ID,
+            "must be set (to the deployment's own account id) when MEMBER_ACCOUNTS is".into(),
+        ));
+    }
+    Ok(AccountSet { home, members: listed })
+}
+
+fn is_role_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
 }
 
 fn items(list: &str) -> impl Iterator<Item = &str> {
@@ -370,6 +439,48 @@ mod tests {
 
     fn refused(variable: &'static str, value: &'static str) -> bool {
         matches!(with_var(variable, value), Err(ConfigError(name, _)) if name == variable)
+    }
+
+    #[test]
+    fn member_accounts_need_the_hubs_own_id_and_are_twelve_digits() {
+        let read = |home: Option<&'static str>, members: &'static str| {
+            Config::from_lookup(move |name| match name {
+                TABLE_NAME => Some("ledger".into()),
+                MEMBER_ACCOUNTS => Some(members.into()),
+                DEPLOYMENT_ACCOUNT_ID => home.map(Into::into),
+                _ => None,
+            })
+        };
+        let config = read(Some("111111111111"), "222222222222, 333333333333,111111111111").expect("valid");
+        assert_eq!(config.accounts.home, AccountId::parse("111111111111"));
+        assert_eq!(
+            config
+                .accounts
+                .members
+                .iter()
+                .map(AccountId::as_str)
+                .collect::<Vec<_>>(),
+            ["222222222222", "333333333333"],
+            "the hub is never its own member"
+        );
+        assert_eq!(config.member_role_name, DEFAULT_MEMBER_ROLE_NAME);
+        assert!(matches!(
+            read(None, "222222222222"),
+            Err(ConfigError(DEPLOYMENT_ACCOUNT_ID, _))
+        ));
+        assert!(matches!(
+            read(Some("111111111111"), "2222"),
+            Err(ConfigError(MEMBER_ACCOUNTS, _))
+        ));
+        assert!(matches!(
+            read(Some("1111"), ""),
+            Err(ConfigError(DEPLOYMENT_ACCOUNT_ID, _))
+        ));
+        assert!(refused(MEMBER_ROLE_NAME, "no spaces allowed"));
+        assert!(!read(None, "").expect("one account").accounts.spans_members());
+        // A default target may be limited to one account.
+        assert!(with_var(DEFAULT_TARGETS, r#"{"222222222222:vpc-0000000a": "eni-0000000b"}"#).is_ok());
+        assert!(refused(DEFAULT_TARGETS, r#"{"2222:vpc-0000000a": "eni-0000000b"}"#));
     }
 
     #[test]

@@ -386,6 +386,9 @@ pub struct ActionResult {
     /// For a create to a pool: which member it was placed on, and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<Placement>,
+    /// The member account the action acted in (absent: the deployment's own).
+    #[serde(default, rename = "accountId", skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
 }
 
 /// Where a create to a pool (`pool:<name>`) was placed.

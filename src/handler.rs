@@ -15,6 +15,7 @@ use crate::config::DEFAULT_MAX_CONCURRENT_ACTIONS;
 use crate::contract::{
     split_request, Accountability, ActionResult, DriverResponse, MalformedRequest, RawAction, Requester,
 };
+use crate::domain::account::AccountId;
 use crate::domain::model::MirrorRequest;
 use crate::instance_events::InstanceEvents;
 use crate::metrics::{self, Counter, InvocationFigures, MetricSink};
@@ -22,12 +23,16 @@ use crate::mirroring::launch::LaunchPolicy;
 use crate::mirroring::sweep::SweepReport;
 use crate::mirroring::validate::validate;
 use crate::mirroring::Mirroring;
+use crate::organization::{AccountRefused, Organization};
 use crate::ports::{ActionKind, LedgerError, LedgerRecord};
 use crate::runner::Runner;
 use crate::sources::{self, recognise, retry_if_needed, to_json, Invocation, InvokeError};
 
 pub struct App {
+    /// The hub's own use cases (the deployment's account).
     mirroring: Arc<Mirroring>,
+    /// Every account the deployment acts in.
+    organization: Arc<Organization>,
     /// Where each invocation's embedded-metric lines go, and the value of
     /// their `Deployment` dimension.
     metric_sink: Arc<dyn MetricSink>,
@@ -40,21 +45,26 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(mirroring: Mirroring) -> Self {
-        let mirroring = Arc::new(mirroring);
+    /// The function over one account's use cases, or over an organization's.
+    pub fn new(organization: impl Into<Organization>) -> Self {
+        let organization = Arc::new(organization.into());
+        let mirroring = organization.home().clone();
         Self {
             deployment: mirroring.deployment().owner.clone(),
             metric_sink: Arc::new(metrics::Stdout),
             runner: Runner {
                 mirroring: mirroring.clone(),
+                organization: organization.clone(),
                 announcer: mirroring.deployment().announcer.clone(),
                 max_lanes: DEFAULT_MAX_CONCURRENT_ACTIONS,
             },
             events: InstanceEvents {
                 mirroring: mirroring.clone(),
                 launch_policy: LaunchPolicy::default(),
+                account: None,
             },
             mirroring,
+            organization,
         }
     }
 
@@ -122,8 +132,19 @@ impl App {
     }
 
     async fn serve(&self, payload: Value) -> Result<Value, InvokeError> {
+        let sent_from = sources::event_account(&payload);
         let invocation = recognise(payload);
         info!(source = invocation.source_name(), "invoked");
+        let events = match &invocation {
+            Invocation::InstanceState { .. } | Invocation::InstanceChanged { .. } | Invocation::Deleted { .. } => {
+                match self.events_from(sent_from.as_ref()).await {
+                    Ok(events) => events,
+                    Err(refusal) => return Ok(json!({"refused": refusal_answer(&refusal)})),
+                }
+            }
+            _ => self.events_from(None).await.unwrap_or_else(|_| self.home_events()),
+        };
+        let events = &events;
         match invocation {
             Invocation::Direct(payload) => Ok(to_json(&self.handle(&payload).await)),
             Invocation::Sqs(event) => Ok(to_json(&self.handle_sqs(&event).await)),
@@ -133,14 +154,10 @@ impl App {
                 Ok(to_json(&response))
             }
             Invocation::InstanceState { instance_id, state } => {
-                self.events
-                    .handle_instance_state(&self.runner, &instance_id, &state)
-                    .await
+                events.handle_instance_state(&self.runner, &instance_id, &state).await
             }
             Invocation::InstanceChanged { instance_id, cause } => {
-                self.events
-                    .handle_instance_changed(&self.runner, &instance_id, cause)
-                    .await
+                events.handle_instance_changed(&self.runner, &instance_id, cause).await
             }
             Invocation::Sweep { dry_run } => {
                 let (result, _) = self.sweep(dry_run).await;
@@ -161,7 +178,7 @@ impl App {
                 Ok(json!({ "expire": report }))
             }
             Invocation::Deleted { kind, id, actor } => {
-                let actions = self.events.after_deletion(kind, &id, &actor).await;
+                let actions = events.after_deletion(kind, &id, &actor).await;
                 let response = DriverResponse::new(self.runner.run_all(actions).await);
                 retry_if_needed(&response)?;
                 Ok(json!({"deleted": {"kind": kind, "id": id, "by": actor},
@@ -183,7 +200,15 @@ impl App {
     /// result and, when it could list everything, its typed report.
     pub async fn sweep(&self, dry_run: bool) -> (ActionResult, Option<SweepReport>) {
         let started = std::time::Instant::now();
-        let (result, report) = Box::pin(self.mirroring.sweeper().sweep(dry_run, &self.events.launch_policy)).await;
+        let (result, report) = if self.organization.accounts().spans_members() {
+            Box::pin(
+                self.organization
+                    .sweep_accounts(dry_run, &self.events.launch_policy, None),
+            )
+            .await
+        } else {
+            Box::pin(self.mirroring.sweeper().sweep(dry_run, &self.events.launch_policy)).await
+        };
         metrics::action_done(&result, started.elapsed().as_secs_f64() * 1000.0);
         // A dry run changes nothing and so announces nothing.
         if !dry_run {
@@ -270,10 +295,26 @@ impl App {
     /// body of an SQS record) into its actions. An instance launch is planned
     /// here, which asks EC2 about the instance.
     async fn work_of(&self, payload: &Value, requester: &Requester) -> Work {
-        match recognise(sources::unwrapped(payload)) {
+        let event = sources::unwrapped(payload);
+        let sent_from = sources::event_account(&event);
+        let invocation = recognise(event);
+        let events = match &invocation {
+            Invocation::InstanceState { .. } | Invocation::InstanceChanged { .. } | Invocation::Deleted { .. } => {
+                match self.events_from(sent_from.as_ref()).await {
+                    Ok(events) => events,
+                    Err(refusal) => {
+                        let _ = refusal_answer(&refusal);
+                        return Work::Actions(Vec::new());
+                    }
+                }
+            }
+            _ => self.home_events(),
+        };
+        let events = &events;
+        match invocation {
             Invocation::Request(request, _) => split(&request, requester),
             Invocation::InstanceState { instance_id, state } => {
-                match self.events.instance_actions(&instance_id, &state).await {
+                match events.instance_actions(&instance_id, &state).await {
                     Ok(actions) => Work::Actions(actions),
                     Err(skipped) => {
                         info!(instance_id, skipped = %skipped, "instance event needs no action");
@@ -281,7 +322,7 @@ impl App {
                     }
                 }
             }
-            Invocation::InstanceChanged { instance_id, cause } => match self.events.plan_instance(&instance_id).await {
+            Invocation::InstanceChanged { instance_id, cause } => match events.plan_instance(&instance_id).await {
                 Ok(actions) => Work::Actions(actions),
                 Err(skipped) => {
                     info!(instance_id, cause, skipped = %skipped, "instance event needs no action");
@@ -289,9 +330,7 @@ impl App {
                 }
             },
             Invocation::Direct(request) => split(&request, requester),
-            Invocation::Deleted { kind, id, actor } => {
-                Work::Actions(self.events.after_deletion(kind, &id, &actor).await)
-            }
+            Invocation::Deleted { kind, id, actor } => Work::Actions(events.after_deletion(kind, &id, &actor).await),
             Invocation::ExcludeChanged { instances, actor, call } => {
                 exclusion_changed(&instances, &actor, &call);
                 Work::Actions(Vec::new())
@@ -303,6 +342,44 @@ impl App {
             }
         }
     }
+}
+
+impl App {
+    /// The instance events of the account an event came from: a member's
+    /// are acted on there (EC2 asked there); one from an account this
+    /// deployment does not act in is refused.
+    async fn events_from(&self, sent_from: Option<&AccountId>) -> Result<InstanceEvents, AccountRefused> {
+        // A deployment of one account acts on its own events, whatever
+        // account they name (it may not know its own id).
+        let sent_from = sent_from.filter(|_| self.organization.accounts().spans_members());
+        let mirroring = self.organization.mirroring_for(sent_from).await?;
+        let home = self.organization.accounts().home.as_ref();
+        let account = sent_from.filter(|a| home != Some(*a));
+        Ok(InstanceEvents {
+            mirroring,
+            launch_policy: self
+                .events
+                .launch_policy
+                .in_account(account.or(home).map(AccountId::as_str)),
+            account: account.cloned(),
+        })
+    }
+
+    fn home_events(&self) -> InstanceEvents {
+        let home = self.organization.accounts().home.as_ref();
+        InstanceEvents {
+            mirroring: self.mirroring.clone(),
+            launch_policy: self.events.launch_policy.in_account(home.map(AccountId::as_str)),
+            account: None,
+        }
+    }
+}
+
+/// An event from an account the deployment may not act in (or cannot
+/// reach): logged and answered; nothing is made.
+fn refusal_answer(refusal: &AccountRefused) -> Value {
+    warn!(error = %refusal, code = refusal.code(), "event refused: account");
+    json!({"errorCode": refusal.code(), "errorMessage": refusal.to_string()})
 }
 
 /// Setting or removing the exclude tag stops or starts monitoring an

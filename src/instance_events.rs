@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use tracing::{info, warn};
 
 use crate::contract::{Accountability, ActionResult, DriverResponse, Requester};
+use crate::domain::account::AccountId;
 use crate::domain::instance::InstanceState;
 use crate::domain::model::{MirrorRequest, RemoveRequest};
 use crate::mirroring::launch::{LaunchPlan, LaunchPolicy, Unconfirmed};
@@ -19,9 +20,26 @@ use crate::sources::{retry_if_needed, InvokeError};
 pub struct InstanceEvents {
     pub(crate) mirroring: Arc<Mirroring>,
     pub(crate) launch_policy: LaunchPolicy,
+    /// The member account the events came from (`None`: the hub's own):
+    /// every action they lead to runs there.
+    pub(crate) account: Option<AccountId>,
 }
 
 impl InstanceEvents {
+    /// The actions, marked with the account they run in.
+    fn in_account(
+        &self,
+        mut actions: Vec<Result<MirrorRequest, ActionResult>>,
+    ) -> Vec<Result<MirrorRequest, ActionResult>> {
+        for action in actions.iter_mut().flatten() {
+            match action {
+                MirrorRequest::Create(create) => create.account.clone_from(&self.account),
+                MirrorRequest::Remove(remove) => remove.account.clone_from(&self.account),
+            }
+        }
+        actions
+    }
+
     /// `running`: mirror every ENI the launch policy asks for. `shutting-down`
     /// and `terminated`: AWS deletes the ENIs' sessions but not their filters
     /// and targets, so remove what the ledger holds for the instance. `Err`
@@ -38,7 +56,7 @@ impl InstanceEvents {
                 .plan_launch(instance_id, &self.launch_policy)
                 .await
             {
-                Ok(LaunchPlan::Actions(actions)) => Ok(actions),
+                Ok(LaunchPlan::Actions(actions)) => Ok(self.in_account(actions)),
                 Ok(LaunchPlan::NotRequested(reason)) => Err(reason),
                 Err(failure) => Ok(vec![Err(failure)]),
             },
@@ -46,6 +64,7 @@ impl InstanceEvents {
             // queue could forge this one, so EC2 is asked first.
             state if state.is_ending() => match self.mirroring.launches().confirm_ended(instance_id).await {
                 Ok(()) => Ok(vec![Ok(MirrorRequest::Remove(RemoveRequest {
+                    account: self.account.clone(),
                     action_id: format!("{state}-{instance_id}"),
                     session_id: None,
                     target_eni: None,
@@ -89,7 +108,7 @@ impl InstanceEvents {
                         .plan_instance(instance, &self.launch_policy, &gone)
                 }))
                 .await;
-                plans.into_iter().filter_map(Result::ok).flatten().collect()
+                self.in_account(plans.into_iter().filter_map(Result::ok).flatten().collect())
             }
             TamperVerdict::Unknown(failure) => vec![Err(*failure)],
             TamperVerdict::NotOurs | TamperVerdict::StillThere => Vec::new(),
@@ -102,6 +121,7 @@ impl InstanceEvents {
             .fleet()
             .plan_instance(instance_id, &self.launch_policy, &[])
             .await
+            .map(|actions| self.in_account(actions))
     }
     /// An EC2 instance state-change event delivered directly.
     pub async fn handle_instance_state(
@@ -131,12 +151,7 @@ impl InstanceEvents {
         instance_id: &str,
         cause: &str,
     ) -> Result<Value, InvokeError> {
-        let actions = match self
-            .mirroring
-            .fleet()
-            .plan_instance(instance_id, &self.launch_policy, &[])
-            .await
-        {
+        let actions = match self.plan_instance(instance_id).await {
             Ok(actions) => actions,
             Err(reason) => {
                 info!(instance_id, cause, reason = %reason, "instance needs no change");

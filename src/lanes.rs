@@ -108,6 +108,7 @@ mod tests {
 
     fn create(id: &str, source: u32, target: u32) -> MirrorRequest {
         MirrorRequest::Create(CreateRequest {
+            account: None,
             action_id: id.into(),
             source_eni: eni(source),
             target: TargetSpec::Eni(eni(target)),
@@ -130,6 +131,7 @@ mod tests {
 
     fn remove(id: &str) -> RemoveRequest {
         RemoveRequest {
+            account: None,
             action_id: id.into(),
             session_id: None,
             target_eni: None,
@@ -142,6 +144,7 @@ mod tests {
 
     fn remove_target(id: &str, target: u32) -> MirrorRequest {
         MirrorRequest::Remove(RemoveRequest {
+            account: None,
             target_eni: Some(eni(target)),
             ..remove(id)
         })
@@ -149,6 +152,7 @@ mod tests {
 
     fn remove_session(id: &str) -> MirrorRequest {
         MirrorRequest::Remove(RemoveRequest {
+            account: None,
             session_id: Some("tms-00000001".into()),
             ..remove(id)
         })

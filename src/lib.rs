@@ -25,6 +25,7 @@ pub mod instance_events;
 pub mod lanes;
 pub mod metrics;
 pub mod mirroring;
+pub mod organization;
 pub mod ports;
 pub mod runner;
 pub mod sources;

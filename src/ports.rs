@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 
 use crate::contract::ActionResult;
+use crate::domain::account::AccountId;
 use crate::domain::instance::{InstanceState, InstanceTypeFacts};
 use crate::domain::model::{EniId, RuleSpec, TargetSpec};
 
@@ -383,6 +384,10 @@ pub struct LedgerContents {
     pub records: Vec<LedgerRecord>,
     pub shared: Vec<SharedClaims>,
     pub sources: Vec<SourceClaims>,
+    /// Live actions of other accounts of the deployment that use claims
+    /// listed here (a hub target's sessions in member accounts): their
+    /// records are not in `records`, and their claims are not stale.
+    pub elsewhere: std::collections::BTreeSet<String>,
 }
 
 /// The claim item of one shared resource.
@@ -484,4 +489,39 @@ pub trait Scans: Send + Sync {
 #[async_trait]
 pub trait Publisher: Send + Sync {
     async fn publish(&self, result: &ActionResult) -> AwsResult<()>;
+}
+
+/// Sharing the deployment's own mirror targets with member accounts (AWS
+/// RAM): one resource share per deployment, tagged with its owner.
+#[async_trait]
+pub trait TargetShares: Send + Sync {
+    /// Makes the target usable by sessions in `account`: in the share, with
+    /// the account among its principals. No change when it already is (or
+    /// the account's organization is a principal).
+    async fn share(&self, target_id: &str, account: &AccountId) -> AwsResult<()>;
+    /// Takes the account out of the share's principals.
+    async fn unshare_account(&self, account: &AccountId) -> AwsResult<()>;
+    /// Takes the target out of the share, before it is deleted.
+    async fn unshare_target(&self, target_id: &str) -> AwsResult<()>;
+}
+
+/// The EC2 ports of one member account, reached with its role's credentials.
+#[derive(Clone)]
+pub struct MemberEc2 {
+    pub targets: std::sync::Arc<dyn Targets>,
+    pub filters: std::sync::Arc<dyn Filters>,
+    pub sessions: std::sync::Arc<dyn Sessions>,
+    pub instances: std::sync::Arc<dyn Instances>,
+    pub preflight: std::sync::Arc<dyn Preflight>,
+    pub tagging: std::sync::Arc<dyn Tagging>,
+    /// When the credentials behind them expire (`None`: they do not).
+    pub expires_at: Option<std::time::SystemTime>,
+}
+
+/// Reaching a member account: assuming its member role.
+#[async_trait]
+pub trait MemberAccess: Send + Sync {
+    /// The account's EC2 ports, on fresh credentials; an error with code
+    /// `MemberAccountUnreachable` when its role cannot be assumed.
+    async fn reach(&self, account: &AccountId) -> AwsResult<MemberEc2>;
 }

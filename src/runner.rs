@@ -13,9 +13,14 @@ use crate::domain::model::MirrorRequest;
 use crate::lanes::{lanes, Reach};
 use crate::metrics;
 use crate::mirroring::Mirroring;
+use crate::organization::route::{merged, refused, Destination};
+use crate::organization::Organization;
 
 pub struct Runner {
+    /// The hub's own use cases.
     pub(crate) mirroring: Arc<Mirroring>,
+    /// Every account's: each action runs in the account it names.
+    pub(crate) organization: Arc<Organization>,
     /// The mirroring's own: creates announce themselves, the runner the rest.
     pub(crate) announcer: Arc<Announcer>,
     /// How many actions of one invocation run at once (at least one).
@@ -100,9 +105,39 @@ impl Runner {
 
     async fn run_one(&self, request: &MirrorRequest) -> ActionResult {
         info!(action_id = request.action_id(), "action started");
-        let result = self.mirroring.actions().run(request).await;
+        let result = match self.organization.route(request).await {
+            Ok(destinations) if destinations.len() == 1 => {
+                let mut results = self.run_in(destinations).await;
+                results.pop().unwrap_or_default()
+            }
+            Ok(destinations) => {
+                // A remove by target ENI used in several accounts: each
+                // account's part announced itself; the whole is announced too.
+                let merged = merged(request.action_id(), self.run_in(destinations).await);
+                self.publish(&merged).await;
+                merged
+            }
+            Err(refusal) => {
+                warn!(action_id = request.action_id(), error = %refusal, "action refused: account");
+                let refused = refused(request, &refusal);
+                self.publish(&refused).await;
+                metrics::action_done(&refused, 0.0);
+                refused
+            }
+        };
         info!(action_id = %result.action_id, success = result.success, code = ?result.error_code, "action finished");
         result
+    }
+
+    async fn run_in(&self, destinations: Vec<Destination>) -> Vec<ActionResult> {
+        join_all(destinations.into_iter().map(|destination| async move {
+            let mut result = destination.mirroring.actions().run(&destination.request).await;
+            if let Some(account) = destination.account {
+                result.account = Some(account.to_string());
+            }
+            result
+        }))
+        .await
     }
 
     pub async fn publish(&self, result: &ActionResult) {

@@ -4,6 +4,7 @@
 //! EventBridge request gets an error only when a retry can help. Pure: the
 //! `App` (in `handler`) calls these on its way in and out.
 
+use crate::domain::account::AccountId;
 use crate::domain::instance::InstanceState;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
@@ -312,6 +313,13 @@ pub fn record_body(body: Option<&str>) -> Value {
 
 /// A payload that is JSON text (an SQS record's body, or CloudShell's
 /// string-wrapped request) holding an object is read as that object.
+/// The account an EventBridge event says it comes from (`account`, which
+/// EventBridge sets: a sender cannot name another).
+pub fn event_account(event: &Value) -> Option<AccountId> {
+    event.get("detail-type")?;
+    event.get("account").and_then(Value::as_str).and_then(AccountId::parse)
+}
+
 pub fn unwrapped(payload: &Value) -> Value {
     match payload {
         Value::String(text) => match serde_json::from_str::<Value>(text) {

@@ -6,7 +6,9 @@ pub mod ec2;
 pub mod errors;
 pub mod events;
 pub mod ledger;
+pub mod members;
 pub mod patience;
+pub mod ram;
 
 use std::time::Duration;
 

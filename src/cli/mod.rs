@@ -313,6 +313,7 @@ async fn removals(session: &Session<'_>, args: &RemoveArgs) -> Result<Vec<Mirror
     let stamp = format!("{}-{}", now_seconds(), std::process::id());
     let request = |action_id: String, session_id, target_eni, reservation_id, instance_id| {
         MirrorRequest::Remove(RemoveRequest {
+            account: None,
             action_id,
             session_id,
             target_eni,

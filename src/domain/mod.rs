@@ -6,6 +6,7 @@
 //! allow-lists. Everything imports it; it imports nothing
 //! of the application but the wire contract's requester types.
 
+pub mod account;
 pub mod clock;
 pub mod ids;
 pub mod instance;

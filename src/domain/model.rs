@@ -231,6 +231,9 @@ impl FilterSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreateRequest {
     pub action_id: String,
+    /// The account the source ENI lives in (`actionParams.accountId`);
+    /// `None`: the deployment's own.
+    pub account: Option<crate::domain::account::AccountId>,
     pub source_eni: EniId,
     pub target: TargetSpec,
     pub filter: FilterSpec,
@@ -319,6 +322,10 @@ pub fn rfc3339(seconds: u64) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoveRequest {
     pub action_id: String,
+    /// The account to remove in, when the caller names it; `None`: the
+    /// account the ledger records for the mirror (the deployment's own when
+    /// it records none).
+    pub account: Option<crate::domain::account::AccountId>,
     pub session_id: Option<String>,
     pub target_eni: Option<EniId>,
     pub reservation_id: Option<String>,

@@ -78,6 +78,9 @@ pub struct LedgerRecord {
     /// record is conditional on the version it was read at (0: never
     /// versioned), so two writers cannot silently overwrite each other.
     pub version: u64,
+    /// The member account the action acted in; `None`: the deployment's own
+    /// (every record written before accounts were recorded is).
+    pub account: Option<crate::domain::account::AccountId>,
     pub source_eni: Option<String>,
     /// Set for ENI targets only: it keys the index a remove by target ENI reads.
     pub target_eni: Option<String>,

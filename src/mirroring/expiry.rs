@@ -185,6 +185,7 @@ fn expiry_remove(record: &LedgerRecord) -> MirrorRequest {
         _ => String::new(),
     };
     MirrorRequest::Remove(RemoveRequest {
+        account: None,
         action_id: format!("expire-{}", record.action_id),
         session_id: record.session_id.clone(),
         target_eni: None,

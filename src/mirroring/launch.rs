@@ -44,9 +44,37 @@ pub fn policy_target(instance: &InstanceInfo, policy: &LaunchPolicy) -> Result<S
 
 /// Default targets for instances without a target tag, by subnet or VPC id
 /// (a subnet's entry wins over its VPC's); each value is any kind of target.
+/// A key `<account>:<id>` applies in that account only.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LaunchPolicy {
     pub default_targets: BTreeMap<String, String>,
+}
+
+impl LaunchPolicy {
+    /// The policy in one account (`None`: the hub's own): entries for every
+    /// account, and that account's own, which win over them.
+    pub fn in_account(&self, account: Option<&str>) -> LaunchPolicy {
+        let mut everywhere = BTreeMap::new();
+        let mut own = BTreeMap::new();
+        for (key, target) in &self.default_targets {
+            match key.split_once(':') {
+                Some((limited_to, place))
+                    if limited_to.len() == 12 && limited_to.bytes().all(|b| b.is_ascii_digit()) =>
+                {
+                    if account == Some(limited_to) {
+                        own.insert(place.to_owned(), target.clone());
+                    }
+                }
+                _ => {
+                    everywhere.insert(key.clone(), target.clone());
+                }
+            }
+        }
+        everywhere.extend(own);
+        LaunchPolicy {
+            default_targets: everywhere,
+        }
+    }
 }
 
 #[derive(Debug, PartialEq)]
@@ -277,6 +305,28 @@ pub(crate) fn create_for(instance: &InstanceInfo, eni: &str, target: &str) -> Re
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_default_target_limited_to_an_account_applies_there_only_and_wins() {
+        let policy = LaunchPolicy {
+            default_targets: [
+                ("vpc-0000000a", "eni-000000000000000a1"),
+                ("222222222222:vpc-0000000a", "eni-000000000000000b2"),
+                ("333333333333:subnet-0000000c", "eni-000000000000000c3"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        };
+        let member = policy.in_account(Some("222222222222"));
+        assert_eq!(member.default_targets.len(), 1);
+        assert_eq!(member.default_targets["vpc-0000000a"], "eni-000000000000000b2");
+        let hub = policy.in_account(None);
+        assert_eq!(hub.default_targets.len(), 1);
+        assert_eq!(hub.default_targets["vpc-0000000a"], "eni-000000000000000a1");
+        assert_eq!(policy.in_account(Some("333333333333")).default_targets.len(), 2);
+    }
+
     use super::*;
     use crate::domain::model::TargetSpec;
 

@@ -17,7 +17,7 @@ pub mod validate;
 pub mod watch;
 mod wiring;
 
-pub use wiring::{Mirroring, Ports};
+pub use wiring::{for_account, Mirroring, Ports};
 
 use std::sync::Arc;
 

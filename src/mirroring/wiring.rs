@@ -22,6 +22,7 @@ use super::{
     Actions, Allowed, Controls, Deployment, FleetSettings, DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_MAX_DELETIONS,
 };
 use crate::announce::Announcer;
+use crate::domain::account::AccountId;
 use crate::ports::{
     ActionRecords, Filters, Instances, Preflight, Publisher, Scans, SessionNumbers, Sessions, SharedResources, Tagging,
     Targets,
@@ -294,5 +295,23 @@ fn assemble(ports: &Ports, deployment: &Arc<Deployment>, facts: &Arc<InstanceFac
         fleet,
         sweep,
         watch,
+    }
+}
+
+/// The same deployment's use cases over another account's ports (a member
+/// account of an organization hub): the same settings and announcer, its
+/// own ledger view and instance facts.
+pub fn for_account(home: &Mirroring, account: AccountId, ports: Ports) -> Mirroring {
+    let mut deployment = Deployment::clone(&home.deployment);
+    deployment.records = ports.records.clone();
+    deployment.announcer = Arc::new(home.deployment.announcer.for_account(account));
+    let deployment = Arc::new(deployment);
+    let facts = Arc::new(InstanceFacts::new(ports.instances.clone()));
+    let services = assemble(&ports, &deployment, &facts);
+    Mirroring {
+        ports,
+        deployment,
+        facts,
+        services,
     }
 }

@@ -6,6 +6,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::{Item, MIRROR_ENDING, MIRROR_ENDING_VALUE, MIRROR_ENDS_AT, PARTITION_KEY, TTL_ATTRIBUTE};
 use crate::contract::{ActionResult, Requester, RequesterBasis};
+use crate::domain::account::AccountId;
 use crate::ports::{ActionKind, LedgerError, LedgerRecord, RecordStatus, SharedClaims, SharedKey};
 
 pub(super) fn key_of(action_id: &str) -> AttributeValue {
@@ -81,6 +82,9 @@ pub(super) fn to_item(record: &LedgerRecord, expires_at: Option<u64>) -> Item {
         item.insert("status".into(), s(status.as_str()));
     }
     item.insert("attempt".into(), n(record.attempt));
+    if let Some(account) = &record.account {
+        item.insert("account".into(), s(account.as_str()));
+    }
     let optional = [
         ("sourceEni", &record.source_eni),
         ("targetEni", &record.target_eni),
@@ -172,6 +176,7 @@ pub(super) fn from_item(item: &Item) -> Result<LedgerRecord, LedgerError> {
         version: number("version")?
             .and_then(|v| u64::try_from(v).ok())
             .unwrap_or_default(),
+        account: text(item, "account").and_then(|a| AccountId::parse(&a)),
         source_eni: text(item, "sourceEni"),
         target_eni: text(item, "targetEni"),
         target_key: text(item, "targetKey"),
@@ -250,6 +255,7 @@ mod tests {
             status: Some(RecordStatus::Active),
             attempt: 2,
             version: 4,
+            account: AccountId::parse("222222222222"),
             source_eni: Some("eni-0000000a".into()),
             target_eni: Some("eni-0000000b".into()),
             target_key: Some("eni-0000000b".into()),

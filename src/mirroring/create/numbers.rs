@@ -200,6 +200,7 @@ mod tests {
 
     fn request(number: Option<u16>) -> CreateRequest {
         CreateRequest {
+            account: None,
             action_id: "act".into(),
             source_eni: EniId::parse("eni-0000000a").expect("valid"),
             target: TargetSpec::Eni(EniId::parse("eni-0000000b").expect("valid")),

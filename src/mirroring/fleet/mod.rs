@@ -84,6 +84,7 @@ fn record_target(record: &LedgerRecord) -> Option<&str> {
 
 fn unwanted_remove(session_id: &str) -> MirrorRequest {
     MirrorRequest::Remove(RemoveRequest {
+        account: None,
         action_id: format!("unwanted-{session_id}"),
         session_id: Some(session_id.to_owned()),
         target_eni: None,

@@ -158,9 +158,10 @@ pub(super) fn plan(view: &Snapshot<'_>) -> Vec<Repair> {
     };
     // Actions whose claims and resources are theirs to keep (or to undo, for the abandoned).
     let keeps = |action: &str| {
-        records.get(action).is_some_and(|r| {
-            matches!(r.status, Some(RecordStatus::Active | RecordStatus::Removing)) || in_flight(r) || abandoned(r)
-        })
+        contents.elsewhere.contains(action)
+            || records.get(action).is_some_and(|r| {
+                matches!(r.status, Some(RecordStatus::Active | RecordStatus::Removing)) || in_flight(r) || abandoned(r)
+            })
     };
     let mut repairs = Vec::new();
     for record in contents.records.iter().filter(|r| abandoned(r)) {
@@ -486,12 +487,32 @@ mod tests {
                         source_eni: "eni-0000000a".into(),
                         numbers: vec![(1, "live".into()), (2, "nobody".into())],
                     }],
+                    ..LedgerContents::default()
                 },
                 gone: &[],
                 expected: vec![
                     ("stale_target_claim", "eni-0000000b"),
                     ("stale_number_claim", "eni-0000000a #2"),
                 ],
+            },
+            Case {
+                name: "a hub target that only another account's live session uses stays, with its claim",
+                owned: Owned {
+                    targets: vec![target("tmt-hub", OWNER)],
+                    ..nothing_owned()
+                },
+                contents: LedgerContents {
+                    shared: vec![SharedClaims {
+                        key: SharedKey::Target("eni-hub".into()),
+                        resource_id: Some("tmt-hub".into()),
+                        maker: None,
+                        users: vec!["member-live".into(), "member-gone".into()],
+                    }],
+                    elsewhere: ["member-live".to_string()].into(),
+                    ..LedgerContents::default()
+                },
+                gone: &[],
+                expected: vec![("stale_target_claim", "eni-hub")],
             },
             Case {
                 name: "an earlier version's resources are taken over only when this ledger names them",

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use super::model::*;
 use crate::contract::{json_kind, RawAction, CREATE, REMOVE};
+use crate::domain::account::AccountId;
 pub use crate::domain::ids::{
     bad_eni_problem, is_action_id, is_aws_id, is_instance_id, parse_target, target_field_of, text_problem,
     MAX_ACTION_ID_CHARS, MAX_DESCRIPTION_CHARS, MAX_REASON_CHARS, MAX_RESERVATION_ID_CHARS,
@@ -87,6 +88,7 @@ fn validate_create(action: &RawAction) -> Result<CreateRequest> {
     let reason = free_text(params, "reason", "actionParams.reason", MAX_REASON_CHARS)?;
     Ok(CreateRequest {
         action_id: action.action_id.clone(),
+        account: account_id(Some(params), "actionParams.accountId")?,
         source_eni,
         target,
         filter,
@@ -263,8 +265,13 @@ fn validate_remove(action: &RawAction) -> Result<RemoveRequest> {
             "sessionId, targetNicId and reservationId are all empty; name at least one",
         ));
     }
+    let account = match account_id(Some(&action.body), "accountId")? {
+        Some(account) => Some(account),
+        None => account_id(params, "actionParams.accountId")?,
+    };
     Ok(RemoveRequest {
         action_id: action.action_id.clone(),
+        account,
         session_id,
         target_eni,
         reservation_id,
@@ -275,6 +282,18 @@ fn validate_remove(action: &RawAction) -> Result<RemoveRequest> {
         },
         expired: false,
     })
+}
+
+/// `accountId`: the 12-digit account the action acts in (whether the
+/// deployment may act there is decided when it runs, against `MEMBER_ACCOUNTS`).
+fn account_id(object: Option<&Map<String, Value>>, path: &str) -> Result<Option<AccountId>> {
+    let Some(object) = object else { return Ok(None) };
+    match optional_text(object, "accountId", path)? {
+        None => Ok(None),
+        Some(text) => AccountId::parse(text.trim())
+            .map(Some)
+            .ok_or_else(|| invalid(path, format!("{:?} is not an AWS account id (12 digits)", shown(&text)))),
+    }
 }
 
 fn reservation_id(action: &RawAction, params: Option<&Map<String, Value>>) -> Result<Option<String>> {

@@ -364,6 +364,7 @@ fn remove_needs_at_least_one_selector_and_checks_them() {
     assert!(matches!(
         ok,
         MirrorRequest::Remove(RemoveRequest {
+            account: None,
             session_id: None,
             target_eni: Some(_),
             ..

@@ -289,6 +289,7 @@ impl Scans for MemoryLedger {
                     numbers: numbers.iter().map(|(n, a)| (*n, a.clone())).collect(),
                 })
                 .collect(),
+            ..LedgerContents::default()
         })
     }
 
