@@ -90,6 +90,7 @@ pub fn build(sdk: &SdkConfig, config: &Config) -> App {
                 home.clone(),
             );
             let parts = HubParts {
+                home: home.clone(),
                 records: ports.records.clone(),
                 claims: ports.claims.clone(),
                 numbers: ports.numbers.clone(),

@@ -94,6 +94,9 @@ pub struct MirrorTarget {
     /// The Network Load Balancer ARN or Gateway Load Balancer endpoint id.
     pub load_balancer: Option<String>,
     pub tags: Tags,
+    /// The account that owns it, as EC2 says (`None`: not said); another
+    /// account's target is listed where it is shared.
+    pub owner_id: Option<String>,
 }
 
 impl MirrorTarget {
@@ -116,6 +119,8 @@ pub struct MirrorSession {
     pub session_number: u16,
     pub virtual_network_id: Option<i32>,
     pub tags: Tags,
+    /// The account that owns it, as EC2 says (`None`: not said).
+    pub owner_id: Option<String>,
 }
 
 impl MirrorSession {

@@ -25,6 +25,40 @@ fn members_own(destination: &TargetSpec) -> bool {
     destination.claim_name().is_some_and(member_owns_destination)
 }
 
+/// The targets an account owns, of those it lists: a target shared with it
+/// is listed too, with its owner's id.
+fn owned_by(account: &AccountId, listed: Vec<MirrorTarget>) -> Vec<MirrorTarget> {
+    listed
+        .into_iter()
+        .filter(|t| t.owner_id.as_deref().is_none_or(|owner| owner == account.as_str()))
+        .collect()
+}
+
+/// The hub's own sessions: EC2 may list a member's session on a hub target
+/// to the hub too (with the member's id as its owner); the member's use
+/// cases keep it, the hub's must not adopt or judge it.
+pub struct HubSessions {
+    pub hub: AccountId,
+    pub sessions: Arc<dyn Sessions>,
+}
+
+#[async_trait]
+impl Sessions for HubSessions {
+    async fn sessions(&self, query: &SessionQuery) -> AwsResult<Vec<MirrorSession>> {
+        let mut listed = self.sessions.sessions(query).await?;
+        listed.retain(|s| s.owner_id.as_deref().is_none_or(|owner| owner == self.hub.as_str()));
+        Ok(listed)
+    }
+
+    async fn create_session(&self, session: &NewSession, tags: &Tags, token: &str) -> AwsResult<MirrorSession> {
+        self.sessions.create_session(session, tags, token).await
+    }
+
+    async fn delete_session(&self, id: &str) -> AwsResult<Deleted> {
+        self.sessions.delete_session(id).await
+    }
+}
+
 /// The hub's targets, seen from the hub itself or from one member.
 pub struct HubTargets {
     pub hub: Arc<dyn Targets>,
@@ -71,7 +105,7 @@ impl Targets for HubTargets {
     /// the hub's sweep the hub's (with every account's users counted).
     async fn all_targets(&self) -> AwsResult<Vec<MirrorTarget>> {
         match &self.member {
-            Some((_, member)) => member.all_targets().await,
+            Some((account, member)) => Ok(owned_by(account, member.all_targets().await?)),
             None => self.hub.all_targets().await,
         }
     }
@@ -175,10 +209,7 @@ impl MemberSessions {
         if ours.is_empty() {
             return Ok(false);
         }
-        let own: HashSet<String> = self
-            .member_targets
-            .all_targets()
-            .await?
+        let own: HashSet<String> = owned_by(&self.account, self.member_targets.all_targets().await?)
             .into_iter()
             .map(|t| t.id)
             .collect();

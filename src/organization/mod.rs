@@ -22,7 +22,7 @@ use crate::ports::{
     ActionRecords, AwsError, Instances, MemberAccess, Preflight, Publisher, Scans, SessionNumbers, SharedResources,
     TargetShares, Targets,
 };
-use hub::{HubTargets, MemberInstances, MemberPreflight, MemberSessions};
+use hub::{HubSessions, HubTargets, MemberInstances, MemberPreflight, MemberSessions};
 use scoped::{Scope, ScopedClaims, ScopedNumbers, ScopedRecords, ScopedScans};
 
 pub use crate::domain::account::{ACCOUNT_NOT_ALLOWED, MEMBER_ACCOUNT_UNREACHABLE};
@@ -62,6 +62,8 @@ impl AccountRefused {
 /// hub's own EC2 ports that members' use cases reach across.
 #[derive(Clone)]
 pub struct HubParts {
+    /// The deployment's own account.
+    pub home: AccountId,
     pub records: Arc<dyn ActionRecords>,
     pub claims: Arc<dyn SharedResources>,
     pub numbers: Arc<dyn SessionNumbers>,
@@ -83,6 +85,10 @@ impl HubParts {
                 hub: self.targets.clone(),
                 member: None,
                 shares: self.shares.clone(),
+            }),
+            sessions: Arc::new(HubSessions {
+                hub: self.home.clone(),
+                sessions: ec2.sessions.clone(),
             }),
             ..self.ledger_ports(ec2, Scope::Home)
         }

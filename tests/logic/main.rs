@@ -15,6 +15,7 @@ mod create;
 mod fleet;
 mod kinds;
 mod numbers;
+mod organization;
 mod pools;
 mod remove;
 mod requests;

@@ -144,6 +144,7 @@ fn target_from(target: &TrafficMirrorTarget) -> MirrorTarget {
             .or(target.gateway_load_balancer_endpoint_id())
             .map(str::to_owned),
         tags: tags_from(target.tags()),
+        owner_id: target.owner_id().map(str::to_owned),
     }
 }
 
@@ -159,6 +160,7 @@ fn session_from(session: &TrafficMirrorSession) -> MirrorSession {
             .unwrap_or_default(),
         virtual_network_id: session.virtual_network_id(),
         tags: tags_from(session.tags()),
+        owner_id: session.owner_id().map(str::to_owned),
     }
 }
 

@@ -223,6 +223,7 @@ mod tests {
 
     fn session(number: u16, action: Option<&str>) -> MirrorSession {
         MirrorSession {
+            owner_id: None,
             id: format!("tms-{number:08x}"),
             source_eni: "eni-0000000a".into(),
             target_id: "tmt-1".into(),

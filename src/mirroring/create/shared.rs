@@ -400,6 +400,7 @@ mod tests {
     #[test]
     fn the_lowest_target_id_wins() {
         let target = |id: &str| MirrorTarget {
+            owner_id: None,
             id: id.into(),
             network_interface_id: None,
             load_balancer: None,

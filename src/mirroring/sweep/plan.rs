@@ -305,6 +305,7 @@ mod tests {
 
     fn session(id: &str, action: &str) -> MirrorSession {
         MirrorSession {
+            owner_id: None,
             id: id.into(),
             source_eni: "eni-0000000a".into(),
             target_id: "tmt-1".into(),
@@ -336,6 +337,7 @@ mod tests {
 
     fn target(id: &str, owner: &str) -> MirrorTarget {
         MirrorTarget {
+            owner_id: None,
             id: id.into(),
             network_interface_id: Some(format!("eni-for-{id}")),
             load_balancer: None,

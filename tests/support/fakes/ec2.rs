@@ -37,6 +37,9 @@ struct Ec2State {
     absent_enis: BTreeSet<String>,
     /// Target ENIs' ingress rules, as a test set them; unset: not readable.
     ingress: BTreeMap<String, Ingress>,
+    /// Other accounts' targets shared with this one (through RAM): a
+    /// session may name them.
+    shared_in: BTreeSet<String>,
 }
 
 impl Ec2State {
@@ -94,6 +97,21 @@ impl MemoryEc2 {
         self.faults.arm(call, error);
     }
 
+    /// Another account's target is shared with this one (or no longer is).
+    pub fn share_in(&self, target_id: &str, shared: bool) {
+        let mut state = self.state.lock().expect("state");
+        if shared {
+            state.shared_in.insert(target_id.to_owned());
+        } else {
+            state.shared_in.remove(target_id);
+        }
+    }
+
+    /// Every other account's target this one may name now.
+    pub fn shared_in(&self) -> Vec<String> {
+        self.state.lock().expect("state").shared_in.iter().cloned().collect()
+    }
+
     /// Ids of every session, filter and target, in that order.
     pub fn resources(&self) -> (Vec<String>, Vec<String>, Vec<String>) {
         let state = self.state.lock().expect("state");
@@ -118,6 +136,7 @@ impl MemoryEc2 {
         let mut state = self.state.lock().expect("state");
         let target_id = state.new_id("tmt");
         let target = MirrorTarget {
+            owner_id: None,
             id: target_id.clone(),
             network_interface_id: Some(destination.to_owned()),
             load_balancer: None,
@@ -155,6 +174,7 @@ impl MemoryEc2 {
         );
         let session_id = state.new_id("tms");
         let session = MirrorSession {
+            owner_id: None,
             id: session_id.clone(),
             source_eni: source.to_owned(),
             target_id: target_id.to_owned(),

@@ -17,6 +17,7 @@
 
 mod ec2;
 mod ledger;
+mod org;
 
 use std::sync::Mutex;
 
@@ -28,6 +29,8 @@ use traffic_mirroring::ports::{AwsError, AwsResult, Publisher};
 #[allow(unused_imports)]
 pub use ec2::{peak_overlap, MemoryEc2, Span, DEFAULT_SUBNET, DEFAULT_VPC};
 pub use ledger::MemoryLedger;
+#[allow(unused_imports)]
+pub use org::{MemoryMembers, MemoryShares};
 /// Armed failures: the next call of a name fails with this error.
 #[derive(Default)]
 pub(crate) struct Faults(Mutex<Vec<(String, AwsError)>>);

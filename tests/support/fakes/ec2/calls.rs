@@ -66,6 +66,7 @@ impl Targets for MemoryEc2 {
             other => (None, other.claim_name().map(str::to_owned)),
         };
         let target = MirrorTarget {
+            owner_id: None,
             id: id.clone(),
             network_interface_id,
             load_balancer,
@@ -185,7 +186,8 @@ impl Sessions for MemoryEc2 {
         if state.absent_enis.contains(new.source_eni.as_str()) {
             return Err(absent_eni(new.source_eni.as_str()));
         }
-        if !state.targets.contains_key(&new.target_id) {
+        // Another account's target only when it is shared with this one.
+        if !state.targets.contains_key(&new.target_id) && !state.shared_in.contains(&new.target_id) {
             return Err(refused("InvalidTrafficMirrorTargetId.NotFound", &new.target_id));
         }
         if !state.filters.contains_key(&new.filter_id) {
@@ -204,6 +206,7 @@ impl Sessions for MemoryEc2 {
         }
         let id = state.new_id("tms");
         let session = MirrorSession {
+            owner_id: None,
             id: id.clone(),
             source_eni: new.source_eni.to_string(),
             target_id: new.target_id.clone(),
