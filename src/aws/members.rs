@@ -7,30 +7,31 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use aws_config::sts::AssumeRoleProvider;
 use aws_config::SdkConfig;
-use aws_sdk_ec2::config::ProvideCredentials;
-use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_sdk_ec2::config::Credentials;
 
 use super::ec2::Ec2;
+use super::errors::WithinBudget;
 use super::patience::Patience;
 use crate::domain::account::{AccountId, MEMBER_ACCOUNT_UNREACHABLE};
 use crate::ports::{AwsError, AwsResult, ErrorKind, MemberAccess, MemberEc2};
 
 pub struct StsMembers {
     sdk: SdkConfig,
+    sts: aws_sdk_sts::Client,
     role_name: String,
-    /// The session name each assumed role carries into CloudTrail.
-    session_name: String,
     mutating_calls_per_second: Option<f64>,
 }
 
 impl StsMembers {
     pub fn new(sdk: &SdkConfig, role_name: impl Into<String>, mutating_calls_per_second: Option<f64>) -> Self {
+        let sts_config = aws_sdk_sts::config::Builder::from(sdk)
+            .retry_config(super::retry_policy())
+            .build();
         Self {
             sdk: sdk.clone(),
+            sts: aws_sdk_sts::Client::from_conf(sts_config),
             role_name: role_name.into(),
-            session_name: "traffic-mirroring".to_owned(),
             mutating_calls_per_second,
         }
     }
@@ -49,26 +50,31 @@ impl StsMembers {
 impl MemberAccess for StsMembers {
     async fn reach(&self, account: &AccountId) -> AwsResult<MemberEc2> {
         let role = self.role_arn(account);
-        let provider = AssumeRoleProvider::builder(&role)
-            .session_name(&self.session_name)
-            .configure(&self.sdk)
-            .build()
-            .await;
-        let credentials = crate::deadline::bounded("AssumeRole", async {
-            provider.provide_credentials().await.map_err(|err| {
-                let text = DisplayErrorContext(&err).to_string();
-                // A missing role or a trust that refuses stays so until
-                // someone deploys the member stack; anything else may pass.
-                let kind = if text.contains("AccessDenied") || text.contains("InvalidClientTokenId") {
-                    ErrorKind::Rejected
-                } else {
-                    ErrorKind::Transient
-                };
-                AwsError::new(kind, MEMBER_ACCOUNT_UNREACHABLE, format!("assuming {role}: {text}"))
-            })
-        })
-        .await?;
-        let expires_at = credentials.expiry();
+        let assumed = self
+            .sts
+            .assume_role()
+            .role_arn(&role)
+            // The session name goes into the member's CloudTrail.
+            .role_session_name("traffic-mirroring")
+            .send()
+            .within_budget()
+            .await
+            .map_err(|err| unreachable(&role, err))?;
+        let Some(given) = assumed.credentials() else {
+            return Err(AwsError::new(
+                ErrorKind::Transient,
+                MEMBER_ACCOUNT_UNREACHABLE,
+                format!("assuming {role}: STS answered without credentials"),
+            ));
+        };
+        let expires_at = std::time::SystemTime::try_from(*given.expiration()).ok();
+        let credentials = Credentials::new(
+            given.access_key_id(),
+            given.secret_access_key(),
+            Some(given.session_token().to_owned()),
+            expires_at,
+            "traffic-mirroring-member-role",
+        );
         let config = aws_sdk_ec2::config::Builder::from(&self.sdk)
             .retry_config(super::ec2_retry_policy())
             .credentials_provider(credentials)
@@ -88,4 +94,19 @@ impl MemberAccess for StsMembers {
             expires_at,
         })
     }
+}
+
+/// STS's refusal, named: a missing role or a trust that refuses stays so
+/// until someone deploys the member stack (not retryable); throttling or a
+/// failure of STS may pass.
+fn unreachable(role: &str, err: AwsError) -> AwsError {
+    let kind = match err.kind {
+        ErrorKind::Transient => ErrorKind::Transient,
+        _ => ErrorKind::Rejected,
+    };
+    AwsError::new(
+        kind,
+        MEMBER_ACCOUNT_UNREACHABLE,
+        format!("assuming {role}: {}: {}", err.code, err.message),
+    )
 }

@@ -14,6 +14,7 @@ mod fleet;
 mod idempotency;
 mod kinds;
 mod metrics;
+mod organization;
 mod pools;
 mod remove;
 mod rules;

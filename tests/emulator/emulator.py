@@ -19,8 +19,8 @@ What this module adds, and why:
   both pass a check AWS applies atomically. One lock serialises every AWS
   request, as AWS applies each one atomically.
 * **Paging.** moto returns every Describe result at once; AWS may page any. The
-  mirroring Describe calls page at `page_size` (default 2) so clients' paging
-  is always exercised.
+  mirroring Describe calls and RAM's Get calls page at `page_size` (default 2)
+  so clients' paging is always exercised.
 * **Latency.** moto answers in microseconds; AWS in tens of milliseconds. A
   per-action latency is slept *outside* the lock, so concurrency is measurable.
 * **Throttling.** Token buckets per action, for every mutating EC2 call or for
@@ -38,6 +38,21 @@ What this module adds, and why:
 * **Security groups and event sizes as AWS has them.** A new VPC's default
   group admits its own members (moto's admits nothing), and PutEvents refuses
   entries totalling 256 KB or more (moto takes any size).
+* **Accounts.** moto keeps accounts apart by the caller's access key (the
+  credentials sts:AssumeRole returns belong to the role's account); so does
+  our model: Traffic Mirroring, its tags and the ENI, instance and VPC lookups
+  it makes are the caller's account's. Dummy keys are moto's 123456789012.
+* **AWS RAM for traffic mirror targets.** moto 5.2's RAM has no
+  Associate/DisassociateResourceShare and refuses traffic-mirror-target ARNs;
+  we serve CreateResourceShare, GetResourceShares, Associate/Disassociate,
+  GetResourceShareAssociations and DeleteResourceShare (REST-JSON) ourselves.
+  A target shared with an account (or its organization in moto's
+  Organizations) is usable there for sessions and listed in its
+  DescribeTrafficMirrorTargets; its owner lists the sessions others make on
+  it, and its sources quota counts every account's.
+* **A member role that refuses.** sts:AssumeRole of a role named over the
+  control API answers AccessDenied (403), as a trust policy that does not
+  trust the caller makes AWS answer.
 
 Control API (JSON over HTTP on the same port, all answering 200):
   POST   /_emulator/reset     moto's state and ours back to empty, defaults restored
@@ -55,9 +70,12 @@ Control API (JSON over HTTP on the same port, all answering 200):
                                "index_lag_ms": 0}: an action's latency, else its service's, else the default
                               (merged); GET shows
   GET    /_emulator/calls     {"calls": [{"service", "action", "start", "served", "end", "status", "error",
-                              "eni" (the NetworkInterfaceId an EC2 call names, or null)}]};
+                              "eni" (the NetworkInterfaceId an EC2 call names, or null), "account"}]};
                               DELETE clears
-  POST   /_emulator/rename    {"from": "eni-…" | "i-…", "to": "<id>"}: give a resource the id a sample event names
+  POST   /_emulator/rename    {"from": "eni-…" | "i-…", "to": "<id>", "account": "optional"}: give a resource the
+                              id a sample event names
+  POST   /_emulator/refuse-role  {"roleArn": "arn:aws:iam::<account>:role/<name>"}: AssumeRole of it answers
+                              AccessDenied from now on; GET lists {"roleArns": [...]}; DELETE clears
   GET    /_emulator/health    {"ok": true}
 A malformed control request answers 400, an unknown control path 404.
 
@@ -89,7 +107,11 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.dynamodb.models import dynamodb_backends
 from moto.ec2.models import ec2_backends
+from moto.iam.models import get_account_id_from
 from moto.moto_api._internal import moto_api_backend
+from moto.organizations.models import organizations_backends
+from moto.sts.models import sts_backends
+from moto.utilities.utils import get_partition
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
 EC2_NAMESPACE = "http://ec2.amazonaws.com/doc/2016-11-15/"
@@ -127,6 +149,24 @@ MIRRORING_PREFIXES = ("tmt-", "tmf-", "tmfr-", "tms-")
 DYNAMODB_WRITES = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems")
 # Parameters that do not make two Create calls different for client-token purposes.
 NOT_FINGERPRINTED = {"Action", "Version", "ClientToken", "DryRun"}
+# AWS RAM is a REST-JSON protocol: the operation is the method and path, not a
+# parameter. These six are ours; any other RAM call goes on to moto's RAM.
+RAM_ROUTES = {
+    ("POST", "/createresourceshare"): "CreateResourceShare",
+    ("POST", "/getresourceshares"): "GetResourceShares",
+    ("POST", "/associateresourceshare"): "AssociateResourceShare",
+    ("POST", "/disassociateresourceshare"): "DisassociateResourceShare",
+    ("POST", "/getresourceshareassociations"): "GetResourceShareAssociations",
+    ("DELETE", "/deleteresourceshare"): "DeleteResourceShare",
+}
+RAM_MAX_RESULTS = 500  # the API's maxResults range is 1-500
+ACCOUNT_ID = re.compile(r"^\d{12}$")
+ANY_ARN = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{0,12}:.+$")
+SHARE_ARN = re.compile(r"^arn:aws:ram:([a-z0-9-]+):(\d{12}):resource-share/[0-9a-f-]+$")
+TARGET_ARN = re.compile(r"^arn:aws:ec2:([a-z0-9-]+):(\d{12}):traffic-mirror-target/(tmt-[0-9a-f]+)$")
+ORGANIZATION_ARN = re.compile(r"^arn:aws:organizations::\d{12}:organization/(o-[a-z0-9]+)$")
+# Query services whose errors carry their namespace, as AWS's do.
+ERROR_NAMESPACES = {"sts": "https://sts.amazonaws.com/doc/2011-06-15/"}
 
 
 # ---------------------------------------------------------------- errors
@@ -287,11 +327,12 @@ def tag_set(tags):
 class Mirroring:
     """Targets, filters (holding their rules) and sessions of one account and
     region. Element names in the views are the ones the EC2 API (and the Rust
-    SDK's deserializers) use."""
+    SDK's deserializers) use. Every record keeps its `owner` account: a target
+    shared through RAM, and a session on one, is seen from two accounts."""
 
-    def __init__(self, account, region, used_vnis):
+    def __init__(self, account, region, world):
         self.account, self.region = account, region
-        self.used_vnis = used_vnis  # callable: every VNI in use in the account
+        self.world = world  # the State: other accounts' targets and sessions, RAM's shares, VNIs in use
         self.targets, self.filters, self.sessions = {}, {}, {}
         self.tokens = {}  # (action, client token) -> (fingerprint, answer fields)
 
@@ -301,7 +342,7 @@ class Mirroring:
         return {
             "trafficMirrorTargetId": t["id"], "networkInterfaceId": t["eni"],
             "networkLoadBalancerArn": t["nlb"], "gatewayLoadBalancerEndpointId": t["gwlbe"],
-            "type": t["type"], "description": t["description"], "ownerId": self.account,
+            "type": t["type"], "description": t["description"], "ownerId": t["owner"],
             "tagSet": tag_set(t["tags"]),
         }
 
@@ -330,7 +371,7 @@ class Mirroring:
     def session_view(self, s):
         return {
             "trafficMirrorSessionId": s["id"], "trafficMirrorTargetId": s["target"],
-            "trafficMirrorFilterId": s["filter"], "networkInterfaceId": s["eni"], "ownerId": self.account,
+            "trafficMirrorFilterId": s["filter"], "networkInterfaceId": s["eni"], "ownerId": s["owner"],
             "packetLength": s["packet_length"], "sessionNumber": s["number"],
             "virtualNetworkId": s["vni"], "description": s["description"], "tagSet": tag_set(s["tags"]),
         }
@@ -350,6 +391,26 @@ class Mirroring:
         if resource_id not in table:
             raise not_found(kind, resource_id)
         return table[resource_id]
+
+    def usable_target(self, target_id):
+        """A target of ours, or one another account shares with ours through an
+        active RAM share: AWS lets a session use either, and answers any other
+        id as unknown (whoever owns it)."""
+        if target_id in self.targets:
+            return self.targets[target_id]
+        return self.get(self.world.shared_with(self.account, self.region), "TrafficMirrorTarget", target_id)
+
+    def visible_targets(self):
+        """What DescribeTrafficMirrorTargets lists: AWS shows a shared target to
+        the accounts it is shared with (with its owner's ownerId)."""
+        return {**self.targets, **self.world.shared_with(self.account, self.region)}
+
+    def visible_sessions(self):
+        """What DescribeTrafficMirrorSessions lists: ours, and, as AWS shows the
+        owner of a shared target, other accounts' sessions on our targets."""
+        theirs = {s["id"]: s for s in self.world.sessions_in(self.region)
+                  if s["owner"] != self.account and s["target"] in self.targets}
+        return {**self.sessions, **theirs}
 
     def all_rules(self):
         return {r["id"]: r for f in self.filters.values() for r in f["rules"].values()}
@@ -379,7 +440,7 @@ class Mirroring:
             raise dry_run()
         kind = {"NetworkInterfaceId": "network-interface", "NetworkLoadBalancerArn": "network-load-balancer",
                 "GatewayLoadBalancerEndpointId": "gateway-load-balancer-endpoint"}[present[0]]
-        target = {"id": new_id("tmt"), "type": kind, "eni": given["NetworkInterfaceId"],
+        target = {"id": new_id("tmt"), "owner": self.account, "type": kind, "eni": given["NetworkInterfaceId"],
                   "nlb": given["NetworkLoadBalancerArn"], "gwlbe": given["GatewayLoadBalancerEndpointId"],
                   "description": p.get("Description"), "tags": tags_of(p, "traffic-mirror-target")}
         self.targets[target["id"]] = target
@@ -440,7 +501,7 @@ class Mirroring:
     def create_session(self, p):
         eni_id = required(p, "NetworkInterfaceId")
         eni = self.eni(eni_id)
-        target = self.get(self.targets, "TrafficMirrorTarget", required(p, "TrafficMirrorTargetId"))
+        target = self.usable_target(required(p, "TrafficMirrorTargetId"))  # before DryRun, as AWS checks it
         mirror_filter = self.get(self.filters, "TrafficMirrorFilter", required(p, "TrafficMirrorFilterId"))
         number = integer(required(p, "SessionNumber"), "SessionNumber", 1, 32766)
         packet_length = integer(p.get("PacketLength"), "PacketLength", 1, 8500)
@@ -453,25 +514,27 @@ class Mirroring:
         if any(s["number"] == number for s in on_eni):
             raise invalid(f"The session number {number} is already in use by another session on {eni_id}.")
         if target["type"] == "network-interface":
-            # The quota counts distinct source ENIs; NLB and GWLB endpoint targets have none.
-            sources = {s["eni"] for s in self.sessions.values() if s["target"] == target["id"]}
-            limit = self.sources_per_target(target)
-            if eni_id not in sources and len(sources) >= limit:
+            # The quota counts distinct source ENIs, of every account using the
+            # target (it is the target's); NLB and GWLB endpoint targets have none.
+            sources = {(s["owner"], s["eni"]) for s in self.world.sessions_in(self.region)
+                       if s["target"] == target["id"]}
+            limit = self.world.mirroring(self.region, target["owner"]).sources_per_target(target)
+            if (self.account, eni_id) not in sources and len(sources) >= limit:
                 raise AwsError("TrafficMirrorSourcesPerTargetLimitExceeded",
                                f"The target {target['id']} already has {limit} sources.")
         if truthy(p, "DryRun"):
             raise dry_run()
         if vni is None:
             vni = self.fresh_vni()
-        session = {"id": new_id("tms"), "eni": eni_id, "target": target["id"], "filter": mirror_filter["id"],
-                   "number": number, "packet_length": packet_length, "vni": vni,
+        session = {"id": new_id("tms"), "owner": self.account, "eni": eni_id, "target": target["id"],
+                   "filter": mirror_filter["id"], "number": number, "packet_length": packet_length, "vni": vni,
                    "description": p.get("Description"), "tags": tags_of(p, "traffic-mirror-session")}
         self.sessions[session["id"]] = session
         return {"trafficMirrorSession": self.session_view(session), "clientToken": p.get("ClientToken")}
 
     def fresh_vni(self):
         """AWS picks a random VNI, unique in the account, when none is given."""
-        used = self.used_vnis()
+        used = self.world.vnis_of(self.account)
         while True:
             vni = random.randint(1, MAX_VNI)
             if vni not in used:
@@ -526,6 +589,9 @@ class Mirroring:
 
     def delete_target(self, p):
         target = self.get(self.targets, "TrafficMirrorTarget", required(p, "TrafficMirrorTargetId"))
+        # Only our own sessions hold it: AWS lets the owner delete a shared target
+        # other accounts' sessions use, and those sessions stop mirroring (they
+        # stay, naming a target that is gone).
         if any(s["target"] == target["id"] for s in self.sessions.values()):
             raise AwsError("TrafficMirrorTargetInUseException",
                            f"The traffic mirror target {target['id']} is in use.")
@@ -564,17 +630,17 @@ class Mirroring:
             return {"traffic-mirror-session-id": s["id"], "network-interface-id": s["eni"],
                     "traffic-mirror-target-id": s["target"], "traffic-mirror-filter-id": s["filter"],
                     "session-number": s["number"], "virtual-network-id": s["vni"],
-                    "packet-length": s["packet_length"], "owner-id": self.account, "description": s["description"]}
+                    "packet-length": s["packet_length"], "owner-id": s["owner"], "description": s["description"]}
 
-        return self.describe(p, self.sessions, "TrafficMirrorSession", "TrafficMirrorSessionId", fields,
+        return self.describe(p, self.visible_sessions(), "TrafficMirrorSession", "TrafficMirrorSessionId", fields,
                              self.session_view, "trafficMirrorSessionSet")
 
     def describe_targets(self, p):
         def fields(t):
             return {"traffic-mirror-target-id": t["id"], "network-interface-id": t["eni"],
-                    "network-load-balancer-arn": t["nlb"], "owner-id": self.account, "description": t["description"]}
+                    "network-load-balancer-arn": t["nlb"], "owner-id": t["owner"], "description": t["description"]}
 
-        return self.describe(p, self.targets, "TrafficMirrorTarget", "TrafficMirrorTargetId", fields,
+        return self.describe(p, self.visible_targets(), "TrafficMirrorTarget", "TrafficMirrorTargetId", fields,
                              self.target_view, "trafficMirrorTargetSet")
 
     def describe_filters(self, p):
@@ -626,18 +692,29 @@ def page(items, p):
     size = integer(p.get("MaxResults"), "MaxResults", 5, 1000) or 1000  # AWS's range for these calls
     if STATE.config["page_size"] > 0:
         size = min(size, STATE.config["page_size"])
-    start = 0
-    if p.get("NextToken"):
-        try:
-            kind, _, offset = base64.urlsafe_b64decode(p["NextToken"].encode()).decode().partition(":")
-            start = int(offset)
-            if kind != "offset" or start < 0:
-                raise ValueError(kind)
-        except ValueError:
-            raise AwsError("InvalidNextToken", "The token 'NextToken' is invalid or expired.")
-    end = start + size
-    next_token = base64.urlsafe_b64encode(f"offset:{end}".encode()).decode() if end < len(items) else None
-    return items[start:end], next_token
+    try:
+        start = offset_of(p.get("NextToken"))
+    except ValueError:
+        raise AwsError("InvalidNextToken", "The token 'NextToken' is invalid or expired.")
+    return items[start:start + size], next_token_after(start + size, items)
+
+
+def offset_of(token):
+    """The offset a NextToken of ours encodes (0 for none); ValueError if it is not one."""
+    if not token:
+        return 0
+    try:
+        kind, _, offset = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+        start = int(offset)
+    except (ValueError, UnicodeError, AttributeError) as error:
+        raise ValueError(str(error))
+    if kind != "offset" or start < 0:
+        raise ValueError(kind)
+    return start
+
+
+def next_token_after(end, items):
+    return base64.urlsafe_b64encode(f"offset:{end}".encode()).decode() if end < len(items) else None
 
 
 def idempotent(mirrors, action, form, params):
@@ -680,6 +757,339 @@ def tag_change(action, params):
     return delete
 
 
+# ---------------------------------------------------------------- AWS RAM: sharing targets across accounts
+
+def ram_error(code, message):
+    return AwsError(code, message, 400)  # every RAM client error but ThrottlingException is a 400
+
+
+def organization_of(account):
+    """The ARN of the organization (moto's Organizations) an account is in, or
+    None: its own if it created one, else that of the account that created it."""
+    backend = organizations_backends[account]["aws"]
+    if backend.org is None and account in organizations_backends.master_accounts:
+        master, partition = organizations_backends.master_accounts[account]
+        backend = organizations_backends[master][partition]
+    return backend.org.arn if backend.org is not None else None
+
+
+def strings(body, name):
+    value = body.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ram_error("InvalidParameterException", f"{name} must be a list of strings.")
+    return value
+
+
+def one_of(body, name, allowed):
+    value = body.get(name)
+    if value is not None and value not in allowed:
+        raise ram_error("InvalidParameterException", f"{value} is not a valid {name}.")
+    return value
+
+
+def ram_page(items, body):
+    """RAM's paging: at most min(maxResults, page_size) items, as the mirroring
+    Describe calls page, so clients' paging of RAM is exercised too."""
+    size = body.get("maxResults")
+    if size is not None and (not isinstance(size, int) or not 1 <= size <= RAM_MAX_RESULTS):
+        raise ram_error("InvalidParameterException", f"maxResults must be between 1 and {RAM_MAX_RESULTS}.")
+    size = size or RAM_MAX_RESULTS
+    if STATE.config["page_size"] > 0:
+        size = min(size, STATE.config["page_size"])
+    try:
+        start = offset_of(body.get("nextToken"))
+    except ValueError:
+        raise ram_error("InvalidNextTokenException", "The specified value for nextToken is not valid.")
+    return items[start:start + size], next_token_after(start + size, items)
+
+
+class ResourceShares:
+    """AWS RAM's resource shares, of every account and region in one store: a
+    share's principals are other accounts, which look it up from their side.
+    Only traffic mirror targets are shared here. RAM applies associations
+    asynchronously (ASSOCIATING, then ASSOCIATED); we apply them at once, and
+    as if sharing with AWS Organizations were enabled and every invitation
+    accepted, so a principal has the share's resources as soon as it is added."""
+
+    def __init__(self, world):
+        self.world = world  # the State: which targets exist, in which account
+        self.shares = {}  # share ARN -> share record
+        self.tokens = {}  # (account, region, action, client token) -> (fingerprint, answer)
+
+    # -- views, shaped as the RAM API returns them
+
+    @staticmethod
+    def share_view(share):
+        return {
+            "resourceShareArn": share["arn"], "name": share["name"], "owningAccountId": share["owner"],
+            "allowExternalPrincipals": share["allow_external"], "status": share["status"],
+            "tags": [{"key": k, "value": v} for k, v in share["tags"].items()], "creationTime": share["created"],
+            "lastUpdatedTime": share["updated"], "featureSet": "STANDARD",
+        }
+
+    @staticmethod
+    def association_view(share, key):
+        kind, entity = key
+        entry = share["associations"][key]
+        return {
+            "resourceShareArn": share["arn"], "resourceShareName": share["name"], "associatedEntity": entity,
+            "associationType": kind, "status": entry["status"], "external": entry["external"],
+            "creationTime": entry["created"], "lastUpdatedTime": entry["updated"],
+        }
+
+    # -- checks that raise RAM's errors
+
+    def owned(self, account, region, arn):
+        """The caller's live share an ARN names. RAM answers alike for a share
+        that is not there, is deleted, or is another account's."""
+        if arn in (None, ""):
+            raise ram_error("MissingRequiredParameterException",
+                            "The request must contain the parameter resourceShareArn.")
+        if not isinstance(arn, str) or not SHARE_ARN.match(arn):
+            raise ram_error("MalformedArnException", f"The specified resource share ARN {arn} is not valid. "
+                                                     "Verify the ARN and try again.")
+        share = self.shares.get(arn)
+        if share is None or share["owner"] != account or share["region"] != region or share["status"] != "ACTIVE":
+            raise ram_error("UnknownResourceException", f"ResourceShare {arn} could not be found.")
+        return share
+
+    @staticmethod
+    def principal(owner, principal, allow_external):
+        """Whether a principal is external to the owner's organization, after
+        RAM's checks: an account id, or the owner's own organization's ARN."""
+        if ACCOUNT_ID.match(principal):
+            owners = organization_of(owner)
+            external = owners is None or organization_of(principal) != owners
+            # allowExternalPrincipals=false "only has meaning" for an account in an organization.
+            if external and owners is not None and not allow_external:
+                raise ram_error("OperationNotPermittedException",
+                                "The resource you are attempting to share can only be shared within your AWS "
+                                "Organization. This error may also occur if you have not enabled sharing with your "
+                                "AWS organization, or that onboarding process is still in progress.")
+            return external
+        match = ORGANIZATION_ARN.match(principal)
+        if match:
+            if principal != organization_of(owner):  # one shares with one's own organization only
+                raise ram_error("UnknownResourceException", f"Organization {match.group(1)} could not be found.")
+            return False
+        if ANY_ARN.match(principal):  # OUs, IAM roles and users, service principals: not modelled
+            raise ram_error("InvalidParameterException",
+                            f"Principal {principal}: the emulator shares with account ids and organizations only.")
+        raise ram_error("InvalidParameterException",
+                        f"Principal ID {principal} is malformed. Verify the ID and try again.")
+
+    def resource(self, account, region, arn):
+        """A resource ARN RAM would share: a traffic mirror target the caller
+        owns in this region; one that is not there is unknown."""
+        if not ANY_ARN.match(arn):
+            raise ram_error("MalformedArnException", f"The specified resource ARN {arn} is not valid. "
+                                                     "Verify the ARN and try again.")
+        match = TARGET_ARN.match(arn)
+        if not match:
+            raise ram_error("InvalidParameterException", f"The emulator shares traffic mirror targets only, not {arn}.")
+        target_region, owner, target_id = match.groups()
+        mirrors = self.world.mirrors.get((account, region))
+        if target_region != region or owner != account or mirrors is None or target_id not in mirrors.targets:
+            raise ram_error("UnknownResourceException", f"Resource {arn} could not be found.")
+
+    def checked(self, share_owner, region, body, allow_external):
+        """(principal -> external, resource ARNs) of a create or associate call,
+        every one checked before anything changes."""
+        principals, resources = strings(body, "principals"), strings(body, "resourceArns")
+        external = {p: self.principal(share_owner, p, allow_external) for p in principals}
+        for arn in resources:
+            self.resource(share_owner, region, arn)
+        return external, resources
+
+    @staticmethod
+    def mark(share, key, status, now, external=False):
+        entry = share["associations"].setdefault(key, {"status": None, "external": external, "created": now})
+        if entry["status"] != status:
+            entry.update(status=status, external=external, updated=now)
+        return key
+
+    def covers(self, share, account):
+        """Whether an associated principal of the share is this account or its organization."""
+        principals = [e for (kind, e), entry in share["associations"].items()
+                      if kind == "PRINCIPAL" and entry["status"] == "ASSOCIATED"]
+        return account in principals or any(ORGANIZATION_ARN.match(p) and p == organization_of(account)
+                                            for p in principals)
+
+    def targets_shared_with(self, account, region):
+        """(owner, tmt id) of each target an active share of another account
+        associates with a principal covering this account."""
+        for share in self.shares.values():
+            if share["region"] != region or share["status"] != "ACTIVE" or share["owner"] == account:
+                continue
+            if not self.covers(share, account):
+                continue
+            for (kind, entity), entry in share["associations"].items():
+                match = TARGET_ARN.match(entity)
+                if kind == "RESOURCE" and entry["status"] == "ASSOCIATED" and match:
+                    yield share["owner"], match.group(3)
+
+    # -- the calls: (caller's account, region, JSON body) -> answer fields
+
+    def create(self, account, region, body):
+        name = body.get("name")
+        if not isinstance(name, str) or not name:
+            raise ram_error("MissingRequiredParameterException", "The request must contain the parameter name.")
+        allow_external = body.get("allowExternalPrincipals", True)  # RAM's default
+        tags = body.get("tags") or []
+        if not isinstance(tags, list) or not all(isinstance(t, dict) and t.get("key") for t in tags):
+            raise ram_error("InvalidParameterException", "Each tag needs a key.")
+        external, resources = self.checked(account, region, body, allow_external)
+        now = time.time()
+        share = {"arn": f"arn:aws:ram:{region}:{account}:resource-share/{uuid.uuid4()}", "name": name,
+                 "owner": account, "region": region, "allow_external": bool(allow_external), "status": "ACTIVE",
+                 "tags": {t["key"]: t.get("value", "") for t in tags}, "created": now, "updated": now,
+                 "associations": {}}
+        for principal, is_external in external.items():
+            self.mark(share, ("PRINCIPAL", principal), "ASSOCIATED", now, is_external)
+        for arn in resources:
+            self.mark(share, ("RESOURCE", arn), "ASSOCIATED", now)
+        self.shares[share["arn"]] = share
+        return {"resourceShare": self.share_view(share), "clientToken": body.get("clientToken")}
+
+    def get(self, account, region, body):
+        owner = body.get("resourceOwner")
+        if owner not in ("SELF", "OTHER-ACCOUNTS"):
+            raise ram_error("InvalidParameterException", f"{owner} is not a valid resource owner. "
+                                                         "Specify either SELF or OTHER-ACCOUNTS and try again.")
+        arns = strings(body, "resourceShareArns")
+        for arn in arns:
+            if not SHARE_ARN.match(arn):
+                raise ram_error("MalformedArnException", f"The specified resource share ARN {arn} is not valid. "
+                                                         "Verify the ARN and try again.")
+        status = one_of(body, "resourceShareStatus", ("PENDING", "ACTIVE", "FAILED", "DELETING", "DELETED"))
+        tag_filters = body.get("tagFilters") or []
+        if not isinstance(tag_filters, list) or not all(isinstance(f, dict) for f in tag_filters):
+            raise ram_error("InvalidParameterException", "tagFilters must be a list of {tagKey, tagValues}.")
+
+        def wanted(share):
+            mine = share["owner"] == account
+            ours_or_theirs = mine if owner == "SELF" else not mine and self.covers(share, account)
+            return (share["region"] == region and ours_or_theirs
+                    and (not arns or share["arn"] in arns) and status in (None, share["status"])
+                    and body.get("name") in (None, share["name"]) and all(
+                        f.get("tagKey") in share["tags"]
+                        and (not f.get("tagValues") or share["tags"][f.get("tagKey")] in f["tagValues"])
+                        for f in tag_filters))
+
+        items, next_token = ram_page([s for s in self.shares.values() if wanted(s)], body)
+        return {"resourceShares": [self.share_view(s) for s in items], "nextToken": next_token}
+
+    def associate(self, account, region, body):
+        share = self.owned(account, region, body.get("resourceShareArn"))
+        external, resources = self.checked(account, region, body, share["allow_external"])
+        now = time.time()
+        keys = [self.mark(share, ("PRINCIPAL", p), "ASSOCIATED", now, e) for p, e in external.items()]
+        keys += [self.mark(share, ("RESOURCE", arn), "ASSOCIATED", now) for arn in resources]
+        return {"resourceShareAssociations": [self.association_view(share, k) for k in keys],
+                "clientToken": body.get("clientToken")}
+
+    def disassociate(self, account, region, body):
+        share = self.owned(account, region, body.get("resourceShareArn"))
+        keys = [("PRINCIPAL", p) for p in strings(body, "principals")]
+        keys += [("RESOURCE", arn) for arn in strings(body, "resourceArns")]
+        for kind, entity in keys:  # all checked before any changes
+            if (share["associations"].get((kind, entity)) or {}).get("status") != "ASSOCIATED":
+                raise ram_error("UnknownResourceException",
+                                f"{entity} is not associated with the resource share {share['arn']}.")
+        now = time.time()
+        for key in keys:
+            self.mark(share, key, "DISASSOCIATED", now, share["associations"][key]["external"])
+        return {"resourceShareAssociations": [self.association_view(share, k) for k in keys],
+                "clientToken": body.get("clientToken")}
+
+    def associations(self, account, region, body):
+        """The associations of the caller's own shares, as RAM lists them."""
+        kind = body.get("associationType")
+        if kind not in ("PRINCIPAL", "RESOURCE", "SOURCE"):
+            raise ram_error("InvalidParameterException", f"{kind} is not a valid association type. "
+                                                         "Specify either PRINCIPAL or RESOURCE and try again.")
+        resource_arn, principal = body.get("resourceArn"), body.get("principal")
+        if kind == "PRINCIPAL" and resource_arn:
+            raise ram_error("InvalidParameterException",
+                            "You cannot specify a resource ARN when the association type is PRINCIPAL.")
+        if kind == "RESOURCE" and principal:
+            raise ram_error("InvalidParameterException",
+                            "You cannot specify a principal when the association type is RESOURCE.")
+        status = one_of(body, "associationStatus", ("ASSOCIATING", "ASSOCIATED", "FAILED", "DISASSOCIATING",
+                                                    "DISASSOCIATED", "SUSPENDED", "SUSPENDING", "RESTORING"))
+        arns = strings(body, "resourceShareArns")
+        entity = resource_arn or principal
+        found = [(share, key) for share in self.shares.values()
+                 if share["owner"] == account and share["region"] == region and (not arns or share["arn"] in arns)
+                 for key, entry in share["associations"].items()
+                 if key[0] == kind and entity in (None, key[1]) and status in (None, entry["status"])]
+        items, next_token = ram_page(found, body)
+        return {"resourceShareAssociations": [self.association_view(s, k) for s, k in items],
+                "nextToken": next_token}
+
+    def delete(self, account, region, body):
+        """The share goes to DELETED (still listed, as RAM lists deleted shares
+        for a while) and every association to DISASSOCIATED: nobody has its
+        resources any more. The resources themselves stay."""
+        share = self.owned(account, region, body.get("resourceShareArn"))
+        now = time.time()
+        for key, entry in share["associations"].items():
+            if entry["status"] == "ASSOCIATED":
+                self.mark(share, key, "DISASSOCIATED", now, entry["external"])
+        share.update(status="DELETED", updated=now)
+        return {"returnValue": True, "clientToken": body.get("clientToken")}
+
+
+RAM_CALLS = {
+    "CreateResourceShare": ResourceShares.create,
+    "GetResourceShares": ResourceShares.get,
+    "AssociateResourceShare": ResourceShares.associate,
+    "DisassociateResourceShare": ResourceShares.disassociate,
+    "GetResourceShareAssociations": ResourceShares.associations,
+    "DeleteResourceShare": ResourceShares.delete,
+}
+RAM_IDEMPOTENT = {"CreateResourceShare", "AssociateResourceShare", "DisassociateResourceShare", "DeleteResourceShare"}
+
+
+def ram_body(request):
+    """The call's parameters: DeleteResourceShare's are in the query string,
+    the others' in a JSON body."""
+    if request.action == "DeleteResourceShare":
+        return {k: v for k, v in request.form.items() if k in ("resourceShareArn", "clientToken")}
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        raise ram_error("SerializationException", "The request body is not valid JSON.")
+    if not isinstance(body, dict):
+        raise ram_error("SerializationException", "The request body must be a JSON object.")
+    return body
+
+
+def ram_call(request):
+    """One RAM call in the caller's account. clientToken makes the mutating
+    ones idempotent, as RAM documents: the same token with the same parameters
+    answers as the first call did and changes nothing; with others it is a
+    mismatch."""
+    body = ram_body(request)
+    call = RAM_CALLS[request.action]
+    token = body.get("clientToken")
+    if not token or request.action not in RAM_IDEMPOTENT:
+        return call(STATE.ram, request.account, request.region, body)
+    fingerprint = json.dumps({k: v for k, v in body.items() if k != "clientToken"}, sort_keys=True)
+    key = (request.account, request.region, request.action, token)
+    if key in STATE.ram.tokens:
+        seen, answer = STATE.ram.tokens[key]
+        if seen != fingerprint:
+            raise ram_error("IdempotentParameterMismatchException",
+                            f"The client token {token} was already used with different parameters.")
+        return answer
+    answer = call(STATE.ram, request.account, request.region, body)  # raises before anything is remembered
+    STATE.ram.tokens[key] = (fingerprint, answer)
+    return answer
+
+
 # ---------------------------------------------------------------- DynamoDB: secondary indexes lag
 
 def written_items(action, body):
@@ -698,12 +1108,13 @@ def written_items(action, body):
     return []
 
 
-def written_key(region, table_name, attributes):
-    """(region, table name, the item's primary key as text): the key schema is
-    moto's, the table may be named by its ARN. Raises if attributes lack the key."""
-    table = dynamodb_backends[DEFAULT_ACCOUNT_ID][region].get_table(table_name)
+def written_key(account, region, table_name, attributes):
+    """(account, region, table name, the item's primary key as text): the key
+    schema is moto's, the table may be named by its ARN. Raises if attributes
+    lack the key."""
+    table = dynamodb_backends[account][region].get_table(table_name)
     names = [table.hash_key_attr] + ([table.range_key_attr] if table.range_key_attr else [])
-    return region, table.name, json.dumps([attributes[name] for name in names], sort_keys=True)
+    return account, region, table.name, json.dumps([attributes[name] for name in names], sort_keys=True)
 
 
 def after_dynamodb(request, answer):
@@ -716,21 +1127,21 @@ def after_dynamodb(request, answer):
         if request.action in DYNAMODB_WRITES:
             now = time.monotonic()
             for table, attributes in written_items(request.action, body):
-                STATE.writes[written_key(request.region, table, attributes)] = now
+                STATE.writes[written_key(request.account, request.region, table, attributes)] = now
         elif request.action == "Query" and body.get("IndexName") and STATE.config["index_lag_ms"] > 0:
-            return without_recent_writes(request.region, body["TableName"], answer)
+            return without_recent_writes(request.account, request.region, body["TableName"], answer)
     except Exception:  # never worse than moto: its answer as it is
         pass
     return answer
 
 
-def without_recent_writes(region, table_name, answer):
+def without_recent_writes(account, region, table_name, answer):
     status, headers, payload = answer
     result = json.loads(payload)
     horizon = time.monotonic() - STATE.config["index_lag_ms"] / 1000.0
     items = result.get("Items") or []
     kept = [item for item in items
-            if STATE.writes.get(written_key(region, table_name, item), horizon) <= horizon]
+            if STATE.writes.get(written_key(account, region, table_name, item), horizon) <= horizon]
     if len(kept) == len(items):
         return answer
     hidden = len(items) - len(kept)  # never in the index yet: neither counted nor scanned
@@ -760,13 +1171,29 @@ class State:
         self.buckets = []
         self.calls = []
         self.config = json.loads(json.dumps(DEFAULT_CONFIG))
-        self.writes = {}  # (region, table, primary key) -> time.monotonic() of its last DynamoDB write
+        self.writes = {}  # (account, region, table, primary key) -> time.monotonic() of its last DynamoDB write
+        self.ram = ResourceShares(self)
+        self.refused_roles = set()  # role ARNs whose AssumeRole answers AccessDenied
 
     def mirroring(self, region, account=DEFAULT_ACCOUNT_ID):
         key = (account, region)
         if key not in self.mirrors:
-            self.mirrors[key] = Mirroring(account, region, lambda: self.vnis_of(account))
+            self.mirrors[key] = Mirroring(account, region, self)
         return self.mirrors[key]
+
+    def sessions_in(self, region):
+        """Every account's sessions in a region (a shared target's are in several)."""
+        return [s for (_, r), m in self.mirrors.items() if r == region for s in m.sessions.values()]
+
+    def shared_with(self, account, region):
+        """{tmt id: target} of the targets other accounts share with this one
+        through RAM (targets deleted since are not there)."""
+        found = {}
+        for owner, target_id in self.ram.targets_shared_with(account, region):
+            mirrors = self.mirrors.get((owner, region))
+            if mirrors is not None and target_id in mirrors.targets:
+                found[target_id] = mirrors.targets[target_id]
+        return found
 
     def vnis_of(self, account):
         return {s["vni"] for (owner, _), m in self.mirrors.items() if owner == account for s in m.sessions.values()}
@@ -825,7 +1252,8 @@ class State:
         if any(b["tokens"] < 1 for b in applying):
             if service in ("ec2", ""):
                 return AwsError("RequestLimitExceeded", "Request limit exceeded.", 503)
-            return AwsError("ThrottlingException", "Rate exceeded", 400)
+            # RAM's model gives its ThrottlingException HTTP 429; the JSON services' is a 400.
+            return AwsError("ThrottlingException", "Rate exceeded", 429 if service == "ram" else 400)
         for bucket in applying:
             bucket["tokens"] -= 1
         return None
@@ -844,7 +1272,8 @@ class Request:
 
     def __init__(self, environ, body):
         self.environ, self.body = environ, body
-        self.service, self.region = credential_scope(environ)
+        self.access_key, self.service, self.region = credential_scope(environ)
+        self.account = None  # the caller's account: looked up under the lock, from moto's IAM (see account_of)
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         self.form = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
         if "x-www-form-urlencoded" in environ.get("CONTENT_TYPE", ""):
@@ -853,15 +1282,34 @@ class Request:
         # `AWSEvents.PutEvents`, `AmazonSQS.SendMessage`); query protocols in `Action`.
         self.json_protocol = bool(target)
         self.action = target.rsplit(".", 1)[-1] if target else self.form.get("Action", "")
+        # REST-JSON (RAM): the method and path name the operation; errors are JSON too.
+        self.rest_json = self.service == "ram"
+        if self.rest_json:
+            route = (environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", "").rstrip("/").lower())
+            self.action = RAM_ROUTES.get(route, "")
         self.content_type = environ.get("CONTENT_TYPE", "")
 
 
 def credential_scope(environ):
-    """(service, region) from the SigV4 credential scope, in the Authorization
-    header or a presigned URL's X-Amz-Credential; region defaults to us-east-1."""
+    """(access key id, service, region) from the SigV4 credential scope, in the
+    Authorization header or a presigned URL's X-Amz-Credential; region
+    defaults to us-east-1."""
     text = environ.get("HTTP_AUTHORIZATION", "") + " " + environ.get("QUERY_STRING", "").replace("%2F", "/")
-    scope = re.search(r"Credential=[^/\s]+/\d{8}/([^/]+)/([^/]+)/aws4_request", text)
-    return (scope.group(2), scope.group(1)) if scope else ("", "us-east-1")
+    scope = re.search(r"Credential=([^/\s]+)/\d{8}/([^/]+)/([^/]+)/aws4_request", text)
+    return (scope.group(1), scope.group(3), scope.group(2)) if scope else ("", "", "us-east-1")
+
+
+def account_of(request):
+    """The account a request acts in, decided as moto decides it (so our model
+    and moto's backends agree): MOTO_ACCOUNT_ID, else an x-moto-account-id
+    header, else the account whose IAM holds the access key (sts:AssumeRole
+    registers its keys in the role's account); any other key is moto's
+    default account, 123456789012."""
+    if "MOTO_ACCOUNT_ID" in os.environ:
+        return os.environ["MOTO_ACCOUNT_ID"]
+    if request.environ.get("HTTP_X_MOTO_ACCOUNT_ID"):
+        return request.environ["HTTP_X_MOTO_ACCOUNT_ID"]
+    return get_account_id_from(request.access_key) if request.access_key else DEFAULT_ACCOUNT_ID
 
 
 class Emulator:
@@ -907,37 +1355,43 @@ class Emulator:
             # start: arrival (so latency counts); served: lock taken; end: answer complete.
             STATE.calls.append({"service": request.service, "action": request.action, "start": arrived,
                                 "served": served, "end": time.time(), "status": int(status.split()[0]),
-                                "error": error, "eni": request.form.get("NetworkInterfaceId")})
+                                "error": error, "eni": request.form.get("NetworkInterfaceId"),
+                                "account": request.account})
         return status, headers, payload
 
     def serve(self, request):
         """(status, headers, payload, error code or None); runs under the lock."""
+        request.account = account_of(request)
         failure = STATE.take_token(request.service, request.action) or STATE.take_fault(request.service, request.action)
         if failure:
             return (*error_answer(failure, request), failure.code)
         try:
             if request.service == "events" and request.action == "PutEvents":
                 check_event_sizes(request.body)
+            if request.service == "sts" and request.action == "AssumeRole":
+                check_role_trusts(request)
             if request.service == "ec2" and (request.action in CREATES or request.action in OTHERS):
                 return (*xml_answer(ec2_answer(request.action, self.mirroring_call(request))), None)
             if tags_mirroring_ids(request):
                 return (*self.tag_call(request), None)
+            if request.service == "ram" and request.action in RAM_CALLS:
+                return (*json_answer(ram_call(request)), None)
         except AwsError as error:
             return (*error_answer(error, request), error.code)
         enis = self.enis_to_unmirror(request)  # before moto changes the instances
         answer = self.moto(request.environ)
         if answer[0].startswith("200"):
             if request.service == "ec2" and request.action == "CreateVpc":
-                admit_own_members(request.region, answer[2])
+                admit_own_members(request.region, answer[2], request.account)
             if enis:
-                STATE.mirroring(request.region).drop_sessions_of(enis)
+                STATE.mirroring(request.region, request.account).drop_sessions_of(enis)
             if request.service == "dynamodb":
                 answer = after_dynamodb(request, answer)
         return (*answer, None)  # moto's own errors are moto's: its body says which
 
     @staticmethod
     def mirroring_call(request):
-        mirrors = STATE.mirroring(request.region)
+        mirrors = STATE.mirroring(request.region, request.account)
         params = nest(request.form)
         if request.action in CREATES and request.form.get("ClientToken") and not truthy(params, "DryRun"):
             return idempotent(mirrors, request.action, request.form, params)
@@ -949,7 +1403,7 @@ class Emulator:
         params = nest(request.form)
         ids = id_list(params, "ResourceId")
         ours = [i for i in ids if i.startswith(MIRRORING_PREFIXES)]
-        mirrors = STATE.mirroring(request.region)
+        mirrors = STATE.mirroring(request.region, request.account)  # another account's ids are unknown here
         records = [mirrors.taggable(i) for i in ours]  # unknown ids raise before anything changes
         change = tag_change(request.action, params)
         others = [i for i in ids if i not in ours]
@@ -975,7 +1429,7 @@ class Emulator:
         if request.action == "DeleteNetworkInterface":
             return {request.form.get("NetworkInterfaceId")}
         if request.action == "TerminateInstances":
-            backend = ec2_backends[DEFAULT_ACCOUNT_ID][request.region]
+            backend = ec2_backends[request.account][request.region]
             enis = set()
             for instance_id in id_list(nest(request.form), "InstanceId"):
                 try:
@@ -1029,6 +1483,7 @@ def control_call(method, name, body):
         return {"ok": True}
     if name == "reset":
         moto_api_backend.reset()  # every moto backend, as /moto-api/reset does
+        organizations_backends.master_accounts.clear()  # moto's reset leaves which account is in which organization
         STATE.reset()
         return {"ok": True}
     if name == "faults":
@@ -1068,8 +1523,22 @@ def control_call(method, name, body):
             STATE.calls.clear()
         return {"calls": STATE.calls}
     if name == "rename" and method == "POST":
-        return rename(body.get("region", "us-east-1"), body["from"], body["to"])
+        account = body.get("account", DEFAULT_ACCOUNT_ID)
+        return rename(body.get("region", "us-east-1"), body["from"], body["to"], account)
+    if name == "refuse-role":
+        if method == "POST":
+            STATE.refused_roles.add(role_arn(body))
+        elif method == "DELETE":
+            STATE.refused_roles.clear()
+        return {"roleArns": sorted(STATE.refused_roles)}
     raise UnknownControl(f"unknown control call {method} /_emulator/{name}")
+
+
+def role_arn(body):
+    arn = body["roleArn"]
+    if not isinstance(arn, str) or not re.match(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$", arn):
+        raise ValueError("roleArn is a role's ARN, arn:aws:iam::<account>:role/<name>")
+    return arn
 
 
 def fault_rule(body):
@@ -1153,14 +1622,31 @@ def check_event_sizes(body):
         raise AwsError("ValidationException", "Total size of the entries in the request is over the limit.")
 
 
-def admit_own_members(region, payload):
+def check_role_trusts(request):
+    """A role named by POST /_emulator/refuse-role answers AssumeRole as AWS
+    does when its trust policy does not trust the caller (moto assumes any
+    role, existing or not)."""
+    role = request.form.get("RoleArn", "")
+    if role in STATE.refused_roles:
+        raise AwsError("AccessDenied", f"User: {caller_arn(request)} is not authorized to perform: "
+                                       f"sts:AssumeRole on resource: {role}", 403)
+
+
+def caller_arn(request):
+    """The caller's ARN, as moto's GetCallerIdentity gives it: an assumed
+    role's session, an IAM user, or moto's default user."""
+    backend = sts_backends[request.account][get_partition(request.region)]
+    return backend.get_caller_identity(request.access_key, request.region)[1]
+
+
+def admit_own_members(region, payload, account):
     """On AWS a new VPC's default security group admits all traffic from its
     own members; moto's admits nothing. The delivery check (is UDP 4789 let
     in to a target ENI?) reads these rules, so they must be AWS's."""
     match = re.search(rb"<vpcId>(vpc-[0-9a-f]+)</vpcId>", payload)
     if not match:
         return
-    backend = ec2_backends[DEFAULT_ACCOUNT_ID][region]
+    backend = ec2_backends[account][region]
     vpc_id = match.group(1).decode()
     group = backend.get_default_security_group(vpc_id)
     if group is not None:
@@ -1168,15 +1654,16 @@ def admit_own_members(region, payload):
                                                  vpc_id=vpc_id)
 
 
-def rename(region, old, new):
-    """Gives an ENI or instance the id a sample event names: moto picks random
-    ids, and the end-to-end test replays real-looking event files as they are."""
-    backend = ec2_backends[DEFAULT_ACCOUNT_ID][region]
+def rename(region, old, new, account):
+    """Gives an ENI or instance of an account the id a sample event names: moto
+    picks random ids, and the end-to-end test replays real-looking event files
+    as they are."""
+    backend = ec2_backends[account][region]
     if old.startswith("eni-"):
         eni = backend.enis.pop(old)
         eni.id = new
         backend.enis[new] = eni
-        STATE.mirroring(region).rename_eni(old, new)
+        STATE.mirroring(region, account).rename_eni(old, new)
     elif old.startswith("i-"):
         backend.get_instance(old).id = new
     else:
@@ -1219,6 +1706,12 @@ def with_resource_ids(request, resource_ids):
             "CONTENT_LENGTH": str(len(body)), "wsgi.input": BytesIO(body)}
 
 
+def json_answer(fields):
+    """A REST-JSON answer (RAM): unset fields are left out, as AWS leaves them out."""
+    payload = json.dumps({k: v for k, v in fields.items() if v is not None}).encode()
+    return "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))], payload
+
+
 def xml_answer(text):
     payload = text.encode()
     return "200 OK", [("Content-Type", "text/xml"), ("Content-Length", str(len(payload)))], payload
@@ -1229,12 +1722,14 @@ REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 409: "Conflic
 
 
 def error_answer(error, request):
-    """The error in the request's protocol: JSON for X-Amz-Target services, EC2's
-    <Response><Errors> for EC2, <ErrorResponse> for other query services."""
+    """The error in the request's protocol: JSON for X-Amz-Target services and
+    REST-JSON ones (RAM), EC2's <Response><Errors> for EC2, <ErrorResponse> for
+    other query services (STS's with its namespace)."""
     status = f"{error.status} {REASONS.get(error.status, 'Error')}"
     request_id = str(uuid.uuid4())
-    if request.json_protocol:
+    if request.json_protocol or request.rest_json:
         content_type = request.content_type if request.content_type.startswith("application/x-amz-json") else (
+            "application/json" if request.rest_json else
             "application/x-amz-json-1.1" if request.service == "events" else "application/x-amz-json-1.0")
         payload = json.dumps({"__type": error.code, "message": error.message}).encode()
         headers = [("Content-Type", content_type), ("x-amzn-ErrorType", error.code), ("x-amzn-RequestId", request_id)]
@@ -1247,8 +1742,10 @@ def error_answer(error, request):
         headers = [("Content-Type", "text/xml")]
     else:
         kind = "Sender" if error.status < 500 else "Receiver"
+        namespace = ERROR_NAMESPACES.get(request.service)
+        xmlns = f' xmlns="{namespace}"' if namespace else ""
         payload = (
-            f'<?xml version="1.0" encoding="UTF-8"?><ErrorResponse><Error><Type>{kind}</Type>'
+            f'<?xml version="1.0" encoding="UTF-8"?><ErrorResponse{xmlns}><Error><Type>{kind}</Type>'
             f"<Code>{escape(error.code)}</Code><Message>{escape(error.message)}</Message></Error>"
             f"<RequestId>{request_id}</RequestId></ErrorResponse>"
         ).encode()

@@ -1059,3 +1059,299 @@ def test_a_stacks_function_settings_and_the_callers_identity_are_readable(endpoi
                             aws_secret_access_key=credentials["SecretAccessKey"],
                             aws_session_token=credentials["SessionToken"])
     assert as_alice.get_caller_identity()["Arn"] == "arn:aws:sts::123456789012:assumed-role/operator/alice"
+
+
+# ---------------------------------------------------------------- accounts, AWS RAM and shared targets
+
+HUB, MEMBER, OTHER = "123456789012", "111111111111", "222222222222"  # the hub is moto's default account
+MEMBER_ROLE = f"arn:aws:iam::{MEMBER}:role/TrafficMirroringMember"
+
+
+def assumed(endpoint, role_arn, **config):
+    """A client factory acting in the role's account, with the credentials
+    sts:AssumeRole returns (the hub mode's way into a member account)."""
+    credentials = client(endpoint, "sts").assume_role(RoleArn=role_arn, RoleSessionName="hub")["Credentials"]
+    config.setdefault("retries", {"total_max_attempts": 1})
+
+    def make(service):
+        return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1",
+                            aws_access_key_id=credentials["AccessKeyId"],
+                            aws_secret_access_key=credentials["SecretAccessKey"],
+                            aws_session_token=credentials["SessionToken"], config=Config(**config))
+
+    return make
+
+
+@pytest.fixture
+def member(endpoint):
+    return assumed(endpoint, MEMBER_ROLE)
+
+
+def a_subnet(ec2):
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    return ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+
+
+def target_arn(target_id, account=HUB):
+    return f"arn:aws:ec2:us-east-1:{account}:traffic-mirror-target/{target_id}"
+
+
+def targets_listed(ec2):
+    pages = ec2.get_paginator("describe_traffic_mirror_targets").paginate()
+    return {t["TrafficMirrorTargetId"]: t["OwnerId"] for p in pages for t in p["TrafficMirrorTargets"]}
+
+
+def ram_error(call, **kwargs):
+    """(code, x-amzn-ErrorType header, HTTP status) of a refused RAM call."""
+    response = failure(call, **kwargs)
+    metadata = response["ResponseMetadata"]
+    return response["Error"]["Code"], metadata["HTTPHeaders"].get("x-amzn-errortype"), metadata["HTTPStatusCode"]
+
+
+def test_accounts_are_kept_apart_by_their_credentials(endpoint, ec2, subnet, member):
+    """Assumed-role credentials act in the role's account, in moto and in our
+    model alike; dummy keys stay in moto's default account."""
+    hub_target, hub_filter = target(ec2, eni(ec2, subnet)), new_filter(ec2)
+    hub_session = session(ec2, eni(ec2, subnet), hub_target, hub_filter, 1)
+    assert hub_session["OwnerId"] == HUB
+    member_ec2 = member("ec2")
+    assert member("sts").get_caller_identity()["Account"] == MEMBER
+    assert member_ec2.describe_traffic_mirror_targets()["TrafficMirrorTargets"] == []
+    assert member_ec2.describe_traffic_mirror_filters()["TrafficMirrorFilters"] == []
+    assert sessions(member_ec2) == []
+    # The member's own mirroring works on the member's ENIs (moto keeps them in its account).
+    member_subnet = a_subnet(member_ec2)
+    member_target, member_filter = target(member_ec2, eni(member_ec2, member_subnet)), new_filter(member_ec2)
+    instance_id, source = instance(member_ec2, member_subnet)
+    created = session(member_ec2, source, member_target, member_filter, 1)
+    assert created["OwnerId"] == MEMBER
+    assert targets_listed(member_ec2) == {member_target: MEMBER}
+    assert targets_listed(ec2) == {hub_target: HUB}
+    assert [s["TrafficMirrorSessionId"] for s in sessions(ec2)] == [hub_session["TrafficMirrorSessionId"]]
+    # Ids of the other account are unknown, for use and for tags; the instance type rule reads the member's instance.
+    assert error_code(session, member_ec2, eni(member_ec2, member_subnet), member_target, hub_filter, 2) == \
+        "InvalidTrafficMirrorFilterId.NotFound"
+    assert error_code(member_ec2.create_tags, Resources=[hub_target], Tags=[{"Key": "k", "Value": "v"}]) == \
+        "InvalidTrafficMirrorTargetId.NotFound"
+    _, t2_source = instance(member_ec2, member_subnet, "t2.micro")
+    assert error_code(session, member_ec2, t2_source, member_target, member_filter, 1) == "NetworkInterfaceNotSupported"
+    # Terminating the member's instance drops its session; the hub's stays.
+    member_ec2.terminate_instances(InstanceIds=[instance_id])
+    assert sessions(member_ec2) == []
+    assert len(sessions(ec2)) == 1
+    # A member VPC's default group admits its own members; rename reaches the member's ENIs.
+    vpc = member_ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
+    group = member_ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["SecurityGroups"][0]
+    assert [p["IpProtocol"] for p in group["IpPermissions"]] == ["-1"]
+    old = eni(member_ec2, member_subnet)
+    control(endpoint, "POST", "rename", {"from": old, "to": "eni-0aaaabbbbccccdddd", "account": MEMBER})
+    assert member_ec2.describe_network_interfaces(NetworkInterfaceIds=["eni-0aaaabbbbccccdddd"])["NetworkInterfaces"]
+    calls = control(endpoint, "GET", "calls")["calls"]
+    assert {c["account"] for c in calls if c["action"] == "CreateTrafficMirrorTarget"} == {HUB, MEMBER}
+
+
+def test_ram_creates_lists_associates_and_disassociates_shares(endpoint, ec2, subnet, member):
+    ram, hub_target = client(endpoint, "ram"), target(ec2, eni(ec2, subnet))
+    share = ram.create_resource_share(name="mirror-targets", resourceArns=[target_arn(hub_target)],
+                                      principals=[MEMBER], tags=[{"key": "team", "value": "net"}])["resourceShare"]
+    arn = share["resourceShareArn"]
+    assert arn.startswith(f"arn:aws:ram:us-east-1:{HUB}:resource-share/")
+    assert (share["name"], share["owningAccountId"], share["status"], share["allowExternalPrincipals"],
+            share["tags"]) == ("mirror-targets", HUB, "ACTIVE", True, [{"key": "team", "value": "net"}])
+    assert share["creationTime"] and share["lastUpdatedTime"]
+    for n in range(2):  # three shares: GetResourceShares pages at two
+        ram.create_resource_share(name=f"other-{n}")
+    first = ram.get_resource_shares(resourceOwner="SELF")
+    assert len(first["resourceShares"]) == 2 and first["nextToken"]
+    pages = ram.get_paginator("get_resource_shares").paginate(resourceOwner="SELF")
+    assert sorted(s["name"] for p in pages for s in p["resourceShares"]) == ["mirror-targets", "other-0", "other-1"]
+    assert [s["resourceShareArn"] for s in ram.get_resource_shares(
+        resourceOwner="SELF", tagFilters=[{"tagKey": "team", "tagValues": ["net"]}])["resourceShares"]] == [arn]
+    assert [s["resourceShareArn"] for s in ram.get_resource_shares(
+        resourceOwner="SELF", name="mirror-targets")["resourceShares"]] == [arn]
+    # The member sees it as shared with it, and owns none.
+    member_ram = member("ram")
+    assert [s["resourceShareArn"] for s in member_ram.get_resource_shares(resourceOwner="OTHER-ACCOUNTS")[
+        "resourceShares"]] == [arn]
+    assert member_ram.get_resource_shares(resourceOwner="SELF")["resourceShares"] == []
+
+    def associations(kind, **kwargs):
+        found = ram.get_resource_share_associations(associationType=kind, resourceShareArns=[arn], **kwargs)
+        return [(a["associatedEntity"], a["status"]) for a in found["resourceShareAssociations"]]
+
+    assert associations("PRINCIPAL") == [(MEMBER, "ASSOCIATED")]
+    assert associations("RESOURCE") == [(target_arn(hub_target), "ASSOCIATED")]
+    added = ram.associate_resource_share(resourceShareArn=arn, principals=[OTHER])["resourceShareAssociations"]
+    assert [(a["associatedEntity"], a["associationType"], a["status"], a["resourceShareName"]) for a in added] == [
+        (OTHER, "PRINCIPAL", "ASSOCIATED", "mirror-targets")]
+    removed = ram.disassociate_resource_share(resourceShareArn=arn, principals=[MEMBER])["resourceShareAssociations"]
+    assert [(a["associatedEntity"], a["status"]) for a in removed] == [(MEMBER, "DISASSOCIATED")]
+    assert associations("PRINCIPAL", associationStatus="ASSOCIATED") == [(OTHER, "ASSOCIATED")]
+    assert associations("PRINCIPAL", principal=MEMBER) == [(MEMBER, "DISASSOCIATED")]
+    assert member_ram.get_resource_shares(resourceOwner="OTHER-ACCOUNTS")["resourceShares"] == []
+    # Deleting a share: listed as DELETED, every association gone, the target itself stays.
+    assert ram.delete_resource_share(resourceShareArn=arn)["returnValue"] is True
+    assert [s["status"] for s in ram.get_resource_shares(resourceOwner="SELF", resourceShareArns=[arn])[
+        "resourceShares"]] == ["DELETED"]
+    assert {status for _, status in associations("PRINCIPAL") + associations("RESOURCE")} == {"DISASSOCIATED"}
+    assert targets_listed(ec2) == {hub_target: HUB}
+    assert ram_error(ram.associate_resource_share, resourceShareArn=arn, principals=[MEMBER])[0] == \
+        "UnknownResourceException"
+    calls = [(c["service"], c["action"]) for c in control(endpoint, "GET", "calls")["calls"] if c["service"] == "ram"]
+    assert ("ram", "CreateResourceShare") in calls and ("ram", "DeleteResourceShare") in calls
+    control(endpoint, "POST", "reset")
+    assert ram.get_resource_shares(resourceOwner="SELF")["resourceShares"] == []
+
+
+def test_ram_refuses_what_aws_refuses_in_its_error_shape(endpoint, ec2, subnet, member):
+    ram, hub_target = client(endpoint, "ram"), target(ec2, eni(ec2, subnet))
+    member_ec2 = member("ec2")
+    member_target = target(member_ec2, eni(member_ec2, a_subnet(member_ec2)))
+    unknown = target_arn("tmt-0123456789abcdef0")
+    assert ram_error(ram.create_resource_share, name="s", resourceArns=[unknown]) == \
+        ("UnknownResourceException", "UnknownResourceException", 400)
+    # Another account's target is not the caller's to share, whoever asks.
+    assert ram_error(ram.create_resource_share, name="s", resourceArns=[target_arn(member_target, MEMBER)])[0] == \
+        "UnknownResourceException"
+    assert ram_error(member("ram").create_resource_share, name="s", resourceArns=[target_arn(hub_target)])[0] == \
+        "UnknownResourceException"
+    assert ram_error(ram.create_resource_share, name="s", resourceArns=["not-an-arn"])[0] == "MalformedArnException"
+    assert ram_error(ram.create_resource_share, name="s", principals=["o-abc123"])[0] == "InvalidParameterException"
+    not_ours = f"arn:aws:organizations::{HUB}:organization/o-abc123"  # the hub is in no organization
+    assert ram_error(ram.create_resource_share, name="s", principals=[not_ours])[0] == "UnknownResourceException"
+    assert ram.get_resource_shares(resourceOwner="SELF")["resourceShares"] == []  # nothing was created
+    missing = f"arn:aws:ram:us-east-1:{HUB}:resource-share/0b1c2d3e-0000-4000-8000-000000000000"
+    assert ram_error(ram.associate_resource_share, resourceShareArn=missing, principals=[MEMBER])[0] == \
+        "UnknownResourceException"
+    arn = ram.create_resource_share(name="s", resourceArns=[target_arn(hub_target)])["resourceShare"]
+    arn = arn["resourceShareArn"]
+    assert ram_error(ram.disassociate_resource_share, resourceShareArn=arn, principals=[MEMBER])[0] == \
+        "UnknownResourceException"  # never associated
+    assert ram_error(ram.get_resource_shares, resourceOwner="SELF", nextToken="garbage")[0] == \
+        "InvalidNextTokenException"
+    # The member cannot touch the hub's share.
+    assert ram_error(member("ram").delete_resource_share, resourceShareArn=arn)[0] == "UnknownResourceException"
+    # clientToken: the same call again answers as the first and creates nothing; other parameters are a mismatch.
+    once = ram.create_resource_share(name="t", clientToken="token-1")["resourceShare"]["resourceShareArn"]
+    assert ram.create_resource_share(name="t", clientToken="token-1")["resourceShare"]["resourceShareArn"] == once
+    assert ram_error(ram.create_resource_share, name="u", clientToken="token-1")[0] == \
+        "IdempotentParameterMismatchException"
+    assert len(list(s for p in ram.get_paginator("get_resource_shares").paginate(resourceOwner="SELF")
+                    for s in p["resourceShares"])) == 2
+    control(endpoint, "POST", "throttle", {"actions": "all", "service": "ram", "burst": 0, "refill_per_second": 0})
+    assert ram_error(ram.get_resource_shares, resourceOwner="SELF") == \
+        ("ThrottlingException", "ThrottlingException", 429)
+
+
+def member_source(member):
+    """(member ec2 client, a source ENI in the member account, a member filter)."""
+    member_ec2 = member("ec2")
+    member_subnet = a_subnet(member_ec2)
+    return member_ec2, member_subnet, new_filter(member_ec2)
+
+
+def test_a_member_session_needs_the_hubs_target_shared_with_it(endpoint, ec2, subnet, member):
+    ram, hub_target = client(endpoint, "ram"), target(ec2, eni(ec2, subnet))
+    member_ec2, member_subnet, member_filter = member_source(member)
+    source = eni(member_ec2, member_subnet)
+    # Unshared: the hub's target id is unknown in the member account, DryRun too.
+    assert error_code(session, member_ec2, source, hub_target, member_filter, 1) == \
+        "InvalidTrafficMirrorTargetId.NotFound"
+    assert error_code(session, member_ec2, source, hub_target, member_filter, 1, DryRun=True) == \
+        "InvalidTrafficMirrorTargetId.NotFound"
+    assert hub_target not in targets_listed(member_ec2)
+    arn = ram.create_resource_share(name="hub", resourceArns=[target_arn(hub_target)],
+                                    principals=[MEMBER])["resourceShare"]["resourceShareArn"]
+    assert error_code(session, member_ec2, source, hub_target, member_filter, 1, DryRun=True) == "DryRunOperation"
+    created = session(member_ec2, source, hub_target, member_filter, 1)
+    assert (created["OwnerId"], created["TrafficMirrorTargetId"]) == (MEMBER, hub_target)
+    assert [(s["OwnerId"], s["TrafficMirrorTargetId"]) for s in sessions(member_ec2)] == [(MEMBER, hub_target)]
+    # Shared targets are listed to the member with the hub's ownerId; the hub sees the member's session on its target.
+    assert targets_listed(member_ec2) == {hub_target: HUB}
+    assert [(s["TrafficMirrorSessionId"], s["OwnerId"]) for s in sessions(ec2)] == [
+        (created["TrafficMirrorSessionId"], MEMBER)]
+    # The member may not delete the hub's target.
+    assert error_code(member_ec2.delete_traffic_mirror_target, TrafficMirrorTargetId=hub_target) == \
+        "InvalidTrafficMirrorTargetId.NotFound"
+    # Unshared again: new sessions are refused; the one made stays.
+    ram.disassociate_resource_share(resourceShareArn=arn, principals=[MEMBER])
+    assert error_code(session, member_ec2, eni(member_ec2, member_subnet), hub_target, member_filter, 1) == \
+        "InvalidTrafficMirrorTargetId.NotFound"
+    assert hub_target not in targets_listed(member_ec2)
+    assert len(sessions(member_ec2)) == 1
+    # The owner may delete a shared target only other accounts' sessions use; theirs stay, naming it.
+    ec2.delete_traffic_mirror_target(TrafficMirrorTargetId=hub_target)
+    assert [s["TrafficMirrorTargetId"] for s in sessions(member_ec2)] == [hub_target]
+
+
+def test_the_sources_of_a_shared_target_are_counted_across_accounts(endpoint, ec2, subnet, member):
+    ram, hub_target, hub_filter = client(endpoint, "ram"), target(ec2, eni(ec2, subnet)), new_filter(ec2)
+    ram.create_resource_share(name="hub", resourceArns=[target_arn(hub_target)], principals=[MEMBER])
+    member_ec2, member_subnet, member_filter = member_source(member)
+    for _ in range(6):
+        session(ec2, eni(ec2, subnet), hub_target, hub_filter, 1)
+    for _ in range(4):
+        session(member_ec2, eni(member_ec2, member_subnet), hub_target, member_filter, 1)
+    assert error_code(session, member_ec2, eni(member_ec2, member_subnet), hub_target, member_filter, 1) == \
+        "TrafficMirrorSourcesPerTargetLimitExceeded"
+    assert error_code(session, ec2, eni(ec2, subnet), hub_target, hub_filter, 1) == \
+        "TrafficMirrorSourcesPerTargetLimitExceeded"
+
+
+def test_a_target_shared_with_the_organization_reaches_its_members_only(endpoint, ec2, subnet):
+    """Organizations are moto's: the hub creates one and a member account in it."""
+    organizations, ram = client(endpoint, "organizations"), client(endpoint, "ram")
+    organizations.create_organization(FeatureSet="ALL")
+    organization = organizations.describe_organization()["Organization"]["Arn"]
+    status = organizations.create_account(AccountName="member", Email="member@example.com")["CreateAccountStatus"]
+    in_org = status["AccountId"]
+    hub_target = target(ec2, eni(ec2, subnet))
+    share = ram.create_resource_share(name="org", resourceArns=[target_arn(hub_target)], principals=[organization],
+                                      allowExternalPrincipals=False)["resourceShare"]["resourceShareArn"]
+    inside = assumed(endpoint, f"arn:aws:iam::{in_org}:role/TrafficMirroringMember")
+    outside = assumed(endpoint, f"arn:aws:iam::{OTHER}:role/TrafficMirroringMember")
+    inside_ec2, inside_subnet, inside_filter = member_source(inside)
+    assert session(inside_ec2, eni(inside_ec2, inside_subnet), hub_target, inside_filter, 1)["OwnerId"] == in_org
+    outside_ec2, outside_subnet, outside_filter = member_source(outside)
+    assert error_code(session, outside_ec2, eni(outside_ec2, outside_subnet), hub_target, outside_filter, 1) == \
+        "InvalidTrafficMirrorTargetId.NotFound"
+    # An account outside the organization cannot be added to a share that allows no external principals.
+    assert ram_error(ram.associate_resource_share, resourceShareArn=share, principals=[OTHER])[0] == \
+        "OperationNotPermittedException"
+    external = ram.create_resource_share(name="ext", principals=[OTHER, in_org])["resourceShare"]["resourceShareArn"]
+    found = ram.get_resource_share_associations(associationType="PRINCIPAL", resourceShareArns=[external])
+    assert sorted((a["associatedEntity"], a["external"]) for a in found["resourceShareAssociations"]) == sorted(
+        [(OTHER, True), (in_org, False)])
+
+
+def test_a_refused_role_answers_access_denied_and_every_assume_role_is_logged(endpoint):
+    sts = client(endpoint, "sts")
+    assert control(endpoint, "POST", "refuse-role", {"roleArn": MEMBER_ROLE}) == {"roleArns": [MEMBER_ROLE]}
+    control(endpoint, "DELETE", "calls")
+    refused = failure(sts.assume_role, RoleArn=MEMBER_ROLE, RoleSessionName="hub")
+    assert refused["Error"]["Code"] == "AccessDenied"
+    assert refused["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert refused["Error"]["Message"] == (f"User: arn:aws:sts::{HUB}:user/moto is not authorized to perform: "
+                                           f"sts:AssumeRole on resource: {MEMBER_ROLE}")
+    other_role = f"arn:aws:iam::{OTHER}:role/TrafficMirroringMember"
+    credentials = sts.assume_role(RoleArn=other_role, RoleSessionName="hub")["Credentials"]
+    # The message names the caller as AWS does, here an assumed role's session.
+    as_other = boto3.client("sts", endpoint_url=endpoint, region_name="us-east-1",
+                            aws_access_key_id=credentials["AccessKeyId"],
+                            aws_secret_access_key=credentials["SecretAccessKey"],
+                            aws_session_token=credentials["SessionToken"])
+    assert failure(as_other.assume_role, RoleArn=MEMBER_ROLE, RoleSessionName="again")["Error"]["Message"].startswith(
+        f"User: arn:aws:sts::{OTHER}:assumed-role/TrafficMirroringMember/hub is not authorized")
+    calls = [(c["service"], c["action"], c["status"], c["error"]) for c in control(endpoint, "GET", "calls")["calls"]]
+    assert calls == [("sts", "AssumeRole", 403, "AccessDenied"), ("sts", "AssumeRole", 200, None),
+                     ("sts", "AssumeRole", 403, "AccessDenied")]
+    assert control(endpoint, "GET", "refuse-role") == {"roleArns": [MEMBER_ROLE]}
+    assert control(endpoint, "DELETE", "refuse-role") == {"roleArns": []}
+    sts.assume_role(RoleArn=MEMBER_ROLE, RoleSessionName="hub")
+    control(endpoint, "POST", "refuse-role", {"roleArn": MEMBER_ROLE})
+    control(endpoint, "POST", "reset")
+    sts.assume_role(RoleArn=MEMBER_ROLE, RoleSessionName="hub")
+    for bad in ({"roleArn": "TrafficMirroringMember"}, {"role": MEMBER_ROLE}):
+        with pytest.raises(urllib.error.HTTPError) as raised:
+            control(endpoint, "POST", "refuse-role", bad)
+        assert raised.value.code == 400

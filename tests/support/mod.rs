@@ -216,6 +216,13 @@ impl Emulator {
         }
     }
 
+    /// Makes STS refuse to assume this role (as AWS does when the member
+    /// stack is missing or its trust names another principal).
+    pub async fn refuse_role(&self, role_arn: &str) {
+        self.control(reqwest::Method::POST, "refuse-role", Some(json!({"roleArn": role_arn})))
+            .await;
+    }
+
     pub async fn clear_faults(&self) {
         self.control(reqwest::Method::DELETE, "faults", None).await;
     }

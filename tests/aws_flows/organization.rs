@@ -1,0 +1,376 @@
+//! One deployment for an organization, over the wire (#25): the hub
+//! assumes each member's role (moto keeps the accounts apart by those
+//! credentials), shares its targets through RAM (the emulator refuses a
+//! session to another account's target that is not shared), and keeps one
+//! ledger. What only a wire shows: STS, RAM's calls and EC2's answers
+//! across accounts, and the SDK's paging of both.
+
+use std::collections::BTreeSet;
+
+use aws_config::SdkConfig;
+use serde_json::{json, Value};
+use traffic_mirroring::domain::account::{AccountId, AccountSet};
+use traffic_mirroring::handler::App;
+
+use crate::support::*;
+
+/// moto's default account: the hub.
+const HUB: &str = "123456789012";
+const MEMBER_A: &str = "111111111111";
+const MEMBER_B: &str = "222222222222";
+/// Listed, but its role refuses to be assumed.
+const LOCKED: &str = "333333333333";
+const STRANGER: &str = "999999999999";
+
+/// A member account as a test sees it: its own credentials and network.
+struct Member {
+    ec2: aws_sdk_ec2::Client,
+    subnet: String,
+}
+
+fn role_of(account: &str) -> String {
+    format!("arn:aws:iam::{account}:role/TrafficMirroringMember")
+}
+
+async fn member(world: &World, account: &str) -> Member {
+    let sts = aws_sdk_sts::Client::new(&world.sdk);
+    let assumed = sts
+        .assume_role()
+        .role_arn(role_of(account))
+        .role_session_name("test")
+        .send()
+        .await
+        .expect("assumed");
+    let given = assumed.credentials().expect("credentials");
+    let credentials = aws_sdk_ec2::config::Credentials::new(
+        given.access_key_id(),
+        given.secret_access_key(),
+        Some(given.session_token().to_owned()),
+        None,
+        "test",
+    );
+    let sdk: SdkConfig = world
+        .sdk
+        .to_builder()
+        .credentials_provider(aws_sdk_ec2::config::SharedCredentialsProvider::new(credentials))
+        .build();
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    let vpc = ec2.create_vpc().cidr_block("10.1.0.0/16").send().await.expect("vpc");
+    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).expect("vpc id").to_owned();
+    let subnet = ec2
+        .create_subnet()
+        .vpc_id(&vpc_id)
+        .cidr_block("10.1.1.0/24")
+        .send()
+        .await
+        .expect("subnet");
+    let subnet = subnet.subnet().and_then(|s| s.subnet_id()).expect("subnet").to_owned();
+    Member { ec2, subnet }
+}
+
+impl Member {
+    async fn instance(&self, tags: &[(&str, &str)]) -> (String, String) {
+        let tags: Vec<_> = tags
+            .iter()
+            .map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(*k).value(*v).build())
+            .collect();
+        let mut run = self
+            .ec2
+            .run_instances()
+            .image_id("ami-12c6146b")
+            .instance_type("m5.large".into())
+            .subnet_id(&self.subnet)
+            .min_count(1)
+            .max_count(1);
+        if !tags.is_empty() {
+            run = run.tag_specifications(
+                aws_sdk_ec2::types::TagSpecification::builder()
+                    .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
+                    .set_tags(Some(tags))
+                    .build(),
+            );
+        }
+        let run = run.send().await.expect("instance");
+        let instance = run.instances().first().expect("an instance");
+        let eni = instance
+            .network_interfaces()
+            .first()
+            .and_then(|n| n.network_interface_id())
+            .expect("eni")
+            .to_owned();
+        (instance.instance_id().expect("id").to_owned(), eni)
+    }
+
+    /// Sessions and filters in the member account (every page).
+    async fn mirroring(&self) -> (BTreeSet<String>, BTreeSet<String>) {
+        let mut sessions = BTreeSet::new();
+        let mut pages = self.ec2.describe_traffic_mirror_sessions().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            for session in page.expect("sessions").traffic_mirror_sessions() {
+                sessions.extend(session.traffic_mirror_session_id().map(str::to_owned));
+            }
+        }
+        let mut filters = BTreeSet::new();
+        let mut pages = self.ec2.describe_traffic_mirror_filters().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            for filter in page.expect("filters").traffic_mirror_filters() {
+                filters.extend(filter.traffic_mirror_filter_id().map(str::to_owned));
+            }
+        }
+        (sessions, filters)
+    }
+}
+
+fn account(id: &str) -> AccountId {
+    AccountId::parse(id).expect("12 digits")
+}
+
+/// The hub's function, acting in these members too.
+fn hub_app(world: &World) -> App {
+    world.app_with(|config| {
+        config.accounts = AccountSet {
+            home: Some(account(HUB)),
+            members: [MEMBER_A, MEMBER_B, LOCKED].into_iter().map(account).collect(),
+        };
+    })
+}
+
+fn create_in(action_id: &str, account: &str, source: &str, target: &str) -> Value {
+    json!({"driverRequest": {"actions": [{"actionId": action_id, "type": "CreateTrafficMirroring",
+        "actionParams": {"sourceNicId": source, "targetNicId": target, "accountId": account}}]}})
+}
+
+fn remove_session(action_id: &str, session: &str) -> Value {
+    json!({"driverRequest": {"actions": [{"actionId": action_id, "type": "RemoveTrafficMirroring",
+        "sessionId": session}]}})
+}
+
+async fn first(app: &App, payload: Value) -> Value {
+    let answer = app.invoke(payload).await.expect("answers");
+    answer["driverResponse"]["actionResults"][0].clone()
+}
+
+/// An appliance ENI in the hub whose security group admits VXLAN from the
+/// members' network (10.1.0.0/16), as a cross-account appliance must.
+async fn appliance(world: &World) -> String {
+    let eni = world.instance_eni("m5.large").await;
+    let described = world
+        .ec2
+        .describe_network_interfaces()
+        .network_interface_ids(&eni)
+        .send()
+        .await
+        .expect("eni");
+    let group = described.network_interfaces()[0].groups()[0]
+        .group_id()
+        .expect("group")
+        .to_owned();
+    world
+        .ec2
+        .authorize_security_group_ingress()
+        .group_id(group)
+        .ip_protocol("udp")
+        .from_port(4789)
+        .to_port(4789)
+        .cidr_ip("10.1.0.0/16")
+        .send()
+        .await
+        .expect("ingress");
+    eni
+}
+
+/// Sessions the hub account itself owns (EC2 lists the members' sessions
+/// on the hub's targets to the hub too).
+async fn hub_sessions(world: &World) -> usize {
+    let mut count = 0;
+    let mut pages = world
+        .ec2
+        .describe_traffic_mirror_sessions()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("owner-id")
+                .values(HUB)
+                .build(),
+        )
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        count += page.expect("sessions").traffic_mirror_sessions().len();
+    }
+    count
+}
+
+/// The deployment's resource share: (targets, principals) associated now.
+async fn share_of(world: &World) -> (BTreeSet<String>, BTreeSet<String>) {
+    let ram = aws_sdk_ram::Client::new(&world.sdk);
+    let shares = ram
+        .get_resource_shares()
+        .resource_owner(aws_sdk_ram::types::ResourceOwner::SelfValue)
+        .send()
+        .await
+        .expect("shares");
+    let mut targets = BTreeSet::new();
+    let mut principals = BTreeSet::new();
+    for share in shares.resource_shares() {
+        let arn = share.resource_share_arn().expect("arn");
+        for (kind, into) in [
+            (aws_sdk_ram::types::ResourceShareAssociationType::Resource, &mut targets),
+            (
+                aws_sdk_ram::types::ResourceShareAssociationType::Principal,
+                &mut principals,
+            ),
+        ] {
+            let mut pages = ram
+                .get_resource_share_associations()
+                .association_type(kind)
+                .resource_share_arns(arn)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                for association in page.expect("associations").resource_share_associations() {
+                    if association.status() == Some(&aws_sdk_ram::types::ResourceShareAssociationStatus::Associated) {
+                        into.insert(association.associated_entity().unwrap_or_default().to_owned());
+                    }
+                }
+            }
+        }
+    }
+    (targets, principals)
+}
+
+#[tokio::test]
+async fn a_members_create_is_made_in_the_member_to_the_hubs_shared_target_and_removed_with_its_last_user() {
+    let world = World::start().await;
+    world.emulator.refuse_role(&role_of(LOCKED)).await;
+    let app = hub_app(&world);
+    let appliance = appliance(&world).await;
+    let a = member(&world, MEMBER_A).await;
+    let (_, source) = a.instance(&[]).await;
+
+    let made = first(&app, create_in("org-1", MEMBER_A, &source, &appliance)).await;
+    assert_eq!(made["success"], true, "{made}");
+    assert_eq!(made["accountId"], MEMBER_A);
+    let session = made["sessionId"].as_str().expect("session").to_owned();
+    let target = made["trafficMirrorTargetId"].as_str().expect("target").to_owned();
+    let (sessions, filters) = a.mirroring().await;
+    assert_eq!(
+        sessions,
+        BTreeSet::from([session.clone()]),
+        "the session is the member's"
+    );
+    assert_eq!(filters.len(), 1, "and so is the filter");
+    let hub = world.our_resources().await;
+    assert_eq!(hub.targets, BTreeSet::from([target.clone()]), "the hub has the target");
+    assert!(hub.filters.is_empty(), "no filter in the hub: {hub:?}");
+    assert_eq!(hub_sessions(&world).await, 0, "no session of the hub's own");
+    let (shared, principals) = share_of(&world).await;
+    assert!(shared.iter().any(|arn| arn.ends_with(&target)), "{shared:?}");
+    assert_eq!(principals, BTreeSet::from([MEMBER_A.to_owned()]));
+
+    // Removed by session id, naming no account: the ledger knows it.
+    let removed = first(&app, remove_session("org-1-rm", &session)).await;
+    assert_eq!(removed["success"], true, "{removed}");
+    assert_eq!(a.mirroring().await, (BTreeSet::new(), BTreeSet::new()));
+    assert!(
+        world.our_resources().await.targets.is_empty(),
+        "its last user gone: the target too"
+    );
+    assert_eq!(
+        share_of(&world).await,
+        (BTreeSet::new(), BTreeSet::new()),
+        "and the share is empty"
+    );
+}
+
+#[tokio::test]
+async fn a_launch_in_a_member_is_mirrored_there_and_other_accounts_are_refused_with_nothing_made() {
+    let world = World::start().await;
+    world.emulator.refuse_role(&role_of(LOCKED)).await;
+    let app = hub_app(&world);
+    let appliance = appliance(&world).await;
+    let b = member(&world, MEMBER_B).await;
+    let (instance, eni) = b.instance(&[("traffic-mirroring:target", &appliance)]).await;
+    let mut launch = state_change(&instance, "running");
+    launch["account"] = json!(MEMBER_B);
+    let answer = app.invoke(launch).await.expect("answers");
+    assert_eq!(answer["actionResults"][0]["success"], true, "{answer}");
+    let (sessions, _) = b.mirroring().await;
+    assert_eq!(sessions.len(), 1, "mirrored in the member");
+    let described = b.ec2.describe_traffic_mirror_sessions().send().await.expect("sessions");
+    assert_eq!(
+        described.traffic_mirror_sessions()[0].network_interface_id(),
+        Some(eni.as_str())
+    );
+
+    // An account not listed: the event and a request are refused.
+    let before = world.our_resources().await;
+    let mut foreign = state_change(&instance, "running");
+    foreign["account"] = json!(STRANGER);
+    let refused = app.invoke(foreign).await.expect("answers");
+    assert_eq!(refused["refused"]["errorCode"], "AccountNotAllowed", "{refused}");
+    let request = first(&app, create_in("stranger-1", STRANGER, &eni, &appliance)).await;
+    assert_eq!(request["errorCode"], "AccountNotAllowed", "{request}");
+    let locked = first(&app, create_in("locked-1", LOCKED, &eni, &appliance)).await;
+    assert_eq!(locked["errorCode"], "MemberAccountUnreachable", "{locked}");
+    assert_eq!(world.our_resources().await, before, "nothing made in the hub");
+    assert_eq!(b.mirroring().await.0.len(), 1, "nor in the member");
+    assert!(world.ledger_item("stranger-1").await.is_none());
+}
+
+#[tokio::test]
+async fn the_sweep_backfills_two_members_reports_the_unreachable_one_and_the_ten_sources_count_across_accounts() {
+    let world = World::start().await;
+    world.emulator.refuse_role(&role_of(LOCKED)).await;
+    let appliance = appliance(&world).await;
+    let app = hub_app(&world);
+    let a = member(&world, MEMBER_A).await;
+    let b = member(&world, MEMBER_B).await;
+    for _ in 0..3 {
+        a.instance(&[("traffic-mirroring:target", &appliance)]).await;
+    }
+    for _ in 0..4 {
+        b.instance(&[("traffic-mirroring:target", &appliance)]).await;
+    }
+    let answer = app.invoke(json!({"sweep": {"dryRun": false}})).await.expect("answers");
+    let accounts = &answer["sweep"]["sweep"]["accounts"];
+    assert_eq!(accounts[MEMBER_A]["coverage"]["mirrored"], 3, "{answer}");
+    assert_eq!(accounts[MEMBER_B]["coverage"]["mirrored"], 4, "{answer}");
+    assert_eq!(accounts[LOCKED]["errorCode"], "MemberAccountUnreachable", "{answer}");
+    assert_eq!(accounts[HUB]["success"], true, "{answer}");
+    assert_eq!(a.mirroring().await.0.len(), 3);
+    assert_eq!(b.mirroring().await.0.len(), 4);
+    assert_eq!(world.our_resources().await.targets.len(), 1, "one hub target for both");
+
+    // Seven sources of two accounts on the appliance: three more fit, the
+    // eleventh (in the hub itself) does not.
+    for n in 0..3 {
+        let eni = world.instance_eni("m5.large").await;
+        let made = first(&app, create_in(&format!("hub-{n}"), HUB, &eni, &appliance)).await;
+        assert_eq!(made["success"], true, "{made}");
+    }
+    let eni = world.instance_eni("m5.large").await;
+    let eleventh = first(&app, create_in("hub-x", HUB, &eni, &appliance)).await;
+    assert_eq!(
+        eleventh["errorCode"], "TrafficMirrorSourcesPerTargetLimitExceeded",
+        "{eleventh}"
+    );
+
+    // A sweep again changes nothing, and assumes no role again.
+    world.emulator.clear_calls().await;
+    let again = app.invoke(json!({"sweep": {"dryRun": false}})).await.expect("answers");
+    assert_eq!(
+        again["sweep"]["sweep"]["accounts"][MEMBER_B]["coverage"]["missing"], 0,
+        "{again}"
+    );
+    let calls = world.emulator.calls().await;
+    let assumed = calls
+        .iter()
+        .filter(|c| c["action"] == "AssumeRole" && c["status"] == 200)
+        .count();
+    assert_eq!(assumed, 0, "credentials kept between sweeps");
+    let mutating = calls
+        .iter()
+        .filter(|c| c["service"] == "ec2" && c["action"].as_str().is_some_and(|a| a.starts_with("Create")))
+        .count();
+    assert_eq!(mutating, 0, "converged");
+}
