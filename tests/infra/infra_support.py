@@ -11,6 +11,8 @@ import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TEMPLATE = os.path.join(ROOT, "infra", "template.yaml")
+# The member account's stack of an organization (#25), deployed as a StackSet.
+MEMBER_TEMPLATE = os.path.join(ROOT, "infra", "member.yaml")
 AWS_DIR = os.path.join(ROOT, "src", "aws")
 
 
@@ -38,8 +40,8 @@ def _short_form(loader, tag_suffix, node):
 CfnLoader.add_multi_constructor("!", _short_form)
 
 
-def load_template():
-    with open(TEMPLATE, encoding="utf-8") as f:
+def load_template(path=TEMPLATE):
+    with open(path, encoding="utf-8") as f:
         return yaml.load(f, Loader=CfnLoader)
 
 
@@ -138,7 +140,8 @@ def parameter_value(template, parameters, name):
     """A parameter as deployed: given in `parameters`, else its default; a
     required one (no Default) must be given."""
     if name in PSEUDO_PARAMETERS:
-        return PSEUDO_PARAMETERS[name]
+        # A test may deploy as another account (a member's) by giving it.
+        return str(parameters.get(name, PSEUDO_PARAMETERS[name]))
     assert name in template["Parameters"], f"no parameter {name}"
     if name in parameters:
         return str(parameters[name])
@@ -152,8 +155,12 @@ def holds(condition, template, parameters):
     deployed with `parameters` (the rest at their defaults)."""
     if isinstance(condition, str):
         return holds(template["Conditions"][condition], template, parameters)
+    # {"Condition": name}, as the long form writes it inside Fn::And, Fn::Or
+    # and Fn::Not; the short form !Condition reads as {"Fn::Condition": name}.
     if "Condition" in condition:
         return holds(condition["Condition"], template, parameters)
+    if "Fn::Condition" in condition:
+        return holds(condition["Fn::Condition"], template, parameters)
     if "Fn::Not" in condition:
         return not holds(condition["Fn::Not"][0], template, parameters)
     if "Fn::And" in condition:
@@ -286,14 +293,30 @@ SDK_CRATES = {
     "aws_sdk_lambda": "lambda",
     "aws_sdk_cloudwatch": "cloudwatch",
     "aws_sdk_sts": "sts",
+    "aws_sdk_ram": "ram",
 }
 
 # Methods of an SDK `Client` that are not AWS operations.
 CLIENT_METHODS = {"clone", "config", "new", "from_conf"}
 
 # An operation call on a client: `<something>client` `.` `operation()`, across
-# line breaks (`self.client\n    .describe_traffic_mirror_targets()`).
-OPERATION_CALL = re.compile(r"\b\w*client\s*\.\s*([a-z][a-z0-9_]*)\s*\(\s*\)")
+# line breaks (`self.client\n    .describe_traffic_mirror_targets()`), or on
+# a client the file declares by its crate (CLIENT_DECLARATION: `sts:
+# aws_sdk_sts::Client`, then `self.sts.assume_role()`). Group 1 is the
+# receiver, group 2 the operation.
+OPERATION_CALL = r"\b({receivers})\s*\.\s*([a-z][a-z0-9_]*)\s*\(\s*\)"
+
+# A client declared with its crate (a field, a parameter, a `let`): the calls
+# on it are that crate's service, so one file may use the clients of several
+# services (src/aws/members.rs: STS, and EC2's config for the member).
+CLIENT_DECLARATION = re.compile(
+    r"\b(?:let\s+(?:mut\s+)?)?(\w+)\s*(?::\s*|=\s*)(aws_sdk_[a-z0-9_]+)::Client\b"
+)
+
+
+def operation_calls(source, declared):
+    receivers = "|".join([r"\w*client"] + [re.escape(name) for name in sorted(declared)])
+    return re.finditer(OPERATION_CALL.format(receivers=receivers), source)
 
 # Every operation call ends in exactly one `.send()` (directly or through
 # `.into_paginator()`); checking that they pair up shows the regex above
@@ -345,9 +368,11 @@ def builder_functions(source):
 
 def sdk_calls():
     """{file: (service prefix, [(operation snake_case, call chain text)])} for
-    every src/aws/*.rs that uses an AWS SDK client. A chain starts at the
-    client's operation call, or at a call of a function returning that
-    operation's builder, and runs to its `.send()`."""
+    every src/aws/*.rs that uses an AWS SDK client (a file calling the
+    clients of several services appears once per service, as "<file>
+    (<service>)"). A chain starts at the client's operation call, or at a
+    call of a function returning that operation's builder, and runs to its
+    `.send()`."""
     found = {}
     names = sorted(
         os.path.relpath(os.path.join(folder, name), AWS_DIR)
@@ -362,13 +387,16 @@ def sdk_calls():
         # Unit tests inside the file never reach AWS.
         source = source.split("#[cfg(test)]", 1)[0]
         crates = set(re.findall(r"\b(aws_sdk_[a-z0-9_]+)::", source))
+        declared = {name: crate for name, crate in CLIENT_DECLARATION.findall(source) if name != "Client"}
         builders = builder_functions(source)
-        calls = []
+        # The crate of the client a builder function calls, when declared.
+        builder_crates = {}
         # Where chains begin: (position, operation, body of the builder
-        # function the chain calls, or "").
+        # function the chain calls, or "", the client's crate or None: the
+        # file's one crate).
         starts = []
-        for match in OPERATION_CALL.finditer(source):
-            operation = match.group(1)
+        for match in operation_calls(source, declared):
+            receiver, operation = match.group(1), match.group(2)
             if operation in CLIENT_METHODS:
                 continue
             inside = [(fn, op) for fn, (op, begin, end) in builders.items() if begin <= match.start() < end]
@@ -378,31 +406,37 @@ def sdk_calls():
                 assert operation == op, (
                     f"{path}: {fn}() says it returns a {snake_to_pascal(op)} builder but calls {operation}()"
                 )
+                builder_crates[fn] = declared.get(receiver)
                 continue
-            starts.append((match.start(), operation, ""))
+            starts.append((match.start(), operation, "", declared.get(receiver)))
         for fn, (operation, begin, end) in builders.items():
             for match in re.finditer(r"\.\s*" + re.escape(fn) + r"\s*\(", source):
                 # The chain includes the function's body: it may set
                 # parameters (tags) too.
-                starts.append((match.start(), operation, source[begin:end]))
+                starts.append((match.start(), operation, source[begin:end], builder_crates.get(fn)))
         sends = [m.end() for m in SEND_CALL.finditer(source)]
         if not starts and not sends:
             continue
-        if not crates and os.path.basename(path) != "mod.rs":
-            # A module split into files (src/aws/ledger/): its parts call
-            # the client the folder's mod.rs holds.
-            parent = without_comments(read(os.path.join(os.path.dirname(path), "mod.rs")))
-            crates = set(re.findall(r"\b(aws_sdk_[a-z0-9_]+)::", parent.split("#[cfg(test)]", 1)[0]))
-        assert len(crates) == 1, (
-            f"{path} uses SDK crates {sorted(crates) or 'none'}: the test maps each file to one "
-            f"service; split the file or teach tests/infra/infra_support.py to tell its clients apart"
-        )
-        crate = crates.pop()
-        assert crate in SDK_CRATES, f"{path} uses {crate}: add its IAM prefix to SDK_CRATES"
+        crate = None
+        if any(start[3] is None for start in starts):
+            if not crates and os.path.basename(path) != "mod.rs":
+                # A module split into files (src/aws/ledger/): its parts call
+                # the client the folder's mod.rs holds.
+                parent = without_comments(read(os.path.join(os.path.dirname(path), "mod.rs")))
+                crates = set(re.findall(r"\b(aws_sdk_[a-z0-9_]+)::", parent.split("#[cfg(test)]", 1)[0]))
+            assert len(crates) == 1, (
+                f"{path} uses SDK crates {sorted(crates) or 'none'}: a call on a client whose crate the file "
+                f"does not declare (`name: aws_sdk_x::Client`) maps to the file's one crate; declare it, split "
+                f"the file or teach tests/infra/infra_support.py to tell its clients apart"
+            )
+            crate = next(iter(crates))
+        for used in {start[3] or crate for start in starts}:
+            assert used in SDK_CRATES, f"{path} uses {used}: add its IAM prefix to SDK_CRATES"
+        calls = {}
         # In source order, chain starts and sends must alternate: a send with
         # no start before it is a call the regexes do not recognise, a start
         # with no send a builder that is never sent (or a send they missed).
-        events = sorted([(pos, "start", (op, body)) for pos, op, body in starts] + [(pos, "send", None) for pos in sends])
+        events = sorted([(pos, "start", (op, body, c or crate)) for pos, op, body, c in starts] + [(pos, "send", None) for pos in sends])
         open_start = None
         for pos, kind, started in events:
             line = source.count("\n", 0, pos) + 1
@@ -418,11 +452,12 @@ def sdk_calls():
                     f"{path}:{line}: a `.send()` with no operation call the test recognises before it: "
                     f"a client is called in a way OPERATION_CALL and BUILDER_FN do not match"
                 )
-                start, operation, body = open_start
-                calls.append((operation, body + source[start:pos]))
+                start, operation, body, used = open_start
+                calls.setdefault(SDK_CRATES[used], []).append((operation, body + source[start:pos]))
                 open_start = None
         assert open_start is None, f"{path}: the {open_start[1]} call is never sent"
-        found[path] = (SDK_CRATES[crate], calls)
+        for service, service_calls in calls.items():
+            found[path if len(calls) == 1 else f"{path} ({service})"] = (service, service_calls)
     assert found, "found no AWS SDK calls under src/aws"
     return found
 

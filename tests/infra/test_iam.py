@@ -81,6 +81,10 @@ PLATFORM_ACTIONS = {
     # its role (XRayPolicy, only under TracingActive: test_observability.py).
     "xray:PutTraceSegments": "X-Ray, Tracing=Active",
     "xray:PutTelemetryRecords": "X-Ray, Tracing=Active",
+    # The hub of an organization (MemberAccountsPolicy, only under
+    # HasMembers; test_organization.py): the tags of CreateResourceShare,
+    # should RAM authorize them as tagging, as EC2 does TagSpecifications.
+    "ram:TagResource": "tag-on-create (the tags of CreateResourceShare)",
 }
 
 # Called by the code, but by mirrorctl with the operator's credentials, never
@@ -96,7 +100,19 @@ OPERATOR_ACTIONS = {
 ANY_RESOURCE_ACTIONS = {
     "xray:PutTraceSegments": "X-Ray has no resource-level permissions",
     "xray:PutTelemetryRecords": "X-Ray has no resource-level permissions",
+    # The RAM share of the hub (MemberAccountsPolicy): conditioned on our tag
+    # and on what may be shared where RAM has condition keys.
+    "ram:CreateResourceShare": "RAM has no resource-level permissions for it (our tag in the request)",
+    "ram:GetResourceShares": "RAM has no resource-level permissions for it",
+    "ram:GetResourceShareAssociations": "RAM has no resource-level permissions for it",
 }
+
+# How a create call passes tags, by service: what a role's aws:RequestTag
+# condition needs on every call of the action.
+TAGS_IN_CALL = {"ec2": ".tag_specifications(", "ram": ".tags("}
+# Tagging actions: authorized for the tags of a create (tag-on-create), not
+# creates themselves.
+TAG_ACTIONS = {"ec2:CreateTags", "ram:TagResource"}
 
 # (EC2 create action, resource type) pairs that are allowed without an
 # ownership-tag condition, each because the resource is not ours to tag.
@@ -518,7 +534,7 @@ def test_the_code_tags_what_the_role_requires_tagged(statements):
         for s in statements
         if any(key.startswith("aws:RequestTag/") for key in condition_keys(s))
         for action in as_list(s["Action"])
-        if action != "ec2:CreateTags"
+        if action.startswith("ec2:") and action not in TAG_ACTIONS
     }
     untagged = required - tagged_in_code
     assert not untagged, f"the role requires our tag on {sorted(untagged)}, but the code does not pass TagSpecifications there"
@@ -540,7 +556,7 @@ def tag_conditioned_creates(statements):
         for s in statements
         if any(key.startswith("aws:RequestTag/") for key in condition_keys(s))
         for action in as_list(s["Action"])
-        if action != "ec2:CreateTags"
+        if action not in TAG_ACTIONS
     }
 
 
@@ -549,15 +565,17 @@ def test_every_call_of_a_tag_conditioned_create_sends_the_tags(statements):
     action, a DryRun one included (a dry run without the tags the real call
     carries answers UnauthorizedOperation, not DryRunOperation)."""
     required = tag_conditioned_creates(statements)
+    unknown = {action.split(":")[0] for action in required} - set(TAGS_IN_CALL)
+    assert not unknown, f"the role requires tags on creates of {sorted(unknown)}: say how they pass tags in TAGS_IN_CALL"
     bare = {}
     for service, calls in sdk_calls().values():
         for operation, chain in calls:
             action = f"{service}:{snake_to_pascal(operation)}"
-            if action in required and ".tag_specifications(" not in chain:
+            if action in required and TAGS_IN_CALL[service] not in chain:
                 kind = "a dry run" if re.search(r"\.dry_run\s*\(\s*true\s*\)", chain) else "a call"
                 bare.setdefault(action, []).append(kind)
     assert not bare, "; ".join(
-        f"{action}: {', '.join(kinds)} without TagSpecifications, which the role requires "
+        f"{action}: {', '.join(kinds)} without its tags ({TAGS_IN_CALL[action.split(':')[0]]}...)), which the role requires "
         f"(aws:RequestTag/...); send the same tags as the create"
         for action, kinds in sorted(bare.items())
     )
@@ -809,11 +827,18 @@ OPERATORS = {
 def condition_holds(condition, context):
     for operator, clauses in condition.items():
         qualifier, _, base = operator.rpartition(":")
+        # ...IfExists: the key, when the request has it, must match; absent,
+        # the clause holds (the RAM statements of the hub's
+        # MemberAccountsPolicy).
+        if_exists = base.endswith("IfExists")
+        base = base[: -len("IfExists")] if if_exists else base
         assert base in OPERATORS and qualifier in ("", "ForAllValues", "ForAnyValue"), f"the evaluator does not know {operator}"
         test = OPERATORS[base]
         for key, expected in clauses.items():
             expected = as_list(expected)
             present = key in context
+            if if_exists and not present:
+                continue
             actual = as_list(context.get(key, []))
             one = lambda value: any(test(e, value) for e in expected)
             if qualifier == "ForAllValues":
