@@ -95,9 +95,10 @@ impl App {
     }
 
     /// This deployment's mirrors, as the ledger holds them: every create that
-    /// holds resources (active, pending, removing, rollback incomplete).
+    /// holds resources (active, pending, removing, rollback incomplete), in
+    /// every account (each record says which).
     pub async fn mirrors(&self) -> Result<Vec<LedgerRecord>, LedgerError> {
-        let contents = self.mirroring.sweeper().scans.contents().await?;
+        let contents = self.organization.all_scans().contents().await?;
         let mut records: Vec<LedgerRecord> = contents
             .records
             .into_iter()
@@ -137,12 +138,14 @@ impl App {
         info!(source = invocation.source_name(), "invoked");
         let events = match &invocation {
             Invocation::InstanceState { .. } | Invocation::InstanceChanged { .. } | Invocation::Deleted { .. } => {
-                match self.events_from(sent_from.as_ref()).await {
+                match InstanceEvents::sent_from(&self.organization, &self.events.launch_policy, sent_from.as_ref())
+                    .await
+                {
                     Ok(events) => events,
                     Err(refusal) => return Ok(json!({"refused": refusal_answer(&refusal)})),
                 }
             }
-            _ => self.events_from(None).await.unwrap_or_else(|_| self.home_events()),
+            _ => InstanceEvents::home(&self.organization, &self.events.launch_policy),
         };
         let events = &events;
         match invocation {
@@ -159,8 +162,8 @@ impl App {
             Invocation::InstanceChanged { instance_id, cause } => {
                 events.handle_instance_changed(&self.runner, &instance_id, cause).await
             }
-            Invocation::Sweep { dry_run } => {
-                let (result, _) = self.sweep(dry_run).await;
+            Invocation::Sweep { dry_run, account } => {
+                let (result, _) = self.sweep(dry_run, account.as_ref()).await;
                 let retry = !result.success && result.retryable;
                 let answer = json!({ "sweep": result });
                 if retry {
@@ -198,12 +201,13 @@ impl App {
 
     /// Runs a sweep (as the schedule does) and announces it; returns its
     /// result and, when it could list everything, its typed report.
-    pub async fn sweep(&self, dry_run: bool) -> (ActionResult, Option<SweepReport>) {
+    /// `only`: one account of an organization (its own invocation).
+    pub async fn sweep(&self, dry_run: bool, only: Option<&AccountId>) -> (ActionResult, Option<SweepReport>) {
         let started = std::time::Instant::now();
         let (result, report) = if self.organization.accounts().spans_members() {
             Box::pin(
                 self.organization
-                    .sweep_accounts(dry_run, &self.events.launch_policy, None),
+                    .sweep_accounts(dry_run, &self.events.launch_policy, only),
             )
             .await
         } else {
@@ -300,7 +304,9 @@ impl App {
         let invocation = recognise(event);
         let events = match &invocation {
             Invocation::InstanceState { .. } | Invocation::InstanceChanged { .. } | Invocation::Deleted { .. } => {
-                match self.events_from(sent_from.as_ref()).await {
+                match InstanceEvents::sent_from(&self.organization, &self.events.launch_policy, sent_from.as_ref())
+                    .await
+                {
                     Ok(events) => events,
                     Err(refusal) => {
                         let _ = refusal_answer(&refusal);
@@ -308,7 +314,7 @@ impl App {
                     }
                 }
             }
-            _ => self.home_events(),
+            _ => InstanceEvents::home(&self.organization, &self.events.launch_policy),
         };
         let events = &events;
         match invocation {
@@ -340,37 +346,6 @@ impl App {
                     "a queued message must be a driverRequest or an EC2 instance state-change or request event".into(),
                 ))
             }
-        }
-    }
-}
-
-impl App {
-    /// The instance events of the account an event came from: a member's
-    /// are acted on there (EC2 asked there); one from an account this
-    /// deployment does not act in is refused.
-    async fn events_from(&self, sent_from: Option<&AccountId>) -> Result<InstanceEvents, AccountRefused> {
-        // A deployment of one account acts on its own events, whatever
-        // account they name (it may not know its own id).
-        let sent_from = sent_from.filter(|_| self.organization.accounts().spans_members());
-        let mirroring = self.organization.mirroring_for(sent_from).await?;
-        let home = self.organization.accounts().home.as_ref();
-        let account = sent_from.filter(|a| home != Some(*a));
-        Ok(InstanceEvents {
-            mirroring,
-            launch_policy: self
-                .events
-                .launch_policy
-                .in_account(account.or(home).map(AccountId::as_str)),
-            account: account.cloned(),
-        })
-    }
-
-    fn home_events(&self) -> InstanceEvents {
-        let home = self.organization.accounts().home.as_ref();
-        InstanceEvents {
-            mirroring: self.mirroring.clone(),
-            launch_policy: self.events.launch_policy.in_account(home.map(AccountId::as_str)),
-            account: None,
         }
     }
 }

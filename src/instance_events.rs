@@ -14,6 +14,7 @@ use crate::domain::model::{MirrorRequest, RemoveRequest};
 use crate::mirroring::launch::{LaunchPlan, LaunchPolicy, Unconfirmed};
 use crate::mirroring::watch::{ResourceKind, TamperVerdict};
 use crate::mirroring::Mirroring;
+use crate::organization::{AccountRefused, Organization};
 use crate::runner::Runner;
 use crate::sources::{retry_if_needed, InvokeError};
 
@@ -26,6 +27,37 @@ pub struct InstanceEvents {
 }
 
 impl InstanceEvents {
+    /// The instance events of the account an event came from: a member's
+    /// are acted on there (EC2 asked there); one from an account this
+    /// deployment does not act in is refused. A deployment of one account
+    /// acts on its own events, whatever account they name (it may not know
+    /// its own id).
+    pub async fn sent_from(
+        organization: &Organization,
+        policy: &LaunchPolicy,
+        sent_from: Option<&AccountId>,
+    ) -> Result<InstanceEvents, AccountRefused> {
+        let sent_from = sent_from.filter(|_| organization.accounts().spans_members());
+        let mirroring = organization.mirroring_for(sent_from).await?;
+        let home = organization.accounts().home.as_ref();
+        let account = sent_from.filter(|a| home != Some(*a));
+        Ok(InstanceEvents {
+            mirroring,
+            launch_policy: policy.in_account(account.or(home).map(AccountId::as_str)),
+            account: account.cloned(),
+        })
+    }
+
+    /// The hub's own.
+    pub fn home(organization: &Organization, policy: &LaunchPolicy) -> InstanceEvents {
+        let home = organization.accounts().home.as_ref();
+        InstanceEvents {
+            mirroring: organization.home().clone(),
+            launch_policy: policy.in_account(home.map(AccountId::as_str)),
+            account: None,
+        }
+    }
+
     /// The actions, marked with the account they run in.
     fn in_account(
         &self,

@@ -40,9 +40,11 @@ pub enum Invocation {
         cause: &'static str,
     },
     /// A reconcile sweep: `{"sweep": {"dryRun": bool}}` invoked directly or as
-    /// a rule's constant input, or an EventBridge `Scheduled Event`.
+    /// a rule's constant input, or an EventBridge `Scheduled Event`;
+    /// `{"sweep": {"account": "<id>"}}` sweeps one account of an organization.
     Sweep {
         dry_run: bool,
+        account: Option<AccountId>,
     },
     /// Requested mirrors whose end has come are removed: `{"expire": {}}`
     /// (the template's five-minute schedule), `{"expire": {"dryRun": true}}`.
@@ -101,7 +103,8 @@ pub fn recognise(payload: Value) -> Invocation {
     }
     if let Some(sweep) = payload.get("sweep") {
         let dry_run = sweep.get("dryRun").and_then(Value::as_bool).unwrap_or(false);
-        return Invocation::Sweep { dry_run };
+        let account = sweep.get("account").and_then(Value::as_str).and_then(AccountId::parse);
+        return Invocation::Sweep { dry_run, account };
     }
     if let Some(expire) = payload.get("expire") {
         let dry_run = expire.get("dryRun").and_then(Value::as_bool).unwrap_or(false);
@@ -132,7 +135,10 @@ pub fn recognise(payload: Value) -> Invocation {
         }
     }
     if source == "aws.events" && detail_type == SCHEDULED_EVENT {
-        return Invocation::Sweep { dry_run: false };
+        return Invocation::Sweep {
+            dry_run: false,
+            account: None,
+        };
     }
     if REQUEST_DETAIL_TYPES.contains(&detail_type) {
         // The detail is the request itself, with or without its `driverRequest` wrapper.

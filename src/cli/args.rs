@@ -25,6 +25,10 @@ pub struct Cli {
     /// Print JSON, for scripts, instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// The account to act in (12 digits): a member account of an organization hub, or the hub's own;
+    /// default: the hub's own for create, any for list, show, remove and coverage.
+    #[arg(long, global = true)]
+    pub account: Option<String>,
     /// Do not ask before `remove --all` or a `sweep` that changes things (needed off a terminal).
     #[arg(long, global = true)]
     pub yes: bool,

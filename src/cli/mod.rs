@@ -15,6 +15,7 @@ mod args;
 mod deployment;
 mod output;
 
+use crate::domain::account::AccountId;
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 
@@ -37,6 +38,8 @@ use crate::ports::LedgerRecord;
 /// What a command works with.
 struct Session<'a> {
     app: App,
+    /// `--account`: only this account's mirrors, or a create in it.
+    account: Option<AccountId>,
     deployment: Deployment,
     /// Who runs it, for a command that changes things.
     operator: Option<Operator>,
@@ -81,10 +84,22 @@ pub async fn run(cli: Cli, sdk: &aws_config::SdkConfig) -> Exit {
             }
         }
     }
+    let account = match cli.account.as_deref().map(|a| (a, AccountId::parse(a.trim()))) {
+        None => None,
+        Some((_, Some(account))) => Some(account),
+        Some((text, None)) => {
+            eprintln!(
+                "mirrorctl: --account {:?} is not an AWS account id (12 digits); nothing was changed",
+                printable(text)
+            );
+            return Exit::BadInput;
+        }
+    };
     let app = crate::app::build(sdk, &deployment.config).with_metric_sink(Arc::new(Discard));
     let mut stdout = std::io::stdout().lock();
     let mut session = Session {
         app,
+        account,
         deployment,
         operator,
         region: sdk
@@ -161,8 +176,14 @@ fn matches(record: &LedgerRecord, id: &str) -> bool {
         || record.action_id == id
 }
 
-fn row(record: &LedgerRecord, now: u64) -> Value {
+/// The account a record's mirror is in (the hub's own when it names none).
+fn account_of(record: &LedgerRecord, home: Option<&AccountId>) -> Option<String> {
+    record.account.as_ref().or(home).map(ToString::to_string)
+}
+
+fn row(record: &LedgerRecord, now: u64, home: Option<&AccountId>) -> Value {
     json!({
+        "account": account_of(record, home),
         "sessionId": record.session_id,
         "instanceId": record.instance_id,
         "sourceEni": record.source_eni,
@@ -181,23 +202,30 @@ fn row(record: &LedgerRecord, now: u64) -> Value {
     })
 }
 
-async fn mirrors(app: &App) -> Result<Vec<LedgerRecord>, Exit> {
-    app.mirrors().await.map_err(|err| {
+/// The deployment's mirrors, of `--account` only when it is given.
+async fn mirrors(session: &Session<'_>) -> Result<Vec<LedgerRecord>, Exit> {
+    let mut records = session.app.mirrors().await.map_err(|err| {
         eprintln!("mirrorctl: could not read the ledger: {}", printable(&err.to_string()));
         Exit::Unavailable
-    })
+    })?;
+    if let Some(only) = &session.account {
+        let home = session.deployment.config.accounts.home.as_ref();
+        records.retain(|r| account_of(r, home).as_deref() == Some(only.as_str()));
+    }
+    Ok(records)
 }
 
 async fn list(session: &mut Session<'_>, only: Option<&String>) -> Exit {
-    let records = match mirrors(&session.app).await {
+    let records = match mirrors(session).await {
         Ok(records) => records,
         Err(exit) => return exit,
     };
     let now = now_seconds();
+    let home = session.deployment.config.accounts.home.clone();
     let rows: Vec<Value> = records
         .iter()
         .filter(|r| only.is_none_or(|id| matches(r, id)))
-        .map(|r| row(r, now))
+        .map(|r| row(r, now, home.as_ref()))
         .collect();
     if let Some(id) = only.filter(|_| rows.is_empty()) {
         eprintln!(
@@ -216,7 +244,9 @@ async fn list(session: &mut Session<'_>, only: Option<&String>) -> Exit {
             .filter_map(|r| r.source_eni.as_deref())
             .collect();
         let hourly = mirrored_enis.len() as f64 * session.deployment.config.price_per_eni_hour;
-        write_table(session.out, &rows).and_then(|()| output::write_cost(session.out, mirrored_enis.len(), hourly))
+        write_table(session.out, &rows)
+            .and_then(|()| output::write_account_totals(session.out, &rows))
+            .and_then(|()| output::write_cost(session.out, mirrored_enis.len(), hourly))
     };
     if written.is_err() {
         return Exit::Unavailable;
@@ -236,6 +266,10 @@ async fn create(session: &mut Session<'_>, args: &CreateArgs, dry_run: bool) -> 
     params.insert("durationMinutes".into(), json!(args.for_minutes));
     params.insert("expiresAt".into(), json!(args.until));
     params.insert("dryRun".into(), json!(dry_run));
+    params.insert(
+        "accountId".into(),
+        json!(session.account.as_ref().map(AccountId::as_str)),
+    );
     let action_id = args
         .action_id
         .clone()
@@ -313,7 +347,7 @@ async fn removals(session: &Session<'_>, args: &RemoveArgs) -> Result<Vec<Mirror
     let stamp = format!("{}-{}", now_seconds(), std::process::id());
     let request = |action_id: String, session_id, target_eni, reservation_id, instance_id| {
         MirrorRequest::Remove(RemoveRequest {
-            account: None,
+            account: session.account.clone(),
             action_id,
             session_id,
             target_eni,
@@ -354,7 +388,7 @@ async fn removals(session: &Session<'_>, args: &RemoveArgs) -> Result<Vec<Mirror
         return Ok(vec![one(None, None, None, Some(instance.clone()))]);
     }
     // By source ENI, or everything: each mirror the ledger holds, by its session.
-    let records = mirrors(&session.app).await?;
+    let records = mirrors(session).await?;
     Ok(records
         .iter()
         .filter(|r| args.all || r.source_eni == args.eni)
@@ -380,9 +414,10 @@ async fn remove(session: &mut Session<'_>, args: &RemoveArgs) -> Exit {
         }
         if !session.yes && std::io::stdin().is_terminal() {
             // What will go, before the question.
-            let records = mirrors(&session.app).await.unwrap_or_default();
+            let records = mirrors(session).await.unwrap_or_default();
             let now = now_seconds();
-            let rows: Vec<Value> = records.iter().map(|r| row(r, now)).collect();
+            let home = session.deployment.config.accounts.home.clone();
+            let rows: Vec<Value> = records.iter().map(|r| row(r, now, home.as_ref())).collect();
             let _ = write_table(&mut std::io::stderr(), &rows);
         }
         let question = format!(
@@ -430,7 +465,9 @@ async fn sweep(session: &mut Session<'_>, dry_run: bool, coverage_only: bool) ->
         eprintln!("mirrorctl: not confirmed; nothing was changed");
         return Exit::Aborted;
     }
-    let (result, report) = session.app.sweep(dry_run).await;
+    let (result, report) = session.app.sweep(dry_run, session.account.as_ref()).await;
+    // An organization's sweep reports each account's coverage too.
+    let accounts = result.sweep.as_ref().and_then(|s| s.get("accounts")).cloned();
     let written = if coverage_only {
         // The coverage, typed; a sweep that could not list anything has none.
         let Some(coverage) = report.and_then(|r| r.policy).map(|p| p.coverage) else {
@@ -438,9 +475,14 @@ async fn sweep(session: &mut Session<'_>, dry_run: bool, coverage_only: bool) ->
             return Exit::ActionFailed;
         };
         if session.as_json {
-            writeln!(session.out, "{}", serde_json::to_value(&coverage).unwrap_or_default())
+            let mut shown = serde_json::to_value(&coverage).unwrap_or_default();
+            if let (Some(object), Some(accounts)) = (shown.as_object_mut(), accounts) {
+                object.insert("accounts".into(), accounts);
+            }
+            writeln!(session.out, "{shown}")
         } else {
             write_coverage(session.out, &coverage)
+                .and_then(|()| accounts.map_or(Ok(()), |a| output::write_accounts(session.out, &a)))
         }
     } else if session.as_json {
         writeln!(session.out, "{}", serde_json::to_value(&result).unwrap_or_default())

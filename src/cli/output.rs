@@ -25,7 +25,8 @@ pub fn printable(text: &str) -> String {
 }
 
 pub fn write_table(out: &mut dyn Write, rows: &[Value]) -> std::io::Result<()> {
-    const COLUMNS: [(&str, &str); 12] = [
+    const COLUMNS: [(&str, &str); 13] = [
+        ("ACCOUNT", "account"),
         ("SESSION", "sessionId"),
         ("INSTANCE", "instanceId"),
         ("SOURCE", "sourceEni"),
@@ -39,13 +40,20 @@ pub fn write_table(out: &mut dyn Write, rows: &[Value]) -> std::io::Result<()> {
         ("REQUESTED BY", "requestedBy"),
         ("REASON", "reason"),
     ];
+    // The account column only for a deployment that knows accounts.
+    let any_account = rows.iter().any(|r| !r["account"].is_null());
+    let columns: Vec<(&str, &str)> = COLUMNS
+        .iter()
+        .copied()
+        .filter(|(_, key)| *key != "account" || any_account)
+        .collect();
     let cell = |row: &Value, key: &str| match (&row[key], key) {
         (Value::Null, _) => "-".to_owned(),
         (Value::Number(n), "ageSeconds") => age(n.as_u64().unwrap_or_default()),
         (Value::String(s), _) => printable(s),
         (other, _) => other.to_string(),
     };
-    let widths: Vec<usize> = COLUMNS
+    let widths: Vec<usize> = columns
         .iter()
         .map(|(title, key)| {
             rows.iter()
@@ -65,11 +73,59 @@ pub fn write_table(out: &mut dyn Write, rows: &[Value]) -> std::io::Result<()> {
             .trim_end()
             .to_owned()
     };
-    writeln!(out, "{}", line(COLUMNS.iter().map(|(t, _)| t.to_string()).collect()))?;
+    writeln!(out, "{}", line(columns.iter().map(|(t, _)| t.to_string()).collect()))?;
     for row in rows {
-        writeln!(out, "{}", line(COLUMNS.iter().map(|(_, k)| cell(row, k)).collect()))?;
+        writeln!(out, "{}", line(columns.iter().map(|(_, k)| cell(row, k)).collect()))?;
     }
     writeln!(out, "{} mirror{}", rows.len(), if rows.len() == 1 { "" } else { "s" })
+}
+
+/// Mirrors per account, under the table, when there are several accounts.
+pub fn write_account_totals(out: &mut dyn Write, rows: &[Value]) -> std::io::Result<()> {
+    let mut totals: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for row in rows {
+        let account = row["account"].as_str().unwrap_or("-").to_owned();
+        *totals.entry(account).or_default() += 1;
+    }
+    if totals.len() < 2 {
+        return Ok(());
+    }
+    for (account, count) in totals {
+        writeln!(
+            out,
+            "  account {}: {count} mirror{}",
+            printable(&account),
+            if count == 1 { "" } else { "s" }
+        )?;
+    }
+    Ok(())
+}
+
+/// Each account's coverage, from an organization's sweep (`accounts`).
+pub fn write_accounts(out: &mut dyn Write, accounts: &Value) -> std::io::Result<()> {
+    let Some(accounts) = accounts.as_object() else {
+        return Ok(());
+    };
+    writeln!(out, "ACCOUNT       WANTED  MIRRORED  MISSING  NOT DELIVERING  ERROR")?;
+    for (account, entry) in accounts {
+        let figure = |name: &str| {
+            entry["coverage"][name]
+                .as_u64()
+                .map_or_else(|| "-".to_owned(), |n| n.to_string())
+        };
+        let error = entry["errorCode"].as_str().unwrap_or("");
+        writeln!(
+            out,
+            "{:<12}  {:>6}  {:>8}  {:>7}  {:>14}  {}",
+            printable(account),
+            figure("wanted"),
+            figure("mirrored"),
+            figure("missing"),
+            figure("notDelivering"),
+            printable(error)
+        )?;
+    }
+    Ok(())
 }
 
 pub fn age(seconds: u64) -> String {

@@ -212,6 +212,14 @@ impl Organization {
         }
     }
 
+    /// The whole table, every account's records and claims.
+    pub fn all_scans(&self) -> Arc<dyn Scans> {
+        match &self.hub {
+            Some((parts, _)) => parts.scans.clone(),
+            None => self.home.sweeper().scans.clone(),
+        }
+    }
+
     /// The use cases of the account an action names.
     pub async fn mirroring_for(&self, account: Option<&AccountId>) -> Result<Arc<Mirroring>, AccountRefused> {
         let member = match self.accounts.reach(account) {

@@ -374,3 +374,106 @@ async fn the_sweep_backfills_two_members_reports_the_unreachable_one_and_the_ten
         .count();
     assert_eq!(mutating, 0, "converged");
 }
+
+/// `mirrorctl` as an operator of the hub runs it: the function's settings,
+/// the hub's own credentials.
+fn mirrorctl(world: &World, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_mirrorctl"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_ENDPOINT_URL", &world.emulator.endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("TABLE_NAME", &world.config.table_name)
+        .env("EVENT_BUS_NAME", &world.config.event_bus_name)
+        .env("OWNER", &world.config.owner)
+        .env("ALLOWED_TARGETS", "*")
+        .env("ALLOWED_SOURCES", "*")
+        .env("DEPLOYMENT_ACCOUNT_ID", HUB)
+        .env("MEMBER_ACCOUNTS", format!("{MEMBER_A},{MEMBER_B}"))
+        .stdin(std::process::Stdio::null())
+        .args(args)
+        .output()
+        .expect("mirrorctl runs")
+}
+
+fn stdout_json(output: &std::process::Output) -> Value {
+    serde_json::from_str(&String::from_utf8_lossy(&output.stdout)).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+#[tokio::test]
+async fn mirrorctl_creates_lists_and_removes_in_a_member_account_and_shows_each_accounts_coverage() {
+    let world = World::start().await;
+    let appliance = appliance(&world).await;
+    let a = member(&world, MEMBER_A).await;
+    let (_, source) = a.instance(&[]).await;
+    let made = mirrorctl(
+        &world,
+        &[
+            "--json",
+            "--account",
+            MEMBER_A,
+            "create",
+            "--source",
+            &source,
+            "--target",
+            &appliance,
+        ],
+    );
+    assert_eq!(made.status.code(), Some(0), "{}", String::from_utf8_lossy(&made.stderr));
+    assert_eq!(a.mirroring().await.0.len(), 1, "made in the member");
+    let own = world.eni().await;
+    let in_hub = mirrorctl(&world, &["--json", "create", "--source", &own, "--target", &appliance]);
+    assert_eq!(
+        in_hub.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&in_hub.stderr)
+    );
+
+    let listed = stdout_json(&mirrorctl(&world, &["--json", "list"]));
+    let accounts: BTreeSet<&str> = listed
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|r| r["account"].as_str())
+        .collect();
+    assert_eq!(accounts, BTreeSet::from([HUB, MEMBER_A]), "{listed}");
+    let only_a = stdout_json(&mirrorctl(&world, &["--json", "--account", MEMBER_A, "list"]));
+    assert_eq!(only_a.as_array().map(Vec::len), Some(1), "{only_a}");
+    assert_eq!(only_a[0]["sourceEni"], source.as_str());
+    let table = mirrorctl(&world, &["list"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.starts_with("ACCOUNT") && text.contains(&format!("account {MEMBER_A}: 1 mirror")),
+        "{text}"
+    );
+
+    let coverage = stdout_json(&mirrorctl(&world, &["--json", "coverage"]));
+    assert!(coverage["accounts"][MEMBER_A].is_object(), "{coverage}");
+    assert!(coverage["accounts"][MEMBER_B].is_object(), "{coverage}");
+
+    let removed = mirrorctl(
+        &world,
+        &["--json", "--yes", "--account", MEMBER_A, "remove", "--eni", &source],
+    );
+    assert_eq!(
+        removed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&removed.stderr)
+    );
+    assert!(a.mirroring().await.0.is_empty(), "removed in the member");
+    let left = stdout_json(&mirrorctl(&world, &["--json", "list"]));
+    assert_eq!(left.as_array().map(Vec::len), Some(1), "the hub's own stays: {left}");
+    let bad = mirrorctl(&world, &["--account", "12", "list"]);
+    assert_eq!(bad.status.code(), Some(2));
+}
