@@ -173,7 +173,7 @@ impl App {
                 Ok(answer)
             }
             Invocation::Expire { dry_run } => {
-                let report = self.mirroring.expiry().expire(dry_run).await;
+                let report = self.organization.expire_accounts(dry_run).await;
                 if report.failed > 0 || report.error.is_some() {
                     // The next scheduled run tries again; the report is logged.
                     warn!(report = ?report, "expiry incomplete");

@@ -96,7 +96,7 @@ impl Expiry {
     }
 
     /// Removes the mirrors among `ids` whose end has come.
-    async fn expire_these(&self, dry_run: bool, ids: Vec<String>) -> ExpiryReport {
+    pub async fn expire_these(&self, dry_run: bool, ids: Vec<String>) -> ExpiryReport {
         let now = now_seconds();
         let mut report = ExpiryReport {
             dry_run,

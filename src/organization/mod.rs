@@ -5,6 +5,7 @@
 //! it (`hub`), and its own view of the one ledger (`scoped`). An action
 //! naming any other account is refused before anything is made.
 
+pub mod expiry;
 pub mod hub;
 pub mod route;
 pub mod scoped;

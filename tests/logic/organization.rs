@@ -333,3 +333,32 @@ async fn credentials_are_renewed_before_they_expire() {
     assert_eq!(org.run(create_in("b-2", Some(MEMBER_B), 4, 100)).await["success"], true);
     assert_eq!(org.members.times_assumed(MEMBER_B), 1);
 }
+
+#[tokio::test]
+async fn a_members_mirror_ends_in_the_member_when_its_time_is_up() {
+    use traffic_mirroring::ports::ActionRecords;
+    let org = organization(&[]);
+    let mut request = create_in("timed", Some(MEMBER_A), 1, 100);
+    request["driverRequest"]["actions"][0]["actionParams"]["durationMinutes"] = json!(30);
+    assert_eq!(org.run(request).await["success"], true);
+    let not_yet = org.invoke(json!({"expire": {}})).await;
+    assert_eq!(not_yet["expire"]["expired"], json!([]), "{not_yet}");
+    let mut record = org.ledger.record("timed").expect("recorded");
+    record.ends_at = Some(1);
+    org.ledger.save(&mut record).await.expect("saved");
+    let expired = org.invoke(json!({"expire": {}})).await;
+    assert_eq!(expired["expire"]["removed"], 1, "{expired}");
+    assert!(
+        org.nothing_anywhere(),
+        "session and filter gone from the member, the target from the hub"
+    );
+    let last = org
+        .bus
+        .events
+        .lock()
+        .expect("events")
+        .last()
+        .cloned()
+        .expect("announced");
+    assert!(last.expired && last.account.as_deref() == Some(MEMBER_A), "{last:?}");
+}
