@@ -65,6 +65,11 @@ impl Announcer {
         }
     }
 
+    /// The member account whose actions it tells of (`None`: the hub's own).
+    pub fn account(&self) -> Option<&AccountId> {
+        self.account.as_ref()
+    }
+
     pub fn unpublished(&self) -> u64 {
         self.unpublished.load(Ordering::Relaxed)
     }

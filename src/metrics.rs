@@ -2,8 +2,9 @@
 //! with the function's logs, which CloudWatch Logs turns into metrics, so
 //! measuring costs no API call and no latency. One line per action type and
 //! outcome (count and latencies) and one per invocation (everything else).
-//! Dimensions stay bounded: the deployment, the action type, the outcome;
-//! never an ENI, an instance or an action id.
+//! Dimensions stay bounded: the deployment, the action type, the outcome,
+//! and an organization's member account (those `MEMBER_ACCOUNTS` lists, on
+//! a line of their own); never an ENI, an instance or an action id.
 //!
 //! The adapters count what they do (resources made and deleted, throttled
 //! tries and the time spent waiting them out) into the tally their
@@ -21,6 +22,9 @@ pub const NAMESPACE: &str = "TrafficMirroring";
 pub const DIMENSION_DEPLOYMENT: &str = "Deployment";
 pub const DIMENSION_ACTION_TYPE: &str = "ActionType";
 pub const DIMENSION_OUTCOME: &str = "Outcome";
+/// A member account of an organization (bounded by `MEMBER_ACCOUNTS`), on
+/// the figures that mean something per account: its coverage and failures.
+pub const DIMENSION_ACCOUNT: &str = "Account";
 
 /// Per action type and outcome (`success`, `failure`, `retryable`).
 pub const ACTIONS: &str = "Actions";
@@ -36,6 +40,10 @@ pub const COVERAGE_WANTED: &str = "CoverageWanted";
 pub const COVERAGE_MIRRORED: &str = "CoverageMirrored";
 pub const COVERAGE_MISSING: &str = "CoverageMissing";
 pub const COVERAGE_NOT_DELIVERING: &str = "CoverageNotDelivering";
+/// Per account: actions that failed there, and whether its role could not
+/// be assumed by the sweep (1) or could (0).
+pub const ACCOUNT_ACTIONS_FAILED: &str = "AccountActionsFailed";
+pub const ACCOUNT_UNREACHABLE: &str = "AccountUnreachable";
 
 /// What the adapters and the logic count as they go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,6 +207,8 @@ pub struct ActionFigure {
     pub action_type: String,
     pub outcome: &'static str,
     pub millis: f64,
+    /// The member account it ran in (`None`: the deployment's own).
+    pub account: Option<String>,
 }
 
 impl ActionFigure {
@@ -218,6 +228,7 @@ impl ActionFigure {
             action_type: action_type.to_owned(),
             outcome,
             millis,
+            account: result.account.clone(),
         }
     }
 }
@@ -291,7 +302,63 @@ pub fn documents(
         }
     }
     documents.push(document(fields, &[DIMENSION_DEPLOYMENT], &metrics, timestamp_millis));
+    documents.extend(account_documents(deployment, figures, timestamp_millis));
     documents
+}
+
+/// One line per member account with a figure of its own: failed actions,
+/// and, from an organization's sweep, its coverage or that it was unreachable.
+fn account_documents(deployment: &str, figures: &InvocationFigures, at: u64) -> Vec<Value> {
+    let mut per_account: std::collections::BTreeMap<String, Vec<(&str, u64)>> = std::collections::BTreeMap::new();
+    for action in figures.actions.iter().filter(|a| a.outcome != "success") {
+        if let Some(account) = &action.account {
+            let figures = per_account.entry(account.clone()).or_default();
+            match figures.iter_mut().find(|(name, _)| *name == ACCOUNT_ACTIONS_FAILED) {
+                Some((_, count)) => *count += 1,
+                None => figures.push((ACCOUNT_ACTIONS_FAILED, 1)),
+            }
+        }
+    }
+    let accounts = figures
+        .sweep
+        .as_ref()
+        .and_then(|s| s.get("accounts"))
+        .and_then(Value::as_object);
+    for (account, entry) in accounts.into_iter().flatten() {
+        let figures = per_account.entry(account.clone()).or_default();
+        let unreachable = entry["errorCode"] == crate::domain::account::MEMBER_ACCOUNT_UNREACHABLE;
+        figures.push((ACCOUNT_UNREACHABLE, u64::from(unreachable)));
+        let coverage = &entry["coverage"];
+        for (name, key) in [
+            (COVERAGE_WANTED, "wanted"),
+            (COVERAGE_MIRRORED, "mirrored"),
+            (COVERAGE_MISSING, "missing"),
+            (COVERAGE_NOT_DELIVERING, "notDelivering"),
+        ] {
+            if let Some(value) = coverage[key].as_u64() {
+                figures.push((name, value));
+            }
+        }
+    }
+    per_account
+        .into_iter()
+        .map(|(account, figures)| {
+            let mut account_fields = Map::new();
+            account_fields.insert(DIMENSION_DEPLOYMENT.into(), json!(deployment));
+            account_fields.insert(DIMENSION_ACCOUNT.into(), json!(account));
+            let mut account_metrics = Vec::new();
+            for (name, value) in figures {
+                account_fields.insert(name.into(), json!(value));
+                account_metrics.push((name, "Count"));
+            }
+            document(
+                account_fields,
+                &[DIMENSION_DEPLOYMENT, DIMENSION_ACCOUNT],
+                &account_metrics,
+                at,
+            )
+        })
+        .collect()
 }
 
 fn document(mut fields: Map<String, Value>, dimensions: &[&str], metrics: &[(&str, &str)], at: u64) -> Value {
@@ -311,6 +378,47 @@ fn document(mut fields: Map<String, Value>, dimensions: &[&str], metrics: &[(&st
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_member_accounts_coverage_and_failures_carry_the_account_dimension() {
+        let failed = ActionResult {
+            action_type: CREATE.into(),
+            account: Some("222222222222".into()),
+            ..ActionResult::default()
+        };
+        let succeeded = ActionResult {
+            success: true,
+            ..failed.clone()
+        };
+        let figures = InvocationFigures {
+            actions: vec![ActionFigure::of(&failed, 1.0), ActionFigure::of(&succeeded, 1.0)],
+            sweep: Some(json!({"accounts": {
+                "222222222222": {"success": true, "coverage": {"wanted": 4, "mirrored": 3, "missing": 1, "notDelivering": 0}},
+                "333333333333": {"success": false, "errorCode": "MemberAccountUnreachable"},
+            }})),
+            ..InvocationFigures::default()
+        };
+        let written = documents("table/t", &figures, &[], 0);
+        let of = |account: &str| {
+            written
+                .iter()
+                .find(|d| d[DIMENSION_ACCOUNT] == account)
+                .cloned()
+                .unwrap_or_else(|| panic!("a line for {account}: {written:?}"))
+        };
+        let member = of("222222222222");
+        assert_eq!(member[ACCOUNT_ACTIONS_FAILED], 1, "the success is not counted");
+        assert_eq!(member[COVERAGE_MIRRORED], 3);
+        assert_eq!(member[ACCOUNT_UNREACHABLE], 0);
+        assert_eq!(
+            member["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0],
+            json!([DIMENSION_DEPLOYMENT, DIMENSION_ACCOUNT])
+        );
+        assert_eq!(of("333333333333")[ACCOUNT_UNREACHABLE], 1);
+        // A deployment of one account writes no such line.
+        let single = documents("table/t", &InvocationFigures::default(), &[], 0);
+        assert!(single.iter().all(|d| d.get(DIMENSION_ACCOUNT).is_none()));
+    }
 
     #[test]
     fn actions_are_grouped_by_type_and_outcome_with_their_latencies() {

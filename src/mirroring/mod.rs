@@ -122,7 +122,16 @@ impl Actions {
             model::MirrorRequest::Create(create) => Box::pin(self.creates.create(create, listed)),
             model::MirrorRequest::Remove(remove) => Box::pin(self.removes.remove(remove)),
         };
-        crate::metrics::timed(action).await
+        // A member account's result says so (its metrics carry the account).
+        let account = self.removes.deployment.announcer.account().map(ToString::to_string);
+        crate::metrics::timed(async move {
+            let mut result = action.await;
+            if result.account.is_none() {
+                result.account = account;
+            }
+            result
+        })
+        .await
     }
 }
 
