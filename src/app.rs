@@ -8,6 +8,7 @@ use std::sync::Arc;
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::config::retry::RetryPartition;
 
+use crate::aws::queue::SqsSweepQueue;
 use crate::aws::{ec2::Ec2, events::EventBridgePublisher, ledger::DynamoLedger, patience::Patience};
 use crate::aws::{ec2_retry_policy, retry_policy};
 use crate::aws::{members::StsMembers, ram::RamShares};
@@ -15,7 +16,7 @@ use crate::config::Config;
 use crate::handler::App;
 use crate::mirroring::launch::LaunchPolicy;
 use crate::mirroring::{AllowList, Allowed, Controls, FleetSettings, Mirroring, Ports};
-use crate::organization::{HubParts, Organization};
+use crate::organization::{FanOut, HubParts, Organization};
 
 pub fn build(sdk: &SdkConfig, config: &Config) -> App {
     let ec2_config = aws_sdk_ec2::config::Builder::from(sdk)
@@ -74,6 +75,7 @@ pub fn build(sdk: &SdkConfig, config: &Config) -> App {
         scans: Arc::new(ledger.scans),
         publisher: Arc::new(publisher),
     };
+    let ledger_reports = ledger.reports;
     // A hub: the members' EC2 on their roles' credentials, the hub's
     // targets shared with them through RAM, one ledger seen per account.
     let hub = match (&config.accounts.home, config.accounts.spans_members()) {
@@ -100,6 +102,17 @@ pub fn build(sdk: &SdkConfig, config: &Config) -> App {
                 preflight: ports.preflight.clone(),
                 publisher: ports.publisher.clone(),
                 shares: Arc::new(shares),
+                reports: Arc::new(ledger_reports),
+                fan_out: config.sweep_queue_url.as_ref().map(|url| {
+                    let sqs_config = aws_sdk_sqs::config::Builder::from(sdk)
+                        .retry_config(retry_policy())
+                        .retry_partition(partition("sqs"))
+                        .build();
+                    FanOut {
+                        queue: Arc::new(SqsSweepQueue::new(aws_sdk_sqs::Client::from_conf(sqs_config), url)),
+                        accounts_per_invocation: config.sweep_accounts_per_invocation,
+                    }
+                }),
             };
             let access = StsMembers::new(sdk, &config.member_role_name, config.mutating_calls_per_second);
             Some((parts, Arc::new(access)))

@@ -83,6 +83,14 @@ pub const DEFAULT_MEMBER_ROLE_NAME: &str = "TrafficMirroringMember";
 /// event naming it acts in the hub itself. Needed with `MEMBER_ACCOUNTS`.
 pub const DEPLOYMENT_ACCOUNT_ID: &str = "DEPLOYMENT_ACCOUNT_ID";
 
+/// The function's own queue (the template's request queue): an
+/// organization's scheduled sweep of more accounts than
+/// `SWEEP_ACCOUNTS_PER_INVOCATION` (1-100, default 8) puts one message per
+/// account there, each swept by an invocation of its own.
+pub const SWEEP_QUEUE_URL: &str = "SWEEP_QUEUE_URL";
+pub const SWEEP_ACCOUNTS_PER_INVOCATION: &str = "SWEEP_ACCOUNTS_PER_INVOCATION";
+pub const DEFAULT_SWEEP_ACCOUNTS_PER_INVOCATION: usize = 8;
+
 /// The ownership value every version before per-deployment owners wrote.
 use crate::domain::tags::TAG_MANAGED_BY_LEGACY_VALUE as LEGACY_OWNER;
 
@@ -116,6 +124,8 @@ pub struct Config {
     /// The hub's own account and the members it may act in.
     pub accounts: AccountSet,
     pub member_role_name: String,
+    pub sweep_queue_url: Option<String>,
+    pub sweep_accounts_per_invocation: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -234,9 +244,17 @@ impl Config {
                 ))
             }
         };
+        let sweep_accounts_per_invocation = ranged(
+            value(SWEEP_ACCOUNTS_PER_INVOCATION),
+            SWEEP_ACCOUNTS_PER_INVOCATION,
+            1..=100,
+        )?
+        .unwrap_or(DEFAULT_SWEEP_ACCOUNTS_PER_INVOCATION);
         Ok(Self {
             accounts,
             member_role_name,
+            sweep_queue_url: value(SWEEP_QUEUE_URL),
+            sweep_accounts_per_invocation,
             mutating_calls_per_second,
             claim_lease_seconds,
             max_concurrent_actions,

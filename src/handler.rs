@@ -24,7 +24,6 @@ use crate::mirroring::sweep::SweepReport;
 use crate::mirroring::validate::validate;
 use crate::mirroring::Mirroring;
 use crate::organization::{AccountRefused, Organization};
-use crate::ports::{ActionKind, LedgerError, LedgerRecord};
 use crate::runner::Runner;
 use crate::sources::{self, recognise, retry_if_needed, to_json, Invocation, InvokeError};
 
@@ -94,18 +93,9 @@ impl App {
         self.runner.run_all(requests.into_iter().map(Ok).collect()).await
     }
 
-    /// This deployment's mirrors, as the ledger holds them: every create that
-    /// holds resources (active, pending, removing, rollback incomplete), in
-    /// every account (each record says which).
-    pub async fn mirrors(&self) -> Result<Vec<LedgerRecord>, LedgerError> {
-        let contents = self.organization.all_scans().contents().await?;
-        let mut records: Vec<LedgerRecord> = contents
-            .records
-            .into_iter()
-            .filter(|r| r.kind == Some(ActionKind::Create) && r.status.is_some_and(|s| s.holds_resources()))
-            .collect();
-        records.sort_by(|a, b| (a.created_at, &a.action_id).cmp(&(b.created_at, &b.action_id)));
-        Ok(records)
+    /// The accounts it acts in, and what the ledger holds of each.
+    pub fn organization(&self) -> &Organization {
+        &self.organization
     }
 
     /// Serves one invocation of any source, and writes its metrics.
@@ -282,6 +272,13 @@ impl App {
                     counts.push(None);
                     responses.push(Some(self.runner.malformed(&err).await));
                 }
+                Work::Sweep { dry_run, account } => {
+                    // One account of a fanned-out sweep: retried by SQS if it
+                    // may pass (the sweep's own result says).
+                    counts.push(None);
+                    let (result, _) = self.sweep(dry_run, account.as_ref()).await;
+                    responses.push(Some(DriverResponse::new(vec![result])));
+                }
             }
         }
         let mut results = self.runner.run_all(actions).await.into_iter();
@@ -341,7 +338,8 @@ impl App {
                 exclusion_changed(&instances, &actor, &call);
                 Work::Actions(Vec::new())
             }
-            Invocation::Sqs(_) | Invocation::Sweep { .. } | Invocation::Expire { .. } | Invocation::Unhandled(_) => {
+            Invocation::Sweep { dry_run, account } => Work::Sweep { dry_run, account },
+            Invocation::Sqs(_) | Invocation::Expire { .. } | Invocation::Unhandled(_) => {
                 Work::Malformed(MalformedRequest(
                     "a queued message must be a driverRequest or an EC2 instance state-change or request event".into(),
                 ))
@@ -421,4 +419,6 @@ enum Work {
     Actions(Vec<Result<MirrorRequest, ActionResult>>),
     /// Not something this function handles.
     Malformed(MalformedRequest),
+    /// A sweep put on the queue: one account's, by an organization's fan-out.
+    Sweep { dry_run: bool, account: Option<AccountId> },
 }

@@ -530,3 +530,19 @@ pub trait MemberAccess: Send + Sync {
     /// `MemberAccountUnreachable` when its role cannot be assumed.
     async fn reach(&self, account: &AccountId) -> AwsResult<MemberEc2>;
 }
+
+/// Each account's last sweep report (an organization's roll-up reads them).
+#[async_trait]
+pub trait AccountReports: Send + Sync {
+    /// Keeps `report` (an account's entry of the sweep's `accounts`) as its
+    /// last, swept at `at` (Unix seconds).
+    async fn save_report(&self, account: &str, report: &serde_json::Value, at: u64) -> Result<(), LedgerError>;
+    /// The last report of each of these accounts that has one, with when.
+    async fn reports(&self, accounts: &[String]) -> Result<Vec<(String, serde_json::Value, u64)>, LedgerError>;
+}
+
+/// The function's own queue: a sweep of one account, as a message of its own.
+#[async_trait]
+pub trait SweepQueue: Send + Sync {
+    async fn enqueue_sweep(&self, account: &AccountId) -> AwsResult<()>;
+}

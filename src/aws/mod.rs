@@ -8,6 +8,7 @@ pub mod events;
 pub mod ledger;
 pub mod members;
 pub mod patience;
+pub mod queue;
 pub mod ram;
 
 use std::time::Duration;

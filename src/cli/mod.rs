@@ -204,7 +204,7 @@ fn row(record: &LedgerRecord, now: u64, home: Option<&AccountId>) -> Value {
 
 /// The deployment's mirrors, of `--account` only when it is given.
 async fn mirrors(session: &Session<'_>) -> Result<Vec<LedgerRecord>, Exit> {
-    let mut records = session.app.mirrors().await.map_err(|err| {
+    let mut records = session.app.organization().mirrors().await.map_err(|err| {
         eprintln!("mirrorctl: could not read the ledger: {}", printable(&err.to_string()));
         Exit::Unavailable
     })?;
@@ -460,7 +460,45 @@ async fn run_with_progress(app: &App, requests: Vec<MirrorRequest>) -> Vec<Actio
     results
 }
 
+/// An organization's coverage: each account's last sweep report, and the
+/// totals (a live sweep of every account would be a whole sweep's work).
+async fn rollup(session: &mut Session<'_>) -> Exit {
+    let rollup = match session.app.organization().rollup().await {
+        Ok(rollup) => rollup,
+        Err(err) => {
+            eprintln!(
+                "mirrorctl: could not read the accounts' reports: {}",
+                printable(&err.to_string())
+            );
+            return Exit::Unavailable;
+        }
+    };
+    let written = if session.as_json {
+        writeln!(session.out, "{rollup}")
+    } else {
+        output::write_accounts(session.out, &rollup["accounts"]).and_then(|()| {
+            let total = |name: &str| rollup["totals"][name].as_u64().unwrap_or_default();
+            writeln!(
+                session.out,
+                "all accounts: {} wanted, {} mirrored, {} missing, {} not delivering (each account's last sweep; \
+                 --account ID for one account now)",
+                total("wanted"),
+                total("mirrored"),
+                total("missing"),
+                total("notDelivering")
+            )
+        })
+    };
+    if written.is_err() {
+        return Exit::Unavailable;
+    }
+    Exit::Done
+}
+
 async fn sweep(session: &mut Session<'_>, dry_run: bool, coverage_only: bool) -> Exit {
+    if coverage_only && session.account.is_none() && session.deployment.config.accounts.spans_members() {
+        return rollup(session).await;
+    }
     if !dry_run && !session.confirm("sweep: repair drift, apply the launch policy and expire mirrors") {
         eprintln!("mirrorctl: not confirmed; nothing was changed");
         return Exit::Aborted;

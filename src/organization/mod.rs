@@ -20,8 +20,8 @@ use tracing::{info, warn};
 use crate::domain::account::{AccountId, AccountSet, Reach};
 use crate::mirroring::{for_account, Mirroring, Ports};
 use crate::ports::{
-    ActionRecords, AwsError, Instances, MemberAccess, Preflight, Publisher, Scans, SessionNumbers, SharedResources,
-    TargetShares, Targets,
+    AccountReports, ActionKind, ActionRecords, AwsError, Instances, LedgerError, LedgerRecord, MemberAccess, Preflight,
+    Publisher, Scans, SessionNumbers, SharedResources, SweepQueue, TargetShares, Targets,
 };
 use hub::{HubSessions, HubTargets, MemberInstances, MemberPreflight, MemberSessions};
 use scoped::{Scope, ScopedClaims, ScopedNumbers, ScopedRecords, ScopedScans};
@@ -74,6 +74,18 @@ pub struct HubParts {
     pub preflight: Arc<dyn Preflight>,
     pub publisher: Arc<dyn Publisher>,
     pub shares: Arc<dyn TargetShares>,
+    /// Each account's last sweep report, for the roll-up.
+    pub reports: Arc<dyn AccountReports>,
+    /// Where a scheduled sweep too large for one invocation is fanned out.
+    pub fan_out: Option<FanOut>,
+}
+
+/// A scheduled sweep of more accounts than `accounts_per_invocation` puts
+/// one message per account on the function's queue instead.
+#[derive(Clone)]
+pub struct FanOut {
+    pub queue: Arc<dyn SweepQueue>,
+    pub accounts_per_invocation: usize,
 }
 
 impl HubParts {
@@ -211,6 +223,25 @@ impl Organization {
             Some((parts, _)) => parts.records.clone(),
             None => self.home.deployment().records.clone(),
         }
+    }
+
+    /// The parts of a hub (`None` for a deployment of one account).
+    pub fn hub_parts(&self) -> Option<&HubParts> {
+        self.hub.as_ref().map(|(parts, _)| parts)
+    }
+
+    /// This deployment's mirrors, as the ledger holds them: every create
+    /// that holds resources (active, pending, removing, rollback
+    /// incomplete), in every account (each record says which).
+    pub async fn mirrors(&self) -> Result<Vec<LedgerRecord>, LedgerError> {
+        let contents = self.all_scans().contents().await?;
+        let mut records: Vec<LedgerRecord> = contents
+            .records
+            .into_iter()
+            .filter(|r| r.kind == Some(ActionKind::Create) && r.status.is_some_and(|s| s.holds_resources()))
+            .collect();
+        records.sort_by(|a, b| (a.created_at, &a.action_id).cmp(&(b.created_at, &b.action_id)));
+        Ok(records)
     }
 
     /// The whole table, every account's records and claims.

@@ -3,14 +3,18 @@
 //! account), one report with an `accounts` entry per account. An account
 //! that cannot be reached is reported with its error; the others proceed.
 
+use std::sync::Arc;
+
 use futures::stream::{self, StreamExt};
 use serde_json::{json, Map, Value};
+use tracing::warn;
 
 use super::Organization;
 use crate::contract::ActionResult;
 use crate::domain::account::AccountId;
 use crate::mirroring::launch::LaunchPolicy;
 use crate::mirroring::sweep::SweepReport;
+use crate::ports::SweepQueue;
 
 /// Member accounts swept at once by one invocation.
 pub const ACCOUNTS_AT_ONCE: usize = 8;
@@ -25,6 +29,12 @@ impl Organization {
         only: Option<&AccountId>,
     ) -> (ActionResult, Option<SweepReport>) {
         let home_id = self.accounts().home.clone();
+        if let Some(fan_out) = self.hub_parts().and_then(|p| p.fan_out.as_ref()) {
+            let accounts = self.accounts().members.len() + 1;
+            if only.is_none() && !dry_run && accounts > fan_out.accounts_per_invocation {
+                return (self.fan_out(&fan_out.queue).await, None);
+            }
+        }
         let mut accounts: Vec<Option<AccountId>> = vec![None];
         accounts.extend(self.accounts().members.iter().cloned().map(Some));
         if let Some(only) = only {
@@ -50,7 +60,101 @@ impl Organization {
             .buffer_unordered(ACCOUNTS_AT_ONCE)
             .collect()
             .await;
-        combined(home_id.as_ref(), swept)
+        let (result, report) = combined(home_id.as_ref(), swept);
+        if !dry_run {
+            self.keep_reports(&result).await;
+        }
+        (result, report)
+    }
+
+    /// One message per account on the function's queue, each swept by an
+    /// invocation of its own (`{"sweep": {"account": ...}}`).
+    async fn fan_out(&self, queue: &Arc<dyn SweepQueue>) -> ActionResult {
+        let mut accounts: Vec<AccountId> = self.accounts().home.iter().cloned().collect();
+        accounts.extend(self.accounts().members.iter().cloned());
+        let sent: Vec<(AccountId, Result<(), crate::ports::AwsError>)> = stream::iter(accounts)
+            .map(|account| async move {
+                let sent = queue.enqueue_sweep(&account).await;
+                (account, sent)
+            })
+            .buffer_unordered(ACCOUNTS_AT_ONCE)
+            .collect()
+            .await;
+        let (queued, failed): (Vec<_>, Vec<_>) = sent.into_iter().partition(|(_, sent)| sent.is_ok());
+        let failed: Vec<Value> = failed
+            .into_iter()
+            .map(|(account, sent)| {
+                let error = sent.err().map(|e| e.to_string()).unwrap_or_default();
+                json!({"account": account.as_str(), "error": error})
+            })
+            .collect();
+        let action_id = format!("sweep-{}", crate::domain::clock::now_seconds());
+        let summary = format!(
+            "sweep fanned out: {} account{} queued, one invocation each; {} not queued",
+            queued.len(),
+            if queued.len() == 1 { "" } else { "s" },
+            failed.len()
+        );
+        let mut result = if failed.is_empty() {
+            ActionResult {
+                action_id,
+                action_type: crate::contract::SWEEP.into(),
+                success: true,
+                info_message: summary,
+                ..ActionResult::default()
+            }
+        } else {
+            ActionResult::failure(&action_id, crate::contract::SWEEP, "SweepNotQueued", summary, true)
+        };
+        result.sweep = Some(json!({
+            "fannedOut": queued.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>(),
+            "notQueued": failed,
+        }));
+        result
+    }
+
+    /// Each account's entry kept as its last report (the roll-up's).
+    async fn keep_reports(&self, result: &ActionResult) {
+        let (Some(parts), Some(accounts)) = (
+            self.hub_parts(),
+            result
+                .sweep
+                .as_ref()
+                .and_then(|s| s.get("accounts"))
+                .and_then(Value::as_object),
+        ) else {
+            return;
+        };
+        let now = crate::domain::clock::now_seconds();
+        for (account, entry) in accounts {
+            if let Err(err) = parts.reports.save_report(account, entry, now).await {
+                warn!(account, error = %err, "the account's sweep report was not kept");
+            }
+        }
+    }
+
+    /// The last sweep report of every account, and their totals: what
+    /// `mirrorctl coverage` shows of an organization.
+    pub async fn rollup(&self) -> Result<Value, crate::ports::LedgerError> {
+        let Some(parts) = self.hub_parts() else {
+            return Ok(json!({"accounts": {}}));
+        };
+        let mut names: Vec<String> = self.accounts().home.iter().map(ToString::to_string).collect();
+        names.extend(self.accounts().members.iter().map(ToString::to_string));
+        let mut accounts = Map::new();
+        let mut totals = [("wanted", 0u64), ("mirrored", 0), ("missing", 0), ("notDelivering", 0)];
+        for (account, mut report, at) in parts.reports.reports(&names).await? {
+            for (name, total) in totals.iter_mut() {
+                *total += report["coverage"][*name].as_u64().unwrap_or_default();
+            }
+            if let Some(entry) = report.as_object_mut() {
+                entry.insert("sweptAt".into(), json!(crate::domain::model::rfc3339(at)));
+            }
+            accounts.insert(account, report);
+        }
+        let unreported: Vec<&String> = names.iter().filter(|n| !accounts.contains_key(*n)).collect();
+        let totals: Map<String, Value> = totals.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
+        Ok(json!({"accounts": accounts, "totals": totals, "unreported": unreported}))
     }
 }
 

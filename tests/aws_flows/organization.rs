@@ -457,9 +457,29 @@ async fn mirrorctl_creates_lists_and_removes_in_a_member_account_and_shows_each_
         "{text}"
     );
 
+    // An organization's coverage is the roll-up of each account's last sweep.
+    let before = stdout_json(&mirrorctl(&world, &["--json", "coverage"]));
+    assert_eq!(
+        before["unreported"].as_array().map(Vec::len),
+        Some(3),
+        "no sweep yet: {before}"
+    );
+    let swept = mirrorctl(&world, &["--yes", "sweep"]);
+    assert_eq!(
+        swept.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&swept.stderr)
+    );
     let coverage = stdout_json(&mirrorctl(&world, &["--json", "coverage"]));
-    assert!(coverage["accounts"][MEMBER_A].is_object(), "{coverage}");
+    assert!(coverage["accounts"][MEMBER_A]["sweptAt"].is_string(), "{coverage}");
     assert!(coverage["accounts"][MEMBER_B].is_object(), "{coverage}");
+    assert_eq!(coverage["unreported"], json!([]), "{coverage}");
+    let one = stdout_json(&mirrorctl(&world, &["--json", "--account", MEMBER_A, "coverage"]));
+    assert!(
+        one["accounts"][MEMBER_A].is_object() && one["accounts"][HUB].is_null(),
+        "{one}"
+    );
 
     let removed = mirrorctl(
         &world,
@@ -476,4 +496,71 @@ async fn mirrorctl_creates_lists_and_removes_in_a_member_account_and_shows_each_
     assert_eq!(left.as_array().map(Vec::len), Some(1), "the hub's own stays: {left}");
     let bad = mirrorctl(&world, &["--account", "12", "list"]);
     assert_eq!(bad.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn a_large_organizations_scheduled_sweep_is_fanned_out_on_the_queue_one_account_per_invocation() {
+    let world = World::start().await;
+    world.emulator.refuse_role(&role_of(LOCKED)).await;
+    let appliance = appliance(&world).await;
+    let a = member(&world, MEMBER_A).await;
+    a.instance(&[("traffic-mirroring:target", &appliance)]).await;
+    let queue = world
+        .sqs
+        .create_queue()
+        .queue_name(unique("sweeps"))
+        .send()
+        .await
+        .expect("queue");
+    let queue_url = queue.queue_url().expect("url").to_owned();
+    let app = world.app_with(|config| {
+        config.accounts = AccountSet {
+            home: Some(account(HUB)),
+            members: [MEMBER_A, MEMBER_B, LOCKED].into_iter().map(account).collect(),
+        };
+        config.sweep_queue_url = Some(queue_url.clone());
+        config.sweep_accounts_per_invocation = 2;
+    });
+    let scheduled = app.invoke(json!({"sweep": {}})).await.expect("answers");
+    assert_eq!(scheduled["sweep"]["success"], true, "{scheduled}");
+    assert_eq!(
+        a.mirroring().await.0.len(),
+        0,
+        "nothing swept by the scheduled invocation"
+    );
+
+    let mut records = Vec::new();
+    while records.len() < 4 {
+        let received = world
+            .sqs
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .expect("received");
+        if received.messages().is_empty() {
+            break;
+        }
+        for message in received.messages() {
+            let body: Value = serde_json::from_str(message.body().unwrap_or_default()).expect("json");
+            records.push(sqs_record(message.message_id().unwrap_or_default(), &body));
+        }
+    }
+    let accounts: BTreeSet<String> = records
+        .iter()
+        .filter_map(|r| serde_json::from_str::<Value>(r["body"].as_str()?).ok())
+        .filter_map(|b| b["sweep"]["account"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        accounts,
+        [HUB, MEMBER_A, MEMBER_B, LOCKED]
+            .iter()
+            .map(|a| a.to_string())
+            .collect(),
+        "one message per account"
+    );
+    let answer = app.invoke(json!({"Records": records})).await.expect("answers");
+    assert_eq!(answer["batchItemFailures"], json!([]), "{answer}");
+    assert_eq!(a.mirroring().await.0.len(), 1, "the member swept by its own message");
 }

@@ -215,6 +215,9 @@ def test_every_ram_write_is_bound_to_the_owner(template):
                 assert keys.get("aws:TagKeys") == ["traffic-mirroring:*"], statement["Sid"]
             elif action in ("ram:AssociateResourceShare", "ram:DisassociateResourceShare"):
                 assert keys.get(f"aws:ResourceTag/{OWNER_KEY}") == OWNER, statement["Sid"]
+            elif action == "sqs:SendMessage":
+                # The sweep's fan-out: the function's own request queue only.
+                assert "RequestQueue" in str(statement["Resource"]) and "*" not in str(statement["Resource"])
             else:
                 assert action.startswith(("ram:Get", "sts:AssumeRole")), f"{statement['Sid']}: {action}"
 

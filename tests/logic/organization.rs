@@ -10,9 +10,9 @@ use traffic_mirroring::domain::account::{AccountId, AccountSet};
 use traffic_mirroring::handler::App;
 use traffic_mirroring::mirroring::launch::LaunchPolicy;
 use traffic_mirroring::mirroring::{Allowed, Mirroring, Ports};
-use traffic_mirroring::organization::{HubParts, Organization};
+use traffic_mirroring::organization::{FanOut, HubParts, Organization};
 
-use crate::fakes::{MemoryBus, MemoryEc2, MemoryLedger, MemoryMembers, MemoryShares};
+use crate::fakes::{MemoryBus, MemoryEc2, MemoryLedger, MemoryMembers, MemoryQueue, MemoryShares};
 use crate::world::{eni, first_result, OWNER};
 
 const HUB: &str = "111111111111";
@@ -29,6 +29,7 @@ struct Org {
     ledger: Arc<MemoryLedger>,
     bus: Arc<MemoryBus>,
     shares: Arc<MemoryShares>,
+    queue: Arc<MemoryQueue>,
     app: App,
 }
 
@@ -37,6 +38,12 @@ fn account(id: &str) -> AccountId {
 }
 
 fn organization(default_targets: &[(&str, &str)]) -> Org {
+    organization_fanned_out(default_targets, None)
+}
+
+/// An organization whose scheduled sweep fans out past this many accounts.
+fn organization_fanned_out(default_targets: &[(&str, &str)], accounts_per_invocation: Option<usize>) -> Org {
+    let queue = Arc::new(MemoryQueue::default());
     let hub = Arc::new(MemoryEc2::default());
     let ledger = Arc::new(MemoryLedger::default());
     let bus = Arc::new(MemoryBus::default());
@@ -62,6 +69,11 @@ fn organization(default_targets: &[(&str, &str)]) -> Org {
         preflight: raw.preflight.clone(),
         publisher: raw.publisher.clone(),
         shares: shares.clone(),
+        reports: ledger.clone(),
+        fan_out: accounts_per_invocation.map(|most| FanOut {
+            queue: queue.clone(),
+            accounts_per_invocation: most,
+        }),
     };
     let home = Mirroring::from_ports(parts.home_ports(raw), OWNER).with_allowed(Allowed::anything());
     let accounts = AccountSet {
@@ -82,6 +94,7 @@ fn organization(default_targets: &[(&str, &str)]) -> Org {
         ledger,
         bus,
         shares,
+        queue,
         app,
     }
 }
@@ -361,4 +374,42 @@ async fn a_members_mirror_ends_in_the_member_when_its_time_is_up() {
         .cloned()
         .expect("announced");
     assert!(last.expired && last.account.as_deref() == Some(MEMBER_A), "{last:?}");
+}
+
+#[tokio::test]
+async fn a_sweep_too_large_for_one_invocation_fans_out_one_message_per_account_and_rolls_up() {
+    let org = organization_fanned_out(&[("vpc-0000000a", "eni-00000000000000064")], Some(2));
+    org.member(MEMBER_A)
+        .plant_instance("i-000000000000000a1", &[&eni(1)], &[]);
+    org.member(MEMBER_B)
+        .plant_instance("i-000000000000000b1", &[&eni(2)], &[]);
+    let scheduled = org.invoke(json!({"sweep": {}})).await;
+    assert_eq!(scheduled["sweep"]["success"], true, "{scheduled}");
+    let queued = org.queue.messages.lock().expect("messages").clone();
+    assert_eq!(queued.len(), 4, "the hub and three members: {queued:?}");
+    assert!(org.nothing_anywhere(), "the scheduled invocation itself sweeps nothing");
+    assert_eq!(org.members.times_assumed(MEMBER_A), 0);
+
+    // Each message is swept by an invocation of its own, from the queue.
+    let records: Vec<Value> = queued
+        .iter()
+        .enumerate()
+        .map(|(n, body)| crate::world::sqs_record(&format!("m-{n}"), body))
+        .collect();
+    let answer = org.invoke(json!({"Records": records})).await;
+    let failed = crate::world::failed_ids(&answer);
+    assert!(failed.is_empty(), "the unreachable account is not retried: {answer}");
+    assert_eq!(org.member(MEMBER_A).sessions_on(&eni(1)).len(), 1);
+    assert_eq!(org.member(MEMBER_B).sessions_on(&eni(2)).len(), 1);
+
+    // The roll-up of the last reports: what mirrorctl coverage shows.
+    let rollup = org.app.organization().rollup().await.expect("readable");
+    assert_eq!(rollup["accounts"][MEMBER_A]["coverage"]["mirrored"], 1, "{rollup}");
+    assert_eq!(
+        rollup["accounts"][LOCKED]["errorCode"], "MemberAccountUnreachable",
+        "{rollup}"
+    );
+    assert!(rollup["accounts"][HUB].is_object(), "{rollup}");
+    assert_eq!(rollup["totals"]["mirrored"], 2, "{rollup}");
+    assert_eq!(rollup["unreported"], json!([]), "{rollup}");
 }

@@ -15,6 +15,7 @@
 mod codec;
 mod numbers;
 mod records;
+mod reports;
 mod scans;
 mod shared;
 
@@ -112,6 +113,8 @@ capability!(
     DynamoNumbers,
     /// The `Scans` port.
     DynamoScans,
+    /// The `AccountReports` port.
+    DynamoReports,
 );
 
 /// One adapter per ledger port, over one table.
@@ -120,6 +123,7 @@ pub struct LedgerPorts {
     pub claims: DynamoClaims,
     pub numbers: DynamoNumbers,
     pub scans: DynamoScans,
+    pub reports: DynamoReports,
 }
 
 impl DynamoLedger {
@@ -130,7 +134,8 @@ impl DynamoLedger {
             records: DynamoRecords(table.clone()),
             claims: DynamoClaims(table.clone()),
             numbers: DynamoNumbers(table.clone()),
-            scans: DynamoScans(table),
+            scans: DynamoScans(table.clone()),
+            reports: DynamoReports(table),
         }
     }
 }

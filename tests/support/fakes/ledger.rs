@@ -13,6 +13,8 @@ struct LedgerState {
     records: BTreeMap<String, (LedgerRecord, u64)>,
     shared: BTreeMap<SharedKey, SharedClaims>,
     sources: BTreeMap<String, BTreeMap<u16, String>>,
+    /// Each account's last sweep report, and when.
+    reports: BTreeMap<String, (serde_json::Value, u64)>,
 }
 
 /// The ledger, in memory: every call is one atomic step, as each DynamoDB
@@ -300,6 +302,23 @@ impl Scans for MemoryLedger {
             .values()
             .filter(|(r, _)| r.status.is_some_and(|s| s.holds_resources()) && r.ends_at.is_some_and(|end| end <= at))
             .map(|(r, _)| r.action_id.clone())
+            .collect())
+    }
+}
+
+#[async_trait]
+impl AccountReports for MemoryLedger {
+    async fn save_report(&self, account: &str, report: &serde_json::Value, at: u64) -> Result<(), LedgerError> {
+        let mut state = self.enter("save_report")?;
+        state.reports.insert(account.to_owned(), (report.clone(), at));
+        Ok(())
+    }
+
+    async fn reports(&self, accounts: &[String]) -> Result<Vec<(String, serde_json::Value, u64)>, LedgerError> {
+        let state = self.enter("reports")?;
+        Ok(accounts
+            .iter()
+            .filter_map(|a| state.reports.get(a).map(|(r, at)| (a.clone(), r.clone(), *at)))
             .collect())
     }
 }

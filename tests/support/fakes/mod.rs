@@ -30,7 +30,7 @@ use traffic_mirroring::ports::{AwsError, AwsResult, Publisher};
 pub use ec2::{peak_overlap, MemoryEc2, Span, DEFAULT_SUBNET, DEFAULT_VPC};
 pub use ledger::MemoryLedger;
 #[allow(unused_imports)]
-pub use org::{MemoryMembers, MemoryShares};
+pub use org::{MemoryMembers, MemoryQueue, MemoryShares};
 /// Armed failures: the next call of a name fails with this error.
 #[derive(Default)]
 pub(crate) struct Faults(Mutex<Vec<(String, AwsError)>>);

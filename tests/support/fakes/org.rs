@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use traffic_mirroring::domain::account::{AccountId, MEMBER_ACCOUNT_UNREACHABLE};
-use traffic_mirroring::ports::{AwsError, AwsResult, ErrorKind, MemberAccess, MemberEc2, TargetShares};
+use traffic_mirroring::ports::{AwsError, AwsResult, ErrorKind, MemberAccess, MemberEc2, SweepQueue, TargetShares};
 
 use super::MemoryEc2;
 
@@ -136,5 +136,22 @@ impl MemberAccess for MemoryMembers {
             tagging: ec2,
             expires_at,
         })
+    }
+}
+
+/// The function's queue: the bodies of the messages put on it.
+#[derive(Default)]
+pub struct MemoryQueue {
+    pub messages: Mutex<Vec<serde_json::Value>>,
+}
+
+#[async_trait]
+impl SweepQueue for MemoryQueue {
+    async fn enqueue_sweep(&self, account: &AccountId) -> AwsResult<()> {
+        self.messages
+            .lock()
+            .expect("messages")
+            .push(serde_json::json!({"sweep": {"account": account.as_str()}}));
+        Ok(())
     }
 }
