@@ -38,7 +38,7 @@ ACCOUNT = "123456789012"
 # As in storm.py: the emulator takes any well-formed NLB ARN as a target (the
 # function checks its form only), so no load balancer needs to exist.
 NLB_ARN = f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:loadbalancer/net/fleet-monitor/50dc6c495c0c9188"
-# OWNER is not set, so the function's owner value is table/<TABLE_NAME> (src/config.rs).
+# OWNER is not set, so the function's owner value is table/<TABLE_NAME> (src/config/mod.rs).
 LEDGER_TABLE = "fleet-ledger"
 BUS = "fleet-bus"
 OWNER_TAG = {"Name": "tag:traffic-mirroring:managed-by", "Values": [f"table/{LEDGER_TABLE}"]}

@@ -37,7 +37,7 @@ from emulator import MUTATING_PREFIXES  # noqa: E402  (the emulator's own defini
 ACCOUNT = "123456789012"
 NLB_ARN = f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:loadbalancer/net/storm-monitor/50dc6c495c0c9188"
 # The function's owner value: OWNER is not set, so it is table/<TABLE_NAME>
-# (src/config.rs), the ledger table setup() creates.
+# (src/config/mod.rs), the ledger table setup() creates.
 LEDGER_TABLE = "storm-ledger"
 OWNER_TAG = {"Name": "tag:traffic-mirroring:managed-by", "Values": [f"table/{LEDGER_TABLE}"]}
 # As the template's RedrivePolicy (SqsMaxReceiveCount): a sixth receive would

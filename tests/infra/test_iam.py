@@ -382,11 +382,11 @@ def test_the_owner_pattern_refuses_what_the_code_or_ec2_would(template, value, w
 
 def test_the_owner_pattern_allows_the_characters_the_code_allows(template):
     """The pattern's character set and length are the code's check_owner()
-    (src/config.rs), for ASCII: a value one admits and the other refuses
+    (src/config/mod.rs), for ASCII: a value one admits and the other refuses
     would fail at deployment or at start-up."""
-    source = without_comments(read("src/config.rs"))
+    source = without_comments(read("src/config/mod.rs"))
     body = re.search(r"fn check_owner\b.*?\n}\n", source, re.S)
-    assert body, "check_owner() not found in src/config.rs"
+    assert body, "check_owner() not found in src/config/mod.rs"
     specials = re.search(r"\"([^\"]*)\"\.contains\(c\)", body.group(0))
     limit = re.search(r"chars\(\)\.count\(\)\s*>\s*(\d+)", body.group(0))
     assert specials and limit, "the parser no longer finds check_owner()'s characters and length"
@@ -396,11 +396,11 @@ def test_the_owner_pattern_allows_the_characters_the_code_allows(template):
         value = f"a{c}a"
         assert bool(pattern.fullmatch(value)) == (c in allowed), (
             f"{OWNER_PARAMETER}'s AllowedPattern {'admits' if c not in allowed else 'refuses'} {c!r}; "
-            f"src/config.rs allows letters, digits and {specials.group(1)!r}"
+            f"src/config/mod.rs allows letters, digits and {specials.group(1)!r}"
         )
     longest = int(limit.group(1))
     assert pattern.fullmatch("a" * longest) and not pattern.fullmatch("a" * (longest + 1)), (
-        f"{OWNER_PARAMETER}'s AllowedPattern should admit at most {longest} characters, as src/config.rs does"
+        f"{OWNER_PARAMETER}'s AllowedPattern should admit at most {longest} characters, as src/config/mod.rs does"
     )
 
 

@@ -200,9 +200,9 @@ def test_the_pace_in_the_code_is_the_one_sized_here():
     assert re.search(
         r"Patience::new\(\s*config\.mutating_calls_per_second\s*\)", build,
     ), "src/app.rs no longer paces the EC2 adapters with config.mutating_calls_per_second"
-    config = without_comments(read("src/config.rs"))
+    config = without_comments(read("src/config/mod.rs"))
     assert re.search(r"mutating_calls_per_second\s*=\s*match\s+value\(\s*MUTATING_CALLS_PER_SECOND\s*\)", config), (
-        "src/config.rs no longer reads mutating_calls_per_second from MUTATING_CALLS_PER_SECOND"
+        "src/config/mod.rs no longer reads mutating_calls_per_second from MUTATING_CALLS_PER_SECOND"
     )
 
 

@@ -1,7 +1,7 @@
 """The template wires the function the way the code expects to be invoked and
 configured: the events it recognises (src/sources.rs, src/contract.rs, and the
 states src/handler.rs acts on), the environment it
-reads (src/config.rs), the queue and retry settings the issue asks for, and a
+reads (src/config/mod.rs), the queue and retry settings the issue asks for, and a
 written reason for every check it skips."""
 
 import json
@@ -44,7 +44,7 @@ EXCLUDE_TAG = "traffic-mirroring:exclude"
 # Rules that exist only under a condition: whatever names them must too.
 CONDITIONAL_RULES = {ATTACH_RULE: ATTACH_CONDITION, TAMPER_RULE: TAMPER_CONDITION, EXCLUDE_RULE: TAMPER_CONDITION}
 
-# Read by a library, not by src/config.rs.
+# Read by a library, not by src/config/mod.rs.
 PLATFORM_ENV = {"RUST_LOG": "tracing_subscriber's EnvFilter"}
 
 @pytest.fixture(scope="module")
@@ -72,8 +72,8 @@ def ingress():
 
 def code_env_vars():
     """Environment variables src/ reads: the ALL_CAPS string constants of
-    src/config.rs and every literal env::var("...")."""
-    config = without_comments(read("src/config.rs"))
+    src/config/mod.rs and every literal env::var("...")."""
+    config = without_comments(read("src/config/mod.rs"))
     names = {
         value
         for value in re.findall(r"\bconst\s+\w+\s*:\s*&str\s*=\s*\"([^\"]*)\"", config)
@@ -84,7 +84,7 @@ def code_env_vars():
             if name.endswith(".rs"):
                 with open(os.path.join(folder, name), encoding="utf-8") as f:
                     names |= set(re.findall(r"env::var(?:_os)?\(\s*\"([A-Z][A-Z0-9_]+)\"", f.read()))
-    assert "TABLE_NAME" in names, "the parser no longer finds the environment variables in src/config.rs"
+    assert "TABLE_NAME" in names, "the parser no longer finds the environment variables in src/config/mod.rs"
     return names
 
 
@@ -182,11 +182,11 @@ BOUND = r"([\d_]+|(?:\w+::)*[A-Z][A-Z0-9_]*)"
 
 
 def config_range(variable):
-    """(low, high) of the range src/config.rs accepts for `variable`: its
+    """(low, high) of the range src/config/mod.rs accepts for `variable`: its
     `ranged(value(VARIABLE), VARIABLE, low..=high)`, or the
     `(low..=high).contains` check of its `match value(VARIABLE)`; a bound
     may be a literal or a numeric constant's path."""
-    config = without_comments(read("src/config.rs"))
+    config = without_comments(read("src/config/mod.rs"))
     ranged = re.search(
         r"\branged\(\s*value\(\s*" + variable + r"\s*\)\s*,\s*" + variable + r"\s*,\s*" + BOUND + r"\s*\.\.=\s*" + BOUND + r"\s*,?\s*\)",
         config,
@@ -194,9 +194,9 @@ def config_range(variable):
     if ranged:
         return rust_number(ranged.group(1)), rust_number(ranged.group(2))
     match = re.search(r"match\s+value\(\s*" + variable + r"\s*\)(.*?)\};", config, re.S)
-    assert match, f"the parser no longer finds where src/config.rs reads {variable}"
+    assert match, f"the parser no longer finds where src/config/mod.rs reads {variable}"
     bounds = re.search(r"\((\d+)\s*\.\.=\s*(\d+)\)\s*\.\s*contains", match.group(1))
-    assert bounds, f"the parser no longer finds the range src/config.rs accepts for {variable}"
+    assert bounds, f"the parser no longer finds the range src/config/mod.rs accepts for {variable}"
     return int(bounds.group(1)), int(bounds.group(2))
 
 
@@ -211,7 +211,7 @@ def test_max_concurrent_actions_comes_from_its_parameter(template, function):
     low, high = config_range("MAX_CONCURRENT_ACTIONS")
     assert low <= int(parameter["MinValue"]) and int(parameter["MaxValue"]) <= high, (
         f"MaxConcurrentActions allows {parameter['MinValue']}-{parameter['MaxValue']}; "
-        f"src/config.rs refuses to start outside {low}-{high}"
+        f"src/config/mod.rs refuses to start outside {low}-{high}"
     )
     batch = template["Parameters"]["SqsBatchSize"]
     assert int(parameter["MaxValue"]) == int(batch["MaxValue"]), "MaxConcurrentActions goes up to one SQS batch"
@@ -227,26 +227,26 @@ def test_mutating_calls_per_second_comes_from_its_parameter(template, function):
     assert env.get("MUTATING_CALLS_PER_SECOND") == {"Ref": "MutatingCallsPerSecond"}
     parameter = template["Parameters"]["MutatingCallsPerSecond"]
     assert parameter["Type"] == "Number"
-    # src/config.rs refuses 0, negative and non-finite rates (the process
+    # src/config/mod.rs refuses 0, negative and non-finite rates (the process
     # would not start); absent means unpaced, which the template never deploys.
-    assert float(parameter["MinValue"]) > 0, "MUTATING_CALLS_PER_SECOND must be positive: src/config.rs refuses 0"
+    assert float(parameter["MinValue"]) > 0, "MUTATING_CALLS_PER_SECOND must be positive: src/config/mod.rs refuses 0"
     assert float(parameter["MinValue"]) <= float(parameter["Default"]) <= float(parameter["MaxValue"])
     assert "MUTATING_CALLS_PER_SECOND" in code_env_vars(), "src/ does not read MUTATING_CALLS_PER_SECOND"
 
 
 def config_default(name):
-    """The number of `const NAME: <type> = <n>;` in src/config.rs, or in the
+    """The number of `const NAME: <type> = <n>;` in src/config/mod.rs, or in the
     logic's module when config.rs re-exports the logic's own default."""
-    for path in ("src/config.rs", "src/mirroring/mod.rs"):
+    for path in ("src/config/mod.rs", "src/mirroring/mod.rs"):
         source = without_comments(read(path))
         match = re.search(r"\bconst\s+" + name + r"\s*:\s*\w+\s*=\s*(\d+)\s*;", source)
         if match:
             return int(match.group(1))
-    config = without_comments(read("src/config.rs"))
+    config = without_comments(read("src/config/mod.rs"))
     assert re.search(r"\bpub use crate::mirroring::\{[^}]*\b" + name + r"\b", config), (
-        f"no `const {name}: ... = <number>;` in src/config.rs, nor re-exported from src/mirroring/mod.rs"
+        f"no `const {name}: ... = <number>;` in src/config/mod.rs, nor re-exported from src/mirroring/mod.rs"
     )
-    raise AssertionError(f"src/config.rs re-exports {name}, but src/mirroring/mod.rs does not define it as a number")
+    raise AssertionError(f"src/config/mod.rs re-exports {name}, but src/mirroring/mod.rs does not define it as a number")
 
 
 @pytest.mark.parametrize(
@@ -254,7 +254,7 @@ def config_default(name):
     [("FinishedRecordDays", "FINISHED_RECORD_DAYS"), ("SweepMaxDeletions", "SWEEP_MAX_DELETIONS")],
 )
 def test_bounded_numbers_come_from_their_parameters_within_the_codes_range(template, function, parameter, variable):
-    """The parameter's bounds lie within what src/config.rs accepts (outside
+    """The parameter's bounds lie within what src/config/mod.rs accepts (outside
     it the function would refuse to start) and its default is the code's, so
     a function deployed without the variable behaves as the stack's default."""
     env = function["Properties"]["Environment"]["Variables"]
@@ -264,15 +264,15 @@ def test_bounded_numbers_come_from_their_parameters_within_the_codes_range(templ
     low, high = config_range(variable)
     assert low <= int(declared["MinValue"]) <= int(declared["Default"]) <= int(declared["MaxValue"]) <= high, (
         f"{parameter} allows {declared['MinValue']}-{declared['MaxValue']} (default {declared['Default']}); "
-        f"src/config.rs refuses to start outside {low}-{high}"
+        f"src/config/mod.rs refuses to start outside {low}-{high}"
     )
     assert int(declared["Default"]) == config_default("DEFAULT_" + variable), (
-        f"{parameter}'s default {declared['Default']} differs from src/config.rs DEFAULT_{variable}"
+        f"{parameter}'s default {declared['Default']} differs from src/config/mod.rs DEFAULT_{variable}"
     )
 
 
 # What the allow-list parameters' patterns must accept and refuse, the way
-# src/config.rs reads the lists (comma-separated, items trimmed): `*` alone
+# src/config/mod.rs reads the lists (comma-separated, items trimmed): `*` alone
 # for anything, said explicitly; never empty (closed by default: the
 # parameters are required).
 NLB = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/mon/50dc6c495c0c9188"
@@ -313,13 +313,13 @@ def test_the_allow_lists_are_required_and_star_is_said_explicitly(template, func
     assert pattern, f"{parameter} has no AllowedPattern"
     # CloudFormation matches the whole value (Java's String.matches).
     for value in accepted:
-        assert re.fullmatch(pattern, value), f"{parameter}'s AllowedPattern refuses {value!r}, which src/config.rs reads"
+        assert re.fullmatch(pattern, value), f"{parameter}'s AllowedPattern refuses {value!r}, which src/config/mod.rs reads"
     for value in refused:
         assert not re.fullmatch(pattern, value), f"{parameter}'s AllowedPattern accepts {value!r}"
     assert template["Conditions"][condition] == {"Fn::Equals": [{"Ref": parameter}, "*"]}, (
         f"{condition}: !Equals [!Ref {parameter}, \"*\"]"
     )
-    assert rust_str_const(without_comments(read("src/config.rs")), "ANY") == "*", "src/config.rs's ANY is not \"*\""
+    assert rust_str_const(without_comments(read("src/config/mod.rs")), "ANY") == "*", "src/config/mod.rs's ANY is not \"*\""
 
 
 # The accountability switches: (parameter, variable, default).
@@ -332,12 +332,12 @@ def test_the_switches_come_from_true_false_parameters(template, function, parame
     assert declared["Type"] == "String" and sorted(declared["AllowedValues"]) == ["false", "true"]
     assert declared["Default"] == default, f"{parameter} defaults to {default!r}"
     assert function["Properties"]["Environment"]["Variables"].get(variable) == {"Ref": parameter}
-    assert variable in code_env_vars(), f"src/config.rs does not read {variable}"
+    assert variable in code_env_vars(), f"src/config/mod.rs does not read {variable}"
 
 
 def test_the_mirror_lifetime_cap_is_passed_only_when_set(template, function):
     """MaxMirrorMinutes 0 (the default) means no cap: the function then gets
-    MAX_MIRROR_MINUTES empty (src/config.rs reads it as unset), else the
+    MAX_MIRROR_MINUTES empty (src/config/mod.rs reads it as unset), else the
     number, within the range the code accepts."""
     declared = template["Parameters"]["MaxMirrorMinutes"]
     assert declared["Type"] == "Number"
@@ -347,7 +347,7 @@ def test_the_mirror_lifetime_cap_is_passed_only_when_set(template, function):
     assert deployed(value, template, {"MaxMirrorMinutes": 90}) == "90"
     low, high = config_range("MAX_MIRROR_MINUTES")
     assert low <= 1 and int(declared["MaxValue"]) <= high, (
-        f"MaxMirrorMinutes allows 1-{declared['MaxValue']}; src/config.rs refuses to start outside {low}-{high}"
+        f"MaxMirrorMinutes allows 1-{declared['MaxValue']}; src/config/mod.rs refuses to start outside {low}-{high}"
     )
 
 
