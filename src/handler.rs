@@ -52,7 +52,6 @@ impl App {
             deployment: mirroring.deployment().owner.clone(),
             metric_sink: Arc::new(metrics::Stdout),
             runner: Runner {
-                mirroring: mirroring.clone(),
                 organization: organization.clone(),
                 announcer: mirroring.deployment().announcer.clone(),
                 max_lanes: DEFAULT_MAX_CONCURRENT_ACTIONS,

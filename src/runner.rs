@@ -12,13 +12,10 @@ use crate::contract::{ActionResult, DriverResponse, MalformedRequest};
 use crate::domain::model::MirrorRequest;
 use crate::lanes::{lanes, Reach};
 use crate::metrics;
-use crate::mirroring::Mirroring;
 use crate::organization::route::{merged, refused, Destination};
 use crate::organization::Organization;
 
 pub struct Runner {
-    /// The hub's own use cases.
-    pub(crate) mirroring: Arc<Mirroring>,
     /// Every account's: each action runs in the account it names.
     pub(crate) organization: Arc<Organization>,
     /// The mirroring's own: creates announce themselves, the runner the rest.
@@ -92,7 +89,20 @@ impl Runner {
                         || remove.reservation_id.is_some()
                         || remove.instance_id.is_some() =>
                 {
-                    Some(async move { (position, self.mirroring.removes().sources_reached(remove).await) })
+                    Some(async move {
+                        // In the account it names; one naming none in an
+                        // organization may reach any account's ENIs: left
+                        // out, it reaches every ENI.
+                        let named = remove.account.as_ref();
+                        let reached = match (named, self.organization.accounts().spans_members()) {
+                            (None, true) => None,
+                            _ => match self.organization.mirroring_for(named).await {
+                                Ok(mirroring) => mirroring.removes().sources_reached(remove).await,
+                                Err(_) => None,
+                            },
+                        };
+                        (position, reached)
+                    })
                 }
                 _ => None,
             });

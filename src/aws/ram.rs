@@ -160,7 +160,7 @@ impl TargetShares for RamShares {
             self.associated(&share, ResourceShareAssociationType::Resource, Some(&arn)),
             self.associated(&share, ResourceShareAssociationType::Principal, None),
         )?;
-        let has_resource = resources.iter().any(|r| *r == arn);
+        let has_resource = resources.contains(&arn);
         // The account itself, or an organization (or OU) the operator shared with.
         let has_principal = principals
             .iter()
