@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::support::*;
 
 /// `mirrorctl` with AWS's settings only: where the emulator is, who calls.
-fn bare(world: &World) -> Command {
+pub(crate) fn bare(world: &World) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_mirrorctl"));
     command
         .env_clear()

@@ -70,28 +70,7 @@ async fn member(world: &World, account: &str) -> Member {
 
 impl Member {
     async fn instance(&self, tags: &[(&str, &str)]) -> (String, String) {
-        let tags: Vec<_> = tags
-            .iter()
-            .map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(*k).value(*v).build())
-            .collect();
-        let mut run = self
-            .ec2
-            .run_instances()
-            .image_id("ami-12c6146b")
-            .instance_type("m5.large".into())
-            .subnet_id(&self.subnet)
-            .min_count(1)
-            .max_count(1);
-        if !tags.is_empty() {
-            run = run.tag_specifications(
-                aws_sdk_ec2::types::TagSpecification::builder()
-                    .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
-                    .set_tags(Some(tags))
-                    .build(),
-            );
-        }
-        let run = run.send().await.expect("instance");
-        let instance = run.instances().first().expect("an instance");
+        let instance = launch(&self.ec2, &self.subnet, "m5.large", tags).await;
         let eni = instance
             .network_interfaces()
             .first()
@@ -378,14 +357,7 @@ async fn the_sweep_backfills_two_members_reports_the_unreachable_one_and_the_ten
 /// `mirrorctl` as an operator of the hub runs it: the function's settings,
 /// the hub's own credentials.
 fn mirrorctl(world: &World, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_mirrorctl"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AWS_ENDPOINT_URL", &world.emulator.endpoint)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
+    crate::cli::bare(world)
         .env("TABLE_NAME", &world.config.table_name)
         .env("EVENT_BUS_NAME", &world.config.event_bus_name)
         .env("OWNER", &world.config.owner)
@@ -393,7 +365,6 @@ fn mirrorctl(world: &World, args: &[&str]) -> std::process::Output {
         .env("ALLOWED_SOURCES", "*")
         .env("DEPLOYMENT_ACCOUNT_ID", HUB)
         .env("MEMBER_ACCOUNTS", format!("{MEMBER_A},{MEMBER_B}"))
-        .stdin(std::process::Stdio::null())
         .args(args)
         .output()
         .expect("mirrorctl runs")

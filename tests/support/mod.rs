@@ -286,6 +286,36 @@ impl Drop for Emulator {
     }
 }
 
+/// A new running instance in a subnet, by any account's EC2 client.
+pub async fn launch(
+    ec2: &aws_sdk_ec2::Client,
+    subnet: &str,
+    instance_type: &str,
+    tags: &[(&str, &str)],
+) -> aws_sdk_ec2::types::Instance {
+    let tags: Vec<_> = tags
+        .iter()
+        .map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(*k).value(*v).build())
+        .collect();
+    let mut run = ec2
+        .run_instances()
+        .image_id("ami-12c6146b")
+        .instance_type(instance_type.into())
+        .subnet_id(subnet)
+        .min_count(1)
+        .max_count(1);
+    if !tags.is_empty() {
+        run = run.tag_specifications(
+            aws_sdk_ec2::types::TagSpecification::builder()
+                .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
+                .set_tags(Some(tags))
+                .build(),
+        );
+    }
+    let run = run.send().await.expect("instance");
+    run.instances().first().cloned().expect("an instance")
+}
+
 /// A name no other test in this run uses.
 pub fn unique(prefix: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -540,32 +570,8 @@ impl World {
 
     /// A new running instance in a subnet.
     pub async fn instance_in(&self, subnet: &str, instance_type: &str, tags: &[(&str, &str)]) -> String {
-        let tags: Vec<_> = tags
-            .iter()
-            .map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(*k).value(*v).build())
-            .collect();
-        let mut run = self
-            .ec2
-            .run_instances()
-            .image_id("ami-12c6146b")
-            .instance_type(instance_type.into())
-            .subnet_id(subnet)
-            .min_count(1)
-            .max_count(1);
-        if !tags.is_empty() {
-            run = run.tag_specifications(
-                aws_sdk_ec2::types::TagSpecification::builder()
-                    .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
-                    .set_tags(Some(tags))
-                    .build(),
-            );
-        }
-        let run = run.send().await.expect("instance");
-        run.instances()
-            .first()
-            .and_then(|i| i.instance_id())
-            .expect("instance id")
-            .to_owned()
+        let instance = launch(&self.ec2, subnet, instance_type, tags).await;
+        instance.instance_id().expect("instance id").to_owned()
     }
 
     pub async fn primary_eni(&self, instance_id: &str) -> String {
