@@ -45,26 +45,68 @@ impl Organization {
             }
         }
         let home = home_id.as_ref();
+        if accounts.len() > 1 && !dry_run {
+            self.least_recently_swept_first(&mut accounts, home).await;
+        }
         let swept: Vec<Swept> = stream::iter(accounts)
             .map(|account| async move {
+                let key = key_of(account.as_ref(), home);
+                // An account started this late would only be cut off: it
+                // goes first in the next sweep instead.
+                if crate::deadline::budget().is_some_and(|left| left < MIN_BUDGET_TO_START) {
+                    return (key, AccountSweep::Deferred);
+                }
                 let outcome = match self.mirroring_for(account.as_ref()).await {
                     Ok(mirroring) => {
-                        let named = account.as_ref().or(home).map(AccountId::as_str);
-                        let policy = policy.in_account(named);
-                        Ok(Box::pin(mirroring.sweeper().sweep(dry_run, &policy)).await)
+                        let policy = policy.in_account(account.as_ref().or(home).map(AccountId::as_str));
+                        let (result, report) = Box::pin(mirroring.sweeper().sweep(dry_run, &policy)).await;
+                        AccountSweep::Done(result, report)
                     }
-                    Err(refusal) => Err(refusal),
+                    Err(refusal) => AccountSweep::Refused(refusal),
                 };
-                (account, outcome)
+                if !dry_run {
+                    self.keep_report(&key, &outcome).await;
+                }
+                (key, outcome)
             })
             .buffer_unordered(ACCOUNTS_AT_ONCE)
             .collect()
             .await;
-        let (result, report) = combined(home_id.as_ref(), swept);
-        if !dry_run {
-            self.keep_reports(&result).await;
+        combined(home.map(AccountId::as_str), swept)
+    }
+
+    /// The accounts swept longest ago (or never) first, so that an
+    /// organization too large for one invocation is swept whole over a few,
+    /// none left behind.
+    async fn least_recently_swept_first(&self, accounts: &mut [Option<AccountId>], home: Option<&AccountId>) {
+        let Some(parts) = self.hub_parts() else {
+            return;
+        };
+        let names: Vec<String> = accounts.iter().map(|a| key_of(a.as_ref(), home)).collect();
+        let swept_at: std::collections::HashMap<String, u64> = match parts.reports.reports(&names).await {
+            Ok(reports) => reports.into_iter().map(|(account, _, at)| (account, at)).collect(),
+            Err(err) => {
+                warn!(error = %err, "the accounts' last sweeps could not be read; swept in the usual order");
+                return;
+            }
+        };
+        order_by_last_sweep(accounts, home, &swept_at);
+    }
+
+    /// Keeps an account's entry as its last report (the roll-up's), as soon
+    /// as its sweep is done; a sweep deferred to the next run keeps the old.
+    async fn keep_report(&self, key: &str, outcome: &AccountSweep) {
+        let Some(parts) = self.hub_parts() else {
+            return;
+        };
+        let Some(entry) = entry_of(outcome) else {
+            return;
+        };
+        let now = crate::domain::clock::now_seconds();
+        let kept = crate::deadline::winding_down(parts.reports.save_report(key, &entry, now)).await;
+        if let Err(err) = kept {
+            warn!(account = key, error = %err, "the account's sweep report was not kept");
         }
-        (result, report)
     }
 
     /// One message per account on the function's queue, each swept by an
@@ -113,26 +155,6 @@ impl Organization {
         result
     }
 
-    /// Each account's entry kept as its last report (the roll-up's).
-    async fn keep_reports(&self, result: &ActionResult) {
-        let (Some(parts), Some(accounts)) = (
-            self.hub_parts(),
-            result
-                .sweep
-                .as_ref()
-                .and_then(|s| s.get("accounts"))
-                .and_then(Value::as_object),
-        ) else {
-            return;
-        };
-        let now = crate::domain::clock::now_seconds();
-        for (account, entry) in accounts {
-            if let Err(err) = parts.reports.save_report(account, entry, now).await {
-                warn!(account, error = %err, "the account's sweep report was not kept");
-            }
-        }
-    }
-
     /// The last sweep report of every account, and their totals: what
     /// `mirrorctl coverage` shows of an organization.
     pub async fn rollup(&self) -> Result<Value, crate::ports::LedgerError> {
@@ -158,42 +180,74 @@ impl Organization {
     }
 }
 
-type Swept = (
-    Option<AccountId>,
-    Result<(ActionResult, Option<SweepReport>), super::AccountRefused>,
-);
+/// How one account's part of the sweep went.
+enum AccountSweep {
+    Done(ActionResult, Option<SweepReport>),
+    Refused(super::AccountRefused),
+    /// Not started: the deadline was near.
+    Deferred,
+}
+
+type Swept = (String, AccountSweep);
+
+/// The accounts never swept first, then the longest ago; a stable sort, so
+/// ties keep the hub first and the members in order.
+fn order_by_last_sweep(
+    accounts: &mut [Option<AccountId>],
+    home: Option<&AccountId>,
+    swept_at: &std::collections::HashMap<String, u64>,
+) {
+    accounts.sort_by_key(|a| swept_at.get(&key_of(a.as_ref(), home)).copied().unwrap_or(0));
+}
+
+/// Below this much time left, no account's sweep is started.
+const MIN_BUDGET_TO_START: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// An account's key in the report: its id (the hub's own too, when known).
+fn key_of(account: Option<&AccountId>, home: Option<&AccountId>) -> String {
+    account.or(home).map_or_else(|| "home".to_owned(), ToString::to_string)
+}
+
+/// An account's entry in `accounts`; `None` for one deferred.
+fn entry_of(outcome: &AccountSweep) -> Option<Value> {
+    match outcome {
+        AccountSweep::Done(result, report) => Some(json!({
+            "success": result.success,
+            "summary": if result.success { &result.info_message } else { &result.error_message },
+            "coverage": report.as_ref().and_then(|r| r.policy.as_ref()).map(|p| &p.coverage),
+            "findings": report.as_ref().map_or(0, |r| r.findings.len()),
+        })),
+        AccountSweep::Refused(refusal) => {
+            Some(json!({"success": false, "errorCode": refusal.code(), "errorMessage": refusal.to_string()}))
+        }
+        AccountSweep::Deferred => None,
+    }
+}
 
 /// The hub's result (or the one account's) with `accounts` added.
-fn combined(home: Option<&AccountId>, swept: Vec<Swept>) -> (ActionResult, Option<SweepReport>) {
+fn combined(home: Option<&str>, swept: Vec<Swept>) -> (ActionResult, Option<SweepReport>) {
     let mut entries = Map::new();
     let mut main: Option<(ActionResult, Option<SweepReport>)> = None;
     let mut failures = Vec::new();
-    for (account, outcome) in swept {
-        let key = account
-            .as_ref()
-            .or(home)
-            .map_or_else(|| "home".to_owned(), ToString::to_string);
-        let entry = match outcome {
-            Ok((result, report)) => {
+    for (key, outcome) in swept {
+        let entry = entry_of(&outcome).unwrap_or_else(|| {
+            json!({"success": false, "deferred": "the invocation's deadline was near: this account goes first in the next sweep"})
+        });
+        match outcome {
+            AccountSweep::Done(result, report) => {
                 if !result.success {
                     failures.push((key.clone(), result.error_code.clone(), result.retryable));
                 }
-                let entry = json!({
-                    "success": result.success,
-                    "summary": if result.success { &result.info_message } else { &result.error_message },
-                    "coverage": report.as_ref().and_then(|r| r.policy.as_ref()).map(|p| &p.coverage),
-                    "findings": report.as_ref().map_or(0, |r| r.findings.len()),
-                });
-                if account.is_none() || main.is_none() {
+                let is_home = home.is_some_and(|h| h == key) || key == "home";
+                if is_home || main.is_none() {
                     main = Some((result, report));
                 }
-                entry
             }
-            Err(refusal) => {
+            AccountSweep::Refused(refusal) => {
                 failures.push((key.clone(), Some(refusal.code().to_owned()), refusal.retryable()));
-                json!({"success": false, "errorCode": refusal.code(), "errorMessage": refusal.to_string()})
             }
-        };
+            AccountSweep::Deferred => failures.push((key.clone(), Some("SweepDeferred".to_owned()), true)),
+        }
         entries.insert(key, entry);
     }
     let (mut result, report) = main.unwrap_or_else(|| {
@@ -230,4 +284,41 @@ fn combined(home: Option<&AccountId>, swept: Vec<Swept>) -> (ActionResult, Optio
     sweep.insert("accounts".into(), Value::Object(entries));
     result.sweep = Some(Value::Object(sweep));
     (result, report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_accounts_swept_longest_ago_go_first_and_the_unswept_before_them() {
+        let id = |text: &str| AccountId::parse(text).expect("12 digits");
+        let home = id("111111111111");
+        let mut accounts = vec![
+            None,
+            Some(id("222222222222")),
+            Some(id("333333333333")),
+            Some(id("444444444444")),
+        ];
+        let swept_at = [("111111111111", 300), ("222222222222", 100), ("444444444444", 200)]
+            .into_iter()
+            .map(|(a, at)| (a.to_owned(), at))
+            .collect();
+        order_by_last_sweep(&mut accounts, Some(&home), &swept_at);
+        let keys: Vec<String> = accounts.iter().map(|a| key_of(a.as_ref(), Some(&home))).collect();
+        assert_eq!(keys, ["333333333333", "222222222222", "444444444444", "111111111111"]);
+    }
+
+    #[test]
+    fn a_deferred_account_makes_the_sweep_incomplete_and_retryable_and_keeps_no_report() {
+        assert!(entry_of(&AccountSweep::Deferred).is_none());
+        let (result, _) = combined(
+            Some("111111111111"),
+            vec![("222222222222".into(), AccountSweep::Deferred)],
+        );
+        assert!(!result.success && result.retryable);
+        assert_eq!(result.error_code.as_deref(), Some("SweepDeferred"));
+        let accounts = &result.sweep.as_ref().expect("a report")["accounts"];
+        assert!(accounts["222222222222"]["deferred"].is_string(), "{accounts}");
+    }
 }

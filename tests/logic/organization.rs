@@ -413,3 +413,25 @@ async fn a_sweep_too_large_for_one_invocation_fans_out_one_message_per_account_a
     assert_eq!(rollup["totals"]["mirrored"], 2, "{rollup}");
     assert_eq!(rollup["unreported"], json!([]), "{rollup}");
 }
+
+#[tokio::test]
+async fn accounts_the_deadline_leaves_no_time_for_are_deferred_and_go_first_next_time() {
+    let org = organization(&[("vpc-0000000a", "eni-00000000000000064")]);
+    org.member(MEMBER_A)
+        .plant_instance("i-000000000000000a1", &[&eni(1)], &[]);
+    // Too little time left to start any account: each is deferred, none
+    // reached (no role assumed), and the sweep asks to be run again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(3500);
+    let hurried = traffic_mirroring::deadline::within(deadline, org.invoke(json!({"sweep": {}}))).await;
+    let accounts = &hurried["sweep"]["sweep"]["accounts"];
+    assert!(accounts[MEMBER_A]["deferred"].is_string(), "{hurried}");
+    assert_eq!(hurried["sweep"]["errorCode"], "SweepDeferred", "{hurried}");
+    assert_eq!(org.members.times_assumed(MEMBER_A), 0);
+    assert!(org.nothing_anywhere());
+    // With time, the next sweep does them.
+    let swept = org.invoke(json!({"sweep": {}})).await;
+    assert_eq!(
+        swept["sweep"]["sweep"]["accounts"][MEMBER_A]["coverage"]["mirrored"], 1,
+        "{swept}"
+    );
+}
