@@ -60,7 +60,7 @@ impl Organization {
                     Ok(mirroring) => {
                         let policy = policy.in_account(account.as_ref().or(home).map(AccountId::as_str));
                         let (result, report) = Box::pin(mirroring.sweeper().sweep(dry_run, &policy)).await;
-                        AccountSweep::Done(result, report)
+                        AccountSweep::Done(Box::new((result, report)))
                     }
                     Err(refusal) => AccountSweep::Refused(refusal),
                 };
@@ -182,7 +182,7 @@ impl Organization {
 
 /// How one account's part of the sweep went.
 enum AccountSweep {
-    Done(ActionResult, Option<SweepReport>),
+    Done(Box<(ActionResult, Option<SweepReport>)>),
     Refused(super::AccountRefused),
     /// Not started: the deadline was near.
     Deferred,
@@ -211,11 +211,11 @@ fn key_of(account: Option<&AccountId>, home: Option<&AccountId>) -> String {
 /// An account's entry in `accounts`; `None` for one deferred.
 fn entry_of(outcome: &AccountSweep) -> Option<Value> {
     match outcome {
-        AccountSweep::Done(result, report) => Some(json!({
-            "success": result.success,
-            "summary": if result.success { &result.info_message } else { &result.error_message },
-            "coverage": report.as_ref().and_then(|r| r.policy.as_ref()).map(|p| &p.coverage),
-            "findings": report.as_ref().map_or(0, |r| r.findings.len()),
+        AccountSweep::Done(done) => Some(json!({
+            "success": done.0.success,
+            "summary": if done.0.success { &done.0.info_message } else { &done.0.error_message },
+            "coverage": done.1.as_ref().and_then(|r| r.policy.as_ref()).map(|p| &p.coverage),
+            "findings": done.1.as_ref().map_or(0, |r| r.findings.len()),
         })),
         AccountSweep::Refused(refusal) => {
             Some(json!({"success": false, "errorCode": refusal.code(), "errorMessage": refusal.to_string()}))
@@ -234,7 +234,8 @@ fn combined(home: Option<&str>, swept: Vec<Swept>) -> (ActionResult, Option<Swee
             json!({"success": false, "deferred": "the invocation's deadline was near: this account goes first in the next sweep"})
         });
         match outcome {
-            AccountSweep::Done(result, report) => {
+            AccountSweep::Done(done) => {
+                let (result, report) = *done;
                 if !result.success {
                     failures.push((key.clone(), result.error_code.clone(), result.retryable));
                 }
