@@ -195,13 +195,16 @@ def function_env(emulator, runtime, table, bus):
     return env
 
 
-def start_function(binary, env, runtime):
+def start_function(binary, env, runtime, log=None):
+    """Starts the function's process; its output goes to `log` (an open
+    file) if given, else nowhere. Answers (process, seconds to its first poll)."""
     # A fresh queue: a killed process's poll still blocks on the old one and
     # must not take the new process's invocations.
     runtime.pending = queue.Queue()
     runtime.first_poll = None
     started = time.perf_counter()
-    process = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    output = subprocess.DEVNULL if log is None else log
+    process = subprocess.Popen([binary], env=env, stdout=output, stderr=output)
     deadline = started + 10
     while runtime.first_poll is None and time.perf_counter() < deadline:
         time.sleep(0.0005)

@@ -65,7 +65,8 @@ Control API (JSON over HTTP on the same port, all answering 200):
   GET    /_emulator/release   {"held": [action, ...]}: the calls held right now, in arrival order
   POST   /_emulator/release   {"action": "optional"}: lets the held calls (of that action) go; {"released": n}
   POST   /_emulator/throttle  {"actions": [...] | "mutating" | "all", "service": "optional, e.g. dynamodb",
-                               "burst", "refill_per_second"}; GET lists; DELETE clears
+                               "burst", "refill_per_second", "per_account": false}; GET lists; DELETE clears.
+                              "per_account": true gives each account its own tokens, as EC2 throttles per account
   POST   /_emulator/config    {"page_size": 2, "latency_ms": {"default": 0, "<service>": 10, "<Action>": 40},
                                "index_lag_ms": 0}: an action's latency, else its service's, else the default
                               (merged); GET shows
@@ -1238,14 +1239,19 @@ class State:
             return rule["delay_ms"] / 1000.0, release
         return 0.0, None
 
-    def take_token(self, service, action):
+    def take_token(self, service, action, account=DEFAULT_ACCOUNT_ID):
         """Token buckets: refilled by elapsed time, one token per call. Every
         bucket that applies must have a token, or the call is throttled
-        without spending any."""
+        without spending any. A `per_account` bucket keeps one set of tokens
+        for each account (EC2 throttles each account apart), each starting full."""
         now = time.monotonic()
         applying = []
         for bucket in self.buckets:
             if bucket_applies(bucket, service, action):
+                if bucket["per_account"]:
+                    bucket = bucket["accounts"].setdefault(
+                        account, {"burst": bucket["burst"], "refill_per_second": bucket["refill_per_second"],
+                                  "tokens": bucket["burst"], "at": now})
                 bucket["tokens"] = min(bucket["burst"], bucket["tokens"] + (now - bucket["at"]) * bucket["refill_per_second"])
                 bucket["at"] = now
                 applying.append(bucket)
@@ -1362,7 +1368,7 @@ class Emulator:
     def serve(self, request):
         """(status, headers, payload, error code or None); runs under the lock."""
         request.account = account_of(request)
-        failure = STATE.take_token(request.service, request.action) or STATE.take_fault(request.service, request.action)
+        failure = STATE.take_token(request.service, request.action, request.account) or STATE.take_fault(request.service, request.action)
         if failure:
             return (*error_answer(failure, request), failure.code)
         try:
@@ -1513,7 +1519,7 @@ def control_call(method, name, body):
         elif method == "DELETE":
             STATE.buckets.clear()
         return {"buckets": [{k: b[k] for k in ("actions", "service", "burst", "refill_per_second")}
-                            for b in STATE.buckets]}
+                            | ({"per_account": True} if b["per_account"] else {}) for b in STATE.buckets]}
     if name == "config":
         if method == "POST":
             configure(body)
@@ -1574,9 +1580,13 @@ def bucket(body):
     burst, refill = float(body["burst"]), float(body["refill_per_second"])
     if burst < 0 or refill < 0:
         raise ValueError("burst and refill_per_second must not be negative")
+    per_account = body.get("per_account", False)
+    if not isinstance(per_account, bool):
+        raise ValueError("per_account is true (one bucket for each account) or false (one for all)")
     # burst 0 (or below 1) with refill 0: never a token, every matching call throttled for ever.
     return {"actions": actions, "service": service, "burst": burst, "refill_per_second": refill,
-            "tokens": burst, "at": time.monotonic()}
+            "tokens": burst, "at": time.monotonic(), "per_account": per_account,
+            "accounts": {}}  # with per_account: account -> its own {burst, refill_per_second, tokens, at}
 
 
 def bucket_applies(bucket, service, action):

@@ -1355,3 +1355,32 @@ def test_a_refused_role_answers_access_denied_and_every_assume_role_is_logged(en
         with pytest.raises(urllib.error.HTTPError) as raised:
             control(endpoint, "POST", "refuse-role", bad)
         assert raised.value.code == 400
+
+
+def test_a_per_account_bucket_gives_each_account_its_own_tokens(endpoint, ec2, member):
+    """EC2 throttles each account apart: with `per_account`, one account
+    spending its tokens leaves another's untouched; without it, one bucket
+    serves them all."""
+    member_ec2 = member("ec2")
+    bucket = {"actions": "mutating", "burst": 2, "refill_per_second": 0.001, "per_account": True}
+    assert control(endpoint, "POST", "throttle", bucket)["buckets"] == [{**bucket, "service": None}]
+    new_filter(ec2)
+    new_filter(ec2)
+    assert error_code(new_filter, ec2) == "RequestLimitExceeded"
+    new_filter(member_ec2)  # the member's own tokens, full
+    new_filter(member_ec2)
+    assert error_code(new_filter, member_ec2) == "RequestLimitExceeded"
+    member_ec2.describe_traffic_mirror_filters()  # reads are not in the "mutating" bucket
+    throttled = [c["account"] for c in control(endpoint, "GET", "calls")["calls"] if c["error"] == "RequestLimitExceeded"]
+    assert throttled == [HUB, MEMBER]
+    control(endpoint, "DELETE", "throttle")
+    shared = {"actions": "mutating", "burst": 2, "refill_per_second": 0.001}
+    assert control(endpoint, "POST", "throttle", shared)["buckets"] == [{**shared, "service": None}]
+    new_filter(ec2)
+    new_filter(member_ec2)
+    assert error_code(new_filter, member_ec2) == "RequestLimitExceeded"  # one bucket for both
+    assert error_code(new_filter, ec2) == "RequestLimitExceeded"
+    control(endpoint, "DELETE", "throttle")
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        control(endpoint, "POST", "throttle", {**bucket, "per_account": "yes"})
+    assert raised.value.code == 400
