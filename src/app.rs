@@ -16,7 +16,11 @@ use crate::config::Config;
 use crate::handler::App;
 use crate::mirroring::launch::LaunchPolicy;
 use crate::mirroring::{AllowList, Allowed, Controls, FleetSettings, Mirroring, Ports};
+use crate::organization::scoped::SharedScan;
 use crate::organization::{FanOut, HubParts, Organization};
+
+/// How long an organization's sweeps share one read of the ledger.
+const SHARED_SCAN_FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(15);
 
 pub fn build(sdk: &SdkConfig, config: &Config) -> App {
     let ec2_config = aws_sdk_ec2::config::Builder::from(sdk)
@@ -96,7 +100,9 @@ pub fn build(sdk: &SdkConfig, config: &Config) -> App {
                 records: ports.records.clone(),
                 claims: ports.claims.clone(),
                 numbers: ports.numbers.clone(),
-                scans: ports.scans.clone(),
+                // Every account's sweep that starts within seconds of another
+                // shares its read of the table.
+                scans: Arc::new(SharedScan::new(ports.scans.clone(), SHARED_SCAN_FRESH_FOR)),
                 targets: ports.targets.clone(),
                 instances: ports.instances.clone(),
                 preflight: ports.preflight.clone(),

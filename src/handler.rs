@@ -258,6 +258,7 @@ impl App {
         )
         .await;
         let mut responses = Vec::with_capacity(payloads.len());
+        let mut sweeps = Vec::new();
         let mut counts = Vec::with_capacity(payloads.len());
         let mut actions = Vec::new();
         for item in work {
@@ -272,13 +273,21 @@ impl App {
                     responses.push(Some(self.runner.malformed(&err).await));
                 }
                 Work::Sweep { dry_run, account } => {
-                    // One account of a fanned-out sweep: retried by SQS if it
-                    // may pass (the sweep's own result says).
+                    // One account of a fanned-out sweep, run below beside
+                    // the batch's others; retried by SQS if it may pass.
                     counts.push(None);
-                    let (result, _) = self.sweep(dry_run, account.as_ref()).await;
-                    responses.push(Some(DriverResponse::new(vec![result])));
+                    sweeps.push((responses.len(), dry_run, account));
+                    responses.push(None);
                 }
             }
+        }
+        let swept = join_all(sweeps.iter().map(|(_, dry_run, account)| async move {
+            let (result, _) = Box::pin(self.sweep(*dry_run, account.as_ref())).await;
+            DriverResponse::new(vec![result])
+        }))
+        .await;
+        for ((at, _, _), response) in sweeps.iter().zip(swept) {
+            responses[*at] = Some(response);
         }
         let mut results = self.runner.run_all(actions).await.into_iter();
         responses

@@ -100,6 +100,10 @@ impl MemberAccess for StsMembers {
 /// until someone deploys the member stack (not retryable); throttling or a
 /// failure of STS may pass.
 fn unreachable(role: &str, err: AwsError) -> AwsError {
+    // Cut off by the invocation's deadline: nothing is known of the role.
+    if err.code == crate::deadline::OUT_OF_TIME {
+        return err;
+    }
     let kind = match err.kind {
         ErrorKind::Transient => ErrorKind::Transient,
         _ => ErrorKind::Rejected,

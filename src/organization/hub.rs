@@ -151,6 +151,8 @@ pub struct MemberSessions {
     pub shares: Arc<dyn TargetShares>,
     /// Hub targets this process shared with the account (or found shared).
     shared: Mutex<HashSet<String>>,
+    /// Creates at once share a target once: the others wait, then find it shared.
+    sharing: tokio::sync::Mutex<()>,
 }
 
 impl MemberSessions {
@@ -170,6 +172,7 @@ impl MemberSessions {
             hub_targets,
             shares,
             shared: Mutex::new(HashSet::new()),
+            sharing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -189,6 +192,10 @@ impl MemberSessions {
 
     /// Shares a hub target with the account unless this process knows it is.
     async fn ensure_shared(&self, target_id: &str) -> AwsResult<bool> {
+        if self.known_shared(target_id) {
+            return Ok(true);
+        }
+        let _one_at_a_time = self.sharing.lock().await;
         if self.known_shared(target_id) {
             return Ok(true);
         }

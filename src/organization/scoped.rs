@@ -240,6 +240,47 @@ impl Scans for ScopedScans {
     }
 }
 
+/// The whole table, read once for the accounts whose sweeps start together:
+/// an organization's sweep would otherwise read every account's records
+/// once per account. A read is shared for `fresh_for`; a scan of many pages
+/// is no snapshot either, and each sweep's rules hold under it (every write
+/// they make is conditional).
+pub struct SharedScan {
+    inner: Arc<dyn Scans>,
+    fresh_for: std::time::Duration,
+    last: tokio::sync::Mutex<Option<(std::time::Instant, LedgerContents)>>,
+}
+
+impl SharedScan {
+    pub fn new(inner: Arc<dyn Scans>, fresh_for: std::time::Duration) -> Self {
+        Self {
+            inner,
+            fresh_for,
+            last: tokio::sync::Mutex::new(None),
+        }
+    }
+}
+
+#[async_trait]
+impl Scans for SharedScan {
+    async fn contents(&self) -> Result<LedgerContents, LedgerError> {
+        // Held while reading: the accounts starting now wait for one read.
+        let mut last = self.last.lock().await;
+        if let Some((at, contents)) = last.as_ref() {
+            if at.elapsed() < self.fresh_for {
+                return Ok(contents.clone());
+            }
+        }
+        let contents = self.inner.contents().await?;
+        *last = Some((std::time::Instant::now(), contents.clone()));
+        Ok(contents)
+    }
+
+    async fn ending_by(&self, at: u64) -> Result<Vec<String>, LedgerError> {
+        self.inner.ending_by(at).await
+    }
+}
+
 /// One account's part of the whole table.
 pub fn view(scope: &Scope, whole: LedgerContents) -> LedgerContents {
     let (records, others): (Vec<LedgerRecord>, Vec<LedgerRecord>) =
@@ -387,5 +428,42 @@ mod tests {
         );
         assert_eq!(member.sources[0].source_eni, "eni-m");
         assert!(member.elsewhere.is_empty());
+    }
+
+    /// Counts its reads of the table.
+    #[derive(Default)]
+    struct CountedScans(std::sync::atomic::AtomicUsize);
+
+    #[async_trait]
+    impl Scans for CountedScans {
+        async fn contents(&self) -> Result<LedgerContents, LedgerError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(LedgerContents::default())
+        }
+
+        async fn ending_by(&self, _at: u64) -> Result<Vec<String>, LedgerError> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[tokio::test]
+    async fn accounts_sweeping_together_share_one_read_of_the_table() {
+        let counted = Arc::new(CountedScans::default());
+        let shared = SharedScan::new(counted.clone(), std::time::Duration::from_secs(60));
+        let views = futures::future::join_all((0..8).map(|_| shared.contents())).await;
+        assert!(views.iter().all(Result::is_ok));
+        assert_eq!(
+            counted.0.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "eight accounts, one read"
+        );
+        let stale = SharedScan::new(counted.clone(), std::time::Duration::ZERO);
+        stale.contents().await.expect("read");
+        stale.contents().await.expect("read");
+        assert_eq!(
+            counted.0.load(std::sync::atomic::Ordering::SeqCst),
+            3,
+            "past its freshness, read again"
+        );
     }
 }

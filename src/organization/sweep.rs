@@ -62,6 +62,12 @@ impl Organization {
                         let (result, report) = Box::pin(mirroring.sweeper().sweep(dry_run, &policy)).await;
                         AccountSweep::Done(Box::new((result, report)))
                     }
+                    // The deadline, not the role: the next sweep starts here.
+                    Err(super::AccountRefused::Unreachable { error, .. })
+                        if error.code == crate::deadline::OUT_OF_TIME =>
+                    {
+                        AccountSweep::Deferred
+                    }
                     Err(refusal) => AccountSweep::Refused(refusal),
                 };
                 if !dry_run {
