@@ -488,6 +488,9 @@ pub trait Scans: Send + Sync {
     /// The action ids of live mirrors whose end is at or before `at` (Unix
     /// seconds), from an index that may lag: read each again before acting.
     async fn ending_by(&self, at: u64) -> Result<Vec<String>, LedgerError>;
+    /// Forgets any read it keeps for readers starting together: the next
+    /// `contents` reads the table again.
+    async fn forget(&self) {}
 }
 
 /// Completion events: one per action.

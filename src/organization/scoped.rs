@@ -242,7 +242,9 @@ impl Scans for ScopedScans {
 
 /// The whole table, read once for the accounts whose sweeps start together:
 /// an organization's sweep would otherwise read every account's records
-/// once per account. A read is shared for `fresh_for`; a scan of many pages
+/// once per account. A read is shared for `fresh_for` within one
+/// organization's sweep (which `forget`s it first, so no sweep sees what an
+/// earlier one read); the accounts' records are apart, a scan of many pages
 /// is no snapshot either, and each sweep's rules hold under it (every write
 /// they make is conditional).
 pub struct SharedScan {
@@ -278,6 +280,10 @@ impl Scans for SharedScan {
 
     async fn ending_by(&self, at: u64) -> Result<Vec<String>, LedgerError> {
         self.inner.ending_by(at).await
+    }
+
+    async fn forget(&self) {
+        *self.last.lock().await = None;
     }
 }
 
@@ -464,6 +470,14 @@ mod tests {
             counted.0.load(std::sync::atomic::Ordering::SeqCst),
             3,
             "past its freshness, read again"
+        );
+        // The next sweep forgets the last one's read.
+        shared.forget().await;
+        shared.contents().await.expect("read");
+        assert_eq!(
+            counted.0.load(std::sync::atomic::Ordering::SeqCst),
+            4,
+            "a new sweep reads anew"
         );
     }
 }

@@ -45,6 +45,10 @@ impl Organization {
             }
         }
         let home = home_id.as_ref();
+        // This sweep's accounts share one read of the table, not an earlier sweep's.
+        if let Some(parts) = self.hub_parts() {
+            parts.scans.forget().await;
+        }
         if accounts.len() > 1 && !dry_run {
             self.least_recently_swept_first(&mut accounts, home).await;
         }
