@@ -261,6 +261,60 @@ async fn a_members_create_is_made_in_the_member_to_the_hubs_shared_target_and_re
     );
 }
 
+/// A member's create dies (the invocation's deadline, a crash) while its
+/// session call is in flight, and the call lands all the same. Its pending
+/// record names the member from the claim on, so the member's sweep, not the
+/// hub's, finds it abandoned and deletes the session where it is; the
+/// retry then runs again in the member.
+#[tokio::test]
+async fn a_members_create_that_died_in_flight_is_undone_in_the_member_by_the_sweep() {
+    const LEASE: u64 = 2;
+    let world = World::start().await;
+    world.emulator.refuse_role(&role_of(LOCKED)).await;
+    let app = world.app_with(|config| {
+        config.accounts = AccountSet {
+            home: Some(account(HUB)),
+            members: [MEMBER_A, LOCKED].into_iter().map(account).collect(),
+        };
+        config.claim_lease_seconds = LEASE;
+    });
+    let appliance = appliance(&world).await;
+    let a = member(&world, MEMBER_A).await;
+    let (_, source) = a.instance(&[]).await;
+    let request = create_in("org-died", MEMBER_A, &source, &appliance);
+
+    world.emulator.hold_until_released("CreateTrafficMirrorSession").await;
+    {
+        let create = app.invoke(request.clone());
+        tokio::pin!(create);
+        tokio::select! {
+            _ = &mut create => panic!("the create must still be running when it dies"),
+            () = world.emulator.wait_held("CreateTrafficMirrorSession") => {}
+        }
+        // Dropped here, its session call in flight.
+    }
+    world.emulator.release_and_wait_applied("CreateTrafficMirrorSession").await;
+    assert_eq!(a.mirroring().await.0.len(), 1, "the dead create's session landed");
+    let record = world.ledger_item("org-died").await.expect("record");
+    assert_eq!(record["status"], "pending", "{record}");
+    assert_eq!(record["account"], MEMBER_A, "the claim says whose it is: {record}");
+    assert!(record["requestedBy"].is_string(), "and who asked: {record}");
+    // The lease is wall-clock time in the ledger, in whole seconds.
+    tokio::time::sleep(std::time::Duration::from_millis(LEASE * 1000 + 1_200)).await;
+
+    let swept = app.invoke(json!({"sweep": {"dryRun": false}})).await.expect("answers");
+
+    assert_eq!(a.mirroring().await.0.len(), 0, "undone in the member: {swept}");
+    let record = world.ledger_item("org-died").await.expect("record");
+    assert_eq!(record["status"], "failed", "{record}");
+    assert_eq!(record["account"], MEMBER_A, "{record}");
+    let retried = first(&app, request).await;
+    assert_eq!(retried["success"], true, "{retried}");
+    assert_eq!(a.mirroring().await.0.len(), 1, "made again in the member");
+    let record = world.ledger_item("org-died").await.expect("record");
+    assert_eq!((&record["status"], &record["account"]), (&json!("active"), &json!(MEMBER_A)));
+}
+
 #[tokio::test]
 async fn a_launch_in_a_member_is_mirrored_there_and_other_accounts_are_refused_with_nothing_made() {
     let world = World::start().await;

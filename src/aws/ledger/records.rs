@@ -44,19 +44,43 @@ impl ActionRecords for DynamoRecords {
         values.insert(":one".into(), n(1));
         values.insert(":actionId".into(), s(&record.action_id));
         // The claim items the action will join are named now, so whoever
-        // finds the action abandoned knows which users to take it out of.
+        // finds the action abandoned knows which users to take it out of;
+        // and its account, so that only that account's sweep undoes it (a
+        // member's pending record without one is the hub's to judge, which
+        // would look for its session in the wrong account). Who asked and
+        // why are known from the start too.
+        let text = |value: &Option<String>| value.clone();
+        let mut names = std::collections::HashMap::from([
+            ("#kind".to_owned(), "kind".to_owned()),
+            ("#status".to_owned(), "status".to_owned()),
+        ]);
         for (name, value) in [
-            ("sourceEni", &record.source_eni),
-            ("targetEni", &record.target_eni),
-            ("targetKey", &record.target_key),
-            ("filterKey", &record.filter_key),
-            ("reservationId", &record.reservation_id),
-            ("instanceId", &record.instance_id),
+            ("sourceEni", text(&record.source_eni)),
+            ("targetEni", text(&record.target_eni)),
+            ("targetKey", text(&record.target_key)),
+            ("filterKey", text(&record.filter_key)),
+            ("reservationId", text(&record.reservation_id)),
+            ("instanceId", text(&record.instance_id)),
+            ("account", record.account.as_ref().map(|a| a.as_str().to_owned())),
+            ("requestedBy", record.requested_by.as_ref().map(|r| r.principal.clone())),
+            (
+                "requestedByBasis",
+                record.requested_by.as_ref().map(|r| r.basis.as_str().to_owned()),
+            ),
+            ("reason", text(&record.reason)),
         ] {
             if let Some(value) = value {
-                sets.push(format!("{name} = :{name}"));
-                values.insert(format!(":{name}"), s(value));
+                // By placeholder: no name of ours then collides with a reserved word.
+                sets.push(format!("#{name} = :{name}"));
+                names.insert(format!("#{name}"), name.to_owned());
+                values.insert(format!(":{name}"), s(&value));
             }
+        }
+        // The deployment's own account is the absence of one.
+        let mut removes = vec![TTL_ATTRIBUTE.to_owned()];
+        if record.account.is_none() {
+            removes.push("#account".to_owned());
+            names.insert("#account".into(), "account".into());
         }
         let claimed = self
             .client
@@ -64,13 +88,12 @@ impl ActionRecords for DynamoRecords {
             .table_name(&self.table)
             .key(PARTITION_KEY, key_of(&record.action_id))
             // A record being worked on again must not expire under its worker.
-            .update_expression(format!("SET {} REMOVE {TTL_ATTRIBUTE}", sets.join(", ")))
+            .update_expression(format!("SET {} REMOVE {}", sets.join(", "), removes.join(", ")))
             // New, failed before, or pending past its lease (its process died).
             .condition_expression(
                 "attribute_not_exists(pk) OR #status = :failed OR (#status = :pending AND leaseUntil < :now)",
             )
-            .expression_attribute_names("#kind", "kind")
-            .expression_attribute_names("#status", "status")
+            .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
             .return_values(ReturnValue::AllNew)
             .send()
