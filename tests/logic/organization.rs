@@ -11,6 +11,7 @@ use traffic_mirroring::handler::App;
 use traffic_mirroring::mirroring::launch::LaunchPolicy;
 use traffic_mirroring::mirroring::{Allowed, Mirroring, Ports};
 use traffic_mirroring::organization::{FanOut, HubParts, Organization};
+use traffic_mirroring::ports::RecordStatus;
 
 use crate::fakes::{MemoryBus, MemoryEc2, MemoryLedger, MemoryMembers, MemoryQueue, MemoryShares};
 use crate::world::{eni, first_result, OWNER};
@@ -330,6 +331,38 @@ async fn the_sweep_backfills_every_member_side_by_side_and_reports_the_unreachab
         1,
         "credentials kept between sweeps"
     );
+}
+
+/// A member's session whose action's record says failed and names no
+/// account (the hub's view: an earlier version's claim lost it when the
+/// create was cut off): the member's sweep records the session again, in
+/// its account, and the hub's sweep leaves it alone.
+#[tokio::test]
+async fn a_members_session_whose_record_lost_its_account_is_adopted_in_the_member() {
+    let org = organization(&[]);
+    let made = org.run(create_in("m-lost", Some(MEMBER_A), 1, 100)).await;
+    assert_eq!(made["success"], true, "{made}");
+    let session = made["sessionId"].as_str().expect("a session").to_owned();
+    org.ledger.rewrite("m-lost", |r| {
+        r.account = None;
+        r.fail_for_retry();
+    });
+
+    let answer = org.invoke(json!({"sweep": {"dryRun": false}})).await;
+
+    let record = org.ledger.record("m-lost").expect("recorded");
+    assert_eq!(record.status, Some(RecordStatus::Active), "{answer}");
+    assert_eq!(record.account.as_ref().map(AccountId::as_str), Some(MEMBER_A));
+    assert_eq!(record.session_id.as_deref(), Some(session.as_str()));
+    assert_eq!(Org::counts(org.member(MEMBER_A)).0, 1, "the session stays");
+    assert!(
+        answer["sweep"]["sweep"]["accounts"][MEMBER_A]["findings"].as_u64() >= Some(1),
+        "found by the member's sweep: {answer}"
+    );
+    // Recorded again, it is removed like any other mirror.
+    let removed = org.run(remove_session("m-lost-rm", &session)).await;
+    assert_eq!(removed["success"], true, "{removed}");
+    assert!(org.nothing_anywhere());
 }
 
 #[tokio::test]

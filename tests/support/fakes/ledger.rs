@@ -36,6 +36,16 @@ impl MemoryLedger {
         state.records.get(action_id).map(|(r, _)| r.clone())
     }
 
+    /// Changes a record behind the deployment's back, as a person editing
+    /// the table (or an earlier version writing it) would; its version moves on.
+    pub fn rewrite(&self, action_id: &str, change: impl FnOnce(&mut LedgerRecord)) {
+        let mut state = self.state.lock().expect("state");
+        let (record, version) = state.records.get_mut(action_id).expect("a record to rewrite");
+        change(record);
+        *version += 1;
+        record.version = *version;
+    }
+
     /// Whether no item was ever written (or all were lost).
     pub fn is_empty(&self) -> bool {
         let state = self.state.lock().expect("state");
