@@ -66,6 +66,7 @@ BUS = "org-bus"
 OWNER = f"table/{LEDGER_TABLE}"
 OWNER_TAG = {"Name": "tag:traffic-mirroring:managed-by", "Values": [OWNER]}
 TAG_TARGET = "traffic-mirroring:target"
+ACTION_TAG = "traffic-mirroring:action-id"
 INSTANCE_TYPE = "m5.large"  # Nitro: every instance can be a source
 IMAGE = "ami-12c6146b"
 BEGIN, END = "<!-- org:begin -->", "<!-- org:end -->"
@@ -167,7 +168,8 @@ def read_ledger(emulator):
     def text(item, name):
         return (item.get(name) or {}).get("S")
 
-    records = [{"account": text(i, "account") or HUB, "status": text(i, "status"), "session": text(i, "sessionId")}
+    records = [{"account": text(i, "account") or HUB, "status": text(i, "status"), "session": text(i, "sessionId"),
+                "action": text(i, "pk")[len("action#"):]}
                for i in items if text(i, "pk").startswith("action#")]
     claims = [i for i in items if text(i, "pk").startswith(("target#", "filter#"))]
     claimed = {text(i, "resourceId") for i in claims if text(i, "resourceId")}
@@ -243,10 +245,11 @@ def judge(scenario, seen, records, claimed, ram):
                    or t.get("GatewayLoadBalancerEndpointId") for t in targets}
     used_targets = {s["TrafficMirrorTargetId"] for v in seen.values() for s in v["every_session"]}
     in_ledger = {(r["account"], r["session"]) for r in records if r["status"] == "active" and r["session"]}
+    status_of = {r["action"]: r for r in records}
     state = {"accounts": {}, "mirrored": 0, "duplicate_enis": 0, "extra_sessions": 0, "extra_filters": 0,
              "unwanted": [], "wrong_target": [], "unused_filters": [], "unused_targets": [],
              "sessions_not_in_ledger": [], "filters_not_in_ledger": [], "targets_not_in_ledger": [],
-             "rules_per_filter": None}
+             "rules_per_filter": None, "untracked_why": {}}
     sessions_ours = set()
     for account, view in seen.items():
         wanted = scenario["accounts"][account]["wanted"]
@@ -269,6 +272,12 @@ def judge(scenario, seen, records, claimed, ram):
                 state["wrong_target"].append(f"{account}:{s['TrafficMirrorSessionId']}")
             if (account, s["TrafficMirrorSessionId"]) not in in_ledger:
                 state["sessions_not_in_ledger"].append(f"{account}:{s['TrafficMirrorSessionId']}")
+                # What the ledger says of the action that made it (its tag), for the dump.
+                action = next((t["Value"] for t in s.get("Tags", []) if t["Key"] == ACTION_TAG), None)
+                record = status_of.get(action)
+                state["untracked_why"][f"{account}:{s['TrafficMirrorSessionId']}"] = (
+                    f"action {action}: " + (f"record {record['status']} in account {record['account']}, "
+                                            f"session {record['session']}" if record else "no record"))
         for f in view["filters"]:
             if f["TrafficMirrorFilterId"] not in used_filters:
                 state["unused_filters"].append(f"{account}:{f['TrafficMirrorFilterId']}")
