@@ -20,6 +20,7 @@ use std::time::Duration;
 use futures::stream::{self, StreamExt};
 use tracing::info;
 
+mod pace;
 mod report;
 mod steps;
 
@@ -43,8 +44,8 @@ use crate::ports::{
 /// EC2 adapter, so this bounds memory and open calls, not the EC2 rate).
 const POLICY_CONCURRENCY: usize = 8;
 /// Time a policy create or remove needs at the least, beyond what the
-/// deadline already keeps back for rollbacks; with less left, the rest waits
-/// for the next run.
+/// deadline already keeps back for rollbacks; with less left (or less than
+/// the slowest recent one took: `pace`), the rest waits for the next run.
 const POLICY_ACTION_TIME: Duration = Duration::from_secs(2);
 /// A record younger than the instance listing by less than this may belong
 /// to an instance launched after the listing: it is not judged unwanted.
@@ -260,17 +261,21 @@ impl FleetPolicy {
         report.coverage.unsupported_instance_type = unsupported;
         let removals = steps::unwanted(&instances, &wanted, policy, view);
 
+        let times = pace::ActionTimes::new(POLICY_ACTION_TIME);
+        let times = &times;
         // Removals first: they free session numbers and target places.
         let mut removed_sessions: BTreeSet<String> = BTreeSet::new();
         let removed: Vec<Unwanted> = stream::iter(removals)
             .map(|mut unwanted| async move {
                 let done = if dry_run {
                     RemovalDone::Planned
-                } else if crate::deadline::budget().is_some_and(|left| left < POLICY_ACTION_TIME) {
+                } else if !times.room_for_one() {
                     unwanted.outcome = "deferred: the next run removes it".into();
                     RemovalDone::Deferred
                 } else {
+                    let started = std::time::Instant::now();
                     let result = self.actions.run(&unwanted_remove(&unwanted.session_id)).await;
+                    times.took(started.elapsed());
                     if result.success {
                         unwanted.outcome = "removed".into();
                         RemovalDone::Removed
@@ -309,9 +314,7 @@ impl FleetPolicy {
                     Step::Covered => Ok(false),
                     Step::Wait(why) => Err(Missing::Waiting(why)),
                     Step::Create(_) if dry_run => Err(Missing::Planned),
-                    Step::Create(_) if crate::deadline::budget().is_some_and(|left| left < POLICY_ACTION_TIME) => {
-                        Err(Missing::Deferred)
-                    }
+                    Step::Create(_) if !times.room_for_one() => Err(Missing::Deferred),
                     Step::Create(request) => {
                         // The source as the sweep listed it, less what it removed since.
                         let eni = wanted_eni.eni.as_str();
@@ -329,7 +332,9 @@ impl FleetPolicy {
                                 .iter()
                                 .any(|t| t.network_interface_id.as_deref() == Some(eni)),
                         };
+                        let started = std::time::Instant::now();
                         let result = self.actions.run_listed(&request, Some(&listed)).await;
+                        times.took(started.elapsed());
                         if result.success {
                             Ok(true)
                         } else {

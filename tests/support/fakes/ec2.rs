@@ -67,6 +67,8 @@ pub struct MemoryEc2 {
     /// Calls that take this many turns of the scheduler: latency without a
     /// clock, so calls of actions run at once overlap as over the wire.
     turns: Mutex<HashMap<&'static str, usize>>,
+    /// Calls that take this much wall-clock time (for deadlines, which are real time).
+    delays: Mutex<HashMap<&'static str, std::time::Duration>>,
     /// A logical clock: each call's start and end take one tick each.
     clock: AtomicU64,
     spans: Mutex<Vec<Span>>,
@@ -364,6 +366,12 @@ impl MemoryEc2 {
         self.turns.lock().expect("turns").insert(call, turns);
     }
 
+    /// Every later call of `call` takes `delay` of real time, as EC2 does
+    /// when its calls queue: the invocation's deadline is real time too.
+    pub fn delay(&self, call: &'static str, delay: std::time::Duration) {
+        self.delays.lock().expect("delays").insert(call, delay);
+    }
+
     /// Every call made so far, as spans on the logical clock.
     pub fn spans(&self) -> Vec<Span> {
         self.spans.lock().expect("spans").clone()
@@ -374,6 +382,10 @@ impl MemoryEc2 {
         let start = self.clock.fetch_add(1, Ordering::SeqCst);
         for _ in 0..turns {
             tokio::task::yield_now().await;
+        }
+        let delay = self.delays.lock().expect("delays").get(call).copied();
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
         }
         let end = self.clock.fetch_add(1, Ordering::SeqCst);
         let span = Span {
