@@ -13,7 +13,7 @@ use super::Organization;
 use crate::contract::ActionResult;
 use crate::domain::account::AccountId;
 use crate::mirroring::launch::LaunchPolicy;
-use crate::mirroring::sweep::SweepReport;
+use crate::mirroring::sweep::{Finding, Outcome, SweepReport};
 use crate::ports::SweepQueue;
 
 /// Member accounts swept at once by one invocation.
@@ -221,17 +221,47 @@ fn key_of(account: Option<&AccountId>, home: Option<&AccountId>) -> String {
 /// An account's entry in `accounts`; `None` for one deferred.
 fn entry_of(outcome: &AccountSweep) -> Option<Value> {
     match outcome {
-        AccountSweep::Done(done) => Some(json!({
-            "success": done.0.success,
-            "summary": if done.0.success { &done.0.info_message } else { &done.0.error_message },
-            "coverage": done.1.as_ref().and_then(|r| r.policy.as_ref()).map(|p| &p.coverage),
-            "findings": done.1.as_ref().map_or(0, |r| r.findings.len()),
-        })),
+        AccountSweep::Done(done) => {
+            let mut entry = json!({
+                "success": done.0.success,
+                "summary": if done.0.success { &done.0.info_message } else { &done.0.error_message },
+                "coverage": done.1.as_ref().and_then(|r| r.policy.as_ref()).map(|p| &p.coverage),
+                "findings": done.1.as_ref().map_or(0, |r| r.findings.len()),
+            });
+            if let Some(attention) = done.1.as_ref().and_then(needs_attention) {
+                entry["needsAttention"] = attention;
+            }
+            Some(entry)
+        }
         AccountSweep::Refused(refusal) => {
             Some(json!({"success": false, "errorCode": refusal.code(), "errorMessage": refusal.to_string()}))
         }
         AccountSweep::Deferred => None,
     }
+}
+
+/// What a person should see of an account's sweep beside its counts: the
+/// findings left alone on purpose (resources nobody can account for) or
+/// whose repair failed, and the sessions nobody approved. At most this many
+/// of each; the account's log and events carry them all.
+const ATTENTION_SHOWN: usize = 25;
+
+fn needs_attention(report: &SweepReport) -> Option<Value> {
+    let flagged: Vec<&Finding> = report
+        .findings
+        .iter()
+        .filter(|f| matches!(f.outcome, Outcome::Reported(_) | Outcome::Failed(_)))
+        .collect();
+    let unapproved = &report.unapproved_mirrors;
+    if flagged.is_empty() && unapproved.is_empty() {
+        return None;
+    }
+    Some(json!({
+        "findings": flagged.iter().take(ATTENTION_SHOWN).collect::<Vec<_>>(),
+        "findingsTotal": flagged.len(),
+        "unapprovedMirrors": unapproved.iter().take(ATTENTION_SHOWN).collect::<Vec<_>>(),
+        "unapprovedTotal": unapproved.len(),
+    }))
 }
 
 /// The hub's result (or the one account's) with `accounts` added.

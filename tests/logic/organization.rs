@@ -365,6 +365,32 @@ async fn a_members_session_whose_record_lost_its_account_is_adopted_in_the_membe
     assert!(org.nothing_anywhere());
 }
 
+/// A member's resource that nobody can account for (an earlier version's
+/// session this ledger does not know) is named in the member's entry of
+/// the sweep's answer, not only counted, and left where it is.
+#[tokio::test]
+async fn what_a_members_sweep_leaves_alone_on_purpose_is_named_in_its_entry() {
+    let org = organization(&[]);
+    let legacy = org.member(MEMBER_B).plant_session(
+        &eni(5),
+        &eni(66),
+        &[("traffic-mirroring:managed-by", "traffic-mirroring")],
+    );
+
+    let answer = org.invoke(json!({"sweep": {"dryRun": false}})).await;
+
+    let accounts = &answer["sweep"]["sweep"]["accounts"];
+    let attention = &accounts[MEMBER_B]["needsAttention"];
+    assert_eq!(attention["findingsTotal"], 1, "{answer}");
+    assert_eq!(attention["findings"][0]["kind"], "legacy_unknown", "{answer}");
+    assert_eq!(attention["findings"][0]["resource"], legacy.as_str());
+    assert!(
+        accounts[MEMBER_A].get("needsAttention").is_none(),
+        "nothing to look at: {answer}"
+    );
+    assert_eq!(Org::counts(org.member(MEMBER_B)).0, 1, "left alone");
+}
+
 #[tokio::test]
 async fn credentials_are_renewed_before_they_expire() {
     let org = organization(&[]);
