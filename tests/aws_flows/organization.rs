@@ -293,7 +293,10 @@ async fn a_members_create_that_died_in_flight_is_undone_in_the_member_by_the_swe
         }
         // Dropped here, its session call in flight.
     }
-    world.emulator.release_and_wait_applied("CreateTrafficMirrorSession").await;
+    world
+        .emulator
+        .release_and_wait_applied("CreateTrafficMirrorSession")
+        .await;
     assert_eq!(a.mirroring().await.0.len(), 1, "the dead create's session landed");
     let record = world.ledger_item("org-died").await.expect("record");
     assert_eq!(record["status"], "pending", "{record}");
@@ -312,7 +315,10 @@ async fn a_members_create_that_died_in_flight_is_undone_in_the_member_by_the_swe
     assert_eq!(retried["success"], true, "{retried}");
     assert_eq!(a.mirroring().await.0.len(), 1, "made again in the member");
     let record = world.ledger_item("org-died").await.expect("record");
-    assert_eq!((&record["status"], &record["account"]), (&json!("active"), &json!(MEMBER_A)));
+    assert_eq!(
+        (&record["status"], &record["account"]),
+        (&json!("active"), &json!(MEMBER_A))
+    );
 }
 
 #[tokio::test]
