@@ -131,6 +131,12 @@ impl App {
                     .await
                 {
                     Ok(events) => events,
+                    // A member's role that may answer later (STS throttled, a
+                    // network error): EventBridge delivers the event again.
+                    Err(refusal) if refusal.retryable() => {
+                        warn!(error = %refusal, code = refusal.code(), "event not handled yet: account");
+                        return Err(InvokeError::Retryable(refusal.to_string()));
+                    }
                     Err(refusal) => return Ok(json!({"refused": refusal_answer(&refusal)})),
                 }
             }
@@ -272,6 +278,11 @@ impl App {
                     counts.push(None);
                     responses.push(Some(self.runner.malformed(&err).await));
                 }
+                Work::Refused(refusal) => {
+                    // Handed back to SQS when the account may answer later.
+                    counts.push(None);
+                    responses.push(Some(DriverResponse::new(vec![refusal_result(&refusal)])));
+                }
                 Work::Sweep { dry_run, account } => {
                     // One account of a fanned-out sweep, run below beside
                     // the batch's others; retried by SQS if it may pass.
@@ -313,10 +324,7 @@ impl App {
                     .await
                 {
                     Ok(events) => events,
-                    Err(refusal) => {
-                        let _ = refusal_answer(&refusal);
-                        return Work::Actions(Vec::new());
-                    }
+                    Err(refusal) => return Work::Refused(refusal),
                 }
             }
             _ => InstanceEvents::home(&self.organization, &self.events.launch_policy),
@@ -361,6 +369,18 @@ impl App {
 fn refusal_answer(refusal: &AccountRefused) -> Value {
     warn!(error = %refusal, code = refusal.code(), "event refused: account");
     json!({"errorCode": refusal.code(), "errorMessage": refusal.to_string()})
+}
+
+/// An instance event whose account was refused, as the result of its record.
+fn refusal_result(refusal: &AccountRefused) -> ActionResult {
+    warn!(error = %refusal, code = refusal.code(), retryable = refusal.retryable(), "event refused: account");
+    ActionResult::failure(
+        "",
+        "InstanceEvent",
+        refusal.code(),
+        refusal.to_string(),
+        refusal.retryable(),
+    )
 }
 
 /// Setting or removing the exclude tag stops or starts monitoring an
@@ -427,6 +447,9 @@ enum Work {
     Actions(Vec<Result<MirrorRequest, ActionResult>>),
     /// Not something this function handles.
     Malformed(MalformedRequest),
+    /// An instance event from an account this deployment may not (or
+    /// cannot yet) act in.
+    Refused(AccountRefused),
     /// A sweep put on the queue: one account's, by an organization's fan-out.
     Sweep { dry_run: bool, account: Option<AccountId> },
 }

@@ -207,6 +207,36 @@ async fn an_account_not_listed_is_refused_and_an_unreachable_one_named_with_noth
         .any(|e| e.action_id == "s-1" && e.error_code.as_deref() == Some("AccountNotAllowed")));
 }
 
+/// An instance event from a member whose role STS cannot give right now
+/// (throttled) is delivered again: handed back to SQS, or an error for
+/// EventBridge to retry. One whose role refuses for good is not.
+#[tokio::test]
+async fn an_event_from_a_member_sts_cannot_reach_now_is_delivered_again() {
+    let org = organization(&[("vpc-0000000a", "eni-00000000000000064")]);
+    org.member(MEMBER_A)
+        .plant_instance("i-000000000000000a1", &[&eni(1)], &[]);
+    org.members.throttle(MEMBER_A, true);
+    let launch = launch_in(MEMBER_A, "i-000000000000000a1");
+    let batch = org
+        .invoke(json!({"Records": [
+            crate::world::sqs_record("m-throttled", &launch),
+            crate::world::sqs_record("m-locked", &launch_in(LOCKED, "i-000000000000000c1")),
+        ]}))
+        .await;
+    assert_eq!(
+        batch["batchItemFailures"],
+        json!([{"itemIdentifier": "m-throttled"}]),
+        "{batch}"
+    );
+    let direct = org.app.invoke(launch.clone()).await;
+    assert!(direct.is_err(), "an error, for EventBridge to retry: {direct:?}");
+    assert!(org.nothing_anywhere());
+
+    org.members.throttle(MEMBER_A, false);
+    let handled = org.invoke(launch).await;
+    assert_eq!(org.member(MEMBER_A).sessions_on(&eni(1)).len(), 1, "{handled}");
+}
+
 #[tokio::test]
 async fn a_launch_in_a_member_account_is_mirrored_there() {
     let org = organization(&[

@@ -79,6 +79,8 @@ pub struct MemoryMembers {
     pub accounts: Mutex<BTreeMap<String, Arc<MemoryEc2>>>,
     /// Accounts whose role refuses to be assumed.
     pub refusing: Mutex<BTreeSet<String>>,
+    /// Accounts for which STS answers "throttled" (for now).
+    pub throttled: Mutex<BTreeSet<String>>,
     /// Roles assumed, per account.
     pub assumed: Mutex<BTreeMap<String, usize>>,
     /// How long credentials last (`None`: for ever).
@@ -92,6 +94,16 @@ impl MemoryMembers {
 
     pub fn refuse(&self, account: &str) {
         self.refusing.lock().expect("refusing").insert(account.to_owned());
+    }
+
+    /// STS throttles the account's AssumeRole until `throttle(account, false)`.
+    pub fn throttle(&self, account: &str, on: bool) {
+        let mut throttled = self.throttled.lock().expect("throttled");
+        if on {
+            throttled.insert(account.to_owned());
+        } else {
+            throttled.remove(account);
+        }
     }
 
     pub fn times_assumed(&self, account: &str) -> usize {
@@ -108,6 +120,13 @@ impl MemberAccess for MemoryMembers {
             .expect("assumed")
             .entry(account.to_string())
             .or_default() += 1;
+        if self.throttled.lock().expect("throttled").contains(account.as_str()) {
+            return Err(AwsError::new(
+                ErrorKind::Transient,
+                MEMBER_ACCOUNT_UNREACHABLE,
+                format!("Throttling: Rate exceeded (AssumeRole into {account})"),
+            ));
+        }
         if self.refusing.lock().expect("refusing").contains(account.as_str()) {
             return Err(AwsError::new(
                 ErrorKind::Rejected,
