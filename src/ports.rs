@@ -505,8 +505,8 @@ pub trait Publisher: Send + Sync {
 pub trait TargetShares: Send + Sync {
     /// Makes the target usable by sessions in `account`: in the share, with
     /// the account among its principals. No change when it already is (or
-    /// the account's organization is a principal).
-    async fn share(&self, target_id: &str, account: &AccountId) -> AwsResult<()>;
+    /// the account's organization is a principal); `true` when it changed.
+    async fn share(&self, target_id: &str, account: &AccountId) -> AwsResult<bool>;
     /// Takes the account out of the share's principals.
     async fn unshare_account(&self, account: &AccountId) -> AwsResult<()>;
     /// Takes the target out of the share, before it is deleted.

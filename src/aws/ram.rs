@@ -153,7 +153,7 @@ impl RamShares {
 
 #[async_trait]
 impl TargetShares for RamShares {
-    async fn share(&self, target_id: &str, account: &AccountId) -> AwsResult<()> {
+    async fn share(&self, target_id: &str, account: &AccountId) -> AwsResult<bool> {
         let share = self.share().await?.clone();
         let arn = self.target_arn(target_id);
         let (resources, principals) = tokio::try_join!(
@@ -166,7 +166,7 @@ impl TargetShares for RamShares {
             .iter()
             .any(|p| p == account.as_str() || p.starts_with("arn:aws:organizations::"));
         if has_resource && has_principal {
-            return Ok(());
+            return Ok(false);
         }
         let mut call = self.client.associate_resource_share().resource_share_arn(&share);
         if !has_resource {
@@ -176,7 +176,7 @@ impl TargetShares for RamShares {
             call = call.principals(account.as_str());
         }
         call.send().within_budget().await?;
-        Ok(())
+        Ok(true)
     }
 
     async fn unshare_account(&self, account: &AccountId) -> AwsResult<()> {

@@ -4,7 +4,7 @@
 //! share before it is deleted. The filter and the session are always the
 //! member's; a `vpce-` endpoint target is made in the member account.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -209,18 +209,44 @@ impl MemberSessions {
 
     /// Whether any session of ours in the account still sends to a hub target.
     async fn uses_hub_targets(&self) -> AwsResult<bool> {
+        Ok(!self.hub_targets_in_use().await?.is_empty())
+    }
+
+    /// The hub targets that sessions of ours in the account send to.
+    async fn hub_targets_in_use(&self) -> AwsResult<BTreeSet<String>> {
         let ours = self
             .member
             .sessions(&SessionQuery::Tag(TAG_MANAGED_BY.to_owned(), self.owner.clone()))
             .await?;
         if ours.is_empty() {
-            return Ok(false);
+            return Ok(BTreeSet::new());
         }
         let own: HashSet<String> = owned_by(&self.account, self.member_targets.all_targets().await?)
             .into_iter()
             .map(|t| t.id)
             .collect();
-        Ok(ours.iter().any(|s| !own.contains(&s.target_id)))
+        Ok(ours
+            .into_iter()
+            .map(|s| s.target_id)
+            .filter(|t| !own.contains(t))
+            .collect())
+    }
+
+    /// The sweep's check of the share: every hub target a session of ours
+    /// in the account sends to is shared with it. Another process may have
+    /// taken the account out as this one made a session (it saw none), or
+    /// a person may have; the session then stays, cut off from its target.
+    /// Returns the targets shared again.
+    pub async fn keep_shared(&self) -> AwsResult<Vec<String>> {
+        let mut again = Vec::new();
+        for target in self.hub_targets_in_use().await? {
+            if self.shares.share(&target, &self.account).await? {
+                warn!(account = %self.account, target = %target, "a hub target in use was not shared with the member: shared again");
+                again.push(target.clone());
+            }
+            self.remember(&target, true);
+        }
+        Ok(again)
     }
 }
 

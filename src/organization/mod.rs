@@ -132,7 +132,13 @@ impl HubParts {
         }
     }
 
-    fn member_ports(&self, account: &AccountId, ec2: crate::ports::MemberEc2, owner: &str) -> Ports {
+    /// A member's ports, and its sessions port (the sweep checks its share).
+    fn member_ports(
+        &self,
+        account: &AccountId,
+        ec2: crate::ports::MemberEc2,
+        owner: &str,
+    ) -> (Ports, Arc<MemberSessions>) {
         let targets: Arc<dyn Targets> = Arc::new(HubTargets {
             hub: self.targets.clone(),
             member: Some((account.clone(), ec2.targets.clone())),
@@ -149,7 +155,7 @@ impl HubParts {
         let ports = Ports {
             targets,
             filters: ec2.filters.clone(),
-            sessions,
+            sessions: sessions.clone(),
             instances: Arc::new(MemberInstances {
                 member: ec2.instances.clone(),
                 hub: self.instances.clone(),
@@ -166,13 +172,14 @@ impl HubParts {
             scans: self.scans.clone(),
             publisher: self.publisher.clone(),
         };
-        self.ledger_ports(ports, Scope::Member(account.clone()))
+        (self.ledger_ports(ports, Scope::Member(account.clone())), sessions)
     }
 }
 
 /// A member's use cases, while their credentials last.
 struct Reached {
     mirroring: Arc<Mirroring>,
+    sessions: Arc<MemberSessions>,
     renew_at: Option<SystemTime>,
 }
 
@@ -288,13 +295,26 @@ impl Organization {
         let renew_at = ec2
             .expires_at
             .map(|at| at.checked_sub(RENEW_BEFORE_EXPIRY).unwrap_or(at));
-        let ports = parts.member_ports(&member, ec2, &self.home.deployment().owner);
+        let (ports, sessions) = parts.member_ports(&member, ec2, &self.home.deployment().owner);
         let mirroring = Arc::new(for_account(&self.home, member.clone(), ports));
         *reached = Some(Reached {
             mirroring: mirroring.clone(),
+            sessions,
             renew_at,
         });
         Ok(mirroring)
+    }
+
+    /// Shares again every hub target a member's sessions of ours use and
+    /// the member lost (see `MemberSessions::keep_shared`); `None` when this
+    /// process has not reached the member.
+    pub(crate) async fn keep_shared(&self, member: &AccountId) -> Option<crate::ports::AwsResult<Vec<String>>> {
+        let slot = {
+            let members = self.members.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            members.get(member).cloned()?
+        };
+        let sessions = slot.lock().await.as_ref().map(|r| r.sessions.clone())?;
+        Some(sessions.keep_shared().await)
     }
 }
 

@@ -63,7 +63,10 @@ impl Organization {
                 let outcome = match self.mirroring_for(account.as_ref()).await {
                     Ok(mirroring) => {
                         let policy = policy.in_account(account.as_ref().or(home).map(AccountId::as_str));
-                        let (result, report) = Box::pin(mirroring.sweeper().sweep(dry_run, &policy)).await;
+                        let (result, mut report) = Box::pin(mirroring.sweeper().sweep(dry_run, &policy)).await;
+                        if let (Some(member), Some(report), false) = (account.as_ref(), report.as_mut(), dry_run) {
+                            self.check_share(member, report).await;
+                        }
                         AccountSweep::Done(Box::new((result, report)))
                     }
                     // The deadline, not the role: the next sweep starts here.
@@ -83,6 +86,39 @@ impl Organization {
             .collect()
             .await;
         combined(home.map(AccountId::as_str), swept)
+    }
+
+    /// A member's part of the share: every hub target its sessions of ours
+    /// use is shared with it; what was shared again, or could not be
+    /// checked, is a finding of its sweep.
+    async fn check_share(&self, member: &AccountId, report: &mut SweepReport) {
+        const RULE: &str = "a hub target that sessions of ours in a member use is shared with that member";
+        let Some(kept) = self.keep_shared(member).await else {
+            return;
+        };
+        match kept {
+            Ok(again) => {
+                report.repaired += again.len();
+                report.findings.extend(again.into_iter().map(|target| Finding {
+                    kind: "hub_target_unshared",
+                    resource: target,
+                    action_id: None,
+                    rule: RULE,
+                    outcome: Outcome::Repaired,
+                }));
+            }
+            Err(err) => {
+                warn!(account = %member, error = %err, "the member's share could not be checked");
+                report.failed += 1;
+                report.findings.push(Finding {
+                    kind: "share_unchecked",
+                    resource: member.to_string(),
+                    action_id: None,
+                    rule: RULE,
+                    outcome: Outcome::Failed(err.to_string()),
+                });
+            }
+        }
     }
 
     /// The accounts swept longest ago (or never) first, so that an

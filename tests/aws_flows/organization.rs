@@ -412,6 +412,26 @@ async fn the_sweep_backfills_two_members_reports_the_unreachable_one_and_the_ten
         .filter(|c| c["service"] == "ec2" && c["action"].as_str().is_some_and(|a| a.starts_with("Create")))
         .count();
     assert_eq!(mutating, 0, "converged");
+
+    // Someone takes a member out of the share while its sessions use the
+    // target: the next sweep shares it again.
+    let ram = aws_sdk_ram::Client::new(&world.sdk);
+    let shares = ram
+        .get_resource_shares()
+        .resource_owner(aws_sdk_ram::types::ResourceOwner::SelfValue)
+        .send()
+        .await
+        .expect("shares");
+    let share = shares.resource_shares()[0].resource_share_arn().expect("arn");
+    ram.disassociate_resource_share()
+        .resource_share_arn(share)
+        .principals(MEMBER_B)
+        .send()
+        .await
+        .expect("taken out");
+    assert!(!share_of(&world).await.1.contains(MEMBER_B));
+    let healed = app.invoke(json!({"sweep": {"dryRun": false}})).await.expect("answers");
+    assert!(share_of(&world).await.1.contains(MEMBER_B), "{healed}");
 }
 
 /// `mirrorctl` as an operator of the hub runs it: the function's settings,

@@ -421,6 +421,31 @@ async fn what_a_members_sweep_leaves_alone_on_purpose_is_named_in_its_entry() {
     assert_eq!(Org::counts(org.member(MEMBER_B)).0, 1, "left alone");
 }
 
+/// A member taken out of the share while a session of ours there still
+/// uses the hub's target (another process saw none as this one made it,
+/// or a person did it) is shared again by the sweep, and it says so.
+#[tokio::test]
+async fn the_sweep_shares_a_hub_target_again_with_a_member_whose_sessions_use_it() {
+    use traffic_mirroring::ports::TargetShares;
+    let org = organization(&[]);
+    let made = org.run(create_in("m-1", Some(MEMBER_A), 1, 100)).await;
+    assert_eq!(made["success"], true, "{made}");
+    org.shares.unshare_account(&account(MEMBER_A)).await.expect("unshared");
+
+    let answer = org.invoke(json!({"sweep": {"dryRun": false}})).await;
+
+    assert!(
+        org.shares.principals.lock().expect("p").contains(MEMBER_A),
+        "shared again: {answer}"
+    );
+    assert_eq!(
+        answer["sweep"]["sweep"]["accounts"][MEMBER_A]["findings"], 1,
+        "{answer}"
+    );
+    let again = org.invoke(json!({"sweep": {"dryRun": false}})).await;
+    assert_eq!(again["sweep"]["sweep"]["accounts"][MEMBER_A]["findings"], 0, "{again}");
+}
+
 #[tokio::test]
 async fn credentials_are_renewed_before_they_expire() {
     let org = organization(&[]);

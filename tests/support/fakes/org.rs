@@ -46,14 +46,14 @@ impl MemoryShares {
 
 #[async_trait]
 impl TargetShares for MemoryShares {
-    async fn share(&self, target_id: &str, account: &AccountId) -> AwsResult<()> {
+    async fn share(&self, target_id: &str, account: &AccountId) -> AwsResult<bool> {
         let new_target = self.targets.lock().expect("targets").insert(target_id.to_owned());
         let new_principal = self.principals.lock().expect("principals").insert(account.to_string());
         if new_target || new_principal {
             self.changes.fetch_add(1, Ordering::Relaxed);
         }
         self.publish();
-        Ok(())
+        Ok(new_target || new_principal)
     }
 
     async fn unshare_account(&self, account: &AccountId) -> AwsResult<()> {
