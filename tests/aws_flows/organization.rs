@@ -180,18 +180,26 @@ async fn hub_sessions(world: &World) -> usize {
 }
 
 /// The deployment's resource share: (targets, principals) associated now.
-async fn share_of(world: &World) -> (BTreeSet<String>, BTreeSet<String>) {
-    let ram = aws_sdk_ram::Client::new(&world.sdk);
+/// The hub's own resource shares.
+async fn hub_shares(ram: &aws_sdk_ram::Client) -> Vec<String> {
     let shares = ram
         .get_resource_shares()
         .resource_owner(aws_sdk_ram::types::ResourceOwner::SelfValue)
         .send()
         .await
         .expect("shares");
+    shares
+        .resource_shares()
+        .iter()
+        .map(|s| s.resource_share_arn().expect("arn").to_owned())
+        .collect()
+}
+
+async fn share_of(world: &World) -> (BTreeSet<String>, BTreeSet<String>) {
+    let ram = aws_sdk_ram::Client::new(&world.sdk);
     let mut targets = BTreeSet::new();
     let mut principals = BTreeSet::new();
-    for share in shares.resource_shares() {
-        let arn = share.resource_share_arn().expect("arn");
+    for arn in &hub_shares(&ram).await {
         for (kind, into) in [
             (aws_sdk_ram::types::ResourceShareAssociationType::Resource, &mut targets),
             (
@@ -416,13 +424,8 @@ async fn the_sweep_backfills_two_members_reports_the_unreachable_one_and_the_ten
     // Someone takes a member out of the share while its sessions use the
     // target: the next sweep shares it again.
     let ram = aws_sdk_ram::Client::new(&world.sdk);
-    let shares = ram
-        .get_resource_shares()
-        .resource_owner(aws_sdk_ram::types::ResourceOwner::SelfValue)
-        .send()
-        .await
-        .expect("shares");
-    let share = shares.resource_shares()[0].resource_share_arn().expect("arn");
+    let shares = hub_shares(&ram).await;
+    let share = shares.first().expect("the deployment's share");
     ram.disassociate_resource_share()
         .resource_share_arn(share)
         .principals(MEMBER_B)
