@@ -61,6 +61,8 @@ impl ActionRecords for DynamoRecords {
             ("filterKey", text(&record.filter_key)),
             ("reservationId", text(&record.reservation_id)),
             ("instanceId", text(&record.instance_id)),
+            ("pool", text(&record.pool)),
+            ("placedBecause", text(&record.placed_because)),
             ("account", record.account.as_ref().map(|a| a.as_str().to_owned())),
             ("requestedBy", record.requested_by.as_ref().map(|r| r.principal.clone())),
             (

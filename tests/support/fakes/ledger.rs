@@ -94,8 +94,39 @@ impl ActionRecords for MemoryLedger {
                 });
             }
         };
-        let mut claimed = record.clone();
+        // What the DynamoDB claim writes (an `UpdateItem` that sets these
+        // attributes), over what a failed record held: no more.
+        let mut claimed = state
+            .records
+            .get(&record.action_id)
+            .map(|(existing, _)| existing.clone())
+            .unwrap_or_else(|| LedgerRecord {
+                created_at: record.updated_at,
+                ..LedgerRecord::default()
+            });
+        claimed.action_id = record.action_id.clone();
+        claimed.kind = Some(record.kind.unwrap_or(ActionKind::Create));
         claimed.status = Some(RecordStatus::Pending);
+        claimed.updated_at = record.updated_at;
+        for (field, value) in [
+            (&mut claimed.source_eni, &record.source_eni),
+            (&mut claimed.target_eni, &record.target_eni),
+            (&mut claimed.target_key, &record.target_key),
+            (&mut claimed.filter_key, &record.filter_key),
+            (&mut claimed.reservation_id, &record.reservation_id),
+            (&mut claimed.instance_id, &record.instance_id),
+            (&mut claimed.pool, &record.pool),
+            (&mut claimed.placed_because, &record.placed_because),
+            (&mut claimed.reason, &record.reason),
+        ] {
+            if value.is_some() {
+                field.clone_from(value);
+            }
+        }
+        if record.requested_by.is_some() {
+            claimed.requested_by.clone_from(&record.requested_by);
+        }
+        claimed.account.clone_from(&record.account);
         claimed.attempt = attempt;
         claimed.version = version + 1;
         state.records.insert(record.action_id.clone(), (claimed, version + 1));
