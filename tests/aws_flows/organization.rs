@@ -364,6 +364,41 @@ async fn a_launch_in_a_member_is_mirrored_there_and_other_accounts_are_refused_w
     assert!(world.ledger_item("stranger-1").await.is_none());
 }
 
+/// STS cannot answer `AssumeRole` for a while (unavailable, for longer than
+/// the SDK retries): a launch event from the member is delivered again (handed back to SQS; an error
+/// for EventBridge to retry), nothing made; once STS answers, it is mirrored.
+#[tokio::test]
+async fn a_launch_from_a_member_sts_cannot_reach_yet_is_delivered_again_and_then_mirrored() {
+    let world = World::start().await;
+    let app = hub_app(&world);
+    let appliance = appliance(&world).await;
+    let b = member(&world, MEMBER_B).await;
+    let (instance, _) = b.instance(&[("traffic-mirroring:target", &appliance)]).await;
+    let mut launch = state_change(&instance, "running");
+    launch["account"] = json!(MEMBER_B);
+    world
+        .emulator
+        .fail_next("AssumeRole", "ServiceUnavailable", 503, 1000)
+        .await;
+
+    let batch = app
+        .invoke(json!({"Records": [sqs_record("m-launch", &launch)]}))
+        .await
+        .expect("answers");
+    assert_eq!(
+        batch["batchItemFailures"],
+        json!([{"itemIdentifier": "m-launch"}]),
+        "{batch}"
+    );
+    assert!(app.invoke(launch.clone()).await.is_err(), "EventBridge retries");
+    assert_eq!(b.mirroring().await.0.len(), 0, "nothing made");
+
+    world.emulator.clear_faults().await;
+    let answer = app.invoke(launch).await.expect("answers");
+    assert_eq!(answer["actionResults"][0]["success"], true, "{answer}");
+    assert_eq!(b.mirroring().await.0.len(), 1, "mirrored in the member");
+}
+
 #[tokio::test]
 async fn the_sweep_backfills_two_members_reports_the_unreachable_one_and_the_ten_sources_count_across_accounts() {
     let world = World::start().await;
