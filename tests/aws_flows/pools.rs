@@ -127,3 +127,30 @@ async fn a_source_is_placed_in_its_own_zone_first_and_elsewhere_only_when_its_zo
     let answer = app.invoke(create_in_pool("b0", &from_b)).await.expect("answers");
     assert_eq!(first_result(&answer)["placement"]["member"], in_b.as_str(), "{answer}");
 }
+
+/// A pool create's pending record says where it was placed from the claim
+/// on, so a retry after a crash in flight finds its place again.
+#[tokio::test]
+async fn a_pool_creates_pending_record_names_its_place() {
+    let world = World::start().await;
+    let member = world.instance_eni("m5.large").await;
+    let app = world.app_with(|config| {
+        let target = parse_target("targetNicId", &member).expect("an ENI");
+        config.target_pools.insert("appliances".into(), vec![target]);
+    });
+    let source = world.eni().await;
+    world.emulator.hold_until_released("CreateTrafficMirrorSession").await;
+    let create = app.invoke(create_in_pool("placed", &source));
+    tokio::pin!(create);
+    tokio::select! {
+        _ = &mut create => panic!("the create must wait for its held session call"),
+        () = world.emulator.wait_held("CreateTrafficMirrorSession") => {}
+    }
+    let pending = world.ledger_item("placed").await.expect("claimed");
+    assert_eq!(pending["status"], "pending", "{pending}");
+    assert_eq!(pending["pool"], "pool:appliances", "{pending}");
+    assert!(pending["placedBecause"].is_string(), "{pending}");
+    world.emulator.release("CreateTrafficMirrorSession").await;
+    let answer = create.await.expect("answers");
+    assert_eq!(first_result(&answer)["success"], true, "{answer}");
+}
