@@ -60,7 +60,7 @@ async fn deployed_stack(world: &World, variables: Value) -> String {
     stack
 }
 
-fn json_out(output: &Output) -> Value {
+pub(crate) fn json_out(output: &Output) -> Value {
     let text = String::from_utf8_lossy(&output.stdout);
     serde_json::from_str(&text).unwrap_or_else(|e| {
         panic!(
@@ -72,6 +72,11 @@ fn json_out(output: &Output) -> Value {
 
 fn code(output: &Output) -> i32 {
     output.status.code().unwrap_or(-1)
+}
+
+/// Asserts that mirrorctl exited 0, showing its stderr if not.
+pub(crate) fn assert_succeeded(output: &Output) {
+    assert_eq!(code(output), 0, "{}", String::from_utf8_lossy(&output.stderr));
 }
 
 #[tokio::test]

@@ -474,6 +474,7 @@ async fn the_sweep_backfills_two_members_reports_the_unreachable_one_and_the_ten
 
 /// `mirrorctl` as an operator of the hub runs it: the function's settings,
 /// the hub's own credentials.
+#[cfg(feature = "cli")]
 fn mirrorctl(world: &World, args: &[&str]) -> std::process::Output {
     crate::cli::bare(world)
         .env("TABLE_NAME", &world.config.table_name)
@@ -488,16 +489,7 @@ fn mirrorctl(world: &World, args: &[&str]) -> std::process::Output {
         .expect("mirrorctl runs")
 }
 
-fn stdout_json(output: &std::process::Output) -> Value {
-    serde_json::from_str(&String::from_utf8_lossy(&output.stdout)).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
-    })
-}
-
+#[cfg(feature = "cli")]
 #[tokio::test]
 async fn mirrorctl_creates_lists_and_removes_in_a_member_account_and_shows_each_accounts_coverage() {
     let world = World::start().await;
@@ -517,18 +509,13 @@ async fn mirrorctl_creates_lists_and_removes_in_a_member_account_and_shows_each_
             &appliance,
         ],
     );
-    assert_eq!(made.status.code(), Some(0), "{}", String::from_utf8_lossy(&made.stderr));
+    crate::cli::assert_succeeded(&made);
     assert_eq!(a.mirroring().await.0.len(), 1, "made in the member");
     let own = world.eni().await;
     let in_hub = mirrorctl(&world, &["--json", "create", "--source", &own, "--target", &appliance]);
-    assert_eq!(
-        in_hub.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&in_hub.stderr)
-    );
+    crate::cli::assert_succeeded(&in_hub);
 
-    let listed = stdout_json(&mirrorctl(&world, &["--json", "list"]));
+    let listed = crate::cli::json_out(&mirrorctl(&world, &["--json", "list"]));
     let accounts: BTreeSet<&str> = listed
         .as_array()
         .expect("rows")
@@ -536,7 +523,7 @@ async fn mirrorctl_creates_lists_and_removes_in_a_member_account_and_shows_each_
         .filter_map(|r| r["account"].as_str())
         .collect();
     assert_eq!(accounts, BTreeSet::from([HUB, MEMBER_A]), "{listed}");
-    let only_a = stdout_json(&mirrorctl(&world, &["--json", "--account", MEMBER_A, "list"]));
+    let only_a = crate::cli::json_out(&mirrorctl(&world, &["--json", "--account", MEMBER_A, "list"]));
     assert_eq!(only_a.as_array().map(Vec::len), Some(1), "{only_a}");
     assert_eq!(only_a[0]["sourceEni"], source.as_str());
     let table = mirrorctl(&world, &["list"]);
@@ -547,24 +534,19 @@ async fn mirrorctl_creates_lists_and_removes_in_a_member_account_and_shows_each_
     );
 
     // An organization's coverage is the roll-up of each account's last sweep.
-    let before = stdout_json(&mirrorctl(&world, &["--json", "coverage"]));
+    let before = crate::cli::json_out(&mirrorctl(&world, &["--json", "coverage"]));
     assert_eq!(
         before["unreported"].as_array().map(Vec::len),
         Some(3),
         "no sweep yet: {before}"
     );
     let swept = mirrorctl(&world, &["--yes", "sweep"]);
-    assert_eq!(
-        swept.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&swept.stderr)
-    );
-    let coverage = stdout_json(&mirrorctl(&world, &["--json", "coverage"]));
+    crate::cli::assert_succeeded(&swept);
+    let coverage = crate::cli::json_out(&mirrorctl(&world, &["--json", "coverage"]));
     assert!(coverage["accounts"][MEMBER_A]["sweptAt"].is_string(), "{coverage}");
     assert!(coverage["accounts"][MEMBER_B].is_object(), "{coverage}");
     assert_eq!(coverage["unreported"], json!([]), "{coverage}");
-    let one = stdout_json(&mirrorctl(&world, &["--json", "--account", MEMBER_A, "coverage"]));
+    let one = crate::cli::json_out(&mirrorctl(&world, &["--json", "--account", MEMBER_A, "coverage"]));
     assert!(
         one["accounts"][MEMBER_A].is_object() && one["accounts"][HUB].is_null(),
         "{one}"
@@ -574,14 +556,9 @@ async fn mirrorctl_creates_lists_and_removes_in_a_member_account_and_shows_each_
         &world,
         &["--json", "--yes", "--account", MEMBER_A, "remove", "--eni", &source],
     );
-    assert_eq!(
-        removed.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&removed.stderr)
-    );
+    crate::cli::assert_succeeded(&removed);
     assert!(a.mirroring().await.0.is_empty(), "removed in the member");
-    let left = stdout_json(&mirrorctl(&world, &["--json", "list"]));
+    let left = crate::cli::json_out(&mirrorctl(&world, &["--json", "list"]));
     assert_eq!(left.as_array().map(Vec::len), Some(1), "the hub's own stays: {left}");
     let bad = mirrorctl(&world, &["--account", "12", "list"]);
     assert_eq!(bad.status.code(), Some(2));
