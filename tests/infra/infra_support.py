@@ -481,3 +481,22 @@ def rust_str_array(source, name):
     match = re.search(r"\bconst\s+" + re.escape(name) + r"\s*:\s*\[[^\]]*\]\s*=\s*\[(.*?)\];", source, re.S)
     assert match, f"no `const {name}: [...] = [...]` found"
     return re.findall(r"\"([^\"]*)\"", match.group(1))
+
+
+# ---------------------------------------------------------------- skipped checks, explained
+
+def assert_checkov_skips_have_reasons(resources):
+    """Every checkov check a resource skips says why, in five words or more."""
+    for name, resource in resources.items():
+        for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
+            assert len(skip.get("comment", "").split()) >= 5, f"{name}: checkov skip {skip.get('id')} needs a written reason"
+
+
+def assert_ignored_cfn_lint_rules_explained(path):
+    """Every cfn-lint rule a template ignores has a comment just above it."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    for number, line in enumerate(lines):
+        if "ignore_checks" in line:
+            above = lines[max(0, number - 4): number]
+            assert any(l.strip().startswith("#") for l in above), f"line {number + 1}: explain the ignored cfn-lint rule in a comment above it"

@@ -14,6 +14,8 @@ import sys
 import pytest
 
 from infra_support import (
+    assert_checkov_skips_have_reasons,
+    assert_ignored_cfn_lint_rules_explained,
     MEMBER_TEMPLATE,
     as_list,
     deployed,
@@ -139,18 +141,11 @@ def test_checkov_passes():
 
 
 def test_every_skipped_checkov_check_has_a_reason(member):
-    for name, resource in member["Resources"].items():
-        for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
-            assert len(skip.get("comment", "").split()) >= 5, f"{name}: checkov skip {skip.get('id')} needs a written reason"
+    assert_checkov_skips_have_reasons(member["Resources"])
 
 
 def test_every_ignored_cfn_lint_rule_is_explained():
-    with open(MEMBER_TEMPLATE, encoding="utf-8") as f:
-        lines = f.read().splitlines()
-    for number, line in enumerate(lines):
-        if "ignore_checks" in line:
-            above = lines[max(0, number - 4): number]
-            assert any(l.strip().startswith("#") for l in above), f"line {number + 1}: explain the ignored cfn-lint rule in a comment above it"
+    assert_ignored_cfn_lint_rules_explained(MEMBER_TEMPLATE)
 
 
 # ---------------------------------------------------------------- parameters against the hub's

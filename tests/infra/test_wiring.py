@@ -11,6 +11,8 @@ import re
 import pytest
 
 from infra_support import (
+    assert_checkov_skips_have_reasons,
+    assert_ignored_cfn_lint_rules_explained,
     ROOT, TEMPLATE, as_list, block_end, deployed, event_matches, holds, leaves, load_template, read, refers_to,
     rust_str_array, rust_str_const, without_comments,
 )
@@ -877,18 +879,11 @@ def test_outputs_name_the_queue_bus_and_table(template):
 # ---------------------------------------------------------------- skipped checks
 
 def test_every_skipped_checkov_check_has_a_reason(resources):
-    for name, resource in resources.items():
-        for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
-            assert len(skip.get("comment", "").split()) >= 5, f"{name}: checkov skip {skip.get('id')} needs a written reason"
+    assert_checkov_skips_have_reasons(resources)
 
 
 def test_every_ignored_cfn_lint_rule_is_explained():
-    with open(TEMPLATE, encoding="utf-8") as f:
-        lines = f.read().splitlines()
-    for number, line in enumerate(lines):
-        if "ignore_checks" in line:
-            above = lines[max(0, number - 4): number]
-            assert any(l.strip().startswith("#") for l in above), f"line {number + 1}: explain the ignored cfn-lint rule in a comment above it"
+    assert_ignored_cfn_lint_rules_explained(TEMPLATE)
 
 
 # ---------------------------------------------------------------- documentation
