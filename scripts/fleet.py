@@ -283,12 +283,17 @@ def sweep_report(result):
     return report if isinstance(report, dict) else {}
 
 
-def policy_of(answer):
+def report_field(answer, name):
+    """The sweep report's object field `name` (`policy`, `accounts`), or {}."""
     for result in sweep_results(answer):
-        policy = sweep_report(result).get("policy")
-        if isinstance(policy, dict):
-            return policy
+        field = sweep_report(result).get(name)
+        if isinstance(field, dict):
+            return field
     return {}
+
+
+def policy_of(answer):
+    return report_field(answer, "policy")
 
 
 def missing_of(policy):

@@ -51,8 +51,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests/emulator"))
 
 from harness import (LATENCY_MS, REGION, ROOT, Emulator, RuntimeApi, client,  # noqa: E402
                      create_table, function_env, machine_description, start_function)
-from fleet import (failures_of, mutating, sweep_report, sweep_results,  # noqa: E402
-                   throttles_reaching_caller)
+from fleet import (failures_of, mutating, policy_of, report_field, sweep_report,  # noqa: E402
+                   sweep_results, throttles_reaching_caller)
 from storm import EventSourceMapping, write_section  # noqa: E402
 
 HUB = "123456789012"  # moto's default account: the hub, DEPLOYMENT_ACCOUNT_ID
@@ -306,25 +306,6 @@ def judge(scenario, seen, records, claimed, ram):
     return state
 
 
-# --- the function's answers --------------------------------------------------------------
-
-def accounts_of(answer):
-    """The sweep answer's report per account (`sweep.accounts`)."""
-    for result in sweep_results(answer):
-        accounts = sweep_report(result).get("accounts")
-        if isinstance(accounts, dict):
-            return accounts
-    return {}
-
-
-def policy_of(answer):
-    for result in sweep_results(answer):
-        policy = sweep_report(result).get("policy")
-        if isinstance(policy, dict):
-            return policy
-    return {}
-
-
 # --- the runs ------------------------------------------------------------------------------
 
 def environment(args, emulator, runtime, scenario, queue_url=None):
@@ -479,7 +460,7 @@ def sweep(args, emulator, scenario):
             calls = emulator.calls()
             state = read_state(emulator, scenario)
             run = {"number": number, "seconds": seconds, "answer": answer, "error": error, "calls": calls,
-                   "state": state, "accounts": accounts_of(answer), "policy": policy_of(answer), "queued": queued}
+                   "state": state, "accounts": report_field(answer, "accounts"), "policy": policy_of(answer), "queued": queued}
             runs.append(run)
             print(run_line(run, scenario), flush=True)
             if args.dump:
