@@ -103,7 +103,19 @@ pub fn recognise(payload: Value) -> Invocation {
     }
     if let Some(sweep) = payload.get("sweep") {
         let dry_run = sweep.get("dryRun").and_then(Value::as_bool).unwrap_or(false);
-        let account = sweep.get("account").and_then(Value::as_str).and_then(AccountId::parse);
+        // A sweep of one account names it exactly: anything else is not
+        // taken for "every account" (which would fan the sweep out again).
+        let account = match sweep.get("account") {
+            None | Some(Value::Null) => None,
+            Some(named) => match named.as_str().and_then(AccountId::parse) {
+                Some(account) => Some(account),
+                None => {
+                    return Invocation::Unhandled(format!(
+                        "a sweep of account {named}, which is not a 12-digit account id"
+                    ))
+                }
+            },
+        };
         return Invocation::Sweep { dry_run, account };
     }
     if let Some(expire) = payload.get("expire") {

@@ -490,6 +490,33 @@ async fn a_members_mirror_ends_in_the_member_when_its_time_is_up() {
     assert!(last.expired && last.account.as_deref() == Some(MEMBER_A), "{last:?}");
 }
 
+/// A sweep message whose account is not an account id is answered with a
+/// clear error and not retried; it is never taken for "every account",
+/// which would fan the sweep out again.
+#[tokio::test]
+async fn a_sweep_naming_a_malformed_account_is_refused_not_widened() {
+    let org = organization_fanned_out(&[("vpc-0000000a", "eni-00000000000000064")], Some(2));
+    org.member(MEMBER_A)
+        .plant_instance("i-000000000000000a1", &[&eni(1)], &[]);
+    let direct = org.invoke(json!({"sweep": {"account": "12"}})).await;
+    assert!(
+        direct["driverResponse"]["errorMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains("not a 12-digit account id")),
+        "{direct}"
+    );
+    let batch = org
+        .invoke(json!({"Records": [crate::world::sqs_record("m-bad", &json!({"sweep": {"account": 42}}))]}))
+        .await;
+    assert!(crate::world::failed_ids(&batch).is_empty(), "not retried: {batch}");
+    assert!(
+        org.queue.messages.lock().expect("messages").is_empty(),
+        "nothing fanned out"
+    );
+    assert_eq!(org.members.times_assumed(MEMBER_A), 0, "no account swept");
+    assert!(org.nothing_anywhere());
+}
+
 #[tokio::test]
 async fn a_sweep_too_large_for_one_invocation_fans_out_one_message_per_account_and_rolls_up() {
     let org = organization_fanned_out(&[("vpc-0000000a", "eni-00000000000000064")], Some(2));
