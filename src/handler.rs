@@ -125,22 +125,15 @@ impl App {
         let sent_from = sources::event_account(&payload);
         let invocation = recognise(payload);
         info!(source = invocation.source_name(), "invoked");
-        let events = match &invocation {
-            Invocation::InstanceState { .. } | Invocation::InstanceChanged { .. } | Invocation::Deleted { .. } => {
-                match InstanceEvents::sent_from(&self.organization, &self.events.launch_policy, sent_from.as_ref())
-                    .await
-                {
-                    Ok(events) => events,
-                    // A member's role that may answer later (STS throttled, a
-                    // network error): EventBridge delivers the event again.
-                    Err(refusal) if refusal.retryable() => {
-                        warn!(error = %refusal, code = refusal.code(), "event not handled yet: account");
-                        return Err(InvokeError::Retryable(refusal.to_string()));
-                    }
-                    Err(refusal) => return Ok(json!({"refused": refusal_answer(&refusal)})),
-                }
+        let events = match self.events_for(&invocation, sent_from.as_ref()).await {
+            Ok(events) => events,
+            // A member's role that may answer later (STS throttled, a
+            // network error): EventBridge delivers the event again.
+            Err(refusal) if refusal.retryable() => {
+                warn!(error = %refusal, code = refusal.code(), "event not handled yet: account");
+                return Err(InvokeError::Retryable(refusal.to_string()));
             }
-            _ => InstanceEvents::home(&self.organization, &self.events.launch_policy),
+            Err(refusal) => return Ok(json!({"refused": refusal_answer(&refusal)})),
         };
         let events = &events;
         match invocation {
@@ -318,16 +311,9 @@ impl App {
         let event = sources::unwrapped(payload);
         let sent_from = sources::event_account(&event);
         let invocation = recognise(event);
-        let events = match &invocation {
-            Invocation::InstanceState { .. } | Invocation::InstanceChanged { .. } | Invocation::Deleted { .. } => {
-                match InstanceEvents::sent_from(&self.organization, &self.events.launch_policy, sent_from.as_ref())
-                    .await
-                {
-                    Ok(events) => events,
-                    Err(refusal) => return Work::Refused(refusal),
-                }
-            }
-            _ => InstanceEvents::home(&self.organization, &self.events.launch_policy),
+        let events = match self.events_for(&invocation, sent_from.as_ref()).await {
+            Ok(events) => events,
+            Err(refusal) => return Work::Refused(refusal),
         };
         let events = &events;
         match invocation {
@@ -360,6 +346,24 @@ impl App {
                     "a queued message must be a driverRequest or an EC2 instance state-change or request event".into(),
                 ))
             }
+        }
+    }
+}
+
+impl App {
+    /// The instance events an invocation is about: an instance event is
+    /// acted on in the account it came from (refused for an account this
+    /// deployment may not act in, or cannot reach); anything else in the hub.
+    async fn events_for(
+        &self,
+        invocation: &Invocation,
+        sent_from: Option<&AccountId>,
+    ) -> Result<InstanceEvents, AccountRefused> {
+        match invocation {
+            Invocation::InstanceState { .. } | Invocation::InstanceChanged { .. } | Invocation::Deleted { .. } => {
+                InstanceEvents::sent_from(&self.organization, &self.events.launch_policy, sent_from).await
+            }
+            _ => Ok(InstanceEvents::home(&self.organization, &self.events.launch_policy)),
         }
     }
 }
