@@ -191,6 +191,17 @@ impl App {
     /// result and, when it could list everything, its typed report.
     /// `only`: one account of an organization (its own invocation).
     pub async fn sweep(&self, dry_run: bool, only: Option<&AccountId>) -> (ActionResult, Option<SweepReport>) {
+        self.organization.read_afresh().await;
+        self.sweep_on_shared_read(dry_run, only).await
+    }
+
+    /// A sweep that reads the table as the sweeps started with it do: the
+    /// fanned-out sweeps of one SQS batch share one read (see `SharedScan`).
+    async fn sweep_on_shared_read(
+        &self,
+        dry_run: bool,
+        only: Option<&AccountId>,
+    ) -> (ActionResult, Option<SweepReport>) {
         let started = std::time::Instant::now();
         let (result, report) = if self.organization.accounts().spans_members() {
             Box::pin(
@@ -285,8 +296,12 @@ impl App {
                 }
             }
         }
+        if !sweeps.is_empty() {
+            // One read of the table for the batch's accounts, not one each.
+            self.organization.read_afresh().await;
+        }
         let swept = join_all(sweeps.iter().map(|(_, dry_run, account)| async move {
-            let (result, _) = Box::pin(self.sweep(*dry_run, account.as_ref())).await;
+            let (result, _) = Box::pin(self.sweep_on_shared_read(*dry_run, account.as_ref())).await;
             DriverResponse::new(vec![result])
         }))
         .await;

@@ -242,9 +242,10 @@ impl Scans for ScopedScans {
 
 /// The whole table, read once for the accounts whose sweeps start together:
 /// an organization's sweep would otherwise read every account's records
-/// once per account. A read is shared for `fresh_for` within one
-/// organization's sweep (which `forget`s it first, so no sweep sees what an
-/// earlier one read); the accounts' records are apart, a scan of many pages
+/// once per account. A read is shared for `fresh_for` by the sweeps that
+/// start together (one invocation's, or one SQS batch's fanned-out
+/// messages), which `forget` it first, so no sweep sees what an earlier
+/// one read; the accounts' records are apart, a scan of many pages
 /// is no snapshot either, and each sweep's rules hold under it (every write
 /// they make is conditional).
 pub struct SharedScan {

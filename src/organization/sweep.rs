@@ -45,10 +45,6 @@ impl Organization {
             }
         }
         let home = home_id.as_ref();
-        // This sweep's accounts share one read of the table, not an earlier sweep's.
-        if let Some(parts) = self.hub_parts() {
-            parts.scans.forget().await;
-        }
         if accounts.len() > 1 && !dry_run {
             self.least_recently_swept_first(&mut accounts, home).await;
         }
@@ -86,6 +82,15 @@ impl Organization {
             .collect()
             .await;
         combined(home.map(AccountId::as_str), swept)
+    }
+
+    /// Forgets the last read of the table: the sweeps started next read it
+    /// anew and share that read, so that none judges an account by what an
+    /// earlier sweep read.
+    pub async fn read_afresh(&self) {
+        if let Some(parts) = self.hub_parts() {
+            parts.scans.forget().await;
+        }
     }
 
     /// A member's part of the share: every hub target its sessions of ours

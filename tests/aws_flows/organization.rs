@@ -626,7 +626,16 @@ async fn a_large_organizations_scheduled_sweep_is_fanned_out_on_the_queue_one_ac
             .collect(),
         "one message per account"
     );
+    world.emulator.clear_calls().await;
     let answer = app.invoke(json!({"Records": records})).await.expect("answers");
     assert_eq!(answer["batchItemFailures"], json!([]), "{answer}");
     assert_eq!(a.mirroring().await.0.len(), 1, "the member swept by its own message");
+    let scans = world
+        .emulator
+        .calls()
+        .await
+        .iter()
+        .filter(|c| c["action"] == "Scan")
+        .count();
+    assert_eq!(scans, 1, "the batch's four sweeps share one read of the table");
 }
