@@ -212,7 +212,8 @@ impl MemberSessions {
         Ok(!self.hub_targets_in_use().await?.is_empty())
     }
 
-    /// The hub targets that sessions of ours in the account send to.
+    /// The targets not the member's own that sessions of ours in the
+    /// account send to: the hub's (or, rarely, another account's).
     async fn hub_targets_in_use(&self) -> AwsResult<BTreeSet<String>> {
         let ours = self
             .member
@@ -236,10 +237,14 @@ impl MemberSessions {
     /// in the account sends to is shared with it. Another process may have
     /// taken the account out as this one made a session (it saw none), or
     /// a person may have; the session then stays, cut off from its target.
-    /// Returns the targets shared again.
+    /// Returns the targets shared again. A target neither the member's nor
+    /// the hub's (another account shared it) is not the hub's to share.
     pub async fn keep_shared(&self) -> AwsResult<Vec<String>> {
         let mut again = Vec::new();
         for target in self.hub_targets_in_use().await? {
+            if self.hub_targets.target(&target).await?.is_none() {
+                continue;
+            }
             if self.shares.share(&target, &self.account).await? {
                 warn!(account = %self.account, target = %target, "a hub target in use was not shared with the member: shared again");
                 again.push(target.clone());

@@ -444,6 +444,27 @@ async fn the_sweep_shares_a_hub_target_again_with_a_member_whose_sessions_use_it
     );
     let again = org.invoke(json!({"sweep": {"dryRun": false}})).await;
     assert_eq!(again["sweep"]["sweep"]["accounts"][MEMBER_A]["findings"], 0, "{again}");
+
+    // A session of ours to a target that a third account shared with the
+    // member is not the hub's to share.
+    let filter = org.member(MEMBER_B).plant_filter(&[]);
+    org.member(MEMBER_B).share_in("tmt-0000000000000elsewhere", true);
+    org.member(MEMBER_B).plant_session_on(
+        &eni(7),
+        "tmt-0000000000000elsewhere",
+        &filter,
+        1,
+        &[("traffic-mirroring:managed-by", OWNER)],
+    );
+    org.invoke(json!({"sweep": {"dryRun": false}})).await;
+    assert!(
+        !org.shares
+            .targets
+            .lock()
+            .expect("t")
+            .contains("tmt-0000000000000elsewhere"),
+        "not put in the hub's share"
+    );
 }
 
 #[tokio::test]

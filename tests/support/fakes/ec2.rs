@@ -171,8 +171,9 @@ impl MemoryEc2 {
     ) -> String {
         let mut state = self.state.lock().expect("state");
         assert!(
-            state.targets.contains_key(target_id) && state.filters.contains_key(filter_id),
-            "EC2 refuses a session on a target or filter it does not have"
+            (state.targets.contains_key(target_id) || state.shared_in.contains(target_id))
+                && state.filters.contains_key(filter_id),
+            "EC2 refuses a session on a target or filter it does not have (or was not shared)"
         );
         let session_id = state.new_id("tms");
         let session = MirrorSession {
