@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
+use futures::stream::{self, StreamExt};
 use serde_json::Value;
 
 use super::codec::{n, s, text};
@@ -12,6 +13,8 @@ use crate::aws::errors::WithinBudget;
 use crate::ports::{AccountReports, LedgerError};
 
 const REPORT_PREFIX: &str = "report#";
+/// Reports read at once.
+const READS_AT_ONCE: usize = 16;
 
 #[async_trait]
 impl AccountReports for DynamoReports {
@@ -29,9 +32,19 @@ impl AccountReports for DynamoReports {
     }
 
     async fn reports(&self, accounts: &[String]) -> Result<Vec<(String, Value, u64)>, LedgerError> {
+        // Side by side, in order: an organization of hundreds of accounts
+        // would otherwise wait for each read in turn.
+        let items: Vec<_> = stream::iter(accounts.iter().cloned())
+            .map(|account| async move {
+                let item = self.get_item(s(&format!("{REPORT_PREFIX}{account}"))).await;
+                (account, item)
+            })
+            .buffered(READS_AT_ONCE)
+            .collect()
+            .await;
         let mut found = Vec::new();
-        for account in accounts {
-            let Some(item) = self.get_item(s(&format!("{REPORT_PREFIX}{account}"))).await? else {
+        for (account, item) in items {
+            let Some(item) = item? else {
                 continue;
             };
             let report = text(&item, "report")
@@ -41,7 +54,7 @@ impl AccountReports for DynamoReports {
                 Some(AttributeValue::N(at)) => at.parse().unwrap_or_default(),
                 _ => 0,
             };
-            found.push((account.clone(), report, at));
+            found.push((account, report, at));
         }
         Ok(found)
     }
